@@ -1,0 +1,128 @@
+"""The node's exceptions, and the one place that knows OpenAI's error envelope.
+
+    NodeError                       -> {"error": {"message", "type", "param", "code"}}
+    ├── BadRequest            400   invalid_request_error  (malformed JSON, bad field)
+    │   └── TokenRejected     400   invalid_request_error  (spent, malformed, untrusted mint)
+    ├── Unauthorized          401   authentication_error   (missing or unknown key)
+    ├── PaymentRequired       402   insufficient_quota     (balance too low, no payment)
+    ├── Forbidden             403   permission_error
+    ├── NotFound              404   invalid_request_error  (unknown model, route)
+    ├── Conflict              409   invalid_request_error
+    ├── PayloadTooLarge       413   invalid_request_error
+    ├── RateLimited           429   rate_limit_error
+    ├── UpstreamError         502   upstream_error
+    ├── UpstreamTimeout       504   upstream_error
+    └── ServiceUnavailable    503   service_unavailable    (mint unreachable, no BTC rate)
+
+Domain code raises these (or its own errors, mapped at the route); the error middleware turns
+any of them into the envelope. Anything else becomes a 500 envelope with no detail.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class NodeError(Exception):
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "server_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+        self.headers = headers or {}
+
+    def envelope(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class BadRequest(NodeError):
+    status = 400
+    type = "invalid_request_error"
+    default_code = "invalid_request"
+
+
+class TokenRejected(BadRequest):
+    default_code = "token_invalid"
+
+
+class Unauthorized(NodeError):
+    status = 401
+    type = "authentication_error"
+    default_code = "invalid_api_key"
+
+
+class PaymentRequired(NodeError):
+    status = 402
+    type = "insufficient_quota"
+    default_code = "insufficient_balance"
+
+
+class Forbidden(NodeError):
+    status = 403
+    type = "permission_error"
+    default_code = "forbidden"
+
+
+class NotFound(NodeError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class Conflict(NodeError):
+    status = 409
+    type = "invalid_request_error"
+    default_code = "conflict"
+
+
+class PayloadTooLarge(NodeError):
+    status = 413
+    type = "invalid_request_error"
+    default_code = "request_too_large"
+
+
+class RateLimited(NodeError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class UpstreamError(NodeError):
+    status = 502
+    type = "upstream_error"
+    default_code = "upstream_error"
+
+
+class ServiceUnavailable(NodeError):
+    status = 503
+    type = "service_unavailable"
+    default_code = "service_unavailable"
+
+
+class UpstreamTimeout(NodeError):
+    status = 504
+    type = "upstream_error"
+    default_code = "upstream_timeout"
+
+
+def internal_error() -> NodeError:
+    """What the client sees for a bug: no detail, no traceback."""
+    return NodeError("internal error", code="internal_error")

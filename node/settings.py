@@ -1,0 +1,170 @@
+"""Node configuration: a TOML file, overridden key by key by `NUTGATE_<SECTION>__<KEY>` variables.
+
+Settings are built once at start and passed in; nothing reads a global. Every field carries a
+description: the README's configuration table is generated from them (and a test keeps it so).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class NodeSection(Section):
+    name: str = Field("nutgate node", description="Shown in /v1/info and announcements")
+    description: str = Field("LLM access paid with Cashu ecash", description="About text")
+    host: str = Field("127.0.0.1", description="Address to listen on")
+    port: int = Field(8000, ge=0, le=65535, description="Port to listen on (0 = any free port)")
+    public_url: str = Field("", description="Announced URL (default: http://host:port)")
+    data_dir: Path = Field(Path("./data"), description="SQLite database and node keys live here")
+    admin_password: str = Field(
+        "", description="Admin password; if empty, generated on first start and printed once"
+    )
+
+
+class StoreSection(Section):
+    url: str = Field("", description="Database URL; empty = SQLite in data_dir")
+
+
+class CashuSection(Section):
+    mints: list[str] = Field(
+        default_factory=list, description="The only mints whose tokens are accepted"
+    )
+
+    @field_validator("mints")
+    @classmethod
+    def _strip_slash(cls, mints: list[str]) -> list[str]:
+        for url in mints:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"mint URL must start with http:// or https://: {url!r}")
+        return [url.rstrip("/") for url in mints]
+
+
+class PricingSection(Section):
+    btc_usd: float | None = Field(
+        None, gt=0, description="Fixed BTC price in USD; absent = live rate from exchanges"
+    )
+    markup: float = Field(1.0, gt=0, description="Multiplier on upstream USD prices")
+    request_fee_msat: int = Field(0, ge=0, description="Flat fee added to each paid request")
+    min_charge_msat: int = Field(0, ge=0, description="Least a paid request costs")
+
+
+class UpstreamSection(Section):
+    name: str = Field(description="Upstream name, referenced by [[models]].upstream")
+    base_url: str = Field(description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    api_key: str = Field("", description="Upstream API key; never returned, never logged")
+    timeout_s: float = Field(600.0, gt=0, description="Total time allowed for one upstream call")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Time allowed to connect")
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+
+class ModelSection(Section):
+    id: str = Field(description="Model id clients ask for")
+    upstream: str = Field("", description="Upstream serving it (default: the first)")
+    upstream_model: str = Field("", description="Model id sent upstream (default: id)")
+    input_usd_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
+    output_usd_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    context_length: int = Field(128_000, gt=0, description="Context window in tokens")
+    max_output_tokens: int = Field(4096, gt=0, description="Most tokens one answer may have")
+
+
+class LimitsSection(Section):
+    per_minute: int = Field(60, ge=0, description="Requests per key per minute (0 = off)")
+    per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
+    per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
+
+
+class NostrSection(Section):
+    relays: list[str] = Field(default_factory=list, description="Relays to announce on")
+    announce: bool = Field(False, description="Publish the kind-38421 provider announcement")
+    nsec: str = Field("", description="Node key; empty = generated and kept in data_dir")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="NUTGATE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    node: NodeSection = Field(default_factory=NodeSection)
+    store: StoreSection = Field(default_factory=StoreSection)
+    cashu: CashuSection = Field(default_factory=CashuSection)
+    pricing: PricingSection = Field(default_factory=PricingSection)
+    upstreams: list[UpstreamSection] = Field(default_factory=list)
+    models: list[ModelSection] = Field(default_factory=list)
+    limits: LimitsSection = Field(default_factory=LimitsSection)
+    nostr: NostrSection = Field(default_factory=NostrSection)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file (passed as init kwargs); no .env files are read.
+        return env_settings, init_settings
+
+    @property
+    def database_path(self) -> Path:
+        return self.node.data_dir / "nutgate.sqlite3"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the offending key."""
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), apply env overrides, validate. Raises ConfigError."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    data.update(overrides)
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from exc
+    _check_references(settings)
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"])
+        lines.append(f"{key}: {err['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _check_references(settings: Settings) -> None:
+    names = [u.name for u in settings.upstreams]
+    if len(set(names)) != len(names):
+        raise ConfigError("upstreams: names must be unique")
+    for i, model in enumerate(settings.models):
+        if model.upstream and model.upstream not in names:
+            raise ConfigError(f"models.{i}.upstream: no upstream named {model.upstream!r}")
