@@ -196,8 +196,14 @@ class Ledger:
             conn.execute(
                 "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (reservation_id, account_id, amount_msat, min(floor_msat, amount_msat), model,
-                 _now()),
+                (
+                    reservation_id,
+                    account_id,
+                    amount_msat,
+                    min(floor_msat, amount_msat),
+                    model,
+                    _now(),
+                ),
             )
         return True
 

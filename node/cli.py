@@ -1,0 +1,90 @@
+"""The `nutgate` command: serve, keys, audit, config check."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from node.app import create_app, open_database
+from node.ledger import Ledger, hash_key
+from node.settings import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        return load_settings(Path(args.config) if args.config else None)
+    except ConfigError as exc:
+        sys.exit(f"nutgate: {exc}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = create_app(settings)
+    print(f"nutgate listening on http://{settings.node.host}:{settings.node.port}", flush=True)
+    web.run_app(app, host=settings.node.host, port=settings.node.port, print=None)
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    settings = _settings(args)
+    if args.balance_msat < 0:
+        sys.exit("nutgate: --balance-msat must not be negative")
+    key = "sk-" + secrets.token_urlsafe(32)
+    Ledger(open_database(settings)).grant(hash_key(key), args.balance_msat)
+    print(key)
+
+
+def cmd_audit(args: argparse.Namespace) -> None:
+    mismatches = Ledger(open_database(_settings(args))).audit()
+    for m in mismatches:
+        print(f"account {m.account_id}: balance {m.balance_msat} msat, entries {m.entries_msat}")
+    print("audit clean" if not mismatches else f"{len(mismatches)} mismatch(es)")
+    sys.exit(1 if mismatches else 0)
+
+
+def cmd_config_check(args: argparse.Namespace) -> None:
+    _settings(args)
+    print("configuration ok")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nutgate", description="LLM access paid with Cashu")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", "-c", help="TOML configuration file")
+        return p
+
+    command("serve", "run the node").set_defaults(func=cmd_serve)
+    command("audit", "recompute every balance from the ledger's entries").set_defaults(
+        func=cmd_audit
+    )
+    keys = sub.add_parser("keys", help="operator-funded API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
+    create = keys.add_parser("create", help="create an sk- key funded by the operator")
+    create.add_argument("--config", "-c", help="TOML configuration file")
+    create.add_argument("--balance-msat", type=int, required=True, help="starting balance")
+    create.set_defaults(func=cmd_keys_create)
+    config = sub.add_parser("config", help="configuration tools").add_subparsers(
+        dest="config_command", required=True
+    )
+    check = config.add_parser("check", help="validate a configuration file")
+    check.add_argument("config", help="TOML configuration file")
+    check.set_defaults(func=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

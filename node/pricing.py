@@ -1,0 +1,136 @@
+"""What a request costs, in integer msat, from USD prices per token and a BTC rate.
+
+cost = ceil(usd × markup / btc_usd × 10^11 msat) + request_fee_msat, at least min_charge_msat.
+(1 BTC = 10^8 sat = 10^11 msat.) Prices are exact `Fraction`s built from decimal strings, so
+$0.15 per Mtok is 15/100 000 000 per token, never a binary float.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+MSAT_PER_BTC = 10**11
+MTOK = 10**6
+
+
+def exact(value: float | int | str | Decimal) -> Fraction:
+    """A decimal number as written (0.15 → 3/20), not as the float approximates it."""
+    return Fraction(Decimal(str(value)))
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per token (and per request)."""
+
+    prompt: Fraction
+    completion: Fraction
+    cached_prompt: Fraction | None = None  # input served from the upstream's cache
+    reasoning: Fraction | None = None  # reasoning tokens, when priced apart from output
+    request: Fraction = Fraction(0)
+
+    @classmethod
+    def per_million(cls, input_usd: float | str, output_usd: float | str) -> Price:
+        return cls(prompt=exact(input_usd) / MTOK, completion=exact(output_usd) / MTOK)
+
+    def to_json(self) -> dict[str, str]:
+        """OpenRouter's field names: USD per token, as decimal strings."""
+        fields = {"prompt": self.prompt, "completion": self.completion, "request": self.request}
+        if self.cached_prompt is not None:
+            fields["input_cache_read"] = self.cached_prompt
+        if self.reasoning is not None:
+            fields["internal_reasoning"] = self.reasoning
+        return {name: _decimal_str(value) for name, value in fields.items()}
+
+
+def _decimal_str(value: Fraction) -> str:
+    text = f"{Decimal(value.numerator) / Decimal(value.denominator):.12f}".rstrip("0")
+    return text.rstrip(".") if text.endswith(".") else text
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0  # part of prompt_tokens
+    reasoning_tokens: int = 0  # part of completion_tokens
+
+    @classmethod
+    def from_openai(cls, usage: Any) -> Usage | None:
+        """Read OpenAI's (chat, completions, responses, embeddings) usage object, if sane."""
+        if not isinstance(usage, dict):
+            return None
+        prompt = _count(usage, "prompt_tokens", "input_tokens")
+        completion = _count(usage, "completion_tokens", "output_tokens")
+        if prompt is None and completion is None:
+            return None
+        prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
+        output_details = usage.get("completion_tokens_details") or usage.get(
+            "output_tokens_details"
+        )
+        cached = _count(prompt_details, "cached_tokens") or 0
+        reasoning = _count(output_details, "reasoning_tokens") or 0
+        prompt, completion = prompt or 0, completion or 0
+        return cls(prompt, completion, min(cached, prompt), min(reasoning, completion))
+
+
+def _count(obj: Any, *names: str) -> int | None:
+    if not isinstance(obj, dict):
+        return None
+    for name in names:
+        value = obj.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
+
+
+class NoRate(Exception):
+    """No BTC/USD rate can be had: paid requests must not be priced."""
+
+
+class Pricer:
+    def __init__(
+        self,
+        rate: Callable[[], Fraction],
+        markup: float = 1.0,
+        request_fee_msat: int = 0,
+        min_charge_msat: int = 0,
+    ):
+        self.rate = rate  # USD per BTC; raises NoRate when unknown
+        self.markup = exact(markup)
+        self.request_fee_msat = request_fee_msat
+        self.min_charge_msat = min_charge_msat
+
+    def usd(self, price: Price, usage: Usage) -> Fraction:
+        cached_price = price.cached_prompt if price.cached_prompt is not None else price.prompt
+        reasoning_price = price.reasoning if price.reasoning is not None else price.completion
+        return (
+            (usage.prompt_tokens - usage.cached_tokens) * price.prompt
+            + usage.cached_tokens * cached_price
+            + (usage.completion_tokens - usage.reasoning_tokens) * price.completion
+            + usage.reasoning_tokens * reasoning_price
+            + price.request
+        )
+
+    def cost_msat(self, price: Price, usage: Usage) -> int:
+        msat = math.ceil(self.usd(price, usage) * self.msat_per_usd())
+        return max(msat + self.request_fee_msat, self.min_charge_msat)
+
+    def msat_per_usd(self) -> Fraction:
+        return self.markup * MSAT_PER_BTC / self.rate()
+
+    def completion_tokens_affordable(self, price: Price, prompt_tokens: int, msat: int) -> int:
+        """The most completion tokens `msat` pays for after the prompt (may be negative)."""
+        # ceil(x) + fee <= msat  <=>  x <= msat - fee, for the unrounded msat x.
+        if msat < self.min_charge_msat:
+            return -1
+        k = self.msat_per_usd()
+        left = msat - self.request_fee_msat - self.usd(price, Usage(prompt_tokens, 0)) * k
+        per_token = price.completion * k
+        if per_token == 0:
+            return 1 << 31 if left >= 0 else -1
+        return math.floor(left / per_token)

@@ -1,0 +1,110 @@
+"""Server-sent events from an upstream: split into whole events, read usage and output size.
+
+Events are passed on as soon as they are whole (an event is never held for the next one); the
+only ones held back are the usage chunk and `[DONE]`, so the node can add the cost (and change)
+to the end of the stream after it has settled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from node.pricing import Usage
+
+DONE = b"data: [DONE]"
+
+
+class SseReader:
+    def __init__(self) -> None:
+        self._buffer = b""
+        self.usage: Usage | None = None
+        self.usage_event: dict[str, Any] | None = None
+        self.done = False
+        self.output_chars = 0
+        self.output_chunks = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
+        self._buffer += data.replace(b"\r\n", b"\n")
+        out: list[bytes] = []
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return out
+            event, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
+            if self._inspect(event):
+                out.append(event)
+
+    def _inspect(self, event: bytes) -> bool:
+        """Note what the event tells; True if it is to be passed on now."""
+        payload = _data_of(event)
+        if payload is None:
+            return True
+        if payload.strip() == b"[DONE]":
+            self.done = True
+            return False
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(chunk, dict):
+            return True
+        self._count_output(chunk)
+        usage = Usage.from_openai(chunk.get("usage"))
+        if usage is None and isinstance(chunk.get("response"), dict):  # Responses API
+            usage = Usage.from_openai(chunk["response"].get("usage"))
+        if usage is not None:
+            self.usage = usage
+            if not chunk.get("choices"):
+                self.usage_event = chunk
+                return False
+        return True
+
+    def _count_output(self, chunk: dict[str, Any]) -> None:
+        chars = output_chars(chunk.get("choices"), "delta")
+        delta = chunk.get("delta")  # Responses API text deltas
+        if isinstance(delta, str):
+            chars += len(delta)
+        if chars:
+            self.output_chars += chars
+            self.output_chunks += 1
+
+    def estimated_output_tokens(self) -> int:
+        # Upstreams send about one token per chunk; four characters a token otherwise.
+        return max(self.output_chunks, -(-self.output_chars // 4))
+
+
+def _data_of(event: bytes) -> bytes | None:
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def output_chars(choices: Any, key: str) -> int:
+    """Characters of generated text, reasoning and tool arguments in OpenAI `choices`."""
+    if not isinstance(choices, list):
+        return 0
+    total = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        total += _text_len(choice.get("text"))
+        part = choice.get(key)
+        if not isinstance(part, dict):
+            continue
+        for field in ("content", "reasoning_content", "reasoning", "refusal"):
+            total += _text_len(part.get(field))
+        for call in part.get("tool_calls") or []:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                total += _text_len(call["function"].get("arguments"))
+                total += _text_len(call["function"].get("name"))
+    return total
+
+
+def _text_len(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
+def encode_event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"

@@ -1,0 +1,86 @@
+"""HTTP plumbing shared by the routes: request ids, the error middleware, JSON in and out."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from node.errors import (
+    BadRequest,
+    NodeError,
+    NotFound,
+    PayloadTooLarge,
+    internal_error,
+)
+
+log = logging.getLogger("nutgate.http")
+
+REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(error: NodeError) -> web.Response:
+    return json_response(error.envelope(), status=error.status, headers=error.headers)
+
+
+async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
+    """The body as a JSON object (and its raw bytes), or a 400 that says what is wrong."""
+    raw = await request.read()
+    if not raw:
+        raise BadRequest("the request body is empty; a JSON object is expected")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body, raw
+
+
+_HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as OpenAI's error envelope; a bug leaves as a bare 500."""
+    request_id = uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    try:
+        response = await handler(request)
+    except NodeError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = error_response(_from_http(exc))
+    except Exception:
+        log.exception("request %s failed", request_id)
+        response = error_response(internal_error())
+    if not response.prepared:
+        response.headers["x-request-id"] = request_id
+    return response
+
+
+def _from_http(exc: web.HTTPException) -> NodeError:
+    if exc.status == 413:
+        return PayloadTooLarge("the request body is larger than this node accepts")
+    if exc.status == 404:
+        return NotFound("no such endpoint", code="not_found")
+    if exc.status == 405:
+        error = BadRequest("method not allowed on this endpoint", code="method_not_allowed")
+        error.status = 405  # type: ignore[misc]
+        return error
+    cls = _HTTP_ERRORS.get(exc.status, BadRequest)
+    return cls(exc.reason or "bad request")

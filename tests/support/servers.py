@@ -1,0 +1,52 @@
+"""Run an aiohttp application on 127.0.0.1 in a thread of its own, with its own event loop.
+
+Tests then talk to it over real HTTP from any client, sync or async, without sharing a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from aiohttp import web
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadedServer:
+    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None):
+        self.make_app = make_app
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+
+    def start(self) -> ThreadedServer:
+        self._thread.start()
+        self.call(self._start())
+        return self
+
+    async def _start(self) -> None:
+        self.app = self.make_app()
+        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def call(self, coro):  # type: ignore[no-untyped-def]
+        """Run a coroutine on the server's loop and wait for its result."""
+        future: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[type-arg]
+        return future.result(timeout=60)
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            self.call(self._runner.cleanup())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)

@@ -1,0 +1,142 @@
+"""The money spine over HTTP: the official OpenAI SDK against a node with operator keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import openai
+import pytest
+
+from tests.conftest import NodeHandle
+
+EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500}}  # → 2000 msat
+
+
+def client(node: NodeHandle, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{node.url}/v1", api_key=key, max_retries=0)
+
+
+def aclient(node: NodeHandle, key: str) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{node.url}/v1", api_key=key, max_retries=0)
+
+
+def hello(model: str = "test-model", **kwargs: object) -> dict[str, object]:
+    return {"model": model, "messages": [{"role": "user", "content": "hello"}], **kwargs}
+
+
+def test_completion_is_charged_exactly_the_contract_cost(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    answer = client(node, key).chat.completions.create(**hello(max_tokens=500), extra_body=EXACT)
+    assert answer.choices[0].message.content
+    assert answer.usage is not None and answer.usage.prompt_tokens == 1000
+    assert answer.usage.model_extra and answer.usage.model_extra["cost_msat"] == 2000
+    assert node.balance(key) == 1_000_000 - 2000
+    node.assert_clean()
+
+
+def test_stream_is_charged_exactly_and_reports_its_cost(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    stream = client(node, key).chat.completions.create(
+        **hello(max_tokens=500), stream=True, extra_body=EXACT
+    )
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "tok " * 500
+    usage = chunks[-1].usage
+    assert usage is not None and usage.model_extra and usage.model_extra["cost_msat"] == 2000
+    assert node.balance(key) == 1_000_000 - 2000
+    node.assert_clean()
+
+
+def test_cost_header_and_upstream_sees_only_its_own_key(node: NodeHandle, upstream) -> None:
+    key = node.new_key(1_000_000)
+    raw = client(node, key).chat.completions.with_raw_response.create(**hello(max_tokens=5))
+    assert int(raw.headers["x-cost-msat"]) > 0
+    assert raw.headers["x-request-id"]
+    seen = upstream.mock.received[-1]
+    assert seen["headers"]["Authorization"] == "Bearer sk-upstream-secret"
+    assert key not in str(seen)
+
+
+def test_first_chunk_arrives_while_upstream_still_produces(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    started = time.monotonic()
+    stream = client(node, key).chat.completions.create(
+        **hello("test-slow", max_tokens=5), stream=True
+    )
+    first = next(iter(stream))
+    first_at = time.monotonic() - started
+    rest = list(stream)
+    done_at = time.monotonic() - started
+    assert first.choices[0].delta.content == "tok "
+    assert first_at < 1.0 and done_at >= 2.0
+    assert rest[-1].usage is not None
+    node.assert_clean()
+
+
+async def test_concurrent_requests_never_overdraw(node: NodeHandle) -> None:
+    key = node.new_key(20 * 20)  # 10 output tokens at $2/Mtok = 20 msat: room for 20
+    api = aclient(node, key)
+
+    async def one() -> bool:
+        try:
+            await api.chat.completions.create(**hello("test-output-only", max_tokens=10))
+            return True
+        except openai.APIStatusError as exc:
+            assert exc.status_code == 402
+            assert exc.body["type"] == "insufficient_quota"  # type: ignore[index]
+            return False
+
+    results = await asyncio.gather(*(one() for _ in range(50)))
+    assert sum(results) == 20
+    assert node.balance(key) == 0
+    node.assert_clean()
+
+
+def test_capped_max_tokens_when_balance_is_short(node: NodeHandle, upstream) -> None:
+    key = node.new_key(100)  # 50 output tokens at most
+    answer = client(node, key).chat.completions.create(**hello("test-output-only"))
+    assert upstream.mock.received[-1]["body"]["max_tokens"] == 50
+    assert answer.usage is not None
+    assert node.balance(key) == 100 - 20  # the mock answered 10 tokens
+    node.assert_clean()
+
+
+def test_answer_without_usage_is_charged_an_estimate(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    answer = client(node, key).chat.completions.create(**hello("test-nousage", max_tokens=8))
+    assert answer.usage is not None and answer.usage.model_extra
+    assert answer.usage.model_extra["estimated"] is True
+    assert 0 < answer.usage.model_extra["cost_msat"] == 1_000_000 - node.balance(key)
+    stream = client(node, key).chat.completions.create(
+        **hello("test-nousage", max_tokens=8), stream=True
+    )
+    assert list(stream)[-1].usage is not None
+    assert node.balance(key) < 1_000_000 - answer.usage.model_extra["cost_msat"]
+    node.assert_clean()
+
+
+def test_dropped_stream_is_charged_and_releases_its_reservation(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    stream = client(node, key).chat.completions.create(
+        **hello("test-slow", max_tokens=50), stream=True, extra_body={"mock": {"pause_s": 1}}
+    )
+    next(iter(stream))
+    stream.close()  # the client goes away while the upstream pauses
+    deadline = time.monotonic() + 10
+    while node.ledger.open_reservations() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert node.balance(key) < 1_000_000
+    node.assert_clean()
+
+
+def test_upstream_breaking_mid_stream_charges_what_was_sent(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    stream = client(node, key).chat.completions.create(
+        **hello("test-cut", max_tokens=10), stream=True
+    )
+    with pytest.raises(openai.APIError):
+        list(stream)
+    assert node.balance(key) < 1_000_000
+    node.assert_clean()
