@@ -30,7 +30,9 @@ class FakeClock:
 async def exchange() -> AsyncIterator[Exchanges]:
     started: list[FakeExchange] = []
 
-    async def make(shape: str = "price", price: str = "100000", behaviour: str = "ok"):
+    async def make(
+        shape: str = "price", price: str = "100000", behaviour: str = "ok"
+    ) -> FakeExchange:
         started.append(await FakeExchange(shape, price, behaviour).start())
         return started[-1]
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +24,7 @@ def _bitfinex(price: str) -> Any:
     return [last - 1, 1.5, last + 1, 2.5, 10.0, 0.0001, last, 1234.5, last + 50, last - 50]
 
 
-SHAPES = {
+SHAPES: dict[str, Callable[[str], Any]] = {
     "kraken": _kraken,
     "coinbase": lambda p: {"data": {"amount": p, "base": "BTC", "currency": "USD"}},
     "bitstamp": lambda p: {"last": p, "high": "1", "low": "1", "timestamp": "1700000000"},
