@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from fractions import Fraction
 
 from aiohttp import web
 
 from node import ledger as ledger_module
+from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
 from node.context import NODE, Node
 from node.ledger import Ledger
-from node.pricing import NoRate, Pricer, exact
+from node.pricing import Pricer
 from node.routes import health, openai
 from node.settings import Settings
 from node.store import Database
@@ -26,12 +26,6 @@ def open_database(settings: Settings) -> Database:
     return Database(settings.database_path, {"node": ledger_module.MIGRATIONS})
 
 
-def _fixed_rate(settings: Settings) -> Fraction:
-    if settings.pricing.btc_usd is None:
-        raise NoRate("no BTC/USD rate configured")
-    return exact(settings.pricing.btc_usd)
-
-
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.limits.max_body_bytes
@@ -43,8 +37,10 @@ def create_app(settings: Settings) -> web.Application:
         orphans = ledger.resolve_orphans()
         if orphans:
             log.warning("settled %d reservation(s) left by a previous run", orphans)
+        rate = BtcRate.from_settings(settings.pricing)
+        await rate.start()
         pricer = Pricer(
-            rate=lambda: _fixed_rate(settings),
+            rate=rate.current,
             markup=settings.pricing.markup,
             request_fee_msat=settings.pricing.request_fee_msat,
             min_charge_msat=settings.pricing.min_charge_msat,
@@ -52,6 +48,7 @@ def create_app(settings: Settings) -> web.Application:
         http = new_session()
         app[NODE] = Node(settings, db, ledger, Catalogue.from_settings(settings), pricer, http)
         yield
+        await rate.stop()
         await http.close()
         db.close()
 

@@ -178,13 +178,12 @@ class BtcRate:
     def from_settings(cls, pricing: PricingSection) -> BtcRate:
         if pricing.btc_usd is not None:
             return cls(fixed=Fraction(Decimal(str(pricing.btc_usd))))
-        # Fields proposed for [pricing]; the defaults apply until settings.py carries them.
         return cls(
-            sources=getattr(pricing, "btc_usd_sources", None) or DEFAULT_SOURCES,
-            refresh_s=getattr(pricing, "btc_usd_refresh_s", 60.0),
-            timeout_s=getattr(pricing, "btc_usd_timeout_s", 5.0),
-            max_age_s=getattr(pricing, "btc_usd_max_age_s", 600.0),
-            min_answers=getattr(pricing, "btc_usd_min_answers", 1),
+            sources=pricing.btc_usd_sources or DEFAULT_SOURCES,
+            refresh_s=pricing.btc_usd_refresh_s,
+            timeout_s=pricing.btc_usd_timeout_s,
+            max_age_s=pricing.btc_usd_max_age_s,
+            min_answers=pricing.btc_usd_min_answers,
         )
 
     def current(self) -> Fraction:

@@ -88,10 +88,6 @@ def _count(obj: Any, *names: str) -> int | None:
     return None
 
 
-class NoRate(Exception):
-    """No BTC/USD rate can be had: paid requests must not be priced."""
-
-
 class Pricer:
     def __init__(
         self,
@@ -100,7 +96,7 @@ class Pricer:
         request_fee_msat: int = 0,
         min_charge_msat: int = 0,
     ):
-        self.rate = rate  # USD per BTC; raises NoRate when unknown
+        self.rate = rate  # USD per BTC; raises btc_rate.NoRate when unknown
         self.markup = exact(markup)
         self.request_fee_msat = request_fee_msat
         self.min_charge_msat = min_charge_msat

@@ -59,6 +59,17 @@ class PricingSection(Section):
     markup: float = Field(1.0, gt=0, description="Multiplier on upstream USD prices")
     request_fee_msat: int = Field(0, ge=0, description="Flat fee added to each paid request")
     min_charge_msat: int = Field(0, ge=0, description="Least a paid request costs")
+    btc_usd_sources: list[str] = Field(
+        default_factory=list,
+        description="Exchange ticker URLs for the live rate (empty = built-in list); "
+        "the answer's shape comes from the host or a #kraken-style fragment",
+    )
+    btc_usd_refresh_s: float = Field(60.0, gt=0, description="Seconds between rate refreshes")
+    btc_usd_timeout_s: float = Field(5.0, gt=0, description="Time allowed per exchange call")
+    btc_usd_max_age_s: float = Field(
+        600.0, gt=0, description="How long the last good rate is used while exchanges fail"
+    )
+    btc_usd_min_answers: int = Field(1, ge=1, description="Exchange answers needed to update")
 
 
 class UpstreamSection(Section):
