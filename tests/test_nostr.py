@@ -25,6 +25,7 @@ from node.nostr import (
     validate_relay_url,
 )
 from node.nostr_service import NostrService
+from node.settings import load_settings
 from tests.support.relay import (
     PermissiveRelay,
     RelayHandle,
@@ -162,6 +163,17 @@ def test_announcement_event_carries_the_rip02_tags() -> None:
     assert json.loads(event["content"]) == {"name": "Node A", "about": "fast and cheap"}
     custom = as_dict(build_event(keys, Announcement(name="x", urls=["u"], d="node-1")))
     assert tags(custom, "d") == ["node-1"]
+
+
+def test_announcement_follows_the_settings() -> None:
+    settings = load_settings(
+        node={"name": "N", "description": "D", "public_url": "https://n.example/"},
+        cashu={"mints": ["https://mint.one/"]},
+    )
+    ann = Announcement.from_settings(settings, "1.2.3")
+    assert ann == Announcement("N", "D", ["https://n.example"], ["https://mint.one"], "1.2.3")
+    local = Announcement.from_settings(load_settings(node={"port": 8123}), "1")
+    assert local.urls == ["http://127.0.0.1:8123"]
 
 
 async def test_announcement_appears_on_the_relay_signed(
