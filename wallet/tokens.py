@@ -62,6 +62,12 @@ class Token:
     def with_proofs(self, proofs: list[Proof]) -> Token:
         return replace(self, proofs=proofs)
 
+    def with_mint(self, mint: str) -> Token:
+        return replace(self, mint=mint)
+
+    def with_unit(self, unit: str) -> Token:
+        return replace(self, unit=unit)
+
 
 def b64decode(data: str) -> bytes:
     """base64 or base64url, padding optional (NUT-00 asks clients to accept both)."""
