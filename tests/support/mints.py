@@ -24,6 +24,7 @@ a refused call raises `RefWalletError` with Nutshell's message.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -64,10 +65,9 @@ def free_port() -> int:
 
 
 def _die_with_parent() -> None:
-    try:  # Linux: the child gets SIGTERM when pytest dies, so no mint outlives a killed run
+    # Linux: the child gets SIGTERM when pytest dies, so no mint outlives a killed run
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class _Process:
@@ -186,9 +186,12 @@ class RefWallet:
 
     async def _post(self, path: str, body: dict[str, object]) -> dict[str, object]:
         timeout = aiohttp.ClientTimeout(total=60)
-        async with aiohttp.ClientSession(timeout=timeout) as session:  # per call: any loop works
-            async with session.post(self.url + path, json=body) as resp:
-                data: dict[str, object] = await resp.json()
+        # a session per call: works from any event loop a test may run in
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(self.url + path, json=body) as resp,
+        ):
+            data: dict[str, object] = await resp.json()
         if "error" in data:
             raise RefWalletError(f"{data.get('type')}: {data['error']}")
         return data
