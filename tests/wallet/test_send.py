@@ -122,7 +122,9 @@ async def test_lost_swap_answer_then_retry_returns_the_token(
     proxy = await MintProxy(mint.url).start()
     try:
         env = make_wallet(proxy.url, timeout_s=1.5)
-        token_in = serialize_v4(parse_token(await ref_wallet.token(mint.url, 50)).with_mint(proxy.url))
+        token_in = serialize_v4(
+            parse_token(await ref_wallet.token(mint.url, 50)).with_mint(proxy.url)
+        )
         await env.wallet.receive(token_in, "fund")
         proxy.swallow = {"/v1/swap"}
         with pytest.raises(MintUnavailable):
@@ -148,7 +150,9 @@ async def test_payout_whose_swap_never_reached_the_mint_is_rolled_back_by_recove
     proxy = await MintProxy(mint.url).start()
     try:
         env = make_wallet(proxy.url, timeout_s=1.5)
-        token_in = serialize_v4(parse_token(await ref_wallet.token(mint.url, 30)).with_mint(proxy.url))
+        token_in = serialize_v4(
+            parse_token(await ref_wallet.token(mint.url, 30)).with_mint(proxy.url)
+        )
         await env.wallet.receive(token_in, "fund")
         proxy.refuse = True  # 503: the outcome is unknown to the wallet
         with pytest.raises(MintUnavailable):
