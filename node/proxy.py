@@ -77,6 +77,11 @@ def plan_request(
     )
 
 
+def full_cost_msat(node: Node, model: Model, body: dict[str, Any], raw: bytes) -> int:
+    """The most this request can cost, as asked (for a 402's payment request)."""
+    return plan_request(node, model, dict(body), raw, available=1 << 62).max_cost_msat
+
+
 class MeteredCall:
     """One paid upstream call on behalf of `payer`."""
 
@@ -189,7 +194,8 @@ class MeteredCall:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
                 self._settle()  # before the client can see the error
-                await self._write_safely(out, _error_event(exc))
+                error = _error_event(exc) | await self.payer.finish(self, in_band=True)
+                await self._write_safely(out, encode_event(error))
                 return out
         self._note(reader)
         await self._end_stream(out, reader)
@@ -219,10 +225,10 @@ class MeteredCall:
             log.info("request %s: client went away before the stream's end", self.request_id)
 
 
-def _error_event(exc: BaseException) -> bytes:
+def _error_event(exc: BaseException) -> dict[str, Any]:
     error: NodeError = (
         UpstreamTimeout("upstream stopped sending")
         if isinstance(exc, TimeoutError)
         else UpstreamError("upstream connection failed mid-stream")
     )
-    return encode_event(error.envelope())
+    return error.envelope()

@@ -5,9 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.context import NODE
-from node.errors import BadRequest
-from node.payments import resolve_payer
-from node.proxy import MeteredCall
+from node.errors import BadRequest, NodeError
+from node.proxy import MeteredCall, full_cost_msat
 from node.web import json_response, read_json
 
 routes = web.RouteTableDef()
@@ -23,8 +22,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
         raise BadRequest("messages must be a non-empty array", param="messages")
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("each message must be an object with a role", param="messages")
-    payer = await resolve_payer(node, request)
-    return await MeteredCall(node, request, payer, model, "chat/completions").run(body, raw)
+    payer = await node.payments.resolve(request, full_cost_msat(node, model, body, raw))
+    try:
+        return await MeteredCall(node, request, payer, model, "chat/completions").run(body, raw)
+    except NodeError as exc:  # an X-Cashu payer gets what is left back as change
+        exc.headers.update(await payer.finish(None))
+        raise
 
 
 @routes.get("/v1/models")
