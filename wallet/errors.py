@@ -48,7 +48,10 @@ class UnsupportedUnit(WalletError):
 
 
 class MintUnavailable(WalletError):
-    pass
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        # False when the connection was never made: the mint cannot have acted on the request
+        self.maybe_sent = maybe_sent
 
 
 class MintError(WalletError):

@@ -72,6 +72,8 @@ class MintClient:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+        except aiohttp.ClientConnectorError as e:  # no connection: the request never left
+            raise MintUnavailable(f"mint {self.url} unreachable: {e}", maybe_sent=False) from e
         except (TimeoutError, aiohttp.ClientError, OSError) as e:
             raise MintUnavailable(f"mint {self.url} unreachable: {type(e).__name__}") from e
         if status >= 500 and status != 501:

@@ -113,8 +113,10 @@ class Payer(WalletCore):
             inputs = [_proof(r) for r in plan.inputs]
             try:
                 sigs = await client.swap(inputs, [outputs[i].message for i in order])
-            except MintUnavailable:
-                raise  # outcome unknown: recover() settles it
+            except MintUnavailable as e:
+                if not e.maybe_sent:  # the mint never saw it: undo now, refund the account
+                    self._roll_back(payout_id, {})
+                raise  # else the outcome is unknown: recover() settles it
             except WalletError:
                 await self._try_resolve(payout_id)
                 raise
@@ -249,6 +251,13 @@ class Payer(WalletCore):
         states = await client.checkstate([r["y"] for r in inputs])
         if any(s == "PENDING" for s in states.values()):
             raise MintUnavailable("the mint still has this payout's swap in progress")
+        self._roll_back(payout_id, states)
+
+    def _roll_back(self, payout_id: int, states: dict[str, str]) -> None:
+        """Fail the payout: inputs the mint calls spent stay spent, the rest are ours again."""
+        row = self._db.query_one("SELECT * FROM wallet_payouts WHERE id = ?", (payout_id,))
+        assert row is not None
+        inputs = self._db.query("SELECT y FROM wallet_proofs WHERE payout_id = ?", (payout_id,))
         with self._db.transaction() as conn:
             for r in inputs:  # spent without signing for us = lost elsewhere; keep the rest
                 spent = states.get(r["y"]) == "SPENT"

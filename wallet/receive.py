@@ -85,8 +85,10 @@ class Receiver(WalletCore):
             outputs = build_outputs(self._deriver, out_ks, swap.counter_start, amounts)
             try:
                 sigs = await client.swap(proofs, [o.message for o in outputs])
-            except MintUnavailable:
-                raise  # outcome unknown: the row stays for recover()
+            except MintUnavailable as e:
+                if not e.maybe_sent:
+                    self._drop_swap(swap.id)
+                raise  # else the outcome is unknown: the row stays for recover()
             except MintError as e:
                 self._drop_swap(swap.id)
                 if e.code in KEYSET_ERRORS:

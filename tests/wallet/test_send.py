@@ -178,3 +178,19 @@ async def test_check_states_reports_the_mints_view(
         (1, "unspent", "UNSPENT"),
         (2, "unspent", "UNSPENT"),
     }
+
+
+async def test_payout_to_a_mint_that_refuses_connections_is_undone_at_once(
+    mint: MintInfo, ref_wallet: RefWallet, make_wallet: MakeWallet
+) -> None:
+    proxy = await MintProxy(mint.url).start()
+    env = make_wallet(proxy.url, timeout_s=1.5)
+    token_in = serialize_v4(parse_token(await ref_wallet.token(mint.url, 30)).with_mint(proxy.url))
+    await env.wallet.receive(token_in, "fund")
+    await proxy.stop()  # nothing listens there any more: the swap can never reach the mint
+    with pytest.raises(MintUnavailable):
+        await env.wallet.send(7, "down")
+    assert [p["state"] for p in env.payouts()] == ["failed"]
+    assert env.ledger.events("debit") == [("down", 7_000)]
+    assert env.ledger.events("refund") == [("down", 7_000)]
+    assert env.wallet.assets_msat() == {proxy.url: 30_000}
