@@ -88,7 +88,7 @@ def _account_of(what: str) -> int:
 
 
 @contextlib.contextmanager
-def wallet_errors(consumed: bool = False) -> Iterator[None]:
+def wallet_errors() -> Iterator[None]:
     """The wallet's errors as the node's, with a specific `code` each."""
     try:
         yield
@@ -102,10 +102,15 @@ def wallet_errors(consumed: bool = False) -> Iterator[None]:
         raise TokenRejected(f"invalid Cashu token: {exc}", code="token_invalid") from exc
     except cashu.MintUnavailable as exc:
         headers = {"Retry-After": MINT_RETRY_AFTER_S}
-        if consumed:
+        message = "the mint cannot be reached; nothing was charged, try again shortly"
+        if exc.maybe_sent:  # the mint may have taken the token: the node settles it on recovery
             headers["x-should-retry"] = "false"
+            message = (
+                "the mint stopped answering mid-payment; the node finishes it when the "
+                "mint is back: retry with the same token later, it is not lost"
+            )
         raise ServiceUnavailable(
-            "the mint cannot be reached; nothing was charged, try again shortly",
+            message,
             code="mint_unavailable",
             headers=headers,
         ) from exc
@@ -263,5 +268,5 @@ class Payments:
         return int(receipt.amount_msat)
 
     async def withdraw(self, account_id: int, sats: int, mint: str | None, key: str) -> str:
-        with wallet_errors(consumed=True):
+        with wallet_errors():
             return await self.node.wallet.send(sats, purpose("withdraw", account_id, key), mint)
