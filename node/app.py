@@ -19,7 +19,7 @@ from node.nostr import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr_service import NostrService
 from node.payments import LedgerHooks, Payments
 from node.pricing import Pricer
-from node.routes import health, nodes, openai
+from node.routes import estimate, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import ConfigError, Settings
 from node.store import Database
@@ -114,6 +114,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(parts)
     app.add_routes(health.routes)
     app.add_routes(nodes.routes)
+    app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
     app.add_routes(wallet_routes.routes)
     return app
