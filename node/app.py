@@ -13,7 +13,8 @@ from node.catalogue import Catalogue
 from node.context import NODE, Node
 from node.ledger import Ledger
 from node.pricing import Pricer
-from node.routes import health, openai
+from node.providers import MONITOR, ProviderMonitor
+from node.routes import discovery, health, openai
 from node.settings import Settings
 from node.store import Database
 from node.upstream import new_session
@@ -46,8 +47,12 @@ def create_app(settings: Settings) -> web.Application:
             min_charge_msat=settings.pricing.min_charge_msat,
         )
         http = new_session()
-        app[NODE] = Node(settings, db, ledger, Catalogue.from_settings(settings), pricer, http)
+        catalogue = Catalogue.from_settings(settings)
+        app[NODE] = Node(settings, db, ledger, catalogue, pricer, http)
+        app[MONITOR] = monitor = ProviderMonitor(settings.upstreams, catalogue, http)
+        await monitor.start()
         yield
+        await monitor.stop()
         await rate.stop()
         await http.close()
         db.close()
@@ -55,4 +60,5 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(parts)
     app.add_routes(health.routes)
     app.add_routes(openai.routes)
+    app.add_routes(discovery.routes)
     return app

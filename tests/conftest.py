@@ -46,7 +46,7 @@ def node_config(upstream_url: str, data_dir: Path, **sections: Any) -> dict[str,
         "pricing": {"btc_usd": 100000.0},
         "upstreams": [
             {"name": "mock", "base_url": f"{upstream_url}/v1", "api_key": "sk-upstream-secret"},
-            {"name": "impatient", "base_url": f"{upstream_url}/v1", "timeout_s": 1.0},
+            {"name": "impatient", "base_url": f"{upstream_url}/v1", "first_byte_timeout_s": 1.0},
         ],
         "models": models,
     }
