@@ -19,7 +19,8 @@ from node.nostr import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr_service import NostrService
 from node.payments import LedgerHooks, Payments
 from node.pricing import Pricer
-from node.routes import estimate, health, nodes, openai
+from node.providers import MONITOR, ProviderMonitor
+from node.routes import discovery, estimate, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import ConfigError, Settings
 from node.store import Database
@@ -103,9 +104,12 @@ def create_app(settings: Settings) -> web.Application:
         node = Node(settings, db, ledger, catalogue, pricer, http, wallet, nostr)
         node.payments = Payments(node)
         app[NODE] = node
+        app[MONITOR] = monitor = ProviderMonitor(settings.upstreams, catalogue, http)
+        await monitor.start()
         recovery = asyncio.create_task(recover_wallet(wallet))
         yield
         recovery.cancel()
+        await monitor.stop()
         await nostr.stop()
         await rate.stop()
         await http.close()
@@ -117,4 +121,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
     app.add_routes(wallet_routes.routes)
+    app.add_routes(discovery.routes)
     return app

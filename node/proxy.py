@@ -1,16 +1,18 @@
 """A paid call: plan the most it can cost, reserve that, forward, charge the real cost.
 
-    plan (prompt estimate + max output)  ->  ledger.reserve  ->  upstream  ->  ledger.settle
+    plan (meter)  ->  ledger.reserve  ->  upstream 1, 2, … (failover)  ->  ledger.settle
 
-Whatever happens after the reservation — success, upstream failure, a client that goes away,
-an exception — the `finally` of `run` settles it: real cost from the upstream's usage, else an
-estimate from what was sent and received, else (nothing was produced) a release.
+One reservation per request, settled once, whichever upstream answers. An upstream that fails
+before anything reached the client (connect error, no first byte in time, 5xx, 429) is passed
+over for the model's next one; once a stream has begun there is no going back: it ends with an
+error event. Whatever happens after the reservation — success, upstream failure, a client that
+goes away, an exception — the `finally` of `run` settles it: real cost from the upstream's usage,
+else an estimate from what was sent and received, else (nothing was produced) a release.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -18,75 +20,31 @@ import orjson
 from aiohttp import web
 
 from node import upstream
-from node.catalogue import Model
+from node.catalogue import Model, Route
 from node.context import Node
-from node.errors import BadRequest, NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.metering import ChatMeter, Measured, Meter, Plan, estimate_prompt_tokens
 from node.payments import Payer
-from node.pricing import Usage
-from node.sse import SseReader, encode_event, output_chars
+from node.providers import MONITOR
+from node.sse import SseReader, encode_event
 from node.web import REQUEST_ID
+
+__all__ = ["MeteredCall", "Plan", "estimate_prompt_tokens"]
 
 log = logging.getLogger("nutgate.proxy")
 
-MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
-
-
-@dataclass
-class Plan:
-    prompt_tokens: int  # an estimate that errs high
-    max_output_tokens: int
-    max_cost_msat: int
-    floor_msat: int  # the prompt's cost: charged if the node dies mid-request
-
-
-def estimate_prompt_tokens(raw_body: bytes) -> int:
-    # Tokens average ~4 bytes of JSON text; counting the whole body (keys, tools) errs high.
-    return len(raw_body) // 4 + 16
-
-
-def plan_request(
-    node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
-) -> Plan:
-    limit_field = "max_completion_tokens" if "max_completion_tokens" in body else "max_tokens"
-    requested = body.get(limit_field)
-    if requested is None:
-        requested = model.max_output_tokens
-    elif not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
-        raise BadRequest(f"{limit_field} must be a positive integer", param=limit_field)
-    choices = body.get("n", 1)
-    if not isinstance(choices, int) or isinstance(choices, bool) or not 1 <= choices <= 128:
-        raise BadRequest("n must be an integer from 1 to 128", param="n")
-    prompt = estimate_prompt_tokens(raw)
-    wanted = min(requested, model.max_output_tokens)
-    affordable = node.pricer.completion_tokens_affordable(model.price, prompt, available)
-    affordable //= choices
-    if affordable < min(MIN_ANSWER_TOKENS, wanted):
-        need = node.pricer.cost_msat(model.price, Usage(prompt, min(MIN_ANSWER_TOKENS, wanted)))
-        raise PaymentRequired(
-            f"insufficient balance: this request needs at least {need} msat, "
-            f"{max(available, 0)} msat available",
-            headers={"X-Required-Msat": str(need)},
-        )
-    output = min(wanted, affordable)
-    body[limit_field] = output  # the upstream must not produce more than was reserved
-    return Plan(
-        prompt_tokens=prompt,
-        max_output_tokens=output,
-        max_cost_msat=node.pricer.cost_msat(model.price, Usage(prompt, output * choices)),
-        floor_msat=node.pricer.cost_msat(model.price, Usage(prompt, 0)),
-    )
-
-
-def full_cost_msat(node: Node, model: Model, body: dict[str, Any], raw: bytes) -> int:
-    """The most this request can cost, as asked (for a 402's payment request)."""
-    return plan_request(node, model, dict(body), raw, available=1 << 62).max_cost_msat
-
 
 class MeteredCall:
-    """One paid upstream call on behalf of `payer`."""
+    """One paid upstream call on behalf of `payer`, priced by `meter`."""
 
     def __init__(
-        self, node: Node, request: web.Request, payer: Payer, model: Model, path: str
+        self,
+        node: Node,
+        request: web.Request,
+        payer: Payer,
+        model: Model,
+        path: str,
+        meter: Meter | None = None,
     ) -> None:
         self.node, self.request, self.payer, self.model, self.path = (
             node,
@@ -95,35 +53,56 @@ class MeteredCall:
             model,
             path,
         )
+        self.meter = meter or ChatMeter(path)
         self.request_id = request[REQUEST_ID]
         self.cost_msat = 0
-        self.usage: Usage | None = None
-        self.est_output_tokens = 0
+        self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
         self.settled = False
+        self.route: Route | None = None  # the one that answered
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         account = self.node.ledger.get(self.payer.account_id)
-        plan = plan_request(self.node, self.model, body, raw, account.available_msat)
+        plan = self.meter.plan(self.node, self.model, body, raw, account.available_msat)
         if not self.node.ledger.reserve(
             account.id, self.request_id, plan.max_cost_msat, plan.floor_msat, self.model.id
         ):
             raise PaymentRequired("insufficient balance: the balance is held by other requests")
         self.plan = plan
-        body["model"] = self.model.upstream_model
-        stream = bool(body.get("stream"))
+        stream = self.meter.streams and bool(body.get("stream"))
         if stream:
-            options = body.get("stream_options")
-            body["stream_options"] = {
-                **(options if isinstance(options, dict) else {}),
-                "include_usage": True,
-            }
+            self.meter.prepare_stream(body)
         try:
+            answer = await self._first_answer(body, stream)
             if stream:
-                return await self._stream(orjson.dumps(body))
-            return await self._plain(orjson.dumps(body))
+                return await self._stream(answer)
+            return await self._plain(answer)
         finally:
             self._settle()
+
+    async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
+        """Try the model's upstreams in turn (healthy ones first) until one answers."""
+        last: NodeError | None = None
+        for route in self.request.app[MONITOR].order(self.model.routes):
+            body["model"] = route.upstream_model
+            payload, content_type = self.meter.encode(body)
+            try:
+                answer = await upstream.call(
+                    self.node.http,
+                    route.upstream,
+                    self.path,
+                    payload,
+                    stream=stream,
+                    content_type=content_type,
+                )
+            except upstream.RETRYABLE as exc:
+                log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
+                last = exc
+                continue
+            self.route = route
+            return answer
+        assert last is not None  # a model has at least one route
+        raise last
 
     def _settle(self) -> None:
         if self.settled:
@@ -132,59 +111,44 @@ class MeteredCall:
         if not self.produced:
             self.node.ledger.release(self.request_id)
             return
-        usage = self.usage or Usage(self.plan.prompt_tokens, self.est_output_tokens)
-        cost = self.node.pricer.cost_msat(self.model.price, usage)
+        cost = self.meter.cost(self.node.pricer, self.model, self.plan, self.measured)
         self.cost_msat = self.node.ledger.settle(self.request_id, cost)
-        if self.usage is None:
+        if self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 
-    async def _plain(self, payload: bytes) -> web.StreamResponse:
-        resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)
-        async with resp:
-            try:
-                raw = await resp.read()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise UpstreamError("upstream connection failed mid-answer") from exc
-        try:
-            answer = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise UpstreamError("upstream answered with malformed JSON") from exc
-        if not isinstance(answer, dict):
-            raise UpstreamError("upstream answered with an unexpected body")
+    async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
+        parsed = _json_object(answer.head)
+        if parsed is None and ("json" in answer.content_type or not self.meter.text_answers):
+            raise UpstreamError("upstream answered with malformed JSON")
         self.produced = True
-        self.usage = Usage.from_openai(answer.get("usage"))
-        self.est_output_tokens = -(-output_chars(answer.get("choices"), "message") // 4)
+        if parsed is None:  # a transcription as text, srt or vtt: passed on as it came
+            self.measured = self.meter.measure_text(answer.head)
+            self._settle()
+            headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
+            return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
+        self.measured = self.meter.measure(parsed)
         self._settle()
-        usage_out = answer.get("usage") if isinstance(answer.get("usage"), dict) else None
+        usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
-            usage_out = self._estimated_usage()
-            answer["usage"] = usage_out
+            usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage_out["cost_msat"] = self.cost_msat
         headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
         return web.Response(
-            body=orjson.dumps(answer), headers=headers, content_type="application/json"
+            body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
 
-    def _estimated_usage(self) -> dict[str, Any]:
-        prompt, completion = self.plan.prompt_tokens, self.est_output_tokens
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "estimated": True,
-        }
-
-    async def _stream(self, payload: bytes) -> web.StreamResponse:
-        resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)
+    async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
         reader = SseReader()
         out = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        async with resp:
+        async with answer.resp:
             await out.prepare(self.request)
             try:
-                async for data in resp.content.iter_any():
+                for event in reader.feed(answer.head):
+                    await out.write(event)
+                async for data in upstream.chunks(answer.upstream, answer.resp):
                     for event in reader.feed(data):
                         await out.write(event)
             except ConnectionResetError:
@@ -202,20 +166,24 @@ class MeteredCall:
         return out
 
     def _note(self, reader: SseReader) -> None:
-        self.usage = reader.usage
-        self.est_output_tokens = reader.estimated_output_tokens()
+        self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
 
     async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
-        """Settle, then send the usage chunk with the cost (and any change), then [DONE]."""
+        """Settle, then send the usage event with the cost (and any change), then [DONE]."""
         self._settle()
         final = reader.usage_event or {
             "object": "chat.completion.chunk",
             "choices": [],
-            "usage": self._estimated_usage(),
+            "usage": self.meter.usage_json(self.plan, self.measured),
         }
-        final.setdefault("usage", self._estimated_usage())["cost_msat"] = self.cost_msat
+        holder = final["response"] if isinstance(final.get("response"), dict) else final
+        usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
+        if usage is None:
+            usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
+        usage["cost_msat"] = self.cost_msat
         final.update(await self.payer.finish(self, in_band=True))
-        await self._write_safely(out, encode_event(final) + b"data: [DONE]\n\n")
+        head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
+        await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
 
     async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
         try:
@@ -223,6 +191,18 @@ class MeteredCall:
             await out.write_eof()
         except ConnectionResetError:
             log.info("request %s: client went away before the stream's end", self.request_id)
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _mime(answer: upstream.Answer) -> str:
+    return answer.content_type.split(";")[0].strip() or "text/plain"
 
 
 def _error_event(exc: BaseException) -> dict[str, Any]:

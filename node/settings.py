@@ -76,8 +76,38 @@ class UpstreamSection(Section):
     name: str = Field(description="Upstream name, referenced by [[models]].upstream")
     base_url: str = Field(description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
     api_key: str = Field("", description="Upstream API key; never returned, never logged")
-    timeout_s: float = Field(600.0, gt=0, description="Total time allowed for one upstream call")
+    display_name: str = Field("", description="Name shown in /v1/providers (default: name)")
+    description: str = Field("", description="About text shown in /v1/providers/{name}")
     connect_timeout_s: float = Field(10.0, gt=0, description="Time allowed to connect")
+    first_byte_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        description="Time allowed until the answer starts (headers and, for a stream, its first "
+        "chunk); past it the next upstream is tried",
+    )
+    idle_timeout_s: float = Field(
+        120.0, gt=0, description="Longest pause allowed between two chunks of an answer"
+    )
+    list_models: bool = Field(
+        True, description="Offer the models the upstream's GET /models lists (when priced)"
+    )
+    models_refresh_s: float = Field(
+        3600.0, gt=0, description="Seconds between refreshes of the upstream's model list"
+    )
+    prefixes: list[str] | None = Field(
+        None,
+        description="Model-id patterns routed here even when not listed, e.g. ['gpt-*']; "
+        "absent = the built-in rules for the base_url's host (OpenAI, Google, Anthropic, xAI)",
+    )
+    default_input_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Price per million prompt tokens for models no source prices"
+    )
+    default_output_usd_per_mtok: float | None = Field(
+        None, ge=0, description="Price per million completion tokens for models no source prices"
+    )
+    health_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -90,11 +120,35 @@ class UpstreamSection(Section):
 class ModelSection(Section):
     id: str = Field(description="Model id clients ask for")
     upstream: str = Field("", description="Upstream serving it (default: the first)")
+    upstreams: list[str] = Field(
+        default_factory=list,
+        description="More upstreams serving it, tried in order after `upstream` when one fails",
+    )
     upstream_model: str = Field("", description="Model id sent upstream (default: id)")
+    aliases: list[str] = Field(default_factory=list, description="Other ids clients may use")
     input_usd_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
     output_usd_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    image_output_usd: float | None = Field(
+        None, ge=0, description="USD per image generated (/v1/images/generations)"
+    )
+    audio_usd_per_minute: float | None = Field(
+        None,
+        ge=0,
+        description="USD per minute of audio transcribed; absent = transcriptions priced by token",
+    )
     context_length: int = Field(128_000, gt=0, description="Context window in tokens")
     max_output_tokens: int = Field(4096, gt=0, description="Most tokens one answer may have")
+
+
+class PresetSection(Section):
+    name: str = Field(description="Clients select it as model 'preset/<name>'")
+    model: str = Field(description="The model (or alias) it runs on")
+    system_prompt: str = Field("", description="System prompt placed before the client's messages")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Default request parameters (temperature, max_tokens, …); the client's win",
+    )
+    description: str = Field("", description="Shown in /v1/models")
 
 
 class LimitsSection(Section):
@@ -121,6 +175,7 @@ class Settings(BaseSettings):
     pricing: PricingSection = Field(default_factory=PricingSection)
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
+    presets: list[PresetSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
 
@@ -177,5 +232,9 @@ def _check_references(settings: Settings) -> None:
     if len(set(names)) != len(names):
         raise ConfigError("upstreams: names must be unique")
     for i, model in enumerate(settings.models):
-        if model.upstream and model.upstream not in names:
-            raise ConfigError(f"models.{i}.upstream: no upstream named {model.upstream!r}")
+        for ref in [model.upstream, *model.upstreams]:
+            if ref and ref not in names:
+                raise ConfigError(f"models.{i}.upstream: no upstream named {ref!r}")
+    presets = [p.name for p in settings.presets]
+    if len(set(presets)) != len(presets):
+        raise ConfigError("presets: names must be unique")

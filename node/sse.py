@@ -21,6 +21,7 @@ class SseReader:
         self._buffer = b""
         self.usage: Usage | None = None
         self.usage_event: dict[str, Any] | None = None
+        self.usage_event_name = b""  # its `event:` line (Responses streams name their events)
         self.done = False
         self.output_chars = 0
         self.output_chunks = 0
@@ -59,6 +60,7 @@ class SseReader:
             self.usage = usage
             if not chunk.get("choices"):
                 self.usage_event = chunk
+                self.usage_event_name = _event_name(event)
                 return False
         return True
 
@@ -79,6 +81,13 @@ class SseReader:
 def _data_of(event: bytes) -> bytes | None:
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
+
+
+def _event_name(event: bytes) -> bytes:
+    for line in event.split(b"\n"):
+        if line.startswith(b"event:"):
+            return line[6:].strip()
+    return b""
 
 
 def output_chars(choices: Any, key: str) -> int:

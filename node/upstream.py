@@ -1,12 +1,19 @@
 """Calls to upstream providers over one shared aiohttp session.
 
 The client's credentials never go upstream: each call carries only the upstream's own key from
-the configuration. Failures become the node's errors (502/504), with nothing of the upstream's
-internals passed to the client beyond its error message.
+the configuration. Failures become the node's errors (502/504/429), with nothing of the
+upstream's internals passed to the client beyond its error message. `RETRYABLE` are the ones
+after which another upstream may be tried (connect error, no first byte in time, 5xx, 429).
+
+Three timeouts per upstream: connect, first byte (headers, and for a stream its first chunk:
+a non-stream answer's headers come only once the whole answer is made), idle (between chunks).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -16,6 +23,10 @@ from node.errors import BadRequest, NodeError, RateLimited, UpstreamError, Upstr
 from node.settings import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a plain answer larger than this is not an LLM answer
+HEALTH_TIMEOUT_S = 10.0
+
+RETRYABLE = (UpstreamError, UpstreamTimeout, RateLimited)
 
 
 def new_session() -> aiohttp.ClientSession:
@@ -26,45 +37,107 @@ def new_session() -> aiohttp.ClientSession:
     )
 
 
-def _timeout(upstream: UpstreamSection) -> aiohttp.ClientTimeout:
-    # No total limit (a stream may run long); the read timeout bounds the first byte and each gap.
-    return aiohttp.ClientTimeout(
-        total=None, sock_connect=upstream.connect_timeout_s, sock_read=upstream.timeout_s
-    )
+@dataclass
+class Answer:
+    """A 200 answer: the whole body (plain), or the first chunk and the rest (stream)."""
+
+    upstream: UpstreamSection
+    resp: aiohttp.ClientResponse
+    head: bytes
+    content_type: str
 
 
-async def post(
+def _headers(upstream: UpstreamSection, content_type: str) -> dict[str, str]:
+    headers = {"Content-Type": content_type, "Accept-Encoding": "identity"}
+    if upstream.api_key:
+        headers["Authorization"] = f"Bearer {upstream.api_key}"
+    return headers
+
+
+async def call(
     session: aiohttp.ClientSession,
     upstream: UpstreamSection,
     path: str,
     payload: bytes,
+    *,
+    stream: bool,
     content_type: str = "application/json",
-) -> aiohttp.ClientResponse:
-    """POST to the upstream; return the response once its status is 200, else raise."""
-    headers = {"Content-Type": content_type, "Accept-Encoding": "identity"}
-    if upstream.api_key:
-        headers["Authorization"] = f"Bearer {upstream.api_key}"
+) -> Answer:
+    """POST; return once the answer has begun (stream) or is whole (plain), else raise.
+
+    Nothing has reached the client when this raises, so a RETRYABLE error may be retried
+    elsewhere. A stream's response stays open: the caller closes `answer.resp`.
+    """
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
+    resp: aiohttp.ClientResponse | None = None
     try:
-        resp = await session.post(
-            f"{upstream.base_url}/{path}", data=payload, headers=headers, timeout=_timeout(upstream)
-        )
+        async with asyncio.timeout(upstream.first_byte_timeout_s):
+            resp = await session.post(
+                f"{upstream.base_url}/{path}",
+                data=payload,
+                headers=_headers(upstream, content_type),
+                timeout=timeout,
+            )
+            if resp.status != 200:
+                async with resp:
+                    raise await _status_error(upstream, resp)
+            head = await resp.content.readany() if stream else b""
+        if not stream:
+            head = await read_all(upstream, resp)
     except TimeoutError as exc:
+        if resp is not None:
+            resp.close()
         raise UpstreamTimeout(f"upstream {upstream.name} did not answer in time") from exc
     except aiohttp.ClientError as exc:
+        if resp is not None:
+            resp.close()
         raise UpstreamError(f"upstream {upstream.name} could not be reached") from exc
-    if resp.status != 200:
-        async with resp:
-            raise await _status_error(upstream, resp)
-    return resp
+    ctype = resp.headers.get("Content-Type", "application/json")
+    return Answer(upstream, resp, head, ctype)
+
+
+async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async with resp:
+        async for chunk in chunks(upstream, resp):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise UpstreamError(f"upstream {upstream.name} answered with too large a body")
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+async def chunks(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The rest of the body, chunk by chunk; TimeoutError after `idle_timeout_s` of silence."""
+    while True:
+        async with asyncio.timeout(upstream.idle_timeout_s):
+            data = await resp.content.readany()
+        if not data:
+            return
+        yield data
+
+
+async def healthy(session: aiohttp.ClientSession, upstream: UpstreamSection) -> bool:
+    """True when the upstream answers GET /models with 200."""
+    headers = _headers(upstream, "application/json")
+    try:
+        async with asyncio.timeout(min(HEALTH_TIMEOUT_S, upstream.first_byte_timeout_s)):
+            async with session.get(f"{upstream.base_url}/models", headers=headers) as resp:
+                await resp.read()
+                return resp.status == 200
+    except (TimeoutError, aiohttp.ClientError):
+        return False
 
 
 async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> NodeError:
     try:
-        raw = await resp.content.read(MAX_ERROR_BODY)
+        async with asyncio.timeout(upstream.idle_timeout_s):
+            raw = await resp.content.read(MAX_ERROR_BODY)
     except (aiohttp.ClientError, TimeoutError):
         raw = b""
     message = _error_message(raw) or f"HTTP {resp.status}"
-    if resp.status in (400, 404, 413, 422):
+    if resp.status in (400, 404, 413, 415, 422):
         return BadRequest(
             f"upstream {upstream.name} refused the request: {message}", code="upstream_rejected"
         )

@@ -20,11 +20,32 @@ pytest_plugins = ["tests.support.mints"]
 BEHAVIOURS = ["nousage", "slow", "fail500", "fail429", "badjson", "cut"]
 
 
-@pytest.fixture(scope="session")
-def upstream() -> Iterator[ThreadedServer]:
-    mock = MockUpstream()
+def start_mock(name: str = "a", listed: list[str] | None = None) -> ThreadedServer:
+    mock = MockUpstream(name, listed)
     server = ThreadedServer(lambda: mock.app).start()
     server.mock = mock  # type: ignore[attr-defined]
+    return server
+
+
+@pytest.fixture(scope="session")
+def upstream() -> Iterator[ThreadedServer]:
+    server = start_mock("a")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def upstream_b() -> Iterator[ThreadedServer]:
+    """A second mock provider, for routing and failover."""
+    server = start_mock("b", listed=["listed-b"])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_upstream() -> Iterator[ThreadedServer]:
+    """A mock of this test's own, free to be taken down or to change what it lists."""
+    server = start_mock("c", listed=[])
     yield server
     server.stop()
 
@@ -48,7 +69,7 @@ def node_config(upstream_url: str, data_dir: Path, **sections: Any) -> dict[str,
         "pricing": {"btc_usd": 100000.0},
         "upstreams": [
             {"name": "mock", "base_url": f"{upstream_url}/v1", "api_key": "sk-upstream-secret"},
-            {"name": "impatient", "base_url": f"{upstream_url}/v1", "timeout_s": 1.0},
+            {"name": "impatient", "base_url": f"{upstream_url}/v1", "first_byte_timeout_s": 1.0},
         ],
         "models": models,
     }

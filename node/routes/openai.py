@@ -2,32 +2,106 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
 from aiohttp import web
 
+from node import presets
+from node.audio import Upload
 from node.context import NODE
 from node.errors import BadRequest, NodeError
-from node.proxy import MeteredCall, full_cost_msat
+from node.metering import AudioMeter, ChatMeter, EmbeddingsMeter, ImagesMeter, Meter
+from node.proxy import MeteredCall
 from node.web import json_response, read_json
 
 routes = web.RouteTableDef()
 
 
-@routes.post("/v1/chat/completions")
-async def chat_completions(request: web.Request) -> web.StreamResponse:
+async def _metered(
+    request: web.Request, meter: Meter, body: dict[str, Any], raw: bytes, model_id: Any = None
+) -> web.StreamResponse:
     node = request.app[NODE]
-    body, raw = await read_json(request)
-    model = node.catalogue.get(body.get("model"))
+    model = node.catalogue.get(model_id if model_id is not None else body.get("model"))
+    if model.preset is not None:
+        presets.apply(model, body, meter.path)
+        raw = orjson.dumps(body)  # the estimate counts what goes upstream
+    # With no payment at all, the 402 asks for what this request can cost at most.
+    need = meter.plan(node, model, dict(body), raw, available=1 << 62).max_cost_msat
+    payer = await node.payments.resolve(request, need)
+    try:
+        return await MeteredCall(node, request, payer, model, meter.path, meter).run(body, raw)
+    except NodeError as exc:  # an X-Cashu payer gets what is left back as change
+        exc.headers.update(await payer.finish(None))
+        raise
+
+
+def _check_messages(body: dict[str, Any]) -> None:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise BadRequest("messages must be a non-empty array", param="messages")
     if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
         raise BadRequest("each message must be an object with a role", param="messages")
-    payer = await node.payments.resolve(request, full_cost_msat(node, model, body, raw))
-    try:
-        return await MeteredCall(node, request, payer, model, "chat/completions").run(body, raw)
-    except NodeError as exc:  # an X-Cashu payer gets what is left back as change
-        exc.headers.update(await payer.finish(None))
-        raise
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json(request)
+    request.app[NODE].catalogue.get(body.get("model"))  # an unknown model is named first
+    _check_messages(body)
+    return await _metered(request, ChatMeter("chat/completions"), body, raw)
+
+
+@routes.post("/v1/models/{model_id:.+}/chat/completions")
+async def chat_completions_for(request: web.Request) -> web.StreamResponse:
+    body, _ = await read_json(request)
+    body["model"] = request.match_info["model_id"]
+    _check_messages(body)
+    return await _metered(request, ChatMeter("chat/completions"), body, orjson.dumps(body))
+
+
+@routes.post("/v1/completions")
+async def completions(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json(request)
+    if not isinstance(body.get("prompt"), str | list):
+        raise BadRequest("prompt must be a string or an array", param="prompt")
+    return await _metered(request, ChatMeter("completions"), body, raw)
+
+
+@routes.post("/v1/responses")
+async def responses(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json(request)
+    if "input" not in body and "previous_response_id" not in body:
+        raise BadRequest("input is required", param="input")
+    return await _metered(request, ChatMeter("responses"), body, raw)
+
+
+@routes.post("/v1/embeddings")
+async def embeddings(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json(request)
+    return await _metered(request, EmbeddingsMeter(), body, raw)
+
+
+@routes.post("/v1/images/generations")
+async def images(request: web.Request) -> web.StreamResponse:
+    body, raw = await read_json(request)
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        raise BadRequest("prompt must be a non-empty string", param="prompt")
+    return await _metered(request, ImagesMeter(), body, raw)
+
+
+@routes.post("/v1/audio/transcriptions")
+async def transcriptions(request: web.Request) -> web.StreamResponse:
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest("send the audio as multipart/form-data")
+    form = await request.post()
+    upload = form.get("file")
+    if not isinstance(upload, web.FileField):
+        raise BadRequest("file is required: the audio to transcribe", param="file")
+    fields = [(k, v) for k, v in form.items() if isinstance(v, str)]
+    audio = Upload("file", upload.filename, upload.content_type, upload.file.read())
+    meter = AudioMeter(fields, audio)
+    return await _metered(request, meter, {"model": form.get("model")}, b"")
 
 
 @routes.get("/v1/models")

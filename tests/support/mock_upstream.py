@@ -4,69 +4,128 @@ Deterministic: usage is computed from the request (or given in a `mock` object i
 so costs can be asserted exactly. Behaviour is chosen by the model name:
 
     *fail500*   -> HTTP 500            *fail429*  -> HTTP 429          *badjson* -> not JSON
-    *nousage*   -> no usage anywhere   *hang*     -> never answers     *cut*     -> stream breaks
+    *nousage*   -> no usage anywhere   *hang*     -> answers after 3 s *cut*     -> stream breaks
     *slow*      -> stream pauses `mock.pause_s` (default 2 s) after its first chunk
+    *stall*     -> stream headers at once, then `mock.pause_s` before the first chunk
 
-`mock` fields: prompt_tokens, completion_tokens, pause_s. Every request received is recorded
-(path, headers, JSON body) in `MockUpstream.received`.
+A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of that name, so
+one model can fail on one upstream and answer on another. `down = True` makes every call
+(GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s. Every POST
+received is recorded (path, headers, JSON body or form fields) in `received`.
+
+Endpoints: chat/completions, completions, responses (plain and SSE), embeddings,
+images/generations (per image), audio/transcriptions (WAV; usage in seconds, or in tokens for
+models named *tokens*), GET /models (the ids in `listed`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import math
+import struct
 import time
+import wave
 from typing import Any
 
 from aiohttp import web
 
 WORD = "tok "
+BODY = web.RequestKey("mock_body", dict)
+FAILURES = ("fail500", "fail429", "badjson")
 
 
 class MockUpstream:
-    def __init__(self) -> None:
+    def __init__(self, name: str = "a", listed: list[str] | None = None) -> None:
+        self.name = name
+        self.listed = list(listed if listed is not None else ["mock-model"])
+        self.down = False
         self.received: list[dict[str, Any]] = []
-        self.app = web.Application()
+        self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
             [
                 web.post("/v1/chat/completions", self.chat),
+                web.post("/v1/completions", self.completions),
+                web.post("/v1/responses", self.responses),
+                web.post("/v1/embeddings", self.embeddings),
+                web.post("/v1/images/generations", self.images),
+                web.post("/v1/audio/transcriptions", self.transcriptions),
                 web.get("/v1/models", self.models),
             ]
         )
 
-    async def models(self, request: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "mock-model"}]})
+    @web.middleware
+    async def _gate(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if self.down:
+            return web.json_response({"error": {"message": "down"}}, status=503)
+        if request.method == "POST" and request.content_type == "application/json":
+            body = await request.json()
+            self.received.append(
+                {"path": request.path, "headers": dict(request.headers), "body": body}
+            )
+            request[BODY] = body
+            model = str(body.get("model", ""))
+            if self._has(model, "hang"):
+                await asyncio.sleep(3)  # longer than the impatient upstream waits
+            failure = self._failure(model)
+            if failure is not None:
+                return failure
+        result: web.StreamResponse = await handler(request)
+        return result
 
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        body = await request.json()
-        self.received.append({"path": request.path, "headers": dict(request.headers), "body": body})
-        model = str(body.get("model", ""))
-        if "hang" in model:
-            await asyncio.sleep(3)  # longer than the impatient upstream waits
-        if "fail500" in model:
+    def _has(self, model: str, behaviour: str) -> bool:
+        """`behaviour` is in the name, and any `@name` after it names this mock."""
+        at = model.find(behaviour)
+        if at < 0:
+            return False
+        rest = model[at + len(behaviour) :]
+        return not rest.startswith("@") or rest[1:].split("-")[0] == self.name
+
+    def _failure(self, model: str) -> web.Response | None:
+        if self._has(model, "fail500"):
             return web.json_response({"error": {"message": "boom"}}, status=500)
-        if "fail429" in model:
+        if self._has(model, "fail429"):
             return web.json_response(
                 {"error": {"message": "slow down"}}, status=429, headers={"Retry-After": "2"}
             )
-        if "badjson" in model:
+        if self._has(model, "badjson"):
             return web.Response(text="<html>oops</html>", content_type="text/html")
+        return None
+
+    async def models(self, request: web.Request) -> web.Response:
+        data = [{"id": m, "object": "model", "owned_by": self.name} for m in self.listed]
+        return web.json_response({"object": "list", "data": data})
+
+    # --- chat and completions ------------------------------------------------------------
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        body = request[BODY]
+        model = str(body.get("model", ""))
         prompt, completion = usage_for(body)
         if body.get("stream"):
             return await self._stream(request, body, prompt, completion)
-        answer = {
+        message = {"role": "assistant", "content": WORD * completion}
+        choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        return self._answer(model, "chat.completion", choice, prompt, completion)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        body = request[BODY]
+        prompt, completion = usage_for(body)
+        choice = {"index": 0, "text": WORD * completion, "finish_reason": "stop", "logprobs": None}
+        return self._answer(str(body["model"]), "text_completion", choice, prompt, completion)
+
+    def _answer(
+        self, model: str, kind: str, choice: dict[str, Any], prompt: int, completion: int
+    ) -> web.Response:
+        answer: dict[str, Any] = {
             "id": "chatcmpl-mock",
-            "object": "chat.completion",
+            "object": kind,
             "created": int(time.time()),
             "model": model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": WORD * completion},
-                    "finish_reason": "stop",
-                }
-            ],
+            "system_fingerprint": self.name,
+            "choices": [choice],
         }
         if "nousage" not in model:
             answer["usage"] = _usage(prompt, completion)
@@ -79,11 +138,13 @@ class MockUpstream:
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
         pause = float((body.get("mock") or {}).get("pause_s", 2.0))
+        if self._has(model, "stall"):
+            await asyncio.sleep(pause)
         for i in range(completion):
             await out.write(_event(_chunk(model, {"content": WORD})))
-            if i == 0 and "slow" in model:
+            if i == 0 and self._has(model, "slow"):
                 await asyncio.sleep(pause)
-            if i == completion // 2 and "cut" in model:
+            if i == completion // 2 and self._has(model, "cut"):
                 assert request.transport is not None
                 request.transport.close()
                 return out
@@ -96,12 +157,103 @@ class MockUpstream:
         await out.write_eof()
         return out
 
+    # --- responses -------------------------------------------------------------------------
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        body = request[BODY]
+        model = str(body["model"])
+        prompt, completion = usage_for(body)
+        text = WORD * completion
+        usage = {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        }
+        if not body.get("stream"):
+            return web.json_response(_response(model, text, usage, "completed"))
+        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await out.prepare(request)
+        start = {"type": "response.created", "response": _response(model, "", None, "in_progress")}
+        await out.write(_named(start, 0))
+        for i in range(completion):
+            delta = {"type": "response.output_text.delta", "item_id": "msg_mock",
+                     "output_index": 0, "content_index": 0, "delta": WORD}  # fmt: skip
+            await out.write(_named(delta, i + 1))
+        done = {
+            "type": "response.completed",
+            "response": _response(model, text, usage, "completed"),
+        }
+        await out.write(_named(done, completion + 1))
+        await out.write_eof()
+        return out
+
+    # --- embeddings, images, audio -------------------------------------------------------------
+
+    async def embeddings(self, request: web.Request) -> web.Response:
+        body = request[BODY]
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        mock = body.get("mock") or {}
+        prompt = int(mock.get("prompt_tokens", math.ceil(len(json.dumps(inputs)) / 4)))
+        vector = [0.25, -0.5, 0.75]
+        data = []
+        for i, _ in enumerate(inputs):
+            embedding: Any = vector
+            if body.get("encoding_format") == "base64":
+                embedding = base64.b64encode(struct.pack("<3f", *vector)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": embedding})
+        usage = {"prompt_tokens": prompt, "total_tokens": prompt}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
+
+    async def images(self, request: web.Request) -> web.Response:
+        body = request[BODY]
+        pixel = base64.b64encode(b"\x89PNG mock image").decode()
+        data = [{"b64_json": pixel} for _ in range(int(body.get("n", 1)))]
+        return web.json_response({"created": int(time.time()), "data": data})
+
+    async def transcriptions(self, request: web.Request) -> web.StreamResponse:
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        audio = upload.file.read()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        fields["file"] = f"{upload.filename} ({len(audio)} bytes)"
+        self.received.append(
+            {"path": request.path, "headers": dict(request.headers), "body": fields}
+        )
+        failure = self._failure(fields.get("model", ""))
+        if failure is not None:
+            return failure
+        with wave.open(io.BytesIO(audio)) as clip:
+            seconds = clip.getnframes() / clip.getframerate()
+        text = "hello from the mock transcription"
+        if fields.get("response_format") == "text":
+            return web.Response(text=text, content_type="text/plain")
+        usage: dict[str, Any] = {"type": "duration", "seconds": math.ceil(seconds)}
+        if "tokens" in fields.get("model", ""):
+            audio_tokens, words = int(seconds * 10), len(text.split())
+            usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": words,
+                     "total_tokens": audio_tokens + words}  # fmt: skip
+        return web.json_response({"text": text, "usage": usage})
+
 
 def usage_for(body: dict[str, Any]) -> tuple[int, int]:
     mock = body.get("mock") or {}
-    text = "".join(str(m.get("content", "")) for m in body.get("messages") or [])
+    given = body.get("messages") or body.get("input") or body.get("prompt") or ""
+    if isinstance(given, list):
+        text = "".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in given)
+    else:
+        text = str(given)
     prompt = int(mock.get("prompt_tokens", math.ceil(len(text) / 4)))
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10
+    limit = (
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or body.get("max_output_tokens")
+        or 10
+    )
     completion = int(mock.get("completion_tokens", min(10, limit)))
     return prompt, completion
 
@@ -111,6 +263,30 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+    }
+
+
+def _response(model: str, text: str, usage: dict[str, Any] | None, status: str) -> dict[str, Any]:
+    content = [{"type": "output_text", "text": text, "annotations": []}]
+    output = [{"type": "message", "id": "msg_mock", "status": status, "role": "assistant",
+               "content": content}] if text else []  # fmt: skip
+    return {
+        "id": "resp_mock",
+        "object": "response",
+        "created_at": int(time.time()),
+        "model": model,
+        "status": status,
+        "output": output,
+        "usage": usage,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "temperature": 1.0,
+        "top_p": 1.0,
     }
 
 
@@ -126,3 +302,8 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict
 
 def _event(chunk: dict[str, Any]) -> bytes:
     return f"data: {json.dumps(chunk)}\n\n".encode()
+
+
+def _named(event: dict[str, Any], sequence: int) -> bytes:
+    event = event | {"sequence_number": sequence}
+    return f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode()

@@ -1,0 +1,289 @@
+"""How each endpoint is priced: the most a request can cost, and what its answer cost.
+
+    ChatMeter        chat/completions, completions, responses   tokens in and out
+    EmbeddingsMeter  embeddings                                  tokens in
+    ImagesMeter      images/generations                          per image made
+    AudioMeter       audio/transcriptions                        per minute, or tokens
+
+`plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
+`measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
+said nothing. The proxy (node/proxy.py) does the rest the same way for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from node.audio import Upload, encode_multipart, seconds_bound
+from node.catalogue import Model
+from node.errors import BadRequest, PaymentRequired
+from node.pricing import Price, Pricer, Usage
+from node.sse import output_chars
+
+if TYPE_CHECKING:
+    from node.context import Node
+
+MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
+AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
+
+
+@dataclass
+class Plan:
+    prompt_tokens: int  # an estimate that errs high
+    max_output_tokens: int
+    max_cost_msat: int
+    floor_msat: int  # the prompt's cost: charged if the node dies mid-request
+    units: Fraction = Fraction(0)  # images or audio seconds the reservation covers
+
+
+@dataclass
+class Measured:
+    usage: Usage | None = None  # as the upstream reported it
+    units: Fraction | None = None  # images made / seconds transcribed, as reported
+    output_tokens: int = 0  # estimated from the text received
+
+
+def estimate_prompt_tokens(raw_body: bytes) -> int:
+    # Tokens average ~4 bytes of JSON text; counting the whole body (keys, tools) errs high.
+    return len(raw_body) // 4 + 16
+
+
+def _positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
+    value = body.get(field, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise BadRequest(f"{field} must be an integer from 1 to {most}", param=field)
+    return value
+
+
+def _short(need: int, available: int) -> PaymentRequired:
+    return PaymentRequired(
+        f"insufficient balance: this request needs at least {need} msat, "
+        f"{max(available, 0)} msat available",
+        headers={"X-Required-Msat": str(need)},
+    )
+
+
+class Meter:
+    path = ""
+    streams = False  # the endpoint can answer as server-sent events
+    text_answers = False  # the endpoint may answer with something other than JSON
+    usage_names = ("prompt_tokens", "completion_tokens")
+
+    def plan(
+        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        raise NotImplementedError
+
+    def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
+        return orjson.dumps(body), "application/json"
+
+    def prepare_stream(self, body: dict[str, Any]) -> None:
+        """Ask the upstream for usage at the end of a stream."""
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_openai(answer.get("usage")))
+
+    def measure_text(self, raw: bytes) -> Measured:
+        """A non-JSON answer (a transcription as text/srt/vtt): only its size is known."""
+        return Measured(output_tokens=-(-len(raw) // 4))
+
+    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
+        usage = seen.usage or Usage(plan.prompt_tokens, seen.output_tokens)
+        return pricer.cost_msat(model.price, usage)
+
+    def usage_json(self, plan: Plan, seen: Measured) -> dict[str, Any]:
+        """The usage to show when the upstream gave none (marked as an estimate)."""
+        prompt, completion = plan.prompt_tokens, seen.output_tokens
+        names = self.usage_names
+        return {
+            names[0]: prompt,
+            names[1]: completion,
+            "total_tokens": prompt + completion,
+            "estimated": True,
+        }
+
+
+class ChatMeter(Meter):
+    """Token-priced text generation: chat/completions, completions, responses."""
+
+    streams = True
+
+    def __init__(self, path: str = "chat/completions"):
+        self.path = path
+        if path == "responses":
+            self.limit_fields: tuple[str, ...] = ("max_output_tokens",)
+            self.usage_names = ("input_tokens", "output_tokens")
+        elif path == "completions":
+            self.limit_fields = ("max_tokens",)
+        else:
+            self.limit_fields = ("max_completion_tokens", "max_tokens")
+
+    def plan(
+        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        field = next((f for f in self.limit_fields if f in body), self.limit_fields[-1])
+        requested = body.get(field)
+        if requested is None:
+            requested = model.max_output_tokens
+        elif not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
+            raise BadRequest(f"{field} must be a positive integer", param=field)
+        choices = 1 if self.path == "responses" else _positive_int(body, "n", 1, 128)
+        prompt = estimate_prompt_tokens(raw)
+        wanted = min(requested, model.max_output_tokens)
+        affordable = node.pricer.completion_tokens_affordable(model.price, prompt, available)
+        affordable //= choices
+        if affordable < min(MIN_ANSWER_TOKENS, wanted):
+            least = Usage(prompt, min(MIN_ANSWER_TOKENS, wanted))
+            raise _short(node.pricer.cost_msat(model.price, least), available)
+        output = min(wanted, affordable)
+        body[field] = output  # the upstream must not produce more than was reserved
+        return Plan(
+            prompt_tokens=prompt,
+            max_output_tokens=output,
+            max_cost_msat=node.pricer.cost_msat(model.price, Usage(prompt, output * choices)),
+            floor_msat=node.pricer.cost_msat(model.price, Usage(prompt, 0)),
+        )
+
+    def prepare_stream(self, body: dict[str, Any]) -> None:
+        if self.path == "responses":
+            return  # Responses streams end with response.completed, which carries usage
+        options = body.get("stream_options")
+        body["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
+        return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
+
+
+def _responses_chars(answer: dict[str, Any]) -> int:
+    total = 0
+    for item in answer.get("output") or []:
+        if not isinstance(item, dict):
+            continue
+        total += len(str(item.get("arguments") or ""))
+        for part in item.get("content") or []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                total += len(part["text"])
+    return total
+
+
+class EmbeddingsMeter(Meter):
+    path = "embeddings"
+
+    def plan(
+        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        given = body.get("input")
+        if not isinstance(given, str | list) or not given:
+            raise BadRequest("input must be a string or a non-empty array", param="input")
+        # Token-id inputs can be 2 bytes a token: count each number once more to err high.
+        prompt = estimate_prompt_tokens(raw) + raw.count(b",")
+        cost = node.pricer.cost_msat(model.price, Usage(prompt, 0))
+        if cost > available:
+            raise _short(cost, available)
+        return Plan(prompt, 0, cost, cost)
+
+
+class _UnitMeter(Meter):
+    """Priced per unit (image, second of audio), plus the model's per-request price."""
+
+    def unit_usd(self, model: Model) -> Fraction:
+        raise NotImplementedError
+
+    def unit_cost(self, pricer: Pricer, model: Model, units: Fraction) -> int:
+        usd = model.price.request + units * self.unit_usd(model)
+        return pricer.cost_msat(Price(Fraction(0), Fraction(0), request=usd), Usage())
+
+    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
+        return self.unit_cost(pricer, model, seen.units if seen.units is not None else plan.units)
+
+
+class ImagesMeter(_UnitMeter):
+    path = "images/generations"
+
+    def unit_usd(self, model: Model) -> Fraction:
+        assert model.image_usd is not None
+        return model.image_usd
+
+    def plan(
+        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        if model.image_usd is None:
+            raise BadRequest(
+                f"the model {model.id!r} has no per-image price on this node",
+                param="model",
+                code="model_not_priced",
+            )
+        if body.get("stream"):
+            raise BadRequest("streamed image generation is not offered", param="stream")
+        images = Fraction(_positive_int(body, "n", 1, 10))
+        cost = self.unit_cost(node.pricer, model, images)
+        if cost > available:
+            raise _short(cost, available)
+        return Plan(0, 0, cost, 0, units=images)
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        data = answer.get("data")
+        return Measured(units=Fraction(len(data)) if isinstance(data, list) else None)
+
+    def usage_json(self, plan: Plan, seen: Measured) -> dict[str, Any]:
+        return {"images": int(seen.units if seen.units is not None else plan.units)}
+
+
+class AudioMeter(_UnitMeter):
+    """Transcriptions: per minute when the model has a minute price, else by token."""
+
+    path = "audio/transcriptions"
+    text_answers = True  # response_format text, srt, vtt
+    usage_names = ("input_tokens", "output_tokens")
+
+    def __init__(self, fields: list[tuple[str, str]], upload: Upload):
+        self.fields, self.upload = fields, upload
+        self.seconds, self.exact = seconds_bound(upload.data)
+
+    def unit_usd(self, model: Model) -> Fraction:
+        return (model.audio_minute_usd or Fraction(0)) / 60
+
+    def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
+        fields = [(k, v) for k, v in self.fields if k != "model"] + [("model", body["model"])]
+        return encode_multipart(fields, [self.upload])
+
+    def plan(
+        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        if model.audio_minute_usd is not None:
+            cost = self.unit_cost(node.pricer, model, self.seconds)
+            floor = cost if self.exact else 0
+            if cost > available:
+                raise _short(cost, available)
+            return Plan(0, 0, cost, floor, units=self.seconds)
+        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16
+        output = model.max_output_tokens
+        cost = node.pricer.cost_msat(model.price, Usage(prompt, output))
+        if cost > available:
+            raise _short(cost, available)
+        return Plan(prompt, output, cost, 0)
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        usage = answer.get("usage")
+        seconds = usage.get("seconds") if isinstance(usage, dict) else answer.get("duration")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            seconds = None
+        text = answer.get("text")
+        return Measured(
+            usage=Usage.from_openai(usage),
+            units=Fraction(str(seconds)) if seconds is not None else None,
+            output_tokens=-(-len(text) // 4) if isinstance(text, str) else 0,
+        )
+
+    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
+        if model.audio_minute_usd is not None:
+            return super().cost(pricer, model, plan, seen)
+        return Meter.cost(self, pricer, model, plan, seen)
