@@ -325,3 +325,13 @@ async def test_stop_is_prompt_with_a_dead_relay(services: Start) -> None:
     began = time.monotonic()
     await node.stop()
     assert time.monotonic() - began < 3
+
+
+def test_info_names_the_node_key(node) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{node.url}/v1/info") as resp:
+        info = json.loads(resp.read())
+    assert len(info["pubkey"]) == 64 and info["npub"].startswith("npub1")
+    assert info["name"] == "test node"
