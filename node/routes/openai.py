@@ -107,10 +107,12 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return json_response({"object": "list", "data": [m.to_json() for m in node.catalogue.all()]})
+    data = [m.to_json(node.pricer.sats_pricing(m.price)) for m in node.catalogue.all()]
+    return json_response({"object": "list", "data": data})
 
 
 @routes.get("/v1/models/{model_id:.+}")
 async def get_model(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return json_response(node.catalogue.get(request.match_info["model_id"]).to_json())
+    model = node.catalogue.get(request.match_info["model_id"])
+    return json_response(model.to_json(node.pricer.sats_pricing(model.price)))
