@@ -9,6 +9,7 @@ from fractions import Fraction
 from aiohttp import web
 
 from node import ledger as ledger_module
+from node import observe, ratelimit
 from node.catalogue import Catalogue
 from node.context import NODE, Node
 from node.ledger import Ledger
@@ -34,8 +35,11 @@ def _fixed_rate(settings: Settings) -> Fraction:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.limits.max_body_bytes
+        middlewares=[error_middleware, observe.observe_middleware, ratelimit.ratelimit_middleware],
+        client_max_size=settings.limits.max_body_bytes,
     )
+    observe.setup(app)
+    ratelimit.setup(app, settings.limits)
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
         db = open_database(settings)

@@ -21,6 +21,7 @@ from node import upstream
 from node.catalogue import Model
 from node.context import Node
 from node.errors import BadRequest, NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.observe import trace_of
 from node.payments import Payer
 from node.pricing import Usage
 from node.sse import SseReader, encode_event, output_chars
@@ -91,6 +92,8 @@ class MeteredCall:
             path,
         )
         self.request_id = request[REQUEST_ID]
+        self.trace = trace_of(request)
+        self.trace.model, self.trace.upstream = model.id, model.upstream.name
         self.cost_msat = 0
         self.usage: Usage | None = None
         self.est_output_tokens = 0
@@ -129,15 +132,17 @@ class MeteredCall:
             return
         usage = self.usage or Usage(self.plan.prompt_tokens, self.est_output_tokens)
         cost = self.node.pricer.cost_msat(self.model.price, usage)
-        self.cost_msat = self.node.ledger.settle(self.request_id, cost)
+        self.cost_msat = self.trace.cost_msat = self.node.ledger.settle(self.request_id, cost)
         if self.usage is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 
     async def _plain(self, payload: bytes) -> web.StreamResponse:
-        resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)
+        with self.trace.upstream_call():
+            resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)
         async with resp:
             try:
-                raw = await resp.read()
+                with self.trace.upstream_call():
+                    raw = await resp.read()
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise UpstreamError("upstream connection failed mid-answer") from exc
         try:
@@ -170,7 +175,8 @@ class MeteredCall:
         }
 
     async def _stream(self, payload: bytes) -> web.StreamResponse:
-        resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)
+        with self.trace.upstream_call():
+            resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)
         self.produced = True  # the prompt went upstream and is being answered
         reader = SseReader()
         out = web.StreamResponse(
@@ -179,7 +185,7 @@ class MeteredCall:
         async with resp:
             await out.prepare(self.request)
             try:
-                async for data in resp.content.iter_any():
+                async for data in self.trace.timed(resp.content.iter_any()):
                     for event in reader.feed(data):
                         await out.write(event)
             except ConnectionResetError:
@@ -189,6 +195,7 @@ class MeteredCall:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
                 self._settle()  # before the client can see the error
+                self.trace.upstream_error = "upstream_stream_broken"
                 await self._write_safely(out, _error_event(exc))
                 return out
         self._note(reader)
