@@ -37,6 +37,7 @@ from node.settings import LimitsSection
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # for load balancers and scrapers
 SWEEP_EVERY_S = 60.0
+EPSILON = 1e-9  # float drain must not refuse a request that is due to the microsecond
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class MemoryRateStore:
         over = [
             (fill[i] + 1 - w.limit) / w.rate
             for i, w in enumerate(self.windows)
-            if fill[i] + 1 > w.limit
+            if fill[i] + 1 > w.limit + EPSILON
         ]
         if over:
             self._buckets[key] = (now, fill)
@@ -111,7 +112,7 @@ class MemoryRateStore:
         self._buckets[key] = (now, fill)
         tightest = min(range(len(self.windows)), key=lambda i: self.windows[i].limit - fill[i])
         window = self.windows[tightest]
-        remaining = max(0, math.floor(window.limit - fill[tightest] + 1e-9))
+        remaining = max(0, math.floor(window.limit - fill[tightest] + EPSILON))
         return Decision(True, window, remaining, fill[tightest] / window.rate)
 
     def _fill(self, key: str, now: float) -> list[float]:
