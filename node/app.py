@@ -11,6 +11,7 @@ from aiohttp import web
 
 import wallet as cashu
 from node import ledger as ledger_module
+from node import observe, ratelimit
 from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
 from node.context import NODE, Node
@@ -79,8 +80,11 @@ def start_nostr(settings: Settings) -> NostrService:
 
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
-        middlewares=[error_middleware], client_max_size=settings.limits.max_body_bytes
+        middlewares=[error_middleware, observe.observe_middleware, ratelimit.ratelimit_middleware],
+        client_max_size=settings.limits.max_body_bytes,
     )
+    observe.setup(app)
+    ratelimit.setup(app, settings.limits)
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
         db = open_database(settings)

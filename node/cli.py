@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import secrets
 import sys
 from pathlib import Path
@@ -12,6 +11,7 @@ from aiohttp import web
 
 from node.app import create_app, open_database
 from node.ledger import Ledger, hash_key
+from node.logs import configure_logging, secrets_of
 from node.settings import ConfigError, Settings, load_settings
 
 
@@ -24,10 +24,11 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log.level, settings.log.format, secrets_of(settings))
     app = create_app(settings)
     print(f"nutgate listening on http://{settings.node.host}:{settings.node.port}", flush=True)
-    web.run_app(app, host=settings.node.host, port=settings.node.port, print=None)
+    # access_log=None: the node writes its own access line (nutgate.access), with the request id
+    web.run_app(app, host=settings.node.host, port=settings.node.port, print=None, access_log=None)
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:

@@ -24,6 +24,7 @@ from node.catalogue import Model, Route
 from node.context import Node
 from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
 from node.metering import ChatMeter, Measured, Meter, Plan, estimate_prompt_tokens
+from node.observe import trace_of
 from node.payments import Payer
 from node.providers import MONITOR
 from node.sse import SseReader, encode_event
@@ -55,6 +56,8 @@ class MeteredCall:
         )
         self.meter = meter or ChatMeter(path)
         self.request_id = request[REQUEST_ID]
+        self.trace = trace_of(request)
+        self.trace.model = model.id
         self.cost_msat = 0
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
@@ -86,15 +89,17 @@ class MeteredCall:
         for route in self.request.app[MONITOR].order(self.model.routes):
             body["model"] = route.upstream_model
             payload, content_type = self.meter.encode(body)
+            self.trace.upstream = route.upstream.name
             try:
-                answer = await upstream.call(
-                    self.node.http,
-                    route.upstream,
-                    self.path,
-                    payload,
-                    stream=stream,
-                    content_type=content_type,
-                )
+                with self.trace.upstream_call():
+                    answer = await upstream.call(
+                        self.node.http,
+                        route.upstream,
+                        self.path,
+                        payload,
+                        stream=stream,
+                        content_type=content_type,
+                    )
             except upstream.RETRYABLE as exc:
                 log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
                 last = exc
@@ -112,7 +117,7 @@ class MeteredCall:
             self.node.ledger.release(self.request_id)
             return
         cost = self.meter.cost(self.node.pricer, self.model, self.plan, self.measured)
-        self.cost_msat = self.node.ledger.settle(self.request_id, cost)
+        self.cost_msat = self.trace.cost_msat = self.node.ledger.settle(self.request_id, cost)
         if self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 
@@ -148,7 +153,8 @@ class MeteredCall:
             try:
                 for event in reader.feed(answer.head):
                     await out.write(event)
-                async for data in upstream.chunks(answer.upstream, answer.resp):
+                chunks = upstream.chunks(answer.upstream, answer.resp)
+                async for data in self.trace.timed(chunks):
                     for event in reader.feed(data):
                         await out.write(event)
             except ConnectionResetError:
@@ -158,6 +164,7 @@ class MeteredCall:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
                 self._settle()  # before the client can see the error
+                self.trace.upstream_error = "upstream_stream_broken"
                 error = _error_event(exc) | await self.payer.finish(self, in_band=True)
                 await self._write_safely(out, encode_event(error))
                 return out

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -158,6 +158,15 @@ class LimitsSection(Section):
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
 
 
+class LogSection(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Least severe log level written"
+    )
+    format: Literal["json", "text"] = Field(
+        "json", description="json: one JSON object per line; text: for reading in a terminal"
+    )
+
+
 class NostrSection(Section):
     relays: list[str] = Field(default_factory=list, description="Relays to announce on")
     announce: bool = Field(False, description="Publish the kind-38421 provider announcement")
@@ -178,6 +187,7 @@ class Settings(BaseSettings):
     presets: list[PresetSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
+    log: LogSection = Field(default_factory=LogSection)
 
     @classmethod
     def settings_customise_sources(

@@ -15,7 +15,8 @@ from node.settings import Settings, load_settings
 from tests.support.mock_upstream import MockUpstream
 from tests.support.servers import ThreadedServer
 
-pytest_plugins = ["tests.support.mints"]
+# mints: real Nutshell mints and its wallet; logcheck: fails a test whose logs hold a secret
+pytest_plugins = ["tests.support.mints", "tests.support.logcheck"]
 
 BEHAVIOURS = ["nousage", "slow", "fail500", "fail429", "badjson", "cut"]
 

@@ -1,0 +1,145 @@
+"""Logging: JSON lines on stderr, and a redaction filter on every handler.
+
+No Cashu token, payment request, API key, Bearer value or password may reach a log line, even
+when a bug or a library logs one. `RedactFilter` rewrites each record (message, arguments,
+traceback, structured fields) before any handler formats it; `configure_logging` puts it on
+every handler of the root logger, together with the literal secrets from the configuration
+(upstream keys, the admin password, the nostr key), which have no recognizable shape.
+
+Structured fields travel in `extra={"fields": {...}}` and come out as top-level JSON keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from node.settings import Settings
+
+REDACTED = "[redacted]"
+
+# Shapes of secrets. Cashu tokens are base64(url) after their prefix; keys are our `sk-…` and
+# most providers' (`sk-ant-…`, `sk-proj-…`); nostr private keys are bech32 `nsec1…`.
+_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"\b(cashu[AB]|creq[AB])[A-Za-z0-9_\-+/=]{4,}"), r"\1" + REDACTED),
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{4,}"), "sk-" + REDACTED),
+    (re.compile(r"\bnsec1[02-9ac-hj-np-z]{8,}"), "nsec1" + REDACTED),
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s\"',;]+"), r"\1\2" + REDACTED),
+    (
+        # key=value, key: value, "key": "value" for names that always hold a secret
+        re.compile(
+            r"(?i)((?:password|passwd|secret|api[_-]?key|token|nsec|x-cashu|authorization"
+            r"|cookie|csrf[_-]?token)[\"']?\s*[:=]\s*[\"']?)(?!\[redacted\])[^\s\"',;&}]+"
+        ),
+        r"\1" + REDACTED,
+    ),
+]
+
+MIN_LITERAL = 6  # shorter configured "secrets" would redact ordinary words
+
+
+def redact(text: str, literals: Iterable[str] = ()) -> str:
+    for literal in literals:
+        text = text.replace(literal, REDACTED)
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+class RedactFilter(logging.Filter):
+    """Rewrites a record so that no secret survives into any handler's output."""
+
+    def __init__(self, literals: Iterable[str] = ()) -> None:
+        super().__init__()
+        # Longest first, so a secret containing another is replaced whole.
+        self.literals = sorted({s for s in literals if len(s) >= MIN_LITERAL}, key=len)[::-1]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not lose the record
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg, record.args = self._clean(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self._clean(record.stack_info)
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            record.fields = {k: self._clean_value(v) for k, v in fields.items()}
+        return True
+
+    def _clean(self, text: str) -> str:
+        return redact(text, self.literals)
+
+    def _clean_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._clean(value)
+        if isinstance(value, dict):
+            return {k: self._clean_value(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._clean_value(v) for v in value]
+        return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ts, level, logger, msg, the record's fields, exc."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            line.update(fields)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            line["exc"] = record.exc_text
+        if record.stack_info:
+            line["stack"] = record.stack_info
+        return orjson.dumps(line, default=str).decode()
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def configure_logging(
+    level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = ()
+) -> logging.Handler:
+    """Replace the root logger's handlers by one stderr handler; redact on every handler."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    protect_handlers(root, RedactFilter(secrets))
+    return handler
+
+
+def protect_handlers(logger: logging.Logger, redactor: RedactFilter) -> None:
+    """Put the redaction filter on each of the logger's handlers that lacks one."""
+    for handler in logger.handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(redactor)
+
+
+def secrets_of(settings: Settings) -> list[str]:
+    """Configured secrets with no recognizable shape: redacted literally wherever they appear."""
+    found = [settings.node.admin_password, settings.nostr.nsec]
+    found += [u.api_key for u in settings.upstreams]
+    return [s for s in found if s]

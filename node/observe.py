@@ -1,0 +1,156 @@
+"""Watching each request: its `Trace`, the access log line, and the metrics it moves.
+
+The observe middleware sits inside the error middleware (so the request id exists and the
+exceptions are still visible) and outside the rate limiter (so refused requests are counted).
+Handlers and the metered call fill in the trace as they learn things:
+
+    trace = trace_of(request)
+    trace.model, trace.upstream = model.id, model.upstream.name
+    with trace.upstream_call(): resp = await upstream.post(...)     # upstream time
+    async for chunk in trace.timed(resp.content.iter_any()): ...     # streamed upstream time
+    trace.cost_msat = charged
+
+Overhead = request time minus time spent waiting on the upstream. For a stream, time spent
+writing to a slow client counts as overhead too: it is time the node, not the upstream, took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from node.context import NODE
+from node.errors import NodeError
+from node.ledger import Ledger
+from node.metrics import METRICS, Metrics, metrics_handler
+from node.web import REQUEST_ID
+
+access_log = logging.getLogger("nutgate.access")
+
+QUIET_PATHS = frozenset({"/health", "/metrics"})  # polled by machines: logged at DEBUG
+CLIENT_CLOSED = 499  # nginx's status for a client that went away before the answer
+
+
+@dataclass
+class Trace:
+    started: float = field(default_factory=time.perf_counter)
+    model: str = ""
+    upstream: str = ""
+    cost_msat: int = 0
+    upstream_s: float = 0.0
+    reached_upstream: bool = False
+    upstream_error: str | None = None  # an error met after the answer had begun
+
+    @contextmanager
+    def upstream_call(self) -> Iterator[None]:
+        self.reached_upstream = True
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.upstream_s += time.perf_counter() - start
+
+    async def timed(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """Pass chunks through, adding the time spent waiting for each to the upstream time."""
+        while True:
+            with self.upstream_call():
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+            yield chunk
+
+
+TRACE = web.RequestKey("trace", Trace)
+
+
+def trace_of(request: web.Request) -> Trace:
+    """The request's trace; a detached one where no observe middleware runs."""
+    trace = request.get(TRACE)
+    return trace if trace is not None else Trace()
+
+
+@web.middleware
+async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    trace = Trace()
+    request[TRACE] = trace
+    status, code = 500, None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except NodeError as exc:
+        status, code = exc.status, exc.code
+        raise
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = CLIENT_CLOSED
+        raise
+    finally:
+        _record(request, trace, status, code)
+
+
+def route_of(request: web.Request) -> str:
+    resource = getattr(request.match_info.route, "resource", None)
+    return resource.canonical if resource is not None else "unmatched"
+
+
+def _record(request: web.Request, trace: Trace, status: int, code: str | None) -> None:
+    elapsed = time.perf_counter() - trace.started
+    route = route_of(request)
+    metrics = request.app[METRICS]
+    metrics.requests.labels(route, trace.model, str(status)).inc()
+    metrics.latency.labels(route).observe(elapsed)
+    if trace.reached_upstream:
+        metrics.overhead.labels(route).observe(max(0.0, elapsed - trace.upstream_s))
+    if trace.cost_msat:
+        metrics.charged_msat.labels(trace.model).inc(trace.cost_msat)
+    upstream_code = trace.upstream_error or (code if code and code.startswith("upstream") else None)
+    if upstream_code:
+        metrics.upstream_errors.labels(trace.upstream, upstream_code).inc()
+    fields = {
+        "request_id": request.get(REQUEST_ID),
+        "method": request.method,
+        "route": route,
+        "path": request.path,  # never the query string: it may carry a token
+        "status": status,
+        "model": trace.model or None,
+        "cost_msat": trace.cost_msat,
+        "duration_ms": round(elapsed * 1000, 2),
+        "upstream_ms": round(trace.upstream_s * 1000, 2) if trace.reached_upstream else None,
+        "error": upstream_code or code,
+    }
+    level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
+    access_log.log(
+        level, "%s %s %s", request.method, request.path, status, extra={"fields": fields}
+    )
+
+
+async def _stamp_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    # Runs as headers are sent: streamed answers, prepared in the handler, get the id too.
+    request_id = request.get(REQUEST_ID)
+    if request_id:
+        response.headers.setdefault("x-request-id", request_id)
+
+
+def _ledger(app: web.Application) -> Ledger | None:
+    return app[NODE].ledger if NODE in app else None
+
+
+def setup(app: web.Application) -> Metrics:
+    """Metrics registry, `GET /metrics`, and the request-id stamp on every response."""
+    metrics = Metrics()
+    metrics.watch_ledger(lambda: _ledger(app))
+    app[METRICS] = metrics
+    app.router.add_get("/metrics", metrics_handler)
+    app.on_response_prepare.append(_stamp_request_id)
+    return metrics

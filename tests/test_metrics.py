@@ -1,0 +1,121 @@
+"""GET /metrics: Prometheus text that parses and moves as requests are made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import NodeHandle
+from tests.support.httpfetch import fetch
+
+EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500}}  # → 2000 msat
+CHAT = "/v1/chat/completions"
+
+
+def scrape(node: NodeHandle) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    reply = fetch(f"{node.url}/metrics")
+    assert reply.status == 200
+    assert reply.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(reply.body.decode())
+        for s in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def chat(node: NodeHandle, key: str, model: str = "test-model", **extra: object) -> int:
+    body = {"model": model, "messages": [{"role": "user", "content": "hi"}], **extra}
+    return fetch(f"{node.url}{CHAT}", "POST", {"Authorization": f"Bearer {key}"}, body).status
+
+
+def test_requests_cost_and_latency_move_with_traffic(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    before = scrape(node)
+    assert chat(node, key, max_tokens=500, **EXACT) == 200
+    assert chat(node, key, max_tokens=500, stream=True, **EXACT) == 200
+    after = scrape(node)
+    ok = {"route": CHAT, "model": "test-model", "status": "200"}
+    assert (
+        value(after, "nutgate_requests_total", **ok) - value(before, "nutgate_requests_total", **ok)
+        == 2
+    )
+    assert value(after, "nutgate_charged_msat_total", model="test-model") == 4000
+    assert value(after, "nutgate_request_duration_seconds_count", route=CHAT) == 2
+    assert value(after, "nutgate_request_overhead_seconds_count", route=CHAT) == 2
+    overhead = value(after, "nutgate_request_overhead_seconds_sum", route=CHAT)
+    latency = value(after, "nutgate_request_duration_seconds_sum", route=CHAT)
+    assert 0 <= overhead < latency
+
+
+def test_balances_outstanding_are_read_from_the_ledger(node: NodeHandle) -> None:
+    assert value(scrape(node), "nutgate_balances_outstanding_msat") == 0
+    key = node.new_key(50_000)
+    node.new_key(7_000)
+    assert value(scrape(node), "nutgate_balances_outstanding_msat") == 57_000
+    assert chat(node, key, max_tokens=500, **EXACT) == 200
+    samples = scrape(node)
+    assert value(samples, "nutgate_balances_outstanding_msat") == 55_000
+    assert value(samples, "nutgate_balances_reserved_msat") == 0
+    assert value(samples, "nutgate_accounts") == 2
+
+
+def test_errors_are_counted_by_status_and_upstream_failures_by_upstream(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    assert chat(node, key, model="test-fail500") == 502
+    assert chat(node, key, model="no-such-model") == 404
+    assert chat(node, "sk-unknown-key-0000") == 401
+    assert fetch(f"{node.url}/no/such/path").status == 404
+    samples = scrape(node)
+    assert value(samples, "nutgate_upstream_errors_total", upstream="mock", code="upstream_error")
+    assert (
+        value(samples, "nutgate_requests_total", route=CHAT, model="test-fail500", status="502")
+        == 1
+    )
+    assert value(samples, "nutgate_requests_total", route=CHAT, model="", status="404") == 1
+    assert value(samples, "nutgate_requests_total", route=CHAT, model="", status="401") == 1
+    # an unknown path is one bounded series, whatever the path was
+    assert value(samples, "nutgate_requests_total", route="unmatched", model="", status="404")
+
+
+def test_broken_stream_counts_as_an_upstream_error(node: NodeHandle) -> None:
+    key = node.new_key(1_000_000)
+    assert chat(node, key, model="test-cut", max_tokens=10, stream=True) == 200
+    samples = scrape(node)
+    assert (
+        value(
+            samples, "nutgate_upstream_errors_total", upstream="mock", code="upstream_stream_broken"
+        )
+        == 1
+    )
+
+
+def test_payment_counters_are_exposed_for_the_wallet_to_move(node: NodeHandle) -> None:
+    text = fetch(f"{node.url}/metrics").body.decode()
+    for family in ("tokens_redeemed_msat", "tokens_paid_out_msat", "mint_errors", "rate_limited"):
+        assert f"# TYPE nutgate_{family}_total counter" in text
+
+
+def test_openmetrics_is_served_to_scrapers_that_ask_for_it(node: NodeHandle) -> None:
+    reply = fetch(f"{node.url}/metrics", headers={"Accept": "application/openmetrics-text"})
+    assert reply.headers["Content-Type"].startswith("application/openmetrics-text")
+    families = list(openmetrics_families(reply.body.decode()))
+    assert "nutgate_balances_outstanding_msat" in {f.name for f in families}
+
+
+def test_each_node_has_its_own_registry(make_node: Callable[..., NodeHandle]) -> None:
+    first, second = make_node(), make_node()
+    key = first.new_key(1_000_000)
+    assert chat(first, key) == 200
+    ok = {"route": CHAT, "model": "test-model", "status": "200"}
+    assert value(scrape(first), "nutgate_requests_total", **ok) == 1
+    assert value(scrape(second), "nutgate_requests_total", **ok) == 0
