@@ -111,6 +111,8 @@ def test_images_are_charged_per_image(api_node: NodeHandle) -> None:
     assert spent(api_node, key) == 80_000  # 2 × $0.04 at $100 000/BTC
     with pytest.raises(openai.BadRequestError):
         client(api_node, key).images.generate(model="test-model", prompt="no image price")
+    with pytest.raises(openai.BadRequestError):  # priced per image only: never chat for free
+        client(api_node, key).chat.completions.create(**hello("test-image"))
     api_node.assert_clean()
 
 
