@@ -2,29 +2,79 @@
 
 from __future__ import annotations
 
+import asyncio
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+import wallet as cashu
 from node import ledger as ledger_module
 from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
 from node.context import NODE, Node
 from node.ledger import Ledger
+from node.nostr import Announcement, NostrKeyError, load_or_create_keys
+from node.nostr_service import NostrService
+from node.payments import LedgerHooks, Payments
 from node.pricing import Pricer
 from node.providers import MONITOR, ProviderMonitor
-from node.routes import discovery, health, openai
-from node.settings import Settings
+from node.routes import discovery, estimate, health, nodes, openai
+from node.routes import wallet as wallet_routes
+from node.settings import ConfigError, Settings
 from node.store import Database
 from node.upstream import new_session
 from node.web import error_middleware
 
 log = logging.getLogger("nutgate")
 
+VERSION = importlib.metadata.version("nutgate")
+
+RECOVERY_RETRY_S = 30.0
+
 
 def open_database(settings: Settings) -> Database:
-    return Database(settings.database_path, {"node": ledger_module.MIGRATIONS})
+    return Database(
+        settings.database_path, {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS}
+    )
+
+
+def build_wallet(settings: Settings, db: Database, ledger: Ledger, http: object) -> cashu.Wallet:
+    hooks = LedgerHooks(ledger)
+    seed = cashu.load_or_create_seed(settings.node.data_dir / "wallet.seed")
+    return cashu.Wallet(
+        db,
+        seed,
+        settings.cashu.mints,
+        http,  # type: ignore[arg-type]
+        hooks.credit,
+        hooks.debit,
+        hooks.refund,
+    )
+
+
+async def recover_wallet(wallet: cashu.Wallet) -> None:
+    """Finish swaps and payouts a previous run left pending; retry while a mint is away."""
+    while True:
+        try:
+            await wallet.recover()
+            return
+        except cashu.WalletError as exc:
+            log.warning(
+                "wallet recovery incomplete (%s); retrying in %.0f s", exc, RECOVERY_RETRY_S
+            )
+            await asyncio.sleep(RECOVERY_RETRY_S)
+
+
+def start_nostr(settings: Settings) -> NostrService:
+    try:
+        keys = load_or_create_keys(settings.node.data_dir, settings.nostr.nsec)
+    except NostrKeyError as exc:
+        raise ConfigError(f"nostr.nsec: {exc}") from exc
+    service = NostrService(keys, settings.nostr.relays, settings.nostr.announce)
+    service.update(Announcement.from_settings(settings, VERSION))
+    return service
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -47,18 +97,29 @@ def create_app(settings: Settings) -> web.Application:
             min_charge_msat=settings.pricing.min_charge_msat,
         )
         http = new_session()
+        wallet = build_wallet(settings, db, ledger, http)
+        nostr = start_nostr(settings)
+        await nostr.start()  # background tasks only: a relay that is down never delays serving
         catalogue = Catalogue.from_settings(settings)
-        app[NODE] = Node(settings, db, ledger, catalogue, pricer, http)
+        node = Node(settings, db, ledger, catalogue, pricer, http, wallet, nostr)
+        node.payments = Payments(node)
+        app[NODE] = node
         app[MONITOR] = monitor = ProviderMonitor(settings.upstreams, catalogue, http)
         await monitor.start()
+        recovery = asyncio.create_task(recover_wallet(wallet))
         yield
+        recovery.cancel()
         await monitor.stop()
+        await nostr.stop()
         await rate.stop()
         await http.close()
         db.close()
 
     app.cleanup_ctx.append(parts)
     app.add_routes(health.routes)
+    app.add_routes(nodes.routes)
+    app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
+    app.add_routes(wallet_routes.routes)
     app.add_routes(discovery.routes)
     return app

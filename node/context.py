@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import aiohttp
 from aiohttp import web
 
 from node.catalogue import Catalogue
 from node.ledger import Ledger
+from node.nostr_service import NostrService
 from node.pricing import Pricer
 from node.settings import Settings
 from node.store import Database
+from wallet import Wallet
+
+if TYPE_CHECKING:
+    from node.payments import Payments
 
 
 @dataclass
@@ -22,6 +28,9 @@ class Node:
     catalogue: Catalogue
     pricer: Pricer
     http: aiohttp.ClientSession
+    wallet: Wallet
+    nostr: NostrService
+    payments: Payments = field(init=False)
 
 
 NODE = web.AppKey("node", Node)

@@ -1,27 +1,175 @@
-"""Who pays for a request: an account found from the `Authorization` header."""
+"""Who pays for a request, and how ecash moves in and out of accounts.
+
+    Authorization: Bearer sk-…      an account made by /v1/wallet/create or `nutgate keys`
+    Authorization: Bearer cashu…    the token is redeemed once into an account keyed by its hash
+    X-Cashu: cashu…                 a one-shot account: redeemed, charged, the rest paid back
+
+The wallet moves proofs; the ledger moves msat. They meet in the wallet's hooks below, which
+run inside the wallet's own transactions, so a proof and the balance it backs change together.
+Each movement has a `purpose` string naming the account it belongs to; the wallet keeps it with
+the pending swap, so a swap finished after a crash credits the right account exactly once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import secrets
+import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from node.errors import Unauthorized
-from node.ledger import hash_key
+import wallet as cashu
+from node.errors import (
+    Conflict,
+    PaymentRequired,
+    ServiceUnavailable,
+    TokenRejected,
+    Unauthorized,
+    UpstreamError,
+)
+from node.ledger import DEPOSIT, REFUND, WITHDRAW, Ledger, hash_key
 
 if TYPE_CHECKING:
     from node.context import Node
     from node.proxy import MeteredCall
+
+log = logging.getLogger("nutgate.payments")
+
+TOKEN_PREFIXES = ("cashuA", "cashuB")
+MINT_RETRY_AFTER_S = "5"
+
+
+# --- purposes: what a wallet movement is for -----------------------------------------------
+
+
+def purpose(kind: str, *parts: str | int) -> str:
+    return ":".join([kind, *map(str, parts)])
+
+
+def _parse(text: str) -> tuple[str, list[str]]:
+    kind, *parts = text.split(":")
+    return kind, parts
+
+
+class LedgerHooks:
+    """The wallet's credit/debit/refund hooks, applying movements to ledger accounts."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+
+    def credit(self, conn: sqlite3.Connection, what: str, amount_msat: int, mint: str) -> None:
+        kind, parts = _parse(what)
+        if kind in ("token", "oneshot", "create"):  # a new account keyed by a hash
+            account_kind = {"token": "token", "oneshot": "oneshot", "create": "key"}[kind]
+            account_id = self.ledger.create_account(conn, parts[0], account_kind, mint)
+        elif kind == "topup":
+            account_id = int(parts[0])
+        else:
+            raise ValueError(f"unknown credit purpose {kind!r}")
+        self.ledger.credit(conn, account_id, amount_msat, DEPOSIT, what)
+
+    def debit(self, conn: sqlite3.Connection, what: str, amount_msat: int) -> None:
+        self.ledger.debit(conn, _account_of(what), amount_msat, WITHDRAW, what)
+
+    def refund(self, conn: sqlite3.Connection, what: str, amount_msat: int) -> None:
+        self.ledger.credit(conn, _account_of(what), amount_msat, REFUND, what)
+
+
+def _account_of(what: str) -> int:
+    kind, parts = _parse(what)
+    if kind not in ("withdraw", "change"):
+        raise ValueError(f"unknown payout purpose {kind!r}")
+    return int(parts[0])
+
+
+@contextlib.contextmanager
+def wallet_errors() -> Iterator[None]:
+    """The wallet's errors as the node's, with a specific `code` each."""
+    try:
+        yield
+    except cashu.TokenSpent as exc:
+        raise TokenRejected("this token has already been spent", code="token_spent") from exc
+    except cashu.UntrustedMint as exc:
+        raise TokenRejected(str(exc), code="mint_not_trusted") from exc
+    except cashu.UnsupportedUnit as exc:
+        raise TokenRejected(str(exc), code="unit_not_supported") from exc
+    except cashu.TokenInvalid as exc:
+        raise TokenRejected(f"invalid Cashu token: {exc}", code="token_invalid") from exc
+    except cashu.MintUnavailable as exc:
+        headers = {"Retry-After": MINT_RETRY_AFTER_S}
+        message = "the mint cannot be reached; nothing was charged, try again shortly"
+        if exc.maybe_sent:  # the mint may have taken the token: the node settles it on recovery
+            headers["x-should-retry"] = "false"
+            message = (
+                "the mint stopped answering mid-payment; the node finishes it when the "
+                "mint is back: retry with the same token later, it is not lost"
+            )
+        raise ServiceUnavailable(
+            message,
+            code="mint_unavailable",
+            headers=headers,
+        ) from exc
+    except cashu.InsufficientFunds as exc:
+        raise ServiceUnavailable(
+            "the node cannot pay out this amount right now", code="payout_unavailable"
+        ) from exc
+    except cashu.PayoutPending as exc:
+        raise Conflict(
+            "a payout with this idempotency key is still being settled; retry soon",
+            code="payout_pending",
+            headers={"Retry-After": "2"},
+        ) from exc
+    except cashu.MintError as exc:
+        raise UpstreamError(f"the mint refused: {exc}", code="mint_error") from exc
+
+
+# --- payers ----------------------------------------------------------------------------------
 
 
 @dataclass
 class Payer:
     account_id: int
 
-    async def finish(self, call: MeteredCall, in_band: bool = False) -> dict[str, Any]:
+    async def finish(self, call: MeteredCall | None, in_band: bool = False) -> dict[str, Any]:
         """After settling: what to add to the answer (headers, or fields of the last chunk)."""
         return {}
+
+
+@dataclass
+class OneShotPayer(Payer):
+    """X-Cashu: whatever the request did not cost goes back as a token."""
+
+    node: Node
+    request_id: str
+
+    async def finish(self, call: MeteredCall | None, in_band: bool = False) -> dict[str, Any]:
+        token = await pay_change(self.node, self.account_id, self.request_id)
+        if token is None:
+            return {}
+        return {"x_cashu": token} if in_band else {"X-Cashu": token}
+
+
+async def pay_change(node: Node, account_id: int, request_id: str) -> str | None:
+    """Pay a one-shot account's whole sats back; None if there is nothing to pay or it failed."""
+    what = purpose("change", account_id, request_id)
+    done = node.wallet.payout(what)
+    if done is not None:
+        return done
+    sats = node.ledger.get(account_id).available_msat // 1000
+    if sats <= 0:
+        return None
+    try:
+        return await node.wallet.send(sats, what)
+    except cashu.WalletError:
+        log.warning(
+            "request %s: change of %d sat not paid yet; it stays claimable", request_id, sats
+        )
+        return None
 
 
 def bearer(request: web.Request) -> str | None:
@@ -32,11 +180,93 @@ def bearer(request: web.Request) -> str | None:
     return value.strip()
 
 
-async def resolve_payer(node: Node, request: web.Request) -> Payer:
-    key = bearer(request)
-    if key is None:
-        raise Unauthorized("no API key: send 'Authorization: Bearer sk-…' or a Cashu token")
-    account = node.ledger.find(hash_key(key))
-    if account is None:
-        raise Unauthorized("unknown API key")
-    return Payer(account.id)
+def is_token(value: str) -> bool:
+    return value.startswith(TOKEN_PREFIXES)
+
+
+class Payments:
+    """Resolves payers and redeems tokens; one lock per token so a token redeems once."""
+
+    def __init__(self, node: Node):
+        self.node = node
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    async def account_for_key(self, key: str) -> int:
+        """The account behind a Bearer value: an sk- key, or a token redeemed on first use."""
+        key_hash = hash_key(key)
+        account = self.node.ledger.find(key_hash)
+        if account is not None:
+            return account.id
+        if not is_token(key):
+            raise Unauthorized("unknown API key")
+        lock = self._locks.setdefault(key_hash, asyncio.Lock())
+        try:
+            async with lock:
+                account = self.node.ledger.find(key_hash)  # a racing request redeemed it
+                if account is None:
+                    with wallet_errors():
+                        await self.node.wallet.receive(key, purpose("token", key_hash))
+                    account = self.node.ledger.find(key_hash)
+        finally:
+            if not lock.locked():
+                self._locks.pop(key_hash, None)
+        assert account is not None
+        return account.id
+
+    async def resolve(self, request: web.Request, need_msat: int) -> Payer:
+        """Who pays for this request; with no payment at all, a 402 with a NUT-24 request."""
+        x_cashu = request.headers.get("X-Cashu", "").strip()
+        if x_cashu:
+            return await self.one_shot(request, x_cashu)
+        key = bearer(request)
+        if key is None:
+            raise self.payment_request(need_msat)
+        return Payer(await self.account_for_key(key))
+
+    async def one_shot(self, request: web.Request, token: str) -> OneShotPayer:
+        from node.web import REQUEST_ID
+
+        if not is_token(token):
+            raise TokenRejected(
+                "X-Cashu must carry a cashuA… or cashuB… token", code="token_invalid"
+            )
+        key_hash = hash_key(token)
+        if self.node.ledger.find(key_hash) is not None:
+            raise TokenRejected("this token has already been spent", code="token_spent")
+        with wallet_errors():
+            await self.node.wallet.receive(token, purpose("oneshot", key_hash))
+        account = self.node.ledger.find(key_hash)
+        assert account is not None
+        return OneShotPayer(account.id, self.node, request[REQUEST_ID])
+
+    def payment_request(self, need_msat: int) -> PaymentRequired:
+        sats = max(1, -(-need_msat // 1000))
+        creq = cashu.encode_creq_a(
+            cashu.PaymentRequest(amount=sats, unit="sat", mints=self.node.settings.cashu.mints)
+        )
+        return PaymentRequired(
+            f"payment required: send a Cashu token of at least {sats} sat as the API key "
+            "or in the X-Cashu header",
+            code="payment_required",
+            headers={"X-Cashu": creq},
+        )
+
+    async def create_key(self, token: str) -> tuple[str, int]:
+        """/v1/wallet/create: a new sk- key funded by the token."""
+        key = "sk-" + secrets.token_urlsafe(32)
+        with wallet_errors():
+            await self.node.wallet.receive(token, purpose("create", hash_key(key)))
+        account = self.node.ledger.find(hash_key(key))
+        assert account is not None
+        return key, account.id
+
+    async def topup(self, account_id: int, token: str) -> int:
+        with wallet_errors():
+            receipt = await self.node.wallet.receive(
+                token, purpose("topup", account_id, hash_key(token))
+            )
+        return int(receipt.amount_msat)
+
+    async def withdraw(self, account_id: int, sats: int, mint: str | None, key: str) -> str:
+        with wallet_errors():
+            return await self.node.wallet.send(sats, purpose("withdraw", account_id, key), mint)

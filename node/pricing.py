@@ -14,6 +14,8 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from node.errors import ServiceUnavailable
+
 MSAT_PER_BTC = 10**11
 MTOK = 10**6
 
@@ -37,8 +39,20 @@ class Price:
     def per_million(cls, input_usd: float | str, output_usd: float | str) -> Price:
         return cls(prompt=exact(input_usd) / MTOK, completion=exact(output_usd) / MTOK)
 
+    def scaled(self, factor: Fraction) -> Price:
+        def times(value: Fraction | None) -> Fraction | None:
+            return None if value is None else value * factor
+
+        return Price(
+            self.prompt * factor,
+            self.completion * factor,
+            times(self.cached_prompt),
+            times(self.reasoning),
+            self.request * factor,
+        )
+
     def to_json(self) -> dict[str, str]:
-        """OpenRouter's field names: USD per token, as decimal strings."""
+        """OpenRouter's field names: USD (or sat) per token, as decimal strings."""
         fields = {"prompt": self.prompt, "completion": self.completion, "request": self.request}
         if self.cached_prompt is not None:
             fields["input_cache_read"] = self.cached_prompt
@@ -115,6 +129,13 @@ class Pricer:
     def cost_msat(self, price: Price, usage: Usage) -> int:
         msat = math.ceil(self.usd(price, usage) * self.msat_per_usd())
         return max(msat + self.request_fee_msat, self.min_charge_msat)
+
+    def sats_pricing(self, price: Price) -> dict[str, str] | None:
+        """The price in sat per token with the markup (None while there is no BTC rate)."""
+        try:
+            return price.scaled(self.msat_per_usd() / 1000).to_json()
+        except ServiceUnavailable:
+            return None
 
     def msat_per_usd(self) -> Fraction:
         return self.markup * MSAT_PER_BTC / self.rate()

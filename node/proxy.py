@@ -164,7 +164,8 @@ class MeteredCall:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
                 self._settle()  # before the client can see the error
-                await self._write_safely(out, _error_event(exc))
+                error = _error_event(exc) | await self.payer.finish(self, in_band=True)
+                await self._write_safely(out, encode_event(error))
                 return out
         self._note(reader)
         await self._end_stream(out, reader)
@@ -210,10 +211,10 @@ def _mime(answer: upstream.Answer) -> str:
     return answer.content_type.split(";")[0].strip() or "text/plain"
 
 
-def _error_event(exc: BaseException) -> bytes:
+def _error_event(exc: BaseException) -> dict[str, Any]:
     error: NodeError = (
         UpstreamTimeout("upstream stopped sending")
         if isinstance(exc, TimeoutError)
         else UpstreamError("upstream connection failed mid-stream")
     )
-    return encode_event(error.envelope())
+    return error.envelope()

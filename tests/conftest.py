@@ -15,6 +15,8 @@ from node.settings import Settings, load_settings
 from tests.support.mock_upstream import MockUpstream
 from tests.support.servers import ThreadedServer
 
+pytest_plugins = ["tests.support.mints"]
+
 BEHAVIOURS = ["nousage", "slow", "fail500", "fail429", "badjson", "cut"]
 
 

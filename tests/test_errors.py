@@ -64,10 +64,10 @@ async def test_bad_request_is_refused_and_charges_nothing(
     node.assert_clean()
 
 
-async def test_missing_and_unknown_keys_are_401(node: NodeHandle) -> None:
+async def test_missing_payment_is_402_and_unknown_key_401(node: NodeHandle) -> None:
     status, body = await call(node, CHAT, key=None, json=GOOD)
-    assert status == 401
-    assert_envelope(body, "invalid_api_key")
+    assert status == 402
+    assert_envelope(body, "payment_required")
     status, body = await call(node, CHAT, key="sk-not-a-key", json=GOOD)
     assert status == 401
     assert_envelope(body, "invalid_api_key")

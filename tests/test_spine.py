@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import openai
@@ -140,3 +141,47 @@ def test_upstream_breaking_mid_stream_charges_what_was_sent(node: NodeHandle) ->
         list(stream)
     assert node.balance(key) < 1_000_000
     node.assert_clean()
+
+
+def test_estimate_agrees_with_what_a_request_is_charged(node: NodeHandle) -> None:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    def get(query: dict[str, object]) -> tuple[int, dict[str, object]]:
+        url = f"{node.url}/v1/estimate?{urllib.parse.urlencode(query)}"
+        try:
+            with urllib.request.urlopen(url) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    params = {"model": "test-model", "input_tokens": 1000, "output_tokens": 500}
+    _, estimate = get(params)
+    assert estimate == {
+        "model": "test-model",
+        "input_tokens": 1000,
+        "output_tokens": 500,
+        "cost_msat": 2000,
+        "cost_sat": 2,
+    }
+    key = node.new_key(10_000)
+    client(node, key).chat.completions.create(**hello(max_tokens=500), extra_body=EXACT)
+    assert node.balance(key) == 10_000 - estimate["cost_msat"]
+    status, bad = get({**params, "input_tokens": "-4"})
+    assert status == 400 and bad["error"]["param"] == "input_tokens"  # type: ignore[index]
+
+
+def test_models_list_prices_in_usd_and_sat(node: NodeHandle) -> None:
+    key = node.new_key(1)
+    models = client(node, key).models.list().data
+    entry = next(m for m in models if m.id == "test-model")
+    extra = entry.model_extra or {}
+    assert extra["pricing"]["prompt"] == "0.000001" and extra["pricing"]["completion"] == "0.000002"
+    # $1/Mtok at $100 000/BTC = 0.001 sat per token
+    assert extra["sats_pricing"]["prompt"] == "0.001"
+    assert extra["context_length"] > 0 and extra["max_output_tokens"] == 1000
+    one = client(node, key).models.retrieve("test-model")
+    assert (one.model_extra or {})["sats_pricing"] == extra["sats_pricing"]
+    with pytest.raises(openai.NotFoundError):
+        client(node, key).models.retrieve("no-such-model")

@@ -1,0 +1,59 @@
+"""nutgate's own Cashu wallet, on secp256k1 and the node's HTTP client. Never imports `node`.
+
+from wallet import Wallet, load_or_create_seed
+w = Wallet(db, seed, ["https://mint.example"], session, credit, debit, refund)
+await w.recover()                              # at start
+receipt = await w.receive(token, purpose)      # credit(conn, purpose, msat, mint) inside
+token = await w.send(amount_sat, purpose)      # debit(conn, purpose, msat) inside
+"""
+
+from wallet.core import CreditHook, DebitHook, Receipt, RefundHook
+from wallet.errors import (
+    AlreadyCredited,
+    InsufficientFunds,
+    MintError,
+    MintUnavailable,
+    PayoutPending,
+    TokenInvalid,
+    TokenSpent,
+    UnsupportedUnit,
+    UntrustedMint,
+    WalletError,
+)
+from wallet.requests import PaymentRequest, Transport, encode_creq_a, encode_creq_b, parse_request
+from wallet.seed import load_or_create_seed
+from wallet.store import MIGRATIONS, Database
+from wallet.tokens import Proof, Token, parse_token, serialize_v3, serialize_v4
+from wallet.wallet import ProofState, Wallet
+
+__all__ = [
+    "MIGRATIONS",
+    "AlreadyCredited",
+    "CreditHook",
+    "Database",
+    "DebitHook",
+    "InsufficientFunds",
+    "MintError",
+    "MintUnavailable",
+    "PaymentRequest",
+    "PayoutPending",
+    "Proof",
+    "ProofState",
+    "Receipt",
+    "RefundHook",
+    "Token",
+    "TokenInvalid",
+    "TokenSpent",
+    "Transport",
+    "UnsupportedUnit",
+    "UntrustedMint",
+    "Wallet",
+    "WalletError",
+    "encode_creq_a",
+    "encode_creq_b",
+    "load_or_create_seed",
+    "parse_request",
+    "parse_token",
+    "serialize_v3",
+    "serialize_v4",
+]

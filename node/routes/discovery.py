@@ -17,7 +17,6 @@ from node.web import json_response
 routes = web.RouteTableDef()
 
 # The node's nostr public key (hex), set by the nostr service when it runs.
-PUBKEY = web.AppKey("nostr_pubkey", str)
 
 ENDPOINTS = [
     "chat/completions",
@@ -52,7 +51,8 @@ async def info(request: web.Request) -> web.Response:
             "version": _version(),
             "public_url": public_url(node),
             "mints": node.settings.cashu.mints,
-            "pubkey": request.app.get(PUBKEY),
+            "pubkey": node.nostr.pubkey,
+            "npub": node.nostr.npub,
             "endpoints": ENDPOINTS,
             "models": len(node.catalogue.all()),
         }

@@ -10,9 +10,8 @@ from aiohttp import web
 from node import presets
 from node.audio import Upload
 from node.context import NODE
-from node.errors import BadRequest
+from node.errors import BadRequest, NodeError
 from node.metering import AudioMeter, ChatMeter, EmbeddingsMeter, ImagesMeter, Meter
-from node.payments import resolve_payer
 from node.proxy import MeteredCall
 from node.web import json_response, read_json
 
@@ -27,8 +26,14 @@ async def _metered(
     if model.preset is not None:
         presets.apply(model, body, meter.path)
         raw = orjson.dumps(body)  # the estimate counts what goes upstream
-    payer = await resolve_payer(node, request)
-    return await MeteredCall(node, request, payer, model, meter.path, meter).run(body, raw)
+    # With no payment at all, the 402 asks for what this request can cost at most.
+    need = meter.plan(node, model, dict(body), raw, available=1 << 62).max_cost_msat
+    payer = await node.payments.resolve(request, need)
+    try:
+        return await MeteredCall(node, request, payer, model, meter.path, meter).run(body, raw)
+    except NodeError as exc:  # an X-Cashu payer gets what is left back as change
+        exc.headers.update(await payer.finish(None))
+        raise
 
 
 def _check_messages(body: dict[str, Any]) -> None:
@@ -102,10 +107,12 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return json_response({"object": "list", "data": [m.to_json() for m in node.catalogue.all()]})
+    data = [m.to_json(node.pricer.sats_pricing(m.price)) for m in node.catalogue.all()]
+    return json_response({"object": "list", "data": data})
 
 
 @routes.get("/v1/models/{model_id:.+}")
 async def get_model(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    return json_response(node.catalogue.get(request.match_info["model_id"]).to_json())
+    model = node.catalogue.get(request.match_info["model_id"])
+    return json_response(model.to_json(node.pricer.sats_pricing(model.price)))

@@ -1,0 +1,40 @@
+"""`GET /v1/estimate`: what a request of a given size costs, by the formula it is charged."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.context import NODE
+from node.errors import BadRequest
+from node.pricing import Usage
+from node.web import json_response
+
+routes = web.RouteTableDef()
+
+
+def _count(request: web.Request, name: str) -> int:
+    raw = request.query.get(name, "0")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise BadRequest(f"{name} must be a whole number of tokens, 0 or more", param=name)
+    return value
+
+
+@routes.get("/v1/estimate")
+async def estimate(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    model = node.catalogue.get(request.query.get("model"))
+    usage = Usage(_count(request, "input_tokens"), _count(request, "output_tokens"))
+    cost = node.pricer.cost_msat(model.price, usage)
+    return json_response(
+        {
+            "model": model.id,
+            "input_tokens": usage.prompt_tokens,
+            "output_tokens": usage.completion_tokens,
+            "cost_msat": cost,
+            "cost_sat": -(-cost // 1000),
+        }
+    )

@@ -1,0 +1,16 @@
+"""Other nodes found on Nostr (kind-38421 announcements, signatures verified)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.context import NODE
+from node.web import json_response
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/v1/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    service = request.app[NODE].nostr
+    return json_response({"nodes": [n.to_json() for n in service.nodes()]})

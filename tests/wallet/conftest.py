@@ -1,0 +1,114 @@
+"""A wallet on a fresh database per test, with a minimal ledger standing in for the node's hooks.
+
+Every wallet gets a random seed: the mints are shared by the whole session, and two wallets with
+the same seed and fresh counters would send the mint the same outputs (refused, 11003).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from node.store import Database
+from wallet import MIGRATIONS, InsufficientFunds, Wallet
+
+LEDGER_MIGRATIONS = [
+    """
+    CREATE TABLE t_events (
+        id INTEGER PRIMARY KEY, kind TEXT NOT NULL, purpose TEXT NOT NULL,
+        amount_msat INTEGER NOT NULL, mint TEXT
+    );
+    """
+]
+
+
+class Ledger:
+    """The node's side of the hooks: an event log written in the wallet's transaction."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.refuse_debits = False
+
+    def credit(self, conn: sqlite3.Connection, purpose: str, amount_msat: int, mint: str) -> None:
+        conn.execute(
+            "INSERT INTO t_events (kind, purpose, amount_msat, mint) VALUES ('credit', ?, ?, ?)",
+            (purpose, amount_msat, mint),
+        )
+
+    def debit(self, conn: sqlite3.Connection, purpose: str, amount_msat: int) -> None:
+        if self.refuse_debits:
+            raise InsufficientFunds("account balance too low")
+        conn.execute(
+            "INSERT INTO t_events (kind, purpose, amount_msat) VALUES ('debit', ?, ?)",
+            (purpose, amount_msat),
+        )
+
+    def refund(self, conn: sqlite3.Connection, purpose: str, amount_msat: int) -> None:
+        conn.execute(
+            "INSERT INTO t_events (kind, purpose, amount_msat) VALUES ('refund', ?, ?)",
+            (purpose, amount_msat),
+        )
+
+    def events(self, kind: str) -> list[tuple[str, int]]:
+        rows = self.db.query(
+            "SELECT purpose, amount_msat FROM t_events WHERE kind = ? ORDER BY id", (kind,)
+        )
+        return [(r["purpose"], r["amount_msat"]) for r in rows]
+
+
+@dataclass
+class Env:
+    wallet: Wallet
+    ledger: Ledger
+    db: Database
+    seed: bytes
+    path: Path
+
+    def pending_swaps(self) -> int:
+        return int(self.db.query_one("SELECT COUNT(*) FROM wallet_swaps")[0])  # type: ignore[index]
+
+    def payouts(self) -> list[sqlite3.Row]:
+        return self.db.query("SELECT * FROM wallet_payouts ORDER BY id")
+
+
+MakeWallet = Callable[..., Env]
+
+
+def open_db(path: Path) -> Database:
+    return Database(path, {"wallet": MIGRATIONS, "test": LEDGER_MIGRATIONS})
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def make_wallet(tmp_path: Path, http: aiohttp.ClientSession) -> MakeWallet:
+    def make(
+        *mints: str, path: Path | None = None, seed: bytes | None = None, timeout_s: float = 10.0
+    ) -> Env:
+        path = path or tmp_path / "db.sqlite3"
+        db = open_db(path)
+        ledger = Ledger(db)
+        seed = seed or os.urandom(64)
+        w = Wallet(
+            db,
+            seed,
+            list(mints),
+            http,
+            ledger.credit,
+            ledger.debit,
+            ledger.refund,
+            timeout_s=timeout_s,
+        )
+        return Env(w, ledger, db, seed, path)
+
+    return make

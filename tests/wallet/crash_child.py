@@ -1,0 +1,35 @@
+"""Run one wallet operation in a child process, for the crash tests.
+
+    python -m tests.wallet.crash_child DB SEED_HEX MINT receive TOKEN PURPOSE
+    python -m tests.wallet.crash_child DB SEED_HEX MINT send AMOUNT PURPOSE
+
+With NUTGATE_WALLET_CRASH_AT set, the wallet SIGKILLs this process at that point.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from tests.wallet.conftest import Ledger, open_db
+from wallet import Wallet
+
+
+async def main(db_path: str, seed_hex: str, mint: str, op: str, arg: str, purpose: str) -> None:
+    db = open_db(Path(db_path))
+    ledger = Ledger(db)
+    async with aiohttp.ClientSession() as http:
+        w = Wallet(
+            db, bytes.fromhex(seed_hex), [mint], http, ledger.credit, ledger.debit, ledger.refund
+        )
+        if op == "receive":
+            print(await w.receive(arg, purpose))
+        else:
+            print(await w.send(int(arg), purpose))
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*sys.argv[1:7]))

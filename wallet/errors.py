@@ -1,0 +1,69 @@
+"""The wallet's exceptions: one tree, so callers can catch `WalletError` and map the leaves.
+
+WalletError
+ ├── TokenInvalid        malformed token / request / proof (never anything else for bad input)
+ ├── TokenSpent          the mint says the proofs are already spent (code 11001)
+ │    └── AlreadyCredited   this purpose was already credited (carries the first receipt)
+ ├── UntrustedMint       the token's mint is not in the trust list (no network contact made)
+ ├── UnsupportedUnit     a unit other than "sat"
+ ├── MintUnavailable     network error, timeout or 5xx: retry later, nothing was lost
+ ├── MintError           any other refusal by the mint (`code`, `detail`)
+ ├── InsufficientFunds   not enough unspent proofs for a payout
+ └── PayoutPending       a payout for this purpose is still unresolved (recover() finishes it)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class WalletError(Exception):
+    """Base of every error the wallet raises on purpose."""
+
+
+class TokenInvalid(WalletError):
+    pass
+
+
+class TokenSpent(WalletError):
+    pass
+
+
+class AlreadyCredited(TokenSpent):
+    def __init__(self, message: str, receipt: Any) -> None:
+        super().__init__(message)
+        self.receipt = receipt
+
+
+class UntrustedMint(WalletError):
+    def __init__(self, mint: str) -> None:
+        super().__init__(f"mint not trusted: {mint}")
+        self.mint = mint
+
+
+class UnsupportedUnit(WalletError):
+    def __init__(self, unit: str) -> None:
+        super().__init__(f"unit not supported: {unit!r} (only 'sat')")
+        self.unit = unit
+
+
+class MintUnavailable(WalletError):
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        # False when the connection was never made: the mint cannot have acted on the request
+        self.maybe_sent = maybe_sent
+
+
+class MintError(WalletError):
+    def __init__(self, code: int | None, detail: str) -> None:
+        super().__init__(f"mint refused (code {code}): {detail}")
+        self.code = code
+        self.detail = detail
+
+
+class InsufficientFunds(WalletError):
+    pass
+
+
+class PayoutPending(WalletError):
+    pass

@@ -1,0 +1,169 @@
+"""HTTP calls to one Cashu mint over the node's aiohttp session, with a timeout on each.
+
+Errors are mapped once, here: network failure, timeout or 5xx -> `MintUnavailable` (the outcome
+is unknown, callers keep their pending rows); 400 with code 11001 -> `TokenSpent`; any other
+refusal -> `MintError(code, detail)`; an answer that is not what the NUT says -> `MintError`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+
+from wallet import crypto
+from wallet.errors import MintError, MintUnavailable, TokenSpent
+from wallet.tokens import Proof
+
+SPENT = 11001
+
+
+@dataclass(frozen=True)
+class KeysetInfo:
+    id: str
+    unit: str
+    active: bool
+    input_fee_ppk: int
+
+
+@dataclass(frozen=True)
+class BlindedMessage:
+    amount: int
+    keyset_id: str
+    b_: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"amount": self.amount, "id": self.keyset_id, "B_": self.b_}
+
+
+@dataclass(frozen=True)
+class BlindSignature:
+    amount: int
+    keyset_id: str
+    c_: str
+    dleq_e: str | None
+    dleq_s: str | None
+
+
+def normalize_url(url: str) -> str:
+    """The form mint URLs are compared and stored in: no trailing slash, lowercase scheme/host."""
+    url = url.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
+
+
+class MintClient:
+    def __init__(self, session: aiohttp.ClientSession, url: str, timeout_s: float) -> None:
+        self.url = normalize_url(url)
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else orjson.dumps(body)
+        headers = {"Content-Type": "application/json"} if data is not None else None
+        try:
+            async with self._session.request(
+                method, self.url + path, data=data, headers=headers, timeout=self._timeout
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except aiohttp.ClientConnectorError as e:  # no connection: the request never left
+            raise MintUnavailable(f"mint {self.url} unreachable: {e}", maybe_sent=False) from e
+        except (TimeoutError, aiohttp.ClientError, OSError) as e:
+            raise MintUnavailable(f"mint {self.url} unreachable: {type(e).__name__}") from e
+        if status >= 500 and status != 501:
+            raise MintUnavailable(f"mint {self.url} answered {status}")
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise MintError(None, f"non-JSON answer ({status}) from {path}") from None
+        if status >= 400 or (isinstance(payload, dict) and "code" in payload and status != 200):
+            code = payload.get("code") if isinstance(payload, dict) else None
+            detail = str(payload.get("detail", "")) if isinstance(payload, dict) else str(raw)
+            if code == SPENT:
+                raise TokenSpent(detail or "proofs already spent")
+            raise MintError(code if isinstance(code, int) else None, detail or str(status))
+        return payload
+
+    async def keysets(self) -> list[KeysetInfo]:
+        payload = await self._call("GET", "/v1/keysets")
+        try:
+            return [
+                KeysetInfo(
+                    id=str(k["id"]),
+                    unit=str(k["unit"]),
+                    active=bool(k["active"]),
+                    input_fee_ppk=int(k.get("input_fee_ppk") or 0),
+                )
+                for k in payload["keysets"]
+            ]
+        except (KeyError, TypeError, ValueError) as e:
+            raise MintError(None, f"bad /v1/keysets answer: {e}") from None
+
+    async def keys(self, keyset_id: str) -> dict[int, str]:
+        """The keyset's amount -> pubkey map, validated (NUT-01) and checked against its id."""
+        payload = await self._call("GET", f"/v1/keys/{keyset_id}")
+        try:
+            (ks,) = [k for k in payload["keysets"] if k["id"] == keyset_id]
+            keys = crypto.parse_keys(ks["keys"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise MintError(None, f"bad keys for {keyset_id}: {e}") from None
+        if keyset_id.startswith("00"):
+            derived = crypto.keyset_id_v1(keys)
+        else:
+            fee, expiry = ks.get("input_fee_ppk"), ks.get("final_expiry")
+            derived = crypto.keyset_id_v2(keys, str(ks.get("unit")), fee, expiry)
+        if derived != keyset_id:
+            raise MintError(None, f"keyset id {keyset_id} does not match its keys")
+        return {a: k.format(compressed=True).hex() for a, k in keys.items()}
+
+    async def swap(
+        self, inputs: list[Proof], outputs: list[BlindedMessage]
+    ) -> list[BlindSignature]:
+        body = {"inputs": [p.to_json() for p in inputs], "outputs": [o.to_json() for o in outputs]}
+        payload = await self._call("POST", "/v1/swap", body)
+        return _signatures(payload, "signatures", len(outputs))
+
+    async def checkstate(self, ys: list[str]) -> dict[str, str]:
+        """Y -> "UNSPENT" | "PENDING" | "SPENT" (NUT-07)."""
+        payload = await self._call("POST", "/v1/checkstate", {"Ys": ys})
+        try:
+            return {str(s["Y"]): str(s["state"]) for s in payload["states"]}
+        except (KeyError, TypeError) as e:
+            raise MintError(None, f"bad /v1/checkstate answer: {e}") from None
+
+    async def restore(self, outputs: list[BlindedMessage]) -> dict[str, BlindSignature]:
+        """B_ -> signature, for those outputs the mint has signed (NUT-09)."""
+        payload = await self._call(
+            "POST", "/v1/restore", {"outputs": [o.to_json() for o in outputs]}
+        )
+        try:
+            outs = [str(o["B_"]) for o in payload["outputs"]]
+        except (KeyError, TypeError) as e:
+            raise MintError(None, f"bad /v1/restore answer: {e}") from None
+        key = "signatures" if "signatures" in payload else "promises"
+        return dict(zip(outs, _signatures(payload, key, len(outs)), strict=True))
+
+
+def _signatures(payload: Any, key: str, count: int) -> list[BlindSignature]:
+    try:
+        sigs = [
+            BlindSignature(
+                amount=int(s["amount"]),
+                keyset_id=str(s["id"]),
+                c_=str(s["C_"]),
+                dleq_e=(s.get("dleq") or {}).get("e"),
+                dleq_s=(s.get("dleq") or {}).get("s"),
+            )
+            for s in payload[key]
+        ]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise MintError(None, f"bad signatures in answer: {e}") from None
+    if len(sigs) != count:
+        raise MintError(None, f"expected {count} signatures, got {len(sigs)}")
+    return sigs

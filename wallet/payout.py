@@ -1,0 +1,281 @@
+"""Paying out: proofs of ours become a token, debited in the same transaction that reserves them.
+
+1. Transaction: `debit()`, select unspent proofs, reserve them, allocate counters, write the
+   payout row. If some proofs sum exactly to what is needed, they are the token: the payout
+   is finished in this same transaction, with no network call.
+2. Otherwise swap at the mint for the token's outputs + our change (all NUT-13 outputs).
+3. Transaction: store the change, mark the inputs spent, record the token.
+
+A definite refusal or an ambiguous end is settled by `_resolve_payout` (right away, or from
+`recover()`): restore our outputs if the mint signed them (then finish 3), else hand the unspent
+inputs back and `refund()`.
+
+The token is worth the amount plus the fee its receiver pays to redeem it (NUT-02), so the
+receiver nets exactly `amount_sat`; both that fee and our own swap fee are the node's cost
+(recorded as the payout's `fee_sat`), not debited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import orjson
+
+from wallet.core import WalletCore, crash_point
+from wallet.errors import (
+    InsufficientFunds,
+    MintError,
+    MintUnavailable,
+    PayoutPending,
+    WalletError,
+)
+from wallet.keysets import Keyset
+from wallet.mint_client import BlindSignature
+from wallet.outputs import Output, build_outputs, input_fee, make_proofs, split_amount
+from wallet.store import allocate_counter
+from wallet.tokens import Proof, Token, serialize_v3, serialize_v4
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: list[sqlite3.Row]
+    send: list[int]  # the token's output amounts; empty when the inputs are the token
+    change: list[int]
+    fee_sat: int
+
+    @property
+    def direct(self) -> bool:
+        return not self.send
+
+
+def plan_payout(
+    amount: int, held: Sequence[sqlite3.Row], ppk: dict[str, int], out_ks: Keyset
+) -> Plan:
+    """Choose inputs: an exact set if greedy finds one, else enough for a swap with change."""
+    ranked = sorted(held, key=lambda r: r["amount"], reverse=True)
+    for extra in range(4):  # direct: the receiver's fee on these very proofs
+        picked, total = [], 0
+        for r in ranked:
+            if total + r["amount"] <= amount + extra:
+                picked.append(r)
+                total += r["amount"]
+        if (
+            picked
+            and total == amount + extra
+            and input_fee(ppk[r["keyset_id"]] for r in picked) == extra
+        ):
+            return Plan(picked, [], [], extra)
+    extra = 0
+    while True:  # the token's value so its receiver nets `amount` after its own swap fee
+        send = split_amount(amount + extra, out_ks.amounts)
+        needed = input_fee([out_ks.input_fee_ppk] * len(send))
+        if needed <= extra:
+            break
+        extra = needed
+    picked, total = [], 0
+    for r in ranked:
+        if total >= amount + extra + input_fee(ppk[p["keyset_id"]] for p in picked) and picked:
+            break
+        picked.append(r)
+        total += r["amount"]
+    our_fee = input_fee(ppk[p["keyset_id"]] for p in picked)
+    change = total - (amount + extra) - our_fee
+    if change < 0:
+        raise InsufficientFunds(f"{total} sat held cannot pay {amount} sat plus fees")
+    return Plan(
+        picked, send, split_amount(change, out_ks.amounts) if change else [], extra + our_fee
+    )
+
+
+class Payer(WalletCore):
+    async def send(
+        self, amount_sat: int, purpose: str, mint: str | None = None, *, v3: bool = False
+    ) -> str:
+        """Pay out `amount_sat` as a token; idempotent per `purpose`."""
+        if amount_sat <= 0:
+            raise WalletError("payout amount must be positive")
+        earlier = await self._settle_earlier_payout(purpose)
+        if earlier is not None:
+            return earlier
+        url = self._trusted_url(mint) if mint is not None else self._richest_mint()
+        client = self._client(url)
+        async with self._lock(url):
+            out_ks = await self._keysets.active(client)
+            payout_id, plan, start, token = self._begin_payout(amount_sat, purpose, url, out_ks, v3)
+            if token is not None:
+                return token
+            outputs = build_outputs(self._deriver, out_ks, start, plan.send + plan.change)
+            order = sorted(range(len(outputs)), key=lambda i: outputs[i].message.amount)
+            inputs = [_proof(r) for r in plan.inputs]
+            try:
+                sigs = await client.swap(inputs, [outputs[i].message for i in order])
+            except MintUnavailable as e:
+                if not e.maybe_sent:  # the mint never saw it: undo now, refund the account
+                    self._roll_back(payout_id, {})
+                raise  # else the outcome is unknown: recover() settles it
+            except WalletError:
+                await self._try_resolve(payout_id)
+                raise
+            crash_point("send-after-swap")
+            in_order: list[BlindSignature | None] = [None] * len(outputs)
+            for j, i in enumerate(order):
+                in_order[i] = sigs[j]
+            ordered = [s for s in in_order if s is not None]
+            return self._commit_payout(payout_id, out_ks, outputs, ordered)
+
+    def payout(self, purpose: str) -> str | None:
+        """The token of a finished payout for this purpose (for retries and lost answers)."""
+        row = self._db.query_one(
+            "SELECT token FROM wallet_payouts WHERE purpose = ? AND state = 'done'", (purpose,)
+        )
+        return None if row is None else str(row["token"])
+
+    def _richest_mint(self) -> str:
+        rows = self._db.query(
+            "SELECT mint, SUM(amount) AS total FROM wallet_proofs WHERE state = 'unspent'"
+            " GROUP BY mint ORDER BY total DESC"
+        )
+        for row in rows:
+            if row["mint"] in self._clients:
+                return str(row["mint"])
+        raise InsufficientFunds("no proofs held at any trusted mint")
+
+    def _begin_payout(
+        self, amount: int, purpose: str, mint: str, out_ks: Keyset, v3: bool
+    ) -> tuple[int, Plan, int, str | None]:
+        now = int(time.time())
+        with self._db.transaction() as conn:
+            if conn.execute(
+                "SELECT 1 FROM wallet_payouts WHERE purpose = ? AND state != 'failed'", (purpose,)
+            ).fetchone():
+                raise PayoutPending(f"a payout for {purpose!r} is already under way")
+            self._debit(conn, purpose, amount * 1000)
+            held = conn.execute(
+                "SELECT * FROM wallet_proofs WHERE mint = ? AND state = 'unspent'", (mint,)
+            ).fetchall()
+            ppk = {r["keyset_id"]: self._keysets.get(r["keyset_id"]).input_fee_ppk for r in held}
+            plan = plan_payout(amount, held, ppk, out_ks)
+            n = len(plan.send) + len(plan.change)
+            start = allocate_counter(conn, out_ks.id, n) if n else 0
+            cur = conn.execute(
+                "INSERT INTO wallet_payouts (purpose, mint, amount_sat, state, v3, keyset_id,"
+                " counter_start, send_amounts, change_amounts, fee_sat, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    purpose,
+                    mint,
+                    amount,
+                    int(v3),
+                    out_ks.id,
+                    start,
+                    orjson.dumps(plan.send).decode(),
+                    orjson.dumps(plan.change).decode(),
+                    plan.fee_sat,
+                    now,
+                    now,
+                ),
+            )
+            payout_id = int(cur.lastrowid or 0)
+            state = "spent" if plan.direct else "reserved"
+            conn.executemany(
+                "UPDATE wallet_proofs SET state = ?, payout_id = ? WHERE y = ?",
+                [(state, payout_id, r["y"]) for r in plan.inputs],
+            )
+            token = None
+            if plan.direct:
+                token = _serialize(mint, [_proof(r) for r in plan.inputs], v3)
+                conn.execute(
+                    "UPDATE wallet_payouts SET state = 'done', token = ? WHERE id = ?",
+                    (token, payout_id),
+                )
+        return payout_id, plan, start, token
+
+    def _commit_payout(
+        self, payout_id: int, ks: Keyset, outputs: list[Output], sigs: list[BlindSignature]
+    ) -> str:
+        row = self._db.query_one("SELECT * FROM wallet_payouts WHERE id = ?", (payout_id,))
+        assert row is not None
+        made = make_proofs(ks, outputs, sigs)
+        n_send = len(orjson.loads(row["send_amounts"]))
+        token = _serialize(row["mint"], [n.proof for n in made[:n_send]], bool(row["v3"]))
+        with self._db.transaction() as conn:
+            self._insert_proofs(conn, row["mint"], made[n_send:], origin=f"change:{row['purpose']}")
+            conn.execute(
+                "UPDATE wallet_proofs SET state = 'spent' WHERE payout_id = ?", (payout_id,)
+            )
+            conn.execute(
+                "UPDATE wallet_payouts SET state = 'done', token = ?, updated_at = ? WHERE id = ?",
+                (token, int(time.time()), payout_id),
+            )
+        return token
+
+    async def _settle_earlier_payout(self, purpose: str) -> str | None:
+        """The token of a finished payout; settle a pending one first (None if it failed)."""
+        row = self._db.query_one(
+            "SELECT * FROM wallet_payouts WHERE purpose = ? AND state != 'failed'", (purpose,)
+        )
+        if row is None:
+            return None
+        if row["state"] == "pending":
+            async with self._lock(row["mint"]):
+                try:
+                    await self._resolve_payout(row["id"])
+                except MintUnavailable as e:
+                    raise PayoutPending(f"payout {purpose!r} is pending: {e}") from e
+        return self.payout(purpose)
+
+    async def _try_resolve(self, payout_id: int) -> None:
+        with contextlib.suppress(MintUnavailable):  # stays pending for recover()
+            await self._resolve_payout(payout_id)
+
+    async def _resolve_payout(self, payout_id: int) -> None:
+        row = self._db.query_one("SELECT * FROM wallet_payouts WHERE id = ?", (payout_id,))
+        if row is None or row["state"] != "pending":
+            return
+        client = self._client(row["mint"])
+        ks = self._keysets.get(row["keyset_id"])
+        await self._keysets.load_keys(client, ks)
+        amounts = orjson.loads(row["send_amounts"]) + orjson.loads(row["change_amounts"])
+        outputs = build_outputs(self._deriver, ks, row["counter_start"], amounts)
+        signed = await client.restore([o.message for o in outputs])
+        if signed:
+            if len(signed) != len(outputs):
+                raise MintError(None, f"payout {payout_id}: the mint restored only part of it")
+            self._commit_payout(payout_id, ks, outputs, [signed[o.message.b_] for o in outputs])
+            return
+        inputs = self._db.query("SELECT y FROM wallet_proofs WHERE payout_id = ?", (payout_id,))
+        states = await client.checkstate([r["y"] for r in inputs])
+        if any(s == "PENDING" for s in states.values()):
+            raise MintUnavailable("the mint still has this payout's swap in progress")
+        self._roll_back(payout_id, states)
+
+    def _roll_back(self, payout_id: int, states: dict[str, str]) -> None:
+        """Fail the payout: inputs the mint calls spent stay spent, the rest are ours again."""
+        row = self._db.query_one("SELECT * FROM wallet_payouts WHERE id = ?", (payout_id,))
+        assert row is not None
+        inputs = self._db.query("SELECT y FROM wallet_proofs WHERE payout_id = ?", (payout_id,))
+        with self._db.transaction() as conn:
+            for r in inputs:  # spent without signing for us = lost elsewhere; keep the rest
+                spent = states.get(r["y"]) == "SPENT"
+                conn.execute(
+                    "UPDATE wallet_proofs SET state = ?, payout_id = ? WHERE y = ?",
+                    ("spent" if spent else "unspent", payout_id if spent else None, r["y"]),
+                )
+            conn.execute(
+                "UPDATE wallet_payouts SET state = 'failed', updated_at = ? WHERE id = ?",
+                (int(time.time()), payout_id),
+            )
+            self._refund(conn, row["purpose"], row["amount_sat"] * 1000)
+
+
+def _proof(row: sqlite3.Row) -> Proof:
+    return Proof(row["amount"], row["keyset_id"], row["secret"], row["c"])
+
+
+def _serialize(mint: str, proofs: list[Proof], v3: bool) -> str:
+    token = Token(mint=mint, proofs=proofs, unit="sat")
+    return serialize_v3(token) if v3 else serialize_v4(token)

@@ -1,0 +1,190 @@
+"""Receiving: a token becomes fresh proofs of ours and a credit, in one transaction.
+
+1. Parse; refuse an untrusted mint or a unit other than sat before any network contact.
+2. Transaction: allocate NUT-13 counters, write a `wallet_swaps` row (purpose, outputs, inputs).
+3. Swap at the mint (the only network call in the steady state).
+4. Transaction: store the new proofs, delete the swap row, record the credit, call `credit()`.
+
+A crash or a lost answer between 3 and 4 leaves the swap row; `_resolve_swap` (from `recover()`
+or a retry of the same purpose) asks the mint to re-sign our deterministic outputs (NUT-09
+restore) and finishes step 4, or drops the row if the mint signed nothing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, replace
+
+import orjson
+
+from wallet.core import Receipt, WalletCore, crash_point
+from wallet.errors import (
+    AlreadyCredited,
+    MintError,
+    MintUnavailable,
+    TokenInvalid,
+    UnsupportedUnit,
+)
+from wallet.keysets import Keyset
+from wallet.mint_client import BlindSignature
+from wallet.outputs import (
+    Output,
+    build_outputs,
+    input_fee,
+    make_proofs,
+    split_amount,
+    verify_token_dleq,
+    y_of,
+)
+from wallet.store import allocate_counter
+from wallet.tokens import parse_token
+
+KEYSET_ERRORS = {12001, 12002}  # keyset unknown / inactive: our cached listing is stale
+
+
+@dataclass(frozen=True)
+class PendingSwap:
+    id: int
+    purpose: str
+    mint: str
+    keyset_id: str
+    counter_start: int
+    amounts: list[int]
+    input_ys: list[str]
+    fee_msat: int
+
+
+class Receiver(WalletCore):
+    async def receive(self, token: str, purpose: str) -> Receipt:
+        """Redeem `token` and credit `purpose` with sum(inputs) - fee, in msat."""
+        tok = parse_token(token)
+        mint = self._trusted_url(tok.mint)
+        if tok.unit != "sat":
+            raise UnsupportedUnit(tok.unit)
+        client = self._client(mint)
+        async with self._lock(mint):
+            await self._settle_earlier(purpose)
+            keysets = await self._keysets.resolve(client, tok.keyset_ids)
+            proofs = [replace(p, keyset_id=keysets[p.keyset_id].id) for p in tok.proofs]
+            for p in proofs:
+                if p.dleq is not None and p.dleq.r is not None:
+                    ks = self._keysets.get(p.keyset_id)
+                    await self._keysets.load_keys(client, ks)
+                    verify_token_dleq(p, ks)
+            fee = input_fee(self._keysets.get(p.keyset_id).input_fee_ppk for p in proofs)
+            amount = sum(p.amount for p in proofs) - fee
+            if amount <= 0:
+                raise TokenInvalid(f"token of {tok.amount} sat does not cover the mint's fee")
+            out_ks = await self._keysets.active(client)
+            amounts = split_amount(amount, out_ks.amounts)
+            ys = [y_of(p.secret) for p in proofs]
+            if len(set(ys)) != len(ys):
+                raise TokenInvalid("token repeats a proof")
+            swap = self._begin_swap(purpose, mint, out_ks, amounts, ys, fee * 1000)
+            outputs = build_outputs(self._deriver, out_ks, swap.counter_start, amounts)
+            try:
+                sigs = await client.swap(proofs, [o.message for o in outputs])
+            except MintUnavailable as e:
+                if not e.maybe_sent:
+                    self._drop_swap(swap.id)
+                raise  # else the outcome is unknown: the row stays for recover()
+            except MintError as e:
+                self._drop_swap(swap.id)
+                if e.code in KEYSET_ERRORS:
+                    self._keysets.mark_stale(mint)
+                raise
+            except Exception:  # TokenSpent and anything else: the mint signed nothing
+                self._drop_swap(swap.id)
+                raise
+            crash_point("receive-after-swap")
+            return self._commit_receive(swap, out_ks, outputs, sigs)
+
+    def _begin_swap(
+        self, purpose: str, mint: str, ks: Keyset, amounts: list[int], ys: list[str], fee_msat: int
+    ) -> PendingSwap:
+        with self._db.transaction() as conn:
+            start = allocate_counter(conn, ks.id, len(amounts))
+            cur = conn.execute(
+                "INSERT INTO wallet_swaps (purpose, mint, keyset_id, counter_start, amounts,"
+                " input_ys, amount_msat, fee_msat, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    purpose,
+                    mint,
+                    ks.id,
+                    start,
+                    orjson.dumps(amounts).decode(),
+                    orjson.dumps(ys).decode(),
+                    sum(amounts) * 1000,
+                    fee_msat,
+                    int(time.time()),
+                ),
+            )
+            swap_id = int(cur.lastrowid or 0)
+        return PendingSwap(swap_id, purpose, mint, ks.id, start, amounts, ys, fee_msat)
+
+    def _drop_swap(self, swap_id: int) -> None:
+        with self._db.transaction() as conn:
+            conn.execute("DELETE FROM wallet_swaps WHERE id = ?", (swap_id,))
+
+    def _commit_receive(
+        self, swap: PendingSwap, ks: Keyset, outputs: list[Output], sigs: list[BlindSignature]
+    ) -> Receipt:
+        made = make_proofs(ks, outputs, sigs)
+        amount_msat = sum(n.proof.amount for n in made) * 1000
+        with self._db.transaction() as conn:
+            self._insert_proofs(conn, swap.mint, made, origin=f"receive:{swap.purpose}")
+            conn.execute("DELETE FROM wallet_swaps WHERE id = ?", (swap.id,))
+            conn.execute(
+                "INSERT INTO wallet_credits (purpose, amount_msat, fee_msat, mint, unit,"
+                " created_at) VALUES (?, ?, ?, ?, 'sat', ?)",
+                (swap.purpose, amount_msat, swap.fee_msat, swap.mint, int(time.time())),
+            )
+            self._credit(conn, swap.purpose, amount_msat, swap.mint)
+        return Receipt(amount_msat, swap.fee_msat, swap.mint, "sat")
+
+    def credited(self, purpose: str) -> Receipt | None:
+        """The receipt of a purpose already credited, if any."""
+        row = self._db.query_one("SELECT * FROM wallet_credits WHERE purpose = ?", (purpose,))
+        if row is None:
+            return None
+        return Receipt(row["amount_msat"], row["fee_msat"], row["mint"], row["unit"])
+
+    async def _settle_earlier(self, purpose: str) -> None:
+        """Refuse a purpose already credited; finish an earlier attempt left pending first."""
+        row = self._db.query_one("SELECT * FROM wallet_swaps WHERE purpose = ?", (purpose,))
+        if row is not None:
+            await self._resolve_swap(_pending(row))
+        receipt = self.credited(purpose)
+        if receipt is not None:
+            raise AlreadyCredited(f"purpose {purpose!r} was already credited", receipt)
+
+    async def _resolve_swap(self, swap: PendingSwap) -> Receipt | None:
+        """Finish a swap whose answer was not stored: credit what the mint signed, exactly once."""
+        client = self._client(swap.mint)
+        ks = self._keysets.get(swap.keyset_id)
+        await self._keysets.load_keys(client, ks)
+        outputs = build_outputs(self._deriver, ks, swap.counter_start, swap.amounts)
+        signed = await client.restore([o.message for o in outputs])
+        done = [(o, signed[o.message.b_]) for o in outputs if o.message.b_ in signed]
+        if done:
+            return self._commit_receive(swap, ks, [o for o, _ in done], [s for _, s in done])
+        states = await client.checkstate(swap.input_ys)
+        if any(s == "PENDING" for s in states.values()):
+            raise MintUnavailable("the mint still has this swap in progress")
+        # Nothing signed for us: the inputs are unspent (never redeemed) or spent by someone else.
+        self._drop_swap(swap.id)
+        return None
+
+
+def _pending(row: sqlite3.Row) -> PendingSwap:
+    return PendingSwap(
+        id=row["id"],
+        purpose=row["purpose"],
+        mint=row["mint"],
+        keyset_id=row["keyset_id"],
+        counter_start=row["counter_start"],
+        amounts=orjson.loads(row["amounts"]),
+        input_ys=orjson.loads(row["input_ys"]),
+        fee_msat=row["fee_msat"],
+    )

@@ -1,0 +1,107 @@
+"""The wallet's tables (series "wallet" in the node's database) and the database protocol.
+
+The node owns the database and passes in an object with `transaction()`, `query()` and
+`query_one()` (see `Database`); the wallet's writes run inside `transaction()` so the node's
+credit/debit hooks commit or roll back together with the proofs they are backed by.
+
+Tables:
+- wallet_keysets  each mint's keysets (fee, unit, keys) and the NUT-13 counter of each keyset.
+- wallet_proofs   proofs held: unspent | reserved (inputs of a pending payout) | spent.
+- wallet_swaps    receives sent to the mint whose answer is not stored yet (recover() finishes).
+- wallet_credits  one row per credited purpose: a purpose is never credited twice.
+- wallet_payouts  sends: pending | done (with the token) | failed (refunded).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
+
+
+class Database(Protocol):
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None: ...
+
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE wallet_keysets (
+        id TEXT PRIMARY KEY,
+        mint TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        active INTEGER NOT NULL,
+        input_fee_ppk INTEGER NOT NULL DEFAULT 0,
+        keys TEXT,
+        counter INTEGER NOT NULL DEFAULT 0 CHECK (counter >= 0)
+    );
+    CREATE INDEX wallet_keysets_mint ON wallet_keysets(mint);
+    CREATE TABLE wallet_proofs (
+        y TEXT PRIMARY KEY,
+        secret TEXT NOT NULL UNIQUE,
+        mint TEXT NOT NULL,
+        keyset_id TEXT NOT NULL,
+        amount INTEGER NOT NULL CHECK (amount > 0),
+        c TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('unspent', 'reserved', 'spent')),
+        payout_id INTEGER,
+        origin TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX wallet_proofs_mint_state ON wallet_proofs(mint, state);
+    CREATE INDEX wallet_proofs_payout ON wallet_proofs(payout_id);
+    CREATE TABLE wallet_swaps (
+        id INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL UNIQUE,
+        mint TEXT NOT NULL,
+        keyset_id TEXT NOT NULL,
+        counter_start INTEGER NOT NULL,
+        amounts TEXT NOT NULL,
+        input_ys TEXT NOT NULL,
+        amount_msat INTEGER NOT NULL,
+        fee_msat INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE wallet_credits (
+        purpose TEXT PRIMARY KEY,
+        amount_msat INTEGER NOT NULL,
+        fee_msat INTEGER NOT NULL,
+        mint TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    CREATE TABLE wallet_payouts (
+        id INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        mint TEXT NOT NULL,
+        amount_sat INTEGER NOT NULL CHECK (amount_sat > 0),
+        state TEXT NOT NULL CHECK (state IN ('pending', 'done', 'failed')),
+        token TEXT,
+        v3 INTEGER NOT NULL DEFAULT 0,
+        keyset_id TEXT,
+        counter_start INTEGER,
+        send_amounts TEXT NOT NULL DEFAULT '[]',
+        change_amounts TEXT NOT NULL DEFAULT '[]',
+        fee_sat INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    -- a failed (refunded) payout may be retried under the same purpose
+    CREATE UNIQUE INDEX wallet_payouts_purpose ON wallet_payouts(purpose) WHERE state != 'failed';
+    """,
+]
+
+
+def allocate_counter(conn: sqlite3.Connection, keyset_id: str, n: int) -> int:
+    """Reserve n NUT-13 counters of a keyset; returns the first. Runs inside a transaction."""
+    row = conn.execute(
+        "UPDATE wallet_keysets SET counter = counter + ? WHERE id = ? RETURNING counter",
+        (n, keyset_id),
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"unknown keyset {keyset_id}")
+    return int(row[0]) - n
