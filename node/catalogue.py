@@ -63,6 +63,7 @@ class Model:
     audio_minute_usd: Fraction | None = None  # per minute transcribed (else by token)
     preset: PresetSection | None = None
     description: str = ""
+    token_priced: bool = True  # False: priced per image / per minute only, never per token
 
     @property
     def upstream(self) -> UpstreamSection:
@@ -106,6 +107,8 @@ def price_for(
     section: ModelSection | None = None,
 ) -> tuple[Price, int | None, int | None] | None:
     """(price, context length, max output) from the first source that has one; None: unsold."""
+    if section is not None and not _token_priced(section):
+        return None
     found = resolve_price(
         model_id, section=section, catalogue=listing, provider_api_url=upstream.base_url
     )
@@ -129,9 +132,14 @@ def price_for(
             None,
             None,
         )
-    if section is not None and (section.image_output_usd or section.audio_usd_per_minute):
-        return Price(Fraction(0), Fraction(0)), None, None  # priced per image / per minute only
     return None
+
+
+def _token_priced(section: ModelSection) -> bool:
+    """False for a model the operator priced only per image or per minute."""
+    units = section.image_output_usd is not None or section.audio_usd_per_minute is not None
+    tokens = {"input_usd_per_mtok", "output_usd_per_mtok"} & section.model_fields_set
+    return tokens != set() or not units
 
 
 class Catalogue:
@@ -182,9 +190,10 @@ class Catalogue:
         upstreams = chosen or self.settings.upstreams[:1]
         upstream_model = section.upstream_model or section.id
         found = price_for(section.id, upstreams[0], self._listings.get(upstreams[0].name), section)
-        if found is None:
+        if found is None and _token_priced(section):
             return None
-        price, context, max_output = found
+        # Priced per image or minute only: token endpoints refuse it (see node/metering.py).
+        price, context, max_output = found or (Price(Fraction(0), Fraction(0)), None, None)
         return Model(
             id=section.id,
             routes=tuple(Route(u, upstream_model) for u in upstreams),
@@ -194,6 +203,7 @@ class Catalogue:
             created=self._created,
             image_usd=_usd(section.image_output_usd),
             audio_minute_usd=_usd(section.audio_usd_per_minute),
+            token_priced=found is not None,
         )
 
     def _listed(self, model_id: str) -> Model | None:

@@ -59,6 +59,15 @@ def _positive_int(body: dict[str, Any], field: str, default: int, most: int) -> 
     return value
 
 
+def _need_token_price(model: Model) -> None:
+    if not model.token_priced:
+        raise BadRequest(
+            f"the model {model.id!r} is not priced per token on this node",
+            param="model",
+            code="model_not_priced",
+        )
+
+
 def _short(need: int, available: int) -> PaymentRequired:
     return PaymentRequired(
         f"insufficient balance: this request needs at least {need} msat, "
@@ -125,6 +134,7 @@ class ChatMeter(Meter):
     def plan(
         self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
+        _need_token_price(model)
         field = next((f for f in self.limit_fields if f in body), self.limit_fields[-1])
         requested = body.get(field)
         if requested is None:
@@ -180,6 +190,7 @@ class EmbeddingsMeter(Meter):
     def plan(
         self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
+        _need_token_price(model)
         given = body.get("input")
         if not isinstance(given, str | list) or not given:
             raise BadRequest("input must be a string or a non-empty array", param="input")
@@ -264,6 +275,7 @@ class AudioMeter(_UnitMeter):
             if cost > available:
                 raise _short(cost, available)
             return Plan(0, 0, cost, floor, units=self.seconds)
+        _need_token_price(model)
         prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16
         output = model.max_output_tokens
         cost = node.pricer.cost_msat(model.price, Usage(prompt, output))

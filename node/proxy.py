@@ -26,6 +26,7 @@ from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeo
 from node.metering import ChatMeter, Measured, Meter, Plan, estimate_prompt_tokens
 from node.observe import trace_of
 from node.payments import Payer
+from node.pricing import Usage
 from node.providers import MONITOR
 from node.sse import SseReader, encode_event
 from node.web import REQUEST_ID
@@ -63,6 +64,11 @@ class MeteredCall:
         self.produced = False  # the upstream answered: something must be charged
         self.settled = False
         self.route: Route | None = None  # the one that answered
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's usage, once known (None: none reported, an estimate is charged)."""
+        return self.measured.usage
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         account = self.node.ledger.get(self.payer.account_id)
