@@ -36,5 +36,12 @@ run: install
 lint: install
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
+# Benchmarks (by hand, not part of `make test`): `make bench BENCH_ARGS="--quick --profile"`.
+BENCH_ARGS ?= --profile
+bench: install
+	@test -x $(VENV)/bin/py-spy || $(VENV)/bin/pip install $(PIP_QUIET) -r bench/requirements.txt
+	@command -v wrk >/dev/null || echo "note: wrk not installed, using the slower Python load client"
+	@$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) $(MINT_VENV) build *.egg-info
