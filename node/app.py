@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import wallet as cashu
+from node import admin
 from node import ledger as ledger_module
 from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
@@ -35,12 +36,13 @@ RECOVERY_RETRY_S = 30.0
 
 def open_database(settings: Settings) -> Database:
     return Database(
-        settings.database_path, {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS}
+        settings.database_path,
+        {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS, "admin": admin.MIGRATIONS},
     )
 
 
 def build_wallet(settings: Settings, db: Database, ledger: Ledger, http: object) -> cashu.Wallet:
-    hooks = LedgerHooks(ledger)
+    hooks = LedgerHooks(ledger, admin.earnings_cap)
     seed = cashu.load_or_create_seed(settings.node.data_dir / "wallet.seed")
     return cashu.Wallet(
         db,
@@ -77,6 +79,7 @@ def start_nostr(settings: Settings) -> NostrService:
 
 
 def create_app(settings: Settings) -> web.Application:
+    settings = admin.with_overrides(settings)  # changes made in /admin win over the file
     app = web.Application(
         middlewares=[error_middleware], client_max_size=settings.limits.max_body_bytes
     )
@@ -102,12 +105,13 @@ def create_app(settings: Settings) -> web.Application:
         catalogue = Catalogue.from_settings(settings)
         node = Node(settings, db, ledger, catalogue, pricer, http, wallet, nostr)
         node.payments = Payments(node)
+        node.rate = rate
         app[NODE] = node
         recovery = asyncio.create_task(recover_wallet(wallet))
         yield
         recovery.cancel()
-        await nostr.stop()
-        await rate.stop()
+        await node.nostr.stop()  # the admin may have replaced them
+        await node.rate.stop()
         await http.close()
         db.close()
 
@@ -116,4 +120,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(nodes.routes)
     app.add_routes(openai.routes)
     app.add_routes(wallet_routes.routes)
+    admin.setup(app)
     return app
