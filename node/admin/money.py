@@ -35,7 +35,7 @@ def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
     limit = max(1, min(limit, MAX_PAGE))
     rows = node.db.query(
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts"
-        " ORDER BY COALESCE(last_used_at, created_at) DESC, id DESC LIMIT ? OFFSET ?",
+        " ORDER BY last_used_at IS NULL, last_used_at DESC, id DESC LIMIT ? OFFSET ?",
         (limit, max(0, offset)),
     )
     total = node.db.query_one(
