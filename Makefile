@@ -6,7 +6,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 MINT_STAMP := $(MINT_VENV)/.installed
 
-.PHONY: install test run lint fuzz bench clean
+.PHONY: install test run lint fuzz bench clean browser
 
 install: $(STAMP) $(MINT_STAMP)
 
@@ -25,7 +25,14 @@ $(MINT_STAMP):
 	@$(MINT_VENV)/bin/python -c "import cashu.mint"
 	@touch $(MINT_STAMP)
 
-test: install
+# Real Chromium for the admin page tests (Playwright drives it; never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || { echo "installing chromium ..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null 2>&1 || \
+		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null 2>&1; } || \
+		echo "chromium could not be installed: the browser tests will be skipped"; }
+
+test: install browser
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import wallet as cashu
+from node import admin, observe, ratelimit
 from node import ledger as ledger_module
-from node import observe, ratelimit
 from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
 from node.context import NODE, Node
@@ -37,12 +37,13 @@ RECOVERY_RETRY_S = 30.0
 
 def open_database(settings: Settings) -> Database:
     return Database(
-        settings.database_path, {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS}
+        settings.database_path,
+        {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS, "admin": admin.MIGRATIONS},
     )
 
 
 def build_wallet(settings: Settings, db: Database, ledger: Ledger, http: object) -> cashu.Wallet:
-    hooks = LedgerHooks(ledger)
+    hooks = LedgerHooks(ledger, admin.earnings_cap)
     seed = cashu.load_or_create_seed(settings.node.data_dir / "wallet.seed")
     return cashu.Wallet(
         db,
@@ -79,6 +80,7 @@ def start_nostr(settings: Settings) -> NostrService:
 
 
 def create_app(settings: Settings) -> web.Application:
+    settings = admin.with_overrides(settings)  # changes made in /admin win over the file
     app = web.Application(
         middlewares=[error_middleware, observe.observe_middleware, ratelimit.ratelimit_middleware],
         client_max_size=settings.limits.max_body_bytes,
@@ -107,6 +109,7 @@ def create_app(settings: Settings) -> web.Application:
         catalogue = Catalogue.from_settings(settings)
         node = Node(settings, db, ledger, catalogue, pricer, http, wallet, nostr)
         node.payments = Payments(node)
+        node.rate = rate
         app[NODE] = node
         app[MONITOR] = monitor = ProviderMonitor(settings.upstreams, catalogue, http)
         await monitor.start()
@@ -114,8 +117,8 @@ def create_app(settings: Settings) -> web.Application:
         yield
         recovery.cancel()
         await monitor.stop()
-        await nostr.stop()
-        await rate.stop()
+        await node.nostr.stop()  # the admin may have replaced them
+        await node.rate.stop()
         await http.close()
         db.close()
 
@@ -126,4 +129,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(openai.routes)
     app.add_routes(wallet_routes.routes)
     app.add_routes(discovery.routes)
+    admin.setup(app)
     return app

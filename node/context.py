@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
+from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
 from node.ledger import Ledger
 from node.nostr_service import NostrService
@@ -31,6 +32,7 @@ class Node:
     wallet: Wallet
     nostr: NostrService
     payments: Payments = field(init=False)
+    rate: BtcRate = field(init=False)  # replaced by the admin when the rate settings change
 
 
 NODE = web.AppKey("node", Node)

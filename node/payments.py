@@ -17,7 +17,7 @@ import contextlib
 import logging
 import secrets
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,11 +56,21 @@ def _parse(text: str) -> tuple[str, list[str]]:
     return kind, parts
 
 
-class LedgerHooks:
-    """The wallet's credit/debit/refund hooks, applying movements to ledger accounts."""
+EARNINGS = "earnings"  # the operator's payouts: not an account, capped by `earnings_cap`
 
-    def __init__(self, ledger: Ledger):
+
+class LedgerHooks:
+    """The wallet's credit/debit/refund hooks, applying movements to ledger accounts.
+
+    An "earnings:…" payout touches no account; `earnings_cap(conn)` (assets − liabilities, in
+    the wallet's own transaction) refuses one larger than what the node owns beyond its debts.
+    """
+
+    def __init__(
+        self, ledger: Ledger, earnings_cap: Callable[[sqlite3.Connection], int] | None = None
+    ):
         self.ledger = ledger
+        self.earnings_cap = earnings_cap
 
     def credit(self, conn: sqlite3.Connection, what: str, amount_msat: int, mint: str) -> None:
         kind, parts = _parse(what)
@@ -74,9 +84,20 @@ class LedgerHooks:
         self.ledger.credit(conn, account_id, amount_msat, DEPOSIT, what)
 
     def debit(self, conn: sqlite3.Connection, what: str, amount_msat: int) -> None:
+        if _parse(what)[0] == EARNINGS:
+            cap = 0 if self.earnings_cap is None else self.earnings_cap(conn)
+            if amount_msat > cap:
+                raise Conflict(
+                    f"{amount_msat} msat is more than the node's earnings ({cap} msat)",
+                    code="exceeds_earnings",
+                    param="amount",
+                )
+            return
         self.ledger.debit(conn, _account_of(what), amount_msat, WITHDRAW, what)
 
     def refund(self, conn: sqlite3.Connection, what: str, amount_msat: int) -> None:
+        if _parse(what)[0] == EARNINGS:
+            return  # the proofs came back to the wallet; no account was debited
         self.ledger.credit(conn, _account_of(what), amount_msat, REFUND, what)
 
 

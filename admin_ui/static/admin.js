@@ -1,0 +1,391 @@
+// nutgate admin: a thin page over /admin/api. No framework, no build step, no outside resource.
+"use strict";
+
+const $ = (sel, root = document) => root.querySelector(sel);
+const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
+let csrf = "";
+
+// --- plumbing -----------------------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (v !== false && v != null) node.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children) node.append(c instanceof Node ? c : String(c ?? ""));
+  return node;
+}
+
+class ApiError extends Error {
+  constructor(status, body) {
+    const e = (body && body.error) || {};
+    super(e.message || `HTTP ${status}`);
+    this.status = status;
+    this.param = e.param;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { "Content-Type": "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  const resp = await fetch("/admin/api" + path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = resp.headers.get("content-type")?.includes("json") ? await resp.json() : null;
+  if (resp.status === 401 && path !== "/login") showLogin();
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+const sat = (msat) => (msat / 1000).toLocaleString(undefined, { maximumFractionDigits: 3 });
+const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "—");
+const fill = (tbody, rows) => tbody.replaceChildren(...rows);
+
+function formData(form) {
+  return Object.fromEntries(new FormData(form).entries());
+}
+
+// --- login ----------------------------------------------------------------------------------
+
+function showLogin() {
+  $("#app").hidden = true;
+  $("#login").hidden = false;
+  $("#password").focus();
+}
+
+async function start() {
+  try {
+    csrf = (await api("GET", "/session")).csrf_token;
+  } catch {
+    return showLogin();
+  }
+  $("#login").hidden = true;
+  $("#app").hidden = false;
+  showTab("dashboard");
+}
+
+$("#login-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  try {
+    csrf = (await api("POST", "/login", { password: $("#password").value })).csrf_token;
+    $("#password").value = "";
+    $("#login-error").textContent = "";
+    start();
+  } catch (err) {
+    $("#login-error").textContent = err.message;
+  }
+});
+
+$("#logout").addEventListener("click", async () => {
+  await api("POST", "/logout").catch(() => {});
+  showLogin();
+});
+
+// --- tabs -----------------------------------------------------------------------------------
+
+const loaders = { dashboard: loadDashboard, settings: loadSettings, upstreams: loadUpstreams,
+  accounts: loadAccounts, earnings: loadEarnings };
+
+function showTab(name) {
+  for (const b of $$("nav button")) b.classList.toggle("active", b.dataset.tab === name);
+  for (const s of $$(".tab")) s.hidden = s.id !== "tab-" + name;
+  loaders[name]().catch((err) => console.error(err));
+}
+for (const b of $$("nav button")) b.addEventListener("click", () => showTab(b.dataset.tab));
+
+// --- dashboard ------------------------------------------------------------------------------
+
+async function loadDashboard() {
+  const [money, settings, series] = await Promise.all([
+    api("GET", "/money"), api("GET", "/settings"), api("GET", "/stats?hours=24&bucket_s=3600"),
+  ]);
+  $("#node-name").textContent = settings.node.name;
+  const card = (label, value, bad) =>
+    el("div", { class: "card" }, el("div", { class: "label" }, label),
+      el("div", { class: bad ? "value bad" : "value" }, value));
+  const requests = series.points.reduce((n, p) => n + p.requests, 0);
+  $("#cards").replaceChildren(
+    card("Assets (proofs held)", sat(money.assets_total_msat) + " sat"),
+    card("Liabilities (balances)", sat(money.liabilities_msat) + " sat"),
+    card("Earnings", sat(money.earnings_msat) + " sat", money.earnings_msat < 0),
+    card("Requests, 24 h", requests),
+    card("Solvent", money.solvent ? "yes" : "NO", !money.solvent),
+  );
+  drawChart($("#chart"), series.points);
+}
+
+// Requests as bars, revenue and balances as lines, each scaled to its own maximum.
+function drawChart(box, points) {
+  const NS = "http://www.w3.org/2000/svg";
+  const W = 800, H = 220, P = 28;
+  const svg = document.createElementNS(NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", "requests, revenue and balances over time");
+  const add = (tag, attrs) => {
+    const n = document.createElementNS(NS, tag);
+    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
+    return svg.appendChild(n);
+  };
+  const n = Math.max(points.length, 1), step = (W - 2 * P) / n;
+  const x = (i) => P + i * step + step / 2;
+  const scale = (key) => Math.max(1, ...points.map((p) => p[key]));
+  const y = (v, max) => H - P - (v / max) * (H - 2 * P);
+  add("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P });
+  const maxReq = scale("requests");
+  points.forEach((p, i) => {
+    if (!p.requests) return;
+    add("rect", { class: "bar", x: x(i) - step * 0.35, width: step * 0.7, y: y(p.requests, maxReq),
+      height: H - P - y(p.requests, maxReq) });
+  });
+  for (const key of ["revenue_msat", "balances_msat"]) { // colours come from admin.css
+    const max = scale(key);
+    const d = points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[key], max).toFixed(1)}`);
+    add("path", { class: "line " + key, d: d.join(" ") });
+  }
+  for (const i of [0, Math.floor(n / 2), n - 1]) {
+    if (!points[i]) continue;
+    const t = add("text", { x: x(i), y: H - 8, "text-anchor": "middle" });
+    t.textContent = new Date(points[i].t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  }
+  box.replaceChildren(svg);
+}
+
+$("#audit-run").addEventListener("click", async () => {
+  const out = $("#audit-result");
+  out.textContent = "checking…";
+  try {
+    const r = await api("GET", "/audit");
+    const lines = [
+      `solvent: ${r.solvent ? "yes" : "NO"}   ledger consistent: ${r.ledger_ok ? "yes" : "NO"}`,
+      `proofs checked: ${r.proofs_checked}, pending: ${r.pending}, unknown: ${r.unknown.length}`,
+      `verified assets ${sat(r.verified_assets_msat)} sat vs liabilities ${sat(r.liabilities_msat)} sat`,
+      ...r.spent_behind_our_back.map((p) => `SPENT behind our back: ${p.amount} sat at ${p.mint} (Y ${p.y.slice(0, 16)}…)`),
+    ];
+    out.textContent = lines.join("\n");
+  } catch (err) {
+    out.textContent = err.message;
+  }
+});
+
+// --- settings -------------------------------------------------------------------------------
+
+const READ_ONLY = ["node.data_dir", "node.host", "node.port", "store.url"];
+const SECRET = { "node.admin_password": true, "nostr.nsec": true };
+let loaded = {};
+
+async function loadSettings() {
+  loaded = await api("GET", "/settings");
+  const box = $("#settings-fields");
+  box.replaceChildren();
+  for (const [section, values] of Object.entries(loaded)) {
+    if (Array.isArray(values)) continue; // upstreams and models have their own tab
+    const set = el("fieldset", {}, el("legend", {}, section));
+    for (const [key, value] of Object.entries(values)) {
+      if (key.endsWith("_set")) continue;
+      set.append(field(section, key, value));
+    }
+    for (const key of Object.keys(values).filter((k) => k.endsWith("_set"))) {
+      const name = key.slice(0, -4);
+      if (name === "admin_password") continue; // changed below, with the current one
+      set.append(secretField(section, name, values[key]));
+    }
+    box.append(set);
+  }
+}
+
+function field(section, key, value) {
+  const name = `${section}.${key}`;
+  let input;
+  if (typeof value === "boolean") input = el("input", { name, type: "checkbox", checked: value });
+  else if (typeof value === "number") input = el("input", { name, type: "number", step: "any", value });
+  else if (Array.isArray(value)) input = el("input", { name, value: value.join(", "), "data-list": true });
+  else input = el("input", { name, value: value ?? "", "data-nullable": value === null });
+  if (READ_ONLY.includes(name)) input.readOnly = true;
+  return el("label", {}, key, input, el("span", { class: "error", "data-error": name }));
+}
+
+function secretField(section, key, isSet) {
+  const name = `${section}.${key}`;
+  const input = el("input", { name, type: "password", autocomplete: "off", "data-secret": true,
+    placeholder: isSet ? "set — leave empty to keep" : "not set" });
+  return el("label", {}, key, input, el("span", { class: "error", "data-error": name }));
+}
+
+function readField(input) {
+  if (input.type === "checkbox") return input.checked;
+  if (input.dataset.list !== undefined) return input.value.split(/[,\s]+/).filter(Boolean);
+  if (input.type === "number") return input.value === "" ? null : Number(input.value);
+  if (input.dataset.nullable !== undefined && input.value === "") return null;
+  return input.value;
+}
+
+$("#settings-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const patch = {};
+  for (const input of $$("#settings-fields input")) {
+    if (input.readOnly) continue;
+    const [section, key] = input.name.split(".");
+    const value = readField(input);
+    if (input.dataset.secret !== undefined && value === "") continue;
+    if (JSON.stringify(value) === JSON.stringify(loaded[section][key])) continue;
+    (patch[section] ||= {})[key] = value;
+  }
+  clearErrors($("#settings-form"));
+  const status = $("#settings-status");
+  if (!Object.keys(patch).length) return (status.textContent = "nothing changed");
+  try {
+    await api("PATCH", "/settings", patch);
+    status.textContent = "saved and applied";
+    await loadSettings();
+    $("#node-name").textContent = loaded.node.name;
+  } catch (err) {
+    status.textContent = "";
+    showFieldError($("#settings-form"), err);
+  }
+});
+
+function clearErrors(form) {
+  for (const e of $$("[data-error]", form)) e.textContent = "";
+  for (const i of $$(".invalid", form)) i.classList.remove("invalid");
+}
+
+// The API names the field (`param`, e.g. "pricing.markup" or "cashu.mints.0"): show it there.
+function showFieldError(form, err) {
+  const spots = $$("[data-error]", form);
+  const param = err.param || "";
+  const spot = spots.find((s) => param === s.dataset.error || param.startsWith(s.dataset.error + "."));
+  (spot || $("#settings-status")).textContent = err.message;
+  if (spot) $(`[name="${spot.dataset.error}"]`, form)?.classList.add("invalid");
+}
+
+$("#password-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const status = $("#password-status");
+  try {
+    await api("POST", "/password", formData(ev.target));
+    ev.target.reset();
+    status.textContent = "changed; other sessions were logged out";
+  } catch (err) {
+    status.textContent = err.message;
+  }
+});
+
+// --- upstreams and models -------------------------------------------------------------------
+
+async function loadUpstreams() {
+  const data = await api("GET", "/upstreams");
+  fill($("#upstreams-table tbody"), data.upstreams.map((u) => el("tr", { "data-name": u.name },
+    el("td", {}, u.name), el("td", { class: "mono" }, u.base_url),
+    el("td", {}, u.api_key_set ? "set" : "—"), el("td", {}, u.models.join(", ") || "—"),
+    el("td", {},
+      el("button", { class: "small", onclick: () => testUpstream(u.name) }, "Test"), " ",
+      el("button", { class: "small danger", onclick: () => removeEntry("upstreams", u.name) }, "Remove")))));
+  fill($("#models-table tbody"), data.models.map((m) => el("tr", {},
+    el("td", {}, m.id), el("td", {}, m.upstream || "(first)"), el("td", {}, m.upstream_model || "—"),
+    el("td", {}, m.input_usd_per_mtok), el("td", {}, m.output_usd_per_mtok),
+    el("td", {}, el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))));
+  $("#model-form select").replaceChildren(...data.upstreams.map((u) => el("option", { value: u.name }, u.name)));
+}
+
+async function testUpstream(name) {
+  const out = $("#upstream-test");
+  out.textContent = `testing ${name}…`;
+  const r = await api("POST", `/upstreams/${encodeURIComponent(name)}/test`);
+  out.replaceChildren(
+    el("p", {}, r.ok ? `${name}: reachable in ${r.latency_ms} ms, ${r.models.length} models` : `${name}: ${r.error}`),
+    el("ul", { id: "upstream-models" }, ...r.models.map((id) => el("li", {}, id))));
+}
+
+async function removeEntry(section, name) {
+  if (!confirm(`Remove ${name}?`)) return;
+  try {
+    await api("DELETE", `/${section}/${encodeURIComponent(name)}`);
+    await loadUpstreams();
+  } catch (err) {
+    $("#upstream-test").textContent = err.message;
+  }
+}
+
+$("#upstream-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const body = formData(ev.target);
+  if (!body.api_key) delete body.api_key;
+  const spot = $('[data-error="upstream"]');
+  try {
+    await api("POST", "/upstreams", body);
+    ev.target.reset();
+    spot.textContent = "";
+    await loadUpstreams();
+    await testUpstream(body.name);
+  } catch (err) {
+    spot.textContent = err.message;
+  }
+});
+
+$("#model-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const body = formData(ev.target);
+  for (const k of ["input_usd_per_mtok", "output_usd_per_mtok"]) body[k] = Number(body[k]);
+  const exists = $$("#models-table tbody tr").some((tr) => tr.firstChild.textContent === body.id);
+  const spot = $('[data-error="model"]');
+  try {
+    if (exists) await api("PATCH", `/models/${encodeURIComponent(body.id)}`, body);
+    else await api("POST", "/models", body);
+    spot.textContent = "";
+    await loadUpstreams();
+  } catch (err) {
+    spot.textContent = err.message;
+  }
+});
+
+// --- accounts -------------------------------------------------------------------------------
+
+async function loadAccounts() {
+  const data = await api("GET", "/accounts");
+  const t = data.totals;
+  $("#accounts-totals").textContent =
+    `${t.accounts} accounts, ${sat(t.balance_msat)} sat owed, ${sat(t.reserved_msat)} sat reserved, ${t.requests} requests`;
+  fill($("#accounts-table tbody"), data.accounts.map((a) => el("tr", { class: "click", onclick: () => loadEntries(a.id) },
+    el("td", {}, a.id), el("td", {}, a.kind), el("td", {}, a.balance_msat.toLocaleString()),
+    el("td", {}, a.reserved_msat.toLocaleString()), el("td", {}, a.requests), el("td", {}, when(a.last_used_at)))));
+}
+
+async function loadEntries(id) {
+  const data = await api("GET", `/accounts/${id}/entries`);
+  $("#entries-card").hidden = false;
+  $("#entries-title").textContent = `Entries of account ${id}`;
+  fill($("#entries-table tbody"), data.entries.map((e) => el("tr", {},
+    el("td", {}, when(e.created_at)), el("td", {}, e.kind), el("td", {}, e.amount_msat.toLocaleString()),
+    el("td", { class: "mono" }, e.ref))));
+}
+
+// --- earnings -------------------------------------------------------------------------------
+
+async function loadEarnings() {
+  const data = await api("GET", "/earnings");
+  $("#withdrawable").textContent = data.withdrawable_sat.toLocaleString();
+  fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", {},
+    el("td", {}, when(p.created_at)), el("td", {}, p.amount_sat), el("td", { class: "mono" }, p.mint),
+    el("td", {}, p.state))));
+}
+
+$("#withdraw-form").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  const amount = $("#withdraw-amount").value;
+  const spot = $('[data-error="withdraw"]');
+  try {
+    const r = await api("POST", "/earnings/withdraw", amount ? { amount: Number(amount) } : {});
+    const out = $("#withdraw-token");
+    out.value = r.cashu_token;
+    out.hidden = false;
+    spot.textContent = `${r.amount} sat from ${r.mint}: copy the token above`;
+    await loadEarnings();
+  } catch (err) {
+    spot.textContent = err.message;
+  }
+});
+
+start();

@@ -1,0 +1,207 @@
+"""Settings changed by the operator: redacted for reading, validated, persisted, applied live.
+
+The file (and NUTGATE_* variables) seed the settings; the operator's changes are stored in
+`admin_settings` and laid over them at every start (`with_overrides`), so they win over the file.
+Environment variables still win over both, as they win over the file.
+
+Secrets (`node.admin_password`, `nostr.nsec`, each upstream's `api_key`) are write-only: reads
+show `<name>_set: true|false` in their place, and a write that leaves one out keeps it. The
+admin password is changed only through /admin/api/password, which asks for the current one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from node.admin import store
+from node.btc_rate import BtcRate
+from node.catalogue import Catalogue
+from node.errors import BadRequest
+from node.nostr import Announcement
+from node.pricing import Pricer
+from node.settings import ConfigError, PricingSection, Settings, load_settings
+from node.store import Database
+
+if TYPE_CHECKING:
+    from node.context import Node
+
+log = logging.getLogger("nutgate.admin")
+
+LIST_SECTIONS = ("upstreams", "models")
+TABLE_SECTIONS = ("node", "store", "cashu", "pricing", "limits", "nostr")
+SECRETS = {"node": "admin_password", "nostr": "nsec"}
+UPSTREAM_SECRET = "api_key"
+# Read once at start, before the database is even open: changed in the file only.
+STARTUP_ONLY = {"node": {"data_dir", "host", "port"}, "store": {"url"}}
+RATE_FIELDS = [f for f in PricingSection.model_fields if f.startswith("btc_usd")]
+
+
+def redacted(settings: Settings) -> dict[str, Any]:
+    """The settings in the file's structure, with every secret replaced by `<name>_set`."""
+    data = settings.model_dump(mode="json")
+    for section, key in SECRETS.items():
+        data[section][f"{key}_set"] = bool(data[section].pop(key))
+    for upstream in data["upstreams"]:
+        upstream[f"{UPSTREAM_SECRET}_set"] = bool(upstream.pop(UPSTREAM_SECRET))
+    return data
+
+
+def with_overrides(settings: Settings) -> Settings:
+    """At start: the operator's stored changes laid over the file's settings."""
+    db = Database(settings.database_path, {"admin": store.MIGRATIONS})
+    try:
+        overrides = store.load_overrides(db)
+    finally:
+        db.close()
+    if not overrides:
+        return settings
+    data = settings.model_dump()
+    for section, value in overrides.items():
+        if section in LIST_SECTIONS:
+            data[section] = value
+        elif section in data:
+            data[section].update(value)
+    try:
+        return load_settings(None, **data)
+    except ConfigError as exc:
+        # Starting on the file alone beats not starting: the operator can fix it in /admin.
+        log.error("settings changed in /admin no longer fit the file; ignored: %s", exc)
+        return settings
+
+
+async def update_settings(node: Node, patch: dict[str, Any]) -> Settings:
+    """Validate a partial of the file's structure, apply it live, then persist it."""
+    data = node.settings.model_dump()
+    patched: dict[str, Any] = {}
+    for section, value in patch.items():
+        if section in LIST_SECTIONS:
+            data[section] = _merge_list(section, value, data[section])
+        elif section in TABLE_SECTIONS:
+            changes = _table_changes(section, value, data[section])
+            data[section].update(changes)
+            patched[section] = set(changes)
+        else:
+            raise BadRequest(f"unknown settings section {section!r}", param=section)
+    new = validate(data)
+    await apply_settings(node, new)
+    store.save_overrides(node.db, _overrides(node.db, new, patch, patched))
+    return new
+
+
+def validate(data: dict[str, Any]) -> Settings:
+    try:
+        return load_settings(None, **data)
+    except ConfigError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError):
+            err = cause.errors()[0]
+            param = ".".join(str(part) for part in err["loc"])
+            raise BadRequest(
+                f"{param}: {err['msg']}", param=param, code="invalid_setting"
+            ) from None
+        param = str(exc).split(":", 1)[0]
+        raise BadRequest(str(exc), param=param, code="invalid_setting") from None
+
+
+def _table_changes(section: str, value: Any, current: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BadRequest(f"{section} must be an object", param=section)
+    changes = {k: v for k, v in value.items() if not _is_marker(section, k)}
+    if "admin_password" in changes and section == "node":
+        raise BadRequest(
+            "node.admin_password: change it with POST /admin/api/password (needs the current one)",
+            param="node.admin_password",
+        )
+    for key in STARTUP_ONLY.get(section, ()):
+        if key in changes and str(changes[key]) != str(current[key]):
+            raise BadRequest(
+                f"{section}.{key} is read at start: change it in the configuration file",
+                param=f"{section}.{key}",
+            )
+    return changes
+
+
+def _is_marker(section: str, key: str) -> bool:
+    secret = SECRETS.get(section)
+    return secret is not None and key == f"{secret}_set"
+
+
+def _merge_list(section: str, value: Any, current: list[dict[str, Any]]) -> list[Any]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{section} must be a list", param=section)
+    if section != "upstreams":
+        return value
+    keys = {u["name"]: u[UPSTREAM_SECRET] for u in current}
+    merged: list[Any] = []
+    for entry in value:
+        if isinstance(entry, dict):
+            entry = {k: v for k, v in entry.items() if k != f"{UPSTREAM_SECRET}_set"}
+            if UPSTREAM_SECRET not in entry and entry.get("name") in keys:
+                entry[UPSTREAM_SECRET] = keys[entry["name"]]  # left out = kept
+        merged.append(entry)
+    return merged
+
+
+def _overrides(
+    db: Database, new: Settings, patch: dict[str, Any], patched: dict[str, set[str]]
+) -> dict[str, Any]:
+    """What to store: validated values of the keys patched, merged into earlier overrides."""
+    earlier = store.load_overrides(db)
+    dumped = new.model_dump(mode="json")
+    result: dict[str, Any] = {}
+    for section in patch:
+        if section in LIST_SECTIONS:
+            result[section] = dumped[section]
+        else:
+            keys = patched[section]
+            result[section] = {**earlier.get(section, {}), **{k: dumped[section][k] for k in keys}}
+    return result
+
+
+async def apply_settings(node: Node, new: Settings) -> None:
+    """Make `new` the node's settings: build what depends on them, then swap it all at once.
+
+    Anything that can fail is built before the swap, so a refused change leaves the node as
+    it was. Requests already running finish with the parts they started with.
+    """
+    from node.app import VERSION, build_wallet, start_nostr  # app imports this package
+
+    old = node.settings
+    try:
+        nostr = start_nostr(new) if new.nostr != old.nostr else node.nostr
+    except ConfigError as exc:
+        raise BadRequest(str(exc), param="nostr.nsec", code="invalid_setting") from None
+    rate = node.rate
+    if _rate_changed(old.pricing, new.pricing):
+        rate = BtcRate.from_settings(new.pricing)
+        await rate.start()
+    wallet = node.wallet
+    if new.cashu != old.cashu:
+        wallet = build_wallet(new, node.db, node.ledger, node.http)
+    old_rate, old_nostr = node.rate, node.nostr
+    node.settings = new
+    node.catalogue = Catalogue.from_settings(new)
+    node.pricer = _pricer(rate, new.pricing)
+    node.rate, node.wallet, node.nostr = rate, wallet, nostr
+    nostr.update(Announcement.from_settings(new, VERSION))
+    if rate is not old_rate:
+        await old_rate.stop()
+    if nostr is not old_nostr:
+        await old_nostr.stop()
+        await nostr.start()
+
+
+def _rate_changed(old: PricingSection, new: PricingSection) -> bool:
+    return any(getattr(old, f) != getattr(new, f) for f in RATE_FIELDS)
+
+
+def _pricer(rate: BtcRate, pricing: PricingSection) -> Pricer:
+    return Pricer(
+        rate=rate.current,
+        markup=pricing.markup,
+        request_fee_msat=pricing.request_fee_msat,
+        min_charge_msat=pricing.min_charge_msat,
+    )

@@ -1,0 +1,75 @@
+"""The admin API's HTTP side: the session cookie, the auth/CSRF guard, small parsing helpers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from node.admin.auth import AdminAuth
+from node.context import NODE, Node
+from node.errors import BadRequest, Forbidden, Unauthorized
+
+ADMIN = web.AppKey("admin_auth", AdminAuth)
+COOKIE = "nutgate_admin"
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def session_of(request: web.Request) -> str | None:
+    return request.cookies.get(COOKIE)
+
+
+def guarded(handler: Handler) -> Handler:
+    """A valid session cookie, and for anything but a read, the session's X-CSRF-Token."""
+
+    @functools.wraps(handler)
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        auth = request.app[ADMIN]
+        session = session_of(request)
+        if session is None or not auth.valid(session):
+            raise Unauthorized("log in to the admin first", code="admin_login_required")
+        if request.method not in SAFE_METHODS:
+            sent = request.headers.get("X-CSRF-Token", "")
+            if not auth.csrf_ok(session, sent):
+                raise Forbidden("missing or wrong X-CSRF-Token header", code="csrf_failed")
+        return await handler(request)
+
+    return wrapper
+
+
+def set_session_cookie(request: web.Request, response: web.Response, token: str) -> None:
+    response.set_cookie(
+        COOKIE,
+        token,
+        max_age=request.app[ADMIN].session_ttl_s,
+        path="/admin",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+
+
+def node_of(request: web.Request) -> Node:
+    return request.app[NODE]
+
+
+def int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be a whole number", param=name) from None
+    return max(lo, min(hi, value))
+
+
+def str_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} is required (a string)", param=name)
+    return value

@@ -1,0 +1,157 @@
+"""The node's money seen by its operator: accounts, solvency, the audit, earnings payouts.
+
+Liabilities are what the accounts own (the sum of their balances); assets are the proofs the
+wallet holds. Earnings — what the operator may take — are the *unspent* proofs minus the
+liabilities: proofs reserved by a payout in flight are already promised to someone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import wallet as cashu
+from node.errors import BadRequest, NotFound
+from node.payments import EARNINGS, purpose, wallet_errors
+
+if TYPE_CHECKING:
+    from node.context import Node
+
+ACCOUNT_COLUMNS = "id, kind, mint, balance_msat, reserved_msat, created_at, last_used_at, requests"
+MAX_PAGE = 500
+
+
+def earnings_cap(conn: sqlite3.Connection) -> int:
+    """msat the operator may withdraw now; runs inside the wallet's payout transaction."""
+    assets = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) * 1000 FROM wallet_proofs WHERE state = 'unspent'"
+    ).fetchone()[0]
+    debts = conn.execute("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts").fetchone()[0]
+    return max(0, int(assets) - int(debts))
+
+
+def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = node.db.query(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts"
+        " ORDER BY last_used_at IS NULL, last_used_at DESC, id DESC LIMIT ? OFFSET ?",
+        (limit, max(0, offset)),
+    )
+    total = node.db.query_one(
+        "SELECT count(*) AS n, COALESCE(SUM(balance_msat), 0) AS balance,"
+        " COALESCE(SUM(reserved_msat), 0) AS reserved, COALESCE(SUM(requests), 0) AS requests"
+        " FROM accounts"
+    )
+    assert total is not None
+    return {
+        "accounts": [dict(row) for row in rows],
+        "totals": {
+            "accounts": total["n"],
+            "balance_msat": total["balance"],
+            "reserved_msat": total["reserved"],
+            "requests": total["requests"],
+        },
+    }
+
+
+def entries(node: Node, account_id: int, limit: int) -> dict[str, Any]:
+    account = node.db.query_one(
+        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
+    )
+    if account is None:
+        raise NotFound(f"no account {account_id}", code="account_not_found")
+    rows = node.db.query(
+        "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
+        " ORDER BY id DESC LIMIT ?",
+        (account_id, max(1, min(limit, MAX_PAGE))),
+    )
+    return {"account": dict(account), "entries": [_entry(row) for row in rows]}
+
+
+def _entry(row: sqlite3.Row) -> dict[str, Any]:
+    entry = dict(row)
+    ref = str(entry.pop("ref") or "")
+    # refs name purposes ("token:<key hash>", a reservation id): show the kind, not the hash
+    entry["ref"] = ref.split(":", 1)[0] if ":" in ref else ref
+    return entry
+
+
+def solvency(node: Node) -> dict[str, Any]:
+    assets = node.wallet.assets_msat()
+    liabilities = node.ledger.liabilities_msat()
+    total = sum(assets.values())
+    with node.db.transaction() as conn:  # the same figure the payout hook will enforce
+        withdrawable = earnings_cap(conn)
+    return {
+        "assets_msat": assets,
+        "assets_total_msat": total,
+        "liabilities_msat": liabilities,
+        "earnings_msat": total - liabilities,
+        "withdrawable_sat": withdrawable // 1000,
+        "solvent": total >= liabilities,
+    }
+
+
+async def audit(node: Node) -> dict[str, Any]:
+    """The ledger's own check, plus every held proof's state at its mint (NUT-07)."""
+    mismatches = node.ledger.audit()
+    with wallet_errors():
+        states = await node.wallet.check_states()
+    spent = [s for s in states if s.remote == "SPENT"]
+    unknown = [s for s in states if s.remote not in ("UNSPENT", "SPENT", "PENDING")]
+    lost_msat = sum(s.amount for s in spent) * 1000
+    report = solvency(node)
+    verified = report["assets_total_msat"] - lost_msat
+    return {
+        **report,
+        "ledger_ok": not mismatches,
+        "mismatches": [m.__dict__ for m in mismatches],
+        "proofs_checked": len(states),
+        "spent_behind_our_back": [_proof_json(s) for s in spent],
+        "unknown": [_proof_json(s) for s in unknown],
+        "pending": sum(1 for s in states if s.remote == "PENDING"),
+        "verified_assets_msat": verified,
+        "solvent": verified >= report["liabilities_msat"] and not mismatches,
+    }
+
+
+def _proof_json(state: cashu.ProofState) -> dict[str, Any]:
+    return {
+        "mint": state.mint,
+        "keyset_id": state.keyset_id,
+        "amount": state.amount,
+        "y": state.y,
+        "local": state.local,
+        "remote": state.remote,
+    }
+
+
+async def withdraw_earnings(node: Node, amount: Any, mint: Any) -> dict[str, Any]:
+    """Pay the operator `amount` sat (default: all of it) as a token, never beyond earnings."""
+    available = solvency(node)["withdrawable_sat"]
+    if amount is None:
+        amount = available
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise BadRequest("amount must be a positive whole number of sat", param="amount")
+    if mint is not None and not isinstance(mint, str):
+        raise BadRequest("mint must be a mint URL", param="mint")
+    if amount > available:
+        raise BadRequest(
+            f"{amount} sat is more than the earnings available ({available} sat)",
+            param="amount",
+            code="exceeds_earnings",
+        )
+    what = purpose(EARNINGS, secrets.token_hex(8))
+    with wallet_errors():
+        token = await node.wallet.send(amount, what, mint)
+    return {"cashu_token": token, "amount": amount, "mint": cashu.parse_token(token).mint}
+
+
+def payouts(node: Node) -> list[dict[str, Any]]:
+    rows = node.db.query(
+        "SELECT id, mint, amount_sat, state, fee_sat, created_at FROM wallet_payouts"
+        " WHERE purpose LIKE ? ORDER BY id DESC LIMIT 50",
+        (f"{EARNINGS}:%",),
+    )
+    return [dict(row) for row in rows]

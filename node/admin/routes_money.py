@@ -1,0 +1,65 @@
+"""/admin/api money: accounts, entries, solvency, the audit, earnings, dashboard series."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from node.admin import money, stats
+from node.admin.http import guarded, int_query, node_of
+from node.errors import BadRequest
+from node.web import json_response, read_json
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/admin/api/accounts")
+@guarded
+async def accounts(request: web.Request) -> web.Response:
+    limit = int_query(request, "limit", 100, 1, money.MAX_PAGE)
+    offset = int_query(request, "offset", 0, 0, 2**62)
+    return json_response(money.accounts(node_of(request), limit, offset))
+
+
+@routes.get("/admin/api/accounts/{id}/entries")
+@guarded
+async def entries(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise BadRequest("the account id is a number", param="id")
+    limit = int_query(request, "limit", 200, 1, money.MAX_PAGE)
+    return json_response(money.entries(node_of(request), int(raw), limit))
+
+
+@routes.get("/admin/api/money")
+@guarded
+async def solvency(request: web.Request) -> web.Response:
+    return json_response(money.solvency(node_of(request)))
+
+
+@routes.get("/admin/api/audit")
+@guarded
+async def audit(request: web.Request) -> web.Response:
+    return json_response(await money.audit(node_of(request)))
+
+
+@routes.get("/admin/api/earnings")
+@guarded
+async def earnings(request: web.Request) -> web.Response:
+    node = node_of(request)
+    return json_response({**money.solvency(node), "payouts": money.payouts(node)})
+
+
+@routes.post("/admin/api/earnings/withdraw")
+@guarded
+async def withdraw(request: web.Request) -> web.Response:
+    body, _ = await read_json(request)
+    node = node_of(request)
+    return json_response(await money.withdraw_earnings(node, body.get("amount"), body.get("mint")))
+
+
+@routes.get("/admin/api/stats")
+@guarded
+async def series(request: web.Request) -> web.Response:
+    hours = int_query(request, "hours", 24, 1, 24 * 366)
+    bucket_s = int_query(request, "bucket_s", 3600, 60, 86400 * 7)
+    return json_response(stats.series(node_of(request), hours, bucket_s))

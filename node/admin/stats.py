@@ -1,0 +1,51 @@
+"""The dashboard's series, from the ledger's entries: requests, revenue and balances over time.
+
+Every paid request leaves one `charge` entry, so charges count requests and sum revenue. The
+accounts' total balance at a moment is the sum of every entry before it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from node.ledger import CHARGE
+
+if TYPE_CHECKING:
+    from node.context import Node
+
+MAX_BUCKETS = 400
+
+
+def series(node: Node, hours: int, bucket_s: int, now: int | None = None) -> dict[str, Any]:
+    bucket_s = max(60, bucket_s)
+    end = (now or int(time.time())) // bucket_s * bucket_s + bucket_s
+    count = max(1, min(MAX_BUCKETS, hours * 3600 // bucket_s))
+    start = end - count * bucket_s
+    before = node.db.query_one(
+        "SELECT COALESCE(SUM(amount_msat), 0) FROM entries WHERE created_at < ?", (start,)
+    )
+    rows = node.db.query(
+        "SELECT (created_at - :start) / :b AS i,"
+        " SUM(CASE WHEN kind = :charge THEN 1 ELSE 0 END) AS requests,"
+        " SUM(CASE WHEN kind = :charge THEN -amount_msat ELSE 0 END) AS revenue,"
+        " SUM(amount_msat) AS delta"
+        " FROM entries WHERE created_at >= :start AND created_at < :end GROUP BY i",
+        {"start": start, "end": end, "b": bucket_s, "charge": CHARGE},
+    )
+    by_bucket = {int(r["i"]): r for r in rows}
+    balance = int(before[0]) if before else 0
+    points = []
+    for i in range(count):
+        row = by_bucket.get(i)
+        if row is not None:
+            balance += int(row["delta"])
+        points.append(
+            {
+                "t": start + i * bucket_s,
+                "requests": int(row["requests"]) if row else 0,
+                "revenue_msat": int(row["revenue"]) if row else 0,
+                "balances_msat": balance,
+            }
+        )
+    return {"bucket_s": bucket_s, "points": points}

@@ -1,0 +1,127 @@
+"""The admin page in real Chromium: log in, rename the node, add an upstream, chart, earnings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+
+from node.context import NODE
+from tests.conftest import NodeHandle
+from tests.support.admin_client import PASSWORD
+from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+
+HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+
+
+@pytest.fixture
+def page_node(make_node: Callable[..., NodeHandle], mint: Any) -> NodeHandle:
+    return make_node(
+        node={"admin_password": PASSWORD},
+        cashu={"mints": [mint.url]},
+        pricing={"request_fee_msat": 5000},
+    )
+
+
+async def log_in(browser: Any, node: NodeHandle) -> Any:
+    page = await new_page(browser)
+    await page.goto(node.url + "/admin")
+    await page.fill("#password", "not it")
+    await page.click("#login-form button")
+    await page.wait_for_selector("#login-error:has-text('wrong password')")
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#app:not([hidden])")
+    return page
+
+
+async def get_json(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def test_log_in_and_rename_the_node(chromium: Any, page_node: NodeHandle) -> None:  # noqa: F811
+    page = await log_in(chromium, page_node)
+    await page.click("nav button[data-tab=settings]")
+    name = page.locator("input[name='node.name']")
+    await name.fill("Browser-named node")
+    await page.locator("input[name='pricing.markup']").fill("-1")
+    await page.click("#settings-save")
+    error = page.locator("[data-error='pricing.markup']")
+    await error.wait_for()
+    await page.wait_for_function(
+        "document.querySelector(\"[data-error='pricing.markup']\").textContent.length > 0"
+    )
+    assert "greater than 0" in await error.text_content()
+    await shot(page, "admin-settings-invalid")
+    await page.locator("input[name='pricing.markup']").fill("1")
+    await page.click("#settings-save")
+    await page.wait_for_selector("#settings-status:has-text('saved and applied')")
+    await page.wait_for_selector("#node-name:has-text('Browser-named node')")
+    await shot(page, "admin-settings-saved")
+    node = page_node.server.app[NODE]
+    assert node.settings.node.name == "Browser-named node"
+    assert node.nostr._announcement.name == "Browser-named node"
+    status, info = await get_json(page_node.url + "/v1/info")
+    if status == 200:  # /v1/info lands with the discovery routes
+        assert info["name"] == "Browser-named node"
+    assert page.errors == []
+
+
+async def test_add_an_upstream_and_see_its_models(chromium: Any, page_node: NodeHandle) -> None:  # noqa: F811
+    base = page_node.settings.upstreams[0].base_url
+    page = await log_in(chromium, page_node)
+    await page.click("nav button[data-tab=upstreams]")
+    await page.fill("#upstream-form input[name=name]", "from-browser")
+    await page.fill("#upstream-form input[name=base_url]", base)
+    await page.fill("#upstream-form input[name=api_key]", "sk-typed-in-browser")
+    await page.click("#upstream-form button")
+    await page.wait_for_selector("#upstream-models li:has-text('mock-model')")
+    row = page.locator("#upstreams-table tr[data-name='from-browser']")
+    assert "set" in await row.text_content()
+    assert "sk-typed-in-browser" not in await page.content()
+    await shot(page, "admin-upstreams")
+    assert page.errors == []
+
+
+async def test_dashboard_chart_and_withdrawing_earnings(
+    chromium: Any,  # noqa: F811
+    page_node: NodeHandle,
+    mint: Any,
+    ref_wallet: Any,
+) -> None:
+    token = await ref_wallet.token(mint.url, 100)
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.post(
+                page_node.url + "/v1/chat/completions",
+                json=HELLO,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r:
+                assert r.status == 200
+    page = await log_in(chromium, page_node)
+    await page.wait_for_selector("#chart svg path.balances_msat")
+    assert await page.locator("#chart svg rect.bar").count() >= 1
+    assert await page.locator("#chart svg path.line").count() == 2
+    await page.click("#audit-run")
+    await page.wait_for_selector("#audit-result:has-text('solvent: yes')")
+    await shot(page, "admin-dashboard")
+    await page.click("nav button[data-tab=earnings]")
+    await page.wait_for_selector("#withdrawable:has-text('15')")
+    await page.fill("#withdraw-amount", "16")
+    await page.click("#withdraw-button")
+    await page.wait_for_selector("[data-error=withdraw]:has-text('more than the earnings')")
+    await page.fill("#withdraw-amount", "")
+    await page.click("#withdraw-button")
+    await page.wait_for_selector("#withdraw-token:not([hidden])")
+    cashu_token = await page.locator("#withdraw-token").input_value()
+    assert cashu_token.startswith("cashuB")
+    await shot(page, "admin-earnings")
+    assert await ref_wallet.receive(cashu_token) == 15
+    await page.click("nav button[data-tab=accounts]")
+    await page.locator("#accounts-table tbody tr").first.click()
+    await page.wait_for_selector("#entries-table td:has-text('charge')")
+    await shot(page, "admin-accounts")
+    assert page.errors == []
