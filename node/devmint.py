@@ -37,20 +37,22 @@ class DevStackError(Exception):
     """The dev stack cannot start; the message says what to do."""
 
 
-def find_mint_python() -> Path:
-    """`.venv-mint/bin/python` beside the running venv, the source tree or the cwd."""
-    candidates = [
-        Path(sys.prefix).parent / ".venv-mint",
-        PROJECT_ROOT / ".venv-mint",
-        Path.cwd() / ".venv-mint",
-    ]
+def mint_venv_candidates() -> list[Path]:
+    """Where `.venv-mint` may be: beside the running venv, the source tree, the cwd."""
+    return [Path(sys.prefix).parent, PROJECT_ROOT, Path.cwd()]
+
+
+def find_mint_python(places: list[Path] | None = None) -> Path:
+    """`.venv-mint/bin/python` in the first of `places` that has one."""
+    candidates = [p / ".venv-mint" for p in (places or mint_venv_candidates())]
     for venv in candidates:
         python = venv / "bin" / "python"
         if python.exists():
             return python
     raise DevStackError(
-        "the dev mint (Nutshell) is not installed: no .venv-mint found near "
-        f"{PROJECT_ROOT}. Run `make install` in the project directory first."
+        "the dev mint (Nutshell) is not installed: no .venv-mint in "
+        f"{', '.join(str(c.parent) for c in candidates)}. "
+        "Run `make install` in the project directory first."
     )
 
 

@@ -93,6 +93,8 @@ def _check_port_free(port: int, flag: str) -> None:
     if port == 0:
         return
     with socket.socket() as sock:
+        # as servers do: a port whose last connections sit in TIME_WAIT is free to listen on
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
