@@ -51,8 +51,6 @@ def _demo_model(model_id: str, input_usd: float, output_usd: float) -> dict[str,
 
 DEMO_MODELS = [_demo_model("demo-small", 0.15, 0.60), _demo_model("demo-large", 3.0, 15.0)]
 
-log = logging.getLogger("nutgate.devstack")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="node port (default 8000)")
