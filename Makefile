@@ -37,8 +37,9 @@ test: install browser
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
+# The dev stack: dev mint + demo upstream + node on 127.0.0.1. Flags: make run ARGS="--fresh"
 run: install
-	@$(VENV)/bin/nutgate run
+	@$(VENV)/bin/nutgate run $(ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy

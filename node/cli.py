@@ -1,4 +1,4 @@
-"""The `nutgate` command: serve, keys, audit, config check."""
+"""The `nutgate` command: serve, run (the dev stack), keys, audit, config check."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from node import devstack
 from node.app import create_app, open_database
 from node.ledger import Ledger, hash_key
 from node.logs import configure_logging, secrets_of
@@ -63,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     command("serve", "run the node").set_defaults(func=cmd_serve)
+    run = sub.add_parser("run", help=devstack.HELP, description=devstack.HELP)
+    devstack.add_arguments(run)
+    run.set_defaults(func=devstack.cmd_run)
     command("audit", "recompute every balance from the ledger's entries").set_defaults(
         func=cmd_audit
     )
