@@ -68,11 +68,11 @@ def default_text(field: FieldInfo) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Path):
-        value = str(value)
+        value = str(value) if value.is_absolute() else f"./{value}"
     return f"`{orjson.dumps(value).decode()}`"
 
 
-def rows(model: type[Settings] = Settings) -> Iterator[Row]:
+def rows(model: type[BaseModel] = Settings) -> Iterator[Row]:
     for name, section_field in model.model_fields.items():
         section, is_list = _section(section_field.annotation)
         header = f"[[{name}]]" if is_list else f"[{name}]"
@@ -88,11 +88,11 @@ def rows(model: type[Settings] = Settings) -> Iterator[Row]:
             )
 
 
-def undocumented(model: type[Settings] = Settings) -> list[str]:
+def undocumented(model: type[BaseModel] = Settings) -> list[str]:
     return [f"{r.section} {r.key}" for r in rows(model) if not (r.description or "").strip()]
 
 
-def table(model: type[Settings] = Settings) -> str:
+def table(model: type[BaseModel] = Settings) -> str:
     lines = [
         "| section | key | type | default | environment variable | what it does |",
         "|---|---|---|---|---|---|",

@@ -5,9 +5,10 @@ exceptions are still visible) and outside the rate limiter (so refused requests 
 Handlers and the metered call fill in the trace as they learn things:
 
     trace = trace_of(request)
-    trace.model, trace.upstream = model.id, model.upstream.name
-    with trace.upstream_call(): resp = await upstream.post(...)     # upstream time
-    async for chunk in trace.timed(resp.content.iter_any()): ...     # streamed upstream time
+    trace.model, trace.upstream = model.id, route.upstream.name
+    with trace.upstream_call(): answer = await upstream.call(...)   # upstream time
+    async for chunk in trace.timed(upstream.chunks(...)): ...        # streamed upstream time
+    trace.upstream_failed(code)                                      # an upstream call failed
     trace.cost_msat = charged
 
 Overhead = request time minus time spent waiting on the upstream. For a stream, time spent
@@ -42,11 +43,15 @@ CLIENT_CLOSED = 499  # nginx's status for a client that went away before the ans
 class Trace:
     started: float = field(default_factory=time.perf_counter)
     model: str = ""
-    upstream: str = ""
+    upstream: str = ""  # the upstream called last
     cost_msat: int = 0
     upstream_s: float = 0.0
     reached_upstream: bool = False
-    upstream_error: str | None = None  # an error met after the answer had begun
+    upstream_errors: list[tuple[str, str]] = field(default_factory=list)  # (upstream, code)
+
+    def upstream_failed(self, code: str | None) -> None:
+        """The current upstream failed: before the answer (then maybe failed over), or mid-way."""
+        self.upstream_errors.append((self.upstream, code or "upstream_error"))
 
     @contextmanager
     def upstream_call(self) -> Iterator[None]:
@@ -114,9 +119,8 @@ def _record(request: web.Request, trace: Trace, status: int, code: str | None) -
         metrics.overhead.labels(route).observe(max(0.0, elapsed - trace.upstream_s))
     if trace.cost_msat:
         metrics.charged_msat.labels(trace.model).inc(trace.cost_msat)
-    upstream_code = trace.upstream_error or (code if code and code.startswith("upstream") else None)
-    if upstream_code:
-        metrics.upstream_errors.labels(trace.upstream, upstream_code).inc()
+    for upstream, upstream_code in trace.upstream_errors:
+        metrics.upstream_errors.labels(upstream, upstream_code).inc()
     fields = {
         "request_id": request.get(REQUEST_ID),
         "method": request.method,
@@ -127,7 +131,7 @@ def _record(request: web.Request, trace: Trace, status: int, code: str | None) -
         "cost_msat": trace.cost_msat,
         "duration_ms": round(elapsed * 1000, 2),
         "upstream_ms": round(trace.upstream_s * 1000, 2) if trace.reached_upstream else None,
-        "error": upstream_code or code,
+        "error": code or (trace.upstream_errors[-1][1] if trace.upstream_errors else None),
     }
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
     access_log.log(

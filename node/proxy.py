@@ -107,6 +107,7 @@ class MeteredCall:
                         content_type=content_type,
                     )
             except upstream.RETRYABLE as exc:
+                self.trace.upstream_failed(exc.code)
                 log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
                 last = exc
                 continue
@@ -170,7 +171,7 @@ class MeteredCall:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
                 self._settle()  # before the client can see the error
-                self.trace.upstream_error = "upstream_stream_broken"
+                self.trace.upstream_failed("upstream_stream_broken")
                 error = _error_event(exc) | await self.payer.finish(self, in_band=True)
                 await self._write_safely(out, encode_event(error))
                 return out

@@ -146,11 +146,12 @@ def duration(seconds: float) -> str:
 
 
 def credential(request: web.Request) -> str | None:
-    """The Bearer value, else the X-Cashu value: whatever would pay for the request."""
+    """What would pay for the request: X-Cashu first (as in payments), else the Bearer value."""
+    x_cashu = request.headers.get("X-Cashu", "").strip()
+    if x_cashu:
+        return x_cashu
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.headers.get("X-Cashu", "").strip() or None
+    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 @dataclass

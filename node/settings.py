@@ -166,6 +166,11 @@ class LogSection(Section):
         "json", description="json: one JSON object per line; text: for reading in a terminal"
     )
 
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, level: object) -> object:
+        return level.upper() if isinstance(level, str) else level
+
 
 class NostrSection(Section):
     relays: list[str] = Field(default_factory=list, description="Relays to announce on")

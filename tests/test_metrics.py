@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
+from tests.support.servers import ThreadedServer
 
 EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500}}  # → 2000 msat
 CHAT = "/v1/chat/completions"
@@ -119,3 +120,23 @@ def test_each_node_has_its_own_registry(make_node: Callable[..., NodeHandle]) ->
     ok = {"route": CHAT, "model": "test-model", "status": "200"}
     assert value(scrape(first), "nutgate_requests_total", **ok) == 1
     assert value(scrape(second), "nutgate_requests_total", **ok) == 0
+
+
+def test_failed_over_upstream_calls_are_counted_per_upstream(
+    make_node: Callable[..., NodeHandle], upstream: ThreadedServer, upstream_b: ThreadedServer
+) -> None:
+    price = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0}
+    node = make_node(
+        upstreams=[
+            {"name": "a", "base_url": f"{upstream.url}/v1"},
+            {"name": "b", "base_url": f"{upstream_b.url}/v1"},
+        ],
+        models=[{"id": "test-fail500@a", "upstream": "a", "upstreams": ["b"], **price}],
+    )
+    assert chat(node, node.new_key(1_000_000), model="test-fail500@a") == 200  # b answered
+    failed = {
+        labels: v
+        for (name, labels), v in scrape(node).items()
+        if name == "nutgate_upstream_errors_total"
+    }
+    assert failed == {frozenset({("upstream", "a"), ("code", "upstream_error")}): 1.0}
