@@ -160,8 +160,6 @@ async def test_one_bearer_token_twelve_times_is_credited_once(paid_node, mint, r
     paid_node.assert_clean()
 
 
-@pytest.mark.skip(reason="hangs intermittently (seen 2 in ~10 runs): a topup/withdraw deadlock "
-                  "to find in the wallet's per-mint lock; tracked in issue 4")
 async def test_topup_racing_withdraw_keeps_every_msat(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
     status, _, created = await http(
         paid_node,

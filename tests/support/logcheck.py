@@ -41,6 +41,8 @@ def log_recorder() -> Iterator[Recorder]:
     level = root.level
     root.addHandler(recorder)
     root.setLevel(logging.DEBUG)
+    for name in CLIENT_LOGGERS:  # their DEBUG chatter is most of the volume and none of ours
+        logging.getLogger(name).setLevel(logging.WARNING)
     yield recorder
     root.removeHandler(recorder)
     root.setLevel(level)
