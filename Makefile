@@ -30,6 +30,10 @@ test: install
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
+# The fuzz suites with many more examples (make test runs them small).
+fuzz: install
+	@NUTGATE_FUZZ_EXAMPLES=$${NUTGATE_FUZZ_EXAMPLES:-200} $(VENV)/bin/python -m pytest -q -p no:cacheprovider --timeout=0 tests/safety/test_parsers_fuzz.py tests/safety/test_api_fuzz.py
+
 run: install
 	@$(VENV)/bin/nutgate run
 
