@@ -37,6 +37,7 @@ class Plan:
     max_output_tokens: int
     max_cost_msat: int
     floor_msat: int  # the prompt's cost: charged if the node dies mid-request
+    choices: int = 1
 
 
 def estimate_prompt_tokens(raw_body: bytes) -> int:
@@ -74,6 +75,7 @@ def plan_request(
         max_output_tokens=output,
         max_cost_msat=node.pricer.cost_msat(model.price, Usage(prompt, output * choices)),
         floor_msat=node.pricer.cost_msat(model.price, Usage(prompt, 0)),
+        choices=choices,
     )
 
 
@@ -133,10 +135,23 @@ class MeteredCall:
             self.node.ledger.release(self.request_id)
             return
         usage = self.usage or Usage(self.plan.prompt_tokens, self.est_output_tokens)
-        cost = self.node.pricer.cost_msat(self.model.price, usage)
+        cost = self.node.pricer.cost_msat(self.model.price, self._bounded(usage))
         self.cost_msat = self.node.ledger.settle(self.request_id, cost)
         if self.usage is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
+
+    def _bounded(self, usage: Usage) -> Usage:
+        """Usage no larger than the request allowed (prompt within the model's context, output
+        within what was asked): an upstream reporting absurd counts cannot drain an account."""
+        prompt = min(usage.prompt_tokens, max(self.model.context_length, self.plan.prompt_tokens))
+        most_output = self.plan.max_output_tokens * self.plan.choices
+        completion = min(usage.completion_tokens, most_output)
+        return Usage(
+            prompt,
+            completion,
+            min(usage.cached_tokens, prompt),
+            min(usage.reasoning_tokens, completion),
+        )
 
     async def _plain(self, payload: bytes) -> web.StreamResponse:
         resp = await upstream.post(self.node.http, self.model.upstream, self.path, payload)

@@ -7,8 +7,9 @@ so costs can be asserted exactly. Behaviour is chosen by the model name:
     *nousage*   -> no usage anywhere   *hang*     -> never answers     *cut*     -> stream breaks
     *slow*      -> stream pauses `mock.pause_s` (default 2 s) after its first chunk
 
-`mock` fields: prompt_tokens, completion_tokens, pause_s. Every request received is recorded
-(path, headers, JSON body) in `MockUpstream.received`.
+`mock` fields: prompt_tokens, completion_tokens, pause_s; `report_usage` (any JSON) is sent as
+the `usage` object instead of the true one (absurd or negative counts). Every request received
+is recorded (path, headers, JSON body) in `MockUpstream.received`.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class MockUpstream:
             ],
         }
         if "nousage" not in model:
-            answer["usage"] = _usage(prompt, completion)
+            answer["usage"] = _reported(body, prompt, completion)
         return web.json_response(answer)
 
     async def _stream(
@@ -90,7 +91,10 @@ class MockUpstream:
         await out.write(_event(_chunk(model, {}, finish="stop")))
         options = body.get("stream_options") or {}
         if options.get("include_usage") and "nousage" not in model:
-            final = _chunk(model, {}) | {"choices": [], "usage": _usage(prompt, completion)}
+            final = _chunk(model, {}) | {
+                "choices": [],
+                "usage": _reported(body, prompt, completion),
+            }
             await out.write(_event(final))
         await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
@@ -104,6 +108,11 @@ def usage_for(body: dict[str, Any]) -> tuple[int, int]:
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or 10
     completion = int(mock.get("completion_tokens", min(10, limit)))
     return prompt, completion
+
+
+def _reported(body: dict[str, Any], prompt: int, completion: int) -> Any:
+    mock = body.get("mock") or {}
+    return mock["report_usage"] if "report_usage" in mock else _usage(prompt, completion)
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
