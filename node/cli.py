@@ -13,6 +13,7 @@ from aiohttp import web
 from node.app import create_app, open_database
 from node.ledger import Ledger, hash_key
 from node.settings import ConfigError, Settings, load_settings
+from node.web import PathOnlyAccessLogger
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -27,7 +28,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     app = create_app(settings)
     print(f"nutgate listening on http://{settings.node.host}:{settings.node.port}", flush=True)
-    web.run_app(app, host=settings.node.host, port=settings.node.port, print=None)
+    web.run_app(
+        app,
+        host=settings.node.host,
+        port=settings.node.port,
+        print=None,
+        access_log_class=PathOnlyAccessLogger,
+    )
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 from aiohttp.typedefs import Handler
 
 from node.errors import (
@@ -84,3 +85,19 @@ def _from_http(exc: web.HTTPException) -> NodeError:
         return error
     cls = _HTTP_ERRORS.get(exc.status, BadRequest)
     return cls(exc.reason or "bad request")
+
+
+class PathOnlyAccessLogger(AbstractAccessLogger):
+    """The access log without query strings: a token sent as `?initial_balance_token=cashu…`
+    (Routstr's GET /v1/balance/create) must never reach a log line."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %s %s %.3fs',
+            request.remote,
+            request.method,
+            request.path,
+            response.status,
+            response.body_length,
+            time,
+        )

@@ -150,3 +150,8 @@ class NodeProcess:
             timeout=60,
         )
         return done.returncode, done.stdout + done.stderr
+
+    def query_dump(self) -> list[str]:
+        """Every row of every table, as text (to look for secrets stored in clear)."""
+        tables = [r[0] for r in self.query("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return [repr(tuple(row)) for t in tables for row in self.query(f"SELECT * FROM {t}")]
