@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+from pathlib import Path
 from collections.abc import Callable
 
 import aiohttp
@@ -35,7 +36,7 @@ async def funded_key(node: NodeHandle, token: str) -> str:
 
 
 async def test_schemathesis_finds_no_server_error(
-    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet, tmp_path: Path
 ) -> None:
     node = make_node(cashu={"mints": [mint.url]}, limits={"per_minute": 0, "per_hour": 0})
     key = await funded_key(node, await ref_wallet.token(mint.url, 2000))
@@ -57,7 +58,7 @@ async def test_schemathesis_finds_no_server_error(
             "--output-sanitize",
             "false",
         ],
-        cwd=ROOT,
+        cwd=tmp_path,  # schemathesis leaves a .schemathesis/ cache where it runs
         capture_output=True,
         text=True,
         timeout=600,
