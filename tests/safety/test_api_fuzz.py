@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 
