@@ -37,6 +37,10 @@ test: install browser
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
+# The fuzz suites with many more examples (make test runs them small).
+fuzz: install
+	@NUTGATE_FUZZ_EXAMPLES=$${NUTGATE_FUZZ_EXAMPLES:-200} $(VENV)/bin/python -m pytest -q -p no:cacheprovider --timeout=0 tests/safety/test_parsers_fuzz.py tests/safety/test_api_fuzz.py
+
 # The dev stack: dev mint + demo upstream + node on 127.0.0.1. Flags: make run ARGS="--fresh"
 run: install
 	@$(VENV)/bin/nutgate run $(ARGS)

@@ -18,6 +18,7 @@ from node.context import NODE, Node
 from node.ledger import Ledger
 from node.nostr import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr_service import NostrService
+from node.openapi import routes as openapi_routes
 from node.payments import LedgerHooks, Payments
 from node.pricing import Pricer
 from node.providers import MONITOR, ProviderMonitor
@@ -130,4 +131,5 @@ def create_app(settings: Settings) -> web.Application:
     app.add_routes(wallet_routes.routes)
     app.add_routes(discovery.routes)
     admin.setup(app)
+    app.add_routes(openapi_routes)
     return app

@@ -38,6 +38,7 @@ class Plan:
     max_cost_msat: int
     floor_msat: int  # the prompt's cost: charged if the node dies mid-request
     units: Fraction = Fraction(0)  # images or audio seconds the reservation covers
+    choices: int = 1  # n: answers asked for, each up to max_output_tokens
 
 
 @dataclass
@@ -45,6 +46,19 @@ class Measured:
     usage: Usage | None = None  # as the upstream reported it
     units: Fraction | None = None  # images made / seconds transcribed, as reported
     output_tokens: int = 0  # estimated from the text received
+
+
+def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
+    """Usage no larger than the request allowed — prompt within the model's context, output
+    within what was asked — so an upstream reporting absurd counts cannot drain an account."""
+    prompt = min(usage.prompt_tokens, max(model.context_length, plan.prompt_tokens))
+    completion = min(usage.completion_tokens, plan.max_output_tokens * plan.choices)
+    return Usage(
+        prompt,
+        completion,
+        min(usage.cached_tokens, prompt),
+        min(usage.reasoning_tokens, completion),
+    )
 
 
 def estimate_prompt_tokens(raw_body: bytes) -> int:
@@ -102,7 +116,7 @@ class Meter:
 
     def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
         usage = seen.usage or Usage(plan.prompt_tokens, seen.output_tokens)
-        return pricer.cost_msat(model.price, usage)
+        return pricer.cost_msat(model.price, bounded(usage, model, plan))
 
     def usage_json(self, plan: Plan, seen: Measured) -> dict[str, Any]:
         """The usage to show when the upstream gave none (marked as an estimate)."""
@@ -156,6 +170,7 @@ class ChatMeter(Meter):
             max_output_tokens=output,
             max_cost_msat=node.pricer.cost_msat(model.price, Usage(prompt, output * choices)),
             floor_msat=node.pricer.cost_msat(model.price, Usage(prompt, 0)),
+            choices=choices,
         )
 
     def prepare_stream(self, body: dict[str, Any]) -> None:

@@ -10,7 +10,8 @@ so costs can be asserted exactly. Behaviour is chosen by the model name:
 
 A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of that name, so
 one model can fail on one upstream and answer on another. `down = True` makes every call
-(GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s. Every POST
+(GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
+`report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one. Every POST
 received is recorded (path, headers, JSON body or form fields) in `received`.
 
 Endpoints: chat/completions, completions, responses (plain and SSE), embeddings,
@@ -108,16 +109,23 @@ class MockUpstream:
             return await self._stream(request, body, prompt, completion)
         message = {"role": "assistant", "content": WORD * completion}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
-        return self._answer(model, "chat.completion", choice, prompt, completion)
+        return self._answer(model, "chat.completion", choice, prompt, completion, body)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         body = request[BODY]
         prompt, completion = usage_for(body)
         choice = {"index": 0, "text": WORD * completion, "finish_reason": "stop", "logprobs": None}
-        return self._answer(str(body["model"]), "text_completion", choice, prompt, completion)
+        model = str(body["model"])
+        return self._answer(model, "text_completion", choice, prompt, completion, body)
 
     def _answer(
-        self, model: str, kind: str, choice: dict[str, Any], prompt: int, completion: int
+        self,
+        model: str,
+        kind: str,
+        choice: dict[str, Any],
+        prompt: int,
+        completion: int,
+        body: dict[str, Any],
     ) -> web.Response:
         answer: dict[str, Any] = {
             "id": "chatcmpl-mock",
@@ -128,7 +136,7 @@ class MockUpstream:
             "choices": [choice],
         }
         if "nousage" not in model:
-            answer["usage"] = _usage(prompt, completion)
+            answer["usage"] = _reported(body, prompt, completion)
         return web.json_response(answer)
 
     async def _stream(
@@ -151,7 +159,10 @@ class MockUpstream:
         await out.write(_event(_chunk(model, {}, finish="stop")))
         options = body.get("stream_options") or {}
         if options.get("include_usage") and "nousage" not in model:
-            final = _chunk(model, {}) | {"choices": [], "usage": _usage(prompt, completion)}
+            final = _chunk(model, {}) | {
+                "choices": [],
+                "usage": _reported(body, prompt, completion),
+            }
             await out.write(_event(final))
         await out.write(b"data: [DONE]\n\n")
         await out.write_eof()
@@ -256,6 +267,11 @@ def usage_for(body: dict[str, Any]) -> tuple[int, int]:
     )
     completion = int(mock.get("completion_tokens", min(10, limit)))
     return prompt, completion
+
+
+def _reported(body: dict[str, Any], prompt: int, completion: int) -> Any:
+    mock = body.get("mock") or {}
+    return mock["report_usage"] if "report_usage" in mock else _usage(prompt, completion)
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:
