@@ -49,6 +49,13 @@ def cmd_audit(args: argparse.Namespace) -> None:
     sys.exit(1 if mismatches else 0)
 
 
+def cmd_admin_reset_password(args: argparse.Namespace) -> None:
+    from node.admin.auth import AdminAuth
+
+    password = AdminAuth(open_database(_settings(args))).reset_password()
+    print(f"new admin password (shown once; sessions ended): {password}")
+
+
 def cmd_config_check(args: argparse.Namespace) -> None:
     _settings(args)
     print("configuration ok")
@@ -77,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--config", "-c", help="TOML configuration file")
     create.add_argument("--balance-msat", type=int, required=True, help="starting balance")
     create.set_defaults(func=cmd_keys_create)
+    admin_cmd = sub.add_parser("admin", help="admin page tools").add_subparsers(
+        dest="admin_command", required=True
+    )
+    reset = admin_cmd.add_parser(
+        "reset-password", help="set a new random admin password and end every session"
+    )
+    reset.add_argument("--config", "-c", help="TOML configuration file")
+    reset.set_defaults(func=cmd_admin_reset_password)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_command", required=True
     )

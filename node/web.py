@@ -84,4 +84,3 @@ def _from_http(exc: web.HTTPException) -> NodeError:
         return error
     cls = _HTTP_ERRORS.get(exc.status, BadRequest)
     return cls(exc.reason or "bad request")
-

@@ -78,5 +78,24 @@ def test_keys_create_grants_an_operator_funded_key(tmp_path: Path) -> None:
 
 def test_help_lists_every_subcommand() -> None:
     out = subprocess.run([*NUTGATE, "--help"], capture_output=True, text=True, timeout=60).stdout
-    for name in ("serve", "keys", "audit", "config"):
+    for name in ("serve", "run", "keys", "admin", "audit", "config"):
         assert name in out
+
+
+def test_admin_reset_password_gives_a_new_one_that_logs_in(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[node]\ndata_dir = "{tmp_path / "data"}"\n')
+    result = subprocess.run(
+        [*NUTGATE, "admin", "reset-password", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    password = result.stdout.strip().rsplit(" ", 1)[-1]
+    from node.admin import store
+    from node.admin.auth import verify_password
+    from node.app import open_database
+
+    stored = store.get_secret(open_database(load_settings(path)), "password")
+    assert stored is not None and verify_password(password, stored)
+    assert password not in stored

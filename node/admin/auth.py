@@ -130,6 +130,13 @@ class AdminAuth:
         store.set_secret(self.db, "password", hash_password(generated))
         return generated
 
+    def reset_password(self) -> str:
+        """A new random password (returned to print once); every session is ended."""
+        password = secrets.token_urlsafe(15)
+        store.set_secret(self.db, "password", hash_password(password))
+        self._drop_sessions()
+        return password
+
     async def login(self, password: str, ip: str) -> str:
         """A new session's cookie value, or Unauthorized / RateLimited."""
         self.throttle.check(ip)
