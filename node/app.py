@@ -16,6 +16,7 @@ from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
 from node.context import NODE, Node
 from node.ledger import Ledger
+from node.metrics import METRICS, WalletMetrics
 from node.nostr import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr_service import NostrService
 from node.openapi import routes as openapi_routes
@@ -43,7 +44,13 @@ def open_database(settings: Settings) -> Database:
     )
 
 
-def build_wallet(settings: Settings, db: Database, ledger: Ledger, http: object) -> cashu.Wallet:
+def build_wallet(
+    settings: Settings,
+    db: Database,
+    ledger: Ledger,
+    http: object,
+    events: cashu.WalletEvents | None = None,
+) -> cashu.Wallet:
     hooks = LedgerHooks(ledger, admin.earnings_cap)
     seed = cashu.load_or_create_seed(settings.node.data_dir / "wallet.seed")
     return cashu.Wallet(
@@ -54,6 +61,7 @@ def build_wallet(settings: Settings, db: Database, ledger: Ledger, http: object)
         hooks.credit,
         hooks.debit,
         hooks.refund,
+        events=events,
     )
 
 
@@ -104,7 +112,7 @@ def create_app(settings: Settings) -> web.Application:
             min_charge_msat=settings.pricing.min_charge_msat,
         )
         http = new_session()
-        wallet = build_wallet(settings, db, ledger, http)
+        wallet = build_wallet(settings, db, ledger, http, WalletMetrics(app[METRICS]))
         nostr = start_nostr(settings)
         await nostr.start()  # background tasks only: a relay that is down never delays serving
         catalogue = Catalogue.from_settings(settings)

@@ -2,11 +2,8 @@
 
 Requests, latency and overhead are recorded by the observe middleware from each request's
 `Trace`; balances are read from the ledger at scrape time, so they are never stale. The wallet
-and payment code increments the token and mint counters through `app[METRICS]`:
-
-    metrics.tokens_redeemed_msat.labels(mint=url).inc(amount_msat)
-    metrics.tokens_paid_out_msat.labels(mint=url).inc(amount_msat)
-    metrics.mint_errors.labels(mint=url, kind="unreachable").inc()
+reports redemptions, payouts and mint failures after they happen through `WalletMetrics`
+(its `events`), so a retried payout that returns an earlier token is not counted twice.
 
 Labels stay bounded: routes are route templates (or "unmatched"), models are catalogue ids
 (or "" before one is known), so a client cannot grow the series without end.
@@ -108,6 +105,22 @@ class Metrics:
         """The registry in the format the scraper asked for (text 0.0.4 or OpenMetrics)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+class WalletMetrics:
+    """The wallet's events as counters (mint labels are trusted mints only: bounded)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def redeemed(self, mint: str, amount_msat: int) -> None:
+        self.metrics.tokens_redeemed_msat.labels(mint).inc(amount_msat)
+
+    def paid_out(self, mint: str, amount_msat: int) -> None:
+        self.metrics.tokens_paid_out_msat.labels(mint).inc(amount_msat)
+
+    def mint_failed(self, mint: str, kind: str) -> None:
+        self.metrics.mint_errors.labels(mint, kind).inc()
 
 
 METRICS = web.AppKey("metrics", Metrics)

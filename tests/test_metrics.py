@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+import wallet as cashu
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
 from tests.support.servers import ThreadedServer
@@ -100,10 +102,21 @@ def test_broken_stream_counts_as_an_upstream_error(node: NodeHandle) -> None:
     )
 
 
-def test_payment_counters_are_exposed_for_the_wallet_to_move(node: NodeHandle) -> None:
-    text = fetch(f"{node.url}/metrics").body.decode()
-    for family in ("tokens_redeemed_msat", "tokens_paid_out_msat", "mint_errors", "rate_limited"):
-        assert f"# TYPE nutgate_{family}_total counter" in text
+async def test_ecash_in_out_and_mint_failures_are_counted(make_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+    dead_mint = "http://127.0.0.1:9"  # trusted, but nothing listens there
+    node = make_node(cashu={"mints": [mint.url, dead_mint]})
+    token = await ref_wallet.token(mint.url, 50)
+    body = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], **EXACT}
+    reply = fetch(f"{node.url}{CHAT}", "POST", {"X-Cashu": token}, {**body, "max_tokens": 500})
+    assert reply.status == 200
+    change_sat = cashu.parse_token(reply.headers["X-Cashu"]).amount
+    elsewhere = replace(cashu.parse_token(await ref_wallet.token(mint.url, 5)), mint=dead_mint)
+    assert chat(node, cashu.serialize_v4(elsewhere)) == 503
+    samples = scrape(node)
+    assert value(samples, "nutgate_tokens_redeemed_msat_total", mint=mint.url) == 50_000
+    assert value(samples, "nutgate_tokens_paid_out_msat_total", mint=mint.url) == change_sat * 1000
+    assert change_sat == 48  # 50 sat less the 2000 msat the request cost
+    assert value(samples, "nutgate_mint_errors_total", mint=dead_mint, kind="unreachable") >= 1
 
 
 def test_openmetrics_is_served_to_scrapers_that_ask_for_it(node: NodeHandle) -> None:

@@ -7,7 +7,7 @@ receipt = await w.receive(token, purpose)      # credit(conn, purpose, msat, min
 token = await w.send(amount_sat, purpose)      # debit(conn, purpose, msat) inside
 """
 
-from wallet.core import CreditHook, DebitHook, Receipt, RefundHook
+from wallet.core import CreditHook, DebitHook, Receipt, RefundHook, WalletEvents
 from wallet.errors import (
     AlreadyCredited,
     InsufficientFunds,
@@ -49,6 +49,7 @@ __all__ = [
     "UntrustedMint",
     "Wallet",
     "WalletError",
+    "WalletEvents",
     "encode_creq_a",
     "encode_creq_b",
     "load_or_create_seed",

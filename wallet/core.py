@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -28,6 +29,25 @@ DebitHook = Callable[[sqlite3.Connection, str, int], None]
 RefundHook = Callable[[sqlite3.Connection, str, int], None]
 
 CRASH_ENV = "NUTGATE_WALLET_CRASH_AT"
+
+
+class WalletEvents(Protocol):
+    """What the wallet reports after the fact (for metrics): called once a movement committed."""
+
+    def redeemed(self, mint: str, amount_msat: int) -> None: ...
+    def paid_out(self, mint: str, amount_msat: int) -> None: ...
+    def mint_failed(self, mint: str, kind: str) -> None: ...
+
+
+class NoEvents:
+    def redeemed(self, mint: str, amount_msat: int) -> None:
+        pass
+
+    def paid_out(self, mint: str, amount_msat: int) -> None:
+        pass
+
+    def mint_failed(self, mint: str, kind: str) -> None:
+        pass
 
 
 @dataclass(frozen=True)
@@ -57,16 +77,24 @@ class WalletCore:
         refund: RefundHook,
         *,
         timeout_s: float = 10.0,
+        events: WalletEvents | None = None,
     ) -> None:
         if len(seed) < 16:
             raise ValueError("seed too short")
         self._db = db
         self._deriver = crypto.Deriver(seed)
         self._trusted = [normalize_url(m) for m in trusted_mints]
-        self._clients = {m: MintClient(session, m, timeout_s) for m in self._trusted}
+        self._events: WalletEvents = events or NoEvents()
+        self._clients = {
+            m: MintClient(session, m, timeout_s, self._events.mint_failed) for m in self._trusted
+        }
         self._locks = {m: asyncio.Lock() for m in self._trusted}
         self._keysets = KeysetCache(db)
         self._credit, self._debit, self._refund = credit, debit, refund
+
+    @property
+    def events(self) -> WalletEvents:
+        return self._events
 
     @property
     def trusted_mints(self) -> list[str]:

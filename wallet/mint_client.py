@@ -7,6 +7,7 @@ refusal -> `MintError(code, detail)`; an answer that is not what the NUT says ->
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,12 +59,35 @@ def normalize_url(url: str) -> str:
 
 
 class MintClient:
-    def __init__(self, session: aiohttp.ClientSession, url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        timeout_s: float,
+        on_error: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.url = normalize_url(url)
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._on_error = on_error
 
     async def _call(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            return await self._exchange(method, path, body)
+        except MintUnavailable:
+            self._report("unreachable")
+            raise
+        except TokenSpent:
+            raise  # the client's token, not the mint's fault
+        except MintError:
+            self._report("refused")
+            raise
+
+    def _report(self, kind: str) -> None:
+        if self._on_error is not None:
+            self._on_error(self.url, kind)
+
+    async def _exchange(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": "application/json"} if data is not None else None
         try:

@@ -106,7 +106,8 @@ class Payer(WalletCore):
         async with self._lock(url):
             out_ks = await self._keysets.active(client)
             payout_id, plan, start, token = self._begin_payout(amount_sat, purpose, url, out_ks, v3)
-            if token is not None:
+            if token is not None:  # paid with proofs held as they are: no swap
+                self._events.paid_out(url, amount_sat * 1000)
                 return token
             outputs = build_outputs(self._deriver, out_ks, start, plan.send + plan.change)
             order = sorted(range(len(outputs)), key=lambda i: outputs[i].message.amount)
@@ -211,6 +212,7 @@ class Payer(WalletCore):
                 "UPDATE wallet_payouts SET state = 'done', token = ?, updated_at = ? WHERE id = ?",
                 (token, int(time.time()), payout_id),
             )
+        self._events.paid_out(row["mint"], sum(n.proof.amount for n in made[:n_send]) * 1000)
         return token
 
     async def _settle_earlier_payout(self, purpose: str) -> str | None:

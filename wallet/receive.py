@@ -141,6 +141,7 @@ class Receiver(WalletCore):
                 (swap.purpose, amount_msat, swap.fee_msat, swap.mint, int(time.time())),
             )
             self._credit(conn, swap.purpose, amount_msat, swap.mint)
+        self._events.redeemed(swap.mint, amount_msat)
         return Receipt(amount_msat, swap.fee_msat, swap.mint, "sat")
 
     def credited(self, purpose: str) -> Receipt | None:

@@ -180,7 +180,7 @@ async def apply_settings(node: Node, new: Settings) -> None:
         await rate.start()
     wallet = node.wallet
     if new.cashu != old.cashu:
-        wallet = build_wallet(new, node.db, node.ledger, node.http)
+        wallet = build_wallet(new, node.db, node.ledger, node.http, node.wallet.events)
     old_rate, old_nostr = node.rate, node.nostr
     node.settings = new
     node.catalogue = Catalogue.from_settings(new)
