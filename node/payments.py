@@ -17,7 +17,7 @@ import contextlib
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -210,7 +210,22 @@ class Payments:
 
     def __init__(self, node: Node):
         self.node = node
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key hash -> (lock, users)
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, key_hash: str) -> AsyncIterator[None]:
+        """One redemption per token at a time; the lock lives while anyone holds or awaits it."""
+        lock, users = self._locks.get(key_hash, (asyncio.Lock(), 0))
+        self._locks[key_hash] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key_hash]
+            if users == 1:
+                del self._locks[key_hash]
+            else:
+                self._locks[key_hash] = (lock, users - 1)
 
     async def account_for_key(self, key: str) -> int:
         """The account behind a Bearer value: an sk- key, or a token redeemed on first use."""
@@ -220,17 +235,19 @@ class Payments:
             return account.id
         if not is_token(key):
             raise Unauthorized("unknown API key")
-        lock = self._locks.setdefault(key_hash, asyncio.Lock())
-        try:
-            async with lock:
-                account = self.node.ledger.find(key_hash)  # a racing request redeemed it
-                if account is None:
+        async with self._one_at_a_time(key_hash):
+            account = self.node.ledger.find(key_hash)  # a racing request redeemed it
+            if account is None:
+                try:
                     with wallet_errors():
                         await self.node.wallet.receive(key, purpose("token", key_hash))
+                except TokenRejected:
+                    # Spent because another process (or an earlier attempt) redeemed it into
+                    # this very account: use it. Spent elsewhere: the refusal stands.
                     account = self.node.ledger.find(key_hash)
-        finally:
-            if not lock.locked():
-                self._locks.pop(key_hash, None)
+                    if account is None:
+                        raise
+                account = self.node.ledger.find(key_hash)
         assert account is not None
         return account.id
 

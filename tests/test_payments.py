@@ -26,9 +26,13 @@ def sdk(node: NodeHandle, key: str = "unused", **headers: str) -> openai.AsyncOp
     )
 
 
+# Far above any answer the node gives (its mint calls time out after 10 s): a hang fails fast.
+CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=45)
+
+
 async def http(node: NodeHandle, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(timeout=CLIENT_TIMEOUT) as session,
         session.request(method, node.url + path, **kwargs) as resp,
     ):
         return resp.status, resp.headers, await resp.json()
