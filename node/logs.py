@@ -44,9 +44,18 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
 MIN_LITERAL = 6  # shorter configured "secrets" would redact ordinary words
 
 
+# Every pattern above starts with one of these words (in any case): a line without any of them
+# (most lines, e.g. each request's access line) needs one search instead of five substitutions.
+_SUSPECT = re.compile(
+    r"(?i)cashu|creq|sk-|nsec|bearer|basic|passw|secret|api.?key|token|authorization|cookie|csrf"
+)
+
+
 def redact(text: str, literals: Iterable[str] = ()) -> str:
     for literal in literals:
         text = text.replace(literal, REDACTED)
+    if _SUSPECT.search(text) is None:
+        return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return text

@@ -251,14 +251,25 @@ class Payments:
         assert account is not None
         return account.id
 
-    async def resolve(self, request: web.Request, need_msat: int) -> Payer:
-        """Who pays for this request; with no payment at all, a 402 with a NUT-24 request."""
+    async def resolve(self, request: web.Request, quote: Callable[[], int]) -> Payer:
+        """Who pays for this request; with no payment at all, a 402 with a NUT-24 request.
+
+        `quote()` checks the request and returns the most it can cost. It runs only where it
+        matters (an sk- key's request is checked when it is planned): before a token is
+        redeemed, so bad input never spends one, and for the 402's amount.
+        """
         x_cashu = request.headers.get("X-Cashu", "").strip()
         if x_cashu:
+            quote()
             return await self.one_shot(request, x_cashu)
         key = bearer(request)
         if key is None:
-            raise self.payment_request(need_msat)
+            raise self.payment_request(quote())
+        account = self.node.ledger.find(hash_key(key))
+        if account is not None:
+            return Payer(account.id)
+        if is_token(key):
+            quote()
         return Payer(await self.account_for_key(key))
 
     async def one_shot(self, request: web.Request, token: str) -> OneShotPayer:

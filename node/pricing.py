@@ -114,6 +114,7 @@ class Pricer:
         self.markup = exact(markup)
         self.request_fee_msat = request_fee_msat
         self.min_charge_msat = min_charge_msat
+        self._memo: tuple[Fraction | None, Fraction] = (None, Fraction(0))
 
     def usd(self, price: Price, usage: Usage) -> Fraction:
         cached_price = price.cached_prompt if price.cached_prompt is not None else price.prompt
@@ -138,7 +139,10 @@ class Pricer:
             return None
 
     def msat_per_usd(self) -> Fraction:
-        return self.markup * MSAT_PER_BTC / self.rate()
+        rate = self.rate()
+        if rate != self._memo[0]:  # the rate moves every few minutes; requests come far oftener
+            self._memo = (rate, self.markup * MSAT_PER_BTC / rate)
+        return self._memo[1]
 
     def completion_tokens_affordable(self, price: Price, prompt_tokens: int, msat: int) -> int:
         """The most completion tokens `msat` pays for after the prompt (may be negative)."""

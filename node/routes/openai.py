@@ -26,9 +26,11 @@ async def _metered(
     if model.preset is not None:
         presets.apply(model, body, meter.path)
         raw = orjson.dumps(body)  # the estimate counts what goes upstream
-    # With no payment at all, the 402 asks for what this request can cost at most.
-    need = meter.plan(node, model, dict(body), raw, available=1 << 62).max_cost_msat
-    payer = await node.payments.resolve(request, need)
+
+    def quote() -> int:  # the most this request can cost, whatever the balance
+        return meter.plan(node, model, dict(body), raw, available=1 << 62).max_cost_msat
+
+    payer = await node.payments.resolve(request, quote)
     try:
         return await MeteredCall(node, request, payer, model, meter.path, meter).run(body, raw)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
