@@ -28,7 +28,7 @@ from node.routes import wallet as wallet_routes
 from node.settings import ConfigError, Settings
 from node.store import Database
 from node.upstream import new_session
-from node.web import error_middleware
+from node.web import BODY_TIMEOUT_S, error_middleware
 
 log = logging.getLogger("nutgate")
 
@@ -61,21 +61,20 @@ def build_wallet(
         hooks.credit,
         hooks.debit,
         hooks.refund,
+        timeout_s=settings.cashu.mint_timeout_s,
         events=events,
     )
 
 
 async def recover_wallet(wallet: cashu.Wallet) -> None:
-    """Finish swaps and payouts a previous run left pending; retry while a mint is away."""
+    """Finish swaps and payouts a previous run left pending, then keep finishing those a mint
+    left in doubt while the node runs (a lost or late answer), so none waits for a restart."""
     while True:
         try:
             await wallet.recover()
-            return
         except cashu.WalletError as exc:
-            log.warning(
-                "wallet recovery incomplete (%s); retrying in %.0f s", exc, RECOVERY_RETRY_S
-            )
-            await asyncio.sleep(RECOVERY_RETRY_S)
+            log.warning("wallet recovery incomplete (%s)", exc)
+        await asyncio.sleep(RECOVERY_RETRY_S)
 
 
 def start_nostr(settings: Settings) -> NostrService:
@@ -94,6 +93,7 @@ def create_app(settings: Settings) -> web.Application:
         middlewares=[error_middleware, observe.observe_middleware, ratelimit.ratelimit_middleware],
         client_max_size=settings.limits.max_body_bytes,
     )
+    app[BODY_TIMEOUT_S] = settings.limits.body_timeout_s
     observe.setup(app)
     ratelimit.setup(app, settings.limits)
 

@@ -7,6 +7,7 @@
     ├── PaymentRequired       402   insufficient_quota     (balance too low, no payment)
     ├── Forbidden             403   permission_error
     ├── NotFound              404   invalid_request_error  (unknown model, route)
+    ├── RequestTimeout        408   invalid_request_error  (body not sent in time)
     ├── Conflict              409   invalid_request_error
     ├── PayloadTooLarge       413   invalid_request_error
     ├── RateLimited           429   rate_limit_error
@@ -85,6 +86,12 @@ class NotFound(NodeError):
     status = 404
     type = "invalid_request_error"
     default_code = "not_found"
+
+
+class RequestTimeout(NodeError):
+    status = 408
+    type = "invalid_request_error"
+    default_code = "request_timeout"
 
 
 class Conflict(NodeError):

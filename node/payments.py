@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -178,13 +177,13 @@ class OneShotPayer(Payer):
 async def pay_change(node: Node, account_id: int, request_id: str) -> str | None:
     """Pay a one-shot account's whole sats back; None if there is nothing to pay or it failed."""
     what = purpose("change", account_id, request_id)
-    done = node.wallet.payout(what)
-    if done is not None:
-        return done
-    sats = node.ledger.get(account_id).available_msat // 1000
-    if sats <= 0:
-        return None
     try:
+        done = await node.wallet.settle_payout(what)  # an earlier attempt left pending
+        if done is not None:
+            return done
+        sats = node.ledger.get(account_id).available_msat // 1000
+        if sats <= 0:
+            return None
         return await node.wallet.send(sats, what)
     except cashu.WalletError:
         log.warning(
@@ -280,13 +279,22 @@ class Payments:
                 "X-Cashu must carry a cashuA… or cashuB… token", code="token_invalid"
             )
         key_hash = hash_key(token)
-        if self.node.ledger.find(key_hash) is not None:
-            raise TokenRejected("this token has already been spent", code="token_spent")
-        with wallet_errors():
-            await self.node.wallet.receive(token, purpose("oneshot", key_hash))
+        what = purpose("oneshot", key_hash)
+        if self.node.ledger.find(key_hash) is None:
+            with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
+                await self.node.wallet.receive(token, what)
+        # a retry after a lost answer may use the credit while no request has touched it
+        return OneShotPayer(self._untouched(key_hash, what), self.node, request[REQUEST_ID])
+
+    def _untouched(self, key_hash: str, what: str) -> int:
+        """The account a redemption made, if nothing has been spent or reserved from it since;
+        otherwise the token counts as spent."""
         account = self.node.ledger.find(key_hash)
-        assert account is not None
-        return OneShotPayer(account.id, self.node, request[REQUEST_ID])
+        receipt = self.node.wallet.credited(what)
+        credited_msat = None if receipt is None else receipt.amount_msat
+        if account is None or account.reserved_msat or account.balance_msat != credited_msat:
+            raise TokenRejected("this token has already been spent", code="token_spent")
+        return account.id
 
     def payment_request(self, need_msat: int) -> PaymentRequired:
         sats = max(1, -(-need_msat // 1000))
@@ -301,20 +309,37 @@ class Payments:
         )
 
     async def create_key(self, token: str) -> tuple[str, int]:
-        """/v1/wallet/create: a new sk- key funded by the token."""
-        key = "sk-" + secrets.token_urlsafe(32)
+        """/v1/wallet/create: an sk- key funded by the token.
+
+        The key is derived from the token's proofs under a node secret, so a client whose
+        answer was lost (a crash, a mint that stopped answering) retries with the same token
+        and gets the same key, its value credited once. It is handed out again only while the
+        account is untouched: once spent from, the key is the only way in.
+        """
         with wallet_errors():
-            await self.node.wallet.receive(token, purpose("create", hash_key(key)))
-        account = self.node.ledger.find(hash_key(key))
-        assert account is not None
-        return key, account.id
+            key = "sk-" + self.node.wallet.claim_secret(token)
+            key_hash = hash_key(key)
+            what = purpose("create", key_hash)
+            if self.node.ledger.find(key_hash) is None:
+                with contextlib.suppress(cashu.AlreadyCredited):  # a racing or earlier attempt
+                    await self.node.wallet.receive(token, what)
+        return key, self._untouched(key_hash, what)
 
     async def topup(self, account_id: int, token: str) -> int:
+        """msat added; a retry of a topup already credited answers the same (idempotent)."""
         with wallet_errors():
-            receipt = await self.node.wallet.receive(
-                token, purpose("topup", account_id, hash_key(token))
-            )
+            try:
+                receipt = await self.node.wallet.receive(
+                    token, purpose("topup", account_id, hash_key(token))
+                )
+            except cashu.AlreadyCredited as done:
+                receipt = done.receipt
         return int(receipt.amount_msat)
+
+    async def earlier_withdrawal(self, account_id: int, key: str) -> str | None:
+        """The token of a withdrawal retried with the same Idempotency-Key (settled if pending)."""
+        with wallet_errors():
+            return await self.node.wallet.settle_payout(purpose("withdraw", account_id, key))
 
     async def withdraw(self, account_id: int, sats: int, mint: str | None, key: str) -> str:
         with wallet_errors():

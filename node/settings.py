@@ -42,6 +42,9 @@ class CashuSection(Section):
     mints: list[str] = Field(
         default_factory=list, description="The only mints whose tokens are accepted"
     )
+    mint_timeout_s: float = Field(
+        10.0, gt=0, description="Time allowed per call to a mint; then 503 + Retry-After"
+    )
 
     @field_validator("mints")
     @classmethod
@@ -156,6 +159,12 @@ class LimitsSection(Section):
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
+    header_timeout_s: float = Field(
+        15.0, gt=0, description="Time a connection has to send a request's headers (and idle)"
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="Time a client has to send a request's body; then 408"
+    )
 
 
 class LogSection(Section):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
@@ -15,12 +17,17 @@ from node.errors import (
     NodeError,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
     internal_error,
 )
 
 log = logging.getLogger("nutgate.http")
 
 REQUEST_ID = web.RequestKey("request_id", str)
+BODY_TIMEOUT_S = web.AppKey("body_timeout_s", float)
+DEFAULT_BODY_TIMEOUT_S = 60.0
+
+T = TypeVar("T")
 
 
 def json_response(
@@ -37,7 +44,7 @@ def error_response(error: NodeError) -> web.Response:
 
 async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     """The body as a JSON object (and its raw bytes), or a 400 that says what is wrong."""
-    raw = await request.read()
+    raw = await read_body(request, request.read())
     if not raw:
         raise BadRequest("the request body is empty; a JSON object is expected")
     try:
@@ -47,6 +54,16 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body, raw
+
+
+async def read_body(request: web.Request, reading: Awaitable[T]) -> T:
+    """`reading` (of the body), bounded: a client dribbling its body gets a 408, not a worker."""
+    limit = request.config_dict.get(BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S)
+    try:
+        async with asyncio.timeout(limit):
+            return await reading
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {limit:g} s") from None
 
 
 _HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}
@@ -61,6 +78,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except NodeError as exc:
         response = error_response(exc)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()  # the rest of a dribbled body is not worth waiting for
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

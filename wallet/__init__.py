@@ -11,6 +11,7 @@ from wallet.core import CreditHook, DebitHook, Receipt, RefundHook, WalletEvents
 from wallet.errors import (
     AlreadyCredited,
     InsufficientFunds,
+    MintAnswerGarbled,
     MintError,
     MintUnavailable,
     PayoutPending,
@@ -33,6 +34,7 @@ __all__ = [
     "Database",
     "DebitHook",
     "InsufficientFunds",
+    "MintAnswerGarbled",
     "MintError",
     "MintUnavailable",
     "PaymentRequest",

@@ -4,6 +4,8 @@ the keyset cache, the seed's deriver, the node's hooks and the proof table."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
 import signal
 import sqlite3
@@ -83,6 +85,8 @@ class WalletCore:
             raise ValueError("seed too short")
         self._db = db
         self._deriver = crypto.Deriver(seed)
+        # a key of its own (not the seed) for values the node must be able to compute again
+        self._claim_key = hmac.new(seed, b"nutgate claim key", hashlib.sha256).digest()
         self._trusted = [normalize_url(m) for m in trusted_mints]
         self._events: WalletEvents = events or NoEvents()
         self._clients = {

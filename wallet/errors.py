@@ -7,6 +7,7 @@ WalletError
  ├── UntrustedMint       the token's mint is not in the trust list (no network contact made)
  ├── UnsupportedUnit     a unit other than "sat"
  ├── MintUnavailable     network error, timeout or 5xx: retry later, nothing was lost
+ │    └── MintAnswerGarbled  a swap answered with junk: the mint may have acted (settle by restore)
  ├── MintError           any other refusal by the mint (`code`, `detail`)
  ├── InsufficientFunds   not enough unspent proofs for a payout
  └── PayoutPending       a payout for this purpose is still unresolved (recover() finishes it)
@@ -52,6 +53,14 @@ class MintUnavailable(WalletError):
         super().__init__(message)
         # False when the connection was never made: the mint cannot have acted on the request
         self.maybe_sent = maybe_sent
+
+
+class MintAnswerGarbled(MintUnavailable):
+    """The mint answered a swap, but not with what NUT-03 says: it may have spent the inputs
+    and signed our outputs, so the pending row is kept and settled by restore (NUT-09)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, maybe_sent=True)
 
 
 class MintError(WalletError):

@@ -2,7 +2,8 @@
 
 Errors are mapped once, here: network failure, timeout or 5xx -> `MintUnavailable` (the outcome
 is unknown, callers keep their pending rows); 400 with code 11001 -> `TokenSpent`; any other
-refusal -> `MintError(code, detail)`; an answer that is not what the NUT says -> `MintError`.
+refusal -> `MintError(code, detail)`; an answer that is not what the NUT says -> `MintError`,
+except a swap's 2xx answer -> `MintAnswerGarbled` (the mint may have acted: outcome unknown).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import aiohttp
 import orjson
 
 from wallet import crypto
-from wallet.errors import MintError, MintUnavailable, TokenSpent
+from wallet.errors import MintAnswerGarbled, MintError, MintUnavailable, TokenSpent
 from wallet.tokens import Proof
 
 SPENT = 11001
@@ -105,7 +106,8 @@ class MintClient:
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            raise MintError(None, f"non-JSON answer ({status}) from {path}") from None
+            cls = _Unreadable if status < 400 else MintError
+            raise cls(None, f"non-JSON answer ({status}) from {path}") from None
         if status >= 400 or (isinstance(payload, dict) and "code" in payload and status != 200):
             code = payload.get("code") if isinstance(payload, dict) else None
             detail = str(payload.get("detail", "")) if isinstance(payload, dict) else str(raw)
@@ -150,8 +152,11 @@ class MintClient:
         self, inputs: list[Proof], outputs: list[BlindedMessage]
     ) -> list[BlindSignature]:
         body = {"inputs": [p.to_json() for p in inputs], "outputs": [o.to_json() for o in outputs]}
-        payload = await self._call("POST", "/v1/swap", body)
-        return _signatures(payload, "signatures", len(outputs))
+        try:  # a 2xx we cannot read: the swap may have happened all the same
+            payload = await self._call("POST", "/v1/swap", body)
+            return _signatures(payload, "signatures", len(outputs))
+        except _Unreadable as e:
+            raise MintAnswerGarbled(f"mint {self.url} garbled its swap answer: {e.detail}") from e
 
     async def checkstate(self, ys: list[str]) -> dict[str, str]:
         """Y -> "UNSPENT" | "PENDING" | "SPENT" (NUT-07)."""
@@ -174,6 +179,10 @@ class MintClient:
         return dict(zip(outs, _signatures(payload, key, len(outs)), strict=True))
 
 
+class _Unreadable(MintError):
+    """A success status whose body is not the NUT's answer (swap turns it into ambiguity)."""
+
+
 def _signatures(payload: Any, key: str, count: int) -> list[BlindSignature]:
     try:
         sigs = [
@@ -187,7 +196,7 @@ def _signatures(payload: Any, key: str, count: int) -> list[BlindSignature]:
             for s in payload[key]
         ]
     except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise MintError(None, f"bad signatures in answer: {e}") from None
+        raise _Unreadable(None, f"bad signatures in answer: {e}") from None
     if len(sigs) != count:
-        raise MintError(None, f"expected {count} signatures, got {len(sigs)}")
+        raise _Unreadable(None, f"expected {count} signatures, got {len(sigs)}")
     return sigs

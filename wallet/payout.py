@@ -28,6 +28,7 @@ import orjson
 from wallet.core import WalletCore, crash_point
 from wallet.errors import (
     InsufficientFunds,
+    MintAnswerGarbled,
     MintError,
     MintUnavailable,
     PayoutPending,
@@ -114,6 +115,14 @@ class Payer(WalletCore):
             inputs = [_proof(r) for r in plan.inputs]
             try:
                 sigs = await client.swap(inputs, [outputs[i].message for i in order])
+            except MintAnswerGarbled:  # the mint is done: restore tells if it paid, right away
+                await self._try_resolve(payout_id)
+                token = self.payout(purpose)
+                if token is not None:
+                    return token
+                if self._failed(payout_id):  # rolled back and refunded: a plain refusal
+                    raise MintError(None, "the mint garbled its answer and paid nothing") from None
+                raise
             except MintUnavailable as e:
                 if not e.maybe_sent:  # the mint never saw it: undo now, refund the account
                     self._roll_back(payout_id, {})
@@ -127,6 +136,11 @@ class Payer(WalletCore):
                 in_order[i] = sigs[j]
             ordered = [s for s in in_order if s is not None]
             return self._commit_payout(payout_id, out_ks, outputs, ordered)
+
+    async def settle_payout(self, purpose: str) -> str | None:
+        """The token of this purpose's payout, settling one left pending first (a retry after a
+        lost answer); None if there is none or it failed. PayoutPending while the mint is away."""
+        return await self._settle_earlier_payout(purpose)
 
     def payout(self, purpose: str) -> str | None:
         """The token of a finished payout for this purpose (for retries and lost answers)."""
@@ -230,8 +244,12 @@ class Payer(WalletCore):
                     raise PayoutPending(f"payout {purpose!r} is pending: {e}") from e
         return self.payout(purpose)
 
+    def _failed(self, payout_id: int) -> bool:
+        row = self._db.query_one("SELECT state FROM wallet_payouts WHERE id = ?", (payout_id,))
+        return row is not None and row["state"] == "failed"
+
     async def _try_resolve(self, payout_id: int) -> None:
-        with contextlib.suppress(MintUnavailable):  # stays pending for recover()
+        with contextlib.suppress(MintUnavailable, MintError):  # stays pending for recover()
             await self._resolve_payout(payout_id)
 
     async def _resolve_payout(self, payout_id: int) -> None:

@@ -5,13 +5,15 @@
 3. Swap at the mint (the only network call in the steady state).
 4. Transaction: store the new proofs, delete the swap row, record the credit, call `credit()`.
 
-A crash or a lost answer between 3 and 4 leaves the swap row; `_resolve_swap` (from `recover()`
-or a retry of the same purpose) asks the mint to re-sign our deterministic outputs (NUT-09
-restore) and finishes step 4, or drops the row if the mint signed nothing.
+A crash, a lost or a garbled answer between 3 and 4 leaves the swap row; `_resolve_swap` (from
+`recover()`, a retry of the same purpose, or at once after a garbled answer) asks the mint to
+re-sign our deterministic outputs (NUT-09 restore) and finishes step 4, or drops the row if the
+mint signed nothing.
 """
 
 from __future__ import annotations
 
+import hmac
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -21,6 +23,7 @@ import orjson
 from wallet.core import Receipt, WalletCore, crash_point
 from wallet.errors import (
     AlreadyCredited,
+    MintAnswerGarbled,
     MintError,
     MintUnavailable,
     TokenInvalid,
@@ -85,6 +88,12 @@ class Receiver(WalletCore):
             outputs = build_outputs(self._deriver, out_ks, swap.counter_start, amounts)
             try:
                 sigs = await client.swap(proofs, [o.message for o in outputs])
+            except MintAnswerGarbled:
+                # the mint has answered, so it is done: restore tells what it signed, now
+                receipt = await self._settle_garbled(swap)
+                if receipt is None:
+                    raise
+                return receipt
             except MintUnavailable as e:
                 if not e.maybe_sent:
                     self._drop_swap(swap.id)
@@ -99,6 +108,23 @@ class Receiver(WalletCore):
                 raise
             crash_point("receive-after-swap")
             return self._commit_receive(swap, out_ks, outputs, sigs)
+
+    async def _settle_garbled(self, swap: PendingSwap) -> Receipt | None:
+        """After a garbled swap answer: the receipt if the mint signed our outputs; None when
+        that cannot be told yet (the row stays for a retry or recover())."""
+        try:
+            receipt = await self._resolve_swap(swap)
+        except (MintUnavailable, MintError):
+            return None
+        if receipt is None:  # nothing signed, inputs not pending: the mint refused after all
+            raise MintError(None, "the mint garbled its answer and swapped nothing")
+        return receipt
+
+    def claim_secret(self, token: str) -> str:
+        """A hex secret only this node can compute, the same for the same proofs whatever the
+        token's encoding: a retry of an interrupted redemption finds what the first one made."""
+        ys = sorted({y_of(p.secret) for p in parse_token(token).proofs})
+        return hmac.new(self._claim_key, ",".join(ys).encode(), "sha256").hexdigest()
 
     def _begin_swap(
         self, purpose: str, mint: str, ks: Keyset, amounts: list[int], ys: list[str], fee_msat: int

@@ -35,16 +35,20 @@ class Wallet(Receiver, Payer):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""
-        for row in self._db.query("SELECT * FROM wallet_swaps ORDER BY id"):
-            swap = _pending(row)
+        for row in self._db.query("SELECT id, mint FROM wallet_swaps ORDER BY id"):
             try:
-                async with self._lock(swap.mint):
+                async with self._lock(row["mint"]):
+                    # read under the lock: a request's retry may have settled it meanwhile
+                    now = self._db.query_one("SELECT * FROM wallet_swaps WHERE id = ?", (row[0],))
+                    if now is None:
+                        continue
+                    swap = _pending(now)
                     receipt = await self._resolve_swap(swap)
                 log.info(
                     "recovered swap %s: %s", swap.purpose, receipt or "nothing signed, dropped"
                 )
             except WalletError as e:
-                log.warning("swap %s not recovered yet: %s", swap.purpose, e)
+                log.warning("swap %s not recovered yet: %s", row["id"], e)
         pending = "SELECT id, mint, purpose FROM wallet_payouts WHERE state = 'pending' ORDER BY id"
         for row in self._db.query(pending):
             try:

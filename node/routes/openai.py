@@ -13,7 +13,7 @@ from node.context import NODE
 from node.errors import BadRequest, NodeError
 from node.metering import AudioMeter, ChatMeter, EmbeddingsMeter, ImagesMeter, Meter
 from node.proxy import MeteredCall
-from node.web import json_response, read_json
+from node.web import json_response, read_body, read_json
 
 routes = web.RouteTableDef()
 
@@ -96,7 +96,7 @@ async def images(request: web.Request) -> web.StreamResponse:
 async def transcriptions(request: web.Request) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send the audio as multipart/form-data")
-    form = await request.post()
+    form = await read_body(request, request.post())
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         raise BadRequest("file is required: the audio to transcribe", param="file")

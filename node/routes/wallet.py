@@ -10,7 +10,7 @@ from aiohttp import web
 from node.context import NODE
 from node.errors import BadRequest, NotFound, PaymentRequired, Unauthorized
 from node.ledger import hash_key
-from node.payments import bearer, pay_change, purpose
+from node.payments import bearer, pay_change
 from node.web import json_response, read_json
 
 routes = web.RouteTableDef()
@@ -113,7 +113,7 @@ async def withdraw(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     account_id = await _account(request)
     idem = _idempotency_key(request)
-    done = node.wallet.payout(purpose("withdraw", account_id, idem))
+    done = await node.payments.earlier_withdrawal(account_id, idem)
     if done is None:
         available = node.ledger.get(account_id).available_msat // 1000
         amount = _amount(body, available)
@@ -131,7 +131,7 @@ async def refund(request: web.Request) -> web.Response:
     node = request.app[NODE]
     account_id = await _account(request)
     idem = _idempotency_key(request)
-    done = node.wallet.payout(purpose("withdraw", account_id, idem))
+    done = await node.payments.earlier_withdrawal(account_id, idem)
     if done is None:
         available = node.ledger.get(account_id).available_msat // 1000
         if available <= 0:

@@ -7,7 +7,7 @@ await assert_books_intact(proc, {key: balance_before}, ref_wallet)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +16,11 @@ import pytest
 
 from node.store import Database
 from tests.conftest import node_config
+from tests.safety.faulty_mint import FaultyMint
 from tests.safety.harness import NodeProcess
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.servers import ThreadedServer
-from wallet import MIGRATIONS, Wallet, load_or_create_seed
+from wallet import MIGRATIONS, Wallet, load_or_create_seed, parse_token, serialize_v4
 
 MakeNodeProcess = Callable[..., NodeProcess]
 
@@ -61,6 +62,23 @@ def node_process(
         proc.stop()
         leaked = secrets.found_in(proc.log())
         assert not leaked, f"secrets in the node's log: {leaked}"
+
+
+@pytest.fixture
+async def faulty(mint: MintInfo) -> AsyncIterator[FaultyMint]:
+    proxy = await FaultyMint(mint.url).start()
+    yield proxy
+    await proxy.stop()
+
+
+async def moved_token(ref_wallet: RefWallet, mint: MintInfo, to: str, sat: int) -> str:
+    """A token of `mint`, naming the proxy in front of it as its mint."""
+    token = await ref_wallet.token(mint.url, sat)
+    return serialize_v4(parse_token(token).with_mint(to))
+
+
+def auth(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 async def call(

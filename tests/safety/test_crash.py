@@ -6,41 +6,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
-from tests.safety.conftest import MakeNodeProcess, Secrets, assert_books_intact, call
+from tests.safety.conftest import (
+    MakeNodeProcess,
+    Secrets,
+    assert_books_intact,
+    auth,
+    call,
+    moved_token,
+)
 from tests.safety.faulty_mint import FaultyMint
 from tests.support.mints import MintInfo, RefWallet
-from wallet import parse_token, serialize_v4
 from wallet.core import CRASH_ENV
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
 
 
 async def balance_msat(proc, key: str) -> int:  # type: ignore[no-untyped-def]
     status, body = await call(proc, "GET", "/v1/wallet/balance", headers=auth(key))
     assert status == 200, body
     return int(body["balance_msat"])
-
-
-@pytest.fixture
-async def faulty(mint: MintInfo) -> AsyncIterator[FaultyMint]:
-    proxy = await FaultyMint(mint.url).start()
-    yield proxy
-    await proxy.stop()
-
-
-async def moved_token(ref_wallet: RefWallet, mint: MintInfo, to: str, sat: int) -> str:
-    """A token of `mint`, naming the proxy in front of it as its mint."""
-    token = await ref_wallet.token(mint.url, sat)
-    return serialize_v4(parse_token(token).with_mint(to))
 
 
 async def test_kill_during_an_open_stream_charges_at_most_what_was_reserved(
@@ -203,9 +191,30 @@ async def test_kill_during_a_topup_credits_it_once(
     assert await proc.wait_dead() == -signal.SIGKILL
     await proc.start()
     assert await balance_msat(proc, first) == 55_000
-    status, body = await call(  # the client's retry: refused, and not credited twice
+    status, body = await call(  # the client's retry: answered the same, not credited twice
         proc, "POST", "/v1/wallet/topup", headers=auth(first), json={"cashu_token": second}
     )
-    assert status == 400 and body["error"]["code"] == "token_spent"
+    assert status == 200 and body["amount_added"] == 25, body
     assert await balance_msat(proc, first) == 55_000
     assert await assert_books_intact(proc, [mint.url], ref_wallet, [first]) == 55
+
+
+async def test_kill_during_create_strands_nothing_the_retry_gets_the_key(
+    node_process: MakeNodeProcess, mint: MintInfo, ref_wallet: RefWallet, secrets: Secrets
+) -> None:
+    proc = await node_process().start(env={CRASH_ENV: "receive-after-swap"})
+    token = await ref_wallet.token(mint.url, 45)
+    secrets.add(token)
+    with pytest.raises(aiohttp.ClientError):  # the mint signed; the key never reached the client
+        await call(proc, "POST", "/v1/wallet/create", json={"cashu_token": token})
+    assert await proc.wait_dead() == -signal.SIGKILL
+    await proc.start()
+    status, created = await call(proc, "POST", "/v1/wallet/create", json={"cashu_token": token})
+    assert status == 200 and created["balance"] == 45, created
+    key = created["api_key"]
+    secrets.add(key)
+    assert await balance_msat(proc, key) == 45_000
+    assert proc.scalar("SELECT COUNT(*) FROM accounts") == 1  # credited once, to that key
+    await assert_books_intact(proc, [mint.url], ref_wallet, [key])
+    status, again = await call(proc, "POST", "/v1/wallet/create", json={"cashu_token": token})
+    assert status == 400 and again["error"]["code"] == "token_spent"  # spent from: never again
