@@ -82,9 +82,20 @@ class RedactFilter(logging.Filter):
         if record.stack_info:
             record.stack_info = self._clean(record.stack_info)
         fields = getattr(record, "fields", None)
-        if isinstance(fields, dict):
+        if isinstance(fields, dict) and self._may_hide_secret(fields):
             record.fields = {k: self._clean_value(v) for k, v in fields.items()}
         return True
+
+    def _may_hide_secret(self, fields: dict[str, Any]) -> bool:
+        # An access line's fields are flat scalars: one search over them all, not one per value.
+        texts = []
+        for value in fields.values():
+            if isinstance(value, str):
+                texts.append(value)
+            elif value is not None and not isinstance(value, int | float):
+                return True
+        joined = "\n".join(texts)
+        return bool(_SUSPECT.search(joined)) or any(s in joined for s in self.literals)
 
     def _clean(self, text: str) -> str:
         return redact(text, self.literals)

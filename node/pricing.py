@@ -115,6 +115,7 @@ class Pricer:
         self.request_fee_msat = request_fee_msat
         self.min_charge_msat = min_charge_msat
         self._memo: tuple[Fraction | None, Fraction] = (None, Fraction(0))
+        self._tariffs: dict[int, tuple[Price, _Tariff]] = {}  # by id(price), for this rate
 
     def usd(self, price: Price, usage: Usage) -> Fraction:
         cached_price = price.cached_prompt if price.cached_prompt is not None else price.prompt
@@ -128,7 +129,8 @@ class Pricer:
         )
 
     def cost_msat(self, price: Price, usage: Usage) -> int:
-        msat = math.ceil(self.usd(price, usage) * self.msat_per_usd())
+        tariff = self._tariff(price)
+        msat = -(-tariff.numerator(usage) // tariff.denominator)  # ceil, in integers
         return max(msat + self.request_fee_msat, self.min_charge_msat)
 
     def sats_pricing(self, price: Price) -> dict[str, str] | None:
@@ -142,6 +144,7 @@ class Pricer:
         rate = self.rate()
         if rate != self._memo[0]:  # the rate moves every few minutes; requests come far oftener
             self._memo = (rate, self.markup * MSAT_PER_BTC / rate)
+            self._tariffs = {}
         return self._memo[1]
 
     def completion_tokens_affordable(self, price: Price, prompt_tokens: int, msat: int) -> int:
@@ -149,9 +152,51 @@ class Pricer:
         # ceil(x) + fee <= msat  <=>  x <= msat - fee, for the unrounded msat x.
         if msat < self.min_charge_msat:
             return -1
-        k = self.msat_per_usd()
-        left = msat - self.request_fee_msat - self.usd(price, Usage(prompt_tokens, 0)) * k
-        per_token = price.completion * k
-        if per_token == 0:
+        tariff = self._tariff(price)
+        left = (msat - self.request_fee_msat) * tariff.denominator
+        left -= tariff.numerator(Usage(prompt_tokens, 0))
+        if tariff.completion == 0:
             return 1 << 31 if left >= 0 else -1
-        return math.floor(left / per_token)
+        return left // tariff.completion
+
+    def _tariff(self, price: Price) -> _Tariff:
+        """`price` in msat per token at today's rate, as integers over one denominator."""
+        per_usd = self.msat_per_usd()
+        known = self._tariffs.get(id(price))
+        if known is not None and known[0] is price:
+            return known[1]
+        tariff = _Tariff.of(price, per_usd)
+        self._tariffs[id(price)] = (price, tariff)
+        return tariff
+
+
+@dataclass(frozen=True)
+class _Tariff:
+    """msat per token = field / denominator. Integer arithmetic is exact and ~50× faster than
+    Fraction arithmetic on the request path."""
+
+    prompt: int
+    cached_prompt: int
+    completion: int
+    reasoning: int
+    request: int
+    denominator: int
+
+    @classmethod
+    def of(cls, price: Price, msat_per_usd: Fraction) -> _Tariff:
+        cached = price.cached_prompt if price.cached_prompt is not None else price.prompt
+        reasoning = price.reasoning if price.reasoning is not None else price.completion
+        rates = [r * msat_per_usd for r in (price.prompt, cached, price.completion, reasoning)]
+        rates.append(price.request * msat_per_usd)
+        den = math.lcm(*(r.denominator for r in rates))
+        p, c, o, r, q = (x.numerator * (den // x.denominator) for x in rates)
+        return cls(p, c, o, r, q, den)
+
+    def numerator(self, usage: Usage) -> int:
+        return (
+            (usage.prompt_tokens - usage.cached_tokens) * self.prompt
+            + usage.cached_tokens * self.cached_prompt
+            + (usage.completion_tokens - usage.reasoning_tokens) * self.completion
+            + usage.reasoning_tokens * self.reasoning
+            + self.request
+        )

@@ -58,6 +58,8 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
 
 async def read_body(request: web.Request, reading: Awaitable[T]) -> T:
     """`reading` (of the body), bounded: a client dribbling its body gets a 408, not a worker."""
+    if request.content.is_eof():  # the whole body is already here (most requests): no wait
+        return await reading
     limit = request.config_dict.get(BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S)
     try:
         async with asyncio.timeout(limit):

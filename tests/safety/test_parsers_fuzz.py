@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import math
 import os
 from fractions import Fraction
 
@@ -15,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wallet
-from node.pricing import Price, Pricer, Usage
+from node.pricing import Price, Pricer, Usage, exact
 
 EXAMPLES = int(os.environ.get("NUTGATE_FUZZ_EXAMPLES", "8")) * 8
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
@@ -127,6 +128,37 @@ def test_cost_is_never_negative_and_monotone_in_tokens(
     affordable = p.completion_tokens_affordable(price, prompt, base)
     if affordable >= 0 and p_out:
         assert p.cost_msat(price, Usage(prompt, affordable)) <= base
+
+
+@FUZZ
+@given(
+    st.fractions(min_value=Fraction(1, 100), max_value=10**7),
+    st.floats(min_value=0.01, max_value=100),
+    PRICES,
+    PRICES,
+    st.one_of(st.none(), PRICES),
+    TOKENS,
+    TOKENS,
+    st.integers(0, 10**6),
+)
+def test_cost_is_exactly_the_documented_formula(
+    btc: Fraction,
+    markup: float,
+    p_in: Fraction,
+    p_out: Fraction,
+    p_cached: Fraction | None,
+    prompt: int,
+    completion: int,
+    cached: int,
+) -> None:
+    """ceil(usd × markup / btc_usd × 10^11), with the integer arithmetic of the hot path."""
+    price = Price(prompt=p_in, completion=p_out, cached_prompt=p_cached)
+    usage = Usage(prompt + cached, completion, cached)
+    usd = (prompt * p_in + cached * (p_cached if p_cached is not None else p_in)) + (
+        completion * p_out
+    )
+    expected = math.ceil(usd * exact(markup) * 10**11 / btc)
+    assert pricer(btc, markup, 0, 0).cost_msat(price, usage) == expected
 
 
 @FUZZ
