@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 import sys
 from pathlib import Path
@@ -25,6 +26,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         sys.exit(f"nutgate: {exc}")
 
 
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux, macOS): the same asyncio, less CPU per request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = _settings(args)
     configure_logging(settings.log.level, settings.log.format, secrets_of(settings))
@@ -42,6 +52,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         access_log=None,
         keepalive_timeout=settings.limits.header_timeout_s,
         lingering_time=LINGER_S,
+        loop=new_event_loop(),
     )
 
 
