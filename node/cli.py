@@ -15,8 +15,7 @@ from node.app import create_app, open_database
 from node.ledger import Ledger, hash_key
 from node.logs import configure_logging, secrets_of
 from node.settings import ConfigError, Settings, load_settings
-
-LINGER_S = 2.0  # after an early answer (413, 408): read the rest of a body this long, then close
+from node.web import server_options
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -40,19 +39,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(settings.log.level, settings.log.format, secrets_of(settings))
     app = create_app(settings)
     print(f"nutgate listening on http://{settings.node.host}:{settings.node.port}", flush=True)
-    # access_log=None: the node writes its own access line (nutgate.access), with the request id.
-    # aiohttp's keep-alive timer runs from the connection's start until a whole request head has
-    # arrived, so it is also what cuts off a client dribbling its headers (slow loris). A body
-    # is bounded by [limits].body_timeout_s, and what is left of it read for LINGER_S at most.
     web.run_app(
         app,
         host=settings.node.host,
         port=settings.node.port,
         print=None,
-        access_log=None,
-        keepalive_timeout=settings.limits.header_timeout_s,
-        lingering_time=LINGER_S,
         loop=new_event_loop(),
+        **server_options(settings),
     )
 
 

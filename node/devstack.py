@@ -34,6 +34,7 @@ from node.demo_upstream import LABEL as UPSTREAM_LABEL
 from node.demo_upstream import DemoUpstream
 from node.devmint import DevMint, DevStackError, Progress, faucet_token, find_mint_python
 from node.settings import ConfigError, Settings, load_settings
+from node.web import server_options
 
 HELP = "start a dev stack: local mint, demo upstream and node, with a funded test token"
 BTC_USD = 100_000.0
@@ -167,14 +168,18 @@ async def _stack(args: argparse.Namespace) -> None:
             await mint.wait_ready(session, Progress("starting the dev mint"))
             upstream_url = await _serve(cleanups, DemoUpstream().app, 0)
             settings = dev_settings(args.port, dirs.node, mint_url, upstream_url)
-            node_url = await _serve(cleanups, create_app(settings), args.port)
+            node = create_app(settings)
+            node_url = await _serve(cleanups, node, args.port, **server_options(settings))
             token = await faucet_token(session, mint_url, args.amount)
             print(banner(mint, upstream_url, node_url, token, args.amount, dirs), flush=True)
             await asyncio.Event().wait()  # until a signal cancels us
 
 
-async def _serve(cleanups: contextlib.AsyncExitStack, app: web.Application, port: int) -> str:
-    runner = web.AppRunner(app, shutdown_timeout=2.0, access_log=None)
+async def _serve(
+    cleanups: contextlib.AsyncExitStack, app: web.Application, port: int, **options: Any
+) -> str:
+    options.setdefault("access_log", None)
+    runner = web.AppRunner(app, shutdown_timeout=2.0, **options)
     await runner.setup()
     cleanups.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, "127.0.0.1", port)

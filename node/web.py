@@ -20,6 +20,7 @@ from node.errors import (
     RequestTimeout,
     internal_error,
 )
+from node.settings import Settings
 
 log = logging.getLogger("nutgate.http")
 
@@ -27,7 +28,24 @@ REQUEST_ID = web.RequestKey("request_id", str)
 BODY_TIMEOUT_S = web.AppKey("body_timeout_s", float)
 DEFAULT_BODY_TIMEOUT_S = 60.0
 
+LINGER_S = 2.0  # after an early answer (413, 408): read the rest of a body this long, then close
+
 T = TypeVar("T")
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """How the node's HTTP server treats connections, for `nutgate serve` and `nutgate run`.
+
+    access_log=None: the node writes its own access line (nutgate.access), with the request id.
+    aiohttp's keep-alive timer runs from the connection's start until a whole request head has
+    arrived, so it is also what cuts off a client dribbling its headers (slow loris). A body is
+    bounded by [limits].body_timeout_s, and what is left of it read for LINGER_S at most.
+    """
+    return {
+        "access_log": None,
+        "keepalive_timeout": settings.limits.header_timeout_s,
+        "lingering_time": LINGER_S,
+    }
 
 
 def json_response(
