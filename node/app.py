@@ -26,7 +26,7 @@ from node.providers import MONITOR, ProviderMonitor
 from node.routes import discovery, estimate, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import ConfigError, Settings
-from node.store import Database
+from node.store import Store, open_store
 from node.upstream import new_session
 from node.web import BODY_TIMEOUT_S, error_middleware
 
@@ -37,8 +37,9 @@ VERSION = importlib.metadata.version("nutgate")
 RECOVERY_RETRY_S = 30.0
 
 
-def open_database(settings: Settings) -> Database:
-    return Database(
+def open_database(settings: Settings) -> Store:
+    return open_store(
+        settings.store.url,
         settings.database_path,
         {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS, "admin": admin.MIGRATIONS},
     )
@@ -46,13 +47,20 @@ def open_database(settings: Settings) -> Database:
 
 def build_wallet(
     settings: Settings,
-    db: Database,
+    db: Store,
     ledger: Ledger,
     http: object,
     events: cashu.WalletEvents | None = None,
 ) -> cashu.Wallet:
     hooks = LedgerHooks(ledger, admin.earnings_cap)
-    seed = cashu.load_or_create_seed(settings.node.data_dir / "wallet.seed")
+    seed_file = settings.node.data_dir / "wallet.seed"
+    if db.kind == "sqlite":
+        seed = cashu.load_or_create_seed(seed_file)
+    else:  # instances on one database derive the same outputs from the shared counters
+        try:
+            seed = cashu.shared_seed(db, seed_file)
+        except cashu.SeedMismatch as exc:
+            raise ConfigError(f"store.url: {exc}") from exc
     return cashu.Wallet(
         db,
         seed,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from node.admin import store
 from node.errors import BadRequest, RateLimited, Unauthorized
-from node.store import Database
+from node.store import Store
 
 log = logging.getLogger("nutgate.admin")
 
@@ -103,7 +103,7 @@ class Throttle:
 
 
 class AdminAuth:
-    def __init__(self, db: Database, session_ttl_s: int = SESSION_TTL_S):
+    def __init__(self, db: Store, session_ttl_s: int = SESSION_TTL_S):
         self.db = db
         self.session_ttl_s = session_ttl_s
         self.throttle = Throttle()
