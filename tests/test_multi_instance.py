@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,29 +49,39 @@ class Pair:
         return self.nodes[i % 2]
 
 
+StartPair = Callable[..., Awaitable[Pair]]
+
+
 @pytest.fixture
-async def pair(
+async def start_pair(
     upstream: ThreadedServer, mint: MintInfo, tmp_path: Path, pg_databases: Databases
-) -> AsyncIterator[Pair]:
-    url = pg_databases.new()
-    nodes = []
-    for i in range(2):
-        workdir = tmp_path / f"node{i}"
-        workdir.mkdir()
-        config = node_config(
-            upstream.url,
-            workdir / "data",
-            cashu={"mints": [mint.url]},
-            store={"url": url},
-            limits=NO_LIMITS,
-        )
-        nodes.append(NodeProcess(config, workdir))
-    await asyncio.gather(*(node.start() for node in nodes))  # both migrate at once
-    db = open_store(url, tmp_path / "unused", MIGRATIONS)
-    yield Pair(nodes, Ledger(db))
-    db.close()
-    for node in nodes:
-        node.stop()
+) -> AsyncIterator[StartPair]:
+    """Two node processes on one new PostgreSQL database, with `sections` in their config."""
+    started: list[Pair] = []
+
+    async def start(**sections: Any) -> Pair:
+        url = pg_databases.new()
+        sections = {"cashu": {"mints": [mint.url]}, "limits": NO_LIMITS, **sections}
+        nodes = []
+        for i in range(2):
+            workdir = tmp_path / f"node{len(started)}-{i}"
+            workdir.mkdir()
+            config = node_config(upstream.url, workdir / "data", store={"url": url}, **sections)
+            nodes.append(NodeProcess(config, workdir))
+        await asyncio.gather(*(node.start() for node in nodes))  # both migrate at once
+        started.append(Pair(nodes, Ledger(open_store(url, tmp_path / "unused", MIGRATIONS))))
+        return started[-1]
+
+    yield start
+    for pair in started:
+        pair.ledger.db.close()
+        for node in pair.nodes:
+            node.stop()
+
+
+@pytest.fixture
+async def pair(start_pair: StartPair) -> Pair:
+    return await start_pair()
 
 
 async def call(
@@ -198,3 +208,29 @@ async def test_an_instance_starting_leaves_the_others_requests_alone(pair: Pair)
     account = pair.ledger.find(hash_key(key))
     assert account is not None and 0 < account.balance_msat < 100_000
     assert_books_clean(pair)
+
+
+async def test_rate_limits_count_requests_on_both_instances(start_pair: StartPair) -> None:
+    pair = await start_pair(limits={"per_minute": 5, "per_hour": 0, "per_day": 0})
+    key = "sk-" + secrets.token_urlsafe(16)
+    pair.ledger.grant(hash_key(key), 100_000)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        statuses = [
+            (await call(session, pair[i], "GET", "/v1/wallet/balance", headers=bearer(key)))[0]
+            for i in range(10)
+        ]
+    assert statuses == [200] * 5 + [429] * 5
+
+
+async def test_failed_admin_logins_count_on_both_instances(start_pair: StartPair) -> None:
+    pair = await start_pair(node={"admin_password": "right-password-1"})
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+
+        async def login(i: int, password: str) -> int:
+            body = {"password": password}
+            return (await call(session, pair[i], "POST", "/admin/api/login", json=body))[0]
+
+        failures = [await login(i, "wrong") for i in range(4)]  # 3 free, the 4th locks out
+        assert failures == [401] * 4
+        assert await login(0, "right-password-1") == 429  # locked on the other one too
+        assert await login(1, "right-password-1") == 429

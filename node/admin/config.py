@@ -171,7 +171,7 @@ async def apply_settings(node: Node, new: Settings) -> None:
 
     old = node.settings
     try:
-        nostr = start_nostr(new) if new.nostr != old.nostr else node.nostr
+        nostr = start_nostr(new, node.db) if new.nostr != old.nostr else node.nostr
     except ConfigError as exc:
         raise BadRequest(str(exc), param="nostr.nsec", code="invalid_setting") from None
     rate = node.rate

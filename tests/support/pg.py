@@ -9,7 +9,8 @@ from __future__ import annotations
 import functools
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
@@ -73,3 +74,11 @@ def store_backend(request: pytest.FixtureRequest) -> str:
 
 
 BOTH_BACKENDS = pytest.mark.parametrize("store_backend", BACKENDS, indirect=True)
+
+
+def eventually(check: Callable[[], object], timeout_s: float = 5.0) -> None:
+    """PostgreSQL ends a closed connection's session (and drops its locks) a moment later."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
