@@ -10,7 +10,8 @@ Tables:
 - wallet_swaps    receives sent to the mint whose answer is not stored yet (recover() finishes).
 - wallet_credits  one row per credited purpose: a purpose is never credited twice.
 - wallet_payouts  sends: pending | done (with the token) | failed (refunded).
-- wallet_secrets  the seed, when several node instances share the database (first one wins).
+- wallet_secrets  what node instances sharing the database share: the seed, the Nostr key
+                  (the first instance to start stores its own).
 
 Pending swaps and payouts keep the `instance` that began them: another instance of the node
 finishes them only once that one is gone (`Database.instance_alive`).
