@@ -111,10 +111,7 @@ def report(
         print(f"  {k:12s} median {med[k]:8.0f} req/s   runs: {', '.join(f'{x:.0f}' for x in v)}")
     print(f"  two / one on PostgreSQL: {med['pg, two'] / med['pg, one']:.2f}")
     print(f"  PostgreSQL / SQLite, one instance: {med['pg, one'] / med['sqlite, one']:.2f}")
-    print(
-        f"  audit after the runs: {audit or 'clean'}, "
-        f"open reservations: {open_reservations}"
-    )
+    print(f"  audit after the runs: {audit or 'clean'}, open reservations: {open_reservations}")
 
 
 if __name__ == "__main__":
