@@ -20,6 +20,7 @@ import os
 import secrets
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -97,6 +98,9 @@ def report(
     args: argparse.Namespace, figures: dict[str, list[float]], url: str, a: BenchNode
 ) -> None:
     ledger = Ledger(open_database(load_settings(a.config)))
+    deadline = time.monotonic() + 30  # requests cut off at the end of a run finish first
+    while ledger.open_reservations() and time.monotonic() < deadline:
+        time.sleep(0.2)
     audit, open_reservations = ledger.audit(), ledger.open_reservations()
     ledger.db.close()
     med = {k: statistics.median(v) for k, v in figures.items()}

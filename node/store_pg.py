@@ -35,6 +35,7 @@ from wallet.store import Connection, Row
 LOCKS = 0x6E67_0000
 WRITE, MIGRATE = 1, 2  # second keys under LOCKS
 INSTANCE, SINGLETON = LOCKS + 1, LOCKS + 2  # first keys, with hashtext(name) second
+BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
 
 _ID_TABLE = re.compile(r"CREATE TABLE (\w+)\s*\(\s*id INTEGER PRIMARY KEY", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
@@ -190,9 +191,8 @@ class PostgresDatabase(Store):
                 raise RuntimeError("nested transaction")
             self._in_txn = True
             try:
-                self.conn.execute("BEGIN")
                 try:
-                    self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCKS, WRITE))
+                    self.conn.execute(BEGIN_LOCKED)  # one round trip: they are most of the cost
                     yield self._adapter
                 except BaseException:
                     self.conn.execute("ROLLBACK")
