@@ -6,7 +6,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 MINT_STAMP := $(MINT_VENV)/.installed
 
-.PHONY: install test run lint fuzz bench clean browser
+.PHONY: install test run lint fuzz bench bench-pg clean browser
 
 install: $(STAMP) $(MINT_STAMP)
 
@@ -54,6 +54,10 @@ bench: install
 	@test -x $(VENV)/bin/py-spy || $(VENV)/bin/pip install $(PIP_QUIET) -r bench/requirements.txt
 	@command -v wrk >/dev/null || echo "note: wrk not installed, using the slower Python load client"
 	@$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
+# Two node instances vs one on PostgreSQL (127.0.0.1:5432, or NUTGATE_BENCH_PG).
+bench-pg: install
+	@$(VENV)/bin/python -m bench.pg $(BENCH_PG_ARGS)
 
 clean:
 	rm -rf $(VENV) $(MINT_VENV) build *.egg-info

@@ -17,7 +17,9 @@ from node.settings import load_settings
 BALANCE_MSAT = 10**12  # far more than any run spends
 
 
-def write_config(data_dir: Path, port: int, upstream: str, mint: str | None) -> Path:
+def write_config(
+    data_dir: Path, port: int, upstream: str, mint: str | None, store_url: str = ""
+) -> Path:
     mints = f'mints = ["{mint}"]' if mint else "mints = []"
     text = f"""\
 [node]
@@ -25,6 +27,9 @@ name = "bench node"
 host = "127.0.0.1"
 port = {port}
 data_dir = "{data_dir}"
+
+[store]
+url = "{store_url}"
 
 [cashu]
 {mints}
@@ -87,12 +92,21 @@ def seed(config: Path, accounts: int) -> tuple[list[str], float]:
 
 
 class BenchNode:
-    def __init__(self, name: str, workdir: Path, upstream: str, mint: str | None, cpu: int):
+    def __init__(
+        self,
+        name: str,
+        workdir: Path,
+        upstream: str,
+        mint: str | None,
+        cpu: int | None,
+        store_url: str = "",
+        keys: list[str] | None = None,
+    ):
         self.name = name
         self.port = free_port()
         self.data_dir = workdir / name
-        self.config = write_config(self.data_dir, self.port, upstream, mint)
-        self.keys = [operator_key(self.config)]
+        self.config = write_config(self.data_dir, self.port, upstream, mint, store_url)
+        self.keys = keys if keys is not None else [operator_key(self.config)]
         self.keys_file = self.data_dir / "keys.txt"
         self.seed_s = 0.0
         self.proc = Proc(

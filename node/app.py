@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import logging
+import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 import wallet as cashu
-from node import admin, observe, ratelimit
+from node import admin, observe, ratelimit, shared
 from node import ledger as ledger_module
 from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
@@ -26,7 +27,7 @@ from node.providers import MONITOR, ProviderMonitor
 from node.routes import discovery, estimate, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import ConfigError, Settings
-from node.store import Database
+from node.store import Store, open_store
 from node.upstream import new_session
 from node.web import BODY_TIMEOUT_S, error_middleware
 
@@ -35,24 +36,38 @@ log = logging.getLogger("nutgate")
 VERSION = importlib.metadata.version("nutgate")
 
 RECOVERY_RETRY_S = 30.0
+ANNOUNCER = "nostr-announcer"  # the one instance that publishes the announcement
 
 
-def open_database(settings: Settings) -> Database:
-    return Database(
+def open_database(settings: Settings) -> Store:
+    return open_store(
+        settings.store.url,
         settings.database_path,
-        {"node": ledger_module.MIGRATIONS, "wallet": cashu.MIGRATIONS, "admin": admin.MIGRATIONS},
+        {
+            "node": ledger_module.MIGRATIONS,
+            "wallet": cashu.MIGRATIONS,
+            "admin": admin.MIGRATIONS,
+            "shared": shared.MIGRATIONS,
+        },
     )
 
 
 def build_wallet(
     settings: Settings,
-    db: Database,
+    db: Store,
     ledger: Ledger,
     http: object,
     events: cashu.WalletEvents | None = None,
 ) -> cashu.Wallet:
     hooks = LedgerHooks(ledger, admin.earnings_cap)
-    seed = cashu.load_or_create_seed(settings.node.data_dir / "wallet.seed")
+    seed_file = settings.node.data_dir / "wallet.seed"
+    if db.kind == "sqlite":
+        seed = cashu.load_or_create_seed(seed_file)
+    else:  # instances on one database derive the same outputs from the shared counters
+        try:
+            seed = cashu.shared_seed(db, seed_file)
+        except cashu.SeedMismatch as exc:
+            raise ConfigError(f"store.url: {exc}") from exc
     return cashu.Wallet(
         db,
         seed,
@@ -66,23 +81,45 @@ def build_wallet(
     )
 
 
-async def recover_wallet(wallet: cashu.Wallet) -> None:
+async def keep_up(node: Node) -> None:
     """Finish swaps and payouts a previous run left pending, then keep finishing those a mint
-    left in doubt while the node runs (a lost or late answer), so none waits for a restart."""
+    left in doubt while the node runs (a lost or late answer), so none waits for a restart.
+    With several instances: also settle what one that died left, and let another announce."""
     while True:
         try:
-            await wallet.recover()
+            await node.wallet.recover()
         except cashu.WalletError as exc:
             log.warning("wallet recovery incomplete (%s)", exc)
+        orphans = node.ledger.resolve_orphans()
+        if orphans:
+            log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
+        wants = node.settings.nostr.announce and not node.nostr.announcing
+        if wants and node.db.try_singleton(ANNOUNCER):
+            node.nostr.begin_announcing()
         await asyncio.sleep(RECOVERY_RETRY_S)
 
 
-def start_nostr(settings: Settings) -> NostrService:
+def share_limits(app: web.Application, db: Store, settings: Settings) -> None:
+    """Several instances on one database count each client's requests together."""
+    limiter = app.get(ratelimit.LIMITER)
+    if limiter is not None and db.kind != "sqlite":
+        limiter.store = shared.SharedRateStore(ratelimit.windows_from(settings.limits), db)
+        limiter.clock = time.time
+
+
+def start_nostr(settings: Settings, db: Store) -> NostrService:
+    """The node's Nostr presence. Instances on one database share one key (the first one's)
+    and one of them announces at a time."""
+    nsec = settings.nostr.nsec
     try:
-        keys = load_or_create_keys(settings.node.data_dir, settings.nostr.nsec)
+        keys = load_or_create_keys(settings.node.data_dir, nsec)
+        if db.kind != "sqlite" and not nsec.strip():
+            shared_key = cashu.shared_secret(db, "nostr.nsec", keys.secret_key().to_bech32())
+            keys = load_or_create_keys(settings.node.data_dir, shared_key)
     except NostrKeyError as exc:
         raise ConfigError(f"nostr.nsec: {exc}") from exc
-    service = NostrService(keys, settings.nostr.relays, settings.nostr.announce)
+    announce = settings.nostr.announce and db.try_singleton(ANNOUNCER)
+    service = NostrService(keys, settings.nostr.relays, announce)
     service.update(Announcement.from_settings(settings, VERSION))
     return service
 
@@ -99,6 +136,7 @@ def create_app(settings: Settings) -> web.Application:
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
         db = open_database(settings)
+        share_limits(app, db, settings)
         ledger = Ledger(db)
         orphans = ledger.resolve_orphans()
         if orphans:
@@ -113,7 +151,7 @@ def create_app(settings: Settings) -> web.Application:
         )
         http = new_session()
         wallet = build_wallet(settings, db, ledger, http, WalletMetrics(app[METRICS]))
-        nostr = start_nostr(settings)
+        nostr = start_nostr(settings, db)
         await nostr.start()  # background tasks only: a relay that is down never delays serving
         catalogue = Catalogue.from_settings(settings)
         node = Node(settings, db, ledger, catalogue, pricer, http, wallet, nostr)
@@ -122,7 +160,7 @@ def create_app(settings: Settings) -> web.Application:
         app[NODE] = node
         app[MONITOR] = monitor = ProviderMonitor(settings.upstreams, catalogue, http)
         await monitor.start()
-        recovery = asyncio.create_task(recover_wallet(wallet))
+        recovery = asyncio.create_task(keep_up(node))
         yield
         recovery.cancel()
         await monitor.stop()

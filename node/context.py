@@ -14,7 +14,7 @@ from node.ledger import Ledger
 from node.nostr_service import NostrService
 from node.pricing import Pricer
 from node.settings import Settings
-from node.store import Database
+from node.store import Store
 from wallet import Wallet
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 @dataclass
 class Node:
     settings: Settings
-    db: Database
+    db: Store
     ledger: Ledger
     catalogue: Catalogue
     pricer: Pricer

@@ -6,20 +6,22 @@ recompute each balance from the entries alone.
 
 Reservations are rows: a request reserves its maximum cost, then `settle` charges the real cost
 (never more than the account can pay) and releases the rest, or `release` returns it all.
-A reservation whose process died (found at start by `resolve_orphans`) is charged its
-`floor_msat` — the cost of the prompt, which had been sent upstream — and the rest released:
-neither free inference nor a charge for output nobody may have received.
+A reservation whose process died (found at start, and every 30 s, by `resolve_orphans`) is
+charged its `floor_msat` — the cost of the prompt, which had been sent upstream — and the rest
+released: neither free inference nor a charge for output nobody may have received. Each
+reservation names the node instance that holds it, so with several instances on one database
+only those of an instance that is gone count as orphans.
 """
 
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 import time
 from dataclasses import dataclass
 
 from node.errors import PaymentRequired
-from node.store import Database
+from node.store import Store
+from wallet.store import Connection
 
 MIGRATIONS = [
     """
@@ -58,6 +60,7 @@ MIGRATIONS = [
     CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
         BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END;
     """,
+    "ALTER TABLE reservations ADD COLUMN instance TEXT;",
 ]
 
 # Entry kinds: money in (+) and out (-) of an account.
@@ -98,13 +101,13 @@ def _now() -> int:
 
 
 class Ledger:
-    def __init__(self, db: Database):
+    def __init__(self, db: Store):
         self.db = db
 
     # --- accounts -------------------------------------------------------------------------
 
     def create_account(
-        self, conn: sqlite3.Connection, key_hash: str, kind: str, mint: str | None = None
+        self, conn: Connection, key_hash: str, kind: str, mint: str | None = None
     ) -> int:
         cur = conn.execute(
             "INSERT INTO accounts (key_hash, kind, mint, created_at) VALUES (?, ?, ?, ?)",
@@ -139,7 +142,7 @@ class Ledger:
     # --- balance changes inside a caller's transaction ------------------------------------
 
     def credit(
-        self, conn: sqlite3.Connection, account_id: int, amount_msat: int, kind: str, ref: str
+        self, conn: Connection, account_id: int, amount_msat: int, kind: str, ref: str
     ) -> None:
         if amount_msat < 0:
             raise ValueError("credit must not be negative")
@@ -150,7 +153,7 @@ class Ledger:
         self._entry(conn, account_id, kind, amount_msat, ref)
 
     def debit(
-        self, conn: sqlite3.Connection, account_id: int, amount_msat: int, kind: str, ref: str
+        self, conn: Connection, account_id: int, amount_msat: int, kind: str, ref: str
     ) -> None:
         """Take `amount_msat` from the unreserved balance, or raise PaymentRequired."""
         if amount_msat < 0:
@@ -165,7 +168,7 @@ class Ledger:
         self._entry(conn, account_id, kind, -amount_msat, ref)
 
     def _entry(
-        self, conn: sqlite3.Connection, account_id: int, kind: str, amount_msat: int, ref: str
+        self, conn: Connection, account_id: int, kind: str, amount_msat: int, ref: str
     ) -> None:
         conn.execute(
             "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at)"
@@ -195,7 +198,7 @@ class Ledger:
                 return False
             conn.execute(
                 "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                " created_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (
                     reservation_id,
                     account_id,
@@ -203,6 +206,7 @@ class Ledger:
                     min(floor_msat, amount_msat),
                     model,
                     _now(),
+                    self.db.instance,
                 ),
             )
         return True
@@ -220,7 +224,7 @@ class Ledger:
         with self.db.transaction() as conn:
             self._settle(conn, reservation_id, 0)
 
-    def _settle(self, conn: sqlite3.Connection, reservation_id: str, cost_msat: int) -> int:
+    def _settle(self, conn: Connection, reservation_id: str, cost_msat: int) -> int:
         row = conn.execute(
             "SELECT r.account_id, r.amount_msat, a.balance_msat, a.reserved_msat"
             " FROM reservations r JOIN accounts a ON a.id = r.account_id WHERE r.id = ?",
@@ -245,12 +249,26 @@ class Ledger:
         return int(row[0]) if row else 0
 
     def resolve_orphans(self) -> int:
-        """At start: every reservation left is from a dead process; charge its floor."""
-        rows = self.db.query("SELECT id, floor_msat FROM reservations")
+        """Charge the floor of every reservation whose node instance is gone."""
+        alive: dict[str, bool] = {}
+        rows = [
+            row
+            for row in self.db.query("SELECT id, floor_msat, instance FROM reservations")
+            if not self._held_by_live_instance(row["instance"], alive)
+        ]
+        if not rows:
+            return 0
         with self.db.transaction() as conn:
             for row in rows:
                 self._settle(conn, row["id"], row["floor_msat"])
         return len(rows)
+
+    def _held_by_live_instance(self, instance: str | None, alive: dict[str, bool]) -> bool:
+        if instance is None:
+            return False
+        if instance not in alive:
+            alive[instance] = self.db.instance_alive(instance)
+        return alive[instance]
 
     # --- audit ----------------------------------------------------------------------------
 
@@ -259,13 +277,13 @@ class Ledger:
         rows = self.db.query(
             "SELECT a.id, a.balance_msat, COALESCE(SUM(e.amount_msat), 0) AS total"
             " FROM accounts a LEFT JOIN entries e ON e.account_id = a.id"
-            " GROUP BY a.id HAVING a.balance_msat != total"
+            " GROUP BY a.id HAVING a.balance_msat != COALESCE(SUM(e.amount_msat), 0)"
         )
         mismatches = [Mismatch(r["id"], r["balance_msat"], r["total"]) for r in rows]
         held = self.db.query(
             "SELECT a.id, a.reserved_msat, COALESCE(SUM(r.amount_msat), 0) AS held"
             " FROM accounts a LEFT JOIN reservations r ON r.account_id = a.id"
-            " GROUP BY a.id HAVING a.reserved_msat != held"
+            " GROUP BY a.id HAVING a.reserved_msat != COALESCE(SUM(r.amount_msat), 0)"
         )
         mismatches += [Mismatch(r["id"], r["reserved_msat"], r["held"]) for r in held]
         return mismatches

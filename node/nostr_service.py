@@ -138,6 +138,22 @@ class NostrService:
 
     # -- announcing ------------------------------------------------------------------------
 
+    @property
+    def announcing(self) -> bool:
+        return self._announce
+
+    def begin_announcing(self) -> None:
+        """Become the publisher: the node instance that was one has gone."""
+        if self._announce:
+            return
+        self._announce = True
+        if self._session is not None:
+            for relay in self._relays.values():
+                self._spawn(self._publisher(relay), f"nostr publish {relay.url}")
+        announcement, self._announcement = self._announcement, None
+        if announcement is not None:
+            self.update(announcement)
+
     def update(self, announcement: Announcement) -> bool:
         """Make `announcement` current; publish a replacement if it differs. True if it did.
 

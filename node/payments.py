@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from node.errors import (
     UpstreamError,
 )
 from node.ledger import DEPOSIT, REFUND, WITHDRAW, Ledger, hash_key
+from wallet.store import Connection
 
 if TYPE_CHECKING:
     from node.context import Node
@@ -65,13 +65,11 @@ class LedgerHooks:
     the wallet's own transaction) refuses one larger than what the node owns beyond its debts.
     """
 
-    def __init__(
-        self, ledger: Ledger, earnings_cap: Callable[[sqlite3.Connection], int] | None = None
-    ):
+    def __init__(self, ledger: Ledger, earnings_cap: Callable[[Connection], int] | None = None):
         self.ledger = ledger
         self.earnings_cap = earnings_cap
 
-    def credit(self, conn: sqlite3.Connection, what: str, amount_msat: int, mint: str) -> None:
+    def credit(self, conn: Connection, what: str, amount_msat: int, mint: str) -> None:
         kind, parts = _parse(what)
         if kind in ("token", "oneshot", "create"):  # a new account keyed by a hash
             account_kind = {"token": "token", "oneshot": "oneshot", "create": "key"}[kind]
@@ -82,7 +80,7 @@ class LedgerHooks:
             raise ValueError(f"unknown credit purpose {kind!r}")
         self.ledger.credit(conn, account_id, amount_msat, DEPOSIT, what)
 
-    def debit(self, conn: sqlite3.Connection, what: str, amount_msat: int) -> None:
+    def debit(self, conn: Connection, what: str, amount_msat: int) -> None:
         if _parse(what)[0] == EARNINGS:
             cap = 0 if self.earnings_cap is None else self.earnings_cap(conn)
             if amount_msat > cap:
@@ -94,7 +92,7 @@ class LedgerHooks:
             return
         self.ledger.debit(conn, _account_of(what), amount_msat, WITHDRAW, what)
 
-    def refund(self, conn: sqlite3.Connection, what: str, amount_msat: int) -> None:
+    def refund(self, conn: Connection, what: str, amount_msat: int) -> None:
         if _parse(what)[0] == EARNINGS:
             return  # the proofs came back to the wallet; no account was debited
         self.ledger.credit(conn, _account_of(what), amount_msat, REFUND, what)
@@ -238,7 +236,8 @@ class Payments:
             account = self.node.ledger.find(key_hash)  # a racing request redeemed it
             if account is None:
                 try:
-                    with wallet_errors():
+                    with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
+                        # credited meanwhile by another node instance: the account is there
                         await self.node.wallet.receive(key, purpose("token", key_hash))
                 except TokenRejected:
                     # Spent because another process (or an earlier attempt) redeemed it into

@@ -14,8 +14,9 @@ and a refusal is a 429 in the error envelope with `Retry-After` (seconds) and `r
 Who is counted: a request whose Bearer / X-Cashu value belongs to an account is counted under
 the SHA-256 of that value (the ledger's key hash; the raw secret is never kept). Any other
 request — no credential, a new token, an unknown key — is counted under the client's IP, so
-inventing keys does not buy more requests. Buckets live in process memory behind `RateStore`,
-which a shared store (e.g. PostgreSQL) can implement later for several node instances.
+inventing keys does not buy more requests. Buckets live in process memory behind `RateStore`;
+with several node instances on PostgreSQL they live in the database (`node.shared`), on the
+wall clock, so a client gets one allowance whichever instance answers.
 """
 
 from __future__ import annotations
@@ -83,6 +84,29 @@ class RateStore(Protocol):
         ...
 
 
+def drained(windows: Sequence[Window], fill: Sequence[float], elapsed_s: float) -> list[float]:
+    elapsed = max(0.0, elapsed_s)
+    return [max(0.0, f - elapsed * w.rate) for f, w in zip(fill, windows, strict=True)]
+
+
+def decide(windows: Sequence[Window], fill: list[float]) -> tuple[Decision, list[float]]:
+    """One request against buckets filled so far: the decision and the fill to keep."""
+    over = [
+        (fill[i] + 1 - w.limit) / w.rate
+        for i, w in enumerate(windows)
+        if fill[i] + 1 > w.limit + EPSILON
+    ]
+    if over:
+        blocking = max(range(len(windows)), key=lambda i: fill[i] + 1 - windows[i].limit)
+        window = windows[blocking]
+        return Decision(False, window, 0, fill[blocking] / window.rate, max(over)), fill
+    fill = [f + 1 for f in fill]
+    tightest = min(range(len(windows)), key=lambda i: windows[i].limit - fill[i])
+    window = windows[tightest]
+    remaining = max(0, math.floor(window.limit - fill[tightest] + EPSILON))
+    return Decision(True, window, remaining, fill[tightest] / window.rate), fill
+
+
 class MemoryRateStore:
     """Buckets in a dict, for one process. Idle buckets are swept once a minute."""
 
@@ -95,30 +119,13 @@ class MemoryRateStore:
 
     def hit(self, key: str, now: float) -> Decision:
         self._sweep(now)
-        fill = self._fill(key, now)
-        over = [
-            (fill[i] + 1 - w.limit) / w.rate
-            for i, w in enumerate(self.windows)
-            if fill[i] + 1 > w.limit + EPSILON
-        ]
-        if over:
-            self._buckets[key] = (now, fill)
-            blocking = max(
-                range(len(self.windows)), key=lambda i: fill[i] + 1 - self.windows[i].limit
-            )
-            window = self.windows[blocking]
-            return Decision(False, window, 0, fill[blocking] / window.rate, max(over))
-        fill = [f + 1 for f in fill]
+        decision, fill = decide(self.windows, self._fill(key, now))
         self._buckets[key] = (now, fill)
-        tightest = min(range(len(self.windows)), key=lambda i: self.windows[i].limit - fill[i])
-        window = self.windows[tightest]
-        remaining = max(0, math.floor(window.limit - fill[tightest] + EPSILON))
-        return Decision(True, window, remaining, fill[tightest] / window.rate)
+        return decision
 
     def _fill(self, key: str, now: float) -> list[float]:
         when, fill = self._buckets.get(key, (now, [0.0] * len(self.windows)))
-        elapsed = max(0.0, now - when)
-        return [max(0.0, f - elapsed * w.rate) for f, w in zip(fill, self.windows, strict=True)]
+        return drained(self.windows, fill, now - when)
 
     def _sweep(self, now: float) -> None:
         if now - self._swept < SWEEP_EVERY_S:

@@ -35,7 +35,18 @@ class NodeSection(Section):
 
 
 class StoreSection(Section):
-    url: str = Field("", description="Database URL; empty = SQLite in data_dir")
+    url: str = Field(
+        "",
+        description="PostgreSQL URL (postgresql://…) to run several instances on one database;"
+        " empty = SQLite in data_dir",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_or_empty(cls, value: str) -> str:
+        if value and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("must be empty (SQLite in data_dir) or a postgresql:// URL")
+        return value
 
 
 class CashuSection(Section):

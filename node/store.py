@@ -1,31 +1,98 @@
-"""The database: one SQLite connection, serialized writes, numbered migrations.
+"""The database behind one interface, `Store`: SQLite (embedded, the default) or PostgreSQL.
 
-Every write runs in `transaction()`, which takes the write lock up front (`BEGIN IMMEDIATE`) so
-two processes (the node and a `nutgate keys` command) never interleave inside a transaction.
-Calls are synchronous and short; on the event loop they cannot interleave either, which is what
-makes each transaction atomic with respect to concurrent requests of the same process.
+Every write runs in `transaction()`, which takes the one write lock up front — SQLite's
+`BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock — so no two transactions
+interleave, whichever process or node instance runs them. Calls are synchronous and short; on
+the event loop they cannot interleave either, which is what makes each transaction atomic with
+respect to concurrent requests of the same process.
 
-WAL with `synchronous=NORMAL`: a committed transaction survives a crash of the process (the
-node's failure model); `durability = "full"` also survives a power cut, at an fsync per commit.
+Rows written for work in flight (reservations, pending swaps and payouts) carry the `instance`
+that wrote them. Another instance takes them over only once `instance_alive()` says their
+writer is gone: with SQLite only one node runs on a database, so every other instance is a dead
+one; PostgreSQL asks for the lock each live instance holds on its session (see store_pg).
+
+SQLite: WAL with `synchronous=NORMAL`: a committed transaction survives a crash of the process
+(the node's failure model); `durability = "full"` also survives a power cut, at an fsync per
+commit.
 
 Migrations come in named series (`node`, `wallet`, …), each a list of SQL scripts applied in
-order, each in its own transaction, recorded in `schema_migrations`.
+order, each in its own transaction, recorded in `schema_migrations`. The scripts are written
+for SQLite; the PostgreSQL store translates them.
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from wallet.store import Connection, IntegrityError, Row
+
 Migrations = Mapping[str, Sequence[str]]
+Params = Sequence[Any] | Mapping[str, Any]
+
+__all__ = ["Database", "IntegrityError", "Store", "open_store"]
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-class Database:
+class Store(ABC):
+    """What the ledger, the wallet and the admin use; see the module's docstring."""
+
+    kind: str
+
+    def __init__(self) -> None:
+        self._instance = secrets.token_hex(8)
+
+    @property
+    def instance(self) -> str:
+        return self._instance
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Connection]:
+        """BEGIN + the write lock … COMMIT; ROLLBACK on any exception. Not re-entrant."""
+
+    @abstractmethod
+    def query(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    @abstractmethod
+    def query_one(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    @abstractmethod
+    def instance_alive(self, instance: str) -> bool:
+        """Whether the node instance that wrote a row still runs."""
+
+    @abstractmethod
+    def try_singleton(self, name: str) -> bool:
+        """True if this instance is (now) the only one doing `name`, e.g. announcing."""
+
+
+def open_store(
+    url: str, path: Path, migrations: Migrations, *, durability: str = "normal"
+) -> Store:
+    """PostgreSQL for a postgresql:// URL; otherwise SQLite at `path`."""
+    if url.startswith(POSTGRES_SCHEMES):
+        from node.store_pg import PostgresDatabase  # psycopg is loaded only when used
+
+        return PostgresDatabase(url, migrations)
+    return Database(path, migrations, durability=durability)
+
+
+class Database(Store):
+    """SQLite: one connection, serialized writes."""
+
+    kind = "sqlite"
+
     def __init__(self, path: Path | str, migrations: Migrations, *, durability: str = "normal"):
+        super().__init__()
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
@@ -40,8 +107,7 @@ class Database:
         self._migrate(migrations)
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE … COMMIT; ROLLBACK on any exception. Not re-entrant."""
+    def transaction(self) -> Iterator[Connection]:
         with self._lock:
             if self._in_txn:
                 raise RuntimeError("nested transaction")
@@ -57,20 +123,23 @@ class Database:
             finally:
                 self._in_txn = False
 
-    def query(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
         with self._lock:
             return self.conn.execute(sql, params).fetchall()
 
-    def query_one(
-        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
-    ) -> sqlite3.Row | None:
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
         with self._lock:
-            row: sqlite3.Row | None = self.conn.execute(sql, params).fetchone()
-            return row
+            return self.conn.execute(sql, params).fetchone()
 
     def close(self) -> None:
         with self._lock:
             self.conn.close()
+
+    def instance_alive(self, instance: str) -> bool:
+        return instance == self.instance  # one node per SQLite file: any other one has died
+
+    def try_singleton(self, name: str) -> bool:
+        return True
 
     def _migrate(self, migrations: Migrations) -> None:
         self.conn.execute(

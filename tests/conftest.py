@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -15,8 +15,12 @@ from node.settings import Settings, load_settings
 from tests.support.mock_upstream import MockUpstream
 from tests.support.servers import ThreadedServer
 
+if TYPE_CHECKING:
+    from tests.support.pg import Databases
+
 # mints: real Nutshell mints and its wallet; logcheck: fails a test whose logs hold a secret
-pytest_plugins = ["tests.support.mints", "tests.support.logcheck"]
+# pg: throwaway PostgreSQL databases and the store_backend parameter
+pytest_plugins = ["tests.support.mints", "tests.support.logcheck", "tests.support.pg"]
 
 BEHAVIOURS = ["nousage", "slow", "fail500", "fail429", "badjson", "cut"]
 
@@ -109,12 +113,18 @@ class NodeHandle:
 
 @pytest.fixture
 def make_node(
-    upstream: ThreadedServer, tmp_path_factory: pytest.TempPathFactory
+    upstream: ThreadedServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_backend: str,
+    pg_databases: Databases,
 ) -> Iterator[Callable[..., NodeHandle]]:
+    """Nodes on SQLite, or each on a PostgreSQL database of its own (`store_backend`)."""
     handles: list[NodeHandle] = []
 
     def make(**sections: Any) -> NodeHandle:
         data_dir = tmp_path_factory.mktemp("node")
+        if store_backend == "postgres" and "store" not in sections:
+            sections["store"] = {"url": pg_databases.new()}
         settings = load_settings(None, **node_config(upstream.url, data_dir, **sections))
         server = ThreadedServer(lambda: create_app(settings)).start()
         handles.append(NodeHandle(settings, server))

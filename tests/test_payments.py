@@ -11,6 +11,9 @@ import pytest
 
 import wallet as cashu
 from tests.conftest import NodeHandle
+from tests.support.pg import BOTH_BACKENDS
+
+pytestmark = BOTH_BACKENDS
 
 HELLO: dict[str, Any] = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
 

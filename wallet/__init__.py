@@ -22,8 +22,8 @@ from wallet.errors import (
     WalletError,
 )
 from wallet.requests import PaymentRequest, Transport, encode_creq_a, encode_creq_b, parse_request
-from wallet.seed import load_or_create_seed
-from wallet.store import MIGRATIONS, Database
+from wallet.seed import SeedMismatch, load_or_create_seed, shared_seed
+from wallet.store import MIGRATIONS, Database, shared_secret
 from wallet.tokens import Proof, Token, parse_token, serialize_v3, serialize_v4
 from wallet.wallet import ProofState, Wallet
 
@@ -43,6 +43,7 @@ __all__ = [
     "ProofState",
     "Receipt",
     "RefundHook",
+    "SeedMismatch",
     "Token",
     "TokenInvalid",
     "TokenSpent",
@@ -59,4 +60,6 @@ __all__ = [
     "parse_token",
     "serialize_v3",
     "serialize_v4",
+    "shared_secret",
+    "shared_seed",
 ]

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import os
 import signal
-import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,14 +20,14 @@ from wallet.errors import UntrustedMint
 from wallet.keysets import KeysetCache
 from wallet.mint_client import MintClient, normalize_url
 from wallet.outputs import NewProof
-from wallet.store import Database
+from wallet.store import Connection, Database
 
 # (conn, purpose, amount_msat, mint_url): runs inside the wallet's commit transaction.
-CreditHook = Callable[[sqlite3.Connection, str, int, str], None]
+CreditHook = Callable[[Connection, str, int, str], None]
 # (conn, purpose, amount_msat): raise to refuse (e.g. insufficient balance).
-DebitHook = Callable[[sqlite3.Connection, str, int], None]
+DebitHook = Callable[[Connection, str, int], None]
 # (conn, purpose, amount_msat): undo a debit whose payout failed.
-RefundHook = Callable[[sqlite3.Connection, str, int], None]
+RefundHook = Callable[[Connection, str, int], None]
 
 CRASH_ENV = "NUTGATE_WALLET_CRASH_AT"
 
@@ -84,6 +83,7 @@ class WalletCore:
         if len(seed) < 16:
             raise ValueError("seed too short")
         self._db = db
+        self._timeout_s = timeout_s
         self._deriver = crypto.Deriver(seed)
         # a key of its own (not the seed) for values the node must be able to compute again
         self._claim_key = hmac.new(seed, b"nutgate claim key", hashlib.sha256).digest()
@@ -119,10 +119,15 @@ class WalletCore:
     def _lock(self, mint: str) -> asyncio.Lock:
         return self._locks.setdefault(mint, asyncio.Lock())
 
+    def _ours_or_orphan(self, instance: str | None) -> bool:
+        """May this process settle a pending row? Its own (serialized by the per-mint lock),
+        or one whose node instance is gone; never another live instance's."""
+        if instance is None or instance == self._db.instance:
+            return True
+        return not self._db.instance_alive(instance)
+
     @staticmethod
-    def _insert_proofs(
-        conn: sqlite3.Connection, mint: str, made: Sequence[NewProof], origin: str
-    ) -> None:
+    def _insert_proofs(conn: Connection, mint: str, made: Sequence[NewProof], origin: str) -> None:
         now = int(time.time())
         conn.executemany(
             "INSERT INTO wallet_proofs (y, secret, mint, keyset_id, amount, c, state, origin,"

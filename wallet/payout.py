@@ -18,7 +18,6 @@ receiver nets exactly `amount_sat`; both that fee and our own swap fee are the n
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,13 +36,13 @@ from wallet.errors import (
 from wallet.keysets import Keyset
 from wallet.mint_client import BlindSignature
 from wallet.outputs import Output, build_outputs, input_fee, make_proofs, split_amount
-from wallet.store import allocate_counter
+from wallet.store import Row, allocate_counter
 from wallet.tokens import Proof, Token, serialize_v3, serialize_v4
 
 
 @dataclass(frozen=True)
 class Plan:
-    inputs: list[sqlite3.Row]
+    inputs: list[Row]
     send: list[int]  # the token's output amounts; empty when the inputs are the token
     change: list[int]
     fee_sat: int
@@ -53,9 +52,7 @@ class Plan:
         return not self.send
 
 
-def plan_payout(
-    amount: int, held: Sequence[sqlite3.Row], ppk: dict[str, int], out_ks: Keyset
-) -> Plan:
+def plan_payout(amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: Keyset) -> Plan:
     """Choose inputs: an exact set if greedy finds one, else enough for a swap with change."""
     ranked = sorted(held, key=lambda r: r["amount"], reverse=True)
     for extra in range(4):  # direct: the receiver's fee on these very proofs
@@ -178,8 +175,8 @@ class Payer(WalletCore):
             start = allocate_counter(conn, out_ks.id, n) if n else 0
             cur = conn.execute(
                 "INSERT INTO wallet_payouts (purpose, mint, amount_sat, state, v3, keyset_id,"
-                " counter_start, send_amounts, change_amounts, fee_sat, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?)",
+                " counter_start, send_amounts, change_amounts, fee_sat, created_at, updated_at,"
+                " instance) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     purpose,
                     mint,
@@ -192,6 +189,7 @@ class Payer(WalletCore):
                     plan.fee_sat,
                     now,
                     now,
+                    self._db.instance,
                 ),
             )
             payout_id = int(cur.lastrowid or 0)
@@ -218,13 +216,15 @@ class Payer(WalletCore):
         n_send = len(orjson.loads(row["send_amounts"]))
         token = _serialize(row["mint"], [n.proof for n in made[:n_send]], bool(row["v3"]))
         with self._db.transaction() as conn:
+            if not conn.execute(  # only a pending payout: another instance may have settled it
+                "UPDATE wallet_payouts SET state = 'done', token = ?, updated_at = ?"
+                " WHERE id = ? AND state = 'pending'",
+                (token, int(time.time()), payout_id),
+            ).rowcount:
+                return str(self.payout(row["purpose"]) or "")
             self._insert_proofs(conn, row["mint"], made[n_send:], origin=f"change:{row['purpose']}")
             conn.execute(
                 "UPDATE wallet_proofs SET state = 'spent' WHERE payout_id = ?", (payout_id,)
-            )
-            conn.execute(
-                "UPDATE wallet_payouts SET state = 'done', token = ?, updated_at = ? WHERE id = ?",
-                (token, int(time.time()), payout_id),
             )
         self._events.paid_out(row["mint"], sum(n.proof.amount for n in made[:n_send]) * 1000)
         return token
@@ -237,6 +237,8 @@ class Payer(WalletCore):
         if row is None:
             return None
         if row["state"] == "pending":
+            if not self._ours_or_orphan(row["instance"]):
+                raise PayoutPending(f"payout {purpose!r} is being settled by another instance")
             async with self._lock(row["mint"]):
                 try:
                     await self._resolve_payout(row["id"])
@@ -279,20 +281,22 @@ class Payer(WalletCore):
         assert row is not None
         inputs = self._db.query("SELECT y FROM wallet_proofs WHERE payout_id = ?", (payout_id,))
         with self._db.transaction() as conn:
+            if not conn.execute(  # refund once, whoever gets here first
+                "UPDATE wallet_payouts SET state = 'failed', updated_at = ?"
+                " WHERE id = ? AND state = 'pending'",
+                (int(time.time()), payout_id),
+            ).rowcount:
+                return
             for r in inputs:  # spent without signing for us = lost elsewhere; keep the rest
                 spent = states.get(r["y"]) == "SPENT"
                 conn.execute(
                     "UPDATE wallet_proofs SET state = ?, payout_id = ? WHERE y = ?",
                     ("spent" if spent else "unspent", payout_id if spent else None, r["y"]),
                 )
-            conn.execute(
-                "UPDATE wallet_payouts SET state = 'failed', updated_at = ? WHERE id = ?",
-                (int(time.time()), payout_id),
-            )
             self._refund(conn, row["purpose"], row["amount_sat"] * 1000)
 
 
-def _proof(row: sqlite3.Row) -> Proof:
+def _proof(row: Row) -> Proof:
     return Proof(row["amount"], row["keyset_id"], row["secret"], row["c"])
 
 

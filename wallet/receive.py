@@ -13,8 +13,8 @@ mint signed nothing.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
-import sqlite3
 import time
 from dataclasses import dataclass, replace
 
@@ -40,10 +40,16 @@ from wallet.outputs import (
     verify_token_dleq,
     y_of,
 )
-from wallet.store import allocate_counter
-from wallet.tokens import parse_token
+from wallet.store import Connection, IntegrityError, Row, allocate_counter
+from wallet.tokens import Token, parse_token
 
 KEYSET_ERRORS = {12001, 12002}  # keyset unknown / inactive: our cached listing is stale
+RACE_RETRIES = 3
+OTHER_POLL_S = 0.05
+
+
+class _Raced(Exception):
+    """Another node instance wrote a swap for this purpose first."""
 
 
 @dataclass(frozen=True)
@@ -65,49 +71,57 @@ class Receiver(WalletCore):
         mint = self._trusted_url(tok.mint)
         if tok.unit != "sat":
             raise UnsupportedUnit(tok.unit)
-        client = self._client(mint)
         async with self._lock(mint):
-            await self._settle_earlier(purpose)
-            keysets = await self._keysets.resolve(client, tok.keyset_ids)
-            proofs = [replace(p, keyset_id=keysets[p.keyset_id].id) for p in tok.proofs]
-            for p in proofs:
-                if p.dleq is not None and p.dleq.r is not None:
-                    ks = self._keysets.get(p.keyset_id)
-                    await self._keysets.load_keys(client, ks)
-                    verify_token_dleq(p, ks)
-            fee = input_fee(self._keysets.get(p.keyset_id).input_fee_ppk for p in proofs)
-            amount = sum(p.amount for p in proofs) - fee
-            if amount <= 0:
-                raise TokenInvalid(f"token of {tok.amount} sat does not cover the mint's fee")
-            out_ks = await self._keysets.active(client)
-            amounts = split_amount(amount, out_ks.amounts)
-            ys = [y_of(p.secret) for p in proofs]
-            if len(set(ys)) != len(ys):
-                raise TokenInvalid("token repeats a proof")
-            swap = self._begin_swap(purpose, mint, out_ks, amounts, ys, fee * 1000)
-            outputs = build_outputs(self._deriver, out_ks, swap.counter_start, amounts)
-            try:
-                sigs = await client.swap(proofs, [o.message for o in outputs])
-            except MintAnswerGarbled:
-                # the mint has answered, so it is done: restore tells what it signed, now
-                receipt = await self._settle_garbled(swap)
-                if receipt is None:
-                    raise
-                return receipt
-            except MintUnavailable as e:
-                if not e.maybe_sent:
-                    self._drop_swap(swap.id)
-                raise  # else the outcome is unknown: the row stays for recover()
-            except MintError as e:
-                self._drop_swap(swap.id)
-                if e.code in KEYSET_ERRORS:
-                    self._keysets.mark_stale(mint)
+            for _ in range(RACE_RETRIES):
+                await self._settle_earlier(purpose)
+                try:
+                    return await self._redeem(tok, mint, purpose)
+                except _Raced:
+                    continue  # another node instance began the same purpose: wait for it
+            raise MintUnavailable("another node instance is redeeming this token; retry")
+
+    async def _redeem(self, tok: Token, mint: str, purpose: str) -> Receipt:
+        client = self._client(mint)
+        keysets = await self._keysets.resolve(client, tok.keyset_ids)
+        proofs = [replace(p, keyset_id=keysets[p.keyset_id].id) for p in tok.proofs]
+        for p in proofs:
+            if p.dleq is not None and p.dleq.r is not None:
+                ks = self._keysets.get(p.keyset_id)
+                await self._keysets.load_keys(client, ks)
+                verify_token_dleq(p, ks)
+        fee = input_fee(self._keysets.get(p.keyset_id).input_fee_ppk for p in proofs)
+        amount = sum(p.amount for p in proofs) - fee
+        if amount <= 0:
+            raise TokenInvalid(f"token of {tok.amount} sat does not cover the mint's fee")
+        out_ks = await self._keysets.active(client)
+        amounts = split_amount(amount, out_ks.amounts)
+        ys = [y_of(p.secret) for p in proofs]
+        if len(set(ys)) != len(ys):
+            raise TokenInvalid("token repeats a proof")
+        swap = self._begin_swap(purpose, mint, out_ks, amounts, ys, fee * 1000)
+        outputs = build_outputs(self._deriver, out_ks, swap.counter_start, amounts)
+        try:
+            sigs = await client.swap(proofs, [o.message for o in outputs])
+        except MintAnswerGarbled:
+            # the mint has answered, so it is done: restore tells what it signed, now
+            receipt = await self._settle_garbled(swap)
+            if receipt is None:
                 raise
-            except Exception:  # TokenSpent and anything else: the mint signed nothing
+            return receipt
+        except MintUnavailable as e:
+            if not e.maybe_sent:
                 self._drop_swap(swap.id)
-                raise
-            crash_point("receive-after-swap")
-            return self._commit_receive(swap, out_ks, outputs, sigs)
+            raise  # else the outcome is unknown: the row stays for recover()
+        except MintError as e:
+            self._drop_swap(swap.id)
+            if e.code in KEYSET_ERRORS:
+                self._keysets.mark_stale(mint)
+            raise
+        except Exception:  # TokenSpent and anything else: the mint signed nothing
+            self._drop_swap(swap.id)
+            raise
+        crash_point("receive-after-swap")
+        return self._commit_receive(swap, out_ks, outputs, sigs)
 
     async def _settle_garbled(self, swap: PendingSwap) -> Receipt | None:
         """After a garbled swap answer: the receipt if the mint signed our outputs; None when
@@ -129,11 +143,20 @@ class Receiver(WalletCore):
     def _begin_swap(
         self, purpose: str, mint: str, ks: Keyset, amounts: list[int], ys: list[str], fee_msat: int
     ) -> PendingSwap:
+        try:
+            return self._insert_swap(purpose, mint, ks, amounts, ys, fee_msat)
+        except IntegrityError as exc:  # purpose is unique: another instance's swap is in flight
+            raise _Raced(purpose) from exc
+
+    def _insert_swap(
+        self, purpose: str, mint: str, ks: Keyset, amounts: list[int], ys: list[str], fee_msat: int
+    ) -> PendingSwap:
         with self._db.transaction() as conn:
             start = allocate_counter(conn, ks.id, len(amounts))
             cur = conn.execute(
                 "INSERT INTO wallet_swaps (purpose, mint, keyset_id, counter_start, amounts,"
-                " input_ys, amount_msat, fee_msat, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " input_ys, amount_msat, fee_msat, created_at, instance)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     purpose,
                     mint,
@@ -144,6 +167,7 @@ class Receiver(WalletCore):
                     sum(amounts) * 1000,
                     fee_msat,
                     int(time.time()),
+                    self._db.instance,
                 ),
             )
             swap_id = int(cur.lastrowid or 0)
@@ -159,8 +183,13 @@ class Receiver(WalletCore):
         made = make_proofs(ks, outputs, sigs)
         amount_msat = sum(n.proof.amount for n in made) * 1000
         with self._db.transaction() as conn:
-            self._insert_proofs(conn, swap.mint, made, origin=f"receive:{swap.purpose}")
             conn.execute("DELETE FROM wallet_swaps WHERE id = ?", (swap.id,))
+            if conn.execute(
+                "SELECT 1 FROM wallet_credits WHERE purpose = ?", (swap.purpose,)
+            ).fetchone():
+                # another instance restored and credited these very outputs first
+                return self.credited_in(conn, swap.purpose)
+            self._insert_proofs(conn, swap.mint, made, origin=f"receive:{swap.purpose}")
             conn.execute(
                 "INSERT INTO wallet_credits (purpose, amount_msat, fee_msat, mint, unit,"
                 " created_at) VALUES (?, ?, ?, ?, 'sat', ?)",
@@ -177,14 +206,33 @@ class Receiver(WalletCore):
             return None
         return Receipt(row["amount_msat"], row["fee_msat"], row["mint"], row["unit"])
 
+    @staticmethod
+    def credited_in(conn: Connection, purpose: str) -> Receipt:
+        row = conn.execute("SELECT * FROM wallet_credits WHERE purpose = ?", (purpose,)).fetchone()
+        return Receipt(row["amount_msat"], row["fee_msat"], row["mint"], row["unit"])
+
     async def _settle_earlier(self, purpose: str) -> None:
-        """Refuse a purpose already credited; finish an earlier attempt left pending first."""
+        """Refuse a purpose already credited; finish an earlier attempt left pending first,
+        or wait for one that another live node instance has in flight."""
         row = self._db.query_one("SELECT * FROM wallet_swaps WHERE purpose = ?", (purpose,))
-        if row is not None:
+        if row is not None and not self._ours_or_orphan(row["instance"]):
+            await self._swap_done_elsewhere(row["id"])
+        elif row is not None:
             await self._resolve_swap(_pending(row))
         receipt = self.credited(purpose)
         if receipt is not None:
             raise AlreadyCredited(f"purpose {purpose!r} was already credited", receipt)
+
+    async def _swap_done_elsewhere(self, swap_id: int) -> None:
+        """Wait while another live instance finishes a swap (it asks the mint once, with a
+        timeout; a crash of it ends the wait too, leaving the row to us)."""
+        deadline = time.monotonic() + 2 * self._timeout_s + 5
+        while time.monotonic() < deadline:
+            row = self._db.query_one("SELECT instance FROM wallet_swaps WHERE id = ?", (swap_id,))
+            if row is None or self._ours_or_orphan(row["instance"]):
+                return
+            await asyncio.sleep(OTHER_POLL_S)
+        raise MintUnavailable("another node instance is still redeeming this token; retry")
 
     async def _resolve_swap(self, swap: PendingSwap) -> Receipt | None:
         """Finish a swap whose answer was not stored: credit what the mint signed, exactly once."""
@@ -204,7 +252,7 @@ class Receiver(WalletCore):
         return None
 
 
-def _pending(row: sqlite3.Row) -> PendingSwap:
+def _pending(row: Row) -> PendingSwap:
     return PendingSwap(
         id=row["id"],
         purpose=row["purpose"],

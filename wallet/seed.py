@@ -10,6 +10,8 @@ import os
 import secrets
 from pathlib import Path
 
+from wallet.store import Database, shared_secret
+
 SEED_BYTES = 64
 
 
@@ -32,4 +34,24 @@ def load_or_create_seed(path: Path) -> bytes:
         raise ValueError(f"seed file {path} is too short")
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o600)
+    return seed
+
+
+class SeedMismatch(ValueError):
+    pass
+
+
+def shared_seed(db: Database, path: Path) -> bytes:
+    """The seed of several node instances on one database: kept in the database, where the
+    first instance to start stores its file's seed (or a new one). An instance whose data_dir
+    holds a different seed refuses to start: its outputs would not be the others'."""
+    path = Path(path)
+    own = bytes.fromhex(path.read_text().strip()) if path.exists() else None
+    candidate = own if own is not None else secrets.token_bytes(SEED_BYTES)
+    seed = bytes.fromhex(shared_secret(db, "seed", candidate.hex()))
+    if own is not None and own != seed:
+        raise SeedMismatch(
+            f"{path} holds another seed than the shared database: move it away (after checking"
+            " it holds no funds) or point this node at its own database"
+        )
     return seed

@@ -10,22 +10,65 @@ Tables:
 - wallet_swaps    receives sent to the mint whose answer is not stored yet (recover() finishes).
 - wallet_credits  one row per credited purpose: a purpose is never credited twice.
 - wallet_payouts  sends: pending | done (with the token) | failed (refunded).
+- wallet_secrets  what node instances sharing the database share: the seed, the Nostr key
+                  (the first instance to start stores its own).
+
+Pending swaps and payouts keep the `instance` that began them: another instance of the node
+finishes them only once that one is gone (`Database.instance_alive`).
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+# Both stores raise this for a broken constraint.
+IntegrityError = sqlite3.IntegrityError
+
+# A row as both stores give it: by name (row["x"]), by position (row[0]), unpacked, dict(row).
+Row = Any
+Params = Sequence[Any] | Mapping[str, Any]
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    @property
+    def lastrowid(self) -> int | None: ...
+
+    def fetchone(self) -> Row: ...
+
+    def fetchall(self) -> list[Row]: ...
+
+    def __iter__(self) -> Iterator[Row]: ...
+
+
+class Connection(Protocol):
+    """What a transaction hands out: sqlite3's connection, or the PostgreSQL store's adapter."""
+
+    def execute(self, sql: str, params: Params = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, params: Iterable[Params], /) -> Cursor: ...
+
 
 class Database(Protocol):
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+    def transaction(self) -> AbstractContextManager[Connection]: ...
 
-    def query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]: ...
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
 
-    def query_one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None: ...
+    def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def instance_alive(self, instance: str) -> bool:
+        """Whether the node instance that wrote a pending row still runs (see node.store)."""
+        ...
+
+    @property
+    def instance(self) -> str:
+        """This process's instance id, kept with the rows it has in flight."""
+        ...
 
 
 MIGRATIONS: list[str] = [
@@ -93,10 +136,15 @@ MIGRATIONS: list[str] = [
     -- a failed (refunded) payout may be retried under the same purpose
     CREATE UNIQUE INDEX wallet_payouts_purpose ON wallet_payouts(purpose) WHERE state != 'failed';
     """,
+    """
+    ALTER TABLE wallet_swaps ADD COLUMN instance TEXT;
+    ALTER TABLE wallet_payouts ADD COLUMN instance TEXT;
+    CREATE TABLE wallet_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    """,
 ]
 
 
-def allocate_counter(conn: sqlite3.Connection, keyset_id: str, n: int) -> int:
+def allocate_counter(conn: Connection, keyset_id: str, n: int) -> int:
     """Reserve n NUT-13 counters of a keyset; returns the first. Runs inside a transaction."""
     row = conn.execute(
         "UPDATE wallet_keysets SET counter = counter + ? WHERE id = ? RETURNING counter",
@@ -105,3 +153,14 @@ def allocate_counter(conn: sqlite3.Connection, keyset_id: str, n: int) -> int:
     if row is None:
         raise LookupError(f"unknown keyset {keyset_id}")
     return int(row[0]) - n
+
+
+def shared_secret(db: Database, name: str, candidate: str) -> str:
+    """The value stored under `name`, storing `candidate` if there is none: the first wins."""
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO wallet_secrets (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+            (name, candidate),
+        )
+        row = conn.execute("SELECT value FROM wallet_secrets WHERE name = ?", (name,)).fetchone()
+    return str(row["value"])

@@ -35,7 +35,9 @@ class Wallet(Receiver, Payer):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""
-        for row in self._db.query("SELECT id, mint FROM wallet_swaps ORDER BY id"):
+        for row in self._db.query("SELECT id, mint, instance FROM wallet_swaps ORDER BY id"):
+            if not self._ours_or_orphan(row["instance"]):
+                continue  # another live node instance has it in flight
             try:
                 async with self._lock(row["mint"]):
                     # read under the lock: a request's retry may have settled it meanwhile
@@ -49,8 +51,13 @@ class Wallet(Receiver, Payer):
                 )
             except WalletError as e:
                 log.warning("swap %s not recovered yet: %s", row["id"], e)
-        pending = "SELECT id, mint, purpose FROM wallet_payouts WHERE state = 'pending' ORDER BY id"
+        pending = (
+            "SELECT id, mint, purpose, instance FROM wallet_payouts WHERE state = 'pending'"
+            " ORDER BY id"
+        )
         for row in self._db.query(pending):
+            if not self._ours_or_orphan(row["instance"]):
+                continue
             try:
                 async with self._lock(row["mint"]):
                     await self._resolve_payout(row["id"])

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 from node.admin import store
 from node.errors import BadRequest, RateLimited, Unauthorized
-from node.store import Database
+from node.shared import SharedThrottle
+from node.store import Store
 
 log = logging.getLogger("nutgate.admin")
 
@@ -103,10 +104,12 @@ class Throttle:
 
 
 class AdminAuth:
-    def __init__(self, db: Database, session_ttl_s: int = SESSION_TTL_S):
+    def __init__(self, db: Store, session_ttl_s: int = SESSION_TTL_S):
         self.db = db
         self.session_ttl_s = session_ttl_s
-        self.throttle = Throttle()
+        self.throttle: Throttle | SharedThrottle = Throttle()
+        if db.kind != "sqlite":  # several instances: one count of failures for all
+            self.throttle = SharedThrottle(db, FREE_FAILURES, MAX_LOCKOUT_S, time.time)
         key = store.get_secret(db, "csrf_key")
         if key is None:
             key = secrets.token_hex(32)

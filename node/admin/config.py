@@ -23,7 +23,7 @@ from node.errors import BadRequest
 from node.nostr import Announcement
 from node.pricing import Pricer
 from node.settings import ConfigError, PricingSection, Settings, load_settings
-from node.store import Database
+from node.store import Store, open_store
 
 if TYPE_CHECKING:
     from node.context import Node
@@ -51,7 +51,7 @@ def redacted(settings: Settings) -> dict[str, Any]:
 
 def with_overrides(settings: Settings) -> Settings:
     """At start: the operator's stored changes laid over the file's settings."""
-    db = Database(settings.database_path, {"admin": store.MIGRATIONS})
+    db = open_store(settings.store.url, settings.database_path, {"admin": store.MIGRATIONS})
     try:
         overrides = store.load_overrides(db)
     finally:
@@ -146,7 +146,7 @@ def _merge_list(section: str, value: Any, current: list[dict[str, Any]]) -> list
 
 
 def _overrides(
-    db: Database, new: Settings, patch: dict[str, Any], patched: dict[str, set[str]]
+    db: Store, new: Settings, patch: dict[str, Any], patched: dict[str, set[str]]
 ) -> dict[str, Any]:
     """What to store: validated values of the keys patched, merged into earlier overrides."""
     earlier = store.load_overrides(db)
@@ -171,7 +171,7 @@ async def apply_settings(node: Node, new: Settings) -> None:
 
     old = node.settings
     try:
-        nostr = start_nostr(new) if new.nostr != old.nostr else node.nostr
+        nostr = start_nostr(new, node.db) if new.nostr != old.nostr else node.nostr
     except ConfigError as exc:
         raise BadRequest(str(exc), param="nostr.nsec", code="invalid_setting") from None
     rate = node.rate

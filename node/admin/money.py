@@ -8,12 +8,12 @@ liabilities: proofs reserved by a payout in flight are already promised to someo
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import wallet as cashu
 from node.errors import BadRequest, NotFound
 from node.payments import EARNINGS, purpose, wallet_errors
+from wallet.store import Connection, Row
 
 if TYPE_CHECKING:
     from node.context import Node
@@ -22,7 +22,7 @@ ACCOUNT_COLUMNS = "id, kind, mint, balance_msat, reserved_msat, created_at, last
 MAX_PAGE = 500
 
 
-def earnings_cap(conn: sqlite3.Connection) -> int:
+def earnings_cap(conn: Connection) -> int:
     """msat the operator may withdraw now; runs inside the wallet's payout transaction."""
     assets = conn.execute(
         "SELECT COALESCE(SUM(amount), 0) * 1000 FROM wallet_proofs WHERE state = 'unspent'"
@@ -69,7 +69,7 @@ def entries(node: Node, account_id: int, limit: int) -> dict[str, Any]:
     return {"account": dict(account), "entries": [_entry(row) for row in rows]}
 
 
-def _entry(row: sqlite3.Row) -> dict[str, Any]:
+def _entry(row: Row) -> dict[str, Any]:
     entry = dict(row)
     ref = str(entry.pop("ref") or "")
     # refs name purposes ("token:<key hash>", a reservation id): show the kind, not the hash

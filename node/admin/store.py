@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from node.store import Database
+from node.store import Store
 
 MIGRATIONS: list[str] = [
     """
@@ -38,12 +38,12 @@ MIGRATIONS: list[str] = [
 ]
 
 
-def get_secret(db: Database, name: str) -> str | None:
+def get_secret(db: Store, name: str) -> str | None:
     row = db.query_one("SELECT value FROM admin_secrets WHERE name = ?", (name,))
     return None if row is None else str(row["value"])
 
 
-def set_secret(db: Database, name: str, value: str) -> None:
+def set_secret(db: Store, name: str, value: str) -> None:
     with db.transaction() as conn:
         conn.execute(
             "INSERT INTO admin_secrets (name, value, updated_at) VALUES (?, ?, ?)"
@@ -53,12 +53,12 @@ def set_secret(db: Database, name: str, value: str) -> None:
         )
 
 
-def load_overrides(db: Database) -> dict[str, Any]:
+def load_overrides(db: Store) -> dict[str, Any]:
     rows = db.query("SELECT section, value FROM admin_settings ORDER BY section")
     return {row["section"]: orjson.loads(row["value"]) for row in rows}
 
 
-def save_overrides(db: Database, overrides: dict[str, Any]) -> None:
+def save_overrides(db: Store, overrides: dict[str, Any]) -> None:
     """Replace the stored overrides of the sections given (others are left as they are)."""
     now = int(time.time())
     with db.transaction() as conn:

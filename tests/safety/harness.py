@@ -22,6 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from node.store_pg import PostgresDatabase
 from tests.support.mints import ROOT, free_port
 
 START_TIMEOUT_S = 30.0
@@ -61,6 +62,7 @@ class NodeProcess:
         config["node"]["data_dir"] = str(self.data_dir)
         self.config_path = workdir / "nutgate.toml"
         self.config_path.write_text(dump_toml(config))
+        self.store_url: str = config.get("store", {}).get("url", "")
         self.log_path = workdir / "node.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -130,7 +132,13 @@ class NodeProcess:
 
     # --- looking inside -----------------------------------------------------------------
 
-    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        if self.store_url:  # several instances on PostgreSQL
+            db = PostgresDatabase(self.store_url, {})
+            try:
+                return db.query(sql, params)
+            finally:
+                db.close()
         conn = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=10)
         conn.row_factory = sqlite3.Row
         try:

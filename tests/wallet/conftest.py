@@ -11,12 +11,16 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
 
-from node.store import Database
+from node.store import Database, Store, open_store
 from wallet import MIGRATIONS, InsufficientFunds, Wallet
+
+if TYPE_CHECKING:
+    from tests.support.pg import Databases
 
 LEDGER_MIGRATIONS = [
     """
@@ -31,7 +35,7 @@ LEDGER_MIGRATIONS = [
 class Ledger:
     """The node's side of the hooks: an event log written in the wallet's transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Store) -> None:
         self.db = db
         self.refuse_debits = False
 
@@ -66,14 +70,14 @@ class Ledger:
 class Env:
     wallet: Wallet
     ledger: Ledger
-    db: Database
+    db: Store
     seed: bytes
     path: Path
 
     def pending_swaps(self) -> int:
         return int(self.db.query_one("SELECT COUNT(*) FROM wallet_swaps")[0])  # type: ignore[index]
 
-    def payouts(self) -> list[sqlite3.Row]:
+    def payouts(self) -> list[Any]:
         return self.db.query("SELECT * FROM wallet_payouts ORDER BY id")
 
 
@@ -91,12 +95,19 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture
-def make_wallet(tmp_path: Path, http: aiohttp.ClientSession) -> MakeWallet:
+def make_wallet(
+    tmp_path: Path, http: aiohttp.ClientSession, store_backend: str, pg_databases: Databases
+) -> MakeWallet:
+    """A wallet on SQLite at `path`, or on a PostgreSQL database standing for that path."""
+    urls: dict[Path, str] = {}
+
     def make(
         *mints: str, path: Path | None = None, seed: bytes | None = None, timeout_s: float = 10.0
     ) -> Env:
         path = path or tmp_path / "db.sqlite3"
-        db = open_db(path)
+        if store_backend == "postgres" and path not in urls:
+            urls[path] = pg_databases.new()
+        db = open_store(urls.get(path, ""), path, {"wallet": MIGRATIONS, "test": LEDGER_MIGRATIONS})
         ledger = Ledger(db)
         seed = seed or os.urandom(64)
         w = Wallet(

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.support.mints import MintInfo, RefWallet, free_port
+from tests.support.pg import BOTH_BACKENDS
 from tests.support.proxy import MintProxy
 from tests.wallet.conftest import MakeWallet
 from wallet import (
@@ -22,6 +23,8 @@ from wallet import (
     serialize_v4,
 )
 from wallet.outputs import input_fee
+
+pytestmark = BOTH_BACKENDS
 
 
 @pytest.mark.parametrize("version", [3, 4])

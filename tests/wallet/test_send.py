@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.mints import MintInfo, RefWallet
+from tests.support.pg import BOTH_BACKENDS
 from tests.support.proxy import MintProxy
 from tests.wallet.conftest import Env, MakeWallet
 from wallet import (
@@ -17,6 +18,8 @@ from wallet import (
     serialize_v4,
 )
 from wallet.tokens import Proof
+
+pytestmark = BOTH_BACKENDS
 
 
 async def funded(env: Env, ref_wallet: RefWallet, mint: str, amount: int) -> int:
