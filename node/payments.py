@@ -179,15 +179,22 @@ async def pay_change(node: Node, account_id: int, request_id: str) -> str | None
         done = await node.wallet.settle_payout(what)  # an earlier attempt left pending
         if done is not None:
             return done
-        sats = node.ledger.get(account_id).available_msat // 1000
+        account = node.ledger.get(account_id)
+        sats = account.available_msat // 1000
         if sats <= 0:
             return None
-        return await node.wallet.send(sats, what)
+        return await node.wallet.send(sats, what, change_mint(node, account.mint))
     except cashu.WalletError:
         log.warning(
             "request %s: change of %d sat not paid yet; it stays claimable", request_id, sats
         )
         return None
+
+
+def change_mint(node: Node, paid_with: str | None) -> str | None:
+    """Change goes back in the mint the client paid with (a client may trust no other), while
+    the node still trusts it; else from the mint holding the most (None)."""
+    return paid_with if paid_with in node.wallet.trusted_mints else None
 
 
 def bearer(request: web.Request) -> str | None:

@@ -89,6 +89,23 @@ async def test_x_cashu_returns_exact_change(paid_node, mint, ref_wallet) -> None
     paid_node.assert_clean()
 
 
+async def test_x_cashu_change_is_in_the_paying_mint(paid_node, mint, fee_mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+    richer = await ref_wallet.token(mint.url, 200)  # the node now holds the most at `mint`
+    assert (await http(paid_node, "GET", "/v1/wallet/balance", headers=bearer(richer)))[0] == 200
+    token = await ref_wallet.token(fee_mint.url, 50)
+    raw = await sdk(paid_node, **{"X-Cashu": token}).chat.completions.with_raw_response.create(
+        **HELLO, max_tokens=10
+    )
+    change = cashu.parse_token(raw.headers["x-cashu"])
+    assert change.mint == fee_mint.url.rstrip("/")
+    assert await ref_wallet.receive(raw.headers["x-cashu"]) > 0
+    paid_node.assert_clean()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 async def test_x_cashu_stream_brings_change_in_band(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
     token = await ref_wallet.token(mint.url, 50)
     api = sdk(paid_node, **{"X-Cashu": token})
