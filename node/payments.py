@@ -288,7 +288,7 @@ class Payments:
         what = purpose("oneshot", key_hash)
         if self.node.ledger.find(key_hash) is None:
             with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
-                await self.node.wallet.receive(token, what)
+                await self.node.wallet.receive(token, what, spread=True)  # change from these
         # a retry after a lost answer may use the credit while no request has touched it
         return OneShotPayer(self._untouched(key_hash, what), self.node, request[REQUEST_ID])
 

@@ -26,6 +26,21 @@ def split_amount(amount: int, denominations: Sequence[int]) -> list[int]:
     return sorted(parts)
 
 
+def spread_amount(amount: int, denominations: Sequence[int]) -> list[int]:
+    """`amount` as 1, 2, 4, … for as long as they fit, then the rest largest first: every whole
+    amount up to `amount` is then the sum of some of the parts, so change of any size can be
+    paid from them as they are, without another swap. About twice as many parts as
+    `split_amount`."""
+    parts: list[int] = []
+    covered = 0  # every amount in 0..covered is a sum of some parts
+    for d in sorted(denominations):
+        if d > covered + 1 or covered + d > amount:
+            break
+        parts.append(d)
+        covered += d
+    return sorted(parts + split_amount(amount - covered, denominations))
+
+
 def input_fee(keyset_ppks: Iterable[int]) -> int:
     """NUT-02: the sum of each input's fee in ppk, rounded up to a whole unit."""
     return (sum(keyset_ppks) + 999) // 1000

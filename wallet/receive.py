@@ -37,6 +37,7 @@ from wallet.outputs import (
     input_fee,
     make_proofs,
     split_amount,
+    spread_amount,
     verify_token_dleq,
     y_of,
 )
@@ -65,8 +66,11 @@ class PendingSwap:
 
 
 class Receiver(WalletCore):
-    async def receive(self, token: str, purpose: str) -> Receipt:
-        """Redeem `token` and credit `purpose` with sum(inputs) - fee, in msat."""
+    async def receive(self, token: str, purpose: str, *, spread: bool = False) -> Receipt:
+        """Redeem `token` and credit `purpose` with sum(inputs) - fee, in msat.
+
+        `spread`: ask the mint for denominations from which any part of the amount can be paid
+        back as it is (`spread_amount`), for a token whose change follows at once (X-Cashu)."""
         tok = parse_token(token)
         mint = self._trusted_url(tok.mint)
         if tok.unit != "sat":
@@ -75,12 +79,12 @@ class Receiver(WalletCore):
             for _ in range(RACE_RETRIES):
                 await self._settle_earlier(purpose)
                 try:
-                    return await self._redeem(tok, mint, purpose)
+                    return await self._redeem(tok, mint, purpose, spread)
                 except _Raced:
                     continue  # another node instance began the same purpose: wait for it
             raise MintUnavailable("another node instance is redeeming this token; retry")
 
-    async def _redeem(self, tok: Token, mint: str, purpose: str) -> Receipt:
+    async def _redeem(self, tok: Token, mint: str, purpose: str, spread: bool) -> Receipt:
         client = self._client(mint)
         keysets = await self._keysets.resolve(client, tok.keyset_ids)
         proofs = [replace(p, keyset_id=keysets[p.keyset_id].id) for p in tok.proofs]
@@ -94,7 +98,7 @@ class Receiver(WalletCore):
         if amount <= 0:
             raise TokenInvalid(f"token of {tok.amount} sat does not cover the mint's fee")
         out_ks = await self._keysets.active(client)
-        amounts = split_amount(amount, out_ks.amounts)
+        amounts = (spread_amount if spread else split_amount)(amount, out_ks.amounts)
         ys = [y_of(p.secret) for p in proofs]
         if len(set(ys)) != len(ys):
             raise TokenInvalid("token repeats a proof")
