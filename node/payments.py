@@ -265,8 +265,7 @@ class Payments:
         """
         x_cashu = request.headers.get("X-Cashu", "").strip()
         if x_cashu:
-            quote()
-            return await self.one_shot(request, x_cashu)
+            return await self.one_shot(request, x_cashu, -(-quote() // 1000))
         key = bearer(request)
         if key is None:
             raise self.payment_request(quote())
@@ -277,7 +276,7 @@ class Payments:
             quote()
         return Payer(await self.account_for_key(key))
 
-    async def one_shot(self, request: web.Request, token: str) -> OneShotPayer:
+    async def one_shot(self, request: web.Request, token: str, most_sat: int) -> OneShotPayer:
         from node.web import REQUEST_ID
 
         if not is_token(token):
@@ -288,7 +287,7 @@ class Payments:
         what = purpose("oneshot", key_hash)
         if self.node.ledger.find(key_hash) is None:
             with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
-                await self.node.wallet.receive(token, what, spread=True)  # change from these
+                await self.node.wallet.receive(token, what, keep_at_most=most_sat)
         # a retry after a lost answer may use the credit while no request has touched it
         return OneShotPayer(self._untouched(key_hash, what), self.node, request[REQUEST_ID])
 

@@ -66,11 +66,12 @@ class PendingSwap:
 
 
 class Receiver(WalletCore):
-    async def receive(self, token: str, purpose: str, *, spread: bool = False) -> Receipt:
+    async def receive(self, token: str, purpose: str, *, keep_at_most: int = 0) -> Receipt:
         """Redeem `token` and credit `purpose` with sum(inputs) - fee, in msat.
 
-        `spread`: ask the mint for denominations from which any part of the amount can be paid
-        back as it is (`spread_amount`), for a token whose change follows at once (X-Cashu)."""
+        `keep_at_most` (sat): for a token whose change follows at once (X-Cashu), ask the mint
+        for denominations such that whatever part of it up to this is kept, the rest is a set of
+        the new proofs, paid back as they are with no second swap (`spread_amount`)."""
         tok = parse_token(token)
         mint = self._trusted_url(tok.mint)
         if tok.unit != "sat":
@@ -79,12 +80,12 @@ class Receiver(WalletCore):
             for _ in range(RACE_RETRIES):
                 await self._settle_earlier(purpose)
                 try:
-                    return await self._redeem(tok, mint, purpose, spread)
+                    return await self._redeem(tok, mint, purpose, keep_at_most)
                 except _Raced:
                     continue  # another node instance began the same purpose: wait for it
             raise MintUnavailable("another node instance is redeeming this token; retry")
 
-    async def _redeem(self, tok: Token, mint: str, purpose: str, spread: bool) -> Receipt:
+    async def _redeem(self, tok: Token, mint: str, purpose: str, keep_at_most: int) -> Receipt:
         client = self._client(mint)
         keysets = await self._keysets.resolve(client, tok.keyset_ids)
         proofs = [replace(p, keyset_id=keysets[p.keyset_id].id) for p in tok.proofs]
@@ -98,7 +99,9 @@ class Receiver(WalletCore):
         if amount <= 0:
             raise TokenInvalid(f"token of {tok.amount} sat does not cover the mint's fee")
         out_ks = await self._keysets.active(client)
-        amounts = (spread_amount if spread else split_amount)(amount, out_ks.amounts)
+        spread = min(max(0, keep_at_most), amount)
+        amounts = spread_amount(spread, out_ks.amounts) if spread else []
+        amounts = sorted(amounts + split_amount(amount - spread, out_ks.amounts))
         ys = [y_of(p.secret) for p in proofs]
         if len(set(ys)) != len(ys):
             raise TokenInvalid("token repeats a proof")

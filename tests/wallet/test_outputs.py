@@ -21,12 +21,17 @@ def test_a_spread_adds_up_in_the_keysets_denominations(amount: int) -> None:
     assert len(parts) <= 2 * len(split_amount(amount, POWERS)) + 21
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.integers(1, 300), st.data())
-def test_any_change_from_a_spread_is_paid_with_the_proofs_as_they_are(
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 5000), st.data())
+def test_any_change_after_keeping_up_to_the_spread_is_paid_as_it_is(
     amount: int, data: st.DataObject
 ) -> None:
-    held = [{"amount": a, "keyset_id": "00"} for a in spread_amount(amount, POWERS)]
-    change = data.draw(st.integers(1, amount))
-    plan = plan_payout(change, cast(Any, held), {"00": 0}, cast(Any, None))
-    assert plan.direct and sum(r["amount"] for r in plan.inputs) == change
+    """A token of `amount` redeemed with the first `spread` sat spread (as X-Cashu does with
+    the request's most possible cost): whatever the request costs up to that, the change is a
+    set of the new proofs."""
+    spread = data.draw(st.integers(0, amount))
+    parts = spread_amount(spread, POWERS) if spread else []
+    held = [{"amount": a, "keyset_id": "00"} for a in parts + split_amount(amount - spread, POWERS)]
+    kept = data.draw(st.integers(0, min(spread, amount - 1)))
+    plan = plan_payout(amount - kept, cast(Any, held), {"00": 0}, cast(Any, None))
+    assert plan.direct and sum(r["amount"] for r in plan.inputs) == amount - kept
