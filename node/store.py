@@ -27,7 +27,7 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,25 +46,53 @@ class Store(ABC):
 
     kind: str
 
+    # Set by each store: the driver's connection (BEGIN, COMMIT, ROLLBACK, close) and where
+    # statements run (for PostgreSQL, an adapter that translates SQLite's dialect).
+    _driver: Any
+    _sql: Connection
+
     def __init__(self) -> None:
         self._instance = secrets.token_hex(8)
+        self._lock = threading.RLock()  # guards against a stray thread; the loop is the writer
+        self._in_txn = False
 
     @property
     def instance(self) -> str:
         return self._instance
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager[Connection]:
+    def _begin(self) -> None:
+        """Open a transaction holding the one write lock."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
         """BEGIN + the write lock … COMMIT; ROLLBACK on any exception. Not re-entrant."""
+        with self._lock:
+            if self._in_txn:
+                raise RuntimeError("nested transaction")
+            self._in_txn = True
+            try:
+                self._begin()
+                try:
+                    yield self._sql
+                except BaseException:
+                    self._driver.execute("ROLLBACK")
+                    raise
+                self._driver.execute("COMMIT")
+            finally:
+                self._in_txn = False
 
-    @abstractmethod
-    def query(self, sql: str, params: Params = ()) -> list[Row]: ...
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        with self._lock:
+            return self._sql.execute(sql, params).fetchall()
 
-    @abstractmethod
-    def query_one(self, sql: str, params: Params = ()) -> Row | None: ...
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
+        with self._lock:
+            return self._sql.execute(sql, params).fetchone()
 
-    @abstractmethod
-    def close(self) -> None: ...
+    def close(self) -> None:
+        with self._lock:
+            self._driver.close()
 
     @abstractmethod
     def instance_alive(self, instance: str) -> bool:
@@ -102,38 +130,11 @@ class Database(Store):
         self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=10000")
-        self._lock = threading.RLock()  # guards against a stray thread; the loop is the writer
-        self._in_txn = False
+        self._driver = self._sql = self.conn
         self._migrate(migrations)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self._lock:
-            if self._in_txn:
-                raise RuntimeError("nested transaction")
-            self._in_txn = True
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self.conn
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
-            finally:
-                self._in_txn = False
-
-    def query(self, sql: str, params: Params = ()) -> list[Row]:
-        with self._lock:
-            return self.conn.execute(sql, params).fetchall()
-
-    def query_one(self, sql: str, params: Params = ()) -> Row | None:
-        with self._lock:
-            return self.conn.execute(sql, params).fetchone()
-
-    def close(self) -> None:
-        with self._lock:
-            self.conn.close()
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
 
     def instance_alive(self, instance: str) -> bool:
         return instance == self.instance  # one node per SQLite file: any other one has died

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import functools
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -29,7 +28,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from node.store import IntegrityError, Migrations, Params, Store
-from wallet.store import Connection, Row
+from wallet.store import Row
 
 # Advisory locks as (first key, second key): "ng" plus a kind; named locks hash their name.
 LOCKS = 0x6E67_0000
@@ -175,43 +174,20 @@ class PostgresDatabase(Store):
         self.conn: psycopg.Connection[Any] = psycopg.connect(
             url, autocommit=True, row_factory=_row_factory
         )
-        self._lock = threading.RLock()
-        self._in_txn = False
         self._singletons: set[str] = set()
         scripts = [s for series in migrations.values() for s in series]
         self._id_tables = frozenset(t.lower() for s in scripts for t in _ID_TABLE.findall(s))
-        self._adapter = PgConnection(self.conn, self._id_tables)
+        self._driver = self.conn
+        self._sql = PgConnection(self.conn, self._id_tables)
         self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (INSTANCE, self.instance))
         self._migrate(migrations)
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        with self._lock:
-            if self._in_txn:
-                raise RuntimeError("nested transaction")
-            self._in_txn = True
-            try:
-                try:
-                    self.conn.execute(BEGIN_LOCKED)  # one round trip: they are most of the cost
-                    yield self._adapter
-                except BaseException:
-                    self.conn.execute("ROLLBACK")
-                    raise
-                self.conn.execute("COMMIT")
-            finally:
-                self._in_txn = False
-
-    def query(self, sql: str, params: Params = ()) -> list[Row]:
-        with self._lock:
-            return self._adapter.execute(sql, params).fetchall()
-
-    def query_one(self, sql: str, params: Params = ()) -> Row | None:
-        with self._lock:
-            return self._adapter.execute(sql, params).fetchone()
-
-    def close(self) -> None:
-        with self._lock:
-            self.conn.close()
+    def _begin(self) -> None:
+        try:
+            self.conn.execute(BEGIN_LOCKED)  # one round trip: they are most of the cost
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def instance_alive(self, instance: str) -> bool:
         if instance == self.instance:
