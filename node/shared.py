@@ -13,7 +13,6 @@ from collections.abc import Callable, Sequence
 
 import orjson
 
-from node.errors import RateLimited
 from node.ratelimit import Decision, Window, decide, drained
 from node.store import Store
 
@@ -68,28 +67,18 @@ class SharedRateStore:
         return decision
 
 
-class SharedThrottle:
-    """node.admin.auth.Throttle's rule (a few free failures, then a doubling lockout) with its
-    counts in the database, so guessing on one instance counts on all."""
+class SharedFailures:
+    """The admin login throttle's failures (node.admin.auth.Failures), counted for every
+    instance, so guessing on one instance counts on all."""
 
-    def __init__(self, db: Store, free: int, max_lockout_s: int, clock: Callable[[], float]):
+    def __init__(self, db: Store) -> None:
         self.db = db
-        self.free = free
-        self.max_lockout_s = max_lockout_s
-        self._clock = clock
 
-    def check(self, ip: str) -> None:
+    def locked_until(self, ip: str) -> float:
         row = self.db.query_one("SELECT locked_until FROM admin_login_failures WHERE ip = ?", (ip,))
-        wait = 0.0 if row is None else row["locked_until"] - self._clock()
-        if wait > 0:
-            raise RateLimited(
-                "too many failed logins; try again later",
-                code="login_throttled",
-                headers={"Retry-After": str(max(1, round(wait + 0.5)))},
-            )
+        return 0.0 if row is None else float(row["locked_until"])
 
-    def failed(self, ip: str) -> None:
-        now = self._clock()
+    def add(self, ip: str, now: float, lockout: Callable[[int], float]) -> None:
         with self.db.transaction() as conn:
             row = conn.execute(
                 "INSERT INTO admin_login_failures (ip, count, locked_until) VALUES (?, 1, 0)"
@@ -97,14 +86,12 @@ class SharedThrottle:
                 " RETURNING count",
                 (ip,),
             ).fetchone()
-            count = int(row["count"])
-            if count > self.free:
-                lockout = min(2 ** (count - self.free), self.max_lockout_s)
+            if wait := lockout(int(row["count"])):
                 conn.execute(
                     "UPDATE admin_login_failures SET locked_until = ? WHERE ip = ?",
-                    (now + lockout, ip),
+                    (now + wait, ip),
                 )
 
-    def succeeded(self, ip: str) -> None:
+    def forget(self, ip: str) -> None:
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM admin_login_failures WHERE ip = ?", (ip,))

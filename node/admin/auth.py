@@ -21,10 +21,11 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from node.admin import store
 from node.errors import BadRequest, RateLimited, Unauthorized
-from node.shared import SharedThrottle
+from node.shared import SharedFailures
 from node.store import Store
 
 log = logging.getLogger("nutgate.admin")
@@ -67,22 +68,62 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def lockout_s(failures: int) -> float:
+    """No lockout for the first few failures, then twice as long each time, up to a limit."""
+    if failures <= FREE_FAILURES:
+        return 0.0
+    return float(min(2 ** (failures - FREE_FAILURES), MAX_LOCKOUT_S))
+
+
+class Failures(Protocol):
+    """Where failed logins are counted: this process, or the database several instances share
+    (node.shared.SharedFailures)."""
+
+    def locked_until(self, ip: str) -> float: ...
+
+    def add(self, ip: str, now: float, lockout: Callable[[int], float]) -> None:
+        """Count a failure; lock the address out for `lockout(failures so far)` from `now`."""
+
+    def forget(self, ip: str) -> None: ...
+
+
 @dataclass
 class _Failures:
     count: int = 0
     locked_until: float = 0.0
 
 
+class MemoryFailures:
+    def __init__(self) -> None:
+        self._by_ip: dict[str, _Failures] = {}
+
+    def locked_until(self, ip: str) -> float:
+        entry = self._by_ip.get(ip)
+        return 0.0 if entry is None else entry.locked_until
+
+    def add(self, ip: str, now: float, lockout: Callable[[int], float]) -> None:
+        if len(self._by_ip) > 10_000:  # a flood of addresses must not grow memory forever
+            self._by_ip.clear()
+        entry = self._by_ip.setdefault(ip, _Failures())
+        entry.count += 1
+        if wait := lockout(entry.count):
+            entry.locked_until = now + wait
+
+    def forget(self, ip: str) -> None:
+        self._by_ip.pop(ip, None)
+
+
 class Throttle:
     """Failed logins per client address, with an exponential lockout."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self, failures: Failures | None = None, clock: Callable[[], float] = time.monotonic
+    ):
+        self._failures = failures if failures is not None else MemoryFailures()
         self._clock = clock
-        self._by_ip: dict[str, _Failures] = {}
 
     def check(self, ip: str) -> None:
-        entry = self._by_ip.get(ip)
-        wait = 0.0 if entry is None else entry.locked_until - self._clock()
+        wait = self._failures.locked_until(ip) - self._clock()
         if wait > 0:
             raise RateLimited(
                 "too many failed logins; try again later",
@@ -91,25 +132,19 @@ class Throttle:
             )
 
     def failed(self, ip: str) -> None:
-        if len(self._by_ip) > 10_000:  # a flood of addresses must not grow memory forever
-            self._by_ip.clear()
-        entry = self._by_ip.setdefault(ip, _Failures())
-        entry.count += 1
-        if entry.count > FREE_FAILURES:
-            lockout = min(2 ** (entry.count - FREE_FAILURES), MAX_LOCKOUT_S)
-            entry.locked_until = self._clock() + lockout
+        self._failures.add(ip, self._clock(), lockout_s)
 
     def succeeded(self, ip: str) -> None:
-        self._by_ip.pop(ip, None)
+        self._failures.forget(ip)
 
 
 class AdminAuth:
     def __init__(self, db: Store, session_ttl_s: int = SESSION_TTL_S):
         self.db = db
         self.session_ttl_s = session_ttl_s
-        self.throttle: Throttle | SharedThrottle = Throttle()
+        self.throttle = Throttle()
         if db.kind != "sqlite":  # several instances: one count of failures for all
-            self.throttle = SharedThrottle(db, FREE_FAILURES, MAX_LOCKOUT_S, time.time)
+            self.throttle = Throttle(SharedFailures(db), time.time)
         key = store.get_secret(db, "csrf_key")
         if key is None:
             key = secrets.token_hex(32)
