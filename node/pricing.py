@@ -117,17 +117,6 @@ class Pricer:
         self._memo: tuple[Fraction | None, Fraction] = (None, Fraction(0))
         self._tariffs: dict[int, tuple[Price, _Tariff]] = {}  # by id(price), for this rate
 
-    def usd(self, price: Price, usage: Usage) -> Fraction:
-        cached_price = price.cached_prompt if price.cached_prompt is not None else price.prompt
-        reasoning_price = price.reasoning if price.reasoning is not None else price.completion
-        return (
-            (usage.prompt_tokens - usage.cached_tokens) * price.prompt
-            + usage.cached_tokens * cached_price
-            + (usage.completion_tokens - usage.reasoning_tokens) * price.completion
-            + usage.reasoning_tokens * reasoning_price
-            + price.request
-        )
-
     def cost_msat(self, price: Price, usage: Usage) -> int:
         tariff = self._tariff(price)
         msat = -(-tariff.numerator(usage) // tariff.denominator)  # ceil, in integers

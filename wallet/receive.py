@@ -41,7 +41,7 @@ from wallet.outputs import (
     verify_token_dleq,
     y_of,
 )
-from wallet.store import Connection, IntegrityError, Row, allocate_counter
+from wallet.store import IntegrityError, Row, allocate_counter
 from wallet.tokens import Token, parse_token
 
 KEYSET_ERRORS = {12001, 12002}  # keyset unknown / inactive: our cached listing is stale
@@ -191,11 +191,11 @@ class Receiver(WalletCore):
         amount_msat = sum(n.proof.amount for n in made) * 1000
         with self._db.transaction() as conn:
             conn.execute("DELETE FROM wallet_swaps WHERE id = ?", (swap.id,))
-            if conn.execute(
-                "SELECT 1 FROM wallet_credits WHERE purpose = ?", (swap.purpose,)
-            ).fetchone():
-                # another instance restored and credited these very outputs first
-                return self.credited_in(conn, swap.purpose)
+            done = conn.execute(
+                "SELECT * FROM wallet_credits WHERE purpose = ?", (swap.purpose,)
+            ).fetchone()
+            if done is not None:  # another instance restored and credited these outputs first
+                return _receipt(done)
             self._insert_proofs(conn, swap.mint, made, origin=f"receive:{swap.purpose}")
             conn.execute(
                 "INSERT INTO wallet_credits (purpose, amount_msat, fee_msat, mint, unit,"
@@ -209,14 +209,7 @@ class Receiver(WalletCore):
     def credited(self, purpose: str) -> Receipt | None:
         """The receipt of a purpose already credited, if any."""
         row = self._db.query_one("SELECT * FROM wallet_credits WHERE purpose = ?", (purpose,))
-        if row is None:
-            return None
-        return Receipt(row["amount_msat"], row["fee_msat"], row["mint"], row["unit"])
-
-    @staticmethod
-    def credited_in(conn: Connection, purpose: str) -> Receipt:
-        row = conn.execute("SELECT * FROM wallet_credits WHERE purpose = ?", (purpose,)).fetchone()
-        return Receipt(row["amount_msat"], row["fee_msat"], row["mint"], row["unit"])
+        return None if row is None else _receipt(row)
 
     async def _settle_earlier(self, purpose: str) -> None:
         """Refuse a purpose already credited; finish an earlier attempt left pending first,
@@ -257,6 +250,10 @@ class Receiver(WalletCore):
         # Nothing signed for us: the inputs are unspent (never redeemed) or spent by someone else.
         self._drop_swap(swap.id)
         return None
+
+
+def _receipt(row: Row) -> Receipt:
+    return Receipt(row["amount_msat"], row["fee_msat"], row["mint"], row["unit"])
 
 
 def _pending(row: Row) -> PendingSwap:
