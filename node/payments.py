@@ -184,10 +184,8 @@ async def pay_change(node: Node, account_id: int, request_id: str) -> str | None
         if sats <= 0:
             return None
         return await node.wallet.send(sats, what, change_mint(node, account.mint))
-    except cashu.WalletError:
-        log.warning(
-            "request %s: change of %d sat not paid yet; it stays claimable", request_id, sats
-        )
+    except cashu.WalletError as exc:  # raised before or after the amount is known
+        log.warning("request %s: change not paid yet (%s); it stays claimable", request_id, exc)
         return None
 
 
