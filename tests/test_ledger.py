@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from node.errors import PaymentRequired
 from node.ledger import MIGRATIONS, Ledger, hash_key
-from node.store import IntegrityError, Store, open_store
-from tests.support.pg import BOTH_BACKENDS, Databases, eventually
+from node.store import IntegrityError
+from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
 
 pytestmark = BOTH_BACKENDS
-
-Opener = Callable[[], Store]
 
 
 @pytest.fixture
 def opener(tmp_path: Path, store_backend: str, pg_databases: Databases) -> Iterator[Opener]:
-    """Opens the test's database (SQLite or PostgreSQL) again at each call."""
-    url = pg_databases.new() if store_backend == "postgres" else ""
-    opened: list[Store] = []
-
-    def open_db() -> Store:
-        opened.append(open_store(url, tmp_path / "db.sqlite3", {"node": MIGRATIONS}))
-        return opened[-1]
-
-    yield open_db
-    for db in opened:
-        db.close()
+    with store_opener(tmp_path, store_backend, pg_databases, {"node": MIGRATIONS}) as open_db:
+        yield open_db
 
 
 @pytest.fixture

@@ -173,6 +173,22 @@ async def test_one_token_sent_twelve_times_pays_once(paid_node, mint, ref_wallet
     paid_node.assert_clean()
 
 
+async def test_x_cashu_changes_racing_a_withdraw_pay_exactly(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+    """Change is cut from proofs the node holds, which a withdraw on the same mint also draws
+    on: at once, each gets exactly its due and nothing is left reserved or unaccounted."""
+    key = await ref_wallet.token(mint.url, 64)
+    tokens = [await ref_wallet.token(mint.url, 20 + i) for i in range(8)]
+    api = [sdk(paid_node, **{"X-Cashu": t}) for t in tokens]
+    calls = [a.chat.completions.with_raw_response.create(**HELLO, max_tokens=10) for a in api]
+    withdraw = http(paid_node, "POST", "/v1/wallet/withdraw", headers=bearer(key), json={})
+    *answers, (status, _, paid) = await asyncio.gather(*calls, withdraw)
+    assert status == 200 and await ref_wallet.receive(paid["cashu_token"]) == 64
+    for i, raw in enumerate(answers):
+        due = ((20 + i) * 1000 - int(raw.headers["x-cost-msat"])) // 1000
+        assert await ref_wallet.receive(raw.headers["x-cashu"]) == due
+    paid_node.assert_clean()
+
+
 async def test_one_bearer_token_twelve_times_is_credited_once(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
     token = await ref_wallet.token(mint.url, 100)
     api = sdk(paid_node, token)

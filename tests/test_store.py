@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from node.store import IntegrityError, Store, open_store
-from tests.support.pg import BOTH_BACKENDS, Databases, eventually
+from node.store import IntegrityError
+from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
 
 pytestmark = BOTH_BACKENDS
 
@@ -25,21 +25,11 @@ SCHEMA = [
     "ALTER TABLE things ADD COLUMN note TEXT;",
 ]
 
-Opener = Callable[[], Store]
-
 
 @pytest.fixture
 def opener(tmp_path: Path, store_backend: str, pg_databases: Databases) -> Iterator[Opener]:
-    url = pg_databases.new() if store_backend == "postgres" else ""
-    opened: list[Store] = []
-
-    def open_db() -> Store:
-        opened.append(open_store(url, tmp_path / "db.sqlite3", {"test": SCHEMA}))
-        return opened[-1]
-
-    yield open_db
-    for db in opened:
-        db.close()
+    with store_opener(tmp_path, store_backend, pg_databases, {"test": SCHEMA}) as open_db:
+        yield open_db
 
 
 def test_the_same_sql_gives_the_same_rows(opener: Opener) -> None:

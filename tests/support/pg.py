@@ -6,14 +6,18 @@ PostgreSQL variants of the tests are skipped, saying why, when no server answers
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
+
+from node.store import Migrations, Store, open_store
 
 SERVER = os.environ.get("NUTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 BACKENDS = ["sqlite", "postgres"]
@@ -74,6 +78,25 @@ def store_backend(request: pytest.FixtureRequest) -> str:
 
 
 BOTH_BACKENDS = pytest.mark.parametrize("store_backend", BACKENDS, indirect=True)
+
+Opener = Callable[[], Store]
+
+
+@contextlib.contextmanager
+def store_opener(
+    tmp_path: Path, store_backend: str, databases: Databases, migrations: Migrations
+) -> Iterator[Opener]:
+    """Opens one test database (SQLite or PostgreSQL) again at each call; closes them all."""
+    url = databases.new() if store_backend == "postgres" else ""
+    opened: list[Store] = []
+
+    def open_db() -> Store:
+        opened.append(open_store(url, tmp_path / "db.sqlite3", migrations))
+        return opened[-1]
+
+    yield open_db
+    for db in opened:
+        db.close()
 
 
 def eventually(check: Callable[[], object], timeout_s: float = 5.0) -> None:
