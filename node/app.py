@@ -167,6 +167,7 @@ def create_app(settings: Settings) -> web.Application:
         await node.nostr.stop()  # the admin may have replaced them
         await node.rate.stop()
         await http.close()
+        ledger.commits.commit()  # writes of requests cut short by the shutdown
         db.close()
 
     app.cleanup_ctx.append(parts)

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 
 from node.errors import PaymentRequired
+from node.group_commit import GroupCommit
 from node.store import Store
 from wallet.store import Connection
 
@@ -96,6 +97,11 @@ class Mismatch:
     entries_msat: int
 
 
+KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
+
+_UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
+
+
 def _now() -> int:
     return int(time.time())
 
@@ -103,6 +109,8 @@ def _now() -> int:
 class Ledger:
     def __init__(self, db: Store):
         self.db = db
+        self.commits = GroupCommit(db)
+        self._ids: dict[str, int] = {}  # key hash -> account id
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -123,6 +131,19 @@ class Ledger:
         )
         return Account(**dict(row)) if row else None
 
+    def account_id(self, key_hash: str) -> int | None:
+        """The id of the account a key hash opens. Remembered once found: accounts are never
+        deleted nor re-keyed, so the answer cannot change (whichever instance made it)."""
+        account_id = self._ids.get(key_hash)
+        if account_id is None:
+            row = self.db.query_one("SELECT id FROM accounts WHERE key_hash = ?", (key_hash,))
+            if row is None:
+                return None
+            if len(self._ids) >= KNOWN_IDS:
+                self._ids.clear()  # a bound on memory; the busy keys come back at once
+            account_id = self._ids[key_hash] = int(row[0])
+        return account_id
+
     def get(self, account_id: int) -> Account:
         row = self.db.query_one(
             "SELECT id, kind, balance_msat, reserved_msat, mint FROM accounts WHERE id = ?",
@@ -130,7 +151,7 @@ class Ledger:
         )
         if row is None:
             raise KeyError(account_id)
-        return Account(**dict(row))
+        return Account(*row)
 
     def grant(self, key_hash: str, amount_msat: int, ref: str = "operator") -> int:
         """An operator-funded key: a new account holding `amount_msat`."""
@@ -188,28 +209,7 @@ class Ledger:
     ) -> bool:
         """Hold `amount_msat` for a request; False when the available balance is short."""
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
-                " last_used_at = :now, requests = requests + 1"
-                " WHERE id = :id AND balance_msat - reserved_msat >= :a",
-                {"a": amount_msat, "id": account_id, "now": _now()},
-            )
-            if cur.rowcount != 1:
-                return False
-            conn.execute(
-                "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
-                " created_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    reservation_id,
-                    account_id,
-                    amount_msat,
-                    min(floor_msat, amount_msat),
-                    model,
-                    _now(),
-                    self.db.instance,
-                ),
-            )
-        return True
+            return self._reserve(conn, account_id, reservation_id, amount_msat, floor_msat, model)
 
     def settle(self, reservation_id: str, cost_msat: int) -> int:
         """Charge the real cost and release the rest. Returns the msat charged.
@@ -223,6 +223,68 @@ class Ledger:
     def release(self, reservation_id: str) -> None:
         with self.db.transaction() as conn:
             self._settle(conn, reservation_id, 0)
+
+    # The same three for requests: committed together with other requests' writes (one commit
+    # per turn of the event loop, see group_commit), each durable before its caller resumes.
+
+    async def areserve(
+        self,
+        account_id: int,
+        reservation_id: str,
+        amount_msat: int,
+        floor_msat: int = 0,
+        model: str | None = None,
+        untouched_msat: int | None = None,
+    ) -> bool:
+        """`untouched_msat`: also False unless the account holds exactly that and nothing is
+        reserved from it (a one-shot token's account, used by one request only)."""
+        return await self.commits.run(
+            lambda conn: self._reserve(
+                conn, account_id, reservation_id, amount_msat, floor_msat, model, untouched_msat
+            )
+        )
+
+    async def asettle(self, reservation_id: str, cost_msat: int) -> int:
+        cost = max(0, cost_msat)
+        return await self.commits.run(lambda conn: self._settle(conn, reservation_id, cost))
+
+    async def arelease(self, reservation_id: str) -> None:
+        await self.commits.run(lambda conn: self._settle(conn, reservation_id, 0))
+
+    def _reserve(
+        self,
+        conn: Connection,
+        account_id: int,
+        reservation_id: str,
+        amount_msat: int,
+        floor_msat: int,
+        model: str | None,
+        untouched_msat: int | None = None,
+    ) -> bool:
+        now = _now()
+        untouched = "" if untouched_msat is None else _UNTOUCHED
+        cur = conn.execute(
+            "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
+            " last_used_at = :now, requests = requests + 1"
+            " WHERE id = :id AND balance_msat - reserved_msat >= :a" + untouched,
+            {"a": amount_msat, "id": account_id, "now": now, "untouched": untouched_msat},
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute(
+            "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
+            " created_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                reservation_id,
+                account_id,
+                amount_msat,
+                min(floor_msat, amount_msat),
+                model,
+                now,
+                self.db.instance,
+            ),
+        )
+        return True
 
     def _settle(self, conn: Connection, reservation_id: str, cost_msat: int) -> int:
         row = conn.execute(

@@ -45,16 +45,27 @@ MIN_LITERAL = 6  # shorter configured "secrets" would redact ordinary words
 
 
 # Every pattern above starts with one of these words (in any case): a line without any of them
-# (most lines, e.g. each request's access line) needs one search instead of five substitutions.
-_SUSPECT = re.compile(
-    r"(?i)cashu|creq|sk-|nsec|bearer|basic|passw|secret|api.?key|token|authorization|cookie|csrf"
-)
+# (most lines, e.g. each request's access line) needs one test instead of five substitutions.
+# For ASCII text the test is a few substring searches, several times cheaper than the regex,
+# which stays for the rest (its case folding matches more than str.lower, e.g. "ı" for "i").
+_SUSPECT_WORDS = (
+    "cashu", "creq", "sk-", "nsec", "bearer", "basic", "passw", "secret", "api", "token",
+    "authorization", "cookie", "csrf",
+)  # fmt: skip
+_SUSPECT = re.compile("(?i)" + "|".join(map(re.escape, _SUSPECT_WORDS)))
+
+
+def _suspect(text: str) -> bool:
+    if not text.isascii():
+        return _SUSPECT.search(text) is not None
+    lowered = text.lower()
+    return any(word in lowered for word in _SUSPECT_WORDS)
 
 
 def redact(text: str, literals: Iterable[str] = ()) -> str:
     for literal in literals:
         text = text.replace(literal, REDACTED)
-    if _SUSPECT.search(text) is None:
+    if not _suspect(text):
         return text
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
@@ -95,7 +106,7 @@ class RedactFilter(logging.Filter):
             elif value is not None and not isinstance(value, int | float):
                 return True
         joined = "\n".join(texts)
-        return bool(_SUSPECT.search(joined)) or any(s in joined for s in self.literals)
+        return _suspect(joined) or any(s in joined for s in self.literals)
 
     def _clean(self, text: str) -> str:
         return redact(text, self.literals)

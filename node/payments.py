@@ -105,13 +105,17 @@ def _account_of(what: str) -> int:
     return int(parts[0])
 
 
+def token_spent() -> TokenRejected:
+    return TokenRejected("this token has already been spent", code="token_spent")
+
+
 @contextlib.contextmanager
 def wallet_errors() -> Iterator[None]:
     """The wallet's errors as the node's, with a specific `code` each."""
     try:
         yield
     except cashu.TokenSpent as exc:
-        raise TokenRejected("this token has already been spent", code="token_spent") from exc
+        raise token_spent() from exc
     except cashu.UntrustedMint as exc:
         raise TokenRejected(str(exc), code="mint_not_trusted") from exc
     except cashu.UnsupportedUnit as exc:
@@ -153,6 +157,12 @@ def wallet_errors() -> Iterator[None]:
 class Payer:
     account_id: int
 
+    @property
+    def untouched_msat(self) -> int | None:
+        """For a token usable once: the balance the account must still have, untouched, when
+        the request reserves (checked in the reservation's own write)."""
+        return None
+
     async def finish(self, call: MeteredCall | None, in_band: bool = False) -> dict[str, Any]:
         """After settling: what to add to the answer (headers, or fields of the last chunk)."""
         return {}
@@ -164,6 +174,11 @@ class OneShotPayer(Payer):
 
     node: Node
     request_id: str
+    credited_msat: int
+
+    @property
+    def untouched_msat(self) -> int | None:
+        return self.credited_msat
 
     async def finish(self, call: MeteredCall | None, in_band: bool = False) -> dict[str, Any]:
         token = await pay_change(self.node, self.account_id, self.request_id)
@@ -205,6 +220,21 @@ def bearer(request: web.Request) -> str | None:
 
 def is_token(value: str) -> bool:
     return value.startswith(TOKEN_PREFIXES)
+
+
+_LOOKUP = web.RequestKey("account_lookup", tuple)  # (secret, key hash, account id | None)
+
+
+def account_by_secret(request: web.Request, ledger: Ledger, secret: str) -> tuple[str, int | None]:
+    """The key hash of a Bearer value or token, and the id of the account it opens, if any:
+    hashed and looked up once per request (the rate limiter and the payer both ask)."""
+    memo = request.get(_LOOKUP)
+    if memo is not None and memo[0] == secret:
+        return memo[1], memo[2]
+    key_hash = hash_key(secret)
+    account_id = ledger.account_id(key_hash)
+    request[_LOOKUP] = (secret, key_hash, account_id)
+    return key_hash, account_id
 
 
 class Payments:
@@ -267,9 +297,9 @@ class Payments:
         key = bearer(request)
         if key is None:
             raise self.payment_request(quote())
-        account = self.node.ledger.find(hash_key(key))
-        if account is not None:
-            return Payer(account.id)
+        _, account_id = account_by_secret(request, self.node.ledger, key)
+        if account_id is not None:
+            return Payer(account_id)
         if is_token(key):
             quote()
         return Payer(await self.account_for_key(key))
@@ -281,23 +311,24 @@ class Payments:
             raise TokenRejected(
                 "X-Cashu must carry a cashuA… or cashuB… token", code="token_invalid"
             )
-        key_hash = hash_key(token)
+        key_hash, account_id = account_by_secret(request, self.node.ledger, token)
         what = purpose("oneshot", key_hash)
-        if self.node.ledger.find(key_hash) is None:
+        if account_id is None:
             with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
                 await self.node.wallet.receive(token, what, keep_at_most=most_sat)
         # a retry after a lost answer may use the credit while no request has touched it
-        return OneShotPayer(self._untouched(key_hash, what), self.node, request[REQUEST_ID])
+        account_id, credited = self._untouched(key_hash, what)
+        return OneShotPayer(account_id, self.node, request[REQUEST_ID], credited)
 
-    def _untouched(self, key_hash: str, what: str) -> int:
-        """The account a redemption made, if nothing has been spent or reserved from it since;
-        otherwise the token counts as spent."""
+    def _untouched(self, key_hash: str, what: str) -> tuple[int, int]:
+        """The account a redemption made and its credit, if nothing has been spent or reserved
+        from it since; otherwise the token counts as spent."""
         account = self.node.ledger.find(key_hash)
         receipt = self.node.wallet.credited(what)
         credited_msat = None if receipt is None else receipt.amount_msat
         if account is None or account.reserved_msat or account.balance_msat != credited_msat:
-            raise TokenRejected("this token has already been spent", code="token_spent")
-        return account.id
+            raise token_spent()
+        return account.id, credited_msat
 
     def payment_request(self, need_msat: int) -> PaymentRequired:
         sats = max(1, -(-need_msat // 1000))
@@ -326,7 +357,7 @@ class Payments:
             if self.node.ledger.find(key_hash) is None:
                 with contextlib.suppress(cashu.AlreadyCredited):  # a racing or earlier attempt
                     await self.node.wallet.receive(token, what)
-        return key, self._untouched(key_hash, what)
+        return key, self._untouched(key_hash, what)[0]
 
     async def topup(self, account_id: int, token: str) -> int:
         """msat added; a retry of a topup already credited answers the same (idempotent)."""

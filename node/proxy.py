@@ -25,7 +25,7 @@ from node.context import Node
 from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
 from node.metering import ChatMeter, Measured, Meter, Plan, estimate_prompt_tokens
 from node.observe import trace_of
-from node.payments import Payer
+from node.payments import Payer, token_spent
 from node.pricing import Usage
 from node.providers import MONITOR
 from node.sse import SseReader, encode_event
@@ -71,23 +71,37 @@ class MeteredCall:
         return self.measured.usage
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
-        account = self.node.ledger.get(self.payer.account_id)
+        ledger = self.node.ledger
+        account = ledger.get(self.payer.account_id)
         plan = self.meter.plan(self.node, self.model, body, raw, account.available_msat)
-        if not self.node.ledger.reserve(
-            account.id, self.request_id, plan.max_cost_msat, plan.floor_msat, self.model.id
-        ):
-            raise PaymentRequired("insufficient balance: the balance is held by other requests")
         self.plan = plan
         stream = self.meter.streams and bool(body.get("stream"))
         if stream:
             self.meter.prepare_stream(body)
-        try:
+        try:  # from here on the reservation may exist (even if this task is cancelled)
+            if not await ledger.areserve(
+                account.id,
+                self.request_id,
+                plan.max_cost_msat,
+                plan.floor_msat,
+                self.model.id,
+                self.payer.untouched_msat,
+            ):
+                raise self._not_reserved()
             answer = await self._first_answer(body, stream)
             if stream:
                 return await self._stream(answer)
             return await self._plain(answer)
         finally:
-            self._settle()
+            await self._settle()
+
+    def _not_reserved(self) -> NodeError:
+        account = self.node.ledger.get(self.payer.account_id)
+        if self.payer.untouched_msat is not None and (
+            account.reserved_msat or account.balance_msat != self.payer.untouched_msat
+        ):
+            return token_spent()  # a racing request with the same one-shot token got there first
+        return PaymentRequired("insufficient balance: the balance is held by other requests")
 
     async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
         """Try the model's upstreams in turn (healthy ones first) until one answers."""
@@ -116,15 +130,17 @@ class MeteredCall:
         assert last is not None  # a model has at least one route
         raise last
 
-    def _settle(self) -> None:
+    async def _settle(self) -> None:
         if self.settled:
             return
         self.settled = True
         if not self.produced:
-            self.node.ledger.release(self.request_id)
+            await self.node.ledger.arelease(self.request_id)
             return
         cost = self.meter.cost(self.node.pricer, self.model, self.plan, self.measured)
-        self.cost_msat = self.trace.cost_msat = self.node.ledger.settle(self.request_id, cost)
+        self.cost_msat = self.trace.cost_msat = await self.node.ledger.asettle(
+            self.request_id, cost
+        )
         if self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 
@@ -135,11 +151,11 @@ class MeteredCall:
         self.produced = True
         if parsed is None:  # a transcription as text, srt or vtt: passed on as it came
             self.measured = self.meter.measure_text(answer.head)
-            self._settle()
+            await self._settle()
             headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
         self.measured = self.meter.measure(parsed)
-        self._settle()
+        await self._settle()
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
@@ -170,7 +186,7 @@ class MeteredCall:
                 return out
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
-                self._settle()  # before the client can see the error
+                await self._settle()  # before the client can see the error
                 self.trace.upstream_failed("upstream_stream_broken")
                 error = _error_event(exc) | await self.payer.finish(self, in_band=True)
                 await self._write_safely(out, encode_event(error))
@@ -184,7 +200,7 @@ class MeteredCall:
 
     async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
         """Settle, then send the usage event with the cost (and any change), then [DONE]."""
-        self._settle()
+        await self._settle()
         final = reader.usage_event or {
             "object": "chat.completion.chunk",
             "choices": [],

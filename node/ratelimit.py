@@ -32,8 +32,8 @@ from aiohttp.typedefs import Handler
 
 from node.context import NODE
 from node.errors import RateLimited
-from node.ledger import hash_key
 from node.metrics import METRICS
+from node.payments import account_by_secret
 from node.settings import LimitsSection
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # for load balancers and scrapers
@@ -164,15 +164,15 @@ def credential(request: web.Request) -> str | None:
 @dataclass
 class Limiter:
     store: RateStore
-    is_account: Callable[[str], bool]  # key hash -> does an account hold it?
+    account_key: Callable[[web.Request, str], str | None]  # the key hash, if an account holds it
     clock: Callable[[], float] = time.monotonic
 
     def bucket(self, request: web.Request) -> tuple[str, str]:
         """(scope, bucket key): a known account's key hash, else the client's IP."""
         secret = credential(request)
         if secret is not None:
-            key_hash = hash_key(secret)
-            if self.is_account(key_hash):
+            key_hash = self.account_key(request, secret)
+            if key_hash is not None:
                 return "key", "key:" + key_hash
         return "ip", "ip:" + (request.remote or "unknown")
 
@@ -210,8 +210,12 @@ async def _add_headers(request: web.BaseRequest, response: web.StreamResponse) -
             response.headers.setdefault(name, value)
 
 
-def _account_exists(app: web.Application) -> Callable[[str], bool]:
-    return lambda key_hash: app[NODE].ledger.find(key_hash) is not None
+def _account_key(app: web.Application) -> Callable[[web.Request, str], str | None]:
+    def account_key(request: web.Request, secret: str) -> str | None:
+        key_hash, account_id = account_by_secret(request, app[NODE].ledger, secret)
+        return key_hash if account_id is not None else None
+
+    return account_key
 
 
 def setup(app: web.Application, limits: LimitsSection, store: RateStore | None = None) -> None:
@@ -219,5 +223,5 @@ def setup(app: web.Application, limits: LimitsSection, store: RateStore | None =
     windows = windows_from(limits)
     if not windows:
         return
-    app[LIMITER] = Limiter(store or MemoryRateStore(windows), _account_exists(app))
+    app[LIMITER] = Limiter(store or MemoryRateStore(windows), _account_key(app))
     app.on_response_prepare.append(_add_headers)

@@ -110,11 +110,16 @@ async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> b
 
 async def chunks(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The rest of the body, chunk by chunk; TimeoutError after `idle_timeout_s` of silence."""
+    content = resp.content
     while True:
-        async with asyncio.timeout(upstream.idle_timeout_s):
-            data = await resp.content.readany()
+        data = content.read_nowait()  # what has arrived already needs no timer (most bodies)
         if not data:
-            return
+            if content.at_eof():
+                return
+            async with asyncio.timeout(upstream.idle_timeout_s):
+                data = await content.readany()
+            if not data:
+                return
         yield data
 
 

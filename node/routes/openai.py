@@ -34,7 +34,8 @@ async def _metered(
     try:
         return await MeteredCall(node, request, payer, model, meter.path, meter).run(body, raw)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
-        exc.headers.update(await payer.finish(None))
+        if exc.code != "token_spent":  # else the account is another request's, with the token
+            exc.headers.update(await payer.finish(None))
         raise
 
 
