@@ -20,7 +20,13 @@ if TYPE_CHECKING:
 
 # mints: real Nutshell mints and its wallet; logcheck: fails a test whose logs hold a secret
 # pg: throwaway PostgreSQL databases and the store_backend parameter
-pytest_plugins = ["tests.support.mints", "tests.support.logcheck", "tests.support.pg"]
+# sdk: async OpenAI clients closed after each test
+pytest_plugins = [
+    "tests.support.mints",
+    "tests.support.logcheck",
+    "tests.support.pg",
+    "tests.support.sdk",
+]
 
 BEHAVIOURS = ["nousage", "slow", "fail500", "fail429", "badjson", "cut"]
 

@@ -12,6 +12,7 @@ import pytest
 import wallet as cashu
 from tests.conftest import NodeHandle
 from tests.support.pg import BOTH_BACKENDS
+from tests.support.sdk import async_openai
 
 pytestmark = BOTH_BACKENDS
 
@@ -24,9 +25,7 @@ def paid_node(make_node, mint, fee_mint) -> NodeHandle:  # type: ignore[no-untyp
 
 
 def sdk(node: NodeHandle, key: str = "unused", **headers: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(
-        base_url=f"{node.url}/v1", api_key=key, max_retries=0, default_headers=headers
-    )
+    return async_openai(f"{node.url}/v1", key, **headers)
 
 
 # Far above any answer the node gives (its mint calls time out after 10 s): a hang fails fast.

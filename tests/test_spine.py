@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.sdk import async_openai
 
 EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500}}  # → 2000 msat
 
@@ -19,7 +20,7 @@ def client(node: NodeHandle, key: str) -> openai.OpenAI:
 
 
 def aclient(node: NodeHandle, key: str) -> openai.AsyncOpenAI:
-    return openai.AsyncOpenAI(base_url=f"{node.url}/v1", api_key=key, max_retries=0)
+    return async_openai(f"{node.url}/v1", key)
 
 
 def hello(model: str = "test-model", **kwargs: object) -> dict[str, object]:
