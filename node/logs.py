@@ -11,6 +11,7 @@ Structured fields travel in `extra={"fields": {...}}` and come out as top-level 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -147,11 +148,58 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 
+class TurnBufferedHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that, on the event loop, writes the lines of one loop turn at once.
+
+    Under load one turn finishes many requests: their access lines go out in one write instead
+    of a write and a flush each. A warning or worse is written at once (after what is
+    buffered, keeping the order), and so is everything logged off the loop's thread. A process
+    killed outright loses at most the INFO lines of the turn it was in.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno < logging.WARNING:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is not None:
+                self._lines.append(line)
+                if len(self._lines) == 1:
+                    loop.call_soon(self.flush)
+                return
+        self._lines.append(line)
+        self.flush()
+
+    def flush(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            lines, self._lines = self._lines, []
+            try:
+                if lines:
+                    self.stream.write("".join(lines))
+                self.stream.flush()
+            except (OSError, ValueError):  # a closed or broken stream must not break the node
+                pass
+
+
 def configure_logging(
     level: str = "INFO", fmt: str = "json", secrets: Iterable[str] = ()
 ) -> logging.Handler:
     """Replace the root logger's handlers by one stderr handler; redact on every handler."""
-    handler = logging.StreamHandler(sys.stderr)
+    # Nothing we write shows the caller, thread or process: don't compute them for each record
+    # (the logging HOWTO's "Optimization" switches).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    handler = TurnBufferedHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):

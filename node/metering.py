@@ -61,6 +61,9 @@ def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
     )
 
 
+UNLIMITED_MSAT = 1 << 62  # a balance to plan with when the real one does not matter
+
+
 def estimate_prompt_tokens(raw_body: bytes) -> int:
     # Tokens average ~4 bytes of JSON text; counting the whole body (keys, tools) errs high.
     return len(raw_body) // 4 + 16

@@ -12,6 +12,7 @@ Labels stay bounded: routes are route templates (or "unmatched"), models are cat
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -55,8 +56,16 @@ class LedgerCollector(Collector):
         yield GaugeMetricFamily("nutgate_accounts", "Accounts in the ledger", value=accounts)
 
 
+class RequestSeries(NamedTuple):
+    requests: Counter
+    latency: Histogram
+    overhead: Histogram
+    charged_msat: Counter
+
+
 class Metrics:
     def __init__(self) -> None:
+        self._request_series: dict[tuple[str, str, int], RequestSeries] = {}
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -97,6 +106,19 @@ class Metrics:
         self.mint_errors = Counter(
             "nutgate_mint_errors", "Failed mint operations", ["mint", "kind"], registry=r
         )
+
+    def request_series(self, route: str, model: str, status: int) -> RequestSeries:
+        """The series one answered request moves, looked up once per label set (bounded)."""
+        key = (route, model, status)
+        series = self._request_series.get(key)
+        if series is None:
+            series = self._request_series[key] = RequestSeries(
+                self.requests.labels(route, model, str(status)),
+                self.latency.labels(route),
+                self.overhead.labels(route),
+                self.charged_msat.labels(model),
+            )
+        return series
 
     def watch_ledger(self, ledger: Callable[[], Ledger | None]) -> None:
         self.registry.register(LedgerCollector(ledger))

@@ -113,12 +113,13 @@ def _record(request: web.Request, trace: Trace, status: int, code: str | None) -
     elapsed = time.perf_counter() - trace.started
     route = route_of(request)
     metrics = request.app[METRICS]
-    metrics.requests.labels(route, trace.model, str(status)).inc()
-    metrics.latency.labels(route).observe(elapsed)
+    series = metrics.request_series(route, trace.model, status)
+    series.requests.inc()
+    series.latency.observe(elapsed)
     if trace.reached_upstream:
-        metrics.overhead.labels(route).observe(max(0.0, elapsed - trace.upstream_s))
+        series.overhead.observe(max(0.0, elapsed - trace.upstream_s))
     if trace.cost_msat:
-        metrics.charged_msat.labels(trace.model).inc(trace.cost_msat)
+        series.charged_msat.inc(trace.cost_msat)
     for upstream, upstream_code in trace.upstream_errors:
         metrics.upstream_errors.labels(upstream, upstream_code).inc()
     fields = {

@@ -23,7 +23,14 @@ from node import upstream
 from node.catalogue import Model, Route
 from node.context import Node
 from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
-from node.metering import ChatMeter, Measured, Meter, Plan, estimate_prompt_tokens
+from node.metering import (
+    UNLIMITED_MSAT,
+    ChatMeter,
+    Measured,
+    Meter,
+    Plan,
+    estimate_prompt_tokens,
+)
 from node.observe import trace_of
 from node.payments import Payer, token_spent
 from node.pricing import Usage
@@ -63,6 +70,7 @@ class MeteredCall:
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
         self.settled = False
+        self.reserving = False
         self.route: Route | None = None  # the one that answered
 
     @property
@@ -71,23 +79,11 @@ class MeteredCall:
         return self.measured.usage
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
-        ledger = self.node.ledger
-        account = ledger.get(self.payer.account_id)
-        plan = self.meter.plan(self.node, self.model, body, raw, account.available_msat)
-        self.plan = plan
         stream = self.meter.streams and bool(body.get("stream"))
-        if stream:
-            self.meter.prepare_stream(body)
-        try:  # from here on the reservation may exist (even if this task is cancelled)
-            if not await ledger.areserve(
-                account.id,
-                self.request_id,
-                plan.max_cost_msat,
-                plan.floor_msat,
-                self.model.id,
-                self.payer.untouched_msat,
-            ):
-                raise self._not_reserved()
+        try:
+            self.plan = await self._reserve(body, raw)
+            if stream:
+                self.meter.prepare_stream(body)
             answer = await self._first_answer(body, stream)
             if stream:
                 return await self._stream(answer)
@@ -95,13 +91,33 @@ class MeteredCall:
         finally:
             await self._settle()
 
-    def _not_reserved(self) -> NodeError:
-        account = self.node.ledger.get(self.payer.account_id)
-        if self.payer.untouched_msat is not None and (
-            account.reserved_msat or account.balance_msat != self.payer.untouched_msat
-        ):
-            return token_spent()  # a racing request with the same one-shot token got there first
-        return PaymentRequired("insufficient balance: the balance is held by other requests")
+    async def _reserve(self, body: dict[str, Any], raw: bytes) -> Plan:
+        """Plan as if the balance were unlimited and reserve that, which saves reading the
+        balance on the usual path; only if the account cannot hold it, read what it has and
+        plan within that."""
+        ledger, payer = self.node.ledger, self.payer
+        available: int | None = None
+        while True:
+            limit = UNLIMITED_MSAT if available is None else available
+            plan = self.meter.plan(self.node, self.model, body, raw, limit)
+            self.reserving = True  # the reservation may exist from here, even if cancelled
+            if await ledger.areserve(
+                payer.account_id,
+                self.request_id,
+                plan.max_cost_msat,
+                plan.floor_msat,
+                self.model.id,
+                payer.untouched_msat,
+            ):
+                return plan
+            if available is not None:
+                raise PaymentRequired("insufficient balance: the balance is held by other requests")
+            account = ledger.get(payer.account_id)
+            if payer.untouched_msat is not None and (
+                account.reserved_msat or account.balance_msat != payer.untouched_msat
+            ):
+                raise token_spent()  # a racing request with the same one-shot token got there
+            available = account.available_msat
 
     async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
         """Try the model's upstreams in turn (healthy ones first) until one answers."""
@@ -135,7 +151,8 @@ class MeteredCall:
             return
         self.settled = True
         if not self.produced:
-            await self.node.ledger.arelease(self.request_id)
+            if self.reserving:
+                await self.node.ledger.arelease(self.request_id)
             return
         cost = self.meter.cost(self.node.pricer, self.model, self.plan, self.measured)
         self.cost_msat = self.trace.cost_msat = await self.node.ledger.asettle(
@@ -173,13 +190,11 @@ class MeteredCall:
         )
         async with answer.resp:
             await out.prepare(self.request)
-            try:
-                for event in reader.feed(answer.head):
-                    await out.write(event)
+            try:  # the events of one upstream chunk leave in one write
+                await self._relay(out, reader, answer.head)
                 chunks = upstream.chunks(answer.upstream, answer.resp)
                 async for data in self.trace.timed(chunks):
-                    for event in reader.feed(data):
-                        await out.write(event)
+                    await self._relay(out, reader, data)
             except ConnectionResetError:
                 self._note(reader)
                 log.info("request %s: client went away mid-stream", self.request_id)
@@ -194,6 +209,12 @@ class MeteredCall:
         self._note(reader)
         await self._end_stream(out, reader)
         return out
+
+    @staticmethod
+    async def _relay(out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+        events = reader.feed(data)
+        if events:
+            await out.write(b"".join(events))
 
     def _note(self, reader: SseReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -92,7 +92,7 @@ _HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as OpenAI's error envelope; a bug leaves as a bare 500."""
-    request_id = uuid.uuid4().hex
+    request_id = secrets.token_hex(16)  # 32 hex digits, as uuid4().hex, for less work
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)

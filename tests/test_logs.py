@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -14,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from node.logs import JsonFormatter, RedactFilter, configure_logging, redact, secrets_of
+from node.logs import (
+    JsonFormatter,
+    RedactFilter,
+    TurnBufferedHandler,
+    configure_logging,
+    redact,
+    secrets_of,
+)
 from node.settings import load_settings
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
@@ -179,3 +187,44 @@ def test_serve_writes_json_lines_without_secrets(tmp_path: Path, upstream) -> No
     assert any(a["request_id"] == reply.headers["x-request-id"] for a in access)
     for secret in [TOKEN_A, KEY, "s3cret-admin-pw", "plain-upstream-key"]:
         assert secret not in stderr
+
+
+class CountingStream(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+async def test_lines_of_one_loop_turn_go_out_in_one_write() -> None:
+    stream = CountingStream()
+    handler = TurnBufferedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.addFilter(RedactFilter())
+    log = logging.getLogger("nutgate.test-buffered")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.info("one %s", KEY)
+        log.info("two")
+        assert stream.writes == 0  # held until the end of this turn
+        log.warning("three")  # written at once, after what was held
+        assert stream.getvalue() == "INFO one sk-[redacted]\nINFO two\nWARNING three\n"
+        log.info("four")
+        log.info("five")
+        await asyncio.sleep(0)
+        assert stream.getvalue().endswith("WARNING three\nINFO four\nINFO five\n")
+        assert stream.writes == 2
+    finally:
+        log.removeHandler(handler)
+
+
+def test_off_the_event_loop_each_line_is_written_at_once() -> None:
+    stream = CountingStream()
+    handler = TurnBufferedHandler(stream)
+    record = logging.LogRecord("x", logging.INFO, "", 0, "plain", None, None)
+    handler.handle(record)
+    assert stream.getvalue() == "plain\n"

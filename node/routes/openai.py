@@ -11,7 +11,14 @@ from node import presets
 from node.audio import Upload
 from node.context import NODE
 from node.errors import BadRequest, NodeError
-from node.metering import AudioMeter, ChatMeter, EmbeddingsMeter, ImagesMeter, Meter
+from node.metering import (
+    UNLIMITED_MSAT,
+    AudioMeter,
+    ChatMeter,
+    EmbeddingsMeter,
+    ImagesMeter,
+    Meter,
+)
 from node.proxy import MeteredCall
 from node.web import json_response, read_body, read_json
 
@@ -28,7 +35,7 @@ async def _metered(
         raw = orjson.dumps(body)  # the estimate counts what goes upstream
 
     def quote() -> int:  # the most this request can cost, whatever the balance
-        return meter.plan(node, model, dict(body), raw, available=1 << 62).max_cost_msat
+        return meter.plan(node, model, dict(body), raw, available=UNLIMITED_MSAT).max_cost_msat
 
     payer = await node.payments.resolve(request, quote)
     try:
