@@ -199,35 +199,11 @@ class Ledger:
 
     # --- reservations ---------------------------------------------------------------------
 
-    def reserve(
-        self,
-        account_id: int,
-        reservation_id: str,
-        amount_msat: int,
-        floor_msat: int = 0,
-        model: str | None = None,
-    ) -> bool:
-        """Hold `amount_msat` for a request; False when the available balance is short."""
-        with self.db.transaction() as conn:
-            return self._reserve(conn, account_id, reservation_id, amount_msat, floor_msat, model)
+    # A request's reservation and settlement are committed together with other requests'
+    # writes (one commit per turn of the event loop, see group_commit), each durable before
+    # its caller resumes.
 
-    def settle(self, reservation_id: str, cost_msat: int) -> int:
-        """Charge the real cost and release the rest. Returns the msat charged.
-
-        The charge is capped at what the account can pay (this reservation plus its unreserved
-        balance), so an account never goes below zero. Settling twice charges once.
-        """
-        with self.db.transaction() as conn:
-            return self._settle(conn, reservation_id, max(0, cost_msat))
-
-    def release(self, reservation_id: str) -> None:
-        with self.db.transaction() as conn:
-            self._settle(conn, reservation_id, 0)
-
-    # The same three for requests: committed together with other requests' writes (one commit
-    # per turn of the event loop, see group_commit), each durable before its caller resumes.
-
-    async def areserve(
+    async def reserve(
         self,
         account_id: int,
         reservation_id: str,
@@ -236,7 +212,9 @@ class Ledger:
         model: str | None = None,
         untouched_msat: int | None = None,
     ) -> bool:
-        """`untouched_msat`: also False unless the account holds exactly that and nothing is
+        """Hold `amount_msat` for a request; False when the available balance is short.
+
+        `untouched_msat`: also False unless the account holds exactly that and nothing is
         reserved from it (a one-shot token's account, used by one request only)."""
         return await self.commits.run(
             lambda conn: self._reserve(
@@ -244,11 +222,16 @@ class Ledger:
             )
         )
 
-    async def asettle(self, reservation_id: str, cost_msat: int) -> int:
+    async def settle(self, reservation_id: str, cost_msat: int) -> int:
+        """Charge the real cost and release the rest. Returns the msat charged.
+
+        The charge is capped at what the account can pay (this reservation plus its unreserved
+        balance), so an account never goes below zero. Settling twice charges once.
+        """
         cost = max(0, cost_msat)
         return await self.commits.run(lambda conn: self._settle(conn, reservation_id, cost))
 
-    async def arelease(self, reservation_id: str) -> None:
+    async def release(self, reservation_id: str) -> None:
         await self.commits.run(lambda conn: self._settle(conn, reservation_id, 0))
 
     def _reserve(
@@ -259,7 +242,7 @@ class Ledger:
         amount_msat: int,
         floor_msat: int,
         model: str | None,
-        untouched_msat: int | None = None,
+        untouched_msat: int | None,
     ) -> bool:
         now = _now()
         untouched = "" if untouched_msat is None else _UNTOUCHED

@@ -101,7 +101,7 @@ class MeteredCall:
             limit = UNLIMITED_MSAT if available is None else available
             plan = self.meter.plan(self.node, self.model, body, raw, limit)
             self.reserving = True  # the reservation may exist from here, even if cancelled
-            if await ledger.areserve(
+            if await ledger.reserve(
                 payer.account_id,
                 self.request_id,
                 plan.max_cost_msat,
@@ -152,12 +152,10 @@ class MeteredCall:
         self.settled = True
         if not self.produced:
             if self.reserving:
-                await self.node.ledger.arelease(self.request_id)
+                await self.node.ledger.release(self.request_id)
             return
         cost = self.meter.cost(self.node.pricer, self.model, self.plan, self.measured)
-        self.cost_msat = self.trace.cost_msat = await self.node.ledger.asettle(
-            self.request_id, cost
-        )
+        self.cost_msat = self.trace.cost_msat = await self.node.ledger.settle(self.request_id, cost)
         if self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 

@@ -1,7 +1,9 @@
-"""The ledger on its own: reservations, settlement, orphans after a crash, audit."""
+"""The ledger on its own: reservations, settlement, orphans after a crash, audit; and the group
+commit that makes requests' reservations and settlements durable together."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +11,7 @@ import pytest
 
 from node.errors import PaymentRequired
 from node.ledger import MIGRATIONS, Ledger, hash_key
-from node.store import IntegrityError
+from node.store import Database, IntegrityError
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
 
 pytestmark = BOTH_BACKENDS
@@ -26,38 +28,38 @@ def ledger(opener: Opener) -> Ledger:
     return Ledger(opener())
 
 
-def test_reserve_never_takes_more_than_is_available(ledger: Ledger) -> None:
+async def test_reserve_never_takes_more_than_is_available(ledger: Ledger) -> None:
     account = ledger.grant(hash_key("sk-a"), 100)
-    assert ledger.reserve(account, "r1", 60)
-    assert not ledger.reserve(account, "r2", 41)
-    assert ledger.reserve(account, "r3", 40)
+    assert await ledger.reserve(account, "r1", 60)
+    assert not await ledger.reserve(account, "r2", 41)
+    assert await ledger.reserve(account, "r3", 40)
     assert ledger.get(account).available_msat == 0
 
 
-def test_settle_charges_real_cost_and_releases_the_rest(ledger: Ledger) -> None:
+async def test_settle_charges_real_cost_and_releases_the_rest(ledger: Ledger) -> None:
     account = ledger.grant(hash_key("sk-a"), 100)
-    ledger.reserve(account, "r1", 60)
-    assert ledger.settle("r1", 25) == 25
-    assert ledger.settle("r1", 25) == 0  # settling twice charges once
+    await ledger.reserve(account, "r1", 60)
+    assert await ledger.settle("r1", 25) == 25
+    assert await ledger.settle("r1", 25) == 0  # settling twice charges once
     got = ledger.get(account)
     assert (got.balance_msat, got.reserved_msat) == (75, 0)
     assert ledger.audit() == []
 
 
-def test_settle_never_takes_the_account_below_zero(ledger: Ledger) -> None:
+async def test_settle_never_takes_the_account_below_zero(ledger: Ledger) -> None:
     account = ledger.grant(hash_key("sk-a"), 100)
-    ledger.reserve(account, "r1", 30)
-    ledger.reserve(account, "r2", 50)
-    assert ledger.settle("r1", 500) == 50  # its 30 plus the 20 nobody holds
-    assert ledger.settle("r2", 50) == 50
+    await ledger.reserve(account, "r1", 30)
+    await ledger.reserve(account, "r2", 50)
+    assert await ledger.settle("r1", 500) == 50  # its 30 plus the 20 nobody holds
+    assert await ledger.settle("r2", 50) == 50
     assert ledger.get(account).balance_msat == 0
     assert ledger.audit() == []
 
 
-def test_orphaned_reservations_are_charged_their_floor_at_start(opener: Opener) -> None:
+async def test_orphaned_reservations_are_charged_their_floor_at_start(opener: Opener) -> None:
     first = Ledger(opener())
     account = first.grant(hash_key("sk-a"), 1000)
-    first.reserve(account, "r1", 600, floor_msat=70)
+    await first.reserve(account, "r1", 600, floor_msat=70)
     first.db.close()  # the process dies with the request in flight
     second = Ledger(opener())
     eventually(lambda: second.resolve_orphans() == 1)
@@ -66,9 +68,9 @@ def test_orphaned_reservations_are_charged_their_floor_at_start(opener: Opener) 
     assert second.audit() == []
 
 
-def test_debit_refuses_what_is_reserved(ledger: Ledger) -> None:
+async def test_debit_refuses_what_is_reserved(ledger: Ledger) -> None:
     account = ledger.grant(hash_key("sk-a"), 100)
-    ledger.reserve(account, "r1", 80)
+    await ledger.reserve(account, "r1", 80)
     with pytest.raises(PaymentRequired), ledger.db.transaction() as conn:
         ledger.debit(conn, account, 30, "withdraw", "w1")
     assert ledger.get(account).balance_msat == 100
@@ -103,13 +105,15 @@ def test_keys_are_stored_only_as_hashes(ledger: Ledger) -> None:
     assert hash_key("sk-secret-key") in dump
 
 
-def test_a_live_instances_reservations_are_not_orphans(opener: Opener, store_backend: str) -> None:
+async def test_a_live_instances_reservations_are_not_orphans(
+    opener: Opener, store_backend: str
+) -> None:
     """Two instances on one database: the one starting leaves the other's requests alone."""
     if store_backend == "sqlite":
         pytest.skip("one node per SQLite database: every other instance is a dead one")
     running = Ledger(opener())
     account = running.grant(hash_key("sk-a"), 1000)
-    running.reserve(account, "r1", 600, floor_msat=70)
+    await running.reserve(account, "r1", 600, floor_msat=70)
     starting = Ledger(opener())
     assert starting.resolve_orphans() == 0
     assert starting.get(account).reserved_msat == 600
@@ -118,3 +122,89 @@ def test_a_live_instances_reservations_are_not_orphans(opener: Opener, store_bac
     got = starting.get(account)
     assert (got.balance_msat, got.reserved_msat) == (930, 0)
     assert starting.audit() == []
+
+
+# --- group commit -----------------------------------------------------------------------
+
+
+async def test_a_write_is_durable_before_its_asker_resumes(ledger: Ledger, opener: Opener) -> None:
+    account = ledger.grant(hash_key("sk-a"), 1000)
+    assert await ledger.reserve(account, "r1", 600, floor_msat=50)
+    elsewhere = Ledger(opener())  # another connection sees it: it is committed
+    assert elsewhere.get(account).reserved_msat == 600
+    assert await ledger.settle("r1", 250) == 250
+    assert elsewhere.get(account).balance_msat == 750
+    assert elsewhere.open_reservations() == 0
+
+
+async def test_concurrent_reservations_never_hold_more_than_the_balance(
+    ledger: Ledger,
+) -> None:
+    account = ledger.grant(hash_key("sk-a"), 1000)
+    held = await asyncio.gather(*(ledger.reserve(account, f"r{i}", 30) for i in range(50)))
+    assert held.count(True) == 33
+    got = ledger.get(account)
+    assert (got.balance_msat, got.reserved_msat) == (1000, 990)
+    charged = await asyncio.gather(*(ledger.settle(f"r{i}", 40) for i in range(50)))
+    assert sum(charged) == 1000  # 33 × 40 asked, never more than the account held
+    assert ledger.get(account).balance_msat == 0
+    assert ledger.audit() == []
+
+
+async def test_one_failing_write_fails_alone(ledger: Ledger) -> None:
+    account = ledger.grant(hash_key("sk-a"), 1000)
+    assert await ledger.reserve(account, "taken", 100)
+    results = await asyncio.gather(
+        ledger.reserve(account, "r1", 100),
+        ledger.reserve(account, "taken", 100),  # the same id again: refused by the database
+        ledger.reserve(account, "r2", 100),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], IntegrityError)
+    assert ledger.get(account).reserved_msat == 300
+    assert ledger.audit() == []
+
+
+async def test_a_write_is_made_even_if_its_asker_is_cancelled(ledger: Ledger) -> None:
+    account = ledger.grant(hash_key("sk-a"), 1000)
+    asker = asyncio.create_task(ledger.reserve(account, "r1", 100))
+    await asyncio.sleep(0)  # the write is queued
+    asker.cancel()
+    await asyncio.sleep(0.01)
+    assert asker.cancelled()
+    assert ledger.get(account).reserved_msat == 100  # and a later release finds it
+    await ledger.release("r1")
+    assert ledger.get(account).reserved_msat == 0
+
+
+async def test_writes_still_queued_at_shutdown_are_made(ledger: Ledger) -> None:
+    account = ledger.grant(hash_key("sk-a"), 1000)
+    askers = [asyncio.create_task(ledger.reserve(account, f"r{i}", 10)) for i in range(3)]
+    await asyncio.sleep(0)  # queued, not yet committed
+    ledger.commits.commit()  # what the node does on its way down
+    assert ledger.get(account).reserved_msat == 30
+    assert await asyncio.gather(*askers) == [True, True, True]
+
+
+async def test_writes_asked_in_one_turn_share_one_commit(ledger: Ledger) -> None:
+    db = ledger.db
+    account = ledger.grant(hash_key("sk-a"), 10_000)
+    if not isinstance(db, Database):  # PostgreSQL: every write of the batch sees one txid
+        txids = await asyncio.gather(
+            *(
+                ledger.commits.run(lambda c: c.execute("SELECT txid_current()").fetchone()[0])
+                for _ in range(20)
+            )
+        )
+        assert len(set(txids)) == 1
+        return
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    try:
+        await asyncio.gather(*(ledger.reserve(account, f"r{i}", 10) for i in range(20)))
+        await asyncio.gather(*(ledger.settle(f"r{i}", 5) for i in range(20)))
+    finally:
+        db.conn.set_trace_callback(None)
+    assert statements.count("COMMIT") == 2
+    assert ledger.get(account).balance_msat == 10_000 - 20 * 5
