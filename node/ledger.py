@@ -89,6 +89,11 @@ class Account:
     def available_msat(self) -> int:
         return self.balance_msat - self.reserved_msat
 
+    def untouched(self, credited_msat: int) -> bool:
+        """Nothing spent or reserved since the account was credited `credited_msat` (the
+        reservation's own write checks the same, see `_UNTOUCHED`)."""
+        return not self.reserved_msat and self.balance_msat == credited_msat
+
 
 @dataclass(frozen=True)
 class Mismatch:

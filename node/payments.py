@@ -325,10 +325,9 @@ class Payments:
         from it since; otherwise the token counts as spent."""
         account = self.node.ledger.find(key_hash)
         receipt = self.node.wallet.credited(what)
-        credited_msat = None if receipt is None else receipt.amount_msat
-        if account is None or account.reserved_msat or account.balance_msat != credited_msat:
+        if account is None or receipt is None or not account.untouched(receipt.amount_msat):
             raise token_spent()
-        return account.id, credited_msat
+        return account.id, receipt.amount_msat
 
     def payment_request(self, need_msat: int) -> PaymentRequired:
         sats = max(1, -(-need_msat // 1000))

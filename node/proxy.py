@@ -113,9 +113,7 @@ class MeteredCall:
             if available is not None:
                 raise PaymentRequired("insufficient balance: the balance is held by other requests")
             account = ledger.get(payer.account_id)
-            if payer.untouched_msat is not None and (
-                account.reserved_msat or account.balance_msat != payer.untouched_msat
-            ):
+            if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
                 raise token_spent()  # a racing request with the same one-shot token got there
             available = account.available_msat
 
