@@ -261,15 +261,15 @@ class Payments:
 
     async def account_for_key(self, key: str) -> int:
         """The account behind a Bearer value: an sk- key, or a token redeemed on first use."""
+        ledger = self.node.ledger
         key_hash = hash_key(key)
-        account = self.node.ledger.find(key_hash)
-        if account is not None:
-            return account.id
+        account_id = ledger.account_id(key_hash)
+        if account_id is not None:
+            return account_id
         if not is_token(key):
             raise Unauthorized("unknown API key")
         async with self._one_at_a_time(key_hash):
-            account = self.node.ledger.find(key_hash)  # a racing request redeemed it
-            if account is None:
+            if ledger.account_id(key_hash) is None:  # else a racing request redeemed it
                 try:
                     with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
                         # credited meanwhile by another node instance: the account is there
@@ -277,12 +277,11 @@ class Payments:
                 except TokenRejected:
                     # Spent because another process (or an earlier attempt) redeemed it into
                     # this very account: use it. Spent elsewhere: the refusal stands.
-                    account = self.node.ledger.find(key_hash)
-                    if account is None:
+                    if ledger.account_id(key_hash) is None:
                         raise
-                account = self.node.ledger.find(key_hash)
-        assert account is not None
-        return account.id
+            account_id = ledger.account_id(key_hash)
+        assert account_id is not None
+        return account_id
 
     async def resolve(self, request: web.Request, quote: Callable[[], int]) -> Payer:
         """Who pays for this request; with no payment at all, a 402 with a NUT-24 request.
@@ -353,7 +352,7 @@ class Payments:
             key = "sk-" + self.node.wallet.claim_secret(token)
             key_hash = hash_key(key)
             what = purpose("create", key_hash)
-            if self.node.ledger.find(key_hash) is None:
+            if self.node.ledger.account_id(key_hash) is None:
                 with contextlib.suppress(cashu.AlreadyCredited):  # a racing or earlier attempt
                     await self.node.wallet.receive(token, what)
         return key, self._untouched(key_hash, what)[0]
