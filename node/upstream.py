@@ -31,9 +31,13 @@ RETRYABLE = (UpstreamError, UpstreamTimeout, RateLimited)
 
 def new_session() -> aiohttp.ClientSession:
     # limit=0: long LLM calls must not queue behind the default 100-connection cap.
+    # No cookie jar: a cookie an upstream sets while answering one client must not go back
+    # with another client's request (and keeping none saves work on every call).
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
     return aiohttp.ClientSession(
-        connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        json_serialize=lambda o: orjson.dumps(o).decode(),
     )
 
 

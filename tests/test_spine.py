@@ -61,6 +61,18 @@ def test_cost_header_and_upstream_sees_only_its_own_key(node: NodeHandle, upstre
     assert key not in str(seen)
 
 
+def test_a_cookie_the_upstream_sets_never_goes_back_upstream(make_node, upstream) -> None:
+    # The node's one upstream session serves every client: a cookie kept from one client's
+    # answer would go out with the next client's request. (By host name: cookies from a bare
+    # IP address are refused anyway.)
+    url = upstream.url.replace("127.0.0.1", "localhost") + "/v1"
+    node = make_node(upstreams=[{"name": u, "base_url": url} for u in ("mock", "impatient")])
+    first, second = node.new_key(1_000_000), node.new_key(1_000_000)
+    client(node, first).chat.completions.create(**hello(max_tokens=5))
+    client(node, second).chat.completions.create(**hello(max_tokens=5))
+    assert "Cookie" not in upstream.mock.received[-1]["headers"]
+
+
 def test_first_chunk_arrives_while_upstream_still_produces(node: NodeHandle) -> None:
     key = node.new_key(1_000_000)
     started = time.monotonic()

@@ -12,7 +12,8 @@ A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of
 one model can fail on one upstream and answer on another. `down = True` makes every call
 (GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
 `report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one. Every POST
-received is recorded (path, headers, JSON body or form fields) in `received`.
+received is recorded (path, headers, JSON body or form fields) in `received`. Plain chat and
+completion answers set a cookie, as providers behind a CDN do.
 
 Endpoints: chat/completions, completions, responses (plain and SSE), embeddings,
 images/generations (per image), audio/transcriptions (WAV; usage in seconds, or in tokens for
@@ -137,7 +138,9 @@ class MockUpstream:
         }
         if "nousage" not in model:
             answer["usage"] = _reported(body, prompt, completion)
-        return web.json_response(answer)
+        response = web.json_response(answer)
+        response.set_cookie("__cf_bm", f"mock-{self.name}")  # as a real provider's CDN does
+        return response
 
     async def _stream(
         self, request: web.Request, body: dict[str, Any], prompt: int, completion: int
