@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
 from collections.abc import Awaitable
@@ -31,6 +32,15 @@ DEFAULT_BODY_TIMEOUT_S = 60.0
 LINGER_S = 2.0  # after an early answer (413, 408): read the rest of a body this long, then close
 
 T = TypeVar("T")
+
+# Request ids name reservations, payouts and log lines, so they must never repeat, not be
+# secret: a random prefix per process and a counter (32 hex digits, no syscall per request).
+_ID_PREFIX = secrets.token_hex(8)
+_id_counter = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
 
 
 def server_options(settings: Settings) -> dict[str, Any]:
@@ -92,7 +102,7 @@ _HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure leaves as OpenAI's error envelope; a bug leaves as a bare 500."""
-    request_id = secrets.token_hex(16)  # 32 hex digits, as uuid4().hex, for less work
+    request_id = new_request_id()
     request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
