@@ -46,9 +46,6 @@ POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # Measured with 100 000 accounts: a reserve+settle pair cost ~20 % less at 2 KiB than at
 # 4 KiB, and the same with 10 accounts. An existing database keeps the size it was made with.
 PAGE_SIZE = 2048
-# The WAL is checkpointed once it holds this much (SQLite counts pages: its default of 1000 was
-# 4 MiB at 4 KiB pages), whatever the page size.
-CHECKPOINT_BYTES = 4 << 20
 
 
 class Store(ABC):
@@ -138,8 +135,6 @@ class Database(Store):
         self.conn.row_factory = sqlite3.Row
         self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL mode writes the header
         self.conn.execute("PRAGMA journal_mode=WAL")
-        page_size = self.conn.execute("PRAGMA page_size").fetchone()[0]
-        self.conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_BYTES // page_size}")
         self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.conn.execute("PRAGMA busy_timeout=10000")
