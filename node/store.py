@@ -40,13 +40,6 @@ __all__ = ["Database", "IntegrityError", "Store", "open_store"]
 
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
-# A new SQLite database's page size. Each commit writes every page it changed to the WAL, and
-# each checkpoint syncs and copies them back: with many accounts a request changes pages of its
-# own (its account row, its entry-index leaf), so the bytes per request follow the page size.
-# Measured with 100 000 accounts: a reserve+settle pair cost ~20 % less at 2 KiB than at
-# 4 KiB, and the same with 10 accounts. An existing database keeps the size it was made with.
-PAGE_SIZE = 2048
-
 
 class Store(ABC):
     """What the ledger, the wallet and the admin use; see the module's docstring."""
@@ -133,7 +126,6 @@ class Database(Store):
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
-        self.conn.execute(f"PRAGMA page_size={PAGE_SIZE}")  # before WAL mode writes the header
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
         self.conn.execute("PRAGMA foreign_keys=ON")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from node.store import PAGE_SIZE, Database, IntegrityError
+from node.store import IntegrityError
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
 
 pytestmark = BOTH_BACKENDS
@@ -83,21 +82,3 @@ def test_one_instance_holds_a_singleton_until_it_closes(opener: Opener, store_ba
     assert not second.try_singleton("announcer")
     first.close()
     eventually(lambda: second.try_singleton("announcer"))
-
-
-def test_a_new_sqlite_database_gets_the_small_page_size_and_an_old_one_keeps_its_own(
-    tmp_path: Path, store_backend: str
-) -> None:
-    if store_backend != "sqlite":
-        pytest.skip("a SQLite file's page size")
-    fresh = Database(tmp_path / "new.db", {"test": SCHEMA})
-    assert fresh.query_one("PRAGMA page_size")[0] == PAGE_SIZE  # type: ignore[index]
-    fresh.close()
-    old_path = tmp_path / "old.db"
-    made_before = sqlite3.connect(old_path)  # a database made with SQLite's default, 4096
-    made_before.execute("CREATE TABLE kept (x INTEGER)")
-    made_before.close()
-    old = Database(old_path, {"test": SCHEMA})
-    assert old.query_one("PRAGMA page_size")[0] == 4096  # type: ignore[index]
-    assert old.query("SELECT name FROM sqlite_master WHERE name IN ('kept', 'things')")
-    old.close()
