@@ -123,7 +123,7 @@ def main() -> None:
         upstream.stop()
     print(f"\nthis: {ROOT}\nother: {args.other}  ({args.accounts} accounts, medians)")
     for key in ("rps", "cpu", "p50", "first_byte_ms"):
-        if key in figures["this"]:
+        if key in figures.get("this", {}):
             a, b = median(figures["this"][key]), median(figures["other"][key])
             print(f"  {key:14s} this {a:10.2f}   other {b:10.2f}   this/other {a / b:.3f}")
 
