@@ -125,10 +125,14 @@ class RedactFilter(logging.Filter):
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ts, level, logger, msg, the record's fields, exc."""
 
+    _second = (-1, "")  # the last second formatted, and its text: most lines share one
+
     def format(self, record: logging.LogRecord) -> str:
+        second = int(record.created)
+        if second != self._second[0]:
+            self._second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
         line: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": f"{self._second[1]}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -228,3 +228,18 @@ def test_off_the_event_loop_each_line_is_written_at_once() -> None:
     record = logging.LogRecord("x", logging.INFO, "", 0, "plain", None, None)
     handler.handle(record)
     assert stream.getvalue() == "plain\n"
+
+
+def test_each_line_carries_its_own_time_in_utc_to_the_millisecond() -> None:
+    formatter = JsonFormatter()
+
+    def stamped(created: float) -> str:
+        record = logging.LogRecord("t", logging.INFO, "", 0, "hello", None, None)
+        record.created, record.msecs = created, (created % 1) * 1000
+        return str(json.loads(formatter.format(record))["ts"])
+
+    # 2026-11-23 01:02:03 UTC, then the same second, the next one, and back (clock stepped)
+    assert stamped(1795395723.25) == "2026-11-23T01:02:03.250Z"
+    assert stamped(1795395723.5) == "2026-11-23T01:02:03.500Z"
+    assert stamped(1795395724.125) == "2026-11-23T01:02:04.125Z"
+    assert stamped(1795395723.75) == "2026-11-23T01:02:03.750Z"
