@@ -69,6 +69,8 @@ def rounds(nodes: dict[str, BenchNode], args: argparse.Namespace) -> Figures:
         for name, node in nodes.items():
             cpu0 = node.proc.cpu_s()
             run = load.run(node.url, node.keys_file, 32, args.seconds, LOAD_CPU)
+            if run.errors:  # a node answering errors fast is not a fast node
+                raise RuntimeError(f"{name}: {run.errors} errors in {run.requests} requests")
             figures[name]["rps"].append(run.rps)
             figures[name]["cpu"].append((node.proc.cpu_s() - cpu0) / max(1, run.requests) * 1e6)
             figures[name]["p50"].append(load.run(node.url, node.keys_file, 1, 2, LOAD_CPU).p50_us)
