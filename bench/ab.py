@@ -19,10 +19,7 @@ import asyncio
 import os
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-
-import aiohttp
 
 from bench import load
 from bench.nodes import BenchNode
@@ -67,38 +64,16 @@ def rounds(nodes: dict[str, BenchNode], args: argparse.Namespace) -> Figures:
     figures: Figures = {n: {"rps": [], "cpu": [], "p50": []} for n in nodes}
     for i in range(args.rounds):
         for name, node in nodes.items():
-            cpu0 = node.proc.cpu_s()
-            run = load.run(node.url, node.keys_file, 32, args.seconds, LOAD_CPU)
-            if run.errors:  # a node answering errors fast is not a fast node
-                raise RuntimeError(f"{name}: {run.errors} errors in {run.requests} requests")
+            url, keys = node.url, node.keys_file
+            run = load.measured(name, node.proc, url, keys, 32, args.seconds, LOAD_CPU)
             figures[name]["rps"].append(run.rps)
-            figures[name]["cpu"].append((node.proc.cpu_s() - cpu0) / max(1, run.requests) * 1e6)
-            figures[name]["p50"].append(load.run(node.url, node.keys_file, 1, 2, LOAD_CPU).p50_us)
+            figures[name]["cpu"].append(run.cpu_us)
+            figures[name]["p50"].append(load.run(url, keys, 1, 2, LOAD_CPU).p50_us)
         line = ", ".join(
             f"{n} {f['rps'][-1]:.0f}/s {f['cpu'][-1]:.0f}us" for n, f in figures.items()
         )
         print(f"round {i + 1}/{args.rounds}: {line}", flush=True)
     return figures
-
-
-async def first_bytes(nodes: dict[str, BenchNode], n: int) -> dict[str, list[float]]:
-    """Seconds to the first `data:` byte of a stream, one request to each node in turn."""
-    body = {**load.BODY, "stream": True}
-    times: dict[str, list[float]] = {name: [] for name in nodes}
-    async with aiohttp.ClientSession() as session:
-        for i in range(n + 10):  # the first 10 warm the connections
-            for name, node in nodes.items():
-                headers = {"Authorization": f"Bearer {node.keys[0]}"}
-                t0 = time.perf_counter()
-                first = None
-                url = node.url + "/v1/chat/completions"
-                async with session.post(url, json=body, headers=headers) as resp:
-                    async for chunk in resp.content.iter_any():
-                        if first is None and b"data:" in chunk:
-                            first = time.perf_counter() - t0
-                if i >= 10 and first is not None:
-                    times[name].append(first)
-    return times
 
 
 def main() -> None:
@@ -117,7 +92,8 @@ def main() -> None:
         if args.first_bytes:
             for node in nodes.values():
                 os.sched_setaffinity(node.proc.pid, {LOAD_CPU})
-            for name, times in asyncio.run(first_bytes(nodes, args.first_bytes)).items():
+            targets = {name: (node.url, node.keys[0]) for name, node in nodes.items()}
+            for name, times in asyncio.run(load.first_bytes(targets, args.first_bytes)).items():
                 figures.setdefault(name, {})["first_byte_ms"] = [t * 1e3 for t in times]
     finally:
         for node in nodes.values():

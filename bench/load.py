@@ -15,7 +15,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench.procs import PY, ROOT
+from bench.procs import PY, ROOT, Proc
 
 LUA = ROOT / "bench" / "post.lua"
 BODY = {
@@ -41,6 +41,19 @@ class Result:
 
 def have_wrk() -> bool:
     return shutil.which("wrk") is not None
+
+
+def measured(
+    name: str, server: Proc, url: str, keys_file: Path, conns: int, seconds: float, cpu: int | None
+) -> Result:
+    """`run`, with the server's CPU time per request; a run with errors stops the bench (a
+    server answering errors fast is not a fast server)."""
+    cpu0 = server.cpu_s()
+    res = run(url, keys_file, conns, seconds, cpu)
+    res.cpu_us = (server.cpu_s() - cpu0) / max(1, res.requests) * 1e6
+    if res.errors:
+        raise RuntimeError(f"{name}: {res.errors} errors in {res.requests} requests")
+    return res
 
 
 def run(
@@ -80,14 +93,15 @@ def run(
     )
 
 
-async def first_bytes(urls: dict[str, str], key: str, n: int) -> dict[str, list[float]]:
-    """Seconds from sending a streaming request to its first `data:` byte, alternating targets."""
+async def first_bytes(targets: dict[str, tuple[str, str]], n: int) -> dict[str, list[float]]:
+    """Seconds from sending a streaming request to its first `data:` byte, for each target
+    (name -> base URL and Bearer key), one request to each in turn."""
     body = {**BODY, "stream": True}
-    headers = {"Authorization": f"Bearer {key}"}
-    times: dict[str, list[float]] = {name: [] for name in urls}
+    times: dict[str, list[float]] = {name: [] for name in targets}
     async with aiohttp.ClientSession() as session:
         for i in range(n + 5):
-            for name, url in urls.items():
+            for name, (url, key) in targets.items():
+                headers = {"Authorization": f"Bearer {key}"}
                 t0 = time.perf_counter()
                 async with session.post(
                     url + "/v1/chat/completions", json=body, headers=headers

@@ -152,12 +152,8 @@ class Bench:
             "node": (self.node.url, self.node.keys_file, self.node.proc),
             "node_big": (self.big.url, self.big.keys_file, self.big.proc),
         }[name]
-        cpu0 = proc.cpu_s()
         with self.on_load_cpu(proc if one_cpu else None):
-            res = load.run(url, keys, conns, seconds, self.load_cpu)
-        res.cpu_us = (proc.cpu_s() - cpu0) / max(1, res.requests) * 1e6
-        if res.errors:
-            raise RuntimeError(f"{name}: {res.errors} errors in {res.requests} requests")
+            res = load.measured(name, proc, url, keys, conns, seconds, self.load_cpu)
         if name == "node":
             self.node_requests += res.requests
             self.rss_points.append((self.node_requests, self.node.proc.rss_kb() / 1024))
@@ -219,11 +215,16 @@ class Bench:
                 )
 
     def first_bytes(self) -> None:
-        urls = {"upstream": self.upstream.url, "bare": self.bare.url, "node": self.node.url}
+        key = self.node.keys[0]  # the upstream takes any key, the bare proxy the node's keys
+        targets = {
+            "upstream": (self.upstream.url, key),
+            "bare": (self.bare.url, key),
+            "node": (self.node.url, key),
+        }
         if self.load_cpu is not None:  # this client too: all on one CPU at c=1
             os.sched_setaffinity(0, {self.load_cpu})
         with self.on_load_cpu(self.bare), self.on_load_cpu(self.node.proc):
-            times = asyncio.run(load.first_bytes(urls, self.node.keys[0], self.args.first_bytes))
+            times = asyncio.run(load.first_bytes(targets, self.args.first_bytes))
         self.node_requests += len(times["node"]) + 5
         self.out["first_byte_ms"] = {
             n: {"p50": median(t) * 1e3, "p90": pct(t, 0.9) * 1e3} for n, t in times.items()
