@@ -108,6 +108,34 @@ async def test_concurrent_requests_never_overdraw(node: NodeHandle) -> None:
     node.assert_clean()
 
 
+async def test_concurrent_requests_on_a_short_balance_never_overdraw(
+    node: NodeHandle, upstream
+) -> None:
+    # No max_tokens: each request first tries to hold the model's whole answer (2000 msat),
+    # fails, reads the balance and tries again for what it affords (50 tokens) while the
+    # others do the same; one at a time gets it, the rest are refused, none overdraws.
+    key = node.new_key(100)
+    api = aclient(node, key)
+    before = len(upstream.mock.received)
+
+    async def one() -> str:
+        try:
+            await api.chat.completions.create(**hello("test-output-only"))
+            return "paid"
+        except openai.APIStatusError as exc:
+            assert exc.status_code == 402
+            return str(exc.body["message"])  # type: ignore[index]
+
+    outcomes = await asyncio.gather(*(one() for _ in range(20)))
+    paid = outcomes.count("paid")
+    assert 1 <= paid <= 5  # the mock answers 10 tokens: 20 msat each
+    refusals = {o for o in outcomes if o != "paid"}  # short when read, or taken meanwhile
+    assert all(o.startswith("insufficient balance") for o in refusals)
+    assert all(r["body"]["max_tokens"] <= 50 for r in upstream.mock.received[before:])
+    assert node.balance(key) == 100 - 20 * paid
+    node.assert_clean()
+
+
 def test_capped_max_tokens_when_balance_is_short(node: NodeHandle, upstream) -> None:
     key = node.new_key(100)  # 50 output tokens at most
     answer = client(node, key).chat.completions.create(**hello("test-output-only"))
