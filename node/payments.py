@@ -261,13 +261,15 @@ class Payments:
 
     async def account_for_key(self, key: str) -> int:
         """The account behind a Bearer value: an sk- key, or a token redeemed on first use."""
-        ledger = self.node.ledger
         key_hash = hash_key(key)
-        account_id = ledger.account_id(key_hash)
-        if account_id is not None:
-            return account_id
+        account_id = self.node.ledger.account_id(key_hash)
+        return account_id if account_id is not None else await self._first_use(key, key_hash)
+
+    async def _first_use(self, key: str, key_hash: str) -> int:
+        """A Bearer value no account holds yet: a token is redeemed into one, once."""
         if not is_token(key):
             raise Unauthorized("unknown API key")
+        ledger = self.node.ledger
         async with self._one_at_a_time(key_hash):
             if ledger.account_id(key_hash) is None:  # else a racing request redeemed it
                 try:
@@ -296,12 +298,12 @@ class Payments:
         key = bearer(request)
         if key is None:
             raise self.payment_request(quote())
-        _, account_id = account_by_secret(request, self.node.ledger, key)
+        key_hash, account_id = account_by_secret(request, self.node.ledger, key)
         if account_id is not None:
             return Payer(account_id)
         if is_token(key):
             quote()
-        return Payer(await self.account_for_key(key))
+        return Payer(await self._first_use(key, key_hash))
 
     async def one_shot(self, request: web.Request, token: str, most_sat: int) -> OneShotPayer:
         from node.web import REQUEST_ID
