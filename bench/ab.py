@@ -23,7 +23,7 @@ from pathlib import Path
 
 from bench import load
 from bench.nodes import BenchNode
-from bench.procs import PY, ROOT, Proc, free_port
+from bench.procs import PY, ROOT, mock_upstream
 from bench.report import median
 
 LOAD_CPU, SERVER_CPU = 0, 1
@@ -79,9 +79,7 @@ def rounds(nodes: dict[str, BenchNode], args: argparse.Namespace) -> Figures:
 def main() -> None:
     args = options()
     work = Path(tempfile.mkdtemp(prefix="nutgate-ab-"))
-    port = free_port()
-    serve = [PY, "-m", "bench.upstream_server", "--port", str(port)]
-    upstream = Proc("upstream", serve, port, work, cpu=LOAD_CPU).start()
+    upstream = mock_upstream(work, LOAD_CPU)
     upstream.wait_ready("/v1/models")
     nodes: dict[str, BenchNode] = {}
     try:

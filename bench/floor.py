@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench import load
 from bench.nodes import BenchNode
-from bench.procs import PY, Proc, free_port
+from bench.procs import PY, Proc, free_port, mock_upstream
 from bench.report import median, profile_top
 
 LOAD_CPU, SERVER_CPU = 0, 1
@@ -75,9 +75,7 @@ def spy(name: str, proc: Proc, keys: Path, out_dir: Path) -> None:
 def main() -> None:
     a = options()
     work = Path(tempfile.mkdtemp(prefix="nutgate-floor-"))
-    port = free_port()
-    serve = [PY, "-m", "bench.upstream_server", "--port", str(port)]
-    upstream = Proc("upstream", serve, port, work, cpu=LOAD_CPU).start()
+    upstream = mock_upstream(work, LOAD_CPU)
     procs = [upstream]
     try:
         upstream.wait_ready("/v1/models")

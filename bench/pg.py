@@ -27,7 +27,7 @@ import psycopg
 
 from bench import load
 from bench.nodes import BenchNode
-from bench.procs import PY, Proc, free_port
+from bench.procs import Proc, mock_upstream
 from bench.report import machine
 from node.app import open_database
 from node.ledger import Ledger
@@ -70,10 +70,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="nutgate-bench-pg-") as tmp:
         work = Path(tmp)
         try:
-            port = free_port()
-            upstream = Proc(
-                "upstream", [PY, "-m", "bench.upstream_server", "--port", str(port)], port, work
-            ).start()
+            upstream = mock_upstream(work)
             procs.append(upstream)
             upstream.wait_ready("/v1/models")
             a = BenchNode("pg-a", work, upstream.url, None, None, store_url=url)

@@ -112,3 +112,11 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def mock_upstream(work: Path, cpu: int | None = None) -> Proc:
+    """The in-repo mock upstream (bench/upstream_server.py), started; not yet waited for."""
+    port = free_port()
+    return Proc(
+        "upstream", [PY, "-m", "bench.upstream_server", "--port", str(port)], port, work, cpu=cpu
+    ).start()

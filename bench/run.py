@@ -29,7 +29,7 @@ from typing import Any
 
 from bench import load
 from bench.nodes import BenchNode
-from bench.procs import PY, Proc, free_port
+from bench.procs import PY, Proc, free_port, mock_upstream
 from bench.report import machine, median, pct, profile_top, slope
 
 RSS_CHUNKS = 4  # load runs of the RSS phase, at least, that its trend is taken over
@@ -91,14 +91,7 @@ class Bench:
             from bench.cashu_bench import CashuStack
 
             self.cashu = CashuStack()  # starts now, ready in 5-10 s
-        up_port = free_port()
-        self.upstream = Proc(
-            "upstream",
-            [PY, "-m", "bench.upstream_server", "--port", str(up_port)],
-            up_port,
-            self.work,
-            cpu=self.load_cpu,
-        ).start()
+        self.upstream = mock_upstream(self.work, self.load_cpu)
         self.procs.append(self.upstream)
         mint = self.cashu.url if self.cashu else None
         self.node = BenchNode("node-10", self.work, self.upstream.url, mint, self.server_cpu or 0)
