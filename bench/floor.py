@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench import load
 from bench.nodes import BenchNode
-from bench.procs import PY, Proc, free_port, mock_upstream
+from bench.procs import Proc, bare_proxy, mock_upstream
 from bench.report import median, profile_top
 
 LOAD_CPU, SERVER_CPU = 0, 1
@@ -48,13 +48,9 @@ def options() -> argparse.Namespace:
 
 
 def start_bare(name: str, flags: list[str], work: Path, upstream: str, keys: Path) -> Proc:
-    port = free_port()
-    args = [PY, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream + "/v1"]
-    args += ["--keys", str(keys)]
-    if "--ledger" in flags:
-        args += ["--ledger", str(work / f"{name}.db")]
-    args += [f for f in flags if f != "--ledger"]
-    return Proc(name, args, port, work, cpu=SERVER_CPU).start()
+    db = ("--ledger", str(work / f"{name}.db")) if "--ledger" in flags else ()
+    rest = tuple(f for f in flags if f != "--ledger")
+    return bare_proxy(work, upstream, keys, SERVER_CPU, name, db + rest)
 
 
 def spy(name: str, proc: Proc, keys: Path, out_dir: Path) -> None:

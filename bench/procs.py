@@ -120,3 +120,17 @@ def mock_upstream(work: Path, cpu: int | None = None) -> Proc:
     return Proc(
         "upstream", [PY, "-m", "bench.upstream_server", "--port", str(port)], port, work, cpu=cpu
     ).start()
+
+
+def bare_proxy(
+    work: Path,
+    upstream: str,
+    keys: Path,
+    cpu: int | None,
+    name: str = "bare",
+    flags: tuple[str, ...] = (),
+) -> Proc:
+    """bench/bare_proxy.py in front of `upstream` (the mock's URL), started; not yet waited for."""
+    port = free_port()
+    args = [PY, "-m", "bench.bare_proxy", "--port", str(port), "--upstream", upstream + "/v1"]
+    return Proc(name, [*args, "--keys", str(keys), *flags], port, work, cpu=cpu).start()
