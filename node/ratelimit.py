@@ -35,6 +35,7 @@ from node.errors import RateLimited
 from node.metrics import METRICS
 from node.payments import account_by_secret
 from node.settings import LimitsSection
+from node.web import check_credential_headers
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # for load balancers and scrapers
 SWEEP_EVERY_S = 60.0
@@ -183,6 +184,7 @@ DECISION = web.RequestKey("rate_decision", Decision)
 
 @web.middleware
 async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    check_credential_headers(request)  # the limiter is the first to read them; on or off
     limiter = request.app.get(LIMITER)
     if limiter is None or request.path in EXEMPT_PATHS:
         return await handler(request)

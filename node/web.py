@@ -85,14 +85,29 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
 
 async def read_body(request: web.Request, reading: Awaitable[T]) -> T:
     """`reading` (of the body), bounded: a client dribbling its body gets a 408, not a worker."""
-    if request.content.is_eof():  # the whole body is already here (most requests): no wait
-        return await reading
-    limit = request.config_dict.get(BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S)
     try:
-        async with asyncio.timeout(limit):
+        if request.content.is_eof():  # the whole body is already here (most requests): no wait
             return await reading
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {limit:g} s") from None
+        limit = request.config_dict.get(BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S)
+        try:
+            async with asyncio.timeout(limit):
+                return await reading
+        except TimeoutError:
+            raise RequestTimeout(f"the request body did not arrive within {limit:g} s") from None
+    except web.RequestPayloadError:  # e.g. a Content-Encoding the body does not decode with
+        raise BadRequest("the request body cannot be decoded as its headers say") from None
+
+
+# Headers whose values are hashed or compared as secrets. HTTP credentials are ASCII (token68,
+# base64); other bytes would reach the hash as undecodable text, so they are refused up front.
+CREDENTIAL_HEADERS = ("Authorization", "X-Cashu", "X-CSRF-Token")
+
+
+def check_credential_headers(request: web.Request) -> None:
+    for name in CREDENTIAL_HEADERS:
+        for value in request.headers.getall(name, ()):
+            if not value.isascii():
+                raise BadRequest(f"the {name} header must be ASCII", param=name)
 
 
 _HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}

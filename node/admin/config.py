@@ -2,6 +2,7 @@
 
 The file (and NUTGATE_* variables) seed the settings; the operator's changes are stored in
 `admin_settings` and laid over them at every start (`with_overrides`), so they win over the file.
+All apply live but `[limits]`: the rate limiter and the HTTP server read those at start.
 Environment variables still win over both, as they win over the file.
 
 Secrets (`node.admin_password`, `nostr.nsec`, each upstream's `api_key`) are write-only: reads
@@ -12,6 +13,7 @@ admin password is changed only through /admin/api/password, which asks for the c
 from __future__ import annotations
 
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -93,7 +95,7 @@ async def update_settings(node: Node, patch: dict[str, Any]) -> Settings:
 
 def validate(data: dict[str, Any]) -> Settings:
     try:
-        return load_settings(None, **data)
+        settings = load_settings(None, **data)
     except ConfigError as exc:
         cause = exc.__cause__
         if isinstance(cause, ValidationError):
@@ -104,6 +106,23 @@ def validate(data: dict[str, Any]) -> Settings:
             ) from None
         param = str(exc).split(":", 1)[0]
         raise BadRequest(str(exc), param=param, code="invalid_setting") from None
+    where = _non_finite(settings.model_dump())
+    if where is not None:  # pydantic takes "inf" and "nan" for a float; no price or limit is
+        raise BadRequest(f"{where}: must be a finite number", param=where, code="invalid_setting")
+    return settings
+
+
+def _non_finite(value: Any, path: str = "") -> str | None:
+    """The dotted path of the first infinite or NaN float in `value`, if any."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, list):
+        value = dict(enumerate(value))
+    for key, item in value.items() if isinstance(value, dict) else ():
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 def _table_changes(section: str, value: Any, current: dict[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def session_of(request: web.Request) -> str | None:
-    return request.cookies.get(COOKIE)
+    session = request.cookies.get(COOKIE)
+    return session if session is not None and session.isascii() else None  # ours are ASCII
 
 
 def guarded(handler: Handler) -> Handler:

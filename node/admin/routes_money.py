@@ -24,8 +24,9 @@ async def accounts(request: web.Request) -> web.Response:
 @guarded
 async def entries(request: web.Request) -> web.Response:
     raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise BadRequest("the account id is a number", param="id")
+    # ASCII digits only ("²".isdigit() is true), and within SQLite's 64-bit integers
+    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
+        raise BadRequest("the account id is a whole number below 2^63", param="id")
     limit = int_query(request, "limit", 200, 1, money.MAX_PAGE)
     return json_response(money.entries(node_of(request), int(raw), limit))
 

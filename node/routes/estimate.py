@@ -11,6 +11,9 @@ from node.web import json_response
 
 routes = web.RouteTableDef()
 
+# Far above any context window, and low enough that a cost in msat stays a 64-bit JSON integer.
+MAX_TOKENS = 10**12
+
 
 def _count(request: web.Request, name: str) -> int:
     raw = request.query.get(name, "0")
@@ -18,8 +21,10 @@ def _count(request: web.Request, name: str) -> int:
         value = int(raw)
     except ValueError:
         value = -1
-    if value < 0:
-        raise BadRequest(f"{name} must be a whole number of tokens, 0 or more", param=name)
+    if not 0 <= value <= MAX_TOKENS:
+        raise BadRequest(
+            f"{name} must be a whole number of tokens from 0 to {MAX_TOKENS}", param=name
+        )
     return value
 
 

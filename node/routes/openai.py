@@ -104,7 +104,10 @@ async def images(request: web.Request) -> web.StreamResponse:
 async def transcriptions(request: web.Request) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send the audio as multipart/form-data")
-    form = await read_body(request, request.post())
+    try:
+        form = await read_body(request, request.post())
+    except ValueError:  # aiohttp's multipart parser: no boundary, or not the one announced
+        raise BadRequest("the multipart/form-data body is malformed") from None
     upload = form.get("file")
     if not isinstance(upload, web.FileField):
         raise BadRequest("file is required: the audio to transcribe", param="file")
