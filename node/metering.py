@@ -12,6 +12,7 @@ said nothing. The proxy (node/proxy.py) does the rest the same way for all of th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -152,13 +153,13 @@ class ChatMeter(Meter):
         self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
-        field = next((f for f in self.limit_fields if f in body), self.limit_fields[-1])
-        requested = body.get(field)
-        if requested is None:
-            requested = model.max_output_tokens
-        elif not isinstance(requested, int) or isinstance(requested, bool) or requested < 1:
-            raise BadRequest(f"{field} must be a positive integer", param=field)
+        fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
+        limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
+        requested = min(limits, default=model.max_output_tokens)
         choices = 1 if self.path == "responses" else _positive_int(body, "n", 1, 128)
+        if self.path == "completions" and body.get("best_of") is not None:
+            # the upstream writes (and bills) best_of answers to return the best n
+            choices = max(choices, _positive_int(body, "best_of", 1, 128))
         prompt = estimate_prompt_tokens(raw)
         wanted = min(requested, model.max_output_tokens)
         affordable = node.pricer.completion_tokens_affordable(model.price, prompt, available)
@@ -167,7 +168,8 @@ class ChatMeter(Meter):
             least = Usage(prompt, min(MIN_ANSWER_TOKENS, wanted))
             raise _short(node.pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
-        body[field] = output  # the upstream must not produce more than was reserved
+        for field in fields:  # an upstream may read any of them: none may pass the reservation
+            body[field] = output
         return Plan(
             prompt_tokens=prompt,
             max_output_tokens=output,
@@ -190,13 +192,24 @@ class ChatMeter(Meter):
         return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
 
 
+def _output_limit(body: dict[str, Any], field: str) -> int | None:
+    requested = body.get(field)
+    if requested is not None and (
+        not isinstance(requested, int) or isinstance(requested, bool) or requested < 1
+    ):
+        raise BadRequest(f"{field} must be a positive integer", param=field)
+    return requested
+
+
 def _responses_chars(answer: dict[str, Any]) -> int:
     total = 0
-    for item in answer.get("output") or []:
+    output = answer.get("output")
+    for item in output if isinstance(output, list) else []:
         if not isinstance(item, dict):
             continue
         total += len(str(item.get("arguments") or ""))
-        for part in item.get("content") or []:
+        content = item.get("content")
+        for part in content if isinstance(content, list) else []:
             if isinstance(part, dict) and isinstance(part.get("text"), str):
                 total += len(part["text"])
     return total
@@ -219,6 +232,9 @@ class EmbeddingsMeter(Meter):
             raise _short(cost, available)
         return Plan(prompt, 0, cost, cost)
 
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_openai(answer.get("usage"), output=False))
+
 
 class _UnitMeter(Meter):
     """Priced per unit (image, second of audio), plus the model's per-request price."""
@@ -231,7 +247,9 @@ class _UnitMeter(Meter):
         return pricer.cost_msat(Price(Fraction(0), Fraction(0), request=usd), Usage())
 
     def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
-        return self.unit_cost(pricer, model, seen.units if seen.units is not None else plan.units)
+        # No more than reserved: an upstream reporting absurd units cannot drain an account.
+        units = plan.units if seen.units is None else min(seen.units, plan.units)
+        return self.unit_cost(pricer, model, units)
 
 
 class ImagesMeter(_UnitMeter):
@@ -288,11 +306,12 @@ class AudioMeter(_UnitMeter):
         self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         if model.audio_minute_usd is not None:
-            cost = self.unit_cost(node.pricer, model, self.seconds)
+            seconds = Fraction(math.ceil(self.seconds))  # upstreams bill whole seconds
+            cost = self.unit_cost(node.pricer, model, seconds)
             floor = cost if self.exact else 0
             if cost > available:
                 raise _short(cost, available)
-            return Plan(0, 0, cost, floor, units=self.seconds)
+            return Plan(0, 0, cost, floor, units=seconds)
         _need_token_price(model)
         prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16
         output = model.max_output_tokens

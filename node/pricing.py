@@ -18,6 +18,7 @@ from node.errors import ServiceUnavailable
 
 MSAT_PER_BTC = 10**11
 MTOK = 10**6
+MAX_TARIFFS = 4096  # prices memoized at once: a whole catalogue, with room to spare
 
 
 def exact(value: float | int | str | Decimal) -> Fraction:
@@ -74,13 +75,15 @@ class Usage:
     reasoning_tokens: int = 0  # part of completion_tokens
 
     @classmethod
-    def from_openai(cls, usage: Any) -> Usage | None:
-        """Read OpenAI's (chat, completions, responses, embeddings) usage object, if sane."""
+    def from_openai(cls, usage: Any, output: bool = True) -> Usage | None:
+        """Read OpenAI's (chat, completions, responses; embeddings with output=False) usage
+        object, or None unless each count needed is there and a count: the caller then
+        estimates, where a missing or odd output count read as 0 would make the answer free."""
         if not isinstance(usage, dict):
             return None
         prompt = _count(usage, "prompt_tokens", "input_tokens")
-        completion = _count(usage, "completion_tokens", "output_tokens")
-        if prompt is None and completion is None:
+        completion = _count(usage, "completion_tokens", "output_tokens") if output else 0
+        if prompt is None or completion is None:
             return None
         prompt_details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details")
         output_details = usage.get("completion_tokens_details") or usage.get(
@@ -88,17 +91,22 @@ class Usage:
         )
         cached = _count(prompt_details, "cached_tokens") or 0
         reasoning = _count(output_details, "reasoning_tokens") or 0
-        prompt, completion = prompt or 0, completion or 0
         return cls(prompt, completion, min(cached, prompt), min(reasoning, completion))
 
 
 def _count(obj: Any, *names: str) -> int | None:
+    """The first of `names` holding a count: a number >= 0, rounded up (some upstreams send
+    500.0), else None."""
     if not isinstance(obj, dict):
         return None
     for name in names:
         value = obj.get(name)
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and value >= 0:
             return value
+        if isinstance(value, float) and 0 <= value < math.inf:
+            return math.ceil(value)
     return None
 
 
@@ -155,6 +163,8 @@ class Pricer:
         if known is not None and known[0] is price:
             return known[1]
         tariff = _Tariff.of(price, per_usd)
+        if len(self._tariffs) >= MAX_TARIFFS:  # one-off prices (images, audio) would pile up
+            self._tariffs = {}
         self._tariffs[id(price)] = (price, tariff)
         return tariff
 

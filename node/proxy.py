@@ -192,7 +192,6 @@ class MeteredCall:
                 async for data in self.trace.timed(chunks):
                     await self._relay(out, reader, data)
             except ConnectionResetError:
-                self._note(reader)
                 log.info("request %s: client went away mid-stream", self.request_id)
                 return out
             except (aiohttp.ClientError, TimeoutError) as exc:
@@ -202,7 +201,8 @@ class MeteredCall:
                 error = _error_event(exc) | await self.payer.finish(self, in_band=True)
                 await self._write_safely(out, encode_event(error))
                 return out
-        self._note(reader)
+            finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
+                self._note(reader)
         await self._end_stream(out, reader)
         return out
 

@@ -104,7 +104,8 @@ def output_chars(choices: Any, key: str) -> int:
             continue
         for field in ("content", "reasoning_content", "reasoning", "refusal"):
             total += _text_len(part.get(field))
-        for call in part.get("tool_calls") or []:
+        calls = part.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
             if isinstance(call, dict) and isinstance(call.get("function"), dict):
                 total += _text_len(call["function"].get("arguments"))
                 total += _text_len(call["function"].get("name"))

@@ -11,7 +11,10 @@ so costs can be asserted exactly. Behaviour is chosen by the model name:
 A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of that name, so
 one model can fail on one upstream and answer on another. `down = True` makes every call
 (GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
-`report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one. Every POST
+`report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
+(an object) laid over a plain chat, completion or responses answer; `extra_chunk` (an object) sent
+as one more event after a stream's first chunk; `images`, how many images to answer with whatever
+`n` asked; and the form field `mock_seconds`, the seconds a transcription reports. Every POST
 received is recorded (path, headers, JSON body or form fields) in `received`. Plain chat and
 completion answers set a cookie, as providers behind a CDN do.
 
@@ -138,6 +141,7 @@ class MockUpstream:
         }
         if "nousage" not in model:
             answer["usage"] = _reported(body, prompt, completion)
+        answer.update((body.get("mock") or {}).get("merge") or {})
         response = web.json_response(answer)
         response.set_cookie("__cf_bm", f"mock-{self.name}")  # as a real provider's CDN does
         return response
@@ -153,6 +157,8 @@ class MockUpstream:
             await asyncio.sleep(pause)
         for i in range(completion):
             await out.write(_event(_chunk(model, {"content": WORD})))
+            if i == 0 and "extra_chunk" in (body.get("mock") or {}):
+                await out.write(_event(body["mock"]["extra_chunk"]))
             if i == 0 and self._has(model, "slow"):
                 await asyncio.sleep(pause)
             if i == completion // 2 and self._has(model, "cut"):
@@ -186,7 +192,9 @@ class MockUpstream:
             "output_tokens_details": {"reasoning_tokens": 0},
         }
         if not body.get("stream"):
-            return web.json_response(_response(model, text, usage, "completed"))
+            answer = _response(model, text, usage, "completed")
+            answer.update((body.get("mock") or {}).get("merge") or {})
+            return web.json_response(answer)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
         start = {"type": "response.created", "response": _response(model, "", None, "in_progress")}
@@ -225,7 +233,8 @@ class MockUpstream:
     async def images(self, request: web.Request) -> web.Response:
         body = request[BODY]
         pixel = base64.b64encode(b"\x89PNG mock image").decode()
-        data = [{"b64_json": pixel} for _ in range(int(body.get("n", 1)))]
+        count = int((body.get("mock") or {}).get("images", body.get("n", 1)))
+        data = [{"b64_json": pixel} for _ in range(count)]
         return web.json_response({"created": int(time.time()), "data": data})
 
     async def transcriptions(self, request: web.Request) -> web.StreamResponse:
@@ -246,7 +255,8 @@ class MockUpstream:
         text = "hello from the mock transcription"
         if fields.get("response_format") == "text":
             return web.Response(text=text, content_type="text/plain")
-        usage: dict[str, Any] = {"type": "duration", "seconds": math.ceil(seconds)}
+        reported = float(fields["mock_seconds"]) if "mock_seconds" in fields else math.ceil(seconds)
+        usage: dict[str, Any] = {"type": "duration", "seconds": reported}
         if "tokens" in fields.get("model", ""):
             audio_tokens, words = int(seconds * 10), len(text.split())
             usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": words,
