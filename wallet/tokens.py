@@ -18,6 +18,7 @@ import orjson
 from wallet.errors import TokenInvalid
 
 MAX_PROOFS = 1000
+MAX_AMOUNT = 21_000_000 * 100_000_000  # every bitcoin there is, in sat: its msat fit in 64 bits
 MAX_SECRET_LEN = 1024
 _HEX = re.compile(r"^[0-9a-f]*$")
 
@@ -158,6 +159,7 @@ def _keyset_id(value: Any) -> str:
 
 def _finish(mint: str, proofs: list[Proof], unit: str, memo: str | None) -> Token:
     _check(0 < len(proofs) <= MAX_PROOFS, "proof count")
+    _check(sum(p.amount for p in proofs) <= MAX_AMOUNT, "amount")
     ids = list(dict.fromkeys(p.keyset_id for p in proofs))
     return Token(mint=mint, proofs=proofs, unit=unit, memo=memo, keyset_ids=ids)
 

@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from node.context import NODE
-from node.errors import BadRequest, NotFound, PaymentRequired, Unauthorized
+from node.errors import BadRequest, NotFound, PaymentRequired, ServiceUnavailable, Unauthorized
 from node.ledger import hash_key
 from node.payments import bearer, pay_change
 from node.web import json_response, read_json
@@ -101,10 +101,30 @@ def _amount(body: dict[str, Any], available_sat: int) -> int:
     return amount
 
 
-def _idempotency_key(request: web.Request) -> str:
-    # A client that retries with the same Idempotency-Key gets the same token back.
+def _idempotency_key(request: web.Request) -> tuple[str, str | None]:
+    """The payout's key, and the one made up for a client that sent none (None if it did).
+    A client that retries with the same Idempotency-Key gets the same token back."""
     given = request.headers.get("Idempotency-Key", "").strip()
-    return hash_key(given)[:32] if given else uuid.uuid4().hex
+    made = None if given else uuid.uuid4().hex
+    return hash_key(given or str(made))[:32], made
+
+
+async def _pay_out(
+    request: web.Request, account_id: int, sats: int, mint: str | None, idem: tuple[str, str | None]
+) -> str:
+    key, made = idem
+    try:
+        return await request.app[NODE].payments.withdraw(account_id, sats, mint, key)
+    except ServiceUnavailable as exc:
+        if made is not None and exc.headers.get("x-should-retry") == "false":
+            # The mint may have paid: the account stays debited until the node settles it, and
+            # only a retry with this key can fetch the token (or find the payout refunded).
+            exc.headers["Idempotency-Key"] = made
+            exc.message = (
+                "the mint stopped answering mid-payout; retry with this answer's "
+                "Idempotency-Key header to get the token once the mint is back"
+            )
+        raise
 
 
 @routes.post("/v1/wallet/withdraw")
@@ -113,14 +133,14 @@ async def withdraw(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     account_id = await _account(request)
     idem = _idempotency_key(request)
-    done = await node.payments.earlier_withdrawal(account_id, idem)
+    done = await node.payments.earlier_withdrawal(account_id, idem[0])
     if done is None:
         available = node.ledger.get(account_id).available_msat // 1000
         amount = _amount(body, available)
         mint = body.get("mint")
         if mint is not None and not isinstance(mint, str):
             raise BadRequest("mint must be a URL", param="mint")
-        done = await node.payments.withdraw(account_id, amount, mint, idem)
+        done = await _pay_out(request, account_id, amount, mint, idem)
     return json_response(_token_json(done))
 
 
@@ -131,12 +151,12 @@ async def refund(request: web.Request) -> web.Response:
     node = request.app[NODE]
     account_id = await _account(request)
     idem = _idempotency_key(request)
-    done = await node.payments.earlier_withdrawal(account_id, idem)
+    done = await node.payments.earlier_withdrawal(account_id, idem[0])
     if done is None:
         available = node.ledger.get(account_id).available_msat // 1000
         if available <= 0:
             raise PaymentRequired("nothing to refund: the balance is below 1 sat")
-        done = await node.payments.withdraw(account_id, available, None, idem)
+        done = await _pay_out(request, account_id, available, None, idem)
     info = _token_json(done)
     return json_response({**info, "token": done, "sats": info["amount"]})
 
