@@ -6,6 +6,7 @@ description: the README's configuration table is generated from them (and a test
 
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -17,9 +18,14 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+# Highest USD price (per million tokens, image, minute): generous, and far below where a
+# request's cost stops fitting the ledger's 64-bit msat (10^6 tokens at it: 10^6 USD).
+MAX_PRICE_USD = 1_000_000
+
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # TOML and the environment can spell inf and nan; no timeout, rate or price may be either.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class NodeSection(Section):
@@ -114,10 +120,16 @@ class UpstreamSection(Section):
         "absent = the built-in rules for the base_url's host (OpenAI, Google, Anthropic, xAI)",
     )
     default_input_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Price per million prompt tokens for models no source prices"
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="Price per million prompt tokens for models no source prices",
     )
     default_output_usd_per_mtok: float | None = Field(
-        None, ge=0, description="Price per million completion tokens for models no source prices"
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="Price per million completion tokens for models no source prices",
     )
     health_interval_s: float = Field(
         30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
@@ -140,14 +152,19 @@ class ModelSection(Section):
     )
     upstream_model: str = Field("", description="Model id sent upstream (default: id)")
     aliases: list[str] = Field(default_factory=list, description="Other ids clients may use")
-    input_usd_per_mtok: float = Field(0.0, ge=0, description="USD per million prompt tokens")
-    output_usd_per_mtok: float = Field(0.0, ge=0, description="USD per million completion tokens")
+    input_usd_per_mtok: float = Field(
+        0.0, ge=0, le=MAX_PRICE_USD, description="USD per million prompt tokens"
+    )
+    output_usd_per_mtok: float = Field(
+        0.0, ge=0, le=MAX_PRICE_USD, description="USD per million completion tokens"
+    )
     image_output_usd: float | None = Field(
-        None, ge=0, description="USD per image generated (/v1/images/generations)"
+        None, ge=0, le=MAX_PRICE_USD, description="USD per image generated (/v1/images/generations)"
     )
     audio_usd_per_minute: float | None = Field(
         None,
         ge=0,
+        le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
     )
     context_length: int = Field(128_000, gt=0, description="Context window in tokens")
@@ -163,6 +180,22 @@ class PresetSection(Section):
         description="Default request parameters (temperature, max_tokens, …); the client's win",
     )
     description: str = Field("", description="Shown in /v1/models")
+
+    @field_validator("params")
+    @classmethod
+    def _finite_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        if not _finite(params):  # free-form, so allow_inf_nan does not reach inside
+            raise ValueError("numbers must be finite")
+        return params
+
+
+def _finite(value: Any) -> bool:
+    """Whether no float anywhere in `value` (nested lists and tables too) is inf or NaN."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    return all(_finite(item) for item in value) if isinstance(value, list) else True
 
 
 class LimitsSection(Section):
