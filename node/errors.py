@@ -11,6 +11,7 @@
     ├── Conflict              409   invalid_request_error
     ├── PayloadTooLarge       413   invalid_request_error
     ├── RateLimited           429   rate_limit_error
+    ├── ClientClosed          499   invalid_request_error  (client gone before its body came)
     ├── UpstreamError         502   upstream_error
     ├── UpstreamTimeout       504   upstream_error
     └── ServiceUnavailable    503   service_unavailable    (mint unreachable, no BTC rate)
@@ -104,6 +105,15 @@ class PayloadTooLarge(NodeError):
     status = 413
     type = "invalid_request_error"
     default_code = "request_too_large"
+
+
+class ClientClosed(NodeError):
+    """The client closed the connection before its body arrived: nobody is there to answer,
+    and it is no failure of the node (nginx's 499 in the access line and metrics)."""
+
+    status = 499
+    type = "invalid_request_error"
+    default_code = "client_closed"
 
 
 class RateLimited(NodeError):

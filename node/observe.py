@@ -28,7 +28,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from node.context import NODE
-from node.errors import NodeError
+from node.errors import ClientClosed, NodeError
 from node.ledger import Ledger
 from node.metrics import METRICS, Metrics, metrics_handler
 from node.web import REQUEST_ID
@@ -36,7 +36,7 @@ from node.web import REQUEST_ID
 access_log = logging.getLogger("nutgate.access")
 
 QUIET_PATHS = frozenset({"/health", "/metrics"})  # polled by machines: logged at DEBUG
-CLIENT_CLOSED = 499  # nginx's status for a client that went away before the answer
+CLIENT_CLOSED = ClientClosed.status  # for a client that went away before the answer
 
 
 @dataclass

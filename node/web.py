@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from node.errors import (
     BadRequest,
+    ClientClosed,
     NodeError,
     NotFound,
     PayloadTooLarge,
@@ -83,11 +84,13 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     return body, raw
 
 
-async def read_body(request: web.Request, reading: Awaitable[T]) -> T:
-    """`reading` (of the body), bounded: a client dribbling its body gets a 408, not a worker."""
+async def read_body(request: web.Request, reading: Coroutine[Any, Any, T]) -> T:
+    """`reading` (of the body), bounded: a client dribbling its body gets a 408, not a worker;
+    one announcing a body past [limits].max_body_bytes gets a 413 before any of it is read."""
     try:
         if request.content.is_eof():  # the whole body is already here (most requests): no wait
             return await reading
+        _refuse_oversized(request, reading)
         limit = request.config_dict.get(BODY_TIMEOUT_S, DEFAULT_BODY_TIMEOUT_S)
         try:
             async with asyncio.timeout(limit):
@@ -96,6 +99,20 @@ async def read_body(request: web.Request, reading: Awaitable[T]) -> T:
             raise RequestTimeout(f"the request body did not arrive within {limit:g} s") from None
     except web.RequestPayloadError:  # e.g. a Content-Encoding the body does not decode with
         raise BadRequest("the request body cannot be decoded as its headers say") from None
+    except OSError:  # the connection's error, if it is gone; else ours (a multipart temp file)
+        if request.transport is None:
+            raise ClientClosed("the client closed the connection before its body arrived") from None
+        raise
+
+
+def _refuse_oversized(request: web.Request, reading: Coroutine[Any, Any, Any]) -> None:
+    # aiohttp counts the bytes as they arrive; the Content-Length says it all up front.
+    length, most = request.content_length, request.client_max_size
+    if length is not None and 0 < most < length:
+        reading.close()  # never awaited
+        raise PayloadTooLarge(
+            f"the request body ({length} bytes) is larger than this node accepts ({most} bytes)"
+        )
 
 
 # Headers whose values are hashed or compared as secrets. HTTP credentials are ASCII (token68,
@@ -122,8 +139,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except NodeError as exc:
         response = error_response(exc)
-        if isinstance(exc, RequestTimeout):
-            response.force_close()  # the rest of a dribbled body is not worth waiting for
+        if isinstance(exc, (RequestTimeout, PayloadTooLarge)):
+            response.force_close()  # the rest of an unread body is not worth waiting for
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

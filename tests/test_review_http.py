@@ -1,4 +1,4 @@
-"""The HTTP edges under odd input: each case was a 500 (or a half-applied change) before.
+"""The HTTP edges under odd input: each case was a 500 (a half-applied change, a stall) before.
 
 Bad input gets a 4xx in OpenAI's error envelope and changes nothing. The requests that no
 well-behaved client library can send (bytes that are not UTF-8 in a header, a body that does
@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import socket
+import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
@@ -176,3 +181,75 @@ async def test_account_entries_with_an_id_no_account_can_have_is_a_400(
         status, body, _ = await client.call("GET", f"/admin/api/accounts/{account_id}/entries")
         assert_envelope(body, status, "id")
         assert status == 400
+
+
+async def requests_counted(node: NodeHandle, status: int) -> float:
+    """nutgate_requests_total for chat completions (no model known yet) with `status`."""
+    async with aiohttp.ClientSession() as http, http.get(f"{node.url}/metrics") as resp:
+        text = await resp.text()
+    want = {"route": "/v1/chat/completions", "model": "", "status": str(status)}
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "nutgate_requests_total" and s.labels == want
+    )
+
+
+BIG_HEAD = (
+    b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+    b"Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize("hang_up", ["close", "reset"])
+async def test_a_client_gone_mid_body_is_a_499_logged_without_a_traceback(
+    node: NodeHandle, caplog: pytest.LogCaptureFixture, hang_up: str
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    before = {status: await requests_counted(node, status) for status in (499, 500)}
+    _, writer = await asyncio.open_connection("127.0.0.1", node.server.port)
+    writer.write(BIG_HEAD + b'{"model": "test-')
+    await writer.drain()
+    await asyncio.sleep(0.3)  # the handler is waiting for the rest of the body
+    if hang_up == "reset":  # an RST, not a FIN
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+    deadline = time.monotonic() + 5
+    while not (access := [r for r in caplog.records if r.getMessage().startswith("POST")]):
+        assert time.monotonic() < deadline, "no access line"
+        await asyncio.sleep(0.05)
+    fields = access[0].fields  # type: ignore[attr-defined]
+    assert (fields["status"], fields["error"]) == (499, "client_closed")
+    assert access[0].levelno == logging.INFO
+    failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+    assert failed == []
+    assert await requests_counted(node, 499) == before[499] + 1
+    assert await requests_counted(node, 500) == before[500]
+
+
+async def test_a_content_length_past_the_limit_is_a_413_at_once_and_the_connection_closed(
+    make_node: Callable[..., NodeHandle],
+) -> None:
+    node = make_node(limits={"max_body_bytes": 1024, "body_timeout_s": 5.0})
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.server.port)
+    sent = b'{"model": "test-'
+    started = time.monotonic()
+    writer.write(BIG_HEAD + sent)  # keep-alive: only the node may hang up
+    await writer.drain()
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        took = time.monotonic() - started
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        payload = json.loads(await reader.readexactly(length))
+        status = int(head.split()[1])
+        assert_envelope(payload, status)
+        assert (status, payload["error"]["code"]) == (413, "request_too_large"), head
+        assert took < 2, took  # not after the 5 s body timeout
+        assert b"connection: close" in head.lower()
+        # the node may read what is left of the body (its linger), but then it hangs up
+        writer.write(b" " * (100_000 - len(sent)))
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+    finally:
+        writer.close()
