@@ -271,6 +271,8 @@ class Catalogue:
                 code="invalid_model_selector",
             )
         try:
+            if preset.model.startswith(PRESET_PREFIX):  # one layer: a chain could loop forever
+                raise NotFound(f"preset {selector!r} runs on another preset")
             target = self.get(preset.model)
         except NotFound as exc:
             raise BadRequest(

@@ -19,6 +19,7 @@ DONE = b"data: [DONE]"
 class SseReader:
     def __init__(self) -> None:
         self._buffer = b""
+        self._cr = False  # the last chunk ended in "\r": its "\n" may open the next one
         self.usage: Usage | None = None
         self.usage_event: dict[str, Any] | None = None
         self.usage_event_name = b""  # its `event:` line (Responses streams name their events)
@@ -28,7 +29,12 @@ class SseReader:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
-        self._buffer += data.replace(b"\r\n", b"\n")
+        if self._cr and data.startswith(b"\n"):  # a CRLF that TCP cut in two
+            data = data[1:]
+        self._cr = data.endswith(b"\r")
+        if b"\r" in data:  # CRLF and CR end lines too (most upstreams send LF alone)
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self._buffer += data
         out: list[bytes] = []
         while True:
             end = self._buffer.find(b"\n\n")
@@ -62,6 +68,10 @@ class SseReader:
                 self.usage_event = chunk
                 self.usage_event_name = _event_name(event)
                 return False
+            # Usage on a content chunk (some upstreams): it goes on now, and the closing
+            # event repeats it with the cost, rather than an estimate.
+            head = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
+            self.usage_event = head | {"choices": [], "usage": chunk.get("usage")}
         return True
 
     def _count_output(self, chunk: dict[str, Any]) -> None:

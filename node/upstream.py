@@ -86,6 +86,9 @@ async def call(
                 async with resp:
                     raise await _status_error(upstream, resp)
             head = await resp.content.readany() if stream else b""
+            if stream and not head:  # closed before a byte: nothing sent, the next may answer
+                resp.close()
+                raise UpstreamError(f"upstream {upstream.name} ended the stream before it began")
         if not stream:
             head = await read_all(upstream, resp)
     except TimeoutError as exc:
@@ -128,13 +131,14 @@ async def chunks(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> Asy
 
 
 async def healthy(session: aiohttp.ClientSession, upstream: UpstreamSection) -> bool:
-    """True when the upstream answers GET /models with 200."""
+    """True when the upstream answers GET /models with 200, or says it has no such route
+    (Azure-style deployments and some local servers serve chat without a model list)."""
     headers = _headers(upstream, "application/json")
     try:
         async with asyncio.timeout(min(HEALTH_TIMEOUT_S, upstream.first_byte_timeout_s)):
             async with session.get(f"{upstream.base_url}/models", headers=headers) as resp:
                 await resp.read()
-                return resp.status == 200
+                return resp.status in (200, 404, 405)  # 404/405: up, with no model list
     except (TimeoutError, aiohttp.ClientError):
         return False
 
@@ -146,6 +150,8 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     except (aiohttp.ClientError, TimeoutError):
         raw = b""
     message = _error_message(raw) or f"HTTP {resp.status}"
+    if upstream.api_key:  # some upstreams quote the key they were sent
+        message = message.replace(upstream.api_key, "[redacted]")
     if resp.status in (400, 404, 413, 415, 422):
         return BadRequest(
             f"upstream {upstream.name} refused the request: {message}", code="upstream_rejected"
