@@ -160,14 +160,20 @@ class Database(Store):
                     self._apply(series, version, script)
 
     def _apply(self, series: str, version: int, script: str) -> None:
-        # executescript commits anything pending first, then runs the script as written.
+        # executescript commits anything pending first, then runs the script as written. The
+        # version is recorded first, under the write lock: a process that read "not applied"
+        # while another was applying it fails on that key, before any DDL, and finds it done.
         try:
             self.conn.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\n;"
+                "BEGIN IMMEDIATE;\n"
                 f"INSERT INTO schema_migrations (series, version) VALUES ('{series}', {version});"
-                "COMMIT;"
+                f"\n{script}\n;COMMIT;"
             )
         except sqlite3.Error:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-            raise
+            if not self.conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE series = ? AND version = ?",
+                (series, version),
+            ).fetchone():
+                raise

@@ -234,6 +234,9 @@ class PostgresDatabase(Store):
 
     def _apply(self, series: str, version: int, script: str) -> None:
         with self.conn.transaction():
+            # The write lock first: DDL takes its table locks only between other instances'
+            # transactions, never in an order that deadlocks one of them.
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCKS, WRITE))
             self.conn.execute(translate_ddl(script).encode())
             self.conn.execute(
                 "INSERT INTO schema_migrations (series, version) VALUES (%s, %s)",

@@ -16,8 +16,8 @@ from typing import Protocol
 import aiohttp
 
 from wallet import crypto
-from wallet.errors import UntrustedMint
-from wallet.keysets import KeysetCache
+from wallet.errors import MintError, UntrustedMint
+from wallet.keysets import Keyset, KeysetCache
 from wallet.mint_client import MintClient, normalize_url
 from wallet.outputs import NewProof
 from wallet.store import Connection, Database
@@ -118,6 +118,20 @@ class WalletCore:
 
     def _lock(self, mint: str) -> asyncio.Lock:
         return self._locks.setdefault(mint, asyncio.Lock())
+
+    async def _stored_keyset(self, client: MintClient, keyset_id: str) -> Keyset:
+        """The keyset of a pending row, keys loaded. Another instance on the database may have
+        stored it after this one loaded its cache: list the mint's keysets again first."""
+        try:
+            ks = self._keysets.get(keyset_id)
+        except LookupError:
+            await self._keysets.refresh(client)
+            try:
+                ks = self._keysets.get(keyset_id)
+            except LookupError:
+                raise MintError(None, f"{client.url} no longer lists keyset {keyset_id}") from None
+        await self._keysets.load_keys(client, ks)
+        return ks
 
     def _ours_or_orphan(self, instance: str | None) -> bool:
         """May this process settle a pending row? Its own (serialized by the per-mint lock),

@@ -259,8 +259,7 @@ class Payer(WalletCore):
         if row is None or row["state"] != "pending":
             return
         client = self._client(row["mint"])
-        ks = self._keysets.get(row["keyset_id"])
-        await self._keysets.load_keys(client, ks)
+        ks = await self._stored_keyset(client, row["keyset_id"])
         amounts = orjson.loads(row["send_amounts"]) + orjson.loads(row["change_amounts"])
         outputs = build_outputs(self._deriver, ks, row["counter_start"], amounts)
         signed = await client.restore([o.message for o in outputs])

@@ -242,8 +242,7 @@ class Receiver(WalletCore):
     async def _resolve_swap(self, swap: PendingSwap) -> Receipt | None:
         """Finish a swap whose answer was not stored: credit what the mint signed, exactly once."""
         client = self._client(swap.mint)
-        ks = self._keysets.get(swap.keyset_id)
-        await self._keysets.load_keys(client, ks)
+        ks = await self._stored_keyset(client, swap.keyset_id)
         outputs = build_outputs(self._deriver, ks, swap.counter_start, swap.amounts)
         signed = await client.restore([o.message for o in outputs])
         done = [(o, signed[o.message.b_]) for o in outputs if o.message.b_ in signed]
