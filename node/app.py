@@ -86,17 +86,28 @@ async def keep_up(node: Node) -> None:
     left in doubt while the node runs (a lost or late answer), so none waits for a restart.
     With several instances: also settle what one that died left, and let another announce."""
     while True:
+        # Each step guarded on its own: a bug, a database hiccup or a mint that is down must
+        # neither end this task for good nor keep the other steps from running.
         try:
             await node.wallet.recover()
         except cashu.WalletError as exc:
             log.warning("wallet recovery incomplete (%s)", exc)
-        orphans = node.ledger.resolve_orphans()
-        if orphans:
-            log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
-        wants = node.settings.nostr.announce and not node.nostr.announcing
-        if wants and node.db.try_singleton(ANNOUNCER):
-            node.nostr.begin_announcing()
+        except Exception:
+            log.exception("wallet recovery failed; trying again in %.0f s", RECOVERY_RETRY_S)
+        try:
+            _settle_orphans_and_announce(node)
+        except Exception:
+            log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
         await asyncio.sleep(RECOVERY_RETRY_S)
+
+
+def _settle_orphans_and_announce(node: Node) -> None:
+    orphans = node.ledger.resolve_orphans()
+    if orphans:
+        log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
+    wants = node.settings.nostr.announce and not node.nostr.announcing
+    if wants and node.db.try_singleton(ANNOUNCER):
+        node.nostr.begin_announcing()
 
 
 def share_limits(app: web.Application, db: Store, settings: Settings) -> None:
