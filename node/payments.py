@@ -199,7 +199,10 @@ async def pay_change(node: Node, account_id: int, request_id: str) -> str | None
         if sats <= 0:
             return None
         return await node.wallet.send(sats, what, change_mint(node, account.mint))
-    except cashu.WalletError as exc:  # raised before or after the amount is known
+    except (cashu.WalletError, PaymentRequired) as exc:
+        # A WalletError: before or after the amount is known. PaymentRequired: the balance read
+        # above shrank while `send` awaited (the token, used as a Bearer key meanwhile, reserved
+        # from it); that debit rolled back, nothing moved.
         log.warning("request %s: change not paid yet (%s); it stays claimable", request_id, exc)
         return None
 

@@ -21,6 +21,12 @@ from pydantic_settings import (
 # Highest USD price (per million tokens, image, minute): generous, and far below where a
 # request's cost stops fitting the ledger's 64-bit msat (10^6 tokens at it: 10^6 USD).
 MAX_PRICE_USD = 1_000_000
+# Costs scale with these too; unbounded, a 1e300 markup or a 1e-300 BTC rate made costs (and a
+# 10^30 context length made /v1/models) overflow 64 bits: a 500. Each is far past any real use.
+MAX_MARKUP = 1000
+MIN_BTC_USD = 1
+MAX_TOKENS = 10**8  # context_length and max_output_tokens
+MAX_FEE_MSAT = 10**11  # request_fee_msat and min_charge_msat: 1 BTC
 
 
 class Section(BaseModel):
@@ -74,11 +80,15 @@ class CashuSection(Section):
 
 class PricingSection(Section):
     btc_usd: float | None = Field(
-        None, gt=0, description="Fixed BTC price in USD; absent = live rate from exchanges"
+        None,
+        ge=MIN_BTC_USD,
+        description="Fixed BTC price in USD; absent = live rate from exchanges",
     )
-    markup: float = Field(1.0, gt=0, description="Multiplier on upstream USD prices")
-    request_fee_msat: int = Field(0, ge=0, description="Flat fee added to each paid request")
-    min_charge_msat: int = Field(0, ge=0, description="Least a paid request costs")
+    markup: float = Field(1.0, gt=0, le=MAX_MARKUP, description="Multiplier on upstream USD prices")
+    request_fee_msat: int = Field(
+        0, ge=0, le=MAX_FEE_MSAT, description="Flat fee added to each paid request"
+    )
+    min_charge_msat: int = Field(0, ge=0, le=MAX_FEE_MSAT, description="Least a paid request costs")
     btc_usd_sources: list[str] = Field(
         default_factory=list,
         description="Exchange ticker URLs for the live rate (empty = built-in list); "
@@ -167,8 +177,12 @@ class ModelSection(Section):
         le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
     )
-    context_length: int = Field(128_000, gt=0, description="Context window in tokens")
-    max_output_tokens: int = Field(4096, gt=0, description="Most tokens one answer may have")
+    context_length: int = Field(
+        128_000, gt=0, le=MAX_TOKENS, description="Context window in tokens"
+    )
+    max_output_tokens: int = Field(
+        4096, gt=0, le=MAX_TOKENS, description="Most tokens one answer may have"
+    )
 
 
 class PresetSection(Section):

@@ -11,8 +11,8 @@ from node.web import json_response
 
 routes = web.RouteTableDef()
 
-# Far above any context window, and low enough that a cost in msat stays a 64-bit JSON integer.
-MAX_TOKENS = 10**12
+MAX_TOKENS = 10**12  # far above any context window
+MAX_COST_MSAT = 2**63 - 1  # a JSON integer clients (and the ledger) can hold
 
 
 def _count(request: web.Request, name: str) -> int:
@@ -34,6 +34,11 @@ async def estimate(request: web.Request) -> web.Response:
     model = node.catalogue.get(request.query.get("model"))
     usage = Usage(_count(request, "input_tokens"), _count(request, "output_tokens"))
     cost = node.pricer.cost_msat(model.price, usage)
+    if cost > MAX_COST_MSAT:  # only at the dearest settings, for absurd counts
+        larger = (
+            "input_tokens" if usage.prompt_tokens >= usage.completion_tokens else "output_tokens"
+        )
+        raise BadRequest(f"{larger}: too many tokens to price at {model.id}'s price", param=larger)
     return json_response(
         {
             "model": model.id,
