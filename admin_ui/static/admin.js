@@ -376,6 +376,9 @@ $("#withdraw-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const amount = $("#withdraw-amount").value;
   const spot = $('[data-error="withdraw"]');
+  const button = $("#withdraw-button");
+  if (button.disabled) return; // a double click must not pay out twice (one token would be lost)
+  button.disabled = true;
   try {
     const r = await api("POST", "/earnings/withdraw", amount ? { amount: Number(amount) } : {});
     const out = $("#withdraw-token");
@@ -385,6 +388,8 @@ $("#withdraw-form").addEventListener("submit", async (ev) => {
     await loadEarnings();
   } catch (err) {
     spot.textContent = err.message;
+  } finally {
+    button.disabled = false;
   }
 });
 

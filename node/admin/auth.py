@@ -178,9 +178,10 @@ class AdminAuth:
     async def login(self, password: str, ip: str) -> str:
         """A new session's cookie value, or Unauthorized / RateLimited."""
         self.throttle.check(ip)
+        # counted before the slow check, so guesses sent in parallel meet the lockout too
+        self.throttle.failed(ip)
         stored = store.get_secret(self.db, "password") or ""
         if not await asyncio.to_thread(verify_password, password, stored):
-            self.throttle.failed(ip)
             log.warning("admin login failed from %s", ip)
             raise Unauthorized("wrong password", code="invalid_password")
         self.throttle.succeeded(ip)

@@ -28,7 +28,25 @@ def earnings_cap(conn: Connection) -> int:
         "SELECT COALESCE(SUM(amount), 0) * 1000 FROM wallet_proofs WHERE state = 'unspent'"
     ).fetchone()[0]
     debts = conn.execute("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts").fetchone()[0]
-    return max(0, int(assets) - int(debts))
+    return max(0, int(assets) - int(debts) - payout_fees_msat(conn))
+
+
+def payout_fees_msat(conn: Connection) -> int:
+    """The most mint fees (NUT-02) one payout can cost: the node pays them from its proofs, on
+    top of the amount, so they must come out of the earnings, not out of what accounts own.
+    Bound per mint: every held proof as an input, plus the receiver's fee on one output a bit."""
+    rows = conn.execute(
+        "SELECT p.mint, SUM(k.input_fee_ppk) AS ppk_in, SUM(p.amount) AS held,"
+        " (SELECT MAX(input_fee_ppk) FROM wallet_keysets WHERE mint = p.mint) AS ppk_out"
+        " FROM wallet_proofs p JOIN wallet_keysets k ON k.id = p.keyset_id"
+        " WHERE p.state = 'unspent' GROUP BY p.mint"
+    ).fetchall()
+    worst = 0
+    for row in rows:
+        outputs = int(row["held"]).bit_length()
+        fee = -(-int(row["ppk_in"]) // 1000) - (-int(row["ppk_out"] or 0) * outputs // 1000)
+        worst = max(worst, fee)
+    return worst * 1000
 
 
 def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
