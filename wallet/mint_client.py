@@ -20,6 +20,9 @@ from wallet.errors import MintAnswerGarbled, MintError, MintUnavailable, TokenSp
 from wallet.tokens import Proof
 
 SPENT = 11001
+# Nutshell (0.20) refuses outputs of an unknown or retired keyset with 11000 and these words:
+# given their NUT-02 codes, so callers know their keyset listing is stale
+KEYSET_REFUSALS = {"keyset id unknown.": 12001, "keyset id inactive.": 12002}
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,8 @@ class MintClient:
         if status >= 400 or (isinstance(payload, dict) and "code" in payload and status != 200):
             code = payload.get("code") if isinstance(payload, dict) else None
             detail = str(payload.get("detail", "")) if isinstance(payload, dict) else str(raw)
+            if code == 11000:
+                code = KEYSET_REFUSALS.get(detail, code)
             if code == SPENT:
                 raise TokenSpent(detail or "proofs already spent")
             raise MintError(code if isinstance(code, int) else None, detail or str(status))

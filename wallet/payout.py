@@ -124,7 +124,9 @@ class Payer(WalletCore):
                 if not e.maybe_sent:  # the mint never saw it: undo now, refund the account
                     self._roll_back(payout_id, {})
                 raise  # else the outcome is unknown: recover() settles it
-            except WalletError:
+            except WalletError as e:
+                if isinstance(e, MintError):  # e.g. our listing's active keyset was retired
+                    self._keysets.mark_stale(url)
                 await self._try_resolve(payout_id)
                 raise
             crash_point("send-after-swap")
@@ -166,10 +168,13 @@ class Payer(WalletCore):
             ).fetchone():
                 raise PayoutPending(f"a payout for {purpose!r} is already under way")
             self._debit(conn, purpose, amount * 1000)
-            held = conn.execute(
-                "SELECT * FROM wallet_proofs WHERE mint = ? AND state = 'unspent'", (mint,)
+            held = conn.execute(  # fees from the table: another instance may have stored
+                # proofs in a keyset this process has not listed yet
+                "SELECT p.*, k.input_fee_ppk FROM wallet_proofs p JOIN wallet_keysets k"
+                " ON k.id = p.keyset_id WHERE p.mint = ? AND p.state = 'unspent'",
+                (mint,),
             ).fetchall()
-            ppk = {r["keyset_id"]: self._keysets.get(r["keyset_id"]).input_fee_ppk for r in held}
+            ppk = {r["keyset_id"]: r["input_fee_ppk"] for r in held}
             plan = plan_payout(amount, held, ppk, out_ks)
             n = len(plan.send) + len(plan.change)
             start = allocate_counter(conn, out_ks.id, n) if n else 0
