@@ -1,4 +1,4 @@
-"""Review of payments and the wallet: money neither lost nor created, bad input a 4xx."""
+"""Payments at their edges: tokens the mint finds invalid, absurd amounts, payouts in doubt."""
 
 from __future__ import annotations
 

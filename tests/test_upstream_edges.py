@@ -1,4 +1,4 @@
-"""Review of upstream handling: SSE framing across TCP chunks, failover before any byte,
+"""Upstream handling at its edges: SSE framing across TCP chunks, failover before any byte,
 the upstream's key in its error messages, presets that point at presets, health checks.
 
 `RawUpstream` answers with exact bytes, one write per chunk with a pause between, so the node

@@ -1,4 +1,4 @@
-"""Review fixes: X-Cashu change that cannot be paid is no 402, and no setting overflows a cost.
+"""X-Cashu change that cannot be paid is no 402, and no setting overflows a cost.
 
 1. An X-Cashu request reads its account's balance for the change, then waits for the mint lock;
    if meanwhile the same token, used as a Bearer key, reserves from that account, the change's

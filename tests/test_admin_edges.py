@@ -1,4 +1,4 @@
-"""Review of the admin's money, page, Nostr and limits: bugs found, each pinned by a test."""
+"""The admin's money, page and login at their edges: parallel guesses, fee mints, double clicks."""
 
 from __future__ import annotations
 
