@@ -191,6 +191,9 @@ class MeteredCall:
                 chunks = upstream.chunks(answer.upstream, answer.resp)
                 async for data in self.trace.timed(chunks):
                     await self._relay(out, reader, data)
+                last = reader.close()  # an upstream may end without the last blank line
+                if last:
+                    await out.write(b"".join(last))
             except ConnectionResetError:
                 log.info("request %s: client went away mid-stream", self.request_id)
                 return out

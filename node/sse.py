@@ -2,7 +2,8 @@
 
 Events are passed on as soon as they are whole (an event is never held for the next one); the
 only ones held back are the usage chunk and `[DONE]`, so the node can add the cost (and change)
-to the end of the stream after it has settled.
+to the end of the stream after it has settled. When the upstream's stream ends, `close` hands
+over a last event that lacks only its blank line.
 """
 
 from __future__ import annotations
@@ -43,6 +44,19 @@ class SseReader:
             event, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
             if self._inspect(event):
                 out.append(event)
+
+    def close(self) -> list[bytes]:
+        """The upstream's stream has ended: its last event, if it lacks only its blank line.
+
+        Strict SSE drops such an event, but it is often the usage the call is charged from.
+        Whole means `[DONE]` or JSON that parses: an event cut short is still dropped.
+        """
+        event, self._buffer = self._buffer.strip(b"\n"), b""
+        payload = _data_of(event)
+        if payload is None or not (payload.strip() == b"[DONE]" or _is_json(payload)):
+            return []
+        event += b"\n\n"
+        return [event] if self._inspect(event) else []
 
     def _inspect(self, event: bytes) -> bool:
         """Note what the event tells; True if it is to be passed on now."""
@@ -91,6 +105,14 @@ class SseReader:
 def _data_of(event: bytes) -> bytes | None:
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return True
 
 
 def _event_name(event: bytes) -> bytes:
