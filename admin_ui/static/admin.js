@@ -26,8 +26,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { "Content-Type": "application/json" };
+async function api(method, path, body, extra = {}) {
+  const headers = { "Content-Type": "application/json", ...extra };
   if (method !== "GET") headers["X-CSRF-Token"] = csrf;
   const resp = await fetch("/admin/api" + path, {
     method, headers, credentials: "same-origin",
@@ -43,9 +43,7 @@ const sat = (msat) => (msat / 1000).toLocaleString(undefined, { maximumFractionD
 const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "—");
 const fill = (tbody, rows) => tbody.replaceChildren(...rows);
 
-function formData(form) {
-  return Object.fromEntries(new FormData(form).entries());
-}
+const formData = (form) => Object.fromEntries(new FormData(form).entries());
 
 // --- login ----------------------------------------------------------------------------------
 
@@ -78,10 +76,7 @@ $("#login-form").addEventListener("submit", async (ev) => {
   }
 });
 
-$("#logout").addEventListener("click", async () => {
-  await api("POST", "/logout").catch(() => {});
-  showLogin();
-});
+$("#logout").addEventListener("click", () => api("POST", "/logout").catch(() => {}).then(showLogin));
 
 // --- tabs -----------------------------------------------------------------------------------
 
@@ -372,6 +367,11 @@ async function loadEarnings() {
     el("td", {}, p.state))));
 }
 
+// One Idempotency-Key per withdraw, kept until it succeeds (or the amount changes): a retry after
+// the mint went quiet mid-payout then gets the first payout's token instead of paying out twice.
+let withdrawal = null;
+const newKey = () => Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+
 $("#withdraw-form").addEventListener("submit", async (ev) => {
   ev.preventDefault();
   const amount = $("#withdraw-amount").value;
@@ -379,15 +379,16 @@ $("#withdraw-form").addEventListener("submit", async (ev) => {
   const button = $("#withdraw-button");
   if (button.disabled) return; // a double click must not pay out twice (one token would be lost)
   button.disabled = true;
+  if (withdrawal?.amount !== amount) withdrawal = { amount, key: newKey() };
   try {
-    const r = await api("POST", "/earnings/withdraw", amount ? { amount: Number(amount) } : {});
-    const out = $("#withdraw-token");
-    out.value = r.cashu_token;
-    out.hidden = false;
+    const r = await api("POST", "/earnings/withdraw", amount ? { amount: Number(amount) } : {},
+      { "Idempotency-Key": withdrawal.key });
+    withdrawal = null;
+    Object.assign($("#withdraw-token"), { value: r.cashu_token, hidden: false });
     spot.textContent = `${r.amount} sat from ${r.mint}: copy the token above`;
     await loadEarnings();
-  } catch (err) {
-    spot.textContent = err.message;
+  } catch (err) { // a payout left in doubt is collected by withdrawing again under its key
+    spot.textContent = err.message + (err.status === 503 ? " (withdraw the same amount again to collect it)" : "");
   } finally {
     button.disabled = false;
   }

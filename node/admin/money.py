@@ -7,12 +7,12 @@ liabilities: proofs reserved by a payout in flight are already promised to someo
 
 from __future__ import annotations
 
-import secrets
 from typing import TYPE_CHECKING, Any
 
 import wallet as cashu
 from node.errors import BadRequest, NotFound
 from node.payments import EARNINGS, purpose, wallet_errors
+from node.routes.wallet import token_json
 from wallet.store import Connection, Row
 
 if TYPE_CHECKING:
@@ -145,8 +145,23 @@ def _proof_json(state: cashu.ProofState) -> dict[str, Any]:
     }
 
 
-async def withdraw_earnings(node: Node, amount: Any, mint: Any) -> dict[str, Any]:
-    """Pay the operator `amount` sat (default: all of it) as a token, never beyond earnings."""
+async def withdraw_earnings(node: Node, amount: Any, mint: Any, key: str) -> dict[str, Any]:
+    """Pay the operator `amount` sat (default: all of it) as a token, never beyond earnings.
+    Idempotent per `key`: a retry gets the first payout's token (settled if left in doubt)."""
+    what = purpose(EARNINGS, key)
+    with wallet_errors():
+        done = await node.wallet.settle_payout(what)  # before the checks: earnings shrank since
+        if done is None:
+            done = await node.wallet.send(_earnings_amount(node, amount, mint), what, mint)
+    # the sat asked for: at a fee mint the token also carries the receiver's swap fee
+    row = node.db.query_one(
+        "SELECT amount_sat FROM wallet_payouts WHERE purpose = ? AND state = 'done'", (what,)
+    )
+    assert row is not None
+    return {**token_json(done), "amount": row["amount_sat"]}
+
+
+def _earnings_amount(node: Node, amount: Any, mint: Any) -> int:
     available = solvency(node)["withdrawable_sat"]
     if amount is None:
         amount = available
@@ -160,10 +175,7 @@ async def withdraw_earnings(node: Node, amount: Any, mint: Any) -> dict[str, Any
             param="amount",
             code="exceeds_earnings",
         )
-    what = purpose(EARNINGS, secrets.token_hex(8))
-    with wallet_errors():
-        token = await node.wallet.send(amount, what, mint)
-    return {"cashu_token": token, "amount": amount, "mint": cashu.parse_token(token).mint}
+    return amount
 
 
 def payouts(node: Node) -> list[dict[str, Any]]:

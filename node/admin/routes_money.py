@@ -7,6 +7,7 @@ from aiohttp import web
 from node.admin import money, stats
 from node.admin.http import guarded, int_query, node_of
 from node.errors import BadRequest
+from node.routes.wallet import idempotency_key, payout_in_doubt
 from node.web import json_response, read_json
 
 routes = web.RouteTableDef()
@@ -55,7 +56,10 @@ async def earnings(request: web.Request) -> web.Response:
 async def withdraw(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     node = node_of(request)
-    return json_response(await money.withdraw_earnings(node, body.get("amount"), body.get("mint")))
+    key, made = idempotency_key(request)  # as /v1/wallet/withdraw: a retry gets the same token
+    with payout_in_doubt(made):
+        paid = await money.withdraw_earnings(node, body.get("amount"), body.get("mint"), key)
+    return json_response(paid)
 
 
 @routes.get("/admin/api/stats")

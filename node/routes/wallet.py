@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
+import wallet as cashu
 from node.context import NODE
 from node.errors import BadRequest, NotFound, PaymentRequired, ServiceUnavailable, Unauthorized
 from node.ledger import hash_key
@@ -101,24 +104,22 @@ def _amount(body: dict[str, Any], available_sat: int) -> int:
     return amount
 
 
-def _idempotency_key(request: web.Request) -> tuple[str, str | None]:
-    """The payout's key, and the one made up for a client that sent none (None if it did).
+def idempotency_key(request: web.Request) -> tuple[str, str | None]:
+    """A payout's key, and the one made up for a client that sent none (None if it did).
     A client that retries with the same Idempotency-Key gets the same token back."""
     given = request.headers.get("Idempotency-Key", "").strip()
     made = None if given else uuid.uuid4().hex
     return hash_key(given or str(made))[:32], made
 
 
-async def _pay_out(
-    request: web.Request, account_id: int, sats: int, mint: str | None, idem: tuple[str, str | None]
-) -> str:
-    key, made = idem
+@contextlib.contextmanager
+def payout_in_doubt(made: str | None) -> Iterator[None]:
+    """A payout the mint may have made: only a retry under its key can fetch the token (or
+    find it refunded), so a client that sent no key is told the one it was made under."""
     try:
-        return await request.app[NODE].payments.withdraw(account_id, sats, mint, key)
+        yield
     except ServiceUnavailable as exc:
         if made is not None and exc.headers.get("x-should-retry") == "false":
-            # The mint may have paid: the account stays debited until the node settles it, and
-            # only a retry with this key can fetch the token (or find the payout refunded).
             exc.headers["Idempotency-Key"] = made
             exc.message = (
                 "the mint stopped answering mid-payout; retry with this answer's "
@@ -127,12 +128,26 @@ async def _pay_out(
         raise
 
 
+def token_json(token: str) -> dict[str, Any]:
+    parsed = cashu.parse_token(token)
+    return {"cashu_token": token, "amount": parsed.amount, "mint": parsed.mint}
+
+
+async def _pay_out(
+    request: web.Request, account_id: int, sats: int, mint: str | None, idem: tuple[str, str | None]
+) -> str:
+    key, made = idem
+    # the account stays debited until the node settles a payout left in doubt
+    with payout_in_doubt(made):
+        return await request.app[NODE].payments.withdraw(account_id, sats, mint, key)
+
+
 @routes.post("/v1/wallet/withdraw")
 async def withdraw(request: web.Request) -> web.Response:
     node = request.app[NODE]
     body, _ = await read_json(request)
     account_id = await _account(request)
-    idem = _idempotency_key(request)
+    idem = idempotency_key(request)
     done = await node.payments.earlier_withdrawal(account_id, idem[0])
     if done is None:
         available = node.ledger.get(account_id).available_msat // 1000
@@ -141,7 +156,7 @@ async def withdraw(request: web.Request) -> web.Response:
         if mint is not None and not isinstance(mint, str):
             raise BadRequest("mint must be a URL", param="mint")
         done = await _pay_out(request, account_id, amount, mint, idem)
-    return json_response(_token_json(done))
+    return json_response(token_json(done))
 
 
 @routes.post("/v1/balance/refund")
@@ -150,22 +165,15 @@ async def refund(request: web.Request) -> web.Response:
     """Routstr's refund: the whole balance (in sat) back as one token."""
     node = request.app[NODE]
     account_id = await _account(request)
-    idem = _idempotency_key(request)
+    idem = idempotency_key(request)
     done = await node.payments.earlier_withdrawal(account_id, idem[0])
     if done is None:
         available = node.ledger.get(account_id).available_msat // 1000
         if available <= 0:
             raise PaymentRequired("nothing to refund: the balance is below 1 sat")
         done = await _pay_out(request, account_id, available, None, idem)
-    info = _token_json(done)
+    info = token_json(done)
     return json_response({**info, "token": done, "sats": info["amount"]})
-
-
-def _token_json(token: str) -> dict[str, Any]:
-    import wallet as cashu
-
-    parsed = cashu.parse_token(token)
-    return {"cashu_token": token, "amount": parsed.amount, "mint": parsed.mint}
 
 
 @routes.get("/v1/wallet/change/{request_id}")
@@ -182,4 +190,4 @@ async def change(request: web.Request) -> web.Response:
         raise NotFound(
             "no change for this request (nothing left, or not paid yet)", code="change_not_found"
         )
-    return json_response({**_token_json(paid), "request_id": request_id})
+    return json_response({**token_json(paid), "request_id": request_id})
