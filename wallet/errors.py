@@ -63,11 +63,19 @@ class MintAnswerGarbled(MintUnavailable):
         super().__init__(message, maybe_sent=True)
 
 
+KEYSET_ERRORS = {12001, 12002}  # NUT-02: keyset unknown / inactive
+
+
 class MintError(WalletError):
     def __init__(self, code: int | None, detail: str) -> None:
         super().__init__(f"mint refused (code {code}): {detail}")
         self.code = code
         self.detail = detail
+
+    @property
+    def keyset_refused(self) -> bool:
+        """The mint refused a keyset we took for active: our cached listing is stale."""
+        return self.code in KEYSET_ERRORS
 
 
 class InsufficientFunds(WalletError):

@@ -21,7 +21,7 @@ from wallet.tokens import Proof
 
 SPENT = 11001
 # Nutshell (0.20) refuses outputs of an unknown or retired keyset with 11000 and these words:
-# given their NUT-02 codes, so callers know their keyset listing is stale
+# given their NUT-02 codes, so callers see `MintError.keyset_refused`
 KEYSET_REFUSALS = {"keyset id unknown.": 12001, "keyset id inactive.": 12002}
 
 

@@ -125,7 +125,7 @@ class Payer(WalletCore):
                     self._roll_back(payout_id, {})
                 raise  # else the outcome is unknown: recover() settles it
             except WalletError as e:
-                if isinstance(e, MintError):  # e.g. our listing's active keyset was retired
+                if isinstance(e, MintError) and e.keyset_refused:  # e.g. it was retired
                     self._keysets.mark_stale(url)
                 await self._try_resolve(payout_id)
                 raise

@@ -44,7 +44,6 @@ from wallet.outputs import (
 from wallet.store import IntegrityError, Row, allocate_counter
 from wallet.tokens import Token, parse_token
 
-KEYSET_ERRORS = {12001, 12002}  # keyset unknown / inactive: our cached listing is stale
 # Refusals that blame the token's proofs (NUT error codes; 0 is Nutshell's "anything else",
 # e.g. a C that is no point): the client's bad token, not a failing mint.
 INPUT_ERRORS = {0, 10001, 11002, 11004, 11007, 11009, 11010}
@@ -124,7 +123,7 @@ class Receiver(WalletCore):
             raise  # else the outcome is unknown: the row stays for recover()
         except MintError as e:
             self._drop_swap(swap.id)
-            if e.code in KEYSET_ERRORS:
+            if e.keyset_refused:
                 self._keysets.mark_stale(mint)
             if e.code in INPUT_ERRORS:
                 raise TokenInvalid(f"the mint refused it: {e.detail}") from e
