@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import wave
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +9,7 @@ import openai
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.audio import wav_clip
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello
 
@@ -45,16 +44,6 @@ def last_body(upstream: ThreadedServer) -> dict[str, Any]:
 
 def spent(node: NodeHandle, key: str) -> int:
     return BALANCE - node.balance(key)
-
-
-def wav_clip(seconds: int, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as clip:
-        clip.setnchannels(1)
-        clip.setsampwidth(2)
-        clip.setframerate(rate)
-        clip.writeframes(b"\0\0" * rate * seconds)
-    return buffer.getvalue()
 
 
 def test_completions(api_node: NodeHandle) -> None:

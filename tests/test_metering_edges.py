@@ -4,9 +4,7 @@ than was asked for, malformed parts, and a stream cut short by the node's own sh
 from __future__ import annotations
 
 import gc
-import io
 import threading
-import wave
 import weakref
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -19,6 +17,7 @@ from node.app import create_app
 from node.pricing import Price, Pricer, Usage
 from node.settings import load_settings
 from tests.conftest import NodeHandle, node_config
+from tests.support.audio import wav_clip
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello
 
@@ -144,16 +143,6 @@ def unit_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
     )
 
 
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as clip:
-        clip.setnchannels(1)
-        clip.setsampwidth(2)
-        clip.setframerate(rate)
-        clip.writeframes(b"\0\0" * int(rate * seconds))
-    return buffer.getvalue()
-
-
 def test_more_images_than_asked_are_not_charged_beyond_the_reservation(
     unit_node: NodeHandle,
 ) -> None:
@@ -173,7 +162,7 @@ def transcribe(node: NodeHandle, key: str, clip: bytes, **fields: str) -> None:
 
 def test_absurd_audio_seconds_do_not_drain_the_account(unit_node: NodeHandle) -> None:
     key = unit_node.new_key(BALANCE)
-    transcribe(unit_node, key, wav(3), mock_seconds="1e9")
+    transcribe(unit_node, key, wav_clip(3), mock_seconds="1e9")
     assert spent(unit_node, key) == 300
     unit_node.assert_clean()
 
@@ -181,10 +170,10 @@ def test_absurd_audio_seconds_do_not_drain_the_account(unit_node: NodeHandle) ->
 def test_audio_billed_in_whole_seconds_is_reserved_and_charged_so(unit_node: NodeHandle) -> None:
     # Upstreams report whole seconds, rounded up: 1.5 s is billed as 2 s.
     key = unit_node.new_key(BALANCE)
-    transcribe(unit_node, key, wav(1.5))
+    transcribe(unit_node, key, wav_clip(1.5))
     assert spent(unit_node, key) == 200
     key = unit_node.new_key(200)  # exactly what the upstream will bill is enough
-    transcribe(unit_node, key, wav(1.5))
+    transcribe(unit_node, key, wav_clip(1.5))
     assert unit_node.balance(key) == 0
     unit_node.assert_clean()
 

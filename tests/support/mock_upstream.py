@@ -141,7 +141,7 @@ class MockUpstream:
         }
         if "nousage" not in model:
             answer["usage"] = _reported(body, prompt, completion)
-        answer.update((body.get("mock") or {}).get("merge") or {})
+        answer.update(_mock(body).get("merge") or {})
         response = web.json_response(answer)
         response.set_cookie("__cf_bm", f"mock-{self.name}")  # as a real provider's CDN does
         return response
@@ -152,13 +152,13 @@ class MockUpstream:
         model = str(body["model"])
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
-        pause = float((body.get("mock") or {}).get("pause_s", 2.0))
+        pause = float(_mock(body).get("pause_s", 2.0))
         if self._has(model, "stall"):
             await asyncio.sleep(pause)
         for i in range(completion):
             await out.write(_event(_chunk(model, {"content": WORD})))
-            if i == 0 and "extra_chunk" in (body.get("mock") or {}):
-                await out.write(_event(body["mock"]["extra_chunk"]))
+            if i == 0 and "extra_chunk" in _mock(body):
+                await out.write(_event(_mock(body)["extra_chunk"]))
             if i == 0 and self._has(model, "slow"):
                 await asyncio.sleep(pause)
             if i == completion // 2 and self._has(model, "cut"):
@@ -193,7 +193,7 @@ class MockUpstream:
         }
         if not body.get("stream"):
             answer = _response(model, text, usage, "completed")
-            answer.update((body.get("mock") or {}).get("merge") or {})
+            answer.update(_mock(body).get("merge") or {})
             return web.json_response(answer)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
@@ -216,7 +216,7 @@ class MockUpstream:
     async def embeddings(self, request: web.Request) -> web.Response:
         body = request[BODY]
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        mock = body.get("mock") or {}
+        mock = _mock(body)
         prompt = int(mock.get("prompt_tokens", math.ceil(len(json.dumps(inputs)) / 4)))
         vector = [0.25, -0.5, 0.75]
         data = []
@@ -233,7 +233,7 @@ class MockUpstream:
     async def images(self, request: web.Request) -> web.Response:
         body = request[BODY]
         pixel = base64.b64encode(b"\x89PNG mock image").decode()
-        count = int((body.get("mock") or {}).get("images", body.get("n", 1)))
+        count = int(_mock(body).get("images", body.get("n", 1)))
         data = [{"b64_json": pixel} for _ in range(count)]
         return web.json_response({"created": int(time.time()), "data": data})
 
@@ -265,7 +265,7 @@ class MockUpstream:
 
 
 def usage_for(body: dict[str, Any]) -> tuple[int, int]:
-    mock = body.get("mock") or {}
+    mock = _mock(body)
     given = body.get("messages") or body.get("input") or body.get("prompt") or ""
     if isinstance(given, list):
         text = "".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in given)
@@ -282,8 +282,14 @@ def usage_for(body: dict[str, Any]) -> tuple[int, int]:
     return prompt, completion
 
 
+def _mock(body: dict[str, Any]) -> dict[str, Any]:
+    """The request's `mock` object: what a test asks of this upstream."""
+    mock = body.get("mock")
+    return mock if isinstance(mock, dict) else {}
+
+
 def _reported(body: dict[str, Any], prompt: int, completion: int) -> Any:
-    mock = body.get("mock") or {}
+    mock = _mock(body)
     return mock["report_usage"] if "report_usage" in mock else _usage(prompt, completion)
 
 
