@@ -4,6 +4,7 @@ of making a second one. A real mint behind a proxy that swallows its answers; re
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -134,4 +135,33 @@ async def test_the_page_retries_under_the_same_key(
         assert [p["amount_sat"] for p in earnings["payouts"]] == [3, 3]
         assert earnings["withdrawable_sat"] == 9
     assert page.errors == []
+    earning_node.assert_clean()
+
+
+async def withdraw(client: AdminClient, body: dict[str, Any], key: str) -> tuple[int, Any]:
+    headers = {"X-CSRF-Token": client.csrf, "Idempotency-Key": key}
+    async with client.session.post(client.url + WITHDRAW, json=body, headers=headers) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_withdraws_at_once_pay_once_per_key_and_never_past_earnings(
+    earning_node: NodeHandle, ref_wallet: Any
+) -> None:
+    async with AdminClient(earning_node.url) as client:
+        await client.login()
+        # one key, twice at once (a double submit): one payout; the other waits or gets it
+        same = await asyncio.gather(*(withdraw(client, {"amount": 3}, "k") for _ in range(2)))
+        assert {s for s, _ in same} <= {200, 409}, same
+        tokens = {a["cashu_token"] for s, a in same if s == 200}
+        status, again = await withdraw(client, {"amount": 3}, "k")
+        assert status == 200 and tokens <= {again["cashu_token"]}
+        assert await ref_wallet.receive(again["cashu_token"]) == 3
+        # two keys, each asking for all that is left: one is paid, the other refused
+        both = await asyncio.gather(withdraw(client, {}, "all-1"), withdraw(client, {}, "all-2"))
+        paid = [a for s, a in both if s == 200]
+        assert len(paid) == 1, both
+        assert paid[0]["amount"] == 12 and await ref_wallet.receive(paid[0]["cashu_token"]) == 12
+        earnings = await client.get("/admin/api/earnings")
+        assert sorted(p["amount_sat"] for p in earnings["payouts"]) == [3, 12]
+        assert earnings["withdrawable_sat"] == 0
     earning_node.assert_clean()
