@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -24,9 +24,6 @@ from node.catalogue import Model
 from node.errors import BadRequest, PaymentRequired
 from node.pricing import Price, Pricer, Usage
 from node.sse import output_chars
-
-if TYPE_CHECKING:
-    from node.context import Node
 
 MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
 AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
@@ -101,7 +98,7 @@ class Meter:
     usage_names = ("prompt_tokens", "completion_tokens")
 
     def plan(
-        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         raise NotImplementedError
 
@@ -150,7 +147,7 @@ class ChatMeter(Meter):
             self.limit_fields = ("max_completion_tokens", "max_tokens")
 
     def plan(
-        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
         fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
@@ -162,19 +159,19 @@ class ChatMeter(Meter):
             choices = max(choices, _positive_int(body, "best_of", 1, 128))
         prompt = estimate_prompt_tokens(raw)
         wanted = min(requested, model.max_output_tokens)
-        affordable = node.pricer.completion_tokens_affordable(model.price, prompt, available)
+        affordable = pricer.completion_tokens_affordable(model.price, prompt, available)
         affordable //= choices
         if affordable < min(MIN_ANSWER_TOKENS, wanted):
             least = Usage(prompt, min(MIN_ANSWER_TOKENS, wanted))
-            raise _short(node.pricer.cost_msat(model.price, least), available)
+            raise _short(pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
             body[field] = output
         return Plan(
             prompt_tokens=prompt,
             max_output_tokens=output,
-            max_cost_msat=node.pricer.cost_msat(model.price, Usage(prompt, output * choices)),
-            floor_msat=node.pricer.cost_msat(model.price, Usage(prompt, 0)),
+            max_cost_msat=pricer.cost_msat(model.price, Usage(prompt, output * choices)),
+            floor_msat=pricer.cost_msat(model.price, Usage(prompt, 0)),
             choices=choices,
         )
 
@@ -219,7 +216,7 @@ class EmbeddingsMeter(Meter):
     path = "embeddings"
 
     def plan(
-        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
         given = body.get("input")
@@ -227,7 +224,7 @@ class EmbeddingsMeter(Meter):
             raise BadRequest("input must be a string or a non-empty array", param="input")
         # Token-id inputs can be 2 bytes a token: count each number once more to err high.
         prompt = estimate_prompt_tokens(raw) + raw.count(b",")
-        cost = node.pricer.cost_msat(model.price, Usage(prompt, 0))
+        cost = pricer.cost_msat(model.price, Usage(prompt, 0))
         if cost > available:
             raise _short(cost, available)
         return Plan(prompt, 0, cost, cost)
@@ -260,7 +257,7 @@ class ImagesMeter(_UnitMeter):
         return model.image_usd
 
     def plan(
-        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         if model.image_usd is None:
             raise BadRequest(
@@ -271,7 +268,7 @@ class ImagesMeter(_UnitMeter):
         if body.get("stream"):
             raise BadRequest("streamed image generation is not offered", param="stream")
         images = Fraction(_positive_int(body, "n", 1, 10))
-        cost = self.unit_cost(node.pricer, model, images)
+        cost = self.unit_cost(pricer, model, images)
         if cost > available:
             raise _short(cost, available)
         return Plan(0, 0, cost, 0, units=images)
@@ -303,11 +300,11 @@ class AudioMeter(_UnitMeter):
         return encode_multipart(fields, [self.upload])
 
     def plan(
-        self, node: Node, model: Model, body: dict[str, Any], raw: bytes, available: int
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         if model.audio_minute_usd is not None:
             seconds = Fraction(math.ceil(self.seconds))  # upstreams bill whole seconds
-            cost = self.unit_cost(node.pricer, model, seconds)
+            cost = self.unit_cost(pricer, model, seconds)
             floor = cost if self.exact else 0
             if cost > available:
                 raise _short(cost, available)
@@ -315,7 +312,7 @@ class AudioMeter(_UnitMeter):
         _need_token_price(model)
         prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16
         output = model.max_output_tokens
-        cost = node.pricer.cost_msat(model.price, Usage(prompt, output))
+        cost = pricer.cost_msat(model.price, Usage(prompt, output))
         if cost > available:
             raise _short(cost, available)
         return Plan(prompt, output, cost, 0)

@@ -33,7 +33,7 @@ from node.metering import (
 )
 from node.observe import trace_of
 from node.payments import Payer, token_spent
-from node.pricing import Usage
+from node.pricing import Pricer, Usage
 from node.providers import MONITOR
 from node.sse import SseReader, encode_event
 from node.web import REQUEST_ID
@@ -54,6 +54,7 @@ class MeteredCall:
         model: Model,
         path: str,
         meter: Meter | None = None,
+        pricer: Pricer | None = None,
     ) -> None:
         self.node, self.request, self.payer, self.model, self.path = (
             node,
@@ -63,6 +64,7 @@ class MeteredCall:
             path,
         )
         self.meter = meter or ChatMeter(path)
+        self.pricer = pricer or node.pricer  # one price from reserving to settling
         self.request_id = request[REQUEST_ID]
         self.trace = trace_of(request)
         self.trace.model = model.id
@@ -99,7 +101,7 @@ class MeteredCall:
         available: int | None = None
         while True:
             limit = UNLIMITED_MSAT if available is None else available
-            plan = self.meter.plan(self.node, self.model, body, raw, limit)
+            plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
             self.reserving = True  # the reservation may exist from here, even if cancelled
             if await ledger.reserve(
                 payer.account_id,
@@ -152,7 +154,7 @@ class MeteredCall:
             if self.reserving:
                 await self.node.ledger.release(self.request_id)
             return
-        cost = self.meter.cost(self.node.pricer, self.model, self.plan, self.measured)
+        cost = self.meter.cost(self.pricer, self.model, self.plan, self.measured)
         self.cost_msat = self.trace.cost_msat = await self.node.ledger.settle(self.request_id, cost)
         if self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)

@@ -34,12 +34,15 @@ async def _metered(
         presets.apply(model, body, meter.path)
         raw = orjson.dumps(body)  # the estimate counts what goes upstream
 
+    pricer = node.pricer  # one price for the quote, the reservation and the settlement
+
     def quote() -> int:  # the most this request can cost, whatever the balance
-        return meter.plan(node, model, dict(body), raw, available=UNLIMITED_MSAT).max_cost_msat
+        return meter.plan(pricer, model, dict(body), raw, available=UNLIMITED_MSAT).max_cost_msat
 
     payer = await node.payments.resolve(request, quote)
     try:
-        return await MeteredCall(node, request, payer, model, meter.path, meter).run(body, raw)
+        call = MeteredCall(node, request, payer, model, meter.path, meter, pricer)
+        return await call.run(body, raw)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
         if exc.code != "token_spent":  # else the account is another request's, with the token
             exc.headers.update(await payer.finish(None))
