@@ -1,0 +1,32 @@
+"""Payloads the dialect tests share: a tool in both dialects, a tiny image, a Messages body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+PNG = "iVBORw0KGgo="
+WEATHER = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
+        "required": ["city"],
+    },
+}
+WEATHER_FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": WEATHER["input_schema"],
+    },
+}
+
+
+def messages_body(**extra: Any) -> dict[str, Any]:
+    return {
+        "model": "m",
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "hi"}],
+    } | extra
