@@ -213,3 +213,22 @@ def test_claude_code_requests_are_answered(server: ThreadedServer, name: str) ->
     assert kinds[0] == "message_start" and kinds[1] == "content_block_start"
     assert kinds[2] == "ping" and kinds[-2:] == ["message_delta", "message_stop"]
     assert "thinking_delta" in reply.body.decode()  # both fixtures ask for thinking
+
+
+def test_how_the_sdk_sends_its_key(server: ThreadedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SDK 2.x sends `api_key` as a bearer token; a client that must send `x-api-key` (as
+    the 0.x SDKs and Anthropic's docs do) sets the header itself."""
+    for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN"):  # the SDK's fallbacks
+        monkeypatch.delenv(name, raising=False)
+    with anthropic.Anthropic(base_url=server.url, api_key=API_KEY, max_retries=0) as bearer:
+        bearer.messages.create(model="claude-mock", max_tokens=5, messages=HI)
+    sent = last_request(server)["headers"]
+    assert sent["authorization"] == f"Bearer {API_KEY}" and "x-api-key" not in sent
+    assert sent["anthropic-version"]
+    headers = {"x-api-key": API_KEY}
+    with anthropic.Anthropic(
+        base_url=server.url, api_key=None, default_headers=headers, max_retries=0
+    ) as keyed:
+        keyed.messages.create(model="claude-mock", max_tokens=5, messages=HI)
+    sent = last_request(server)["headers"]
+    assert sent["x-api-key"] == API_KEY and "authorization" not in sent

@@ -221,7 +221,11 @@ def test_a_json_schema_response_format_becomes_output_config() -> None:
 def test_what_messages_cannot_carry_is_refused_clearly(change: dict[str, Any], says: str) -> None:
     with pytest.raises(InvalidRequest) as refused:
         messages_request(chat_body() | change, default_max_tokens=100)
-    assert says in refused.value.message and refused.value.openai_type == "invalid_request_error"
+    assert says in refused.value.message and refused.value.status == 400
+    envelope = refused.value.openai_envelope()["error"]
+    assert (
+        envelope["type"] == "invalid_request_error" and envelope["message"] == refused.value.message
+    )
 
 
 def test_a_messages_answer_becomes_a_chat_completion() -> None:

@@ -29,6 +29,11 @@ class DialectError(Exception):
         """Anthropic's error body: `{"type": "error", "error": {"type", "message"}}`."""
         return {"type": "error", "error": {"type": self.anthropic_type, "message": self.message}}
 
+    def openai_envelope(self) -> dict[str, Any]:
+        """OpenAI's error body, as node.errors writes it."""
+        error = {"message": self.message, "type": self.openai_type, "param": self.param}
+        return {"error": error | {"code": None}}
+
 
 class InvalidRequest(DialectError):
     """The client's request is malformed, or cannot be carried to the other dialect."""
