@@ -27,12 +27,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import math
 import struct
 import time
-import wave
 from typing import Any
 
 from aiohttp import web
@@ -250,8 +248,7 @@ class MockUpstream:
         failure = self._failure(fields.get("model", ""))
         if failure is not None:
             return failure
-        with wave.open(io.BytesIO(audio)) as clip:
-            seconds = clip.getnframes() / clip.getframerate()
+        seconds = _duration(audio)
         text = "hello from the mock transcription"
         if fields.get("response_format") == "text":
             return web.Response(text=text, content_type="text/plain")
@@ -262,6 +259,15 @@ class MockUpstream:
             usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": words,
                      "total_tokens": audio_tokens + words}  # fmt: skip
         return web.json_response({"text": text, "usage": usage})
+
+
+def _duration(audio: bytes) -> float:
+    """A WAV clip's real length, as a PCM decoder reads it: the data chunk's bytes over sample
+    rate x channels x bytes per sample (the byte rate and block align fields play no part)."""
+    channels, rate = struct.unpack_from("<HI", audio, 22)
+    bits = struct.unpack_from("<H", audio, 34)[0]
+    size = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
+    return size / (rate * channels * bits // 8)
 
 
 def usage_for(body: dict[str, Any]) -> tuple[int, int]:
