@@ -67,7 +67,7 @@ def _bytes_per_second(fmt: bytes) -> int:
     frame = channels * bits // 8
     if block_align != frame or byte_rate != rate * frame:
         return 0
-    return rate * frame
+    return int(rate * frame)
 
 
 def seconds_bound(data: bytes) -> tuple[Fraction, bool]:

@@ -12,7 +12,8 @@ A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of
 one model can fail on one upstream and answer on another. `down = True` makes every call
 (GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
 `report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
-(an object) laid over a plain chat, completion or responses answer; `extra_chunk` (an object) sent
+(an object) laid over a plain chat, completion or responses answer; `pad_bytes`, a padding
+field that size added to a plain chat or completion answer; `extra_chunk` (an object) sent
 as one more event after a stream's first chunk; `images`, how many images to answer with whatever
 `n` asked; and the form field `mock_seconds`, the seconds a transcription reports. Every POST
 received is recorded (path, headers, JSON body or form fields) in `received`. Plain chat and
@@ -140,6 +141,8 @@ class MockUpstream:
         if "nousage" not in model:
             answer["usage"] = _reported(body, prompt, completion)
         answer.update(_mock(body).get("merge") or {})
+        if "pad_bytes" in _mock(body):  # an answer as large as n=64 with logprobs makes it
+            answer["padding"] = "x" * int(_mock(body)["pad_bytes"])
         response = web.json_response(answer)
         response.set_cookie("__cf_bm", f"mock-{self.name}")  # as a real provider's CDN does
         return response
