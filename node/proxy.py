@@ -44,6 +44,7 @@ from node.payments import Payer, token_spent
 from node.pricing import Pricer, Usage
 from node.providers import MONITOR
 from node.sse import SseReader, encode_event
+from node.stored import Recorder
 from node.web import REQUEST_ID
 
 __all__ = ["MeteredCall", "Plan", "estimate_prompt_tokens"]
@@ -86,6 +87,7 @@ class MeteredCall:
         self.settled = False
         self.reserving = False
         self.route: Route | None = None  # the one that answered
+        self.recorder: Recorder | None = None  # the stored objects the answer makes
 
     @property
     def usage(self) -> Usage | None:
@@ -94,6 +96,7 @@ class MeteredCall:
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
+        self.recorder = Recorder.of(self.node, self.payer, self.path, body)
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
@@ -225,6 +228,8 @@ class MeteredCall:
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
         self.measured = self.meter.measure(parsed)
         await self._settle()
+        if self.recorder is not None:  # before the client sees the ids it may name later
+            await self.recorder.note(parsed)
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
@@ -265,9 +270,10 @@ class MeteredCall:
         await self._end_stream(out, reader)
         return out
 
-    @staticmethod
-    async def _relay(out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+    async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
         events = reader.feed(data)
+        if self.recorder is not None:  # before the client sees the ids it may name later
+            await self.recorder.note(reader.response)
         if events:
             await out.write(b"".join(events))
 

@@ -30,6 +30,7 @@ import asyncio
 import base64
 import json
 import math
+import secrets
 import struct
 import time
 from typing import Any
@@ -185,6 +186,7 @@ class MockUpstream:
         model = str(body["model"])
         prompt, completion = usage_for(body)
         text = WORD * completion
+        rid = secrets.token_hex(8)  # ids of its own, as an upstream's stored responses have
         usage = {
             "input_tokens": prompt,
             "output_tokens": completion,
@@ -193,20 +195,21 @@ class MockUpstream:
             "output_tokens_details": {"reasoning_tokens": 0},
         }
         if not body.get("stream"):
-            answer = _response(model, text, usage, "completed")
+            answer = _response(rid, model, text, usage, "completed")
             answer.update(_mock(body).get("merge") or {})
             return web.json_response(answer)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
-        start = {"type": "response.created", "response": _response(model, "", None, "in_progress")}
+        created = _response(rid, model, "", None, "in_progress")
+        start = {"type": "response.created", "response": created}
         await out.write(_named(start, 0))
         for i in range(completion):
-            delta = {"type": "response.output_text.delta", "item_id": "msg_mock",
+            delta = {"type": "response.output_text.delta", "item_id": f"msg_{rid}",
                      "output_index": 0, "content_index": 0, "delta": WORD}  # fmt: skip
             await out.write(_named(delta, i + 1))
         done = {
             "type": "response.completed",
-            "response": _response(model, text, usage, "completed"),
+            "response": _response(rid, model, text, usage, "completed"),
         }
         await out.write(_named(done, completion + 1))
         await out.write_eof()
@@ -310,12 +313,14 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-def _response(model: str, text: str, usage: dict[str, Any] | None, status: str) -> dict[str, Any]:
+def _response(
+    rid: str, model: str, text: str, usage: dict[str, Any] | None, status: str
+) -> dict[str, Any]:
     content = [{"type": "output_text", "text": text, "annotations": []}]
-    output = [{"type": "message", "id": "msg_mock", "status": status, "role": "assistant",
+    output = [{"type": "message", "id": f"msg_{rid}", "status": status, "role": "assistant",
                "content": content}] if text else []  # fmt: skip
     return {
-        "id": "resp_mock",
+        "id": f"resp_{rid}",
         "object": "response",
         "created_at": int(time.time()),
         "model": model,
