@@ -13,6 +13,8 @@ from concurrent.futures import Future
 
 from aiohttp import web
 
+from node.server import NodeRunner
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -36,7 +38,7 @@ class ThreadedServer:
 
     async def _start(self) -> None:
         self.app = self.make_app()
-        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None)
+        self._runner = NodeRunner(self.app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
