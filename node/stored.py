@@ -126,16 +126,23 @@ def _input_items(items: Any) -> Iterator[tuple[str, str, str]]:
 
 
 def _files(value: Any, where: str) -> Iterator[tuple[str, str, str]]:
-    """File and vector-store ids anywhere under `value` (content parts, tools)."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if key in FILE_FIELDS and item:
-                yield f"{where}.{key}", "", FILE_FIELDS[key]
-            elif key not in SCHEMA_FIELDS:
-                yield from _files(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _files(item, f"{where}[{i}]")
+    """File and vector-store ids anywhere under `value` (content parts, tools). A stack, not
+    recursion: a client may nest a body as deep as the JSON parser allows."""
+    stack = [(value, where)]
+    while stack:
+        value, where = stack.pop()
+        inner: list[tuple[Any, str]] = []  # pushed in reverse: the first comes out first
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in FILE_FIELDS and item:
+                    yield f"{where}.{key}", "", FILE_FIELDS[key]
+                elif key not in SCHEMA_FIELDS and isinstance(item, dict | list):
+                    inner.append((item, f"{where}.{key}"))
+        elif isinstance(value, list):
+            inner = [
+                (v, f"{where}[{i}]") for i, v in enumerate(value) if isinstance(v, dict | list)
+            ]
+        stack.extend(reversed(inner))
 
 
 def _containers_and_audio(body: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
