@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import wallet as cashu
-from node import admin, observe, ratelimit, shared
+from node import admin, observe, ratelimit, shared, stored
 from node import ledger as ledger_module
 from node.btc_rate import BtcRate
 from node.catalogue import Catalogue
@@ -48,6 +48,7 @@ def open_database(settings: Settings) -> Store:
             "wallet": cashu.MIGRATIONS,
             "admin": admin.MIGRATIONS,
             "shared": shared.MIGRATIONS,
+            "stored": stored.MIGRATIONS,
         },
     )
 

@@ -8,9 +8,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
-from node import devstack
+from node import devstack, server
 from node.app import create_app, open_database
 from node.ledger import Ledger, hash_key
 from node.logs import configure_logging, secrets_of
@@ -39,13 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     configure_logging(settings.log.level, settings.log.format, secrets_of(settings))
     app = create_app(settings)
     print(f"nutgate listening on http://{settings.node.host}:{settings.node.port}", flush=True)
-    web.run_app(
-        app,
-        host=settings.node.host,
-        port=settings.node.port,
-        print=None,
-        loop=new_event_loop(),
-        **server_options(settings),
+    server.run(
+        app, settings.node.host, settings.node.port, new_event_loop(), **server_options(settings)
     )
 
 

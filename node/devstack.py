@@ -33,6 +33,7 @@ from node.app import create_app
 from node.demo_upstream import LABEL as UPSTREAM_LABEL
 from node.demo_upstream import DemoUpstream
 from node.devmint import DevMint, DevStackError, Progress, faucet_token, find_mint_python
+from node.server import NodeRunner
 from node.settings import ConfigError, Settings, load_settings
 from node.web import server_options
 
@@ -179,7 +180,7 @@ async def _serve(
     cleanups: contextlib.AsyncExitStack, app: web.Application, port: int, **options: Any
 ) -> str:
     options.setdefault("access_log", None)
-    runner = web.AppRunner(app, shutdown_timeout=2.0, **options)
+    runner = NodeRunner(app, shutdown_timeout=2.0, **options)
     await runner.setup()
     cleanups.push_async_callback(runner.cleanup)
     site = web.TCPSite(runner, "127.0.0.1", port)

@@ -6,8 +6,16 @@ One reservation per request, settled once, whichever upstream answers. An upstre
 before anything reached the client (connect error, no first byte in time, 5xx, 429) is passed
 over for the model's next one; once a stream has begun there is no going back: it ends with an
 error event. Whatever happens after the reservation — success, upstream failure, a client that
-goes away, an exception — the `finally` of `run` settles it: real cost from the upstream's usage,
-else an estimate from what was sent and received, else (nothing was produced) a release.
+goes away, an exception — the `finally` of `run` settles it:
+
+- an answer: its real cost from the upstream's usage, else an estimate from what was sent and
+  received; an answer past the read limit: the reservation's most (the upstream wrote it all);
+- every other call the upstream may bill (`upstream.Attempt.sent`: a timeout, a client gone
+  while waiting, a malformed answer): the prompt's cost, `plan.floor_msat`;
+- nothing sent, or only refused with an error status: nothing (a release).
+
+A model with several upstreams reserves one floor more per extra upstream, so a failover after
+a timeout still has its earlier, billed attempts covered by the reservation.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ from node.payments import Payer, token_spent
 from node.pricing import Pricer, Usage
 from node.providers import MONITOR
 from node.sse import SseReader, encode_event
+from node.stored import Recorder
 from node.web import REQUEST_ID
 
 __all__ = ["MeteredCall", "Plan", "estimate_prompt_tokens"]
@@ -71,9 +80,14 @@ class MeteredCall:
         self.cost_msat = 0
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
+        self.oversized = False  # the answer passed the read limit: it was all written and billed
+        self.attempts: list[upstream.Attempt] = []  # one per upstream tried, the last current
+        self.spare_floors = 0  # failed attempts the reservation covers beyond the answer
+        self.reserved_msat = 0
         self.settled = False
         self.reserving = False
         self.route: Route | None = None  # the one that answered
+        self.recorder: Recorder | None = None  # the stored objects the answer makes
 
     @property
     def usage(self) -> Usage | None:
@@ -82,6 +96,7 @@ class MeteredCall:
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
+        self.recorder = Recorder.of(self.node, self.payer, self.path, body)
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
@@ -90,6 +105,11 @@ class MeteredCall:
             if stream:
                 return await self._stream(answer)
             return await self._plain(answer)
+        except NodeError as exc:
+            await self._settle()
+            if self.cost_msat:  # an attempt the upstream bills: the client sees what it cost
+                exc.headers["X-Cost-Msat"] = str(self.cost_msat)
+            raise
         finally:
             await self._settle()
 
@@ -102,11 +122,13 @@ class MeteredCall:
         while True:
             limit = UNLIMITED_MSAT if available is None else available
             plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
+            self.spare_floors = self._spare_floors(plan, available)
+            self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
             self.reserving = True  # the reservation may exist from here, even if cancelled
             if await ledger.reserve(
                 payer.account_id,
                 self.request_id,
-                plan.max_cost_msat,
+                self.reserved_msat,
                 plan.floor_msat,
                 self.model.id,
                 payer.untouched_msat,
@@ -119,10 +141,23 @@ class MeteredCall:
                 raise token_spent()  # a racing request with the same one-shot token got there
             available = account.available_msat
 
+    def _spare_floors(self, plan: Plan, available: int | None) -> int:
+        """How many failed attempts the upstreams may bill beyond the answer: one per extra
+        upstream, as far as the balance (when it is short) holds their floors."""
+        spare = len(self.model.routes) - 1
+        if available is None or not plan.floor_msat:
+            return spare
+        return max(0, min(spare, (available - plan.max_cost_msat) // plan.floor_msat))
+
     async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
-        """Try the model's upstreams in turn (healthy ones first) until one answers."""
+        """Try the model's upstreams in turn (healthy ones first) until one answers, while the
+        reservation covers the floors of the attempts that failed after being sent."""
         last: NodeError | None = None
         for route in self.request.app[MONITOR].order(self.model.routes):
+            if sum(a.sent for a in self.attempts) > self.spare_floors:
+                break  # another billed attempt would pass the reservation
+            attempt = upstream.Attempt()
+            self.attempts.append(attempt)
             body["model"] = route.upstream_model
             payload, content_type = self.meter.encode(body)
             self.trace.upstream = route.upstream.name
@@ -135,7 +170,11 @@ class MeteredCall:
                         payload,
                         stream=stream,
                         content_type=content_type,
+                        attempt=attempt,
                     )
+            except upstream.AnswerTooLarge:
+                self.oversized = True
+                raise
             except upstream.RETRYABLE as exc:
                 self.trace.upstream_failed(exc.code)
                 log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
@@ -150,14 +189,32 @@ class MeteredCall:
         if self.settled:
             return
         self.settled = True
-        if not self.produced:
-            if self.reserving:
-                await self.node.ledger.release(self.request_id)
+        if not self.reserving:
             return
-        cost = self.meter.cost(self.pricer, self.model, self.plan, self.measured)
+        cost = self._cost()
+        if cost is None:
+            await self.node.ledger.release(self.request_id)
+            return
         self.cost_msat = self.trace.cost_msat = await self.node.ledger.settle(self.request_id, cost)
-        if self.measured.usage is None and self.measured.units is None:
+        if self.produced and self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
+
+    def _cost(self) -> int | None:
+        """What the upstreams may bill for this request; None when they bill nothing.
+
+        The last attempt is the current one; each earlier one failed, and is charged its
+        floor if it was sent."""
+        if not self.attempts:
+            return None
+        floor = self.plan.floor_msat
+        earlier = floor * sum(a.sent for a in self.attempts[:-1])
+        if self.produced:
+            return earlier + self.meter.cost(self.pricer, self.model, self.plan, self.measured)
+        if self.oversized:
+            return earlier + self.plan.max_cost_msat
+        if self.attempts[-1].sent:
+            return earlier + floor
+        return earlier if earlier else None
 
     async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
         parsed = _json_object(answer.head)
@@ -171,6 +228,8 @@ class MeteredCall:
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
         self.measured = self.meter.measure(parsed)
         await self._settle()
+        if self.recorder is not None:  # before the client sees the ids it may name later
+            await self.recorder.note(parsed)
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
@@ -211,9 +270,10 @@ class MeteredCall:
         await self._end_stream(out, reader)
         return out
 
-    @staticmethod
-    async def _relay(out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+    async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
         events = reader.feed(data)
+        if self.recorder is not None:  # before the client sees the ids it may name later
+            await self.recorder.note(reader.response)
         if events:
             await out.write(b"".join(events))
 

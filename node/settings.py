@@ -6,6 +6,7 @@ description: the README's configuration table is generated from them (and a test
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import tomllib
 from pathlib import Path
@@ -44,6 +45,20 @@ class NodeSection(Section):
     admin_password: str = Field(
         "", description="Admin password; if empty, generated on first start and printed once"
     )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (IPs or CIDRs) of the TLS proxies in front of the node whose "
+        "X-Forwarded-Proto is believed (the admin cookie is Secure when it says https); "
+        "empty = never believed",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        try:
+            return [str(ipaddress.ip_network(p.strip(), strict=False)) for p in proxies]
+        except ValueError as exc:
+            raise ValueError(f"each must be an IP address or a CIDR network: {exc}") from None
 
 
 class StoreSection(Section):

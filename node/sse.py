@@ -24,6 +24,7 @@ class SseReader:
         self.usage: Usage | None = None
         self.usage_event: dict[str, Any] | None = None
         self.usage_event_name = b""  # its `event:` line (Responses streams name their events)
+        self.response: dict[str, Any] | None = None  # a Responses stream's latest snapshot
         self.done = False
         self.output_chars = 0
         self.output_chunks = 0
@@ -74,8 +75,10 @@ class SseReader:
             return True
         self._count_output(chunk)
         usage = Usage.from_openai(chunk.get("usage"))
-        if usage is None and isinstance(chunk.get("response"), dict):  # Responses API
-            usage = Usage.from_openai(chunk["response"].get("usage"))
+        if isinstance(chunk.get("response"), dict):  # Responses API
+            self.response = chunk["response"]
+            if usage is None:
+                usage = Usage.from_openai(self.response.get("usage"))
         if usage is not None:
             self.usage = usage
             if not chunk.get("choices"):

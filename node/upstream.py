@@ -7,6 +7,11 @@ after which another upstream may be tried (connect error, no first byte in time,
 
 Three timeouts per upstream: connect, first byte (headers, and for a stream its first chunk:
 a non-stream answer's headers come only once the whole answer is made), idle (between chunks).
+
+What an upstream may bill: each call records in its `Attempt` whether the request was sent —
+its head written to the upstream's connection (a trace hook of the session sees it) — and not
+refused with an error status, which providers do not bill. A connect error is not sent; a
+timeout, a client gone while waiting, a broken or oversized answer are.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -29,15 +35,41 @@ HEALTH_TIMEOUT_S = 10.0
 RETRYABLE = (UpstreamError, UpstreamTimeout, RateLimited)
 
 
+class AnswerTooLarge(UpstreamError):
+    """A plain answer past MAX_ANSWER_BYTES: the upstream wrote (and bills) all of it."""
+
+
+@dataclass
+class Attempt:
+    """One call's standing with the upstream's bill: `sent` once the request's head has been
+    written to the upstream (it may have received the request), False again when the upstream
+    refused it with an error status."""
+
+    sent: bool = False
+
+
+async def _head_sent(
+    session: aiohttp.ClientSession,
+    context: SimpleNamespace,
+    params: aiohttp.TraceRequestHeadersSentParams,
+) -> None:
+    attempt = context.trace_request_ctx
+    if isinstance(attempt, Attempt):
+        attempt.sent = True
+
+
 def new_session() -> aiohttp.ClientSession:
     # limit=0: long LLM calls must not queue behind the default 100-connection cap.
     # No cookie jar: a cookie an upstream sets while answering one client must not go back
     # with another client's request (and keeping none saves work on every call).
     connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
+    sending = aiohttp.TraceConfig()
+    sending.on_request_headers_sent.append(_head_sent)
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
         json_serialize=lambda o: orjson.dumps(o).decode(),
+        trace_configs=[sending],
     )
 
 
@@ -66,11 +98,13 @@ async def call(
     *,
     stream: bool,
     content_type: str = "application/json",
+    attempt: Attempt | None = None,
 ) -> Answer:
     """POST; return once the answer has begun (stream) or is whole (plain), else raise.
 
     Nothing has reached the client when this raises, so a RETRYABLE error may be retried
-    elsewhere. A stream's response stays open: the caller closes `answer.resp`.
+    elsewhere. A stream's response stays open: the caller closes `answer.resp`. `attempt`
+    tells, whatever happens, whether the upstream may bill the call.
     """
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
     resp: aiohttp.ClientResponse | None = None
@@ -81,8 +115,11 @@ async def call(
                 data=payload,
                 headers=_headers(upstream, content_type),
                 timeout=timeout,
+                trace_request_ctx=attempt,
             )
             if resp.status != 200:
+                if attempt is not None:
+                    attempt.sent = False  # refused: providers bill no error status
                 async with resp:
                     raise await _status_error(upstream, resp)
             head = await resp.content.readany() if stream else b""
@@ -110,7 +147,7 @@ async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> b
         async for chunk in chunks(upstream, resp):
             size += len(chunk)
             if size > MAX_ANSWER_BYTES:
-                raise UpstreamError(f"upstream {upstream.name} answered with too large a body")
+                raise AnswerTooLarge(f"upstream {upstream.name} answered with too large a body")
             parts.append(chunk)
     return b"".join(parts)
 

@@ -29,6 +29,10 @@ REQUEST_ID = web.RequestKey("request_id", str)
 BODY_TIMEOUT_S = web.AppKey("body_timeout_s", float)
 DEFAULT_BODY_TIMEOUT_S = 60.0
 
+# orjson reads JSON nested to 1024 levels, and writes it to 255 only: a body the node could
+# not forward again is refused when read.
+MAX_JSON_DEPTH = 255
+
 LINGER_S = 2.0  # after an early answer (413, 408): read the rest of a body this long, then close
 
 T = TypeVar("T")
@@ -81,6 +85,13 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH:  # else it cannot be that deep
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise BadRequest(
+                f"the request body is nested more than {MAX_JSON_DEPTH} levels deep"
+            ) from None
     return body, raw
 
 

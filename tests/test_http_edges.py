@@ -253,3 +253,21 @@ async def test_a_content_length_past_the_limit_is_a_413_at_once_and_the_connecti
         assert await asyncio.wait_for(reader.read(), 5) == b""
     finally:
         writer.close()
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+async def test_a_body_nested_deeper_than_can_be_forwarded_is_a_400(
+    node: NodeHandle, depth: int
+) -> None:
+    """JSON the parser reads (to 1024 levels) but the node could not write upstream again (past
+    255): it was a 500 with a traceback, after the payment was taken."""
+    key = node.new_key(50_000)
+    content = b"[" * depth + b"]" * depth
+    body = b'{"model":"test-model","messages":[{"role":"user","content":' + content + b"}]}"
+    head = [b"POST /v1/chat/completions HTTP/1.1", b"Authorization: Bearer " + key.encode(),
+            b"Content-Type: application/json"]  # fmt: skip
+    status, answer = await raw_request(node, head, body)
+    assert_envelope(answer, status)
+    assert status == 400
+    assert node.balance(key) == 50_000
+    node.assert_clean()

@@ -123,8 +123,8 @@ def test_crlf_events_split_between_cr_and_lf_all_reach_the_client(raw_node, raw)
 
 
 def test_stream_that_ends_before_any_byte_fails_over(raw_node, raw, upstream_b) -> None:  # type: ignore[no-untyped-def]
-    """A 200 stream closed empty sent the client nothing: the next upstream answers, and the
-    client is not charged for an empty answer."""
+    """A 200 stream closed empty sent the client nothing: the next upstream answers. The
+    empty one had taken the request (it may bill the prompt): it is charged its floor."""
     model = "test-model"
     script(raw, model, [])
     node = raw_node({"id": model, "upstream": "raw", "upstreams": ["b"]})
@@ -138,7 +138,8 @@ def test_stream_that_ends_before_any_byte_fails_over(raw_node, raw, upstream_b) 
     )  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in got if c.choices)
     assert received(upstream_b, model) == before + 1
-    assert node.balance(key) == 1_000_000 - 2000
+    floor = 1_000_000 - 2000 - node.balance(key)
+    assert 0 < floor < 100  # the prompt's estimate: ~150 bytes of body, 1 msat a token
     node.assert_clean()
 
 

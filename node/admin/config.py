@@ -8,6 +8,8 @@ Environment variables still win over both, as they win over the file.
 Secrets (`node.admin_password`, `nostr.nsec`, each upstream's `api_key`) are write-only: reads
 show `<name>_set: true|false` in their place, and a write that leaves one out keeps it. The
 admin password is changed only through /admin/api/password, which asks for the current one.
+An upstream's key is kept only where it was meant to go: a change of its `base_url` must carry
+the key again (`key_follows_url`), or an admin session could send the key to any address.
 """
 
 from __future__ import annotations
@@ -135,15 +137,30 @@ def _merge_list(section: str, value: Any, current: list[dict[str, Any]]) -> list
         raise BadRequest(f"{section} must be a list", param=section)
     if section != "upstreams":
         return value
-    keys = {u["name"]: u[UPSTREAM_SECRET] for u in current}
+    by_name = {u["name"]: u for u in current}
     merged: list[Any] = []
-    for entry in value:
+    for i, entry in enumerate(value):
         if isinstance(entry, dict):
             entry = {k: v for k, v in entry.items() if k != f"{UPSTREAM_SECRET}_set"}
-            if UPSTREAM_SECRET not in entry and entry.get("name") in keys:
-                entry[UPSTREAM_SECRET] = keys[entry["name"]]  # left out = kept
+            old = by_name.get(entry.get("name"))
+            if old is not None:
+                key_follows_url(entry, old, f"upstreams.{i}.{UPSTREAM_SECRET}")
+                entry.setdefault(UPSTREAM_SECRET, old[UPSTREAM_SECRET])  # left out = kept
         merged.append(entry)
     return merged
+
+
+def key_follows_url(change: dict[str, Any], current: dict[str, Any], param: str) -> None:
+    """Refuse a change of an upstream's base_url that leaves its (set) key to be kept: the key
+    was given for the old address, and only someone who knows it may send it elsewhere."""
+    if UPSTREAM_SECRET in change or not current[UPSTREAM_SECRET] or "base_url" not in change:
+        return
+    if str(change["base_url"]).rstrip("/") != str(current["base_url"]).rstrip("/"):
+        raise BadRequest(
+            f"{param}: a new base_url needs the upstream's api_key again, in the same change",
+            param=param,
+            code="api_key_required",
+        )
 
 
 def _overrides(

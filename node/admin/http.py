@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,8 +51,31 @@ def set_session_cookie(request: web.Request, response: web.Response, token: str)
         path="/admin",
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        secure=over_https(request),
     )
+
+
+def over_https(request: web.Request) -> bool:
+    """The request reached the node over TLS, or reached a TLS proxy that says so: one listed
+    in `[node] trusted_proxies` (anyone else could send X-Forwarded-Proto)."""
+    if request.secure:
+        return True
+    proto = request.headers.get("X-Forwarded-Proto", "")
+    if proto.rsplit(",", 1)[-1].strip().lower() != "https":  # the last: what the peer added
+        return False
+    return _trusted(request.remote, node_of(request).settings.node.trusted_proxies)
+
+
+def _trusted(peer: str | None, proxies: list[str]) -> bool:
+    if not peer or not proxies:
+        return False
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:  # a Unix socket, say: no address to trust
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped  # an IPv4 peer on a dual-stack socket
+    return any(address in ipaddress.ip_network(p) for p in proxies)
 
 
 def node_of(request: web.Request) -> Node:

@@ -11,6 +11,7 @@ from node.admin.http import (
     COOKIE,
     guarded,
     node_of,
+    over_https,
     session_of,
     set_session_cookie,
     str_field,
@@ -49,7 +50,9 @@ async def logout(request: web.Request) -> web.Response:
     assert token is not None
     request.app[ADMIN].logout(token)
     response = json_response({"ok": True})
-    response.del_cookie(COOKIE, path="/admin")
+    response.del_cookie(
+        COOKIE, path="/admin", secure=over_https(request), httponly=True, samesite="Strict"
+    )
     return response
 
 

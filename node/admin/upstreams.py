@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from node.admin.config import redacted, update_settings
+from node.admin.config import UPSTREAM_SECRET, key_follows_url, redacted, update_settings
 from node.errors import Conflict, NotFound
 
 if TYPE_CHECKING:
@@ -56,6 +56,8 @@ async def edit(node: Node, section: str, name: str, body: dict[str, Any]) -> dic
     key, what = _key(section)
     entries = _entries(node, section)
     i = _find(entries, key, name, what)
+    if section == "upstreams":
+        key_follows_url(body, entries[i], UPSTREAM_SECRET)
     entries[i] = {**entries[i], **{k: v for k, v in body.items() if not k.endswith("_set")}}
     renamed = section == "upstreams" and entries[i]["name"] != name
     patch: dict[str, Any] = {section: entries}

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node import presets
+from node import presets, stored
 from node.audio import Upload
 from node.context import NODE
 from node.errors import BadRequest, NodeError
@@ -39,6 +39,7 @@ async def _metered(
     def quote() -> int:  # the most this request can cost, whatever the balance
         return meter.plan(pricer, model, dict(body), raw, available=UNLIMITED_MSAT).max_cost_msat
 
+    stored.refuse_foreign(request, node, body, meter.path)  # before any token is redeemed
     payer = await node.payments.resolve(request, quote)
     try:
         call = MeteredCall(node, request, payer, model, meter.path, meter, pricer)

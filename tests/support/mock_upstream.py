@@ -12,7 +12,8 @@ A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of
 one model can fail on one upstream and answer on another. `down = True` makes every call
 (GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
 `report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
-(an object) laid over a plain chat, completion or responses answer; `extra_chunk` (an object) sent
+(an object) laid over a plain chat, completion or responses answer; `pad_bytes`, a padding
+field that size added to a plain chat or completion answer; `extra_chunk` (an object) sent
 as one more event after a stream's first chunk; `images`, how many images to answer with whatever
 `n` asked; and the form field `mock_seconds`, the seconds a transcription reports. Every POST
 received is recorded (path, headers, JSON body or form fields) in `received`. Plain chat and
@@ -27,12 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import math
+import secrets
 import struct
 import time
-import wave
 from typing import Any
 
 from aiohttp import web
@@ -142,6 +142,8 @@ class MockUpstream:
         if "nousage" not in model:
             answer["usage"] = _reported(body, prompt, completion)
         answer.update(_mock(body).get("merge") or {})
+        if "pad_bytes" in _mock(body):  # an answer as large as n=64 with logprobs makes it
+            answer["padding"] = "x" * int(_mock(body)["pad_bytes"])
         response = web.json_response(answer)
         response.set_cookie("__cf_bm", f"mock-{self.name}")  # as a real provider's CDN does
         return response
@@ -184,6 +186,7 @@ class MockUpstream:
         model = str(body["model"])
         prompt, completion = usage_for(body)
         text = WORD * completion
+        rid = secrets.token_hex(8)  # ids of its own, as an upstream's stored responses have
         usage = {
             "input_tokens": prompt,
             "output_tokens": completion,
@@ -192,20 +195,21 @@ class MockUpstream:
             "output_tokens_details": {"reasoning_tokens": 0},
         }
         if not body.get("stream"):
-            answer = _response(model, text, usage, "completed")
+            answer = _response(rid, model, text, usage, "completed")
             answer.update(_mock(body).get("merge") or {})
             return web.json_response(answer)
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
-        start = {"type": "response.created", "response": _response(model, "", None, "in_progress")}
+        created = _response(rid, model, "", None, "in_progress")
+        start = {"type": "response.created", "response": created}
         await out.write(_named(start, 0))
         for i in range(completion):
-            delta = {"type": "response.output_text.delta", "item_id": "msg_mock",
+            delta = {"type": "response.output_text.delta", "item_id": f"msg_{rid}",
                      "output_index": 0, "content_index": 0, "delta": WORD}  # fmt: skip
             await out.write(_named(delta, i + 1))
         done = {
             "type": "response.completed",
-            "response": _response(model, text, usage, "completed"),
+            "response": _response(rid, model, text, usage, "completed"),
         }
         await out.write(_named(done, completion + 1))
         await out.write_eof()
@@ -250,8 +254,7 @@ class MockUpstream:
         failure = self._failure(fields.get("model", ""))
         if failure is not None:
             return failure
-        with wave.open(io.BytesIO(audio)) as clip:
-            seconds = clip.getnframes() / clip.getframerate()
+        seconds = _duration(audio)
         text = "hello from the mock transcription"
         if fields.get("response_format") == "text":
             return web.Response(text=text, content_type="text/plain")
@@ -262,6 +265,15 @@ class MockUpstream:
             usage = {"type": "tokens", "input_tokens": audio_tokens, "output_tokens": words,
                      "total_tokens": audio_tokens + words}  # fmt: skip
         return web.json_response({"text": text, "usage": usage})
+
+
+def _duration(audio: bytes) -> float:
+    """A WAV clip's real length, as a PCM decoder reads it: the data chunk's bytes over sample
+    rate x channels x bytes per sample (the byte rate and block align fields play no part)."""
+    channels, rate = struct.unpack_from("<HI", audio, 22)
+    bits = struct.unpack_from("<H", audio, 34)[0]
+    size = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
+    return size / (rate * channels * bits // 8)
 
 
 def usage_for(body: dict[str, Any]) -> tuple[int, int]:
@@ -301,12 +313,14 @@ def _usage(prompt: int, completion: int) -> dict[str, int]:
     }
 
 
-def _response(model: str, text: str, usage: dict[str, Any] | None, status: str) -> dict[str, Any]:
+def _response(
+    rid: str, model: str, text: str, usage: dict[str, Any] | None, status: str
+) -> dict[str, Any]:
     content = [{"type": "output_text", "text": text, "annotations": []}]
-    output = [{"type": "message", "id": "msg_mock", "status": status, "role": "assistant",
+    output = [{"type": "message", "id": f"msg_{rid}", "status": status, "role": "assistant",
                "content": content}] if text else []  # fmt: skip
     return {
-        "id": "resp_mock",
+        "id": f"resp_{rid}",
         "object": "response",
         "created_at": int(time.time()),
         "model": model,

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
 from aiohttp import web
+
+from node.server import NodeRunner
 
 
 def free_port() -> int:
@@ -21,10 +24,16 @@ def free_port() -> int:
 
 
 class ThreadedServer:
-    def __init__(self, make_app: Callable[[], web.Application], port: int | None = None):
+    def __init__(
+        self,
+        make_app: Callable[[], web.Application],
+        port: int | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ):
         self.make_app = make_app
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ssl_context = ssl_context
+        self.url = f"{'https' if ssl_context else 'http'}://127.0.0.1:{self.port}"
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
@@ -36,9 +45,10 @@ class ThreadedServer:
 
     async def _start(self) -> None:
         self.app = self.make_app()
-        self._runner = web.AppRunner(self.app, shutdown_timeout=1.0, access_log=None)
+        self._runner = NodeRunner(self.app, shutdown_timeout=1.0, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
+        await site.start()
 
     def call(self, coro):  # type: ignore[no-untyped-def]
         """Run a coroutine on the server's loop and wait for its result."""
