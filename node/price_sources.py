@@ -18,8 +18,10 @@ price, never nothing.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -303,15 +305,57 @@ def _genai_tier(prices: genai.ModelPrice, start: int | None) -> PriceTier | None
     )
 
 
+# A version at the end of a model id: a date (-2024-07-18, -20250514, -0709, -05-20), -latest,
+# -001, -0. gpt-4o-2024-08-06 is gpt-4o; gpt-4o-mini-search-preview is not gpt-4o-mini.
+VERSION_SUFFIX = re.compile(r"(-(\d{4}-\d{2}-\d{2}|\d{8}|\d{4}|\d{2}-\d{2}|\d{3}|latest|0))+$")
+
+
+def base_id(model_id: str) -> str:
+    """A model id without its vendor prefix and version suffixes, lower-cased."""
+    return VERSION_SUFFIX.sub("", model_id.lower().rpartition("/")[2])
+
+
+@functools.cache
+def _genai_base_ids() -> frozenset[str]:
+    snapshot = data_snapshot.get_snapshot()
+    return frozenset(base_id(m.id) for p in snapshot.providers for m in p.models)
+
+
+def _monotone(tiers: list[PriceTier], base: PriceTier) -> tuple[PriceTier, ...]:
+    """Each tier at least as dear as the one below: a reservation at the tier of the most
+    prompt tokens then covers any fewer."""
+    out: list[PriceTier] = []
+    below = base
+    for tier in tiers:
+        below = PriceTier(
+            tier.above_prompt_tokens,
+            max(tier.prompt, below.prompt),
+            max(tier.completion, below.completion),
+            max(tier.cached_prompt, below.cached_prompt),
+            max(tier.reasoning, below.reasoning),
+        )
+        out.append(below)
+    return tuple(out)
+
+
 def genai_price(
-    model_ref: str, *, provider_api_url: str | None = None, now: datetime | None = None
+    model_ref: str,
+    *,
+    provider_api_url: str | None = None,
+    now: datetime | None = None,
+    exact: bool = False,
 ) -> ModelPrice | None:
     """The bundled genai-prices price for a model, or None when it has no token price.
 
     `now` matters: some prices change by date or time of day (DeepSeek's off-peak hours).
+    `exact`: only a price genai-prices lists for this very model (a dated snapshot counts),
+    not one it matches by pattern to another (gpt-4o-mini-search-preview → gpt-4o-mini). An id
+    it does not know is not looked up at all: genai-prices memoises every lookup, unbounded.
     """
+    if exact and base_id(model_ref) not in _genai_base_ids():
+        return None
     model = _find_genai_model(model_ref, provider_api_url)
-    if model is None:
+    if model is None or (exact and base_id(model.id) != base_id(model_ref)):
         return None
     prices = model.get_prices(now or datetime.now(UTC))
     base = _genai_tier(prices, None)
@@ -319,7 +363,8 @@ def genai_price(
         return None
     keys = (prices.input_mtok, prices.output_mtok, prices.cache_read_mtok)
     starts = sorted({t.start for v in keys if isinstance(v, genai.TieredPrices) for t in v.tiers})
-    tiers = tuple(tier for s in starts if (tier := _genai_tier(prices, s)) is not None)
+    found = [tier for s in starts if (tier := _genai_tier(prices, s)) is not None]
+    tiers = _monotone(found, base)
     requests = prices.requests_kcount
     return ModelPrice(
         model_id=model_ref,
@@ -344,6 +389,8 @@ def resolve_price(
     catalogue: Mapping[str, CatalogueEntry] | None = None,
     provider_api_url: str | None = None,
     now: datetime | None = None,
+    exact: bool = False,
+    quiet: bool = False,
 ) -> ModelPrice | None:
     """The price of `model_id`, first source first; None (and a log line why) when none has one.
 
@@ -351,17 +398,19 @@ def resolve_price(
     when not fetched); `provider_api_url` the upstream's base URL, which tells genai-prices the
     provider. Limits (context, max output) come from the first source that lists them, with
     the operator's explicit values on top. Cheap (~20 µs): genai-prices can depend on `now`.
+    `exact`: see `genai_price` (for ids clients make up); `quiet`: why not offered at DEBUG.
     """
     upstream_model = (section.upstream_model if section else "") or model_id
     entry = catalogue.get(upstream_model) if catalogue is not None else None
     price = config_price(section) if section else None
     if price is None and entry is not None:
         price = entry.price
-    bundled = genai_price(upstream_model, provider_api_url=provider_api_url, now=now)
+    bundled = genai_price(upstream_model, provider_api_url=provider_api_url, now=now, exact=exact)
     if price is None and bundled is not None:
         price = bundled
     if price is None:
-        log.warning("model %s is not offered: %s", model_id, _why(section, catalogue, entry))
+        level = logging.DEBUG if quiet else logging.WARNING
+        log.log(level, "model %s is not offered: %s", model_id, _why(section, catalogue, entry))
         return None
     return replace(
         price,
