@@ -152,9 +152,11 @@ class BillingUpstream:
         if isinstance(prediction, dict):  # rejected prediction tokens are billed as output
             bill.completion_tokens += self.content(prediction.get("content"), model, bill)
         searches = [t for t in body.get("tools") or [] if "search" in str(t.get("type"))]
-        if searches or body.get("web_search_options") is not None or "search" in model:
+        if searches or body.get("web_search_options") is not None:
             bill.calls_usd += SEARCH_CALL_USD
             total += 2000  # the search results read into the prompt
+        elif "search" in model:  # search models: the results' tokens come with the call's fee
+            bill.calls_usd += SEARCH_CALL_USD
         return total
 
     def check_context(self, model: str, prompt: int, output: int = 0) -> None:
