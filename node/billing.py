@@ -17,6 +17,7 @@ around the same text (PROMPT_OVERHEAD_TOKENS covers the rest: a default system p
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,7 +37,9 @@ TEXT_TYPES = frozenset(
     }
 )  # fmt: skip
 # Keys whose value stands for tokens the body does not hold: images, files, stored items.
-REFERENCE_KEYS = frozenset({"image_url", "file_id", "file_data", "file_url", "video_url"})
+REFERENCE_KEYS = frozenset(
+    {"image_url", "image", "file_id", "file_data", "file_url", "video_url", "video"}
+)
 AUDIO_TYPES = frozenset({"input_audio", "audio_url", "audio"})
 # Request fields that point at content stored upstream (Responses): the upstream re-reads it.
 STORED_REFERENCES = ("previous_response_id", "conversation", "prompt")
@@ -84,17 +87,20 @@ def bills_per_call(model_id: str) -> bool:
 def shape(path: str, body: dict[str, Any]) -> Shape:
     """Refuse what the node cannot bound (a 400 naming the field), rewrite what it can make
     bounded, and tell what the upstream will bill for the rest."""
-    _refuse_billed_extras(path, body)
+    _refuse_billed_extras(body)
     field = PROMPT_FIELD.get(path, "")
     unbounded = field if field and not _scan_prompt(body.get(field), field) else None
     if path == "responses":
         unbounded = next((n for n in STORED_REFERENCES if body.get(n) is not None), unbounded)
     prompts = _count_prompts(body.get(field), field) if path in ("completions", "embeddings") else 1
-    if path == "responses" or path == "embeddings":
-        return Shape(prompts, 1, unbounded)
+    if path == "embeddings":
+        inputs = body.get(field)
+        if isinstance(inputs, list) and any(isinstance(x, dict) for x in inputs):
+            unbounded = field  # multimodal inputs (an image to embed): not in the bytes
+        return Shape(prompts, 0, unbounded)
+    # n answers per prompt; best_of: the upstream writes (and bills) that many to return n
     per_prompt = positive_int(body, "n", 1, MAX_CHOICES)
-    if path == "completions" and body.get("best_of") is not None:
-        # the upstream writes (and bills) best_of answers to return the best n
+    if body.get("best_of") is not None:
         per_prompt = max(per_prompt, positive_int(body, "best_of", 1, MAX_CHOICES))
     return Shape(prompts, prompts * per_prompt, unbounded)
 
@@ -129,10 +135,37 @@ def _refused(field: str, why: str) -> BadRequest:
     return BadRequest(f"{field}: {why}; not offered on this node", param=field)
 
 
-def _refuse_billed_extras(path: str, body: dict[str, Any]) -> None:
+def _present(value: Any) -> bool:
+    return value is not None
+
+
+def _audio_out(value: Any) -> bool:
+    return isinstance(value, list) and "audio" in value
+
+
+def _names_cached_content(value: Any) -> bool:
+    return _has_key(value, "cached_content")
+
+
+# Fields the node refuses wherever they come (unknown fields are otherwise passed on).
+REFUSED_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("background", bool, "a background answer is written and billed after the reply"),
+    ("web_search_options", _present, "web searches bill per call"),
+    ("plugins", _present, "plugins (web search, file parsing) bill per call"),
+    ("modalities", _audio_out, "audio output tokens bill far above text tokens"),
+    ("audio", _present, "audio output tokens bill far above text tokens"),
+    ("prediction", _present, "rejected prediction tokens bill beyond the output limit"),
+    ("models", _present, "fallback models bill at their own prices"),
+    ("provider", _present, "provider routing may pick an endpoint dearer than the price"),
+    ("extra_body", _names_cached_content, "cached_content re-reads (and bills) stored tokens"),
+)
+
+
+def _refuse_billed_extras(body: dict[str, Any]) -> None:
     """Fields that make the upstream bill beyond tokens the node can bound."""
-    if path == "responses" and body.get("background"):
-        raise _refused("background", "a background answer is written and billed after the reply")
+    for name, refused, why in REFUSED_FIELDS:
+        if name in body and refused(body[name]):
+            raise _refused(name, why)
     tier = body.get("service_tier")
     if tier == "auto":  # may pick the operator's priority or scale tier: billed above the price
         body["service_tier"] = "default"
@@ -140,20 +173,37 @@ def _refuse_billed_extras(path: str, body: dict[str, Any]) -> None:
         raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else []:
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if not (isinstance(kind, str) and kind in CLIENT_TOOLS):
+        if not _client_tool(tool):
+            kind = tool.get("type") if isinstance(tool, dict) else None
             raise _refused("tools", f"{str(kind)[:32]!r} tools run upstream and bill per call")
-    if body.get("web_search_options") is not None:
-        raise _refused("web_search_options", "web searches bill per call")
-    if body.get("plugins") is not None:
-        raise _refused("plugins", "plugins (web search, file parsing) bill per call")
-    modalities = body.get("modalities")
-    if isinstance(modalities, list) and "audio" in modalities:
-        raise _refused("modalities", "audio output tokens bill far above text tokens")
-    if body.get("audio") is not None:
-        raise _refused("audio", "audio output tokens bill far above text tokens")
-    if body.get("prediction") is not None:
-        raise _refused("prediction", "rejected prediction tokens bill beyond the output limit")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and not _client_tool_choice(choice):
+        raise _refused("tool_choice", "tools that run upstream bill per call")
+
+
+def _client_tool(tool: Any) -> bool:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    return isinstance(kind, str) and kind in CLIENT_TOOLS
+
+
+def _client_tool_choice(choice: dict[str, Any]) -> bool:
+    if choice.get("type") == "allowed_tools":
+        allowed = choice.get("tools")
+        return isinstance(allowed, list) and all(_client_tool(t) for t in allowed)
+    return _client_tool(choice)
+
+
+def _has_key(value: Any, key: str) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if key in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _scan_prompt(given: Any, field: str) -> bool:

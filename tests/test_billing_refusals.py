@@ -50,6 +50,14 @@ REFUSED = {
     "service_tier-odd": ("service_tier", chat(service_tier={"tier": 1})),
     "cache_control": ("messages", chat(messages=[{"role": "user", "content": [
         {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}])),
+    "tool_choice-hosted": ("tool_choice", responses(tool_choice={"type": "file_search"})),
+    "tool_choice-allowed-hosted": ("tool_choice", responses(tool_choice={
+        "type": "allowed_tools", "mode": "auto", "tools": [{"type": "web_search_preview"}]})),
+    "models-fallback": ("models", chat(models=["bill-model", "some-dearer-model"])),
+    "provider-routing": ("provider", chat(provider={"order": ["dearest"]})),
+    "gemini-cached_content": ("extra_body", chat(extra_body={"google": {
+        "cached_content": "cachedContents/abc"}})),
+    "background-on-chat": ("background", chat(background=True)),
     "prompt-list-too-long": ("prompt", ("completions", {"model": "bill-model",
                                                         "prompt": ["x"] * 2049})),
     "n-too-many": ("n", chat(n=129)),

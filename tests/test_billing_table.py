@@ -103,10 +103,14 @@ ROWS = {
         {"type": "input_file", "filename": "a.pdf", "file_data": PDF}]}]}),
     "previous_response_id": Row("responses", {"model": "bill-model", "input": "go on",
                                               "max_output_tokens": 100}, stored=True),
+    "responses-n": Row("responses", {"model": "bill-model", "input": "hi", "n": 3,
+                                     "max_output_tokens": 200}),
     "responses-stream": Row("responses", {"model": "bill-model", "input": UNICODE * 10,
                                           "stream": True}),
     # embeddings, images
     "embeddings": Row("embeddings", {"model": "bill-model", "input": [UNICODE] * 30}),
+    "embeddings-multimodal": Row("embeddings", {"model": "bill-vision-mini", "input": [
+        {"image_url": IMAGE}, {"text": "a cat"}]}),
     "embeddings-token-ids": Row("embeddings", {"model": "bill-model", "input": [[1, 2, 3]] * 30}),
     "images-n": Row("images/generations", {"model": "bill-image", "prompt": "a cat", "n": 3}),
 }  # fmt: skip

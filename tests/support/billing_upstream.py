@@ -215,7 +215,7 @@ class BillingUpstream:
         except Refused as exc:
             return self._refused(exc)
         limit = _limit(body, "max_output_tokens")
-        return await self._answer(request, body, bill, prompt, [limit])
+        return await self._answer(request, body, bill, prompt, [limit] * _n(body))
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body, bill = await self._accept(request)
@@ -321,7 +321,15 @@ def _prompts(given: Any) -> list[int]:
         return [1]
     if all(isinstance(x, int) for x in given):
         return [len(given) + 1]
-    return [tokens(p) + 1 if isinstance(p, str) else len(p) + 1 for p in given]
+    return [_one_prompt(p) for p in given]
+
+
+def _one_prompt(given: Any) -> int:
+    if isinstance(given, str):
+        return tokens(given) + 1
+    if isinstance(given, dict):  # a multimodal input: an image (a high-detail one's tokens)
+        return 85 + 170 * 8 if given.get("image_url") else tokens(dumps(given)) + 1
+    return len(given) + 1
 
 
 def _choice(index: int, key: str, text: str) -> dict[str, Any]:
