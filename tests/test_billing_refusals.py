@@ -61,6 +61,8 @@ REFUSED = {
     "prompt-list-too-long": ("prompt", ("completions", {"model": "bill-model",
                                                         "prompt": ["x"] * 2049})),
     "n-too-many": ("n", chat(n=129)),
+    "images-stream": ("stream", ("images/generations", {"model": "bill-image", "prompt": "a cat",
+                                                        "stream": True, "partial_images": 2})),
 }  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.audio import wav_clip
 from tests.support.billing import pay, post, quote_sat
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.pg import BOTH_BACKENDS
@@ -113,6 +114,11 @@ ROWS = {
         {"image_url": IMAGE}, {"text": "a cat"}]}),
     "embeddings-token-ids": Row("embeddings", {"model": "bill-model", "input": [[1, 2, 3]] * 30}),
     "images-n": Row("images/generations", {"model": "bill-image", "prompt": "a cat", "n": 3}),
+    # audio
+    "transcription-prompt": Row("audio/transcriptions", {"model": "bill-transcribe",
+                                "file": wav_clip(4), "prompt": UNICODE * 40}),
+    "transcription-minutes": Row("audio/transcriptions", {"model": "bill-whisper",
+                                 "file": wav_clip(61), "language": "en"}),
 }  # fmt: skip
 
 

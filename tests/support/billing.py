@@ -38,6 +38,8 @@ BILLING_MODELS: list[dict[str, Any]] = [
     {"id": "bill-small-context", **PRICE, "context_length": 8000},
     {"id": "bill-image", "image_output_usd": 0.04},
     {"id": "bill-search", **PRICE, "upstream_model": "bill-search-preview", "request_usd": 0.03},
+    {"id": "bill-transcribe", **PRICE},  # transcriptions priced by token
+    {"id": "bill-whisper", "audio_usd_per_minute": 0.006},
 ]
 CONTEXTS = {"bill-small-context": 8000, "gemini-2.5-pro": 1_048_576}
 IMAGE_MULTIPLIERS = {"bill-vision-mini": 2833 / 85}
@@ -79,7 +81,7 @@ def price_of(bill: Bill) -> int:
     if bill.model.startswith("gemini-2.5-pro"):
         prompt, output = GEMINI_PRO[bill.prompt_tokens > 200_000]
         return bill_msat(bill, prompt, output)
-    return bill_msat(bill, 1, 2, image_usd=Fraction("0.04"))
+    return bill_msat(bill, 1, 2, image_usd=Fraction("0.04"), audio_minute_usd=Fraction("0.006"))
 
 
 @dataclass
@@ -100,9 +102,15 @@ class Outcome:
 async def post(
     node: NodeHandle, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> tuple[int, Any, bytes]:
+    """JSON, or a multipart form for a transcription (its `file`: WAV bytes)."""
+    options: dict[str, Any] = {"json": body}
+    if path == "audio/transcriptions":
+        form = aiohttp.FormData({k: v for k, v in body.items() if k != "file"})
+        form.add_field("file", body["file"], filename="clip.wav", content_type="audio/wav")
+        options = {"data": form}
     async with (
         aiohttp.ClientSession(timeout=TIMEOUT) as session,
-        session.post(f"{node.url}/v1/{path}", json=body, headers=headers or {}) as resp,
+        session.post(f"{node.url}/v1/{path}", headers=headers or {}, **options) as resp,
     ):
         return resp.status, resp.headers, await resp.read()
 

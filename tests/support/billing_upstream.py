@@ -25,11 +25,13 @@ a model's price the way the node's contract does.
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 import math
 import re
 import time
+import wave
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -57,6 +59,7 @@ class Bill:
     completion_factor: Fraction = Fraction(1)
     calls_usd: Fraction = Fraction(0)  # per-call fees (web search)
     images: int = 0
+    seconds: int = 0  # of audio transcribed, billed by the (whole) second
     sent: dict[str, Any] = field(default_factory=dict, repr=False)  # the request, as received
 
 
@@ -93,6 +96,7 @@ class BillingUpstream:
                 web.post("/v1/responses", self.responses),
                 web.post("/v1/embeddings", self.embeddings),
                 web.post("/v1/images/generations", self.images),
+                web.post("/v1/audio/transcriptions", self.transcriptions),
                 web.get("/v1/models", self.models),
             ]
         )
@@ -238,6 +242,28 @@ class BillingUpstream:
         data = [{"b64_json": "aW1hZ2U="} for _ in range(bill.images)]
         return web.json_response({"created": int(time.time()), "data": data})
 
+    async def transcriptions(self, request: web.Request) -> web.Response:
+        """Per second of audio (minute-priced models), or per token: 10 a second of audio, and
+        the `prompt` field's text (gpt-4o-transcribe's way)."""
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        bill = Bill("audio/transcriptions", fields.get("model", ""), sent=fields)
+        with wave.open(io.BytesIO(upload.file.read())) as clip:
+            seconds = clip.getnframes() / clip.getframerate()
+        text = "hello from the billing mock"
+        if "transcribe" in bill.model:
+            bill.prompt_tokens = math.ceil(seconds * 10) + tokens(fields.get("prompt", ""))
+            bill.completion_tokens = tokens(text)
+            usage: dict[str, Any] = {"type": "tokens", "input_tokens": bill.prompt_tokens,
+                                     "output_tokens": bill.completion_tokens}  # fmt: skip
+        else:
+            bill.seconds = math.ceil(seconds)
+            usage = {"type": "duration", "seconds": bill.seconds}
+        self.bills.append(bill)
+        return web.json_response({"text": text, "usage": usage})
+
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": []})
 
@@ -284,6 +310,7 @@ def bill_msat(
     output_usd_per_mtok: Fraction | float,
     btc_usd: int = 100_000,
     image_usd: Fraction | float = 0,
+    audio_minute_usd: Fraction | float = 0,
 ) -> int:
     """What the bill costs in msat at a model's price, as the contract's cost formula does."""
     usd = (
