@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.conftest import NodeHandle
@@ -116,7 +117,7 @@ ROWS = {
     "images-n": Row("images/generations", {"model": "bill-image", "prompt": "a cat", "n": 3}),
     # audio
     "transcription-prompt": Row("audio/transcriptions", {"model": "bill-transcribe",
-                                "file": wav_clip(4), "prompt": UNICODE * 40}),
+                                "file": wav_clip(4), "prompt": UNICODE * 200}),
     "transcription-minutes": Row("audio/transcriptions", {"model": "bill-whisper",
                                  "file": wav_clip(61), "language": "en"}),
 }  # fmt: skip
@@ -162,3 +163,21 @@ async def test_the_upstream_never_bills_more_than_the_node_charged(
             assert outcome.status == 402 and outcome.bills == [] and outcome.charged_msat == 0
     assert served >= 2, "the token and the key with the whole quote are served"
     node.assert_clean()
+
+
+async def test_a_long_prompt_is_quoted_and_listed_at_its_tier(
+    billing_node: Callable[..., NodeHandle],
+) -> None:
+    """gemini-2.5-pro: $1.25/$10 per Mtok up to 200 000 prompt tokens, $2.50/$15 for all of a
+    longer prompt's tokens (genai-prices); $100 000/BTC makes $1 per Mtok 1 msat a token."""
+    node = billing_node()
+    async with aiohttp.ClientSession() as session:
+        costs = []
+        for prompt in (200_000, 200_001):
+            query = {"model": "gemini-2.5-pro", "input_tokens": prompt, "output_tokens": 1000}
+            async with session.get(f"{node.url}/v1/estimate", params=query) as resp:
+                costs.append((await resp.json())["cost_msat"])
+        async with session.get(f"{node.url}/v1/models/gemini-2.5-pro") as resp:
+            pricing = (await resp.json())["pricing"]
+    assert costs == [250_000 + 10_000, 500_003 + 15_000]
+    assert pricing["prompt_above_200000"] == "0.0000025"
