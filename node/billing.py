@@ -95,6 +95,8 @@ def shape(path: str, body: dict[str, Any]) -> Shape:
     prompts = _count_prompts(body.get(field), field) if path in ("completions", "embeddings") else 1
     if path == "embeddings":
         inputs = body.get(field)
+        if inputs == "":
+            raise BadRequest(f"{field} must be a string or a non-empty array", param=field)
         if isinstance(inputs, list) and any(isinstance(x, dict) for x in inputs):
             unbounded = field  # multimodal inputs (an image to embed): not in the bytes
         return Shape(prompts, 0, unbounded)

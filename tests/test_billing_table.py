@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import NodeHandle
 from tests.support.audio import wav_clip
-from tests.support.billing import pay, post, quote_sat
+from tests.support.billing import pay, quote_sat
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.pg import BOTH_BACKENDS
 from tests.support.servers import ThreadedServer
@@ -40,7 +40,6 @@ TOOL = {
 class Row:
     path: str
     body: dict[str, Any]
-    stored: bool = field(default=False)  # refers to a response made (and stored) beforehand
 
 
 def chat(model: str = "bill-model", content: Any = UNICODE * 20, **extra: Any) -> dict[str, Any]:
@@ -103,8 +102,6 @@ ROWS = {
         "content": [{"type": "input_image", "image_url": IMAGE, "detail": "high"}] * 2}]}),
     "input_file": Row("responses", {"model": "bill-model", "input": [{"role": "user", "content": [
         {"type": "input_file", "filename": "a.pdf", "file_data": PDF}]}]}),
-    "previous_response_id": Row("responses", {"model": "bill-model", "input": "go on",
-                                              "max_output_tokens": 100}, stored=True),
     "responses-n": Row("responses", {"model": "bill-model", "input": "hi", "n": 3,
                                      "max_output_tokens": 200}),
     "responses-stream": Row("responses", {"model": "bill-model", "input": UNICODE * 10,
@@ -123,15 +120,6 @@ ROWS = {
 }  # fmt: skip
 
 
-async def stored_response(node: NodeHandle) -> str:
-    """A long answer the upstream keeps, for a later request to refer to."""
-    key = node.new_key(10**9)
-    body = {"model": "bill-model", "input": "Tell a long story", "max_output_tokens": 1000}
-    status, _, raw = await post(node, "responses", body, {"Authorization": f"Bearer {key}"})
-    assert status == 200
-    return str(json.loads(raw)["id"])
-
-
 @pytest.mark.parametrize("name", list(ROWS))
 async def test_the_upstream_never_bills_more_than_the_node_charged(
     name: str,
@@ -143,8 +131,6 @@ async def test_the_upstream_never_bills_more_than_the_node_charged(
     row = ROWS[name]
     node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
     body = dict(row.body)
-    if row.stored:
-        body["previous_response_id"] = await stored_response(node)
     sat = await quote_sat(node, row.path, body)
     assert sat > 0, "an unpaid request is answered with a 402 asking for a token"
     payers = [
@@ -181,3 +167,26 @@ async def test_a_long_prompt_is_quoted_and_listed_at_its_tier(
             pricing = (await resp.json())["pricing"]
     assert costs == [250_000 + 10_000, 500_003 + 15_000]
     assert pricing["prompt_above_200000"] == "0.0000025"
+
+
+async def test_a_stored_response_is_reserved_up_to_the_context(
+    billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer
+) -> None:
+    """previous_response_id: the upstream reads the stored conversation again, which the body
+    does not hold. Only the account that was answered with it may name it (node/stored.py),
+    so each key makes its own first; a key left with little can then not afford the context."""
+    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    served = 0
+    for balance in (4_000, 10**6):
+        key = node.new_key(balance)
+        first = {"model": "bill-model", "input": "Tell a long story", "max_output_tokens": 1000}
+        made = await pay(node, mock, "responses", first, key=key)
+        assert made.status == 200 and made.charged_msat >= made.billed_msat
+        later = {"model": "bill-model", "input": "go on", "max_output_tokens": 500,
+                 "previous_response_id": json.loads(made.body)["id"]}  # fmt: skip
+        outcome = await pay(node, mock, "responses", later, key=key)
+        assert outcome.charged_msat >= outcome.billed_msat, outcome.bills
+        served += outcome.status == 200
+        assert outcome.status == 200 or outcome.bills == []
+    assert served == 1  # the key with 10^6 msat; the other was left ~1900 msat
+    node.assert_clean()
