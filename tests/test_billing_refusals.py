@@ -61,6 +61,9 @@ REFUSED = {
     "prompt-list-too-long": ("prompt", ("completions", {"model": "bill-model",
                                                         "prompt": ["x"] * 2049})),
     "n-too-many": ("n", chat(n=129)),
+    "embeddings-empty": ("input", ("embeddings", {"model": "bill-model", "input": ""})),
+    "embeddings-too-many": ("input", ("embeddings", {"model": "bill-model",
+                                                     "input": ["x"] * 2049})),
     "images-stream": ("stream", ("images/generations", {"model": "bill-image", "prompt": "a cat",
                                                         "stream": True, "partial_images": 2})),
 }  # fmt: skip
