@@ -25,8 +25,9 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import urlsplit
 
+from node import billing
 from node.errors import BadRequest, NotFound
-from node.price_sources import CatalogueEntry, exact, resolve_price
+from node.price_sources import CatalogueEntry, ModelPrice, exact, resolve_price
 from node.pricing import Price
 from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
 
@@ -64,6 +65,7 @@ class Model:
     preset: PresetSection | None = None
     description: str = ""
     token_priced: bool = True  # False: priced per image / per minute only, never per token
+    context_known: bool = True  # False: no source gave context_length (a default stands in)
 
     @property
     def upstream(self) -> UpstreamSection:
@@ -105,34 +107,57 @@ def price_for(
     upstream: UpstreamSection,
     listing: Mapping[str, CatalogueEntry] | None,
     section: ModelSection | None = None,
+    *,
+    prefixed: bool = False,
 ) -> tuple[Price, int | None, int | None] | None:
-    """(price, context length, max output) from the first source that has one; None: unsold."""
+    """(price, context length, max output) from the first source that has one; None: unsold.
+
+    `prefixed`: the id is one a client made up, reached by prefix routing: genai-prices counts
+    only if it prices that very id, and a miss is logged at DEBUG (clients choose the ids)."""
     if section is not None and not _token_priced(section):
         return None
     found = resolve_price(
-        model_id, section=section, catalogue=listing, provider_api_url=upstream.base_url
+        model_id,
+        section=section,
+        catalogue=listing,
+        provider_api_url=upstream.base_url,
+        exact=prefixed,
+        quiet=prefixed,
     )
+    result: tuple[Price, int | None, int | None] | None = None
     if found is not None:
-        price = Price(
-            prompt=found.prompt,
-            completion=found.completion,
-            cached_prompt=found.cached_prompt,
-            reasoning=found.reasoning,
-            request=found.request,
-        )
-        return price, found.context_length, found.max_output_tokens
-    if (
+        result = _price(found), found.context_length, found.max_output_tokens
+    elif (
         upstream.default_input_usd_per_mtok is not None
         and upstream.default_output_usd_per_mtok is not None
     ):
-        return (
-            Price.per_million(
-                upstream.default_input_usd_per_mtok, upstream.default_output_usd_per_mtok
-            ),
-            None,
-            None,
+        default = Price.per_million(
+            upstream.default_input_usd_per_mtok, upstream.default_output_usd_per_mtok
         )
-    return None
+        result = default, None, None
+    sent = (section.upstream_model if section else "") or model_id
+    if result is not None and result[0].request == 0 and billing.bills_per_call(sent):
+        level = logging.DEBUG if prefixed else logging.WARNING
+        log.log(level, "model %s is not offered: it bills per call and has no per-request "
+                "price ([[models]] request_usd)", model_id)  # fmt: skip
+        return None
+    return result
+
+
+def _price(found: ModelPrice) -> Price:
+    def flat(
+        prompt: Fraction, completion: Fraction, cached: Fraction, reasoning: Fraction
+    ) -> Price:
+        return Price(prompt, completion, cached, reasoning, found.request)
+
+    base = flat(found.prompt, found.completion, found.cached_prompt, found.reasoning)
+    tiers = tuple(
+        (t.above_prompt_tokens, flat(t.prompt, t.completion, t.cached_prompt, t.reasoning))
+        for t in found.tiers
+    )
+    return Price(
+        base.prompt, base.completion, base.cached_prompt, base.reasoning, base.request, tiers
+    )
 
 
 def _token_priced(section: ModelSection) -> bool:
@@ -214,10 +239,13 @@ class Catalogue:
         ]
         return self._routed(model_id, upstreams)
 
-    def _routed(self, model_id: str, upstreams: list[UpstreamSection]) -> Model | None:
+    def _routed(
+        self, model_id: str, upstreams: list[UpstreamSection], prefixed: bool = False
+    ) -> Model | None:
         if not upstreams:
             return None
-        found = price_for(model_id, upstreams[0], self._listings.get(upstreams[0].name))
+        listing = self._listings.get(upstreams[0].name)
+        found = price_for(model_id, upstreams[0], listing, prefixed=prefixed)
         if found is None:
             return None
         price, context, max_output = found
@@ -229,11 +257,13 @@ class Catalogue:
             context_length=context or defaults.context_length,
             max_output_tokens=max_output or defaults.max_output_tokens,
             created=self._created,
+            context_known=context is not None,
         )
 
     # --- finding ---------------------------------------------------------------------------
 
     def get(self, model_id: Any) -> Model:
+        billing.check_model_id(model_id)  # before any lookup, memo or log line
         if not isinstance(model_id, str) or not model_id:
             raise NotFound("no model given", param="model", code="model_not_found")
         if model_id.startswith(PRESET_PREFIX):
@@ -256,9 +286,10 @@ class Catalogue:
             for u in self.settings.upstreams
             if any(fnmatch.fnmatchcase(model_id, p) for p in prefixes_of(u))
         ]
-        model = self._routed(model_id, upstreams)
-        if len(self._prefixed) < MAX_PREFIXED:
-            self._prefixed[model_id] = model
+        model = self._routed(model_id, upstreams, prefixed=True)
+        if len(self._prefixed) >= MAX_PREFIXED:  # the oldest goes: ids clients made up pile up
+            del self._prefixed[next(iter(self._prefixed))]
+        self._prefixed[model_id] = model
         return model
 
     def _preset(self, selector: str) -> Model:

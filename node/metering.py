@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from node import billing
 from node.audio import Upload, encode_multipart, seconds_bound
 from node.catalogue import Model
 from node.errors import BadRequest, PaymentRequired
@@ -31,12 +32,13 @@ AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input t
 
 @dataclass
 class Plan:
-    prompt_tokens: int  # an estimate that errs high
+    prompt_tokens: int  # an estimate: charged when the answer has no usage, and the floor
     max_output_tokens: int
     max_cost_msat: int
     floor_msat: int  # the prompt's cost: charged if the node dies mid-request
     units: Fraction = Fraction(0)  # images or audio seconds the reservation covers
-    choices: int = 1  # n: answers asked for, each up to max_output_tokens
+    choices: int = 1  # answers written in all (n, best_of, prompts), each up to max_output_tokens
+    prompt_bound: int = 0  # the most prompt tokens reserved, and ever charged (node/billing.py)
 
 
 @dataclass
@@ -47,9 +49,9 @@ class Measured:
 
 
 def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
-    """Usage no larger than the request allowed — prompt within the model's context, output
-    within what was asked — so an upstream reporting absurd counts cannot drain an account."""
-    prompt = min(usage.prompt_tokens, max(model.context_length, plan.prompt_tokens))
+    """Usage no larger than the request allowed — prompt within its bound, output within what
+    was asked — so an upstream reporting absurd counts cannot drain an account."""
+    prompt = min(usage.prompt_tokens, max(plan.prompt_bound, plan.prompt_tokens))
     completion = min(usage.completion_tokens, plan.max_output_tokens * plan.choices)
     return Usage(
         prompt,
@@ -65,13 +67,6 @@ UNLIMITED_MSAT = 1 << 62  # a balance to plan with when the real one does not ma
 def estimate_prompt_tokens(raw_body: bytes) -> int:
     # Tokens average ~4 bytes of JSON text; counting the whole body (keys, tools) errs high.
     return len(raw_body) // 4 + 16
-
-
-def _positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
-    value = body.get(field, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
-        raise BadRequest(f"{field} must be an integer from 1 to {most}", param=field)
-    return value
 
 
 def _need_token_price(model: Model) -> None:
@@ -150,19 +145,18 @@ class ChatMeter(Meter):
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
+        shape = billing.shape(self.path, body)
         fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
         requested = min(limits, default=model.max_output_tokens)
-        choices = 1 if self.path == "responses" else _positive_int(body, "n", 1, 128)
-        if self.path == "completions" and body.get("best_of") is not None:
-            # the upstream writes (and bills) best_of answers to return the best n
-            choices = max(choices, _positive_int(body, "best_of", 1, 128))
-        prompt = estimate_prompt_tokens(raw)
+        choices = shape.answers
+        bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
+        prompt = min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
-        affordable = pricer.completion_tokens_affordable(model.price, prompt, available)
+        affordable = pricer.completion_tokens_affordable(model.price, bound, available)
         affordable //= choices
         if affordable < min(MIN_ANSWER_TOKENS, wanted):
-            least = Usage(prompt, min(MIN_ANSWER_TOKENS, wanted))
+            least = Usage(bound, min(MIN_ANSWER_TOKENS, wanted) * choices)
             raise _short(pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
@@ -170,9 +164,10 @@ class ChatMeter(Meter):
         return Plan(
             prompt_tokens=prompt,
             max_output_tokens=output,
-            max_cost_msat=pricer.cost_msat(model.price, Usage(prompt, output * choices)),
+            max_cost_msat=pricer.cost_msat(model.price, Usage(bound, output * choices)),
             floor_msat=pricer.cost_msat(model.price, Usage(prompt, 0)),
             choices=choices,
+            prompt_bound=bound,
         )
 
     def prepare_stream(self, body: dict[str, Any]) -> None:
@@ -219,15 +214,16 @@ class EmbeddingsMeter(Meter):
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
-        given = body.get("input")
-        if not isinstance(given, str | list) or not given:
-            raise BadRequest("input must be a string or a non-empty array", param="input")
+        shape = billing.shape(self.path, body)
+        bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
         # Token-id inputs can be 2 bytes a token: count each number once more to err high.
-        prompt = estimate_prompt_tokens(raw) + raw.count(b",")
-        cost = pricer.cost_msat(model.price, Usage(prompt, 0))
+        prompt = min(estimate_prompt_tokens(raw) + raw.count(b","), bound)
+        cost = pricer.cost_msat(model.price, Usage(bound, 0))
         if cost > available:
             raise _short(cost, available)
-        return Plan(prompt, 0, cost, cost)
+        return Plan(
+            prompt, 0, cost, pricer.cost_msat(model.price, Usage(prompt, 0)), prompt_bound=bound
+        )
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage"), output=False))
@@ -267,7 +263,7 @@ class ImagesMeter(_UnitMeter):
             )
         if body.get("stream"):
             raise BadRequest("streamed image generation is not offered", param="stream")
-        images = Fraction(_positive_int(body, "n", 1, 10))
+        images = Fraction(billing.positive_int(body, "n", 1, 10))
         cost = self.unit_cost(pricer, model, images)
         if cost > available:
             raise _short(cost, available)
@@ -310,7 +306,9 @@ class AudioMeter(_UnitMeter):
                 raise _short(cost, available)
             return Plan(0, 0, cost, floor, units=seconds)
         _need_token_price(model)
-        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16
+        # the audio's tokens, and the text of a `prompt` field (a token a byte at most)
+        text = sum(len(v.encode()) for k, v in self.fields if k == "prompt")
+        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16 + text
         output = model.max_output_tokens
         cost = pricer.cost_msat(model.price, Usage(prompt, output))
         if cost > available:

@@ -36,6 +36,7 @@ from node.web import REQUEST_ID
 access_log = logging.getLogger("nutgate.access")
 
 QUIET_PATHS = frozenset({"/health", "/metrics"})  # polled by machines: logged at DEBUG
+MAX_LOGGED_PATH = 512  # characters of a path in the access log (clients choose model ids)
 CLIENT_CLOSED = ClientClosed.status  # for a client that went away before the answer
 
 
@@ -122,11 +123,14 @@ def _record(request: web.Request, trace: Trace, status: int, code: str | None) -
         series.charged_msat.inc(trace.cost_msat)
     for upstream, upstream_code in trace.upstream_errors:
         metrics.upstream_errors.labels(upstream, upstream_code).inc()
+    # As sent (percent-encoded: a %0A cannot forge a log line), bounded, never the query
+    # string (it may carry a token).
+    path = request.rel_url.raw_path[:MAX_LOGGED_PATH]
     fields = {
         "request_id": request.get(REQUEST_ID),
         "method": request.method,
         "route": route,
-        "path": request.path,  # never the query string: it may carry a token
+        "path": path,
         "status": status,
         "model": trace.model or None,
         "cost_msat": trace.cost_msat,
@@ -135,9 +139,7 @@ def _record(request: web.Request, trace: Trace, status: int, code: str | None) -
         "error": code or (trace.upstream_errors[-1][1] if trace.upstream_errors else None),
     }
     level = logging.DEBUG if request.path in QUIET_PATHS else logging.INFO
-    access_log.log(
-        level, "%s %s %s", request.method, request.path, status, extra={"fields": fields}
-    )
+    access_log.log(level, "%s %s %s", request.method, path, status, extra={"fields": fields})
 
 
 async def _stamp_request_id(request: web.BaseRequest, response: web.StreamResponse) -> None:

@@ -10,9 +10,7 @@ Prices are exact `Fraction`s of USD per token, built from decimal strings (never
 with the contract's formula `usd × markup / btc_usd × 10^11` msat, 1000 prompt + 500 completion
 tokens at $1/$2 per Mtok and $100 000/BTC is exactly 2000 msat.
 
-Reasoning tokens are part of `completion_tokens` and cached tokens part of `prompt_tokens`; a
-price of 0 (or none) for them means "not priced apart", so they cost the completion / prompt
-price, never nothing.
+The price types are in node/price_types.py, genai-prices in node/bundled_prices.py.
 """
 
 from __future__ import annotations
@@ -22,85 +20,22 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
 import aiohttp
-from genai_prices import data_snapshot
-from genai_prices import types as genai
 
+from node.bundled_prices import genai_price
+from node.price_types import MTOK, ModelPrice, PriceSource, PriceTier, exact, or_default
 from node.settings import ModelSection
+
+__all__ = ["MTOK", "ModelPrice", "PriceSource", "PriceTier", "exact", "genai_price"]
 
 log = logging.getLogger(__name__)
 
-MTOK = 10**6
 MAX_CATALOGUE_BYTES = 32 * 1024 * 1024
-
-
-class PriceSource(StrEnum):
-    CONFIG = "config"
-    UPSTREAM = "upstream"
-    GENAI_PRICES = "genai-prices"
-
-
-@dataclass(frozen=True)
-class PriceTier:
-    """Prices once a request's prompt exceeds `above_prompt_tokens` (for all its tokens)."""
-
-    above_prompt_tokens: int
-    prompt: Fraction
-    completion: Fraction
-    cached_prompt: Fraction
-    reasoning: Fraction
-
-
-@dataclass(frozen=True)
-class ModelPrice:
-    """USD per token (per request, per image) for one model, and the source it came from."""
-
-    model_id: str
-    source: PriceSource
-    prompt: Fraction
-    completion: Fraction
-    cached_prompt: Fraction  # prompt tokens served from the upstream's cache
-    reasoning: Fraction  # reasoning tokens (part of completion_tokens)
-    request: Fraction = Fraction(0)  # per request, upstream's own (the node's fee is apart)
-    image: Fraction | None = None  # per input image, when the upstream lists one
-    context_length: int | None = None
-    max_output_tokens: int | None = None
-    tiers: tuple[PriceTier, ...] = ()  # long-context prices (genai-prices), ascending
-
-    def for_prompt(self, prompt_tokens: int) -> ModelPrice:
-        """The flat prices a request with this many prompt tokens pays (tiers resolved)."""
-        for tier in reversed(self.tiers):
-            if prompt_tokens > tier.above_prompt_tokens:
-                return replace(
-                    self,
-                    prompt=tier.prompt,
-                    completion=tier.completion,
-                    cached_prompt=tier.cached_prompt,
-                    reasoning=tier.reasoning,
-                    tiers=(),
-                )
-        return replace(self, tiers=())
-
-
-def exact(value: object) -> Fraction | None:
-    """A decimal number as written ("0.15", 0.15, Decimal) as a Fraction; None if not one."""
-    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
-        return None
-    try:
-        return Fraction(Decimal(str(value).strip()))
-    except (ArithmeticError, ValueError):  # "abc", NaN, Infinity
-        return None
-
-
-def _or_default(value: Fraction | None, default: Fraction) -> Fraction:
-    # 0 or absent means "not priced apart": charge the base price, never nothing.
-    return value if value is not None and value > 0 else default
 
 
 # --- 1. config -----------------------------------------------------------------------------
@@ -137,8 +72,8 @@ def config_price(section: ModelSection) -> ModelPrice | None:
         source=PriceSource.CONFIG,
         prompt=prompt,
         completion=completion,
-        cached_prompt=_or_default(_per_token(section, "cached_input"), prompt),
-        reasoning=_or_default(_per_token(section, "reasoning"), completion),
+        cached_prompt=or_default(_per_token(section, "cached_input"), prompt),
+        reasoning=or_default(_per_token(section, "reasoning"), completion),
         request=exact(_explicit(section, "request_usd")) or Fraction(0),
         image=exact(_explicit(section, "image_usd")),
         context_length=_explicit(section, "context_length"),
@@ -191,8 +126,8 @@ def _catalogue_price(model_id: str, item: Mapping[str, Any]) -> tuple[ModelPrice
         source=PriceSource.UPSTREAM,
         prompt=prompt,
         completion=completion,
-        cached_prompt=_or_default(exact(pricing.get("input_cache_read")), prompt),
-        reasoning=_or_default(exact(pricing.get("internal_reasoning")), completion),
+        cached_prompt=or_default(exact(pricing.get("input_cache_read")), prompt),
+        reasoning=or_default(exact(pricing.get("internal_reasoning")), completion),
         request=request if request is not None and request > 0 else Fraction(0),
         image=image if image is not None and image > 0 else None,
         context_length=_positive_int(item.get("context_length"))
@@ -254,86 +189,6 @@ async def fetch_catalogue(
     return parse_catalogue(payload)
 
 
-# --- 3. genai-prices (bundled data) --------------------------------------------------------
-
-
-def _find_genai_model(model_ref: str, provider_api_url: str | None) -> genai.ModelInfo | None:
-    # get_snapshot() is the bundled data unless genai_prices.UpdatePrices runs, which the node
-    # never starts: prices do not change under a running node, and nothing is fetched.
-    snapshot = data_snapshot.get_snapshot()
-    attempts: list[tuple[str, str | None, str | None]] = []
-    if provider_api_url:
-        attempts.append((model_ref, None, provider_api_url))
-    attempts.append((model_ref, None, None))
-    vendor, _, name = model_ref.partition("/")
-    if name:  # "anthropic/claude-3.5-sonnet" → the vendor's own price
-        attempts.append((name, vendor, None))
-    for ref, provider_id, api_url in attempts:
-        try:
-            return snapshot.find_provider_model(ref, None, provider_id, api_url)[1]
-        except LookupError:
-            continue
-    return None
-
-
-def _genai_level(value: object, start: int | None) -> Fraction | None:
-    """USD per token from a genai-prices per-Mtok value, at a tier threshold (None: base)."""
-    if isinstance(value, genai.TieredPrices):
-        level = value.base
-        for tier in value.tiers:
-            if start is not None and tier.start <= start:
-                level = tier.price
-        return Fraction(level) / MTOK
-    return Fraction(value) / MTOK if isinstance(value, Decimal) else None
-
-
-def _genai_tier(prices: genai.ModelPrice, start: int | None) -> PriceTier | None:
-    prompt = _genai_level(prices.input_mtok, start)
-    if prompt is None:
-        return None
-    # Only embedding/rerank models list no output price, and they produce no output tokens.
-    completion = _genai_level(prices.output_mtok, start)
-    completion = prompt if completion is None else completion
-    return PriceTier(
-        above_prompt_tokens=start or 0,
-        prompt=prompt,
-        completion=completion,
-        cached_prompt=_or_default(_genai_level(prices.cache_read_mtok, start), prompt),
-        reasoning=_or_default(_genai_level(prices.output_reasoning_mtok, start), completion),
-    )
-
-
-def genai_price(
-    model_ref: str, *, provider_api_url: str | None = None, now: datetime | None = None
-) -> ModelPrice | None:
-    """The bundled genai-prices price for a model, or None when it has no token price.
-
-    `now` matters: some prices change by date or time of day (DeepSeek's off-peak hours).
-    """
-    model = _find_genai_model(model_ref, provider_api_url)
-    if model is None:
-        return None
-    prices = model.get_prices(now or datetime.now(UTC))
-    base = _genai_tier(prices, None)
-    if base is None:
-        return None
-    keys = (prices.input_mtok, prices.output_mtok, prices.cache_read_mtok)
-    starts = sorted({t.start for v in keys if isinstance(v, genai.TieredPrices) for t in v.tiers})
-    tiers = tuple(tier for s in starts if (tier := _genai_tier(prices, s)) is not None)
-    requests = prices.requests_kcount
-    return ModelPrice(
-        model_id=model_ref,
-        source=PriceSource.GENAI_PRICES,
-        prompt=base.prompt,
-        completion=base.completion,
-        cached_prompt=base.cached_prompt,
-        reasoning=base.reasoning,
-        request=Fraction(requests) / 1000 if isinstance(requests, Decimal) else Fraction(0),
-        context_length=model.context_window,
-        tiers=tiers,
-    )
-
-
 # --- the order -----------------------------------------------------------------------------
 
 
@@ -344,6 +199,8 @@ def resolve_price(
     catalogue: Mapping[str, CatalogueEntry] | None = None,
     provider_api_url: str | None = None,
     now: datetime | None = None,
+    exact: bool = False,
+    quiet: bool = False,
 ) -> ModelPrice | None:
     """The price of `model_id`, first source first; None (and a log line why) when none has one.
 
@@ -351,17 +208,19 @@ def resolve_price(
     when not fetched); `provider_api_url` the upstream's base URL, which tells genai-prices the
     provider. Limits (context, max output) come from the first source that lists them, with
     the operator's explicit values on top. Cheap (~20 µs): genai-prices can depend on `now`.
+    `exact`: see `genai_price` (for ids clients make up); `quiet`: why not offered at DEBUG.
     """
     upstream_model = (section.upstream_model if section else "") or model_id
     entry = catalogue.get(upstream_model) if catalogue is not None else None
     price = config_price(section) if section else None
     if price is None and entry is not None:
         price = entry.price
-    bundled = genai_price(upstream_model, provider_api_url=provider_api_url, now=now)
+    bundled = genai_price(upstream_model, provider_api_url=provider_api_url, now=now, exact=exact)
     if price is None and bundled is not None:
         price = bundled
     if price is None:
-        log.warning("model %s is not offered: %s", model_id, _why(section, catalogue, entry))
+        level = logging.DEBUG if quiet else logging.WARNING
+        log.log(level, "model %s is not offered: %s", model_id, _why(section, catalogue, entry))
         return None
     return replace(
         price,

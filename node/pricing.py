@@ -28,13 +28,22 @@ def exact(value: float | int | str | Decimal) -> Fraction:
 
 @dataclass(frozen=True)
 class Price:
-    """USD per token (and per request)."""
+    """USD per token (and per request); long-context tiers apply to a whole request whose
+    prompt exceeds their threshold (genai-prices' "cliff" tiers)."""
 
     prompt: Fraction
     completion: Fraction
     cached_prompt: Fraction | None = None  # input served from the upstream's cache
     reasoning: Fraction | None = None  # reasoning tokens, when priced apart from output
     request: Fraction = Fraction(0)
+    tiers: tuple[tuple[int, Price], ...] = ()  # (above this many prompt tokens, price), ascending
+
+    def at(self, prompt_tokens: int) -> Price:
+        """The flat price a request with this many prompt tokens pays."""
+        for above, price in reversed(self.tiers):
+            if prompt_tokens > above:
+                return price
+        return self
 
     @classmethod
     def per_million(cls, input_usd: float | str, output_usd: float | str) -> Price:
@@ -50,6 +59,7 @@ class Price:
             times(self.cached_prompt),
             times(self.reasoning),
             self.request * factor,
+            tuple((above, tier.scaled(factor)) for above, tier in self.tiers),
         )
 
     def to_json(self) -> dict[str, str]:
@@ -59,6 +69,9 @@ class Price:
             fields["input_cache_read"] = self.cached_prompt
         if self.reasoning is not None:
             fields["internal_reasoning"] = self.reasoning
+        for above, tier in self.tiers:  # what a prompt past `above` tokens pays for all its tokens
+            fields[f"prompt_above_{above}"] = tier.prompt
+            fields[f"completion_above_{above}"] = tier.completion
         return {name: _decimal_str(value) for name, value in fields.items()}
 
 
@@ -126,7 +139,7 @@ class Pricer:
         self._tariffs: dict[int, tuple[Price, _Tariff]] = {}  # by id(price), for this rate
 
     def cost_msat(self, price: Price, usage: Usage) -> int:
-        tariff = self._tariff(price)
+        tariff = self._tariff(price.at(usage.prompt_tokens))
         msat = -(-tariff.numerator(usage) // tariff.denominator)  # ceil, in integers
         return max(msat + self.request_fee_msat, self.min_charge_msat)
 
@@ -149,7 +162,7 @@ class Pricer:
         # ceil(x) + fee <= msat  <=>  x <= msat - fee, for the unrounded msat x.
         if msat < self.min_charge_msat:
             return -1
-        tariff = self._tariff(price)
+        tariff = self._tariff(price.at(prompt_tokens))
         left = (msat - self.request_fee_msat) * tariff.denominator
         left -= tariff.numerator(Usage(prompt_tokens, 0))
         if tariff.completion == 0:

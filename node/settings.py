@@ -183,6 +183,13 @@ class ModelSection(Section):
     output_usd_per_mtok: float = Field(
         0.0, ge=0, le=MAX_PRICE_USD, description="USD per million completion tokens"
     )
+    request_usd: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="USD per request on top of tokens (models that bill per call, e.g. search);"
+        " see docs/billing.md",
+    )
     image_output_usd: float | None = Field(
         None, ge=0, le=MAX_PRICE_USD, description="USD per image generated (/v1/images/generations)"
     )

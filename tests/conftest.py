@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 # mints: real Nutshell mints and its wallet; logcheck: fails a test whose logs hold a secret
 # pg: throwaway PostgreSQL databases and the store_backend parameter
 # sdk: async OpenAI clients closed after each test
+# billing: an upstream that bills as providers do, and nodes selling its models
 pytest_plugins = [
+    "tests.support.billing",
     "tests.support.mints",
     "tests.support.logcheck",
     "tests.support.pg",

@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import NodeHandle
 from tests.support.audio import wav_clip
 from tests.support.servers import ThreadedServer
-from tests.test_spine import EXACT, client, hello
+from tests.test_spine import EXACT, PAD, client, hello
 
 PRICE = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0, "max_output_tokens": 1000}
 BALANCE = 1_000_000
@@ -59,7 +59,7 @@ def test_completions(api_node: NodeHandle) -> None:
 def test_embeddings(api_node: NodeHandle) -> None:
     key = api_node.new_key(BALANCE)
     answer = client(api_node, key).embeddings.create(
-        model="test-model", input=["a", "b"], extra_body={"mock": {"prompt_tokens": 1000}}
+        model="test-model", input=["a", "b"], extra_body={"mock": {"prompt_tokens": 1000, **PAD}}
     )
     assert [d.embedding for d in answer.data] == [[0.25, -0.5, 0.75]] * 2
     assert answer.usage.model_extra and answer.usage.model_extra["cost_msat"] == 1000

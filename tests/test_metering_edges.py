@@ -19,7 +19,7 @@ from node.settings import load_settings
 from tests.conftest import NodeHandle, node_config
 from tests.support.audio import wav_clip
 from tests.support.servers import ThreadedServer
-from tests.test_spine import EXACT, client, hello
+from tests.test_spine import EXACT, PAD, client, hello
 
 BALANCE = 1_000_000
 OUTPUT_500 = 1000  # 500 output tokens at $2/Mtok; test-output-only's prompt is free
@@ -30,7 +30,7 @@ def spent(node: NodeHandle, key: str) -> int:
 
 
 def reporting(usage: Any, **mock: Any) -> dict[str, Any]:
-    return {"mock": {"completion_tokens": 500, "report_usage": usage, **mock}}
+    return {"mock": {"completion_tokens": 500, "report_usage": usage, **PAD, **mock}}
 
 
 # An upstream whose usage gives the output count as something other than a count must not

@@ -15,7 +15,8 @@ from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
 from tests.support.servers import ThreadedServer
 
-EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500}}  # → 2000 msat
+# (the pad: a body with the bytes of the 1000 prompt tokens charged, see docs/billing.md)
+EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500, "pad": "." * 1000}}
 CHAT = "/v1/chat/completions"
 
 

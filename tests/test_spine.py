@@ -12,7 +12,10 @@ import pytest
 from tests.conftest import NodeHandle
 from tests.support.sdk import async_openai
 
-EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500}}  # → 2000 msat
+# The node never charges more prompt tokens than the request has bytes (docs/billing.md): a
+# request the mock reports 1000 prompt tokens for carries that many bytes.
+PAD = {"pad": "." * 1000}
+EXACT = {"mock": {"prompt_tokens": 1000, "completion_tokens": 500, **PAD}}  # → 2000 msat
 
 
 def client(node: NodeHandle, key: str) -> openai.OpenAI:

@@ -14,7 +14,7 @@ import pytest
 
 from node.sse import SseReader
 from tests.support.httpfetch import fetch
-from tests.test_spine import client, hello
+from tests.test_spine import PAD, client, hello
 from tests.test_upstream_edges import chunk, raw, raw_node, script, usage_chunk
 
 __all__ = ["raw", "raw_node"]  # fixtures (around `RawUpstream`) used by name below
@@ -51,7 +51,9 @@ def test_unterminated_last_event_reaches_the_client_and_is_charged_from(  # type
     script(raw, model, stream_chunks(model, wire(last) + ending, one_chunk))
     node = raw_node({"id": model, "upstream": "raw"})
     key = node.new_key(START)
-    got = list(client(node, key).chat.completions.create(**hello(model), stream=True))
+    got = list(
+        client(node, key).chat.completions.create(**hello(model), stream=True, extra_body=PAD)
+    )
     assert "".join(c.choices[0].delta.content or "" for c in got if c.choices) == "Hello"
     if carrier == "usage-on-finish-chunk":  # relayed as it came, finish reason and all
         assert [c.choices[0].finish_reason for c in got if c.choices][-1] == "stop"
@@ -74,7 +76,7 @@ def test_unterminated_done_ends_the_stream_once(raw_node, raw, ending: bytes) ->
         f"{node.url}/v1/chat/completions",
         "POST",
         {"Authorization": f"Bearer {key}"},
-        hello(model, stream=True),
+        hello(model, stream=True, **PAD),
     )
     assert reply.status == 200
     events = [e for e in reply.body.split(b"\n\n") if e]

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from tests.conftest import NodeHandle
 from tests.support.servers import ThreadedServer
-from tests.test_spine import client, hello
+from tests.test_spine import PAD, client, hello
 from tests.test_upstreams import get_json, received, wait_for
 
 PRICE = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0, "max_output_tokens": 1000}
@@ -110,7 +110,9 @@ def test_crlf_events_split_between_cr_and_lf_all_reach_the_client(raw_node, raw)
     script(raw, model, chunks)
     node = raw_node({"id": model, "upstream": "raw"})
     key = node.new_key(1_000_000)
-    got = list(client(node, key).chat.completions.create(**hello(model), stream=True))
+    got = list(
+        client(node, key).chat.completions.create(**hello(model), stream=True, extra_body=PAD)
+    )
     text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
     assert text == "Hello"
     usage = got[-1].usage
@@ -133,13 +135,13 @@ def test_stream_that_ends_before_any_byte_fails_over(raw_node, raw, upstream_b) 
     got = list(
         client(node, key).chat.completions.create(
             **hello(model), stream=True, extra_body={"mock": {"prompt_tokens": 1000,
-                                                              "completion_tokens": 500}}
+                                                              "completion_tokens": 500, **PAD}}
         )
     )  # fmt: skip
     assert "".join(c.choices[0].delta.content or "" for c in got if c.choices)
     assert received(upstream_b, model) == before + 1
     floor = 1_000_000 - 2000 - node.balance(key)
-    assert 0 < floor < 100  # the prompt's estimate: ~150 bytes of body, 1 msat a token
+    assert 0 < floor < 400  # the prompt's estimate: ~150 bytes of body, 1 msat a token
     node.assert_clean()
 
 
@@ -204,7 +206,9 @@ def test_usage_in_the_last_content_chunk_is_what_the_final_event_reports(raw_nod
     script(raw, model, wire)
     node = raw_node({"id": model, "upstream": "raw"})
     key = node.new_key(1_000_000)
-    got = list(client(node, key).chat.completions.create(**hello(model), stream=True))
+    got = list(
+        client(node, key).chat.completions.create(**hello(model), stream=True, extra_body=PAD)
+    )
     usage = got[-1].usage
     assert usage is not None and usage.model_extra is not None
     assert (usage.prompt_tokens, usage.completion_tokens) == (1000, 500)

@@ -141,7 +141,7 @@ async def test_no_url_from_a_prompt_a_memo_or_a_header_is_fetched(
     secrets: Secrets,
 ) -> None:
     proc = await node_process().start()
-    key = await ref_wallet.token(mint.url, 50)
+    key = await ref_wallet.token(mint.url, 200)  # an image reserves the context: 128 000 tokens
     secrets.add(key)
     image = {"type": "image_url", "image_url": {"url": f"{recorder.url}/cat.png"}}
     text = {"type": "text", "text": f"summarise {recorder.url}/page"}
