@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wallet.outputs import split_amount, spread_amount
-from wallet.payout import plan_payout
+from wallet.payout_plan import plan_payout, ranked
 
 POWERS = [1 << i for i in range(21)]  # what Nutshell's keysets offer, up to ~1M sat
 
@@ -33,5 +33,6 @@ def test_any_change_after_keeping_up_to_the_spread_is_paid_as_it_is(
     parts = spread_amount(spread, POWERS) if spread else []
     held = [{"amount": a, "keyset_id": "00"} for a in parts + split_amount(amount - spread, POWERS)]
     kept = data.draw(st.integers(0, min(spread, amount - 1)))
-    plan = plan_payout(amount - kept, cast(Any, held), {"00": 0}, cast(Any, None))
+    plan = plan_payout(amount - kept, ranked(cast(Any, held)), {"00": 100}, cast(Any, None))
     assert plan.direct and sum(r["amount"] for r in plan.inputs) == amount - kept
+    assert plan.fee_sat == 0  # at a fee mint too: no swap, no fee
