@@ -74,18 +74,15 @@ class Account:
         if total <= self.withdrawable_msat:
             return None
         can = f"{self.withdrawable_msat // 1000} sat can be withdrawn"
+        fee = f" plus the mint's fee of {-(-fee_msat // 1000)} sat" if fee_msat else ""
         if total <= self.available_msat:  # only the operator's credit stands in the way
             return Forbidden(
-                f"{can}: {self.credit_msat} msat of the balance is operator credit, which pays "
-                "for requests but is never paid out as ecash",
+                f"{can}, a payout's fee included ({amount_msat // 1000} sat{fee} asked): "
+                f"{self.credit_msat} msat of the balance is operator credit, which pays for "
+                "requests but is never paid out as ecash",
                 code="credit_not_withdrawable",
                 param="amount",
             )
-        fee = (
-            f" plus the mint's fee of {-(-fee_msat // 1000)} sat for paying it out"
-            if fee_msat
-            else ""
-        )
         return PaymentRequired(
             f"insufficient balance: {amount_msat // 1000} sat{fee} is more than the "
             f"{self.withdrawable_msat} msat that can be withdrawn ({can})"

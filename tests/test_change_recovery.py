@@ -150,6 +150,35 @@ async def test_the_change_of_a_dropped_stream_is_paid_by_the_listing(
     change_node.assert_clean()
 
 
+async def test_one_token_sent_four_times_at_once_under_one_key_pays_once(
+    change_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    token = await ref_wallet.token(mint.url, 100)
+    key = {"Idempotency-Key": "burst"}
+    answers = await asyncio.gather(
+        *(
+            call(change_node, "POST", "/v1/chat/completions", x_cashu=token, headers=key,
+                 json=PATIENT)
+            for _ in range(4)
+        )
+    )  # fmt: skip
+    outcomes = sorted((s, b.get("error", {}).get("code")) for s, _, b in answers)
+    assert outcomes[0] == (200, None), outcomes
+    assert set(outcomes[1:]) <= {
+        (409, "request_in_progress"),
+        (409, "duplicate_request"),
+        (400, "token_spent"),  # lost the race for the token before the key was kept
+    }, outcomes
+    (paid,) = [h for s, h, _ in answers if s == 200]
+    cost = int(paid["X-Cost-Msat"])
+    listing = (await call(change_node, "GET", "/v1/wallet/change", x_cashu=token))[2]
+    assert [c["cashu_token"] for c in listing["changes"]] == [paid["X-Cashu"]]
+    change = listing["changes"][0]["amount"]
+    assert change * 1000 + listing["balance_msat"] + cost == 100_000
+    assert await ref_wallet.receive(paid["X-Cashu"]) == change
+    change_node.assert_clean()
+
+
 async def test_the_listing_refuses_a_token_that_paid_nothing(
     change_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
 ) -> None:

@@ -8,14 +8,18 @@ mint, NUT-07) still cover every balance, and no client holds more than it paid i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import wallet as cashu
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.mints import MintInfo, RefWallet
+from tests.support.mints import MINT_PYTHON, MintInfo, RefWallet, _mint_env, _Process, free_port
 from tests.support.money import admin_audit, assert_solvent, call, merge_tokens
 from tests.support.pg import BOTH_BACKENDS
 
@@ -133,3 +137,61 @@ async def test_amount_plus_fee_beyond_the_balance_is_a_402_naming_the_fee(
     assert fee_node.balance(token) == 0
     assert_solvent(await admin_audit(fee_node))
     fee_node.assert_clean()
+
+
+async def test_withdraws_at_once_never_take_more_than_the_balance_with_their_fees(
+    fee_node: NodeHandle, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    token = await ref_wallet.token(fee_mint.url, 64)
+    credited = (await call(fee_node, "GET", "/v1/wallet/balance", token))[2]["balance_msat"]
+    amounts: list[dict[str, Any]] = [{"amount": a} for a in (9, 7, 5, 3, 3, 11, 13)] + [{}, {}]
+    answers = await asyncio.gather(
+        *(
+            call(fee_node, "POST", "/v1/wallet/withdraw", token, json=body, headers=key)
+            for body, key in zip(
+                amounts, ({"Idempotency-Key": f"k{i}"} for i in range(9)), strict=True
+            )
+        )
+    )
+    paid = [body for status, _, body in answers if status == 200]
+    refused = {(status, body["error"]["code"]) for status, _, body in answers if status != 200}
+    assert refused <= {(402, "insufficient_balance")}, refused
+    debited = sum((p["amount"] + p["fee_sat"]) * 1000 for p in paid)
+    assert debited + fee_node.balance(token) == credited
+    got = await ref_wallet.receive(merge_tokens([p["cashu_token"] for p in paid]))
+    assert got <= sum(p["amount"] for p in paid)
+    assert_solvent(await admin_audit(fee_node))
+    fee_node.assert_clean()
+
+
+@pytest.fixture(scope="module")
+def steep_mint() -> Iterator[MintInfo]:
+    """A mint charging 1.5 sat per input: one input's fee is more than a 1 sat payout."""
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="nutgate-steep-data-"))
+    env = _mint_env(port, 1500, "steep", data)
+    proc = _Process("steep-mint", [str(MINT_PYTHON), "-m", "cashu.mint"], env, port, "/v1/keysets")
+    proc.wait()
+    yield MintInfo(proc.url, 1500, proc.log)
+    proc.stop()
+
+
+async def test_a_payout_whose_fee_exceeds_it_is_refused_and_changes_nothing(
+    make_node: Callable[..., NodeHandle], steep_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    node = make_node(node={"admin_password": PASSWORD}, cashu={"mints": [steep_mint.url]})
+    token = await ref_wallet.token(steep_mint.url, 64)
+    balance = (await call(node, "GET", "/v1/wallet/balance", token))[2]["balance_msat"]
+    if balance // 1000 % 2:  # credited as powers of two: the one 1 sat proof goes first, as is
+        status, _, body = await call(node, "POST", "/v1/wallet/withdraw", token, json={"amount": 1})
+        assert status == 200 and body["fee_sat"] == 0, body
+        balance -= 1000
+    status, _, body = await call(node, "POST", "/v1/wallet/withdraw", token, json={"amount": 1})
+    assert status == 400 and body["error"]["code"] == "fees_exceed_amount", body
+    assert "2 sat" in body["error"]["message"]  # the fee of a swap with one 1.5 sat input
+    assert node.balance(token) == balance
+    status, _, body = await call(node, "POST", "/v1/wallet/withdraw", token, json={"amount": 3})
+    assert status == 200 and body["fee_sat"] == 2, body  # one proof swapped: its fee debited
+    assert node.balance(token) == balance - 5_000
+    assert_solvent(await admin_audit(node))
+    node.assert_clean()

@@ -80,7 +80,13 @@ class MintError(WalletError):
 
 
 class InsufficientFunds(WalletError):
-    pass
+    """The proofs held cannot pay a payout of `amount_sat` plus its `fee_sat` (as planned; 0
+    when unknown), whoever asked for it."""
+
+    def __init__(self, message: str, amount_sat: int = 0, fee_sat: int = 0) -> None:
+        super().__init__(message)
+        self.amount_sat = amount_sat
+        self.fee_sat = fee_sat
 
 
 class BudgetTooSmall(WalletError):

@@ -166,7 +166,12 @@ class Payer(WalletCore):
                 (mint,),
             ).fetchall()
             ppk = {r["keyset_id"]: r["input_fee_ppk"] for r in held}
-            plan = planner(ranked(held), ppk, out_ks)
+            try:
+                plan = planner(ranked(held), ppk, out_ks)
+            except InsufficientFunds as short:
+                if short.amount_sat:  # an account that cannot pay it either is told so first
+                    self._debit(conn, purpose, short.amount_sat * 1000, short.fee_sat * 1000)
+                raise  # (rolls that debit back)
             debit_msat = (plan.amount + plan.fee_sat) * 1000
             self._debit(conn, purpose, plan.amount * 1000, plan.fee_sat * 1000)
             n = len(plan.send) + len(plan.change)

@@ -57,7 +57,9 @@ def plan_payout(amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: K
     fee = input_fee([ppk_sum])
     change = total - amount - fee
     if change < 0:
-        raise InsufficientFunds(f"{total} sat held cannot pay {amount} sat plus a {fee} sat fee")
+        raise InsufficientFunds(
+            f"{total} sat held cannot pay {amount} sat plus a {fee} sat fee", amount, fee
+        )
     send = split_amount(amount, out_ks.amounts)
     return Plan(amount, picked, send, split_amount(change, out_ks.amounts) if change else [], fee)
 
@@ -69,7 +71,7 @@ def plan_most(budget_msat: int, held: Sequence[Row], ppk: dict[str, int], out_ks
     if budget < 1:
         raise BudgetTooSmall(budget_msat, 1, 0)
     if sum(r["amount"] for r in held) < budget:
-        raise InsufficientFunds(f"the proofs held cannot pay out {budget} sat")
+        raise InsufficientFunds(f"the proofs held cannot pay out {budget} sat", budget)
     smallest: Plan | None = None
     for amount in range(budget, max(0, budget - MOST_TRIES), -1):
         try:
@@ -80,5 +82,5 @@ def plan_most(budget_msat: int, held: Sequence[Row], ppk: dict[str, int], out_ks
             return plan
         smallest = plan
     if smallest is None:
-        raise InsufficientFunds(f"the proofs held cannot pay out of {budget_msat} msat")
+        raise InsufficientFunds(f"the proofs held cannot pay out of {budget_msat} msat", budget)
     raise BudgetTooSmall(budget_msat, smallest.amount, smallest.fee_sat)
