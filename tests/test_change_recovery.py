@@ -188,3 +188,17 @@ async def test_the_listing_refuses_a_token_that_paid_nothing(
     status, _, body = await call(change_node, "GET", "/v1/wallet/change")
     assert status == 401 or status == 404, body
     assert await ref_wallet.receive(token) == 10  # looking did not redeem it
+
+
+async def test_the_listing_is_for_x_cashu_payments_only(
+    change_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """A token used as an API key is an account like a key's: withdrawn explicitly, never
+    paid out by a listing."""
+    token = await ref_wallet.token(mint.url, 20)
+    assert (await call(change_node, "GET", "/v1/wallet/balance", token))[0] == 200
+    status, _, body = await call(change_node, "GET", "/v1/wallet/change", token)
+    assert status == 404 and body["error"]["code"] == "payment_not_found"
+    status, _, body = await call(change_node, "GET", "/v1/wallet/balance", x_cashu=token)
+    assert status == 200 and body["balance_msat"] == 20_000
+    assert change_node.balance(token) == 20_000

@@ -40,16 +40,16 @@ async def _account(request: web.Request) -> int:
     return await request.app[NODE].payments.account_for_key(key)
 
 
-def _paid_with(request: web.Request) -> Account:
-    """The account an X-Cashu payment (or a token used as key) made, looked up by the paying
-    token in the X-Cashu header or as Bearer; never redeems a token."""
+def _paid_with(request: web.Request, kinds: tuple[str, ...] = ("oneshot",)) -> Account:
+    """The account an X-Cashu payment made (of `kinds`: a token used as key too, for its
+    balance), found by the paying token in the X-Cashu header or as Bearer; never redeems."""
     node = request.app[NODE]
     token = request.headers.get("X-Cashu", "").strip() or (bearer(request) or "")
     if not token:
         raise Unauthorized("send the paying token in the X-Cashu header (or as Bearer)")
     account = node.ledger.find(hash_key(token)) if is_token(token) else None
-    if account is None or account.kind not in ("oneshot", "token"):
-        raise NotFound("no payment with this token", code="payment_not_found")
+    if account is None or account.kind not in kinds:
+        raise NotFound("no X-Cashu payment with this token", code="payment_not_found")
     return account
 
 
@@ -95,7 +95,7 @@ async def create(request: web.Request) -> web.Response:
 async def balance(request: web.Request) -> web.Response:
     """A key's balance; with an X-Cashu header instead, what is left of that payment."""
     if request.headers.get("X-Cashu", "").strip():
-        account_id = _paid_with(request).id
+        account_id = _paid_with(request, ("oneshot", "token")).id
     else:
         account_id = await _account(request)
     return json_response({**_balance_json(request, account_id), "api_key": None})
