@@ -144,6 +144,22 @@ async def test_failed_swap_returns_the_proofs_and_refunds(
     assert env.wallet.assets_msat() == {}  # the spent proof is marked spent, not held
 
 
+async def test_a_failed_payout_at_a_fee_mint_refunds_its_amount_and_its_fee(
+    fee_mint: MintInfo, ref_wallet: RefWallet, make_wallet: MakeWallet
+) -> None:
+    env = make_wallet(fee_mint.url)
+    assert await funded(env, ref_wallet, fee_mint.url, 10) == 9  # held as 8 + 1
+    row = env.db.query_one("SELECT * FROM wallet_proofs WHERE amount = 8")
+    assert row is not None
+    stolen = Token(fee_mint.url, [Proof(8, row["keyset_id"], row["secret"], row["c"])])
+    assert await ref_wallet.receive(serialize_v4(stolen)) == 7  # spent behind the wallet's back
+    with pytest.raises(TokenSpent):
+        await env.wallet.send(3, "doomed")  # 3 is no set of 8 + 1: a swap of the 8, fee 1
+    assert env.ledger.events("debit") == [("doomed", 4_000)]
+    assert env.ledger.events("refund") == [("doomed", 4_000)]  # the fee too
+    assert [p["state"] for p in env.payouts()] == ["failed"]
+
+
 async def test_lost_swap_answer_then_retry_returns_the_token(
     mint: MintInfo, ref_wallet: RefWallet, make_wallet: MakeWallet
 ) -> None:
