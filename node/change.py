@@ -20,7 +20,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import wallet as cashu
-from node.books import purpose, wallet_errors
+from node.books import purpose
 from node.errors import Conflict, NodeError
 from node.ledger import Account, hash_key
 
@@ -72,10 +72,13 @@ async def list_changes(node: Node, account: Account, listing_id: str) -> dict[st
             named = listing_id  # its change was paid: this is money added since (a topup)
         await pay_change(node, account.id, named)
     prefix = purpose("change", account.id, "")
-    changes = []
+    changes, pending = [], []
     for what in node.ledger.payout_refs(account.id, prefix):
-        with wallet_errors():
+        try:
             await node.wallet.settle_payout(what)
+        except cashu.WalletError:  # e.g. the mint is away: listed once it is settled
+            pending.append(what[len(prefix) :])
+            continue
         paid = node.wallet.paid(what)
         if paid is not None:
             changes.append(
@@ -88,7 +91,8 @@ async def list_changes(node: Node, account: Account, listing_id: str) -> dict[st
                 }
             )
     balance = node.ledger.get(account.id).balance_msat
-    return {"changes": changes, "balance_msat": balance}
+    # `pending`: changes whose payout the mint has not settled yet (asked again, they come)
+    return {"changes": changes, "balance_msat": balance, "pending": pending}
 
 
 def idempotency_hash(given: str) -> str:
