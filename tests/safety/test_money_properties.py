@@ -16,10 +16,11 @@ redeem many small proofs). After each sequence:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import wallet as cashu
-from tests.conftest import NodeHandle
+from node.app import create_app
+from node.settings import load_settings
+from tests.conftest import NodeHandle, node_config
 from tests.support.admin_client import PASSWORD
 from tests.support.mints import MintInfo, RefWallet, RefWalletError
 from tests.support.money import admin_audit, assert_solvent, call, merge_tokens
-from tests.support.pg import BOTH_BACKENDS
+from tests.support.pg import BOTH_BACKENDS, Databases, drop_database
+from tests.support.servers import ThreadedServer
 
 pytestmark = BOTH_BACKENDS
 
@@ -76,14 +80,38 @@ class Client:
 
 
 @pytest.fixture
-def fee_nodes(make_node: Callable[..., NodeHandle], fee_mint: MintInfo) -> Callable[[], NodeHandle]:
-    """A node of its own per sequence: its proofs are then only this client's, so payouts
-    often need a swap (and pay its fee), and a failing sequence shrinks to the same result."""
-    return lambda: make_node(
-        node={"admin_password": PASSWORD},
-        cashu={"mints": [fee_mint.url]},
-        limits={"per_minute": 0, "per_hour": 0, "per_day": 0},
-    )
+def fee_nodes(
+    upstream: ThreadedServer,
+    fee_mint: MintInfo,
+    tmp_path_factory: pytest.TempPathFactory,
+    store_backend: str,
+    pg_databases: Databases,
+) -> Callable[[], contextlib.AbstractContextManager[NodeHandle]]:
+    """A node of its own per sequence, gone (database too) once the sequence is checked: its
+    proofs are then only this client's, so payouts often need a swap (and pay its fee), and a
+    failing sequence shrinks to the same result."""
+
+    @contextlib.contextmanager
+    def fresh() -> Iterator[NodeHandle]:
+        url = pg_databases.new() if store_backend == "postgres" else ""
+        sections = {
+            "node": {"admin_password": PASSWORD},
+            "cashu": {"mints": [fee_mint.url]},
+            "limits": {"per_minute": 0, "per_hour": 0, "per_day": 0},
+            "store": {"url": url},
+        }
+        config = node_config(upstream.url, tmp_path_factory.mktemp("node"), **sections)
+        settings = load_settings(None, **config)
+        handle = NodeHandle(settings, ThreadedServer(lambda: create_app(settings)).start())
+        try:
+            yield handle
+        finally:
+            handle.server.stop()
+            handle.db.close()
+            if url:
+                drop_database(url)
+
+    return fresh
 
 
 class Run:
@@ -214,9 +242,7 @@ def test_no_sequence_of_payouts_and_payments_creates_money(
     tmp_path: Path,
     steps: list[tuple[str, Any]],
 ) -> None:
-    fee_node = fee_nodes()
-
-    async def sequence() -> None:
+    async def sequence(fee_node: NodeHandle) -> None:
         run = Run(fee_node, fee_mint, ref_wallet)
         await run.open()
         for kind, arg in steps:
@@ -227,6 +253,7 @@ def test_no_sequence_of_payouts_and_payments_creates_money(
         assert kept <= client.paid_sat * 1000 - client.charged_msat, (steps, client)
         assert_solvent(await admin_audit(fee_node))
 
-    asyncio.run(sequence())
-    fee_node.assert_clean()
-    cli_audit(fee_node, tmp_path)
+    with fee_nodes() as fee_node:
+        asyncio.run(sequence(fee_node))
+        fee_node.assert_clean()
+        cli_audit(fee_node, tmp_path)
