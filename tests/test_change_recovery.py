@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import openai
 import pytest
 
 import wallet as cashu
@@ -20,6 +21,7 @@ from tests.conftest import NodeHandle
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.money import call
 from tests.support.pg import BOTH_BACKENDS
+from tests.support.sdk import async_openai
 
 pytestmark = BOTH_BACKENDS
 
@@ -202,3 +204,21 @@ async def test_the_listing_is_for_x_cashu_payments_only(
     status, _, body = await call(change_node, "GET", "/v1/wallet/balance", x_cashu=token)
     assert status == 200 and body["balance_msat"] == 20_000
     assert change_node.balance(token) == 20_000
+
+
+async def test_the_openai_sdk_retrying_after_a_timeout_gets_the_change_back(
+    change_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """The issue's case: the SDK times out and retries the same request. Under an
+    Idempotency-Key it waits out `request_in_progress` by itself, then stops at
+    `duplicate_request` (x-should-retry: false) with the change in hand."""
+    token = await ref_wallet.token(mint.url, 100)
+    api = async_openai(
+        f"{change_node.url}/v1", "unused", **{"X-Cashu": token, "Idempotency-Key": "sdk-1"}
+    ).with_options(timeout=1.0, max_retries=6)
+    with pytest.raises(openai.ConflictError) as conflict:
+        await api.chat.completions.create(**PATIENT)
+    assert conflict.value.code == "duplicate_request"
+    change = conflict.value.response.headers["x-cashu"]
+    assert await ref_wallet.receive(change) > 90
+    change_node.assert_clean()
