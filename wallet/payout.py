@@ -39,7 +39,7 @@ from wallet.keysets import Keyset
 from wallet.mint_client import BlindSignature
 from wallet.outputs import Output, build_outputs, make_proofs
 from wallet.payout_plan import Plan, plan_most, plan_payout, ranked
-from wallet.store import Row, allocate_counter
+from wallet.store import Connection, Row, allocate_counter
 from wallet.tokens import Proof, Token, serialize_v3, serialize_v4
 
 # (proofs held ranked largest first, fee ppk per keyset, the keyset of the outputs) -> Plan
@@ -153,7 +153,6 @@ class Payer(WalletCore):
         self, planner: Planner, purpose: str, mint: str, out_ks: Keyset, v3: bool
     ) -> tuple[int, Plan, int, str | None]:
         """Plan, debit the amount and the fee, reserve the inputs: one transaction."""
-        now = int(time.time())
         with self._db.transaction() as conn:
             if conn.execute(
                 "SELECT 1 FROM wallet_payouts WHERE purpose = ? AND state != 'failed'", (purpose,)
@@ -172,31 +171,10 @@ class Payer(WalletCore):
                 if short.amount_sat:  # an account that cannot pay it either is told so first
                     self._debit(conn, purpose, short.amount_sat * 1000, short.fee_sat * 1000)
                 raise  # (rolls that debit back)
-            debit_msat = (plan.amount + plan.fee_sat) * 1000
             self._debit(conn, purpose, plan.amount * 1000, plan.fee_sat * 1000)
             n = len(plan.send) + len(plan.change)
             start = allocate_counter(conn, out_ks.id, n) if n else 0
-            cur = conn.execute(
-                "INSERT INTO wallet_payouts (purpose, mint, amount_sat, state, v3, keyset_id,"
-                " counter_start, send_amounts, change_amounts, fee_sat, debit_msat, created_at,"
-                " updated_at, instance) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    purpose,
-                    mint,
-                    plan.amount,
-                    int(v3),
-                    out_ks.id,
-                    start,
-                    orjson.dumps(plan.send).decode(),
-                    orjson.dumps(plan.change).decode(),
-                    plan.fee_sat,
-                    debit_msat,
-                    now,
-                    now,
-                    self._db.instance,
-                ),
-            )
-            payout_id = int(cur.lastrowid or 0)
+            payout_id = self._insert_payout(conn, purpose, mint, plan, out_ks, start, v3)
             state = "spent" if plan.direct else "reserved"
             conn.executemany(
                 "UPDATE wallet_proofs SET state = ?, payout_id = ? WHERE y = ?",
@@ -210,6 +188,39 @@ class Payer(WalletCore):
                     (token, payout_id),
                 )
         return payout_id, plan, start, token
+
+    def _insert_payout(
+        self,
+        conn: Connection,
+        purpose: str,
+        mint: str,
+        plan: Plan,
+        ks: Keyset,
+        start: int,
+        v3: bool,
+    ) -> int:
+        now = int(time.time())
+        cur = conn.execute(
+            "INSERT INTO wallet_payouts (purpose, mint, amount_sat, state, v3, keyset_id,"
+            " counter_start, send_amounts, change_amounts, fee_sat, debit_msat, created_at,"
+            " updated_at, instance) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                purpose,
+                mint,
+                plan.amount,
+                int(v3),
+                ks.id,
+                start,
+                orjson.dumps(plan.send).decode(),
+                orjson.dumps(plan.change).decode(),
+                plan.fee_sat,
+                (plan.amount + plan.fee_sat) * 1000,  # what the debit took, refunded on failure
+                now,
+                now,
+                self._db.instance,
+            ),
+        )
+        return int(cur.lastrowid or 0)
 
     def _commit_payout(
         self, payout_id: int, ks: Keyset, outputs: list[Output], sigs: list[BlindSignature]
