@@ -39,7 +39,7 @@ test: install browser
 
 # The fuzz suites with many more examples (make test runs them small).
 fuzz: install
-	@NUTGATE_FUZZ_EXAMPLES=$${NUTGATE_FUZZ_EXAMPLES:-200} $(VENV)/bin/python -m pytest -q -p no:cacheprovider --timeout=0 tests/safety/test_parsers_fuzz.py tests/safety/test_api_fuzz.py tests/safety/test_billing_fuzz.py
+	@NUTGATE_FUZZ_EXAMPLES=$${NUTGATE_FUZZ_EXAMPLES:-200} $(VENV)/bin/python -m pytest -q -p no:cacheprovider --timeout=0 tests/safety/test_parsers_fuzz.py tests/safety/test_api_fuzz.py tests/safety/test_billing_fuzz.py tests/safety/test_money_properties.py
 
 # The dev stack: dev mint + demo upstream + node on 127.0.0.1. Flags: make run ARGS="--fresh"
 run: install

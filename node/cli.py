@@ -51,10 +51,17 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
     print(key)
 
 
+AUDIT_LINES = {
+    "balance": "account {0}: balance {1} msat, entries {2} msat",
+    "reserved": "account {0}: reserved {1} msat, reservations {2} msat",
+    "credit": "account {0}: balance {1} msat, operator credit {2} msat (outside 0..balance)",
+}
+
+
 def cmd_audit(args: argparse.Namespace) -> None:
     mismatches = Ledger(open_database(_settings(args))).audit()
     for m in mismatches:
-        print(f"account {m.account_id}: balance {m.balance_msat} msat, entries {m.entries_msat}")
+        print(AUDIT_LINES[m.check].format(m.account_id, m.balance_msat, m.entries_msat))
     print("audit clean" if not mismatches else f"{len(mismatches)} mismatch(es)")
     sys.exit(1 if mismatches else 0)
 
@@ -84,13 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help=devstack.HELP, description=devstack.HELP)
     devstack.add_arguments(run)
     run.set_defaults(func=devstack.cmd_run)
-    command("audit", "recompute every balance from the ledger's entries").set_defaults(
-        func=cmd_audit
-    )
+    command(
+        "audit", "recompute every balance from the ledger's entries; check operator credit"
+    ).set_defaults(func=cmd_audit)
     keys = sub.add_parser("keys", help="operator-funded API keys").add_subparsers(
         dest="keys_command", required=True
     )
-    create = keys.add_parser("create", help="create an sk- key funded by the operator")
+    create = keys.add_parser(
+        "create",
+        help="create an sk- key funded by the operator: credit that pays for requests and is"
+        " never paid out as ecash",
+    )
     create.add_argument("--config", "-c", help="TOML configuration file")
     create.add_argument("--balance-msat", type=int, required=True, help="starting balance")
     create.set_defaults(func=cmd_keys_create)

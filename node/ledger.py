@@ -1,8 +1,10 @@
 """Accounts, reservations and the append-only entry log, in integer msat.
 
 An account's `balance_msat` is what it owns; `reserved_msat` is the part held for requests in
-flight. Every change of a balance writes an entry in the same transaction, so `audit()` can
-recompute each balance from the entries alone.
+flight; `credit_msat` the part the operator granted (GRANT): charges take it first and it is
+never paid out, so a payout may take at most `balance - max(reserved, credit)` and the node
+owes its clients `balance - credit` (`liabilities_msat`). Every change of a balance writes an
+entry in the same transaction, so `audit()` can recompute each balance from the entries alone.
 
 Reservations are rows: a request reserves its maximum cost, then `settle` charges the real cost
 (never more than the account can pay) and releases the rest, or `release` returns it all.
@@ -17,59 +19,29 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
 
+from node.accounts import Account, Mismatch
 from node.errors import PaymentRequired
 from node.group_commit import GroupCommit
+from node.ledger_schema import MIGRATIONS
 from node.store import Store
 from wallet.store import Connection
 
-MIGRATIONS = [
-    """
-    CREATE TABLE accounts (
-        id INTEGER PRIMARY KEY,
-        key_hash TEXT NOT NULL UNIQUE,
-        kind TEXT NOT NULL,
-        balance_msat INTEGER NOT NULL DEFAULT 0 CHECK (balance_msat >= 0),
-        reserved_msat INTEGER NOT NULL DEFAULT 0
-            CHECK (reserved_msat >= 0 AND reserved_msat <= balance_msat),
-        mint TEXT,
-        created_at INTEGER NOT NULL,
-        last_used_at INTEGER,
-        requests INTEGER NOT NULL DEFAULT 0
-    );
-    CREATE TABLE reservations (
-        id TEXT PRIMARY KEY,
-        account_id INTEGER NOT NULL REFERENCES accounts(id),
-        amount_msat INTEGER NOT NULL CHECK (amount_msat >= 0),
-        floor_msat INTEGER NOT NULL CHECK (floor_msat >= 0),
-        model TEXT,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX reservations_account ON reservations(account_id);
-    CREATE TABLE entries (
-        id INTEGER PRIMARY KEY,
-        account_id INTEGER NOT NULL REFERENCES accounts(id),
-        kind TEXT NOT NULL,
-        amount_msat INTEGER NOT NULL,
-        ref TEXT,
-        created_at INTEGER NOT NULL
-    );
-    CREATE INDEX entries_account ON entries(account_id);
-    CREATE TRIGGER entries_no_update BEFORE UPDATE ON entries
-        BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END;
-    CREATE TRIGGER entries_no_delete BEFORE DELETE ON entries
-        BEGIN SELECT RAISE(ABORT, 'entries are append-only'); END;
-    """,
-    "ALTER TABLE reservations ADD COLUMN instance TEXT;",
-]
+__all__ = ["MIGRATIONS", "Account", "Ledger", "Mismatch", "hash_key"]
 
 # Entry kinds: money in (+) and out (-) of an account.
-GRANT = "grant"  # operator-funded key
+GRANT = "grant"  # operator-funded key: credit, spend-only
 DEPOSIT = "deposit"  # ecash redeemed into the account
-CHARGE = "charge"  # a request's cost
+CHARGE = "charge"  # a request's cost (taken from credit first)
 WITHDRAW = "withdraw"  # ecash paid out of the account
-REFUND = "refund"  # a withdrawal that failed, returned
+PAYOUT_FEE = "payout_fee"  # the mint's fee on the node's swap for that payout
+REFUND = "refund"  # a withdrawal that failed, returned (amount and fee)
+
+# What an account may withdraw: its balance less what is held for requests or is operator
+# credit (a charge takes credit first, so a reservation may be paid from credit).
+_WITHDRAWABLE = (
+    "balance_msat - CASE WHEN reserved_msat > credit_msat THEN reserved_msat ELSE credit_msat END"
+)
 
 
 def hash_key(secret: str) -> str:
@@ -77,34 +49,11 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class Account:
-    id: int
-    kind: str
-    balance_msat: int
-    reserved_msat: int
-    mint: str | None
-
-    @property
-    def available_msat(self) -> int:
-        return self.balance_msat - self.reserved_msat
-
-    def untouched(self, credited_msat: int) -> bool:
-        """Nothing spent or reserved since the account was credited `credited_msat` (the
-        reservation's own write checks the same, see `_UNTOUCHED`)."""
-        return not self.reserved_msat and self.balance_msat == credited_msat
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    account_id: int
-    balance_msat: int
-    entries_msat: int
-
-
 KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
 
+_ACCOUNT = "id, kind, balance_msat, reserved_msat, mint, credit_msat"
 _UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
+_SPENDER = ", request_id = :rid"
 
 
 def _now() -> int:
@@ -130,10 +79,7 @@ class Ledger:
         return cur.lastrowid
 
     def find(self, key_hash: str) -> Account | None:
-        row = self.db.query_one(
-            "SELECT id, kind, balance_msat, reserved_msat, mint FROM accounts WHERE key_hash = ?",
-            (key_hash,),
-        )
+        row = self.db.query_one(f"SELECT {_ACCOUNT} FROM accounts WHERE key_hash = ?", (key_hash,))
         return Account(**dict(row)) if row else None
 
     def account_id(self, key_hash: str) -> int | None:
@@ -150,10 +96,7 @@ class Ledger:
         return account_id
 
     def get(self, account_id: int) -> Account:
-        row = self.db.query_one(
-            "SELECT id, kind, balance_msat, reserved_msat, mint FROM accounts WHERE id = ?",
-            (account_id,),
-        )
+        row = self.db.query_one(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
         if row is None:
             raise KeyError(account_id)
         return Account(*row)
@@ -170,28 +113,45 @@ class Ledger:
     def credit(
         self, conn: Connection, account_id: int, amount_msat: int, kind: str, ref: str
     ) -> None:
+        """Add to the balance; a GRANT is operator credit as well (spend-only)."""
         if amount_msat < 0:
             raise ValueError("credit must not be negative")
         conn.execute(
-            "UPDATE accounts SET balance_msat = balance_msat + ? WHERE id = ?",
-            (amount_msat, account_id),
+            "UPDATE accounts SET balance_msat = balance_msat + :a, credit_msat = credit_msat + :c"
+            " WHERE id = :id",
+            {"a": amount_msat, "c": amount_msat if kind == GRANT else 0, "id": account_id},
         )
         self._entry(conn, account_id, kind, amount_msat, ref)
 
     def debit(
-        self, conn: Connection, account_id: int, amount_msat: int, kind: str, ref: str
+        self,
+        conn: Connection,
+        account_id: int,
+        amount_msat: int,
+        kind: str,
+        ref: str,
+        fee_msat: int = 0,
     ) -> None:
-        """Take `amount_msat` from the unreserved balance, or raise PaymentRequired."""
-        if amount_msat < 0:
+        """Take `amount_msat` and `fee_msat` (a payout's mint fee, entered apart) from what the
+        account may withdraw; else raise Account.refusal (402, or 403 for operator credit)."""
+        if amount_msat < 0 or fee_msat < 0:
             raise ValueError("debit must not be negative")
         cur = conn.execute(
             "UPDATE accounts SET balance_msat = balance_msat - :a"
-            " WHERE id = :id AND balance_msat - reserved_msat >= :a",
-            {"a": amount_msat, "id": account_id},
+            f" WHERE id = :id AND {_WITHDRAWABLE} >= :a",
+            {"a": amount_msat + fee_msat, "id": account_id},
         )
         if cur.rowcount != 1:
-            raise PaymentRequired("insufficient balance")
+            row = conn.execute(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
+            account = row.fetchone()
+            if account is None:
+                raise KeyError(account_id)
+            raise Account(*account).refusal(amount_msat, fee_msat) or PaymentRequired(
+                "insufficient balance"
+            )
         self._entry(conn, account_id, kind, -amount_msat, ref)
+        if fee_msat:
+            self._entry(conn, account_id, PAYOUT_FEE, -fee_msat, ref)
 
     def _entry(
         self, conn: Connection, account_id: int, kind: str, amount_msat: int, ref: str
@@ -250,12 +210,21 @@ class Ledger:
         untouched_msat: int | None,
     ) -> bool:
         now = _now()
-        untouched = "" if untouched_msat is None else _UNTOUCHED
+        # a one-shot account keeps the id of the request that spends it (its change's name)
+        untouched, spender = ("", "") if untouched_msat is None else (_UNTOUCHED, _SPENDER)
         cur = conn.execute(
             "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
             " last_used_at = :now, requests = requests + 1"
-            " WHERE id = :id AND balance_msat - reserved_msat >= :a" + untouched,
-            {"a": amount_msat, "id": account_id, "now": now, "untouched": untouched_msat},
+            + spender
+            + " WHERE id = :id AND balance_msat - reserved_msat >= :a"
+            + untouched,
+            {
+                "a": amount_msat,
+                "id": account_id,
+                "now": now,
+                "untouched": untouched_msat,
+                "rid": reservation_id,
+            },
         )
         if cur.rowcount != 1:
             return False
@@ -284,10 +253,12 @@ class Ledger:
             return 0
         account_id, held, balance, reserved = row
         charged = min(cost_msat, held + balance - reserved)
-        conn.execute(
-            "UPDATE accounts SET balance_msat = balance_msat - ?, reserved_msat = reserved_msat - ?"
-            " WHERE id = ?",
-            (charged, held, account_id),
+        conn.execute(  # a charge takes operator credit first
+            "UPDATE accounts SET balance_msat = balance_msat - :c,"
+            " reserved_msat = reserved_msat - :h,"
+            " credit_msat = CASE WHEN credit_msat > :c THEN credit_msat - :c ELSE 0 END"
+            " WHERE id = :id",
+            {"c": charged, "h": held, "id": account_id},
         )
         conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
         if charged:
@@ -320,10 +291,47 @@ class Ledger:
             alive[instance] = self.db.instance_alive(instance)
         return alive[instance]
 
+    # --- one-shot accounts (X-Cashu) ------------------------------------------------------
+
+    def remember_key(
+        self, account_id: int, untouched_msat: int, key_hash: str, request_id: str
+    ) -> None:
+        """The Idempotency-Key a request paying with an untouched one-shot account came with
+        (the request that wins the reservation then names itself, see `_reserve`)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE accounts SET idempotency_key = :k, request_id = :rid WHERE id = :id"
+                + _UNTOUCHED,
+                {"k": key_hash, "rid": request_id, "id": account_id, "untouched": untouched_msat},
+            )
+
+    def spender(self, account_id: int) -> tuple[str | None, str | None, bool]:
+        """(the id of the request that spent a one-shot account, its Idempotency-Key hash,
+        whether a request still holds a reservation on it)."""
+        row = self.db.query_one(
+            "SELECT request_id, idempotency_key,"
+            " EXISTS (SELECT 1 FROM reservations r WHERE r.account_id = a.id) AS busy"
+            " FROM accounts a WHERE a.id = ?",
+            (account_id,),
+        )
+        if row is None:
+            return None, None, False
+        return row["request_id"], row["idempotency_key"], bool(row["busy"])
+
+    def payout_refs(self, account_id: int, prefix: str) -> list[str]:
+        """The purposes of the payouts debited from an account that start with `prefix`, oldest
+        first (a failed one, refunded, may have been tried again under the same purpose)."""
+        rows = self.db.query(
+            "SELECT ref FROM entries WHERE account_id = ? AND kind = ? ORDER BY id",
+            (account_id, WITHDRAW),
+        )
+        return list(dict.fromkeys(r["ref"] for r in rows if str(r["ref"]).startswith(prefix)))
+
     # --- audit ----------------------------------------------------------------------------
 
     def audit(self) -> list[Mismatch]:
-        """Recompute every balance from its entries; list the accounts that disagree."""
+        """Recompute every balance from its entries; list the accounts that disagree, whose
+        reservations do not add up, or whose operator credit is outside 0..balance."""
         rows = self.db.query(
             "SELECT a.id, a.balance_msat, COALESCE(SUM(e.amount_msat), 0) AS total"
             " FROM accounts a LEFT JOIN entries e ON e.account_id = a.id"
@@ -335,9 +343,17 @@ class Ledger:
             " FROM accounts a LEFT JOIN reservations r ON r.account_id = a.id"
             " GROUP BY a.id HAVING a.reserved_msat != COALESCE(SUM(r.amount_msat), 0)"
         )
-        mismatches += [Mismatch(r["id"], r["reserved_msat"], r["held"]) for r in held]
+        mismatches += [Mismatch(r["id"], r["reserved_msat"], r["held"], "reserved") for r in held]
+        credit = self.db.query(
+            "SELECT id, balance_msat, credit_msat FROM accounts"
+            " WHERE credit_msat < 0 OR credit_msat > balance_msat"
+        )
+        mismatches += [
+            Mismatch(r["id"], r["balance_msat"], r["credit_msat"], "credit") for r in credit
+        ]
         return mismatches
 
     def liabilities_msat(self) -> int:
-        row = self.db.query_one("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts")
+        """What the node must pay if every client withdrew: balances less operator credit."""
+        row = self.db.query_one("SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts")
         return int(row[0]) if row else 0

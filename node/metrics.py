@@ -39,14 +39,19 @@ class LedgerCollector(Collector):
         if ledger is None:  # scraped before the node's parts are built
             return
         row = ledger.db.query_one(
-            "SELECT count(*), COALESCE(SUM(balance_msat), 0), COALESCE(SUM(reserved_msat), 0)"
-            " FROM accounts"
+            "SELECT count(*), COALESCE(SUM(balance_msat - credit_msat), 0),"
+            " COALESCE(SUM(reserved_msat), 0), COALESCE(SUM(credit_msat), 0) FROM accounts"
         )
-        accounts, balance, reserved = (int(v) for v in row) if row else (0, 0, 0)
+        accounts, owed, reserved, credit = (int(v) for v in row) if row else (0, 0, 0, 0)
         yield GaugeMetricFamily(
             "nutgate_balances_outstanding_msat",
-            "Sum of all account balances: what the node owes its clients",
-            value=balance,
+            "Ecash-backed account balances (operator credit excluded): what the node owes",
+            value=owed,
+        )
+        yield GaugeMetricFamily(
+            "nutgate_balances_credit_msat",
+            "Operator credit in the balances: spends on requests, never paid out",
+            value=credit,
         )
         yield GaugeMetricFamily(
             "nutgate_balances_reserved_msat",

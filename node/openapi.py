@@ -50,6 +50,8 @@ BALANCE = {
         "balance_msat": {"type": "integer"},
         "reserved": {"type": "integer"},
         "reserved_msat": {"type": "integer"},
+        "credit_msat": {"type": "integer"},
+        "withdrawable_msat": {"type": "integer"},
         "currency": {"type": "string"},
     },
 }
@@ -59,6 +61,15 @@ TOKEN_OUT = {
         "cashu_token": {"type": "string"},
         "amount": {"type": "integer"},
         "mint": {"type": "string"},
+        "fee_sat": {"type": "integer"},
+        "fee_msat": {"type": "integer"},
+    },
+}
+CHANGES = {
+    "type": "object",
+    "properties": {
+        "changes": {"type": "array", "items": {"type": "object"}},
+        "balance_msat": {"type": "integer"},
     },
 }
 CHAT_BODY = {
@@ -101,6 +112,8 @@ SPEC: dict[str, Any] = {
         "/v1/wallet/withdraw": {
             "post": _paid(_op("pay the balance out as a token", TOKEN_OUT, WITHDRAW_BODY))
         },
+        "/v1/wallet/change": {"get": _paid(_op("every change of an X-Cashu payment", CHANGES))},
+        "/v1/wallet/refund": {"post": _paid(_op("the whole balance as a token", TOKEN_OUT))},
         "/v1/wallet/change/{request_id}": {
             "get": {
                 **_paid(_op("an X-Cashu request's change", TOKEN_OUT)),

@@ -4,10 +4,8 @@
     Authorization: Bearer cashu…    the token is redeemed once into an account keyed by its hash
     X-Cashu: cashu…                 a one-shot account: redeemed, charged, the rest paid back
 
-The wallet moves proofs; the ledger moves msat. They meet in the wallet's hooks below, which
-run inside the wallet's own transactions, so a proof and the balance it backs change together.
-Each movement has a `purpose` string naming the account it belongs to; the wallet keeps it with
-the pending swap, so a swap finished after a crash credits the right account exactly once.
+How the wallet's movements reach the ledger is in `node.books` (purposes, hooks, errors); how
+X-Cashu change is paid back and recovered, in `node.change`.
 """
 
 from __future__ import annotations
@@ -15,139 +13,45 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 import wallet as cashu
-from node.errors import (
-    Conflict,
-    PaymentRequired,
-    ServiceUnavailable,
-    TokenRejected,
-    Unauthorized,
-    UpstreamError,
+from node.books import (
+    EARNINGS,
+    LedgerHooks,
+    purpose,
+    token_spent,
+    wallet_errors,
 )
-from node.ledger import DEPOSIT, REFUND, WITHDRAW, Ledger, hash_key
-from wallet.store import Connection
+from node.change import change_mint, idempotency_hash, pay_change, retried
+from node.errors import PaymentRequired, TokenRejected, Unauthorized
+from node.ledger import Ledger, hash_key
 
 if TYPE_CHECKING:
     from node.context import Node
     from node.proxy import MeteredCall
 
+# re-exported: the proxy, the app and the admin import them from here
+__all__ = [
+    "EARNINGS",
+    "LedgerHooks",
+    "OneShotPayer",
+    "Payer",
+    "Payments",
+    "change_mint",
+    "pay_change",
+    "purpose",
+    "token_spent",
+    "wallet_errors",
+]
+
 log = logging.getLogger("nutgate.payments")
 
 TOKEN_PREFIXES = ("cashuA", "cashuB")
-MINT_RETRY_AFTER_S = "5"
-
-
-# --- purposes: what a wallet movement is for -----------------------------------------------
-
-
-def purpose(kind: str, *parts: str | int) -> str:
-    return ":".join([kind, *map(str, parts)])
-
-
-def _parse(text: str) -> tuple[str, list[str]]:
-    kind, *parts = text.split(":")
-    return kind, parts
-
-
-EARNINGS = "earnings"  # the operator's payouts: not an account, capped by `earnings_cap`
-
-
-class LedgerHooks:
-    """The wallet's credit/debit/refund hooks, applying movements to ledger accounts.
-
-    An "earnings:…" payout touches no account; `earnings_cap(conn)` (assets − liabilities, in
-    the wallet's own transaction) refuses one larger than what the node owns beyond its debts.
-    """
-
-    def __init__(self, ledger: Ledger, earnings_cap: Callable[[Connection], int] | None = None):
-        self.ledger = ledger
-        self.earnings_cap = earnings_cap
-
-    def credit(self, conn: Connection, what: str, amount_msat: int, mint: str) -> None:
-        kind, parts = _parse(what)
-        if kind in ("token", "oneshot", "create"):  # a new account keyed by a hash
-            account_kind = {"token": "token", "oneshot": "oneshot", "create": "key"}[kind]
-            account_id = self.ledger.create_account(conn, parts[0], account_kind, mint)
-        elif kind == "topup":
-            account_id = int(parts[0])
-        else:
-            raise ValueError(f"unknown credit purpose {kind!r}")
-        self.ledger.credit(conn, account_id, amount_msat, DEPOSIT, what)
-
-    def debit(self, conn: Connection, what: str, amount_msat: int) -> None:
-        if _parse(what)[0] == EARNINGS:
-            cap = 0 if self.earnings_cap is None else self.earnings_cap(conn)
-            if amount_msat > cap:
-                raise Conflict(
-                    f"{amount_msat} msat is more than the node's earnings ({cap} msat)",
-                    code="exceeds_earnings",
-                    param="amount",
-                )
-            return
-        self.ledger.debit(conn, _account_of(what), amount_msat, WITHDRAW, what)
-
-    def refund(self, conn: Connection, what: str, amount_msat: int) -> None:
-        if _parse(what)[0] == EARNINGS:
-            return  # the proofs came back to the wallet; no account was debited
-        self.ledger.credit(conn, _account_of(what), amount_msat, REFUND, what)
-
-
-def _account_of(what: str) -> int:
-    kind, parts = _parse(what)
-    if kind not in ("withdraw", "change"):
-        raise ValueError(f"unknown payout purpose {kind!r}")
-    return int(parts[0])
-
-
-def token_spent() -> TokenRejected:
-    return TokenRejected("this token has already been spent", code="token_spent")
-
-
-@contextlib.contextmanager
-def wallet_errors() -> Iterator[None]:
-    """The wallet's errors as the node's, with a specific `code` each."""
-    try:
-        yield
-    except cashu.TokenSpent as exc:
-        raise token_spent() from exc
-    except cashu.UntrustedMint as exc:
-        raise TokenRejected(str(exc), code="mint_not_trusted") from exc
-    except cashu.UnsupportedUnit as exc:
-        raise TokenRejected(str(exc), code="unit_not_supported") from exc
-    except cashu.TokenInvalid as exc:
-        raise TokenRejected(f"invalid Cashu token: {exc}", code="token_invalid") from exc
-    except cashu.MintUnavailable as exc:
-        headers = {"Retry-After": MINT_RETRY_AFTER_S}
-        message = "the mint cannot be reached; nothing was charged, try again shortly"
-        if exc.maybe_sent:  # the mint may have taken the token: the node settles it on recovery
-            headers["x-should-retry"] = "false"
-            message = (
-                "the mint stopped answering mid-payment; the node finishes it when the "
-                "mint is back: retry with the same token later, it is not lost"
-            )
-        raise ServiceUnavailable(
-            message,
-            code="mint_unavailable",
-            headers=headers,
-        ) from exc
-    except cashu.InsufficientFunds as exc:
-        raise ServiceUnavailable(
-            "the node cannot pay out this amount right now", code="payout_unavailable"
-        ) from exc
-    except cashu.PayoutPending as exc:
-        raise Conflict(
-            "a payout with this idempotency key is still being settled; retry soon",
-            code="payout_pending",
-            headers={"Retry-After": "2"},
-        ) from exc
-    except cashu.MintError as exc:
-        raise UpstreamError(f"the mint refused: {exc}", code="mint_error") from exc
 
 
 # --- payers ----------------------------------------------------------------------------------
@@ -185,32 +89,6 @@ class OneShotPayer(Payer):
         if token is None:
             return {}
         return {"x_cashu": token} if in_band else {"X-Cashu": token}
-
-
-async def pay_change(node: Node, account_id: int, request_id: str) -> str | None:
-    """Pay a one-shot account's whole sats back; None if there is nothing to pay or it failed."""
-    what = purpose("change", account_id, request_id)
-    try:
-        done = await node.wallet.settle_payout(what)  # an earlier attempt left pending
-        if done is not None:
-            return done
-        account = node.ledger.get(account_id)
-        sats = account.available_msat // 1000
-        if sats <= 0:
-            return None
-        return await node.wallet.send(sats, what, change_mint(node, account.mint))
-    except (cashu.WalletError, PaymentRequired) as exc:
-        # A WalletError: before or after the amount is known. PaymentRequired: the balance read
-        # above shrank while `send` awaited (the token, used as a Bearer key meanwhile, reserved
-        # from it); that debit rolled back, nothing moved.
-        log.warning("request %s: change not paid yet (%s); it stays claimable", request_id, exc)
-        return None
-
-
-def change_mint(node: Node, paid_with: str | None) -> str | None:
-    """Change goes back in the mint the client paid with (a client may trust no other), while
-    the node still trusts it; else from the mint holding the most (None)."""
-    return paid_with if paid_with in node.wallet.trusted_mints else None
 
 
 def bearer(request: web.Request) -> str | None:
@@ -320,9 +198,20 @@ class Payments:
         if account_id is None:
             with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
                 await self.node.wallet.receive(token, what, keep_at_most=most_sat)
+        given = request.headers.get("Idempotency-Key", "").strip()
+        idem = idempotency_hash(given) if given else None
+        account = self.node.ledger.find(key_hash)
+        receipt = self.node.wallet.credited(what)
+        if account is None or receipt is None:
+            raise token_spent()
         # a retry after a lost answer may use the credit while no request has touched it
-        account_id, credited = self._untouched(key_hash, what)
-        return OneShotPayer(account_id, self.node, request[REQUEST_ID], credited)
+        if not account.untouched(receipt.amount_msat):
+            raise await retried(self.node, account.id, idem) or token_spent()
+        if idem is not None:
+            self.node.ledger.remember_key(
+                account.id, receipt.amount_msat, idem, request[REQUEST_ID]
+            )
+        return OneShotPayer(account.id, self.node, request[REQUEST_ID], receipt.amount_msat)
 
     def _untouched(self, key_hash: str, what: str) -> tuple[int, int]:
         """The account a redemption made and its credit, if nothing has been spent or reserved
@@ -373,11 +262,28 @@ class Payments:
                 receipt = done.receipt
         return int(receipt.amount_msat)
 
-    async def earlier_withdrawal(self, account_id: int, key: str) -> str | None:
-        """The token of a withdrawal retried with the same Idempotency-Key (settled if pending)."""
+    async def earlier_withdrawal(self, account_id: int, key: str) -> cashu.PaidOut | None:
+        """A withdrawal retried with the same Idempotency-Key (settled first if pending)."""
+        what = purpose("withdraw", account_id, key)
         with wallet_errors():
-            return await self.node.wallet.settle_payout(purpose("withdraw", account_id, key))
+            await self.node.wallet.settle_payout(what)
+        return self.node.wallet.paid(what)
 
-    async def withdraw(self, account_id: int, sats: int, mint: str | None, key: str) -> str:
+    async def withdraw(
+        self, account_id: int, sats: int | None, mint: str | None, key: str
+    ) -> cashu.PaidOut:
+        """Pay `sats` out of the account (None: the most it can, its payout's fee beside it).
+        The account is debited the amount plus the payout's fee, or nothing if it is refused."""
+        what = purpose("withdraw", account_id, key)
+        account = self.node.ledger.get(account_id)
+        refusal = account.refusal(max(sats or 0, 1) * 1000)
+        if refusal is not None:  # before any mint call; the payout's debit checks it again
+            raise refusal
         with wallet_errors():
-            return await self.node.wallet.send(sats, purpose("withdraw", account_id, key), mint)
+            if sats is None:
+                await self.node.wallet.send_up_to(account.withdrawable_msat, what, mint)
+            else:
+                await self.node.wallet.send(sats, what, mint)
+        paid = self.node.wallet.paid(what)
+        assert paid is not None  # send returned: the payout is done
+        return paid

@@ -105,6 +105,8 @@ async def test_dashboard_chart_and_withdrawing_earnings(
     await page.wait_for_selector("#chart svg path.balances_msat")
     assert await page.locator("#chart svg rect.bar").count() >= 1
     assert await page.locator("#chart svg path.line").count() == 2
+    cards = await page.locator("#cards").inner_text()  # credit and remainders shown apart
+    assert "Operator credit" in cards and "Remainders" in cards and "ecash-backed" in cards
     await page.click("#audit-run")
     await page.wait_for_selector("#audit-result:has-text('solvent: yes')")
     await shot(page, "admin-dashboard")

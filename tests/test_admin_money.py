@@ -54,8 +54,12 @@ async def test_accounts_entries_and_totals(money_node: NodeHandle) -> None:
             "accounts": 2,
             "balance_msat": 57_000 - cost,
             "reserved_msat": 0,
+            "credit_msat": 57_000 - cost,  # granted keys: operator credit, charged first
+            "ecash_balance_msat": 0,
+            "remainders_msat": 0,
             "requests": 1,
         }
+        assert first["credit_msat"] == 50_000 - cost
         entries = await client.get(f"/admin/api/accounts/{first['id']}/entries")
         assert [(e["kind"], e["amount_msat"]) for e in entries["entries"]] == [
             ("charge", -cost),

@@ -63,12 +63,13 @@ def test_requests_cost_and_latency_move_with_traffic(node: NodeHandle) -> None:
 
 def test_balances_outstanding_are_read_from_the_ledger(node: NodeHandle) -> None:
     assert value(scrape(node), "nutgate_balances_outstanding_msat") == 0
-    key = node.new_key(50_000)
+    key = node.new_key(50_000)  # operator credit: spends, owed to nobody as ecash
     node.new_key(7_000)
-    assert value(scrape(node), "nutgate_balances_outstanding_msat") == 57_000
+    assert value(scrape(node), "nutgate_balances_outstanding_msat") == 0
+    assert value(scrape(node), "nutgate_balances_credit_msat") == 57_000
     assert chat(node, key, max_tokens=500, **EXACT) == 200
     samples = scrape(node)
-    assert value(samples, "nutgate_balances_outstanding_msat") == 55_000
+    assert value(samples, "nutgate_balances_credit_msat") == 55_000
     assert value(samples, "nutgate_balances_reserved_msat") == 0
     assert value(samples, "nutgate_accounts") == 2
 

@@ -234,3 +234,39 @@ async def test_failed_admin_logins_count_on_both_instances(start_pair: StartPair
         assert failures == [401] * 4
         assert await login(0, "right-password-1") == 429  # locked on the other one too
         assert await login(1, "right-password-1") == 429
+
+
+async def test_an_x_cashu_retry_under_its_idempotency_key_is_answered_by_either_instance(
+    start_pair: StartPair, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """The key is kept with the one-shot account in the database: the other instance knows
+    the first request still runs, then hands back the very change its answer carried."""
+    from tests.test_change_recovery import MODELS, PATIENT
+
+    pair = await start_pair(models=MODELS)
+    token = await ref_wallet.token(mint.url, 100)
+    headers = {"X-Cashu": token, "Idempotency-Key": "sdk-retry-7"}
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        first = asyncio.create_task(
+            call(session, pair[0], "POST", "/v1/chat/completions", headers=headers, json=PATIENT)
+        )
+        while pair.ledger.open_reservations() == 0:
+            await asyncio.sleep(0.02)
+        status, answer_headers, body = await call(
+            session, pair[1], "POST", "/v1/chat/completions", headers=headers, json=PATIENT
+        )
+        assert status == 409 and body["error"]["code"] == "request_in_progress", body
+        status, first_headers, _ = await first
+        assert status == 200
+        status, answer_headers, body = await call(
+            session, pair[1], "POST", "/v1/chat/completions", headers=headers, json=PATIENT
+        )
+        assert status == 409 and body["error"]["code"] == "duplicate_request", body
+        assert answer_headers["X-Cashu"] == first_headers["X-Cashu"]
+        assert answer_headers["X-Original-Request-Id"] == first_headers["x-request-id"]
+        status, _, listing = await call(
+            session, pair[1], "GET", "/v1/wallet/change", headers={"X-Cashu": token}
+        )
+    assert [c["cashu_token"] for c in listing["changes"]] == [first_headers["X-Cashu"]]
+    assert await ref_wallet.receive(first_headers["X-Cashu"]) > 90
+    assert_books_clean(pair)

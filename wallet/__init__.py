@@ -4,12 +4,15 @@ from wallet import Wallet, load_or_create_seed
 w = Wallet(db, seed, ["https://mint.example"], session, credit, debit, refund)
 await w.recover()                              # at start
 receipt = await w.receive(token, purpose)      # credit(conn, purpose, msat, mint) inside
-token = await w.send(amount_sat, purpose)      # debit(conn, purpose, msat) inside
+token = await w.send(amount_sat, purpose)      # debit(conn, purpose, msat, fee_msat) inside
+token = await w.send_up_to(budget_msat, purpose)  # the most that fits, fee included
+w.paid(purpose)                                # PaidOut(token, amount_sat, fee_sat, mint)
 """
 
 from wallet.core import CreditHook, DebitHook, Receipt, RefundHook, WalletEvents
 from wallet.errors import (
     AlreadyCredited,
+    BudgetTooSmall,
     InsufficientFunds,
     MintAnswerGarbled,
     MintError,
@@ -21,6 +24,7 @@ from wallet.errors import (
     UntrustedMint,
     WalletError,
 )
+from wallet.payout import PaidOut
 from wallet.requests import PaymentRequest, Transport, encode_creq_a, encode_creq_b, parse_request
 from wallet.seed import SeedMismatch, load_or_create_seed, shared_seed
 from wallet.store import MIGRATIONS, Database, shared_secret
@@ -30,6 +34,7 @@ from wallet.wallet import ProofState, Wallet
 __all__ = [
     "MIGRATIONS",
     "AlreadyCredited",
+    "BudgetTooSmall",
     "CreditHook",
     "Database",
     "DebitHook",
@@ -37,6 +42,7 @@ __all__ = [
     "MintAnswerGarbled",
     "MintError",
     "MintUnavailable",
+    "PaidOut",
     "PaymentRequest",
     "PayoutPending",
     "Proof",

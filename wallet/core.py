@@ -24,9 +24,10 @@ from wallet.store import Connection, Database
 
 # (conn, purpose, amount_msat, mint_url): runs inside the wallet's commit transaction.
 CreditHook = Callable[[Connection, str, int, str], None]
-# (conn, purpose, amount_msat): raise to refuse (e.g. insufficient balance).
-DebitHook = Callable[[Connection, str, int], None]
-# (conn, purpose, amount_msat): undo a debit whose payout failed.
+# (conn, purpose, amount_msat, fee_msat): take the payout's amount and its fee from whoever
+# asked for it; raise to refuse (e.g. insufficient balance). Runs once the inputs are chosen.
+DebitHook = Callable[[Connection, str, int, int], None]
+# (conn, purpose, debited_msat): undo a debit (amount + fee) whose payout failed.
 RefundHook = Callable[[Connection, str, int], None]
 
 CRASH_ENV = "NUTGATE_WALLET_CRASH_AT"

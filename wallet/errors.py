@@ -10,6 +10,7 @@ WalletError
  │    └── MintAnswerGarbled  a swap answered with junk: the mint may have acted (settle by restore)
  ├── MintError           any other refusal by the mint (`code`, `detail`)
  ├── InsufficientFunds   not enough unspent proofs for a payout
+ ├── BudgetTooSmall      no payout of at least 1 sat fits a budget once its fee is added
  └── PayoutPending       a payout for this purpose is still unresolved (recover() finishes it)
 """
 
@@ -79,7 +80,26 @@ class MintError(WalletError):
 
 
 class InsufficientFunds(WalletError):
-    pass
+    """The proofs held cannot pay a payout of `amount_sat` plus its `fee_sat` (as planned; 0
+    when unknown), whoever asked for it."""
+
+    def __init__(self, message: str, amount_sat: int = 0, fee_sat: int = 0) -> None:
+        super().__init__(message)
+        self.amount_sat = amount_sat
+        self.fee_sat = fee_sat
+
+
+class BudgetTooSmall(WalletError):
+    """`send_up_to`: every amount the budget could pay needs a swap whose input fee does not
+    fit beside it (or exceeds the amount). `fee_sat` is the fee of the smallest one tried."""
+
+    def __init__(self, budget_msat: int, amount_sat: int, fee_sat: int) -> None:
+        super().__init__(
+            f"{budget_msat} msat cannot pay out {amount_sat} sat plus its fee of {fee_sat} sat"
+        )
+        self.budget_msat = budget_msat
+        self.amount_sat = amount_sat
+        self.fee_sat = fee_sat
 
 
 class PayoutPending(WalletError):

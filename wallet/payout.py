@@ -1,26 +1,28 @@
 """Paying out: proofs of ours become a token, debited in the same transaction that reserves them.
 
-1. Transaction: `debit()`, select unspent proofs, reserve them, allocate counters, write the
-   payout row. If some proofs sum exactly to what is needed, they are the token: the payout
-   is finished in this same transaction, with no network call.
+1. Transaction: select unspent proofs, plan the payout (`payout_plan`), `debit()` the amount and
+   the plan's fee, reserve the inputs, allocate counters, write the payout row. If some proofs
+   sum exactly to what is needed, they are the token: the payout is finished in this same
+   transaction, with no network call and no fee.
 2. Otherwise swap at the mint for the token's outputs + our change (all NUT-13 outputs).
 3. Transaction: store the change, mark the inputs spent, record the token.
 
 A definite refusal or an ambiguous end is settled by `_resolve_payout` (right away, or from
 `recover()`): restore our outputs if the mint signed them (then finish 3), else hand the unspent
-inputs back and `refund()`.
+inputs back and `refund()` what was debited.
 
-The token is worth the amount plus the fee its receiver pays to redeem it (NUT-02), so the
-receiver nets exactly `amount_sat`; both that fee and our own swap fee are the node's cost
-(recorded as the payout's `fee_sat`), not debited.
+The token is worth exactly the amount; its receiver pays its own fee to redeem it (NUT-02). The
+payout's own fee — the mint's fee on our swap's inputs, recorded as `fee_sat` — is debited with
+the amount, so the node never pays a fee out of proofs that back other balances.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import orjson
 
@@ -35,77 +37,57 @@ from wallet.errors import (
 )
 from wallet.keysets import Keyset
 from wallet.mint_client import BlindSignature
-from wallet.outputs import Output, build_outputs, input_fee, make_proofs, split_amount
-from wallet.store import Row, allocate_counter
+from wallet.outputs import Output, build_outputs, make_proofs
+from wallet.payout_plan import Plan, plan_most, plan_payout, ranked
+from wallet.store import Connection, Row, allocate_counter
 from wallet.tokens import Proof, Token, serialize_v3, serialize_v4
+
+# (proofs held ranked largest first, fee ppk per keyset, the keyset of the outputs) -> Plan
+Planner = Callable[[Sequence[Row], dict[str, int], Keyset], Plan]
 
 
 @dataclass(frozen=True)
-class Plan:
-    inputs: list[Row]
-    send: list[int]  # the token's output amounts; empty when the inputs are the token
-    change: list[int]
+class PaidOut:
+    """A finished payout: the token, worth `amount_sat`, and the fee debited beside it."""
+
+    token: str
+    amount_sat: int
     fee_sat: int
-
-    @property
-    def direct(self) -> bool:
-        return not self.send
-
-
-def plan_payout(amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: Keyset) -> Plan:
-    """Choose inputs: an exact set if greedy finds one, else enough for a swap with change."""
-    ranked = sorted(held, key=lambda r: r["amount"], reverse=True)
-    for extra in range(4):  # direct: the receiver's fee on these very proofs
-        picked, total = [], 0
-        for r in ranked:
-            if total + r["amount"] <= amount + extra:
-                picked.append(r)
-                total += r["amount"]
-        if (
-            picked
-            and total == amount + extra
-            and input_fee(ppk[r["keyset_id"]] for r in picked) == extra
-        ):
-            return Plan(picked, [], [], extra)
-    extra = 0
-    while True:  # the token's value so its receiver nets `amount` after its own swap fee
-        send = split_amount(amount + extra, out_ks.amounts)
-        needed = input_fee([out_ks.input_fee_ppk] * len(send))
-        if needed <= extra:
-            break
-        extra = needed
-    picked, total = [], 0
-    for r in ranked:
-        if total >= amount + extra + input_fee(ppk[p["keyset_id"]] for p in picked) and picked:
-            break
-        picked.append(r)
-        total += r["amount"]
-    our_fee = input_fee(ppk[p["keyset_id"]] for p in picked)
-    change = total - (amount + extra) - our_fee
-    if change < 0:
-        raise InsufficientFunds(f"{total} sat held cannot pay {amount} sat plus fees")
-    return Plan(
-        picked, send, split_amount(change, out_ks.amounts) if change else [], extra + our_fee
-    )
+    mint: str
 
 
 class Payer(WalletCore):
     async def send(
         self, amount_sat: int, purpose: str, mint: str | None = None, *, v3: bool = False
     ) -> str:
-        """Pay out `amount_sat` as a token; idempotent per `purpose`."""
+        """Pay out a token worth `amount_sat`, debiting it plus the payout's fee; idempotent
+        per `purpose`."""
         if amount_sat <= 0:
             raise WalletError("payout amount must be positive")
+        return await self._pay(partial(plan_payout, amount_sat), purpose, mint, v3)
+
+    async def send_up_to(
+        self, budget_msat: int, purpose: str, mint: str | None = None, *, v3: bool = False
+    ) -> str:
+        """Pay out the largest token whose value plus the payout's fee fits `budget_msat`
+        (BudgetTooSmall if none does); idempotent per `purpose`. The debit hook still refuses
+        if the account no longer holds the budget."""
+        return await self._pay(partial(plan_most, budget_msat), purpose, mint, v3)
+
+    async def _pay(self, planner: Planner, purpose: str, mint: str | None, v3: bool) -> str:
         earlier = await self._settle_earlier_payout(purpose)
         if earlier is not None:
             return earlier
         url = self._trusted_url(mint) if mint is not None else self._richest_mint()
         client = self._client(url)
         async with self._lock(url):
+            done = self.payout(purpose)  # paid by a racing call while this one waited
+            if done is not None:
+                return done
             out_ks = await self._keysets.active(client)
-            payout_id, plan, start, token = self._begin_payout(amount_sat, purpose, url, out_ks, v3)
+            payout_id, plan, start, token = self._begin_payout(planner, purpose, url, out_ks, v3)
             if token is not None:  # paid with proofs held as they are: no swap
-                self._events.paid_out(url, amount_sat * 1000)
+                self._events.paid_out(url, plan.amount * 1000)
                 return token
             outputs = build_outputs(self._deriver, out_ks, start, plan.send + plan.change)
             order = sorted(range(len(outputs)), key=lambda i: outputs[i].message.amount)
@@ -143,10 +125,19 @@ class Payer(WalletCore):
 
     def payout(self, purpose: str) -> str | None:
         """The token of a finished payout for this purpose (for retries and lost answers)."""
+        paid = self.paid(purpose)
+        return None if paid is None else paid.token
+
+    def paid(self, purpose: str) -> PaidOut | None:
+        """A finished payout for this purpose: its token, amount and the fee debited with it."""
         row = self._db.query_one(
-            "SELECT token FROM wallet_payouts WHERE purpose = ? AND state = 'done'", (purpose,)
+            "SELECT token, amount_sat, fee_sat, mint FROM wallet_payouts"
+            " WHERE purpose = ? AND state = 'done'",
+            (purpose,),
         )
-        return None if row is None else str(row["token"])
+        if row is None:
+            return None
+        return PaidOut(str(row["token"]), row["amount_sat"], row["fee_sat"], row["mint"])
 
     def _richest_mint(self) -> str:
         rows = self._db.query(
@@ -159,15 +150,14 @@ class Payer(WalletCore):
         raise InsufficientFunds("no proofs held at any trusted mint")
 
     def _begin_payout(
-        self, amount: int, purpose: str, mint: str, out_ks: Keyset, v3: bool
+        self, planner: Planner, purpose: str, mint: str, out_ks: Keyset, v3: bool
     ) -> tuple[int, Plan, int, str | None]:
-        now = int(time.time())
+        """Plan, debit the amount and the fee, reserve the inputs: one transaction."""
         with self._db.transaction() as conn:
             if conn.execute(
                 "SELECT 1 FROM wallet_payouts WHERE purpose = ? AND state != 'failed'", (purpose,)
             ).fetchone():
                 raise PayoutPending(f"a payout for {purpose!r} is already under way")
-            self._debit(conn, purpose, amount * 1000)
             held = conn.execute(  # fees from the table: another instance may have stored
                 # proofs in a keyset this process has not listed yet
                 "SELECT p.*, k.input_fee_ppk FROM wallet_proofs p JOIN wallet_keysets k"
@@ -175,29 +165,16 @@ class Payer(WalletCore):
                 (mint,),
             ).fetchall()
             ppk = {r["keyset_id"]: r["input_fee_ppk"] for r in held}
-            plan = plan_payout(amount, held, ppk, out_ks)
+            try:
+                plan = planner(ranked(held), ppk, out_ks)
+            except InsufficientFunds as short:
+                if short.amount_sat:  # an account that cannot pay it either is told so first
+                    self._debit(conn, purpose, short.amount_sat * 1000, short.fee_sat * 1000)
+                raise  # (rolls that debit back)
+            self._debit(conn, purpose, plan.amount * 1000, plan.fee_sat * 1000)
             n = len(plan.send) + len(plan.change)
             start = allocate_counter(conn, out_ks.id, n) if n else 0
-            cur = conn.execute(
-                "INSERT INTO wallet_payouts (purpose, mint, amount_sat, state, v3, keyset_id,"
-                " counter_start, send_amounts, change_amounts, fee_sat, created_at, updated_at,"
-                " instance) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    purpose,
-                    mint,
-                    amount,
-                    int(v3),
-                    out_ks.id,
-                    start,
-                    orjson.dumps(plan.send).decode(),
-                    orjson.dumps(plan.change).decode(),
-                    plan.fee_sat,
-                    now,
-                    now,
-                    self._db.instance,
-                ),
-            )
-            payout_id = int(cur.lastrowid or 0)
+            payout_id = self._insert_payout(conn, purpose, mint, plan, out_ks, start, v3)
             state = "spent" if plan.direct else "reserved"
             conn.executemany(
                 "UPDATE wallet_proofs SET state = ?, payout_id = ? WHERE y = ?",
@@ -211,6 +188,39 @@ class Payer(WalletCore):
                     (token, payout_id),
                 )
         return payout_id, plan, start, token
+
+    def _insert_payout(
+        self,
+        conn: Connection,
+        purpose: str,
+        mint: str,
+        plan: Plan,
+        ks: Keyset,
+        start: int,
+        v3: bool,
+    ) -> int:
+        now = int(time.time())
+        cur = conn.execute(
+            "INSERT INTO wallet_payouts (purpose, mint, amount_sat, state, v3, keyset_id,"
+            " counter_start, send_amounts, change_amounts, fee_sat, debit_msat, created_at,"
+            " updated_at, instance) VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                purpose,
+                mint,
+                plan.amount,
+                int(v3),
+                ks.id,
+                start,
+                orjson.dumps(plan.send).decode(),
+                orjson.dumps(plan.change).decode(),
+                plan.fee_sat,
+                (plan.amount + plan.fee_sat) * 1000,  # what the debit took, refunded on failure
+                now,
+                now,
+                self._db.instance,
+            ),
+        )
+        return int(cur.lastrowid or 0)
 
     def _commit_payout(
         self, payout_id: int, ks: Keyset, outputs: list[Output], sigs: list[BlindSignature]
@@ -297,7 +307,10 @@ class Payer(WalletCore):
                     "UPDATE wallet_proofs SET state = ?, payout_id = ? WHERE y = ?",
                     ("spent" if spent else "unspent", payout_id if spent else None, r["y"]),
                 )
-            self._refund(conn, row["purpose"], row["amount_sat"] * 1000)
+            debited = row["debit_msat"]  # None: a row from before fees were debited
+            self._refund(
+                conn, row["purpose"], row["amount_sat"] * 1000 if debited is None else debited
+            )
 
 
 def _proof(row: Row) -> Proof:

@@ -9,7 +9,8 @@ Tables:
 - wallet_proofs   proofs held: unspent | reserved (inputs of a pending payout) | spent.
 - wallet_swaps    receives sent to the mint whose answer is not stored yet (recover() finishes).
 - wallet_credits  one row per credited purpose: a purpose is never credited twice.
-- wallet_payouts  sends: pending | done (with the token) | failed (refunded).
+- wallet_payouts  sends: pending | done (with the token) | failed (refunded); `fee_sat` is the
+                  mint's fee on our swap, debited with the amount (`debit_msat`).
 - wallet_secrets  what node instances sharing the database share: the seed, the Nostr key
                   (the first instance to start stores its own).
 
@@ -141,6 +142,8 @@ MIGRATIONS: list[str] = [
     ALTER TABLE wallet_payouts ADD COLUMN instance TEXT;
     CREATE TABLE wallet_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
     """,
+    # what the debit hook took for a payout (amount + fee_sat), refunded if it fails
+    "ALTER TABLE wallet_payouts ADD COLUMN debit_msat INTEGER;",
 ]
 
 

@@ -103,7 +103,9 @@ async function loadDashboard() {
   const requests = series.points.reduce((n, p) => n + p.requests, 0);
   $("#cards").replaceChildren(
     card("Assets (proofs held)", sat(money.assets_total_msat) + " sat"),
-    card("Liabilities (balances)", sat(money.liabilities_msat) + " sat"),
+    card("Liabilities (ecash-backed balances)", sat(money.liabilities_msat) + " sat"),
+    card("Operator credit (spend-only)", sat(money.credit_msat) + " sat"),
+    card("Remainders (below what ecash pays out)", sat(money.remainders_msat) + " sat"),
     card("Earnings", sat(money.earnings_msat) + " sat", money.earnings_msat < 0),
     card("Requests, 24 h", requests),
     card("Solvent", money.solvent ? "yes" : "NO", !money.solvent),
@@ -342,10 +344,12 @@ async function loadAccounts() {
   const data = await api("GET", "/accounts");
   const t = data.totals;
   $("#accounts-totals").textContent =
-    `${t.accounts} accounts, ${sat(t.balance_msat)} sat owed, ${sat(t.reserved_msat)} sat reserved, ${t.requests} requests`;
+    `${t.accounts} accounts, ${sat(t.ecash_balance_msat)} sat owed as ecash, ${sat(t.credit_msat)} sat operator credit ` +
+    `(spend-only), ${sat(t.remainders_msat)} sat in remainders, ${sat(t.reserved_msat)} sat reserved, ${t.requests} requests`;
   fill($("#accounts-table tbody"), data.accounts.map((a) => el("tr", { class: "click", onclick: () => loadEntries(a.id) },
     el("td", {}, a.id), el("td", {}, a.kind), el("td", {}, a.balance_msat.toLocaleString()),
-    el("td", {}, a.reserved_msat.toLocaleString()), el("td", {}, a.requests), el("td", {}, when(a.last_used_at)))));
+    el("td", {}, a.credit_msat.toLocaleString()), el("td", {}, a.reserved_msat.toLocaleString()),
+    el("td", {}, a.requests), el("td", {}, when(a.last_used_at)))));
 }
 
 async function loadEntries(id) {
@@ -363,8 +367,8 @@ async function loadEarnings() {
   const data = await api("GET", "/earnings");
   $("#withdrawable").textContent = data.withdrawable_sat.toLocaleString();
   fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", {},
-    el("td", {}, when(p.created_at)), el("td", {}, p.amount_sat), el("td", { class: "mono" }, p.mint),
-    el("td", {}, p.state))));
+    el("td", {}, when(p.created_at)), el("td", {}, p.amount_sat), el("td", {}, p.fee_sat),
+    el("td", { class: "mono" }, p.mint), el("td", {}, p.state))));
 }
 
 // One Idempotency-Key per withdraw, kept until it succeeds (or the amount changes): a retry after
@@ -385,7 +389,7 @@ $("#withdraw-form").addEventListener("submit", async (ev) => {
       { "Idempotency-Key": withdrawal.key });
     withdrawal = null;
     Object.assign($("#withdraw-token"), { value: r.cashu_token, hidden: false });
-    spot.textContent = `${r.amount} sat from ${r.mint}: copy the token above`;
+    spot.textContent = `${r.amount} sat from ${r.mint} (mint fee ${r.fee_sat} sat, paid from the earnings): copy the token above`;
     await loadEarnings();
   } catch (err) { // a payout left in doubt is collected by withdrawing again under its key
     spot.textContent = err.message + (err.status === 503 ? " (withdraw the same amount again to collect it)" : "");

@@ -1,8 +1,15 @@
 """The node's money seen by its operator: accounts, solvency, the audit, earnings payouts.
 
-Liabilities are what the accounts own (the sum of their balances); assets are the proofs the
-wallet holds. Earnings — what the operator may take — are the *unspent* proofs minus the
-liabilities: proofs reserved by a payout in flight are already promised to someone.
+Liabilities are what the node must pay if every client withdrew: the balances less operator
+credit (granted by `nutgate keys create`, spend-only, never paid out); assets are the proofs
+the wallet holds. Earnings — what the operator may take — are the *unspent* proofs minus the
+liabilities: proofs reserved by a payout in flight are already promised to someone. An earnings
+payout pays its own mint fee out of them, as any payout does.
+
+Remainders are the part of the liabilities that cannot leave as ecash: each account's msat
+below a whole sat, and what X-Cashu payments left in their one-shot accounts (too little to
+pay back beside a payout's fee, or change not collected yet). They stay owed (the token still
+pays for requests and the change listing shows them), so they count in the liabilities.
 """
 
 from __future__ import annotations
@@ -12,41 +19,33 @@ from typing import TYPE_CHECKING, Any
 import wallet as cashu
 from node.errors import BadRequest, NotFound
 from node.payments import EARNINGS, purpose, wallet_errors
-from node.routes.wallet import token_json
+from node.routes.wallet import payout_json
 from wallet.store import Connection, Row
 
 if TYPE_CHECKING:
     from node.context import Node
 
-ACCOUNT_COLUMNS = "id, kind, mint, balance_msat, reserved_msat, created_at, last_used_at, requests"
+ACCOUNT_COLUMNS = (
+    "id, kind, mint, balance_msat, reserved_msat, credit_msat, created_at, last_used_at, requests"
+)
 MAX_PAGE = 500
+# owed, yet not payable as ecash: see the module's docstring
+REMAINDERS = (
+    "COALESCE(SUM(CASE WHEN kind = 'oneshot' THEN balance_msat - credit_msat"
+    " ELSE (balance_msat - credit_msat) % 1000 END), 0)"
+)
 
 
 def earnings_cap(conn: Connection) -> int:
-    """msat the operator may withdraw now; runs inside the wallet's payout transaction."""
+    """msat the operator may take now, the payout's own fee included; runs inside the
+    wallet's payout transaction."""
     assets = conn.execute(
         "SELECT COALESCE(SUM(amount), 0) * 1000 FROM wallet_proofs WHERE state = 'unspent'"
     ).fetchone()[0]
-    debts = conn.execute("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts").fetchone()[0]
-    return max(0, int(assets) - int(debts) - payout_fees_msat(conn))
-
-
-def payout_fees_msat(conn: Connection) -> int:
-    """The most mint fees (NUT-02) one payout can cost: the node pays them from its proofs, on
-    top of the amount, so they must come out of the earnings, not out of what accounts own.
-    Bound per mint: every held proof as an input, plus the receiver's fee on one output a bit."""
-    rows = conn.execute(
-        "SELECT p.mint, SUM(k.input_fee_ppk) AS ppk_in, SUM(p.amount) AS held,"
-        " (SELECT MAX(input_fee_ppk) FROM wallet_keysets WHERE mint = p.mint) AS ppk_out"
-        " FROM wallet_proofs p JOIN wallet_keysets k ON k.id = p.keyset_id"
-        " WHERE p.state = 'unspent' GROUP BY p.mint"
-    ).fetchall()
-    worst = 0
-    for row in rows:
-        outputs = int(row["held"]).bit_length()
-        fee = -(-int(row["ppk_in"]) // 1000) - (-int(row["ppk_out"] or 0) * outputs // 1000)
-        worst = max(worst, fee)
-    return worst * 1000
+    debts = conn.execute(
+        "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
+    ).fetchone()[0]
+    return max(0, int(assets) - int(debts))
 
 
 def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
@@ -58,8 +57,8 @@ def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
     )
     total = node.db.query_one(
         "SELECT count(*) AS n, COALESCE(SUM(balance_msat), 0) AS balance,"
-        " COALESCE(SUM(reserved_msat), 0) AS reserved, COALESCE(SUM(requests), 0) AS requests"
-        " FROM accounts"
+        " COALESCE(SUM(reserved_msat), 0) AS reserved, COALESCE(SUM(credit_msat), 0) AS credit,"
+        f" {REMAINDERS} AS remainders, COALESCE(SUM(requests), 0) AS requests FROM accounts"
     )
     assert total is not None
     return {
@@ -68,6 +67,9 @@ def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
             "accounts": total["n"],
             "balance_msat": total["balance"],
             "reserved_msat": total["reserved"],
+            "credit_msat": total["credit"],
+            "ecash_balance_msat": total["balance"] - total["credit"],
+            "remainders_msat": total["remainders"],
             "requests": total["requests"],
         },
     }
@@ -101,12 +103,18 @@ def solvency(node: Node) -> dict[str, Any]:
     total = sum(assets.values())
     with node.db.transaction() as conn:  # the same figure the payout hook will enforce
         withdrawable = earnings_cap(conn)
+    owed = node.db.query_one(
+        f"SELECT COALESCE(SUM(credit_msat), 0) AS credit, {REMAINDERS} AS remainders FROM accounts"
+    )
+    assert owed is not None
     return {
         "assets_msat": assets,
         "assets_total_msat": total,
-        "liabilities_msat": liabilities,
+        "liabilities_msat": liabilities,  # ecash-backed balances: what must be paid
+        "credit_msat": owed["credit"],  # operator credit: spend-only, not owed as ecash
+        "remainders_msat": owed["remainders"],  # owed, but below what ecash can pay out
         "earnings_msat": total - liabilities,
-        "withdrawable_sat": withdrawable // 1000,
+        "withdrawable_sat": withdrawable // 1000,  # the payout's own fee included
         "solvent": total >= liabilities,
     }
 
@@ -146,29 +154,37 @@ def _proof_json(state: cashu.ProofState) -> dict[str, Any]:
 
 
 async def withdraw_earnings(node: Node, amount: Any, mint: Any, key: str) -> dict[str, Any]:
-    """Pay the operator `amount` sat (default: all of it) as a token, never beyond earnings.
-    Idempotent per `key`: a retry gets the first payout's token (settled if left in doubt)."""
+    """Pay the operator `amount` sat (default: the most the earnings pay once the payout's fee
+    is in) as a token, never beyond earnings. Idempotent per `key`: a retry gets the first
+    payout's token (settled if left in doubt)."""
     what = purpose(EARNINGS, key)
     with wallet_errors():
-        done = await node.wallet.settle_payout(what)  # before the checks: earnings shrank since
-        if done is None:
-            done = await node.wallet.send(_earnings_amount(node, amount, mint), what, mint)
-    # the sat asked for: at a fee mint the token also carries the receiver's swap fee
-    row = node.db.query_one(
-        "SELECT amount_sat FROM wallet_payouts WHERE purpose = ? AND state = 'done'", (what,)
-    )
-    assert row is not None
-    return {**token_json(done), "amount": row["amount_sat"]}
+        await node.wallet.settle_payout(what)  # before the checks: earnings shrank since
+        if node.wallet.paid(what) is None:
+            sats = _earnings_amount(node, amount, mint)
+            if sats is None:
+                with node.db.transaction() as conn:
+                    cap = earnings_cap(conn)
+                await node.wallet.send_up_to(cap, what, mint)
+            else:
+                await node.wallet.send(sats, what, mint)
+    paid = node.wallet.paid(what)
+    assert paid is not None
+    return payout_json(paid)
 
 
-def _earnings_amount(node: Node, amount: Any, mint: Any) -> int:
-    available = solvency(node)["withdrawable_sat"]
-    if amount is None:
-        amount = available
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        raise BadRequest("amount must be a positive whole number of sat", param="amount")
+def _earnings_amount(node: Node, amount: Any, mint: Any) -> int | None:
     if mint is not None and not isinstance(mint, str):
         raise BadRequest("mint must be a mint URL", param="mint")
+    available = solvency(node)["withdrawable_sat"]
+    if amount is None:
+        if available <= 0:
+            raise BadRequest(
+                "there are no earnings to withdraw", param="amount", code="exceeds_earnings"
+            )
+        return None
+    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
+        raise BadRequest("amount must be a positive whole number of sat", param="amount")
     if amount > available:
         raise BadRequest(
             f"{amount} sat is more than the earnings available ({available} sat)",

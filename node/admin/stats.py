@@ -1,7 +1,8 @@
 """The dashboard's series, from the ledger's entries: requests, revenue and balances over time.
 
 Every paid request leaves one `charge` entry, so charges count requests and sum revenue. The
-accounts' total balance at a moment is the sum of every entry before it.
+accounts' total balance at a moment is the sum of every entry before it (operator credit
+included: the money page shows what of it is owed as ecash).
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Wallet endpoints (and Routstr's /v1/balance aliases): create, balance, topup, withdraw."""
+"""Wallet endpoints (and Routstr's /v1/balance aliases): create, balance, topup, withdraw,
+refund, and the change of X-Cashu payments.
+
+Whoever moves the money pays its fees: a payout of N sat is a token worth exactly N (its
+receiver pays its own fee to redeem it), and the account is debited N plus the node's swap fee
+for it (`fee_sat`, 0 when the token is made of proofs held as they are)."""
 
 from __future__ import annotations
 
@@ -10,11 +15,12 @@ from typing import Any
 from aiohttp import web
 
 import wallet as cashu
+from node.change import list_changes, pay_change
 from node.context import NODE
-from node.errors import BadRequest, NotFound, PaymentRequired, ServiceUnavailable, Unauthorized
-from node.ledger import hash_key
-from node.payments import bearer, pay_change
-from node.web import json_response, read_json
+from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from node.ledger import Account, hash_key
+from node.payments import bearer, is_token
+from node.web import REQUEST_ID, json_response, read_json
 
 routes = web.RouteTableDef()
 
@@ -34,6 +40,19 @@ async def _account(request: web.Request) -> int:
     return await request.app[NODE].payments.account_for_key(key)
 
 
+def _paid_with(request: web.Request, kinds: tuple[str, ...] = ("oneshot",)) -> Account:
+    """The account an X-Cashu payment made (of `kinds`: a token used as key too, for its
+    balance), found by the paying token in the X-Cashu header or as Bearer; never redeems."""
+    node = request.app[NODE]
+    token = request.headers.get("X-Cashu", "").strip() or (bearer(request) or "")
+    if not token:
+        raise Unauthorized("send the paying token in the X-Cashu header (or as Bearer)")
+    account = node.ledger.find(hash_key(token)) if is_token(token) else None
+    if account is None or account.kind not in kinds:
+        raise NotFound("no X-Cashu payment with this token", code="payment_not_found")
+    return account
+
+
 def _balance_json(request: web.Request, account_id: int) -> dict[str, Any]:
     account = request.app[NODE].ledger.get(account_id)
     return {
@@ -41,6 +60,8 @@ def _balance_json(request: web.Request, account_id: int) -> dict[str, Any]:
         "balance_msat": account.balance_msat,
         "reserved": -(-account.reserved_msat // 1000),
         "reserved_msat": account.reserved_msat,
+        "credit_msat": account.credit_msat,  # operator credit: spends, never paid out
+        "withdrawable_msat": account.withdrawable_msat,
         "currency": "sat",
     }
 
@@ -72,7 +93,11 @@ async def create(request: web.Request) -> web.Response:
 @routes.get("/v1/wallet/info")
 @routes.get("/v1/balance/info")
 async def balance(request: web.Request) -> web.Response:
-    account_id = await _account(request)
+    """A key's balance; with an X-Cashu header instead, what is left of that payment."""
+    if request.headers.get("X-Cashu", "").strip():
+        account_id = _paid_with(request, ("oneshot", "token")).id
+    else:
+        account_id = await _account(request)
     return json_response({**_balance_json(request, account_id), "api_key": None})
 
 
@@ -95,12 +120,13 @@ async def topup(request: web.Request) -> web.Response:
     )
 
 
-def _amount(body: dict[str, Any], available_sat: int) -> int:
-    amount = body.get("amount", available_sat)
+def _amount(body: dict[str, Any]) -> int | None:
+    """The sat asked for; None: the most the account can pay out, its payout's fee beside it."""
+    amount = body.get("amount")
+    if amount is None:
+        return None
     if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
         raise BadRequest("amount must be a positive whole number of sat", param="amount")
-    if amount > available_sat:
-        raise PaymentRequired(f"insufficient balance: {available_sat} sat can be withdrawn")
     return amount
 
 
@@ -133,57 +159,57 @@ def token_json(token: str) -> dict[str, Any]:
     return {"cashu_token": token, "amount": parsed.amount, "mint": parsed.mint}
 
 
-async def _pay_out(
-    request: web.Request, account_id: int, sats: int, mint: str | None, idem: tuple[str, str | None]
-) -> str:
-    key, made = idem
+def payout_json(paid: cashu.PaidOut) -> dict[str, Any]:
+    """A payout's answer: the token (worth `amount`) and what was debited beyond it."""
+    return {**token_json(paid.token), "fee_sat": paid.fee_sat, "fee_msat": paid.fee_sat * 1000}
+
+
+async def _withdraw(request: web.Request, body: dict[str, Any]) -> cashu.PaidOut:
+    """Pay out of the caller's account (an Idempotency-Key retry gets the first payout)."""
+    node = request.app[NODE]
+    account_id = await _account(request)
+    key, made = idempotency_key(request)
+    done = await node.payments.earlier_withdrawal(account_id, key)
+    if done is not None:
+        return done
+    sats, mint = _amount(body), body.get("mint")
+    if mint is not None and not isinstance(mint, str):
+        raise BadRequest("mint must be a URL", param="mint")
     # the account stays debited until the node settles a payout left in doubt
     with payout_in_doubt(made):
-        return await request.app[NODE].payments.withdraw(account_id, sats, mint, key)
+        return await node.payments.withdraw(account_id, sats, mint, key)
 
 
 @routes.post("/v1/wallet/withdraw")
 async def withdraw(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    """`amount` sat as a token (default: the most the balance pays once the fee is in)."""
     body, _ = await read_json(request)
-    account_id = await _account(request)
-    idem = idempotency_key(request)
-    done = await node.payments.earlier_withdrawal(account_id, idem[0])
-    if done is None:
-        available = node.ledger.get(account_id).available_msat // 1000
-        amount = _amount(body, available)
-        mint = body.get("mint")
-        if mint is not None and not isinstance(mint, str):
-            raise BadRequest("mint must be a URL", param="mint")
-        done = await _pay_out(request, account_id, amount, mint, idem)
-    return json_response(token_json(done))
+    paid = await _withdraw(request, body)
+    return json_response(payout_json(paid))
 
 
 @routes.post("/v1/balance/refund")
 @routes.post("/v1/wallet/refund")
 async def refund(request: web.Request) -> web.Response:
-    """Routstr's refund: the whole balance (in sat) back as one token."""
-    node = request.app[NODE]
-    account_id = await _account(request)
-    idem = idempotency_key(request)
-    done = await node.payments.earlier_withdrawal(account_id, idem[0])
-    if done is None:
-        available = node.ledger.get(account_id).available_msat // 1000
-        if available <= 0:
-            raise PaymentRequired("nothing to refund: the balance is below 1 sat")
-        done = await _pay_out(request, account_id, available, None, idem)
-    info = token_json(done)
-    return json_response({**info, "token": done, "sats": info["amount"]})
+    """Routstr's refund: the balance back as one token, the payout's fee taken beside it."""
+    paid = await _withdraw(request, {})
+    info = payout_json(paid)
+    return json_response({**info, "token": paid.token, "sats": info["amount"]})
+
+
+@routes.get("/v1/wallet/change")
+async def changes(request: web.Request) -> web.Response:
+    """Every change of an X-Cashu payment, for a client that lost the answers: the paying
+    token in the X-Cashu header (or as Bearer) is all it needs."""
+    account = _paid_with(request)
+    return json_response(await list_changes(request.app[NODE], account, request[REQUEST_ID]))
 
 
 @routes.get("/v1/wallet/change/{request_id}")
 async def change(request: web.Request) -> web.Response:
     """The change of an X-Cashu request, for a client that lost the answer. Needs the token."""
     node = request.app[NODE]
-    token = request.headers.get("X-Cashu", "").strip() or (bearer(request) or "")
-    account = node.ledger.find(hash_key(token)) if token else None
-    if account is None or account.kind != "oneshot":
-        raise NotFound("no X-Cashu payment with this token", code="payment_not_found")
+    account = _paid_with(request)
     request_id = request.match_info["request_id"]
     paid = await pay_change(node, account.id, request_id)
     if paid is None:

@@ -45,12 +45,15 @@ class Ledger:
             (purpose, amount_msat, mint),
         )
 
-    def debit(self, conn: sqlite3.Connection, purpose: str, amount_msat: int) -> None:
+    def debit(
+        self, conn: sqlite3.Connection, purpose: str, amount_msat: int, fee_msat: int
+    ) -> None:
+        """Records what the account pays: the payout's amount plus its fee."""
         if self.refuse_debits:
             raise InsufficientFunds("account balance too low")
         conn.execute(
             "INSERT INTO t_events (kind, purpose, amount_msat) VALUES ('debit', ?, ?)",
-            (purpose, amount_msat),
+            (purpose, amount_msat + fee_msat),
         )
 
     def refund(self, conn: sqlite3.Connection, purpose: str, amount_msat: int) -> None:

@@ -9,8 +9,10 @@ from tests.support.pg import BOTH_BACKENDS
 from tests.support.proxy import MintProxy
 from tests.wallet.conftest import Env, MakeWallet
 from wallet import (
+    BudgetTooSmall,
     InsufficientFunds,
     MintUnavailable,
+    PaidOut,
     PayoutPending,
     Token,
     TokenSpent,
@@ -42,17 +44,40 @@ async def test_sent_token_is_received_by_nutshell_for_the_exact_amount(
     assert env.wallet.payout("withdraw-1") == token
 
 
-async def test_fee_mint_payout_nets_the_receiver_the_exact_amount(
+async def test_fee_mint_payout_is_a_token_of_the_amount_and_debits_the_swap_fee(
     fee_mint: MintInfo, ref_wallet: RefWallet, make_wallet: MakeWallet
 ) -> None:
+    """Whoever moves the money pays its fees: the token is worth exactly the amount (its
+    receiver pays its own fee to redeem it) and the debit is the amount plus our swap fee."""
     env = make_wallet(fee_mint.url)
     held = await funded(env, ref_wallet, fee_mint.url, 200)
     token = await env.wallet.send(30, "withdraw-fee")
-    assert await ref_wallet.receive(token) == 30
+    assert parse_token(token).amount == 30
     (payout,) = env.payouts()
-    assert payout["fee_sat"] >= 1  # the node paid its swap fee and the receiver's
+    assert payout["fee_sat"] >= 1 and payout["send_amounts"] != "[]"  # a swap: our fee
+    assert env.ledger.events("debit") == [("withdraw-fee", (30 + payout["fee_sat"]) * 1000)]
     assert env.wallet.assets_msat() == {fee_mint.url: (held - 30 - payout["fee_sat"]) * 1000}
-    assert env.ledger.events("debit") == [("withdraw-fee", 30_000)]
+    assert env.wallet.paid("withdraw-fee") == PaidOut(token, 30, payout["fee_sat"], fee_mint.url)
+    proofs = len(parse_token(token).proofs)
+    assert await ref_wallet.receive(token) == 30 - -(-proofs * fee_mint.fee_ppk // 1000)
+
+
+async def test_send_up_to_pays_the_largest_amount_whose_fee_fits(
+    fee_mint: MintInfo, ref_wallet: RefWallet, make_wallet: MakeWallet
+) -> None:
+    env = make_wallet(fee_mint.url)
+    held = await funded(env, ref_wallet, fee_mint.url, 64)  # one proof in: 63 = 32+16+8+4+2+1
+    await env.wallet.send(3, "small")  # 2 + 1, as they are
+    token = await env.wallet.send_up_to(46_500, "most")  # 32+16+8+4 held: 46 needs a swap
+    paid = env.wallet.paid("most")
+    assert paid is not None and paid.token == token and parse_token(token).amount == paid.amount_sat
+    assert paid.fee_sat == 1 and paid.amount_sat == 45  # 45 + 1 fits 46.5, 46 + 1 does not
+    assert env.ledger.events("debit") == [("small", 3_000), ("most", 46_000)]
+    assert env.wallet.assets_msat() == {fee_mint.url: (held - 3 - 46) * 1000}
+    with pytest.raises(BudgetTooSmall) as refused:  # no 1 sat proof left: 1 + 1 > 1.9
+        await env.wallet.send_up_to(1_900, "tiny")
+    assert (refused.value.amount_sat, refused.value.fee_sat) == (1, 1)
+    assert env.ledger.events("debit")[-1][0] == "most"  # nothing moved
 
 
 async def test_exact_proofs_are_sent_without_a_swap(
@@ -117,6 +142,22 @@ async def test_failed_swap_returns_the_proofs_and_refunds(
     assert env.ledger.events("refund") == [("doomed", 3_000)]
     assert [p["state"] for p in env.payouts()] == ["failed"]
     assert env.wallet.assets_msat() == {}  # the spent proof is marked spent, not held
+
+
+async def test_a_failed_payout_at_a_fee_mint_refunds_its_amount_and_its_fee(
+    fee_mint: MintInfo, ref_wallet: RefWallet, make_wallet: MakeWallet
+) -> None:
+    env = make_wallet(fee_mint.url)
+    assert await funded(env, ref_wallet, fee_mint.url, 10) == 9  # held as 8 + 1
+    row = env.db.query_one("SELECT * FROM wallet_proofs WHERE amount = 8")
+    assert row is not None
+    stolen = Token(fee_mint.url, [Proof(8, row["keyset_id"], row["secret"], row["c"])])
+    assert await ref_wallet.receive(serialize_v4(stolen)) == 7  # spent behind the wallet's back
+    with pytest.raises(TokenSpent):
+        await env.wallet.send(3, "doomed")  # 3 is no set of 8 + 1: a swap of the 8, fee 1
+    assert env.ledger.events("debit") == [("doomed", 4_000)]
+    assert env.ledger.events("refund") == [("doomed", 4_000)]  # the fee too
+    assert [p["state"] for p in env.payouts()] == ["failed"]
 
 
 async def test_lost_swap_answer_then_retry_returns_the_token(
