@@ -52,7 +52,7 @@ async def http(node: NodeHandle, method: str, path: str, **kwargs: Any) -> Answe
         return Answer(resp.status, dict(resp.headers), body)
 
 
-def _ok(answer: Answer) -> Any:
+def ok(answer: Answer) -> Any:
     assert answer.status == 200, (answer.status, str(answer.body)[:300])
     return answer.body
 
@@ -61,7 +61,7 @@ async def chat(node: NodeHandle, headers: dict[str, str], **body: Any) -> Paid:
     """A plain chat call (HELLO, with `body` over it); X-Cashu change comes in its header."""
     request = {**HELLO, **body}
     answer = await http(node, "POST", "/v1/chat/completions", json=request, headers=headers)
-    body = _ok(answer)
+    body = ok(answer)
     cost = int(answer.headers["X-Cost-Msat"])
     assert body["usage"]["cost_msat"] == cost
     return Paid(cost, answer.headers.get("X-Cashu"))
@@ -97,24 +97,24 @@ async def stream_chat(node: NodeHandle, headers: dict[str, str], **body: Any) ->
 
 async def create_key(node: NodeHandle, token: str) -> tuple[str, int]:
     """/v1/wallet/create: the sk- key and the msat it holds."""
-    body = _ok(await http(node, "POST", "/v1/wallet/create", json={"cashu_token": token}))
+    body = ok(await http(node, "POST", "/v1/wallet/create", json={"cashu_token": token}))
     return str(body["api_key"]), int(body["balance_msat"])
 
 
 async def balance_msat(node: NodeHandle, secret: str) -> int:
-    body = _ok(await http(node, "GET", "/v1/wallet/balance", headers=bearer(secret)))
+    body = ok(await http(node, "GET", "/v1/wallet/balance", headers=bearer(secret)))
     return int(body["balance_msat"])
 
 
 async def withdraw(node: NodeHandle, secret: str, **body: Any) -> tuple[str, int]:
     """/v1/wallet/withdraw (everything, unless told): the token and its face value in sat."""
-    paid = _ok(await http(node, "POST", "/v1/wallet/withdraw", headers=bearer(secret), json=body))
+    paid = ok(await http(node, "POST", "/v1/wallet/withdraw", headers=bearer(secret), json=body))
     return str(paid["cashu_token"]), int(paid["amount"])
 
 
 async def refund(node: NodeHandle, secret: str) -> str:
     """Routstr's /v1/balance/refund: everything back as a token."""
-    return str(_ok(await http(node, "POST", "/v1/balance/refund", headers=bearer(secret)))["token"])
+    return str(ok(await http(node, "POST", "/v1/balance/refund", headers=bearer(secret)))["token"])
 
 
 def change_due(paid_sat: int, cost_msat: int) -> int:

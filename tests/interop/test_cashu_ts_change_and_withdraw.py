@@ -17,6 +17,8 @@ from tests.interop.flows import (
     change_due,
     chat,
     create_key,
+    http,
+    ok,
     refund,
     stream_chat,
     withdraw,
@@ -133,18 +135,28 @@ def input_fee_sat(token: str, fee_ppk: int) -> int:
 async def test_fee_mint_amounts_are_exact_both_ways(
     two_mint_node: NodeHandle, cashu_ts: CashuTs, fee_mint: MintInfo
 ) -> None:
-    """A 64-proof token is credited net of the mint's input fee; a withdrawal is worth what was
-    asked plus cashu-ts's fee to redeem it (the node's cost), so cashu-ts nets exactly that, and
-    the account pays exactly what it asked for."""
+    """A 64-proof token is credited net of the mint's input fee; a withdrawal is a token worth
+    exactly what was asked, which cashu-ts redeems paying its own fee, and the account pays what
+    it asked for plus the node's own swap fee (`fee_msat`): whoever moves the money pays."""
     token = await cashu_ts.token(fee_mint.url, 100, proofs=64)
     key, held = await create_key(two_mint_node, token)
     assert held == (100 - input_fee_sat(token, fee_mint.fee_ppk)) * 1000
     paid = await chat(two_mint_node, bearer(key))
     assert two_mint_node.balance(key) == held - paid.cost_msat
-    out, face = await withdraw(two_mint_node, key, amount=30, mint=fee_mint.url)
-    assert face == cashu.parse_token(out).amount == 30 + input_fee_sat(out, fee_mint.fee_ppk)
-    assert await cashu_ts.receive(fee_mint.url, out) == 30
-    assert two_mint_node.balance(key) == held - paid.cost_msat - 30_000
+    answer = ok(
+        await http(
+            two_mint_node,
+            "POST",
+            "/v1/wallet/withdraw",
+            headers=bearer(key),
+            json={"amount": 30, "mint": fee_mint.url},
+        )
+    )
+    out = str(answer["cashu_token"])
+    assert answer["amount"] == cashu.parse_token(out).amount == 30
+    assert await cashu_ts.receive(fee_mint.url, out) == 30 - input_fee_sat(out, fee_mint.fee_ppk)
+    fee_msat = int(answer["fee_msat"])
+    assert two_mint_node.balance(key) == held - paid.cost_msat - 30_000 - fee_msat
     two_mint_node.assert_clean()
 
 
