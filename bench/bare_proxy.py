@@ -25,9 +25,9 @@ import orjson
 from aiohttp import web
 
 from node.cli import new_event_loop
-from node.ledger import MIGRATIONS, Ledger, hash_key
+from node.db.store import open_store
 from node.logs import configure_logging
-from node.store import open_store
+from node.money.ledger import MIGRATIONS, Ledger, hash_key
 
 BALANCES = web.AppKey("balances", dict)
 SESSION = web.AppKey("session", aiohttp.ClientSession)

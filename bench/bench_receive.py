@@ -25,7 +25,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.store import Database
+from node.db.store import Database
 from tests.support.mints import RefWallet, _Farm
 from wallet import (
     MIGRATIONS,

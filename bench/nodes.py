@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.procs import PY, Proc, free_port
 from node.app import open_database
-from node.ledger import Ledger, hash_key
+from node.money.ledger import Ledger, hash_key
 from node.settings import load_settings
 
 BALANCE_MSAT = 10**12  # far more than any run spends

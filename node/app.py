@@ -11,25 +11,28 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 import wallet as cashu
-from node import admin, observe, ratelimit, shared, stored
-from node import ledger as ledger_module
-from node.btc_rate import BtcRate
-from node.catalogue import Catalogue
+from node import admin
 from node.context import NODE, Node
-from node.ledger import Ledger
-from node.metrics import METRICS, WalletMetrics
-from node.nostr import Announcement, NostrKeyError, load_or_create_keys
-from node.nostr_service import NostrService
-from node.openapi import routes as openapi_routes
-from node.payments import LedgerHooks, Payments
-from node.pricing import Pricer
-from node.providers import MONITOR, ProviderMonitor
+from node.db import shared_state as shared
+from node.db.store import Store, open_store
+from node.http import observe, ratelimit
+from node.http.metrics import METRICS, WalletMetrics
+from node.http.openapi import routes as openapi_routes
+from node.http.web import BODY_TIMEOUT_S, error_middleware
+from node.money import ledger as ledger_module
+from node.money.ledger import Ledger
+from node.money.payments import LedgerHooks, Payments
+from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
+from node.nostr.service import NostrService
+from node.pricing.btc_rate import BtcRate
+from node.pricing.catalogue import Catalogue
+from node.pricing.prices import Pricer
+from node.proxy import stored
+from node.proxy.providers import MONITOR, ProviderMonitor
+from node.proxy.upstream import new_session
 from node.routes import discovery, estimate, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import ConfigError, Settings
-from node.store import Store, open_store
-from node.upstream import new_session
-from node.web import BODY_TIMEOUT_S, error_middleware
 
 log = logging.getLogger("nutgate")
 

@@ -8,17 +8,17 @@ from typing import TYPE_CHECKING
 import aiohttp
 from aiohttp import web
 
-from node.btc_rate import BtcRate
-from node.catalogue import Catalogue
-from node.ledger import Ledger
-from node.nostr_service import NostrService
-from node.pricing import Pricer
+from node.db.store import Store
+from node.money.ledger import Ledger
+from node.nostr.service import NostrService
+from node.pricing.btc_rate import BtcRate
+from node.pricing.catalogue import Catalogue
+from node.pricing.prices import Pricer
 from node.settings import Settings
-from node.store import Store
 from wallet import Wallet
 
 if TYPE_CHECKING:
-    from node.payments import Payments
+    from node.money.payments import Payments
 
 
 @dataclass

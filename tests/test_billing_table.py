@@ -173,7 +173,7 @@ async def test_a_stored_response_is_reserved_up_to_the_context(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer
 ) -> None:
     """previous_response_id: the upstream reads the stored conversation again, which the body
-    does not hold. Only the account that was answered with it may name it (node/stored.py),
+    does not hold. Only the account that was answered with it may name it (node/proxy/stored.py),
     so each key makes its own first; a key left with little can then not afford the context."""
     node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
     served = 0

@@ -10,8 +10,8 @@ from fractions import Fraction
 
 import pytest
 
-from node.btc_rate import BtcRate, NoRate, parse_price, source_format
 from node.errors import ServiceUnavailable
+from node.pricing.btc_rate import BtcRate, NoRate, parse_price, source_format
 from node.settings import PricingSection
 from tests.support.fake_exchanges import SHAPES, FakeExchange, down_url
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
-from node.demo_upstream import DemoUpstream, answer_words
-from node.devmint import DevStackError, find_mint_python
+from node.dev.demo_upstream import DemoUpstream, answer_words
+from node.dev.devmint import DevStackError, find_mint_python
 from tests.support.mints import MINT_PYTHON, free_port
 from tests.support.servers import ThreadedServer
 

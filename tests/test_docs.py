@@ -8,12 +8,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from node import docs
+from node.dev import docs
 
 
 def test_readme_configuration_table_is_current() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "node.docs", "--check"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "node.dev.docs", "--check"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -35,7 +38,7 @@ def test_an_undocumented_setting_is_caught() -> None:
 def test_check_mode_fails_on_a_stale_table(tmp_path: Path) -> None:
     stale = tmp_path / "README.md"
     stale.write_text(f"# x\n{docs.BEGIN}\nold\n{docs.END}\nafter\n")
-    command = [sys.executable, "-m", "node.docs", "--readme", str(stale)]
+    command = [sys.executable, "-m", "node.dev.docs", "--readme", str(stale)]
     assert subprocess.run([*command, "--check"], capture_output=True).returncode == 1
     assert subprocess.run(command, capture_output=True).returncode == 0
     assert subprocess.run([*command, "--check"], capture_output=True).returncode == 0

@@ -24,9 +24,9 @@ import orjson
 import pytest
 
 from node.app import create_app
-from node.metering import estimate_prompt_tokens
+from node.proxy.meters import estimate_prompt_tokens
+from node.proxy.upstream import MAX_ANSWER_BYTES
 from node.settings import load_settings
-from node.upstream import MAX_ANSWER_BYTES
 from tests.conftest import NodeHandle, node_config
 from tests.support.pg import BOTH_BACKENDS, Databases
 from tests.support.servers import ThreadedServer

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from node.db.store import Database, IntegrityError
 from node.errors import PaymentRequired
-from node.ledger import MIGRATIONS, Ledger, hash_key
-from node.store import Database, IntegrityError
+from node.money.ledger import MIGRATIONS, Ledger, hash_key
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
 
 pytestmark = BOTH_BACKENDS

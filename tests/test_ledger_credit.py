@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from node.db.store import Database, IntegrityError, open_store
 from node.errors import Forbidden, PaymentRequired
-from node.ledger import DEPOSIT, GRANT, MIGRATIONS, WITHDRAW, Ledger, hash_key
-from node.store import Database, IntegrityError, open_store
+from node.money.ledger import DEPOSIT, GRANT, MIGRATIONS, WITHDRAW, Ledger, hash_key
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, store_opener
 
 pytestmark = BOTH_BACKENDS

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from node.app import create_app
-from node.pricing import Price, Pricer, Usage
+from node.pricing.prices import Price, Pricer, Usage
 from node.settings import load_settings
 from tests.conftest import NodeHandle, node_config
 from tests.support.audio import wav_clip

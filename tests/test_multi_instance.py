@@ -16,9 +16,9 @@ import pytest
 
 import wallet
 from node import admin
-from node import ledger as ledger_module
-from node.ledger import Ledger, hash_key
-from node.store import open_store
+from node.db.store import open_store
+from node.money import ledger as ledger_module
+from node.money.ledger import Ledger, hash_key
 from tests.conftest import node_config
 from tests.safety.harness import NodeProcess
 from tests.support.mints import MintInfo, RefWallet

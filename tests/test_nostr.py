@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from nostr_sdk import Event, Keys
 
-from node.nostr import (
+from node.nostr.keys import (
     KEY_FILE,
     Announcement,
     NostrKeyError,
@@ -24,7 +24,7 @@ from node.nostr import (
     select_nodes,
     validate_relay_url,
 )
-from node.nostr_service import NostrService
+from node.nostr.service import NostrService
 from node.settings import load_settings
 from tests.support.relay import (
     PermissiveRelay,

@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from node.price_sources import (
+from node.pricing.sources import (
     CatalogueError,
     ModelPrice,
     PriceSource,
@@ -119,7 +119,7 @@ def test_genai_prices_win_when_the_upstream_has_no_price() -> None:
 
 def test_no_price_anywhere_means_not_offered_and_says_why(caplog: Any) -> None:
     catalogue = parse_catalogue(OPENROUTER_STYLE)
-    with caplog.at_level(logging.WARNING, logger="node.price_sources"):
+    with caplog.at_level(logging.WARNING, logger="node.pricing.sources"):
         assert resolve_price("mystery-model", catalogue=catalogue) is None
         assert resolve_price("openrouter/auto", catalogue=catalogue) is None
     messages = [r.getMessage() for r in caplog.records]
@@ -133,7 +133,7 @@ def test_defaults_and_partial_config_are_not_prices(caplog: Any) -> None:
     dumped = ModelSection(id="gpt-4o-mini").model_dump()  # saved and reloaded: 0.0 looks set
     assert config_price(ModelSection(**dumped)) is None
     assert resolve_price("gpt-4o-mini", section=ModelSection(**dumped)) is not None  # genai
-    with caplog.at_level(logging.WARNING, logger="node.price_sources"):
+    with caplog.at_level(logging.WARNING, logger="node.pricing.sources"):
         assert config_price(ModelSection(id="x", input_usd_per_mtok=1.0)) is None
     assert "set both" in caplog.text
     free_input = config_price(ModelSection(id="x", input_usd_per_mtok=0, output_usd_per_mtok=2))

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from node.btc_rate import NoRate
-from node.pricing import Price, Pricer, Usage
+from node.pricing.btc_rate import NoRate
+from node.pricing.prices import Price, Pricer, Usage
 
 
 def pricer(**kwargs: object) -> Pricer:

@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from node.ledger import hash_key
-from node.ratelimit import LIMITER, MemoryRateStore, Window, duration
+from node.http.ratelimit import LIMITER, MemoryRateStore, Window, duration
+from node.money.ledger import hash_key
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import Reply, fetch
 

@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.store import Store, open_store
+from node.db.store import Store, open_store
 from tests.conftest import node_config
 from tests.safety.harness import ROOT, NodeProcess
 from tests.support.mints import MintInfo, RefWallet

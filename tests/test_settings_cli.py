@@ -65,7 +65,7 @@ def test_keys_create_grants_an_operator_funded_key(tmp_path: Path) -> None:
     key = result.stdout.strip()
     assert key.startswith("sk-")
     from node.app import open_database
-    from node.ledger import Ledger, hash_key
+    from node.money.ledger import Ledger, hash_key
 
     ledger = Ledger(open_database(load_settings(path)))
     account = ledger.find(hash_key(key))
@@ -92,10 +92,10 @@ def test_admin_reset_password_gives_a_new_one_that_logs_in(tmp_path: Path) -> No
     )
     assert result.returncode == 0, result.stderr
     password = result.stdout.strip().rsplit(" ", 1)[-1]
-    from node.admin import store
+    from node.admin import tables
     from node.admin.auth import verify_password
     from node.app import open_database
 
-    stored = store.get_secret(open_database(load_settings(path)), "password")
+    stored = tables.get_secret(open_database(load_settings(path)), "password")
     assert stored is not None and verify_password(password, stored)
     assert password not in stored

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from node.store import IntegrityError
+from node.db.store import IntegrityError
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
 
 pytestmark = BOTH_BACKENDS

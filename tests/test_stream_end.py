@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from node.sse import SseReader
+from node.proxy.sse import SseReader
 from tests.support.httpfetch import fetch
 from tests.test_spine import PAD, client, hello
 from tests.test_upstream_edges import chunk, raw, raw_node, script, usage_chunk

@@ -12,7 +12,7 @@ from typing import Any
 import openai
 import pytest
 
-from node.catalogue import prefixes_of
+from node.pricing.catalogue import prefixes_of
 from node.settings import UpstreamSection
 from tests.conftest import NodeHandle
 from tests.support.servers import ThreadedServer, free_port

@@ -63,7 +63,7 @@ class Database(Protocol):
     def query_one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
 
     def instance_alive(self, instance: str) -> bool:
-        """Whether the node instance that wrote a pending row still runs (see node.store)."""
+        """Whether the node instance that wrote a pending row still runs (see node.db.store)."""
         ...
 
     @property

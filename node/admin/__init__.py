@@ -22,7 +22,7 @@ from node.admin.auth import AdminAuth
 from node.admin.config import apply_settings, with_overrides
 from node.admin.http import ADMIN
 from node.admin.money import earnings_cap
-from node.admin.store import MIGRATIONS
+from node.admin.tables import MIGRATIONS
 from node.context import NODE
 
 __all__ = ["MIGRATIONS", "apply_settings", "earnings_cap", "setup", "with_overrides"]

@@ -23,10 +23,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from node.admin import store
+from node.admin import tables
+from node.db.shared_state import SharedFailures
+from node.db.store import Store
 from node.errors import BadRequest, RateLimited, Unauthorized
-from node.shared import SharedFailures
-from node.store import Store
 
 log = logging.getLogger("nutgate.admin")
 
@@ -77,7 +77,7 @@ def lockout_s(failures: int) -> float:
 
 class Failures(Protocol):
     """Where failed logins are counted: this process, or the database several instances share
-    (node.shared.SharedFailures)."""
+    (node.db.shared_state.SharedFailures)."""
 
     def locked_until(self, ip: str) -> float: ...
 
@@ -145,33 +145,33 @@ class AdminAuth:
         self.throttle = Throttle()
         if db.kind != "sqlite":  # several instances: one count of failures for all
             self.throttle = Throttle(SharedFailures(db), time.time)
-        key = store.get_secret(db, "csrf_key")
+        key = tables.get_secret(db, "csrf_key")
         if key is None:
             key = secrets.token_hex(32)
-            store.set_secret(db, "csrf_key", key)
+            tables.set_secret(db, "csrf_key", key)
         self._csrf_key = bytes.fromhex(key)
 
     def ensure_password(self, file_password: str) -> str | None:
         """Seed the password at start; returns a generated one (to print once), else None."""
-        current = store.get_secret(self.db, "password")
+        current = tables.get_secret(self.db, "password")
         if file_password:
-            seeded = store.get_secret(self.db, "file_password")
+            seeded = tables.get_secret(self.db, "file_password")
             if seeded is None or not verify_password(file_password, seeded):
                 hashed = hash_password(file_password)
-                store.set_secret(self.db, "password", hashed)
-                store.set_secret(self.db, "file_password", hashed)
+                tables.set_secret(self.db, "password", hashed)
+                tables.set_secret(self.db, "file_password", hashed)
                 self._drop_sessions()
             return None
         if current is not None:
             return None
         generated = secrets.token_urlsafe(15)
-        store.set_secret(self.db, "password", hash_password(generated))
+        tables.set_secret(self.db, "password", hash_password(generated))
         return generated
 
     def reset_password(self) -> str:
         """A new random password (returned to print once); every session is ended."""
         password = secrets.token_urlsafe(15)
-        store.set_secret(self.db, "password", hash_password(password))
+        tables.set_secret(self.db, "password", hash_password(password))
         self._drop_sessions()
         return password
 
@@ -180,7 +180,7 @@ class AdminAuth:
         self.throttle.check(ip)
         # counted before the slow check, so guesses sent in parallel meet the lockout too
         self.throttle.failed(ip)
-        stored = store.get_secret(self.db, "password") or ""
+        stored = tables.get_secret(self.db, "password") or ""
         if not await asyncio.to_thread(verify_password, password, stored):
             log.warning("admin login failed from %s", ip)
             raise Unauthorized("wrong password", code="invalid_password")
@@ -217,7 +217,7 @@ class AdminAuth:
 
     async def change_password(self, session: str, current: str, new: str) -> None:
         """Needs the current password; every other session is ended."""
-        stored = store.get_secret(self.db, "password") or ""
+        stored = tables.get_secret(self.db, "password") or ""
         if not await asyncio.to_thread(verify_password, current, stored):
             raise BadRequest("the current password is wrong", param="current_password")
         if len(new) < MIN_PASSWORD_LEN:
@@ -226,7 +226,7 @@ class AdminAuth:
                 param="new_password",
             )
         hashed = await asyncio.to_thread(hash_password, new)
-        store.set_secret(self.db, "password", hashed)
+        tables.set_secret(self.db, "password", hashed)
         with self.db.transaction() as conn:
             conn.execute("DELETE FROM admin_sessions WHERE id_hash != ?", (_sha256(session),))
 

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from node.admin import store
-from node.btc_rate import BtcRate
-from node.catalogue import Catalogue
+from node.admin import tables
+from node.db.store import Store, open_store
 from node.errors import BadRequest
-from node.nostr import Announcement
-from node.pricing import Pricer
+from node.nostr.keys import Announcement
+from node.pricing.btc_rate import BtcRate
+from node.pricing.catalogue import Catalogue
+from node.pricing.prices import Pricer
 from node.settings import ConfigError, PricingSection, Settings, load_settings
-from node.store import Store, open_store
 
 if TYPE_CHECKING:
     from node.context import Node
@@ -54,9 +54,9 @@ def redacted(settings: Settings) -> dict[str, Any]:
 
 def with_overrides(settings: Settings) -> Settings:
     """At start: the operator's stored changes laid over the file's settings."""
-    db = open_store(settings.store.url, settings.database_path, {"admin": store.MIGRATIONS})
+    db = open_store(settings.store.url, settings.database_path, {"admin": tables.MIGRATIONS})
     try:
-        overrides = store.load_overrides(db)
+        overrides = tables.load_overrides(db)
     finally:
         db.close()
     if not overrides:
@@ -90,7 +90,7 @@ async def update_settings(node: Node, patch: dict[str, Any]) -> Settings:
             raise BadRequest(f"unknown settings section {section!r}", param=section)
     new = validate(data)
     await apply_settings(node, new)
-    store.save_overrides(node.db, _overrides(node.db, new, patch, patched))
+    tables.save_overrides(node.db, _overrides(node.db, new, patch, patched))
     return new
 
 
@@ -167,7 +167,7 @@ def _overrides(
     db: Store, new: Settings, patch: dict[str, Any], patched: dict[str, set[str]]
 ) -> dict[str, Any]:
     """What to store: validated values of the keys patched, merged into earlier overrides."""
-    earlier = store.load_overrides(db)
+    earlier = tables.load_overrides(db)
     dumped = new.model_dump(mode="json")
     result: dict[str, Any] = {}
     for section in patch:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import wallet as cashu
 from node.errors import BadRequest, NotFound
-from node.payments import EARNINGS, purpose, wallet_errors
+from node.money.payments import EARNINGS, purpose, wallet_errors
 from node.routes.wallet import payout_json
 from wallet.store import Connection, Row
 

@@ -16,7 +16,7 @@ from node.admin.http import (
     set_session_cookie,
     str_field,
 )
-from node.web import json_response, read_json
+from node.http.web import json_response, read_json
 
 routes = web.RouteTableDef()
 

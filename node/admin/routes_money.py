@@ -7,8 +7,8 @@ from aiohttp import web
 from node.admin import money, stats
 from node.admin.http import guarded, int_query, node_of
 from node.errors import BadRequest
+from node.http.web import json_response, read_json
 from node.routes.wallet import idempotency_key, payout_in_doubt
-from node.web import json_response, read_json
 
 routes = web.RouteTableDef()
 

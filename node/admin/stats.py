@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from node.ledger import CHARGE
+from node.money.ledger import CHARGE
 
 if TYPE_CHECKING:
     from node.context import Node

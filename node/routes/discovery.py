@@ -7,12 +7,12 @@ from typing import Any
 
 from aiohttp import web
 
-from node.catalogue import Model
 from node.context import NODE, Node
 from node.errors import NotFound
-from node.providers import MONITOR, Status
+from node.http.web import json_response
+from node.pricing.catalogue import Model
+from node.proxy.providers import MONITOR, Status
 from node.settings import UpstreamSection
-from node.web import json_response
 
 routes = web.RouteTableDef()
 

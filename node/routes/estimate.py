@@ -6,8 +6,8 @@ from aiohttp import web
 
 from node.context import NODE
 from node.errors import BadRequest
-from node.pricing import Usage
-from node.web import json_response
+from node.http.web import json_response
+from node.pricing.prices import Usage
 
 routes = web.RouteTableDef()
 

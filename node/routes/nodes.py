@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.context import NODE
-from node.web import json_response
+from node.http.web import json_response
 
 routes = web.RouteTableDef()
 

@@ -7,11 +7,14 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node import presets, stored
-from node.audio import Upload
 from node.context import NODE
 from node.errors import BadRequest, NodeError
-from node.metering import (
+from node.http.web import json_response, read_body, read_json
+from node.pricing import presets
+from node.proxy import stored
+from node.proxy.audio import Upload
+from node.proxy.call import MeteredCall
+from node.proxy.meters import (
     UNLIMITED_MSAT,
     AudioMeter,
     ChatMeter,
@@ -19,8 +22,6 @@ from node.metering import (
     ImagesMeter,
     Meter,
 )
-from node.proxy import MeteredCall
-from node.web import json_response, read_body, read_json
 
 routes = web.RouteTableDef()
 

@@ -15,12 +15,12 @@ from typing import Any
 from aiohttp import web
 
 import wallet as cashu
-from node.change import list_changes, pay_change
 from node.context import NODE
 from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from node.ledger import Account, hash_key
-from node.payments import bearer, is_token
-from node.web import REQUEST_ID, json_response, read_json
+from node.http.web import REQUEST_ID, json_response, read_json
+from node.money.change import list_changes, pay_change
+from node.money.ledger import Account, hash_key
+from node.money.payments import bearer, is_token
 
 routes = web.RouteTableDef()
 

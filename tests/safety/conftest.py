@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.store import Database
+from node.db.store import Database
 from tests.conftest import node_config
 from tests.safety.faulty_mint import FaultyMint
 from tests.safety.harness import NodeProcess

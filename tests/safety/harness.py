@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from node.store_pg import PostgresDatabase
+from node.db.postgres import PostgresDatabase
 from tests.support.mints import ROOT, free_port
 
 START_TIMEOUT_S = 30.0

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import wallet
-from node.pricing import Price, Pricer, Usage, exact
+from node.pricing.prices import Price, Pricer, Usage, exact
 
 EXAMPLES = int(os.environ.get("NUTGATE_FUZZ_EXAMPLES", "8")) * 8
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))

@@ -23,7 +23,7 @@ import aiohttp
 import pytest
 
 import wallet as cashu
-from node.ledger import hash_key
+from node.money.ledger import hash_key
 from tests.support.billing_upstream import Bill, BillingUpstream, bill_msat
 from tests.support.servers import ThreadedServer
 

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 
 from aiohttp import web
 
-from node.server import NodeRunner
+from node.http.server import NodeRunner
 
 
 def free_port() -> int:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from node.store import Database, Store, open_store
+from node.db.store import Database, Store, open_store
 from wallet import MIGRATIONS, InsufficientFunds, Wallet
 
 if TYPE_CHECKING:

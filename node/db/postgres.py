@@ -1,0 +1,244 @@
+"""The PostgreSQL store: several node instances on one database (`[store].url`).
+
+Same interface and semantics as the SQLite store, so the ledger and the wallet run unchanged:
+
+- One connection per process, in autocommit; `transaction()` is BEGIN + a transaction-scoped
+  advisory lock, the one write lock of every instance (what `BEGIN IMMEDIATE` is in SQLite).
+  Read Committed then sees, statement by statement, everything committed before the lock.
+- Each instance holds a session advisory lock named after its `instance` id for as long as its
+  connection lives; PostgreSQL drops it when the process dies, which is how another instance
+  tells a dead writer's rows (`instance_alive`) without heartbeats.
+- The dialect is translated here and nowhere else: `?` and `:name` parameters, `lastrowid`
+  (an INSERT into a table with an `id` key gets `RETURNING id`), rows readable by name and by
+  position, integral NUMERIC sums as int, booleans as 0/1, the migrations' DDL (INTEGER →
+  BIGINT, `id INTEGER PRIMARY KEY` → BIGSERIAL, the append-only triggers), and constraint
+  violations raised as the store's `IntegrityError`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+
+from node.db.store import IntegrityError, Migrations, Params, Store
+from wallet.store import Row
+
+# Advisory locks as (first key, second key): "ng" plus a kind; named locks hash their name.
+LOCKS = 0x6E67_0000
+WRITE, MIGRATE = 1, 2  # second keys under LOCKS
+INSTANCE, SINGLETON = LOCKS + 1, LOCKS + 2  # first keys, with hashtext(name) second
+BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
+
+_ID_TABLE = re.compile(r"CREATE TABLE (\w+)\s*\(\s*id INTEGER PRIMARY KEY", re.IGNORECASE)
+_INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_TRIGGER = re.compile(
+    r"CREATE TRIGGER (\w+) BEFORE (UPDATE|DELETE) ON (\w+)\s+"
+    r"BEGIN SELECT RAISE\(ABORT, '([^']*)'\); END;",
+    re.IGNORECASE,
+)
+
+
+def translate_ddl(script: str) -> str:
+    """A migration written for SQLite, in PostgreSQL's dialect."""
+    script = re.sub(r"\bid INTEGER PRIMARY KEY\b", "id BIGSERIAL PRIMARY KEY", script)
+    script = re.sub(r"\bINTEGER\b", "BIGINT", script)
+    script = re.sub(r"\bBLOB\b", "BYTEA", script)
+    script = re.sub(r"\bREAL\b", "DOUBLE PRECISION", script)
+    return _TRIGGER.sub(
+        lambda m: (
+            f"CREATE FUNCTION {m[1]}_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" RAISE EXCEPTION '{m[4]}' USING ERRCODE = 'integrity_constraint_violation';"
+            f" END $$;\nCREATE TRIGGER {m[1]} BEFORE {m[2]} ON {m[3]}"
+            f" FOR EACH ROW EXECUTE FUNCTION {m[1]}_fn();"
+        ),
+        script,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def translate(sql: str, named: bool, id_tables: frozenset[str]) -> tuple[str, bool]:
+    """(PostgreSQL's text, whether `RETURNING id` was added for lastrowid)."""
+    sql = sql.replace("%", "%%")
+    sql = _NAMED.sub(r"%(\1)s", sql) if named else sql.replace("?", "%s")
+    insert = _INSERT.match(sql)
+    if insert and insert[1].lower() in id_tables and "RETURNING" not in sql.upper():
+        return sql + " RETURNING id", True
+    return sql, False
+
+
+class PgRow(tuple[Any, ...]):
+    """sqlite3.Row's behaviour: row["name"], row[0], unpacking, dict(row)."""
+
+    _index: dict[str, int]
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, str):
+            return super().__getitem__(self._index[key])
+        return super().__getitem__(key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)  # SUM() of BIGINT is NUMERIC in PostgreSQL
+    if isinstance(value, memoryview):
+        return bytes(value)
+    return value
+
+
+def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
+    index = {column.name: i for i, column in enumerate(cursor.description or [])}
+
+    def make(values: Sequence[Any]) -> PgRow:
+        row = PgRow(_value(v) for v in values)
+        row._index = index
+        return row
+
+    return make
+
+
+def _params(params: Params) -> Params:
+    if isinstance(params, Mapping):
+        return {k: int(v) if isinstance(v, bool) else v for k, v in params.items()}
+    return [int(v) if isinstance(v, bool) else v for v in params]
+
+
+@contextmanager
+def _integrity() -> Iterator[None]:
+    try:
+        yield
+    except pg_errors.IntegrityError as exc:
+        raise IntegrityError(str(exc).strip()) from exc
+
+
+class PgCursor:
+    def __init__(self, cursor: psycopg.Cursor[Any], returning_id: bool) -> None:
+        self._cursor = cursor
+        self.lastrowid: int | None = None
+        if returning_id:
+            row = cursor.fetchone()
+            self.lastrowid = None if row is None else int(row[0])
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Row:
+        return None if self.lastrowid is not None else self._cursor.fetchone()
+
+    def fetchall(self) -> list[Row]:
+        return [] if self.lastrowid is not None else self._cursor.fetchall()
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """What `transaction()` hands out: sqlite3.Connection's execute/executemany."""
+
+    def __init__(self, conn: psycopg.Connection[Any], id_tables: frozenset[str]) -> None:
+        self._conn = conn
+        self._id_tables = id_tables
+
+    def execute(self, sql: str, params: Params = (), /) -> PgCursor:
+        text, returning = translate(sql, isinstance(params, Mapping), self._id_tables)
+        with _integrity():
+            cursor = self._conn.execute(text.encode(), _params(params))
+            return PgCursor(cursor, returning)
+
+    def executemany(self, sql: str, params: Iterable[Params], /) -> PgCursor:
+        rows = list(params)
+        named = bool(rows) and isinstance(rows[0], Mapping)
+        text, _ = translate(sql.rstrip(), named, frozenset())
+        cursor = self._conn.cursor()
+        with _integrity():
+            cursor.executemany(text.encode(), [_params(p) for p in rows])
+        return PgCursor(cursor, False)
+
+
+class PostgresDatabase(Store):
+    kind = "postgres"
+
+    def __init__(self, url: str, migrations: Migrations) -> None:
+        super().__init__()
+        self.conn: psycopg.Connection[Any] = psycopg.connect(
+            url, autocommit=True, row_factory=_row_factory
+        )
+        self._singletons: set[str] = set()
+        scripts = [s for series in migrations.values() for s in series]
+        self._id_tables = frozenset(t.lower() for s in scripts for t in _ID_TABLE.findall(s))
+        self._driver = self.conn
+        self._sql = PgConnection(self.conn, self._id_tables)
+        self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (INSTANCE, self.instance))
+        self._migrate(migrations)
+
+    def _begin(self) -> None:
+        try:
+            self.conn.execute(BEGIN_LOCKED)  # one round trip: they are most of the cost
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def instance_alive(self, instance: str) -> bool:
+        if instance == self.instance:
+            return True
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (INSTANCE, instance)
+            ).fetchone()
+            if row is None or not row[0]:
+                return True  # its session still holds it
+            self.conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (INSTANCE, instance))
+            return False
+
+    def try_singleton(self, name: str) -> bool:
+        if name in self._singletons:
+            return True  # session locks stack: take each one once
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT pg_try_advisory_lock(%s, hashtext(%s))", (SINGLETON, name)
+            ).fetchone()
+        if row is not None and row[0]:
+            self._singletons.add(name)
+            return True
+        return False
+
+    def _migrate(self, migrations: Migrations) -> None:
+        # Instances starting together: one migrates, the others wait and find it done.
+        self.conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCKS, MIGRATE))
+        try:
+            self.conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " series TEXT NOT NULL, version BIGINT NOT NULL, PRIMARY KEY (series, version))"
+            )
+            for series, scripts in migrations.items():
+                rows = self.conn.execute(
+                    "SELECT version FROM schema_migrations WHERE series = %s", (series,)
+                ).fetchall()
+                done = {row[0] for row in rows}
+                for version, script in enumerate(scripts, start=1):
+                    if version not in done:
+                        self._apply(series, version, script)
+        finally:
+            self.conn.execute("SELECT pg_advisory_unlock(%s, %s)", (LOCKS, MIGRATE))
+
+    def _apply(self, series: str, version: int, script: str) -> None:
+        with self.conn.transaction():
+            # The write lock first: DDL takes its table locks only between other instances'
+            # transactions, never in an order that deadlocks one of them.
+            self.conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", (LOCKS, WRITE))
+            self.conn.execute(translate_ddl(script).encode())
+            self.conn.execute(
+                "INSERT INTO schema_migrations (series, version) VALUES (%s, %s)",
+                (series, version),
+            )

@@ -1,0 +1,166 @@
+"""A hand-written OpenAPI 3.1 description of the node's HTTP API, served at /openapi.json.
+
+Static on purpose: it documents the contract (docs/contract), and the safety suite runs
+schemathesis against it (every generated request must end in anything but a 5xx).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from node.http.web import json_response
+
+routes = web.RouteTableDef()
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+JSON_ERRORS = {"description": "an error", "content": {"application/json": {"schema": ERROR}}}
+TOKEN_BODY = {
+    "type": "object",
+    "required": ["cashu_token"],
+    "properties": {"cashu_token": {"type": "string", "description": "cashuA… or cashuB…"}},
+}
+
+
+def _op(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            "200": {"description": "ok", "content": {"application/json": {"schema": ok}}},
+            "4XX": JSON_ERRORS,
+            "503": JSON_ERRORS,
+        },
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _paid(op: dict[str, Any]) -> dict[str, Any]:
+    op["security"] = [{"bearer": []}, {"cashu": []}]
+    return op
+
+
+OBJECT: dict[str, Any] = {"type": "object"}
+BALANCE = {
+    "type": "object",
+    "properties": {
+        "balance": {"type": "integer"},
+        "balance_msat": {"type": "integer"},
+        "reserved": {"type": "integer"},
+        "reserved_msat": {"type": "integer"},
+        "credit_msat": {"type": "integer"},
+        "withdrawable_msat": {"type": "integer"},
+        "currency": {"type": "string"},
+    },
+}
+TOKEN_OUT = {
+    "type": "object",
+    "properties": {
+        "cashu_token": {"type": "string"},
+        "amount": {"type": "integer"},
+        "mint": {"type": "string"},
+        "fee_sat": {"type": "integer"},
+        "fee_msat": {"type": "integer"},
+    },
+}
+CHANGES = {
+    "type": "object",
+    "properties": {
+        "changes": {"type": "array", "items": {"type": "object"}},
+        "balance_msat": {"type": "integer"},
+    },
+}
+CHAT_BODY = {
+    "type": "object",
+    "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string"},
+        "messages": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {"role": {"type": "string"}, "content": {"type": "string"}},
+            },
+        },
+        "max_tokens": {"type": "integer"},
+        "n": {"type": "integer"},
+        "stream": {"type": "boolean"},
+    },
+}
+WITHDRAW_BODY = {
+    "type": "object",
+    "properties": {"amount": {"type": "integer"}, "mint": {"type": "string"}},
+}
+MODEL_ID = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+REQUEST_ID = {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {"title": "nutgate", "version": "0.1.0", "description": "LLM access paid in ecash"},
+    "paths": {
+        "/health": {"get": _op("liveness", OBJECT)},
+        "/v1/models": {"get": _op("the model catalogue", OBJECT)},
+        "/v1/models/{model_id}": {"get": {**_op("one model", OBJECT), "parameters": [MODEL_ID]}},
+        "/v1/chat/completions": {"post": _paid(_op("chat completion", OBJECT, CHAT_BODY))},
+        "/v1/nodes": {"get": _op("other nodes found on Nostr", OBJECT)},
+        "/v1/wallet/create": {"post": _op("a new sk- key funded by a token", OBJECT, TOKEN_BODY)},
+        "/v1/wallet/balance": {"get": _paid(_op("the key's balance", BALANCE))},
+        "/v1/wallet/topup": {"post": _paid(_op("add a token to the balance", OBJECT, TOKEN_BODY))},
+        "/v1/wallet/withdraw": {
+            "post": _paid(_op("pay the balance out as a token", TOKEN_OUT, WITHDRAW_BODY))
+        },
+        "/v1/wallet/change": {"get": _paid(_op("every change of an X-Cashu payment", CHANGES))},
+        "/v1/wallet/refund": {"post": _paid(_op("the whole balance as a token", TOKEN_OUT))},
+        "/v1/wallet/change/{request_id}": {
+            "get": {
+                **_paid(_op("an X-Cashu request's change", TOKEN_OUT)),
+                "parameters": [REQUEST_ID],
+            }
+        },
+        "/v1/balance/create": {
+            "post": _op(
+                "Routstr alias of /v1/wallet/create",
+                OBJECT,
+                {
+                    "type": "object",
+                    "properties": {"initial_balance_token": {"type": "string"}},
+                },
+            )
+        },
+        "/v1/balance/info": {"get": _paid(_op("Routstr alias of /v1/wallet/balance", BALANCE))},
+        "/v1/balance/topup": {"post": _paid(_op("Routstr alias of topup", OBJECT, TOKEN_BODY))},
+        "/v1/balance/refund": {"post": _paid(_op("the whole balance as a token", TOKEN_OUT))},
+    },
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "sk-… or cashu…"},
+            "cashu": {"type": "apiKey", "in": "header", "name": "X-Cashu"},
+        },
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["message", "type"],
+                        "properties": {
+                            "message": {"type": "string"},
+                            "type": {"type": "string"},
+                            "param": {"type": ["string", "null"]},
+                            "code": {"type": ["string", "null"]},
+                        },
+                    }
+                },
+            }
+        },
+    },
+}
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(SPEC)

@@ -1,0 +1,359 @@
+"""Accounts, reservations and the append-only entry log, in integer msat.
+
+An account's `balance_msat` is what it owns; `reserved_msat` is the part held for requests in
+flight; `credit_msat` the part the operator granted (GRANT): charges take it first and it is
+never paid out, so a payout may take at most `balance - max(reserved, credit)` and the node
+owes its clients `balance - credit` (`liabilities_msat`). Every change of a balance writes an
+entry in the same transaction, so `audit()` can recompute each balance from the entries alone.
+
+Reservations are rows: a request reserves its maximum cost, then `settle` charges the real cost
+(never more than the account can pay) and releases the rest, or `release` returns it all.
+A reservation whose process died (found at start, and every 30 s, by `resolve_orphans`) is
+charged its `floor_msat` — the cost of the prompt, which had been sent upstream — and the rest
+released: neither free inference nor a charge for output nobody may have received. Each
+reservation names the node instance that holds it, so with several instances on one database
+only those of an instance that is gone count as orphans.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from node.db.group_commit import GroupCommit
+from node.db.store import Store
+from node.errors import PaymentRequired
+from node.money.accounts import Account, Mismatch
+from node.money.ledger_schema import MIGRATIONS
+from wallet.store import Connection
+
+__all__ = ["MIGRATIONS", "Account", "Ledger", "Mismatch", "hash_key"]
+
+# Entry kinds: money in (+) and out (-) of an account.
+GRANT = "grant"  # operator-funded key: credit, spend-only
+DEPOSIT = "deposit"  # ecash redeemed into the account
+CHARGE = "charge"  # a request's cost (taken from credit first)
+WITHDRAW = "withdraw"  # ecash paid out of the account
+PAYOUT_FEE = "payout_fee"  # the mint's fee on the node's swap for that payout
+REFUND = "refund"  # a withdrawal that failed, returned (amount and fee)
+
+# What an account may withdraw: its balance less what is held for requests or is operator
+# credit (a charge takes credit first, so a reservation may be paid from credit).
+_WITHDRAWABLE = (
+    "balance_msat - CASE WHEN reserved_msat > credit_msat THEN reserved_msat ELSE credit_msat END"
+)
+
+
+def hash_key(secret: str) -> str:
+    """Keys and token-keys are stored only as their SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
+
+_ACCOUNT = "id, kind, balance_msat, reserved_msat, mint, credit_msat"
+_UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
+_SPENDER = ", request_id = :rid"
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+class Ledger:
+    def __init__(self, db: Store):
+        self.db = db
+        self.commits = GroupCommit(db)
+        self._ids: dict[str, int] = {}  # key hash -> account id
+
+    # --- accounts -------------------------------------------------------------------------
+
+    def create_account(
+        self, conn: Connection, key_hash: str, kind: str, mint: str | None = None
+    ) -> int:
+        cur = conn.execute(
+            "INSERT INTO accounts (key_hash, kind, mint, created_at) VALUES (?, ?, ?, ?)",
+            (key_hash, kind, mint, _now()),
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    def find(self, key_hash: str) -> Account | None:
+        row = self.db.query_one(f"SELECT {_ACCOUNT} FROM accounts WHERE key_hash = ?", (key_hash,))
+        return Account(**dict(row)) if row else None
+
+    def account_id(self, key_hash: str) -> int | None:
+        """The id of the account a key hash opens. Remembered once found: accounts are never
+        deleted nor re-keyed, so the answer cannot change (whichever instance made it)."""
+        account_id = self._ids.get(key_hash)
+        if account_id is None:
+            row = self.db.query_one("SELECT id FROM accounts WHERE key_hash = ?", (key_hash,))
+            if row is None:
+                return None
+            if len(self._ids) >= KNOWN_IDS:
+                self._ids.clear()  # a bound on memory; the busy keys come back at once
+            account_id = self._ids[key_hash] = int(row[0])
+        return account_id
+
+    def get(self, account_id: int) -> Account:
+        row = self.db.query_one(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
+        if row is None:
+            raise KeyError(account_id)
+        return Account(*row)
+
+    def grant(self, key_hash: str, amount_msat: int, ref: str = "operator") -> int:
+        """An operator-funded key: a new account holding `amount_msat`."""
+        with self.db.transaction() as conn:
+            account_id = self.create_account(conn, key_hash, "key")
+            self.credit(conn, account_id, amount_msat, GRANT, ref)
+        return account_id
+
+    # --- balance changes inside a caller's transaction ------------------------------------
+
+    def credit(
+        self, conn: Connection, account_id: int, amount_msat: int, kind: str, ref: str
+    ) -> None:
+        """Add to the balance; a GRANT is operator credit as well (spend-only)."""
+        if amount_msat < 0:
+            raise ValueError("credit must not be negative")
+        conn.execute(
+            "UPDATE accounts SET balance_msat = balance_msat + :a, credit_msat = credit_msat + :c"
+            " WHERE id = :id",
+            {"a": amount_msat, "c": amount_msat if kind == GRANT else 0, "id": account_id},
+        )
+        self._entry(conn, account_id, kind, amount_msat, ref)
+
+    def debit(
+        self,
+        conn: Connection,
+        account_id: int,
+        amount_msat: int,
+        kind: str,
+        ref: str,
+        fee_msat: int = 0,
+    ) -> None:
+        """Take `amount_msat` and `fee_msat` (a payout's mint fee, entered apart) from what the
+        account may withdraw; else raise Account.refusal (402, or 403 for operator credit)."""
+        if amount_msat < 0 or fee_msat < 0:
+            raise ValueError("debit must not be negative")
+        cur = conn.execute(
+            "UPDATE accounts SET balance_msat = balance_msat - :a"
+            f" WHERE id = :id AND {_WITHDRAWABLE} >= :a",
+            {"a": amount_msat + fee_msat, "id": account_id},
+        )
+        if cur.rowcount != 1:
+            row = conn.execute(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
+            account = row.fetchone()
+            if account is None:
+                raise KeyError(account_id)
+            raise Account(*account).refusal(amount_msat, fee_msat) or PaymentRequired(
+                "insufficient balance"
+            )
+        self._entry(conn, account_id, kind, -amount_msat, ref)
+        if fee_msat:
+            self._entry(conn, account_id, PAYOUT_FEE, -fee_msat, ref)
+
+    def _entry(
+        self, conn: Connection, account_id: int, kind: str, amount_msat: int, ref: str
+    ) -> None:
+        conn.execute(
+            "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (account_id, kind, amount_msat, ref, _now()),
+        )
+
+    # --- reservations ---------------------------------------------------------------------
+
+    # A request's reservation and settlement are committed together with other requests'
+    # writes (one commit per turn of the event loop, see group_commit), each durable before
+    # its caller resumes.
+
+    async def reserve(
+        self,
+        account_id: int,
+        reservation_id: str,
+        amount_msat: int,
+        floor_msat: int = 0,
+        model: str | None = None,
+        untouched_msat: int | None = None,
+    ) -> bool:
+        """Hold `amount_msat` for a request; False when the available balance is short.
+
+        `untouched_msat`: also False unless the account holds exactly that and nothing is
+        reserved from it (a one-shot token's account, used by one request only)."""
+        return await self.commits.run(
+            lambda conn: self._reserve(
+                conn, account_id, reservation_id, amount_msat, floor_msat, model, untouched_msat
+            )
+        )
+
+    async def settle(self, reservation_id: str, cost_msat: int) -> int:
+        """Charge the real cost and release the rest. Returns the msat charged.
+
+        The charge is capped at what the account can pay (this reservation plus its unreserved
+        balance), so an account never goes below zero. Settling twice charges once.
+        """
+        cost = max(0, cost_msat)
+        return await self.commits.run(lambda conn: self._settle(conn, reservation_id, cost))
+
+    async def release(self, reservation_id: str) -> None:
+        await self.commits.run(lambda conn: self._settle(conn, reservation_id, 0))
+
+    def _reserve(
+        self,
+        conn: Connection,
+        account_id: int,
+        reservation_id: str,
+        amount_msat: int,
+        floor_msat: int,
+        model: str | None,
+        untouched_msat: int | None,
+    ) -> bool:
+        now = _now()
+        # a one-shot account keeps the id of the request that spends it (its change's name)
+        untouched, spender = ("", "") if untouched_msat is None else (_UNTOUCHED, _SPENDER)
+        cur = conn.execute(
+            "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
+            " last_used_at = :now, requests = requests + 1"
+            + spender
+            + " WHERE id = :id AND balance_msat - reserved_msat >= :a"
+            + untouched,
+            {
+                "a": amount_msat,
+                "id": account_id,
+                "now": now,
+                "untouched": untouched_msat,
+                "rid": reservation_id,
+            },
+        )
+        if cur.rowcount != 1:
+            return False
+        conn.execute(
+            "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
+            " created_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                reservation_id,
+                account_id,
+                amount_msat,
+                min(floor_msat, amount_msat),
+                model,
+                now,
+                self.db.instance,
+            ),
+        )
+        return True
+
+    def _settle(self, conn: Connection, reservation_id: str, cost_msat: int) -> int:
+        row = conn.execute(
+            "SELECT r.account_id, r.amount_msat, a.balance_msat, a.reserved_msat"
+            " FROM reservations r JOIN accounts a ON a.id = r.account_id WHERE r.id = ?",
+            (reservation_id,),
+        ).fetchone()
+        if row is None:
+            return 0
+        account_id, held, balance, reserved = row
+        charged = min(cost_msat, held + balance - reserved)
+        conn.execute(  # a charge takes operator credit first
+            "UPDATE accounts SET balance_msat = balance_msat - :c,"
+            " reserved_msat = reserved_msat - :h,"
+            " credit_msat = CASE WHEN credit_msat > :c THEN credit_msat - :c ELSE 0 END"
+            " WHERE id = :id",
+            {"c": charged, "h": held, "id": account_id},
+        )
+        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+        if charged:
+            self._entry(conn, account_id, CHARGE, -charged, reservation_id)
+        return int(charged)
+
+    def open_reservations(self) -> int:
+        row = self.db.query_one("SELECT count(*) FROM reservations")
+        return int(row[0]) if row else 0
+
+    def resolve_orphans(self) -> int:
+        """Charge the floor of every reservation whose node instance is gone."""
+        alive: dict[str, bool] = {}
+        rows = [
+            row
+            for row in self.db.query("SELECT id, floor_msat, instance FROM reservations")
+            if not self._held_by_live_instance(row["instance"], alive)
+        ]
+        if not rows:
+            return 0
+        with self.db.transaction() as conn:
+            for row in rows:
+                self._settle(conn, row["id"], row["floor_msat"])
+        return len(rows)
+
+    def _held_by_live_instance(self, instance: str | None, alive: dict[str, bool]) -> bool:
+        if instance is None:
+            return False
+        if instance not in alive:
+            alive[instance] = self.db.instance_alive(instance)
+        return alive[instance]
+
+    # --- one-shot accounts (X-Cashu) ------------------------------------------------------
+
+    def remember_key(
+        self, account_id: int, untouched_msat: int, key_hash: str, request_id: str
+    ) -> None:
+        """The Idempotency-Key a request paying with an untouched one-shot account came with
+        (the request that wins the reservation then names itself, see `_reserve`)."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE accounts SET idempotency_key = :k, request_id = :rid WHERE id = :id"
+                + _UNTOUCHED,
+                {"k": key_hash, "rid": request_id, "id": account_id, "untouched": untouched_msat},
+            )
+
+    def spender(self, account_id: int) -> tuple[str | None, str | None, bool]:
+        """(the id of the request that spent a one-shot account, its Idempotency-Key hash,
+        whether a request still holds a reservation on it)."""
+        row = self.db.query_one(
+            "SELECT request_id, idempotency_key,"
+            " EXISTS (SELECT 1 FROM reservations r WHERE r.account_id = a.id) AS busy"
+            " FROM accounts a WHERE a.id = ?",
+            (account_id,),
+        )
+        if row is None:
+            return None, None, False
+        return row["request_id"], row["idempotency_key"], bool(row["busy"])
+
+    def payout_refs(self, account_id: int, prefix: str) -> list[str]:
+        """The purposes of the payouts debited from an account that start with `prefix`, oldest
+        first (a failed one, refunded, may have been tried again under the same purpose)."""
+        rows = self.db.query(
+            "SELECT ref FROM entries WHERE account_id = ? AND kind = ? ORDER BY id",
+            (account_id, WITHDRAW),
+        )
+        return list(dict.fromkeys(r["ref"] for r in rows if str(r["ref"]).startswith(prefix)))
+
+    # --- audit ----------------------------------------------------------------------------
+
+    def audit(self) -> list[Mismatch]:
+        """Recompute every balance from its entries; list the accounts that disagree, whose
+        reservations do not add up, or whose operator credit is outside 0..balance."""
+        rows = self.db.query(
+            "SELECT a.id, a.balance_msat, COALESCE(SUM(e.amount_msat), 0) AS total"
+            " FROM accounts a LEFT JOIN entries e ON e.account_id = a.id"
+            " GROUP BY a.id HAVING a.balance_msat != COALESCE(SUM(e.amount_msat), 0)"
+        )
+        mismatches = [Mismatch(r["id"], r["balance_msat"], r["total"]) for r in rows]
+        held = self.db.query(
+            "SELECT a.id, a.reserved_msat, COALESCE(SUM(r.amount_msat), 0) AS held"
+            " FROM accounts a LEFT JOIN reservations r ON r.account_id = a.id"
+            " GROUP BY a.id HAVING a.reserved_msat != COALESCE(SUM(r.amount_msat), 0)"
+        )
+        mismatches += [Mismatch(r["id"], r["reserved_msat"], r["held"], "reserved") for r in held]
+        credit = self.db.query(
+            "SELECT id, balance_msat, credit_msat FROM accounts"
+            " WHERE credit_msat < 0 OR credit_msat > balance_msat"
+        )
+        mismatches += [
+            Mismatch(r["id"], r["balance_msat"], r["credit_msat"], "credit") for r in credit
+        ]
+        return mismatches
+
+    def liabilities_msat(self) -> int:
+        """What the node must pay if every client withdrew: balances less operator credit."""
+        row = self.db.query_one("SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts")
+        return int(row[0]) if row else 0

@@ -1,0 +1,336 @@
+"""The models this node sells: which upstreams serve each (in failover order), at what price.
+
+A model id is found, first match wins, as:
+
+    alias        [[models]].aliases → the model's id
+    preset/<n>   a [[presets]] entry: another model plus a system prompt (node/pricing/presets.py)
+    explicit     a [[models]] entry: its `upstream` then its `upstreams`
+    listed       in an upstream's GET /models (every upstream listing it, in config order)
+    prefix       matches an upstream's `prefixes` (or the built-in rules for its host)
+
+Prices come from `price_for` — the seam to `node.pricing.sources`: [[models]] price, else the
+upstream's catalogue, else bundled genai-prices, else the upstream's default price; a model none
+of them prices is not offered (never served for free).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
+
+from node.errors import BadRequest, NotFound
+from node.pricing.prices import Price
+from node.pricing.sources import CatalogueEntry, ModelPrice, exact, resolve_price
+from node.proxy import billing
+from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
+
+log = logging.getLogger(__name__)
+
+PRESET_PREFIX = "preset/"
+MAX_PREFIXED = 1000  # prefix-routed models remembered (clients choose the ids)
+
+# Which model ids each well-known provider serves (the routing rules of reference 001).
+BUILTIN_PREFIXES: dict[str, tuple[str, ...]] = {
+    "api.openai.com": ("gpt-*", "o1", "o1-*", "o3", "o3-*", "o4-*", "chatgpt-*", "text-embedding-*",
+                       "dall-e-*", "whisper-*"),
+    "generativelanguage.googleapis.com": ("gemini-*", "gemma-*"),
+    "api.anthropic.com": ("claude-*",),
+    "api.x.ai": ("grok-*",),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Route:
+    upstream: UpstreamSection
+    upstream_model: str
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    routes: tuple[Route, ...]  # failover order
+    price: Price
+    context_length: int
+    max_output_tokens: int
+    created: int
+    image_usd: Fraction | None = None  # per image generated
+    audio_minute_usd: Fraction | None = None  # per minute transcribed (else by token)
+    preset: PresetSection | None = None
+    description: str = ""
+    token_priced: bool = True  # False: priced per image / per minute only, never per token
+    context_known: bool = True  # False: no source gave context_length (a default stands in)
+
+    @property
+    def upstream(self) -> UpstreamSection:
+        return self.routes[0].upstream
+
+    @property
+    def upstream_model(self) -> str:
+        return self.routes[0].upstream_model
+
+    def to_json(self, sats_pricing: dict[str, str] | None = None) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.upstream.name,
+            "pricing": self.price.to_json(),
+            "context_length": self.context_length,
+            "max_output_tokens": self.max_output_tokens,
+        }
+        if self.image_usd is not None:
+            entry["pricing"]["image_output"] = _decimal(self.image_usd)
+        if self.audio_minute_usd is not None:
+            entry["pricing"]["audio_minute"] = _decimal(self.audio_minute_usd)
+        if self.description:
+            entry["description"] = self.description
+        if sats_pricing is not None:
+            entry["sats_pricing"] = sats_pricing
+        return entry
+
+
+def prefixes_of(upstream: UpstreamSection) -> tuple[str, ...]:
+    if upstream.prefixes is not None:
+        return tuple(upstream.prefixes)
+    return BUILTIN_PREFIXES.get(urlsplit(upstream.base_url).hostname or "", ())
+
+
+def price_for(
+    model_id: str,
+    upstream: UpstreamSection,
+    listing: Mapping[str, CatalogueEntry] | None,
+    section: ModelSection | None = None,
+    *,
+    prefixed: bool = False,
+) -> tuple[Price, int | None, int | None] | None:
+    """(price, context length, max output) from the first source that has one; None: unsold.
+
+    `prefixed`: the id is one a client made up, reached by prefix routing: genai-prices counts
+    only if it prices that very id, and a miss is logged at DEBUG (clients choose the ids)."""
+    if section is not None and not _token_priced(section):
+        return None
+    found = resolve_price(
+        model_id,
+        section=section,
+        catalogue=listing,
+        provider_api_url=upstream.base_url,
+        exact=prefixed,
+        quiet=prefixed,
+    )
+    result: tuple[Price, int | None, int | None] | None = None
+    if found is not None:
+        result = _price(found), found.context_length, found.max_output_tokens
+    elif (
+        upstream.default_input_usd_per_mtok is not None
+        and upstream.default_output_usd_per_mtok is not None
+    ):
+        default = Price.per_million(
+            upstream.default_input_usd_per_mtok, upstream.default_output_usd_per_mtok
+        )
+        result = default, None, None
+    sent = (section.upstream_model if section else "") or model_id
+    if result is not None and result[0].request == 0 and billing.bills_per_call(sent):
+        level = logging.DEBUG if prefixed else logging.WARNING
+        log.log(level, "model %s is not offered: it bills per call and has no per-request "
+                "price ([[models]] request_usd)", model_id)  # fmt: skip
+        return None
+    return result
+
+
+def _price(found: ModelPrice) -> Price:
+    def flat(
+        prompt: Fraction, completion: Fraction, cached: Fraction, reasoning: Fraction
+    ) -> Price:
+        return Price(prompt, completion, cached, reasoning, found.request)
+
+    base = flat(found.prompt, found.completion, found.cached_prompt, found.reasoning)
+    tiers = tuple(
+        (t.above_prompt_tokens, flat(t.prompt, t.completion, t.cached_prompt, t.reasoning))
+        for t in found.tiers
+    )
+    return Price(
+        base.prompt, base.completion, base.cached_prompt, base.reasoning, base.request, tiers
+    )
+
+
+def _token_priced(section: ModelSection) -> bool:
+    """False for a model the operator priced only per image or per minute."""
+    units = section.image_output_usd is not None or section.audio_usd_per_minute is not None
+    tokens = {"input_usd_per_mtok", "output_usd_per_mtok"} & section.model_fields_set
+    return tokens != set() or not units
+
+
+class Catalogue:
+    def __init__(
+        self, settings: Settings, listings: dict[str, dict[str, CatalogueEntry]] | None = None
+    ):
+        self.settings = settings
+        self._upstreams = {u.name: u for u in settings.upstreams}
+        self._listings: dict[str, dict[str, CatalogueEntry]] = dict(listings or {})
+        self._created = int(time.time())
+        self._rebuild()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Catalogue:
+        return cls(settings)
+
+    # --- building ------------------------------------------------------------------------
+
+    def set_listing(self, upstream: str, entries: dict[str, CatalogueEntry]) -> None:
+        """A fresh GET /models of `upstream`: models it lists are offered (when priced)."""
+        self._listings[upstream] = entries
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        models: dict[str, Model] = {}
+        aliases: dict[str, str] = {}
+        for upstream in self.settings.upstreams:
+            if not upstream.list_models:
+                continue
+            for model_id in self._listings.get(upstream.name, {}):
+                if model_id not in models:
+                    found = self._listed(model_id)
+                    if found is not None:
+                        models[model_id] = found
+        for section in self.settings.models:
+            model = self._explicit(section)
+            if model is not None:
+                models[model.id] = model
+                aliases.update(dict.fromkeys(section.aliases, model.id))
+        self._models, self._aliases = models, aliases
+        self._prefixed: dict[str, Model | None] = {}
+
+    def _explicit(self, section: ModelSection) -> Model | None:
+        names = [n for n in [section.upstream, *section.upstreams] if n]
+        if not names and not self.settings.upstreams:
+            return None
+        chosen = [self._upstreams[n] for n in dict.fromkeys(names)]
+        upstreams = chosen or self.settings.upstreams[:1]
+        upstream_model = section.upstream_model or section.id
+        found = price_for(section.id, upstreams[0], self._listings.get(upstreams[0].name), section)
+        if found is None and _token_priced(section):
+            return None
+        # Priced per image or minute only: token endpoints refuse it (see node/proxy/meters.py).
+        price, context, max_output = found or (Price(Fraction(0), Fraction(0)), None, None)
+        return Model(
+            id=section.id,
+            routes=tuple(Route(u, upstream_model) for u in upstreams),
+            price=price,
+            context_length=context or section.context_length,
+            max_output_tokens=max_output or section.max_output_tokens,
+            created=self._created,
+            image_usd=_usd(section.image_output_usd),
+            audio_minute_usd=_usd(section.audio_usd_per_minute),
+            token_priced=found is not None,
+        )
+
+    def _listed(self, model_id: str) -> Model | None:
+        upstreams = [
+            u
+            for u in self.settings.upstreams
+            if u.list_models and model_id in self._listings.get(u.name, {})
+        ]
+        return self._routed(model_id, upstreams)
+
+    def _routed(
+        self, model_id: str, upstreams: list[UpstreamSection], prefixed: bool = False
+    ) -> Model | None:
+        if not upstreams:
+            return None
+        listing = self._listings.get(upstreams[0].name)
+        found = price_for(model_id, upstreams[0], listing, prefixed=prefixed)
+        if found is None:
+            return None
+        price, context, max_output = found
+        defaults = ModelSection(id=model_id)
+        return Model(
+            id=model_id,
+            routes=tuple(Route(u, model_id) for u in upstreams),
+            price=price,
+            context_length=context or defaults.context_length,
+            max_output_tokens=max_output or defaults.max_output_tokens,
+            created=self._created,
+            context_known=context is not None,
+        )
+
+    # --- finding ---------------------------------------------------------------------------
+
+    def get(self, model_id: Any) -> Model:
+        billing.check_model_id(model_id)  # before any lookup, memo or log line
+        if not isinstance(model_id, str) or not model_id:
+            raise NotFound("no model given", param="model", code="model_not_found")
+        if model_id.startswith(PRESET_PREFIX):
+            return self._preset(model_id)
+        model_id = self._aliases.get(model_id, model_id)
+        model = self._models.get(model_id) or self._by_prefix(model_id)
+        if model is None:
+            raise NotFound(
+                f"the model {model_id!r} does not exist on this node",
+                param="model",
+                code="model_not_found",
+            )
+        return model
+
+    def _by_prefix(self, model_id: str) -> Model | None:
+        if model_id in self._prefixed:  # misses too: a price lookup logs why it failed
+            return self._prefixed[model_id]
+        upstreams = [
+            u
+            for u in self.settings.upstreams
+            if any(fnmatch.fnmatchcase(model_id, p) for p in prefixes_of(u))
+        ]
+        model = self._routed(model_id, upstreams, prefixed=True)
+        if len(self._prefixed) >= MAX_PREFIXED:  # the oldest goes: ids clients made up pile up
+            del self._prefixed[next(iter(self._prefixed))]
+        self._prefixed[model_id] = model
+        return model
+
+    def _preset(self, selector: str) -> Model:
+        name = selector[len(PRESET_PREFIX) :]
+        preset = next((p for p in self.settings.presets if p.name == name), None)
+        if preset is None:
+            raise BadRequest(
+                f"unknown preset {selector!r}; see GET /v1/models for this node's presets",
+                param="model",
+                code="invalid_model_selector",
+            )
+        try:
+            if preset.model.startswith(PRESET_PREFIX):  # one layer: a chain could loop forever
+                raise NotFound(f"preset {selector!r} runs on another preset")
+            target = self.get(preset.model)
+        except NotFound as exc:
+            raise BadRequest(
+                f"preset {selector!r} runs on a model this node does not offer",
+                param="model",
+                code="invalid_model_selector",
+            ) from exc
+        return replace(target, id=selector, preset=preset, description=preset.description)
+
+    def all(self) -> list[Model]:
+        models = list(self._models.values())
+        for preset in self.settings.presets:
+            try:
+                models.append(self._preset(PRESET_PREFIX + preset.name))
+            except BadRequest:
+                log.warning("preset %s: its model %r is not offered", preset.name, preset.model)
+        return models
+
+    def served_by(self, upstream: str) -> list[Model]:
+        return [
+            m for m in self._models.values() if any(r.upstream.name == upstream for r in m.routes)
+        ]
+
+
+def _usd(value: float | None) -> Fraction | None:
+    return exact(value) if value is not None else None
+
+
+def _decimal(value: Fraction) -> str:
+    return str(Decimal(value.numerator) / Decimal(value.denominator))

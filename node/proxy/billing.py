@@ -1,0 +1,249 @@
+"""What in a request changes what the upstream bills, and how the node bounds each part.
+
+docs/billing.md is the table; this module is its code (the meters call it from `plan`). Every
+request field that changes an upstream's bill is one of:
+
+    priced     charged exactly from the upstream's usage (output limits, n, best_of, ...)
+    bounded    reserved up to a bound, and never charged past it: the prompt by its bytes, or
+               by the model's context when an input's tokens are not in the body's bytes
+    refused    a 400 naming the field, before any payment
+
+Why the bytes bound a text prompt: every tokenizer in use (byte-level BPE, SentencePiece with
+byte fallback) emits at most one token per byte of text, the JSON body is at least as long as
+the text it carries, and chat templates and tool renderings add less than the JSON skeleton
+around the same text (PROMPT_OVERHEAD_TOKENS covers the rest: a default system prompt).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from node.errors import BadRequest
+
+MAX_MODEL_ID_CHARS = 256
+PROMPT_OVERHEAD_TOKENS = 256  # template tokens no byte of the body stands for
+MAX_CHOICES = 128  # n and best_of
+MAX_PROMPTS = 2048  # prompts in one /v1/completions request, inputs in one embeddings request
+
+# Types of content parts and input items whose tokens are their text's (bounded by bytes).
+TEXT_TYPES = frozenset(
+    {
+        "text", "input_text", "output_text", "refusal", "summary_text", "reasoning_text",
+        "message", "reasoning", "function", "custom", "function_call", "function_call_output",
+        "custom_tool_call", "custom_tool_call_output",
+    }
+)  # fmt: skip
+# Keys whose value stands for tokens the body does not hold: images, files, stored items.
+REFERENCE_KEYS = frozenset(
+    {"image_url", "image", "file_id", "file_data", "file_url", "video_url", "video"}
+)
+AUDIO_TYPES = frozenset({"input_audio", "audio_url", "audio"})
+# Request fields that point at content stored upstream (Responses): the upstream re-reads it.
+STORED_REFERENCES = ("previous_response_id", "conversation", "prompt")
+# Tools the client runs (the upstream only writes the call): anything else runs upstream, per call.
+CLIENT_TOOLS = frozenset({"function", "custom"})
+SERVICE_TIERS = frozenset({"default", "flex"})  # billed at (or below) the listed price
+# Models that search the web on every request and bill each search on top of the tokens:
+# offered only at a per-request price (node/pricing/catalogue.py).
+PER_CALL_MODELS = ("*search*", "*deep-research*", "*sonar*", "*:online")
+
+PROMPT_FIELD = {
+    "chat/completions": "messages",
+    "completions": "prompt",
+    "responses": "input",
+    "embeddings": "input",
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What the upstream will answer and read, as far as billing goes."""
+
+    prompts: int = 1  # prompts answered separately (a /v1/completions list), inputs embedded
+    answers: int = 1  # completions written in all: prompts x n (x best_of when larger)
+    unbounded: str | None = None  # the field with input whose tokens its bytes do not bound
+
+
+def check_model_id(model_id: Any) -> None:
+    """A model id is short and printable, or refused before it is looked up, kept or logged."""
+    if isinstance(model_id, str) and (
+        len(model_id) > MAX_MODEL_ID_CHARS or not model_id.isprintable()
+    ):
+        raise BadRequest(
+            f"model: an id of at most {MAX_MODEL_ID_CHARS} printable characters is expected",
+            param="model",
+            code="invalid_model",
+        )
+
+
+def bills_per_call(model_id: str) -> bool:
+    lowered = model_id.lower()
+    return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in PER_CALL_MODELS)
+
+
+def shape(path: str, body: dict[str, Any]) -> Shape:
+    """Refuse what the node cannot bound (a 400 naming the field), rewrite what it can make
+    bounded, and tell what the upstream will bill for the rest."""
+    _refuse_billed_extras(body)
+    field = PROMPT_FIELD.get(path, "")
+    unbounded = field if field and not _scan_prompt(body.get(field), field) else None
+    if path == "responses":
+        unbounded = next((n for n in STORED_REFERENCES if body.get(n) is not None), unbounded)
+    prompts = _count_prompts(body.get(field), field) if path in ("completions", "embeddings") else 1
+    if path == "embeddings":
+        inputs = body.get(field)
+        if inputs == "":
+            raise BadRequest(f"{field} must be a string or a non-empty array", param=field)
+        if isinstance(inputs, list) and any(isinstance(x, dict) for x in inputs):
+            unbounded = field  # multimodal inputs (an image to embed): not in the bytes
+        return Shape(prompts, 0, unbounded)
+    # n answers per prompt; best_of: the upstream writes (and bills) that many to return n
+    per_prompt = positive_int(body, "n", 1, MAX_CHOICES)
+    if body.get("best_of") is not None:
+        per_prompt = max(per_prompt, positive_int(body, "best_of", 1, MAX_CHOICES))
+    return Shape(prompts, prompts * per_prompt, unbounded)
+
+
+def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_known: bool) -> int:
+    """The most prompt tokens the upstream can bill: reserved, and never charged past.
+
+    An upstream bills no prompt past its context, so the context bounds what the bytes do not
+    (images, files, stored items) — when the node knows it: many models' context lengths are
+    in no price source, and a guess below the upstream's would let it bill past the bound."""
+    ceiling = context_length * shape.prompts
+    if shape.unbounded is not None:
+        if not context_known:
+            raise BadRequest(
+                f"{shape.unbounded}: images, files and stored items are offered only on models "
+                "whose context length the node knows ([[models]] context_length)",
+                param=shape.unbounded,
+            )
+        return ceiling
+    by_bytes = body_bytes + PROMPT_OVERHEAD_TOKENS
+    return min(by_bytes, ceiling) if context_known else by_bytes
+
+
+def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
+    value = body.get(field, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+        raise BadRequest(f"{field} must be an integer from 1 to {most}", param=field)
+    return value
+
+
+def _refused(field: str, why: str) -> BadRequest:
+    return BadRequest(f"{field}: {why}; not offered on this node", param=field)
+
+
+def _present(value: Any) -> bool:
+    return value is not None
+
+
+def _audio_out(value: Any) -> bool:
+    return isinstance(value, list) and "audio" in value
+
+
+def _names_cached_content(value: Any) -> bool:
+    return _has_key(value, "cached_content")
+
+
+# Fields the node refuses wherever they come (unknown fields are otherwise passed on).
+REFUSED_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("background", bool, "a background answer is written and billed after the reply"),
+    ("web_search_options", _present, "web searches bill per call"),
+    ("plugins", _present, "plugins (web search, file parsing) bill per call"),
+    ("modalities", _audio_out, "audio output tokens bill far above text tokens"),
+    ("audio", _present, "audio output tokens bill far above text tokens"),
+    ("prediction", _present, "rejected prediction tokens bill beyond the output limit"),
+    ("models", _present, "fallback models bill at their own prices"),
+    ("provider", _present, "provider routing may pick an endpoint dearer than the price"),
+    ("extra_body", _names_cached_content, "cached_content re-reads (and bills) stored tokens"),
+)
+
+
+def _refuse_billed_extras(body: dict[str, Any]) -> None:
+    """Fields that make the upstream bill beyond tokens the node can bound."""
+    for name, refused, why in REFUSED_FIELDS:
+        if name in body and refused(body[name]):
+            raise _refused(name, why)
+    tier = body.get("service_tier")
+    if tier == "auto":  # may pick the operator's priority or scale tier: billed above the price
+        body["service_tier"] = "default"
+    elif tier is not None and not (isinstance(tier, str) and tier in SERVICE_TIERS):
+        raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        if not _client_tool(tool):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            raise _refused("tools", f"{str(kind)[:32]!r} tools run upstream and bill per call")
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and not _client_tool_choice(choice):
+        raise _refused("tool_choice", "tools that run upstream bill per call")
+
+
+def _client_tool(tool: Any) -> bool:
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    return isinstance(kind, str) and kind in CLIENT_TOOLS
+
+
+def _client_tool_choice(choice: dict[str, Any]) -> bool:
+    if choice.get("type") == "allowed_tools":
+        allowed = choice.get("tools")
+        return isinstance(allowed, list) and all(_client_tool(t) for t in allowed)
+    return _client_tool(choice)
+
+
+def _has_key(value: Any, key: str) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if key in item:
+                return True
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _scan_prompt(given: Any, field: str) -> bool:
+    """Walk the prompt (iteratively: nesting can be 1000 deep); True if its bytes bound its
+    tokens. Audio and prompt-cache writes are refused: both bill above the input price."""
+    bounded = True
+    stack = [given]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        kind = kind if isinstance(kind, str) else None
+        if kind in AUDIO_TYPES or not AUDIO_TYPES.isdisjoint(item):
+            raise _refused(field, "audio input tokens bill far above text tokens")
+        if "cache_control" in item:
+            raise _refused(field, "cache_control: prompt-cache writes bill above the input price")
+        if (kind is not None and kind not in TEXT_TYPES) or not REFERENCE_KEYS.isdisjoint(item):
+            bounded = False
+        stack.extend(item.values())
+    return bounded
+
+
+def _count_prompts(given: Any, field: str) -> int:
+    """Prompts (or embedding inputs): a string, token ids, or a list of either."""
+    if isinstance(given, str) or (
+        isinstance(given, list) and given and all(_is_token_id(x) for x in given)
+    ):
+        return 1
+    if not isinstance(given, list) or not given:
+        raise BadRequest(f"{field} must be a string or a non-empty array", param=field)
+    if len(given) > MAX_PROMPTS:
+        raise BadRequest(f"{field}: at most {MAX_PROMPTS} entries", param=field)
+    return len(given)
+
+
+def _is_token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -1,0 +1,334 @@
+"""A paid call: plan the most it can cost, reserve that, forward, charge the real cost.
+
+    plan (meter)  ->  ledger.reserve  ->  upstream 1, 2, … (failover)  ->  ledger.settle
+
+One reservation per request, settled once, whichever upstream answers. An upstream that fails
+before anything reached the client (connect error, no first byte in time, 5xx, 429) is passed
+over for the model's next one; once a stream has begun there is no going back: it ends with an
+error event. Whatever happens after the reservation — success, upstream failure, a client that
+goes away, an exception — the `finally` of `run` settles it:
+
+- an answer: its real cost from the upstream's usage, else an estimate from what was sent and
+  received; an answer past the read limit: the reservation's most (the upstream wrote it all);
+- every other call the upstream may bill (`upstream.Attempt.sent`: a timeout, a client gone
+  while waiting, a malformed answer): the prompt's cost, `plan.floor_msat`;
+- nothing sent, or only refused with an error status: nothing (a release).
+
+A model with several upstreams reserves one floor more per extra upstream, so a failover after
+a timeout still has its earlier, billed attempts covered by the reservation.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from node.context import Node
+from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.http.observe import trace_of
+from node.http.web import REQUEST_ID
+from node.money.payments import Payer, token_spent
+from node.pricing.catalogue import Model, Route
+from node.pricing.prices import Pricer, Usage
+from node.proxy import upstream
+from node.proxy.meters import (
+    UNLIMITED_MSAT,
+    ChatMeter,
+    Measured,
+    Meter,
+    Plan,
+    estimate_prompt_tokens,
+)
+from node.proxy.providers import MONITOR
+from node.proxy.sse import SseReader, encode_event
+from node.proxy.stored import Recorder
+
+__all__ = ["MeteredCall", "Plan", "estimate_prompt_tokens"]
+
+log = logging.getLogger("nutgate.proxy")
+
+
+class MeteredCall:
+    """One paid upstream call on behalf of `payer`, priced by `meter`."""
+
+    def __init__(
+        self,
+        node: Node,
+        request: web.Request,
+        payer: Payer,
+        model: Model,
+        path: str,
+        meter: Meter | None = None,
+        pricer: Pricer | None = None,
+    ) -> None:
+        self.node, self.request, self.payer, self.model, self.path = (
+            node,
+            request,
+            payer,
+            model,
+            path,
+        )
+        self.meter = meter or ChatMeter(path)
+        self.pricer = pricer or node.pricer  # one price from reserving to settling
+        self.request_id = request[REQUEST_ID]
+        self.trace = trace_of(request)
+        self.trace.model = model.id
+        self.cost_msat = 0
+        self.measured = Measured()
+        self.produced = False  # the upstream answered: something must be charged
+        self.oversized = False  # the answer passed the read limit: it was all written and billed
+        self.attempts: list[upstream.Attempt] = []  # one per upstream tried, the last current
+        self.spare_floors = 0  # failed attempts the reservation covers beyond the answer
+        self.reserved_msat = 0
+        self.settled = False
+        self.reserving = False
+        self.route: Route | None = None  # the one that answered
+        self.recorder: Recorder | None = None  # the stored objects the answer makes
+
+    @property
+    def usage(self) -> Usage | None:
+        """The upstream's usage, once known (None: none reported, an estimate is charged)."""
+        return self.measured.usage
+
+    async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
+        stream = self.meter.streams and bool(body.get("stream"))
+        self.recorder = Recorder.of(self.node, self.payer, self.path, body)
+        try:
+            self.plan = await self._reserve(body, raw)
+            if stream:
+                self.meter.prepare_stream(body)
+            answer = await self._first_answer(body, stream)
+            if stream:
+                return await self._stream(answer)
+            return await self._plain(answer)
+        except NodeError as exc:
+            await self._settle()
+            if self.cost_msat:  # an attempt the upstream bills: the client sees what it cost
+                exc.headers["X-Cost-Msat"] = str(self.cost_msat)
+            raise
+        finally:
+            await self._settle()
+
+    async def _reserve(self, body: dict[str, Any], raw: bytes) -> Plan:
+        """Plan as if the balance were unlimited and reserve that, which saves reading the
+        balance on the usual path; only if the account cannot hold it, read what it has and
+        plan within that."""
+        ledger, payer = self.node.ledger, self.payer
+        available: int | None = None
+        while True:
+            limit = UNLIMITED_MSAT if available is None else available
+            plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
+            self.spare_floors = self._spare_floors(plan, available)
+            self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
+            self.reserving = True  # the reservation may exist from here, even if cancelled
+            if await ledger.reserve(
+                payer.account_id,
+                self.request_id,
+                self.reserved_msat,
+                plan.floor_msat,
+                self.model.id,
+                payer.untouched_msat,
+            ):
+                return plan
+            if available is not None:
+                raise PaymentRequired("insufficient balance: the balance is held by other requests")
+            account = ledger.get(payer.account_id)
+            if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
+                raise token_spent()  # a racing request with the same one-shot token got there
+            available = account.available_msat
+
+    def _spare_floors(self, plan: Plan, available: int | None) -> int:
+        """How many failed attempts the upstreams may bill beyond the answer: one per extra
+        upstream, as far as the balance (when it is short) holds their floors."""
+        spare = len(self.model.routes) - 1
+        if available is None or not plan.floor_msat:
+            return spare
+        return max(0, min(spare, (available - plan.max_cost_msat) // plan.floor_msat))
+
+    async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
+        """Try the model's upstreams in turn (healthy ones first) until one answers, while the
+        reservation covers the floors of the attempts that failed after being sent."""
+        last: NodeError | None = None
+        for route in self.request.app[MONITOR].order(self.model.routes):
+            if sum(a.sent for a in self.attempts) > self.spare_floors:
+                break  # another billed attempt would pass the reservation
+            attempt = upstream.Attempt()
+            self.attempts.append(attempt)
+            body["model"] = route.upstream_model
+            payload, content_type = self.meter.encode(body)
+            self.trace.upstream = route.upstream.name
+            try:
+                with self.trace.upstream_call():
+                    answer = await upstream.call(
+                        self.node.http,
+                        route.upstream,
+                        self.path,
+                        payload,
+                        stream=stream,
+                        content_type=content_type,
+                        attempt=attempt,
+                    )
+            except upstream.AnswerTooLarge:
+                self.oversized = True
+                raise
+            except upstream.RETRYABLE as exc:
+                self.trace.upstream_failed(exc.code)
+                log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
+                last = exc
+                continue
+            self.route = route
+            return answer
+        assert last is not None  # a model has at least one route
+        raise last
+
+    async def _settle(self) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if not self.reserving:
+            return
+        cost = self._cost()
+        if cost is None:
+            await self.node.ledger.release(self.request_id)
+            return
+        self.cost_msat = self.trace.cost_msat = await self.node.ledger.settle(self.request_id, cost)
+        if self.produced and self.measured.usage is None and self.measured.units is None:
+            log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
+
+    def _cost(self) -> int | None:
+        """What the upstreams may bill for this request; None when they bill nothing.
+
+        The last attempt is the current one; each earlier one failed, and is charged its
+        floor if it was sent."""
+        if not self.attempts:
+            return None
+        floor = self.plan.floor_msat
+        earlier = floor * sum(a.sent for a in self.attempts[:-1])
+        if self.produced:
+            return earlier + self.meter.cost(self.pricer, self.model, self.plan, self.measured)
+        if self.oversized:
+            return earlier + self.plan.max_cost_msat
+        if self.attempts[-1].sent:
+            return earlier + floor
+        return earlier if earlier else None
+
+    async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
+        parsed = _json_object(answer.head)
+        if parsed is None and ("json" in answer.content_type or not self.meter.text_answers):
+            raise UpstreamError("upstream answered with malformed JSON")
+        self.produced = True
+        if parsed is None:  # a transcription as text, srt or vtt: passed on as it came
+            self.measured = self.meter.measure_text(answer.head)
+            await self._settle()
+            headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
+            return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
+        self.measured = self.meter.measure(parsed)
+        await self._settle()
+        if self.recorder is not None:  # before the client sees the ids it may name later
+            await self.recorder.note(parsed)
+        usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
+        if usage_out is None:
+            usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
+        usage_out["cost_msat"] = self.cost_msat
+        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
+        return web.Response(
+            body=orjson.dumps(parsed), headers=headers, content_type="application/json"
+        )
+
+    async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
+        self.produced = True  # the prompt went upstream and is being answered
+        reader = SseReader()
+        out = EventStream(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        async with answer.resp:
+            await out.prepare(self.request)
+            try:  # the events of one upstream chunk leave in one write
+                await self._relay(out, reader, answer.head)
+                chunks = upstream.chunks(answer.upstream, answer.resp)
+                async for data in self.trace.timed(chunks):
+                    await self._relay(out, reader, data)
+                last = reader.close()  # an upstream may end without the last blank line
+                if last:
+                    await out.write(b"".join(last))
+            except ConnectionResetError:
+                log.info("request %s: client went away mid-stream", self.request_id)
+                return out
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                self._note(reader)
+                await self._settle()  # before the client can see the error
+                self.trace.upstream_failed("upstream_stream_broken")
+                error = _error_event(exc) | await self.payer.finish(self, in_band=True)
+                await self._write_safely(out, encode_event(error))
+                return out
+            finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
+                self._note(reader)
+        await self._end_stream(out, reader)
+        return out
+
+    async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+        events = reader.feed(data)
+        if self.recorder is not None:  # before the client sees the ids it may name later
+            await self.recorder.note(reader.response)
+        if events:
+            await out.write(b"".join(events))
+
+    def _note(self, reader: SseReader) -> None:
+        self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
+
+    async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
+        """Settle, then send the usage event with the cost (and any change), then [DONE]."""
+        await self._settle()
+        final = reader.usage_event or {
+            "object": "chat.completion.chunk",
+            "choices": [],
+            "usage": self.meter.usage_json(self.plan, self.measured),
+        }
+        holder = final["response"] if isinstance(final.get("response"), dict) else final
+        usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
+        if usage is None:
+            usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
+        usage["cost_msat"] = self.cost_msat
+        final.update(await self.payer.finish(self, in_band=True))
+        head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
+        await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
+
+    async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
+        try:
+            await out.write(data)
+            await out.write_eof()
+        except ConnectionResetError:
+            log.info("request %s: client went away before the stream's end", self.request_id)
+
+
+class EventStream(web.StreamResponse):
+    """A streamed answer whose headers leave with its first events, in one write: a
+    StreamResponse otherwise sends them alone, which costs the client a wake-up before the
+    first byte it waits for."""
+
+    _send_headers_immediately = False
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def _mime(answer: upstream.Answer) -> str:
+    return answer.content_type.split(";")[0].strip() or "text/plain"
+
+
+def _error_event(exc: BaseException) -> dict[str, Any]:
+    error: NodeError = (
+        UpstreamTimeout("upstream stopped sending")
+        if isinstance(exc, TimeoutError)
+        else UpstreamError("upstream connection failed mid-stream")
+    )
+    return error.envelope()

@@ -1,0 +1,333 @@
+"""How each endpoint is priced: the most a request can cost, and what its answer cost.
+
+    ChatMeter        chat/completions, completions, responses   tokens in and out
+    EmbeddingsMeter  embeddings                                  tokens in
+    ImagesMeter      images/generations                          per image made
+    AudioMeter       audio/transcriptions                        per minute, or tokens
+
+`plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
+`measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
+said nothing. The proxy (node/proxy/call.py) does the rest the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import orjson
+
+from node.errors import BadRequest, PaymentRequired
+from node.pricing.catalogue import Model
+from node.pricing.prices import Price, Pricer, Usage
+from node.proxy import billing
+from node.proxy.audio import Upload, encode_multipart, seconds_bound
+from node.proxy.sse import output_chars
+
+MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
+AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
+
+
+@dataclass
+class Plan:
+    prompt_tokens: int  # an estimate: charged when the answer has no usage, and the floor
+    max_output_tokens: int
+    max_cost_msat: int
+    floor_msat: int  # the prompt's cost: charged if the node dies mid-request
+    units: Fraction = Fraction(0)  # images or audio seconds the reservation covers
+    choices: int = 1  # answers written in all (n, best_of, prompts), each up to max_output_tokens
+    prompt_bound: int = 0  # the most prompt tokens reserved, and ever charged (proxy/billing.py)
+
+
+@dataclass
+class Measured:
+    usage: Usage | None = None  # as the upstream reported it
+    units: Fraction | None = None  # images made / seconds transcribed, as reported
+    output_tokens: int = 0  # estimated from the text received
+
+
+def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
+    """Usage no larger than the request allowed — prompt within its bound, output within what
+    was asked — so an upstream reporting absurd counts cannot drain an account."""
+    prompt = min(usage.prompt_tokens, max(plan.prompt_bound, plan.prompt_tokens))
+    completion = min(usage.completion_tokens, plan.max_output_tokens * plan.choices)
+    return Usage(
+        prompt,
+        completion,
+        min(usage.cached_tokens, prompt),
+        min(usage.reasoning_tokens, completion),
+    )
+
+
+UNLIMITED_MSAT = 1 << 62  # a balance to plan with when the real one does not matter
+
+
+def estimate_prompt_tokens(raw_body: bytes) -> int:
+    # Tokens average ~4 bytes of JSON text; counting the whole body (keys, tools) errs high.
+    return len(raw_body) // 4 + 16
+
+
+def _need_token_price(model: Model) -> None:
+    if not model.token_priced:
+        raise BadRequest(
+            f"the model {model.id!r} is not priced per token on this node",
+            param="model",
+            code="model_not_priced",
+        )
+
+
+def _short(need: int, available: int) -> PaymentRequired:
+    return PaymentRequired(
+        f"insufficient balance: this request needs at least {need} msat, "
+        f"{max(available, 0)} msat available",
+        headers={"X-Required-Msat": str(need)},
+    )
+
+
+class Meter:
+    path = ""
+    streams = False  # the endpoint can answer as server-sent events
+    text_answers = False  # the endpoint may answer with something other than JSON
+    usage_names = ("prompt_tokens", "completion_tokens")
+
+    def plan(
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        raise NotImplementedError
+
+    def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
+        return orjson.dumps(body), "application/json"
+
+    def prepare_stream(self, body: dict[str, Any]) -> None:
+        """Ask the upstream for usage at the end of a stream."""
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_openai(answer.get("usage")))
+
+    def measure_text(self, raw: bytes) -> Measured:
+        """A non-JSON answer (a transcription as text/srt/vtt): only its size is known."""
+        return Measured(output_tokens=-(-len(raw) // 4))
+
+    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
+        usage = seen.usage or Usage(plan.prompt_tokens, seen.output_tokens)
+        return pricer.cost_msat(model.price, bounded(usage, model, plan))
+
+    def usage_json(self, plan: Plan, seen: Measured) -> dict[str, Any]:
+        """The usage to show when the upstream gave none (marked as an estimate)."""
+        prompt, completion = plan.prompt_tokens, seen.output_tokens
+        names = self.usage_names
+        return {
+            names[0]: prompt,
+            names[1]: completion,
+            "total_tokens": prompt + completion,
+            "estimated": True,
+        }
+
+
+class ChatMeter(Meter):
+    """Token-priced text generation: chat/completions, completions, responses."""
+
+    streams = True
+
+    def __init__(self, path: str = "chat/completions"):
+        self.path = path
+        if path == "responses":
+            self.limit_fields: tuple[str, ...] = ("max_output_tokens",)
+            self.usage_names = ("input_tokens", "output_tokens")
+        elif path == "completions":
+            self.limit_fields = ("max_tokens",)
+        else:
+            self.limit_fields = ("max_completion_tokens", "max_tokens")
+
+    def plan(
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        _need_token_price(model)
+        shape = billing.shape(self.path, body)
+        fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
+        limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
+        requested = min(limits, default=model.max_output_tokens)
+        choices = shape.answers
+        bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
+        prompt = min(estimate_prompt_tokens(raw), bound)
+        wanted = min(requested, model.max_output_tokens)
+        affordable = pricer.completion_tokens_affordable(model.price, bound, available)
+        affordable //= choices
+        if affordable < min(MIN_ANSWER_TOKENS, wanted):
+            least = Usage(bound, min(MIN_ANSWER_TOKENS, wanted) * choices)
+            raise _short(pricer.cost_msat(model.price, least), available)
+        output = min(wanted, affordable)
+        for field in fields:  # an upstream may read any of them: none may pass the reservation
+            body[field] = output
+        return Plan(
+            prompt_tokens=prompt,
+            max_output_tokens=output,
+            max_cost_msat=pricer.cost_msat(model.price, Usage(bound, output * choices)),
+            floor_msat=pricer.cost_msat(model.price, Usage(prompt, 0)),
+            choices=choices,
+            prompt_bound=bound,
+        )
+
+    def prepare_stream(self, body: dict[str, Any]) -> None:
+        if self.path == "responses":
+            return  # Responses streams end with response.completed, which carries usage
+        options = body.get("stream_options")
+        body["stream_options"] = {
+            **(options if isinstance(options, dict) else {}),
+            "include_usage": True,
+        }
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
+        return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
+
+
+def _output_limit(body: dict[str, Any], field: str) -> int | None:
+    requested = body.get(field)
+    if requested is not None and (
+        not isinstance(requested, int) or isinstance(requested, bool) or requested < 1
+    ):
+        raise BadRequest(f"{field} must be a positive integer", param=field)
+    return requested
+
+
+def _responses_chars(answer: dict[str, Any]) -> int:
+    total = 0
+    output = answer.get("output")
+    for item in output if isinstance(output, list) else []:
+        if not isinstance(item, dict):
+            continue
+        total += len(str(item.get("arguments") or ""))
+        content = item.get("content")
+        for part in content if isinstance(content, list) else []:
+            if isinstance(part, dict) and isinstance(part.get("text"), str):
+                total += len(part["text"])
+    return total
+
+
+class EmbeddingsMeter(Meter):
+    path = "embeddings"
+
+    def plan(
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        _need_token_price(model)
+        shape = billing.shape(self.path, body)
+        bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
+        # Token-id inputs can be 2 bytes a token: count each number once more to err high.
+        prompt = min(estimate_prompt_tokens(raw) + raw.count(b","), bound)
+        cost = pricer.cost_msat(model.price, Usage(bound, 0))
+        if cost > available:
+            raise _short(cost, available)
+        return Plan(
+            prompt, 0, cost, pricer.cost_msat(model.price, Usage(prompt, 0)), prompt_bound=bound
+        )
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_openai(answer.get("usage"), output=False))
+
+
+class _UnitMeter(Meter):
+    """Priced per unit (image, second of audio), plus the model's per-request price."""
+
+    def unit_usd(self, model: Model) -> Fraction:
+        raise NotImplementedError
+
+    def unit_cost(self, pricer: Pricer, model: Model, units: Fraction) -> int:
+        usd = model.price.request + units * self.unit_usd(model)
+        return pricer.cost_msat(Price(Fraction(0), Fraction(0), request=usd), Usage())
+
+    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
+        # No more than reserved: an upstream reporting absurd units cannot drain an account.
+        units = plan.units if seen.units is None else min(seen.units, plan.units)
+        return self.unit_cost(pricer, model, units)
+
+
+class ImagesMeter(_UnitMeter):
+    path = "images/generations"
+
+    def unit_usd(self, model: Model) -> Fraction:
+        assert model.image_usd is not None
+        return model.image_usd
+
+    def plan(
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        if model.image_usd is None:
+            raise BadRequest(
+                f"the model {model.id!r} has no per-image price on this node",
+                param="model",
+                code="model_not_priced",
+            )
+        if body.get("stream"):
+            raise BadRequest("streamed image generation is not offered", param="stream")
+        images = Fraction(billing.positive_int(body, "n", 1, 10))
+        cost = self.unit_cost(pricer, model, images)
+        if cost > available:
+            raise _short(cost, available)
+        return Plan(0, 0, cost, 0, units=images)
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        data = answer.get("data")
+        return Measured(units=Fraction(len(data)) if isinstance(data, list) else None)
+
+    def usage_json(self, plan: Plan, seen: Measured) -> dict[str, Any]:
+        return {"images": int(seen.units if seen.units is not None else plan.units)}
+
+
+class AudioMeter(_UnitMeter):
+    """Transcriptions: per minute when the model has a minute price, else by token."""
+
+    path = "audio/transcriptions"
+    text_answers = True  # response_format text, srt, vtt
+    usage_names = ("input_tokens", "output_tokens")
+
+    def __init__(self, fields: list[tuple[str, str]], upload: Upload):
+        self.fields, self.upload = fields, upload
+        self.seconds, self.exact = seconds_bound(upload.data)
+
+    def unit_usd(self, model: Model) -> Fraction:
+        return (model.audio_minute_usd or Fraction(0)) / 60
+
+    def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
+        fields = [(k, v) for k, v in self.fields if k != "model"] + [("model", body["model"])]
+        return encode_multipart(fields, [self.upload])
+
+    def plan(
+        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
+    ) -> Plan:
+        if model.audio_minute_usd is not None:
+            seconds = Fraction(math.ceil(self.seconds))  # upstreams bill whole seconds
+            cost = self.unit_cost(pricer, model, seconds)
+            floor = cost if self.exact else 0
+            if cost > available:
+                raise _short(cost, available)
+            return Plan(0, 0, cost, floor, units=seconds)
+        _need_token_price(model)
+        # the audio's tokens, and the text of a `prompt` field (a token a byte at most)
+        text = sum(len(v.encode()) for k, v in self.fields if k == "prompt")
+        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16 + text
+        output = model.max_output_tokens
+        cost = pricer.cost_msat(model.price, Usage(prompt, output))
+        if cost > available:
+            raise _short(cost, available)
+        return Plan(prompt, output, cost, 0)
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        usage = answer.get("usage")
+        seconds = usage.get("seconds") if isinstance(usage, dict) else answer.get("duration")
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
+            seconds = None
+        text = answer.get("text")
+        return Measured(
+            usage=Usage.from_openai(usage),
+            units=Fraction(str(seconds)) if seconds is not None else None,
+            output_tokens=-(-len(text) // 4) if isinstance(text, str) else 0,
+        )
+
+    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
+        if model.audio_minute_usd is not None:
+            return super().cost(pricer, model, plan, seen)
+        return Meter.cost(self, pricer, model, plan, seen)

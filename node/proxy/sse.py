@@ -1,0 +1,155 @@
+"""Server-sent events from an upstream: split into whole events, read usage and output size.
+
+Events are passed on as soon as they are whole (an event is never held for the next one); the
+only ones held back are the usage chunk and `[DONE]`, so the node can add the cost (and change)
+to the end of the stream after it has settled. When the upstream's stream ends, `close` hands
+over a last event that lacks only its blank line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from node.pricing.prices import Usage
+
+DONE = b"data: [DONE]"
+
+
+class SseReader:
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._cr = False  # the last chunk ended in "\r": its "\n" may open the next one
+        self.usage: Usage | None = None
+        self.usage_event: dict[str, Any] | None = None
+        self.usage_event_name = b""  # its `event:` line (Responses streams name their events)
+        self.response: dict[str, Any] | None = None  # a Responses stream's latest snapshot
+        self.done = False
+        self.output_chars = 0
+        self.output_chunks = 0
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
+        if self._cr and data.startswith(b"\n"):  # a CRLF that TCP cut in two
+            data = data[1:]
+        self._cr = data.endswith(b"\r")
+        if b"\r" in data:  # CRLF and CR end lines too (most upstreams send LF alone)
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        self._buffer += data
+        out: list[bytes] = []
+        while True:
+            end = self._buffer.find(b"\n\n")
+            if end < 0:
+                return out
+            event, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
+            if self._inspect(event):
+                out.append(event)
+
+    def close(self) -> list[bytes]:
+        """The upstream's stream has ended: its last event, if it lacks only its blank line.
+
+        Strict SSE drops such an event, but it is often the usage the call is charged from.
+        Whole means `[DONE]` or JSON that parses: an event cut short is still dropped.
+        """
+        event, self._buffer = self._buffer.strip(b"\n"), b""
+        payload = _data_of(event)
+        if payload is None or not (payload.strip() == b"[DONE]" or _is_json(payload)):
+            return []
+        event += b"\n\n"
+        return [event] if self._inspect(event) else []
+
+    def _inspect(self, event: bytes) -> bool:
+        """Note what the event tells; True if it is to be passed on now."""
+        payload = _data_of(event)
+        if payload is None:
+            return True
+        if payload.strip() == b"[DONE]":
+            self.done = True
+            return False
+        try:
+            chunk = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return True
+        if not isinstance(chunk, dict):
+            return True
+        self._count_output(chunk)
+        usage = Usage.from_openai(chunk.get("usage"))
+        if isinstance(chunk.get("response"), dict):  # Responses API
+            self.response = chunk["response"]
+            if usage is None:
+                usage = Usage.from_openai(self.response.get("usage"))
+        if usage is not None:
+            self.usage = usage
+            if not chunk.get("choices"):
+                self.usage_event = chunk
+                self.usage_event_name = _event_name(event)
+                return False
+            # Usage on a content chunk (some upstreams): it goes on now, and the closing
+            # event repeats it with the cost, rather than an estimate.
+            head = {k: chunk[k] for k in ("id", "object", "created", "model") if k in chunk}
+            self.usage_event = head | {"choices": [], "usage": chunk.get("usage")}
+        return True
+
+    def _count_output(self, chunk: dict[str, Any]) -> None:
+        chars = output_chars(chunk.get("choices"), "delta")
+        delta = chunk.get("delta")  # Responses API text deltas
+        if isinstance(delta, str):
+            chars += len(delta)
+        if chars:
+            self.output_chars += chars
+            self.output_chunks += 1
+
+    def estimated_output_tokens(self) -> int:
+        # Upstreams send about one token per chunk; four characters a token otherwise.
+        return max(self.output_chunks, -(-self.output_chars // 4))
+
+
+def _data_of(event: bytes) -> bytes | None:
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _is_json(payload: bytes) -> bool:
+    try:
+        orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _event_name(event: bytes) -> bytes:
+    for line in event.split(b"\n"):
+        if line.startswith(b"event:"):
+            return line[6:].strip()
+    return b""
+
+
+def output_chars(choices: Any, key: str) -> int:
+    """Characters of generated text, reasoning and tool arguments in OpenAI `choices`."""
+    if not isinstance(choices, list):
+        return 0
+    total = 0
+    for choice in choices:
+        if not isinstance(choice, dict):
+            continue
+        total += _text_len(choice.get("text"))
+        part = choice.get(key)
+        if not isinstance(part, dict):
+            continue
+        for field in ("content", "reasoning_content", "reasoning", "refusal"):
+            total += _text_len(part.get(field))
+        calls = part.get("tool_calls")
+        for call in calls if isinstance(calls, list) else []:
+            if isinstance(call, dict) and isinstance(call.get("function"), dict):
+                total += _text_len(call["function"].get("arguments"))
+                total += _text_len(call["function"].get("name"))
+    return total
+
+
+def _text_len(value: Any) -> int:
+    return len(value) if isinstance(value, str) else 0
+
+
+def encode_event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
