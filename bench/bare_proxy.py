@@ -25,7 +25,7 @@ import orjson
 from aiohttp import web
 
 from node.cli import new_event_loop
-from node.db.store import open_store
+from node.db.open import open_store
 from node.logs import configure_logging
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
 

@@ -25,7 +25,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from node.db.store import Database
+from node.db.sqlite import SqliteStore
 from tests.support.mints import RefWallet, _Farm
 from wallet import (
     MIGRATIONS,
@@ -67,7 +67,7 @@ async def bench(n: int, amount: int, fee: bool) -> None:
         print(f"minting {2 * n} tokens of {amount} sat at {mint_url} ...", flush=True)
         tokens = [await ref.token(mint_url, amount) for _ in range(2 * n)]
         with tempfile.TemporaryDirectory() as tmp:
-            db = Database(Path(tmp) / "bench.sqlite3", {"wallet": MIGRATIONS})
+            db = SqliteStore(Path(tmp) / "bench.sqlite3", {"wallet": MIGRATIONS})
             noop = lambda *args: None  # noqa: E731
             async with aiohttp.ClientSession() as http:
                 wallet = Wallet(db, os.urandom(64), [mint_url], http, noop, noop, noop)

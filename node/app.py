@@ -14,7 +14,8 @@ import wallet as cashu
 from node import admin
 from node.context import NODE, Node
 from node.db import shared_state as shared
-from node.db.store import Store, open_store
+from node.db.open import open_store
+from node.db.store import Store
 from node.http import observe, ratelimit
 from node.http.metrics import METRICS, WalletMetrics
 from node.http.openapi import routes as openapi_routes

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from node.db.store import Database, IntegrityError
+from node.db.sqlite import SqliteStore
+from node.db.store import IntegrityError
 from node.errors import PaymentRequired
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, eventually, store_opener
@@ -190,7 +191,7 @@ async def test_writes_still_queued_at_shutdown_are_made(ledger: Ledger) -> None:
 async def test_writes_asked_in_one_turn_share_one_commit(ledger: Ledger) -> None:
     db = ledger.db
     account = ledger.grant(hash_key("sk-a"), 10_000)
-    if not isinstance(db, Database):  # PostgreSQL: every write of the batch sees one txid
+    if not isinstance(db, SqliteStore):  # PostgreSQL: every write of the batch sees one txid
         txids = await asyncio.gather(
             *(
                 ledger.commits.run(lambda c: c.execute("SELECT txid_current()").fetchone()[0])

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from node.db.store import Database, IntegrityError, open_store
+from node.db.open import open_store
+from node.db.sqlite import SqliteStore
+from node.db.store import IntegrityError
 from node.errors import Forbidden, PaymentRequired
 from node.money.ledger import DEPOSIT, GRANT, MIGRATIONS, WITHDRAW, Ledger, hash_key
 from tests.support.pg import BOTH_BACKENDS, Databases, Opener, store_opener
@@ -83,7 +85,7 @@ def test_the_audit_flags_credit_outside_the_balance(ledger: Ledger, store_backen
         pytest.skip("only SQLite can be told to ignore the CHECK, as a damaged file would")
     account = funded(ledger, 5_000, 0)
     db = ledger.db
-    assert isinstance(db, Database)
+    assert isinstance(db, SqliteStore)
     db.conn.execute("PRAGMA ignore_check_constraints = ON")
     with db.transaction() as conn:
         conn.execute("UPDATE accounts SET credit_msat = 9000 WHERE id = ?", (account,))

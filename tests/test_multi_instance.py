@@ -16,7 +16,7 @@ import pytest
 
 import wallet
 from node import admin
-from node.db.store import open_store
+from node.db.open import open_store
 from node.money import ledger as ledger_module
 from node.money.ledger import Ledger, hash_key
 from tests.conftest import node_config

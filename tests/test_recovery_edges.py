@@ -14,7 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.db.store import Store, open_store
+from node.db.open import open_store
+from node.db.store import Store
 from tests.conftest import node_config
 from tests.safety.harness import ROOT, NodeProcess
 from tests.support.mints import MintInfo, RefWallet

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from node.admin import tables
-from node.db.store import Store, open_store
+from node.db.open import open_store
+from node.db.store import Store
 from node.errors import BadRequest
 from node.nostr.keys import Announcement
 from node.pricing.btc_rate import BtcRate

@@ -166,7 +166,7 @@ class PgConnection:
         return PgCursor(cursor, False)
 
 
-class PostgresDatabase(Store):
+class PostgresStore(Store):
     kind = "postgres"
 
     def __init__(self, url: str, migrations: Migrations) -> None:

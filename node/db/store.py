@@ -1,5 +1,10 @@
 """The database behind one interface, `Store`: SQLite (embedded, the default) or PostgreSQL.
 
+    node.db.store      Store, the interface; Migrations, Params, IntegrityError
+    node.db.sqlite     SqliteStore: one file, one connection, serialized writes
+    node.db.postgres   PostgresStore: several node instances on one database
+    node.db.open       open_store(url, path, migrations): the one that fits the URL
+
 Every write runs in `transaction()`, which takes the one write lock up front — SQLite's
 `BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock — so no two transactions
 interleave, whichever process or node instance runs them. Calls are synchronous and short; on
@@ -9,11 +14,7 @@ respect to concurrent requests of the same process.
 Rows written for work in flight (reservations, pending swaps and payouts) carry the `instance`
 that wrote them. Another instance takes them over only once `instance_alive()` says their
 writer is gone: with SQLite only one node runs on a database, so every other instance is a dead
-one; PostgreSQL asks for the lock each live instance holds on its session (see store_pg).
-
-SQLite: WAL with `synchronous=NORMAL`: a committed transaction survives a crash of the process
-(the node's failure model); `durability = "full"` also survives a power cut, at an fsync per
-commit.
+one; PostgreSQL asks for the lock each live instance holds on its session (see postgres.py).
 
 Migrations come in named series (`node`, `wallet`, …), each a list of SQL scripts applied in
 order, each in its own transaction, recorded in `schema_migrations`. The scripts are written
@@ -23,12 +24,10 @@ for SQLite; the PostgreSQL store translates them.
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from wallet.store import Connection, IntegrityError, Row
@@ -36,9 +35,7 @@ from wallet.store import Connection, IntegrityError, Row
 Migrations = Mapping[str, Sequence[str]]
 Params = Sequence[Any] | Mapping[str, Any]
 
-__all__ = ["Database", "IntegrityError", "Store", "open_store"]
-
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+__all__ = ["IntegrityError", "Migrations", "Params", "Store"]
 
 
 class Store(ABC):
@@ -101,79 +98,3 @@ class Store(ABC):
     @abstractmethod
     def try_singleton(self, name: str) -> bool:
         """True if this instance is (now) the only one doing `name`, e.g. announcing."""
-
-
-def open_store(
-    url: str, path: Path, migrations: Migrations, *, durability: str = "normal"
-) -> Store:
-    """PostgreSQL for a postgresql:// URL; otherwise SQLite at `path`."""
-    if url.startswith(POSTGRES_SCHEMES):
-        from node.db.postgres import PostgresDatabase  # psycopg is loaded only when used
-
-        return PostgresDatabase(url, migrations)
-    return Database(path, migrations, durability=durability)
-
-
-class Database(Store):
-    """SQLite: one connection, serialized writes."""
-
-    kind = "sqlite"
-
-    def __init__(self, path: Path | str, migrations: Migrations, *, durability: str = "normal"):
-        super().__init__()
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
-        self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=10000")
-        self._driver = self._sql = self.conn
-        self._migrate(migrations)
-
-    def _begin(self) -> None:
-        self.conn.execute("BEGIN IMMEDIATE")
-
-    def instance_alive(self, instance: str) -> bool:
-        return instance == self.instance  # one node per SQLite file: any other one has died
-
-    def try_singleton(self, name: str) -> bool:
-        return True
-
-    def _migrate(self, migrations: Migrations) -> None:
-        self.conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " series TEXT NOT NULL, version INTEGER NOT NULL,"
-            " PRIMARY KEY (series, version))"
-        )
-        for series, scripts in migrations.items():
-            done = {
-                row[0]
-                for row in self.conn.execute(
-                    "SELECT version FROM schema_migrations WHERE series = ?", (series,)
-                )
-            }
-            for version, script in enumerate(scripts, start=1):
-                if version not in done:
-                    self._apply(series, version, script)
-
-    def _apply(self, series: str, version: int, script: str) -> None:
-        # executescript commits anything pending first, then runs the script as written. The
-        # version is recorded first, under the write lock: a process that read "not applied"
-        # while another was applying it fails on that key, before any DDL, and finds it done.
-        try:
-            self.conn.executescript(
-                "BEGIN IMMEDIATE;\n"
-                f"INSERT INTO schema_migrations (series, version) VALUES ('{series}', {version});"
-                f"\n{script}\n;COMMIT;"
-            )
-        except sqlite3.Error:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            if not self.conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE series = ? AND version = ?",
-                (series, version),
-            ).fetchone():
-                raise

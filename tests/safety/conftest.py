@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.db.store import Database
+from node.db.sqlite import SqliteStore
 from tests.conftest import node_config
 from tests.safety.faulty_mint import FaultyMint
 from tests.safety.harness import NodeProcess
@@ -98,7 +98,7 @@ def _refuse(*args: Any) -> None:
 
 async def proof_states(proc: NodeProcess, mints: list[str]) -> list[Any]:
     """NUT-07 states, asked of the mints, of every proof the node's database holds."""
-    db = Database(proc.db_path, {"wallet": MIGRATIONS})
+    db = SqliteStore(proc.db_path, {"wallet": MIGRATIONS})
     seed = load_or_create_seed(proc.data_dir / "wallet.seed")
     try:
         async with aiohttp.ClientSession() as http:

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from node.db.postgres import PostgresDatabase
+from node.db.postgres import PostgresStore
 from tests.support.mints import ROOT, free_port
 
 START_TIMEOUT_S = 30.0
@@ -134,7 +134,7 @@ class NodeProcess:
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
         if self.store_url:  # several instances on PostgreSQL
-            db = PostgresDatabase(self.store_url, {})
+            db = PostgresStore(self.store_url, {})
             try:
                 return db.query(sql, params)
             finally:

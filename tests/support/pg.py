@@ -17,7 +17,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from node.db.store import Migrations, Store, open_store
+from node.db.open import open_store
+from node.db.store import Migrations, Store
 
 SERVER = os.environ.get("NUTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 BACKENDS = ["sqlite", "postgres"]

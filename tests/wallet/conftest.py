@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
-from node.db.store import Database, Store, open_store
+from node.db.open import open_store
+from node.db.sqlite import SqliteStore
+from node.db.store import Store
 from wallet import MIGRATIONS, InsufficientFunds, Wallet
 
 if TYPE_CHECKING:
@@ -87,8 +89,8 @@ class Env:
 MakeWallet = Callable[..., Env]
 
 
-def open_db(path: Path) -> Database:
-    return Database(path, {"wallet": MIGRATIONS, "test": LEDGER_MIGRATIONS})
+def open_db(path: Path) -> SqliteStore:
+    return SqliteStore(path, {"wallet": MIGRATIONS, "test": LEDGER_MIGRATIONS})
 
 
 @pytest.fixture

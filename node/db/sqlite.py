@@ -1,0 +1,77 @@
+"""The SQLite store: one database file, one connection, serialized writes (see store.py).
+
+WAL with `synchronous=NORMAL`: a committed transaction survives a crash of the process (the
+node's failure model); `durability = "full"` also survives a power cut, at an fsync per commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from node.db.store import Migrations, Store
+
+
+class SqliteStore(Store):
+    """SQLite: one connection, serialized writes."""
+
+    kind = "sqlite"
+
+    def __init__(self, path: Path | str, migrations: Migrations, *, durability: str = "normal"):
+        super().__init__()
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=10000")
+        self._driver = self._sql = self.conn
+        self._migrate(migrations)
+
+    def _begin(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def instance_alive(self, instance: str) -> bool:
+        return instance == self.instance  # one node per SQLite file: any other one has died
+
+    def try_singleton(self, name: str) -> bool:
+        return True
+
+    def _migrate(self, migrations: Migrations) -> None:
+        self.conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " series TEXT NOT NULL, version INTEGER NOT NULL,"
+            " PRIMARY KEY (series, version))"
+        )
+        for series, scripts in migrations.items():
+            done = {
+                row[0]
+                for row in self.conn.execute(
+                    "SELECT version FROM schema_migrations WHERE series = ?", (series,)
+                )
+            }
+            for version, script in enumerate(scripts, start=1):
+                if version not in done:
+                    self._apply(series, version, script)
+
+    def _apply(self, series: str, version: int, script: str) -> None:
+        # executescript commits anything pending first, then runs the script as written. The
+        # version is recorded first, under the write lock: a process that read "not applied"
+        # while another was applying it fails on that key, before any DDL, and finds it done.
+        try:
+            self.conn.executescript(
+                "BEGIN IMMEDIATE;\n"
+                f"INSERT INTO schema_migrations (series, version) VALUES ('{series}', {version});"
+                f"\n{script}\n;COMMIT;"
+            )
+        except sqlite3.Error:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            if not self.conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE series = ? AND version = ?",
+                (series, version),
+            ).fetchone():
+                raise
