@@ -21,8 +21,9 @@ from node.http.metrics import METRICS, WalletMetrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, error_middleware
 from node.money import ledger as ledger_module
+from node.money.books import LedgerHooks
 from node.money.ledger import Ledger
-from node.money.payments import LedgerHooks, Payments
+from node.money.payments import Payments
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
@@ -64,7 +65,7 @@ def build_wallet(
     http: object,
     events: cashu.WalletEvents | None = None,
 ) -> cashu.Wallet:
-    hooks = LedgerHooks(ledger, admin.earnings_cap)
+    hooks = LedgerHooks(ledger)
     seed_file = settings.node.data_dir / "wallet.seed"
     if db.kind == "sqlite":
         seed = cashu.load_or_create_seed(seed_file)
@@ -171,7 +172,7 @@ def create_app(settings: Settings) -> web.Application:
         await nostr.start()  # background tasks only: a relay that is down never delays serving
         catalogue = Catalogue.from_settings(settings)
         node = Node(settings, db, ledger, catalogue, pricer, http, wallet, nostr)
-        node.payments = Payments(node)
+        node.payments = Payments(ledger, wallet, settings.cashu.mints)
         node.rate = rate
         app[NODE] = node
         app[MONITOR] = monitor = ProviderMonitor(settings.upstreams, catalogue, http)

@@ -27,7 +27,7 @@ from wallet.errors import (
 from wallet.payout import PaidOut
 from wallet.requests import PaymentRequest, Transport, encode_creq_a, encode_creq_b, parse_request
 from wallet.seed import SeedMismatch, load_or_create_seed, shared_seed
-from wallet.store import MIGRATIONS, Database, shared_secret
+from wallet.store import MIGRATIONS, Database, shared_secret, unspent_msat
 from wallet.tokens import Proof, Token, parse_token, serialize_v3, serialize_v4
 from wallet.wallet import ProofState, Wallet
 
@@ -68,4 +68,5 @@ __all__ = [
     "serialize_v4",
     "shared_secret",
     "shared_seed",
+    "unspent_msat",
 ]

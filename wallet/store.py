@@ -158,6 +158,15 @@ def allocate_counter(conn: Connection, keyset_id: str, n: int) -> int:
     return int(row[0]) - n
 
 
+def unspent_msat(conn: Connection) -> int:
+    """msat of the proofs held unspent (not those a payout in flight reserved), inside the
+    caller's transaction: what the node's earnings cap counts as its assets."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(amount), 0) * 1000 FROM wallet_proofs WHERE state = 'unspent'"
+    ).fetchone()
+    return int(row[0])
+
+
 def shared_secret(db: Database, name: str, candidate: str) -> str:
     """The value stored under `name`, storing `candidate` if there is none: the first wins."""
     with db.transaction() as conn:

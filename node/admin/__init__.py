@@ -3,7 +3,6 @@
     setup(app)           routes, the page, and at start the password (generated if none)
     with_overrides(s)    at start: settings changed in /admin laid over the file's
     MIGRATIONS           series "admin" of the node's database
-    earnings_cap(conn)   what the operator may withdraw (the wallet's payout hook enforces it)
     apply_settings       swap the node's settings live, rebuilding what depends on them
 
 Modules: auth (password, sessions, throttle), config (settings), upstreams, money, stats,
@@ -21,11 +20,10 @@ from node.admin import routes, routes_money, ui
 from node.admin.auth import AdminAuth
 from node.admin.config import apply_settings, with_overrides
 from node.admin.http import ADMIN
-from node.admin.money import earnings_cap
 from node.admin.tables import MIGRATIONS
 from node.context import NODE
 
-__all__ = ["MIGRATIONS", "apply_settings", "earnings_cap", "setup", "with_overrides"]
+__all__ = ["MIGRATIONS", "apply_settings", "setup", "with_overrides"]
 
 log = logging.getLogger("nutgate.admin")
 

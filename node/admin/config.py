@@ -23,6 +23,7 @@ from node.admin import tables
 from node.db.open import open_store
 from node.db.store import Store
 from node.errors import BadRequest
+from node.money.payments import Payments
 from node.nostr.keys import Announcement
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
@@ -197,14 +198,15 @@ async def apply_settings(node: Node, new: Settings) -> None:
     if _rate_changed(old.pricing, new.pricing):
         rate = BtcRate.from_settings(new.pricing)
         await rate.start()
-    wallet = node.wallet
-    if new.cashu != old.cashu:
+    wallet, payments = node.wallet, node.payments
+    if new.cashu != old.cashu:  # payments follow the wallet and the mints it trusts
         wallet = build_wallet(new, node.db, node.ledger, node.http, node.wallet.events)
+        payments = Payments(node.ledger, wallet, new.cashu.mints)
     old_rate, old_nostr = node.rate, node.nostr
     node.settings = new
     node.catalogue = Catalogue.from_settings(new)
     node.pricer = _pricer(rate, new.pricing)
-    node.rate, node.wallet, node.nostr = rate, wallet, nostr
+    node.rate, node.wallet, node.payments, node.nostr = rate, wallet, payments, nostr
     nostr.update(Announcement.from_settings(new, VERSION))
     if rate is not old_rate:
         await old_rate.stop()

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import wallet as cashu
 from node.errors import BadRequest, NotFound
-from node.money.payments import EARNINGS, purpose, wallet_errors
+from node.money.books import EARNINGS, earnings_msat, purpose
+from node.money.payments import wallet_errors
 from node.routes.wallet import payout_json
-from wallet.store import Connection, Row
+from wallet.store import Row
 
 if TYPE_CHECKING:
     from node.context import Node
@@ -34,18 +35,6 @@ REMAINDERS = (
     "COALESCE(SUM(CASE WHEN kind = 'oneshot' THEN balance_msat - credit_msat"
     " ELSE (balance_msat - credit_msat) % 1000 END), 0)"
 )
-
-
-def earnings_cap(conn: Connection) -> int:
-    """msat the operator may take now, the payout's own fee included; runs inside the
-    wallet's payout transaction."""
-    assets = conn.execute(
-        "SELECT COALESCE(SUM(amount), 0) * 1000 FROM wallet_proofs WHERE state = 'unspent'"
-    ).fetchone()[0]
-    debts = conn.execute(
-        "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
-    ).fetchone()[0]
-    return max(0, int(assets) - int(debts))
 
 
 def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
@@ -101,8 +90,7 @@ def solvency(node: Node) -> dict[str, Any]:
     assets = node.wallet.assets_msat()
     liabilities = node.ledger.liabilities_msat()
     total = sum(assets.values())
-    with node.db.transaction() as conn:  # the same figure the payout hook will enforce
-        withdrawable = earnings_cap(conn)
+    withdrawable = earnings_msat(node.ledger)  # the same figure the payout hook will enforce
     owed = node.db.query_one(
         f"SELECT COALESCE(SUM(credit_msat), 0) AS credit, {REMAINDERS} AS remainders FROM accounts"
     )
@@ -163,9 +151,7 @@ async def withdraw_earnings(node: Node, amount: Any, mint: Any, key: str) -> dic
         if node.wallet.paid(what) is None:
             sats = _earnings_amount(node, amount, mint)
             if sats is None:
-                with node.db.transaction() as conn:
-                    cap = earnings_cap(conn)
-                await node.wallet.send_up_to(cap, what, mint)
+                await node.wallet.send_up_to(earnings_msat(node.ledger), what, mint)
             else:
                 await node.wallet.send(sats, what, mint)
     paid = node.wallet.paid(what)

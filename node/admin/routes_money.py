@@ -7,8 +7,9 @@ from aiohttp import web
 from node.admin import money, stats
 from node.admin.http import guarded, int_query, node_of
 from node.errors import BadRequest
+from node.http.credentials import idempotency_key
 from node.http.web import json_response, read_json
-from node.routes.wallet import idempotency_key, payout_in_doubt
+from node.routes.wallet import payout_in_doubt
 
 routes = web.RouteTableDef()
 

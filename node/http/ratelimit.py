@@ -32,9 +32,9 @@ from aiohttp.typedefs import Handler
 
 from node.context import NODE
 from node.errors import RateLimited
+from node.http.credentials import account_by_secret, credential
 from node.http.metrics import METRICS
 from node.http.web import check_credential_headers
-from node.money.payments import account_by_secret
 from node.settings import LimitsSection
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # for load balancers and scrapers
@@ -151,15 +151,6 @@ def duration(seconds: float) -> str:
     if hours:
         return f"{int(hours)}h{int(minutes)}m{text}"
     return f"{int(minutes)}m{text}" if minutes else text
-
-
-def credential(request: web.Request) -> str | None:
-    """What would pay for the request: X-Cashu first (as in payments), else the Bearer value."""
-    x_cashu = request.headers.get("X-Cashu", "").strip()
-    if x_cashu:
-        return x_cashu
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
 @dataclass

@@ -353,7 +353,9 @@ class Ledger:
         ]
         return mismatches
 
-    def liabilities_msat(self) -> int:
-        """What the node must pay if every client withdrew: balances less operator credit."""
-        row = self.db.query_one("SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts")
+    def liabilities_msat(self, conn: Connection | None = None) -> int:
+        """What the node must pay if every client withdrew: balances less operator credit
+        (inside `conn`, a transaction of the caller's, when given)."""
+        sql = "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
+        row = conn.execute(sql).fetchone() if conn is not None else self.db.query_one(sql)
         return int(row[0]) if row else 0

@@ -224,7 +224,7 @@ class MeteredCall:
         if parsed is None:  # a transcription as text, srt or vtt: passed on as it came
             self.measured = self.meter.measure_text(answer.head)
             await self._settle()
-            headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
+            headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
         self.measured = self.meter.measure(parsed)
         await self._settle()
@@ -234,7 +234,7 @@ class MeteredCall:
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage_out["cost_msat"] = self.cost_msat
-        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish(self)}
+        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
@@ -262,7 +262,7 @@ class MeteredCall:
                 self._note(reader)
                 await self._settle()  # before the client can see the error
                 self.trace.upstream_failed("upstream_stream_broken")
-                error = _error_event(exc) | await self.payer.finish(self, in_band=True)
+                error = _error_event(exc) | await self.payer.finish(in_band=True)
                 await self._write_safely(out, encode_event(error))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
@@ -293,7 +293,7 @@ class MeteredCall:
         if usage is None:
             usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage["cost_msat"] = self.cost_msat
-        final.update(await self.payer.finish(self, in_band=True))
+        final.update(await self.payer.finish(in_band=True))
         head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
         await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
 

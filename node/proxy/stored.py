@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from node.errors import BadRequest
-from node.money.payments import account_by_secret, bearer
+from node.http.credentials import account_by_secret, bearer
 
 if TYPE_CHECKING:
     from node.context import Node

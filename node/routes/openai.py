@@ -9,6 +9,7 @@ from aiohttp import web
 
 from node.context import NODE
 from node.errors import BadRequest, NodeError
+from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.pricing import presets
 from node.proxy import stored
@@ -41,13 +42,13 @@ async def _metered(
         return meter.plan(pricer, model, dict(body), raw, available=UNLIMITED_MSAT).max_cost_msat
 
     stored.refuse_foreign(request, node, body, meter.path)  # before any token is redeemed
-    payer = await node.payments.resolve(request, quote)
+    payer = await node.payments.resolve(credentials.presented(request, node.ledger), quote)
     try:
         call = MeteredCall(node, request, payer, model, meter.path, meter, pricer)
         return await call.run(body, raw)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
         if exc.code != "token_spent":  # else the account is another request's, with the token
-            exc.headers.update(await payer.finish(None))
+            exc.headers.update(await payer.finish())
         raise
 
 

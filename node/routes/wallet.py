@@ -8,7 +8,6 @@ for it (`fee_sat`, 0 when the token is made of proofs held as they are)."""
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,10 +16,10 @@ from aiohttp import web
 import wallet as cashu
 from node.context import NODE
 from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from node.http.credentials import bearer, idempotency_key, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
-from node.money.change import list_changes, pay_change
 from node.money.ledger import Account, hash_key
-from node.money.payments import bearer, is_token
+from node.money.payments import is_token
 
 routes = web.RouteTableDef()
 
@@ -44,7 +43,7 @@ def _paid_with(request: web.Request, kinds: tuple[str, ...] = ("oneshot",)) -> A
     """The account an X-Cashu payment made (of `kinds`: a token used as key too, for its
     balance), found by the paying token in the X-Cashu header or as Bearer; never redeems."""
     node = request.app[NODE]
-    token = request.headers.get("X-Cashu", "").strip() or (bearer(request) or "")
+    token = x_cashu(request) or (bearer(request) or "")
     if not token:
         raise Unauthorized("send the paying token in the X-Cashu header (or as Bearer)")
     account = node.ledger.find(hash_key(token)) if is_token(token) else None
@@ -130,14 +129,6 @@ def _amount(body: dict[str, Any]) -> int | None:
     return amount
 
 
-def idempotency_key(request: web.Request) -> tuple[str, str | None]:
-    """A payout's key, and the one made up for a client that sent none (None if it did).
-    A client that retries with the same Idempotency-Key gets the same token back."""
-    given = request.headers.get("Idempotency-Key", "").strip()
-    made = None if given else uuid.uuid4().hex
-    return hash_key(given or str(made))[:32], made
-
-
 @contextlib.contextmanager
 def payout_in_doubt(made: str | None) -> Iterator[None]:
     """A payout the mint may have made: only a retry under its key can fetch the token (or
@@ -202,7 +193,8 @@ async def changes(request: web.Request) -> web.Response:
     """Every change of an X-Cashu payment, for a client that lost the answers: the paying
     token in the X-Cashu header (or as Bearer) is all it needs."""
     account = _paid_with(request)
-    return json_response(await list_changes(request.app[NODE], account, request[REQUEST_ID]))
+    listing = await request.app[NODE].payments.change.listing(account, request[REQUEST_ID])
+    return json_response(listing)
 
 
 @routes.get("/v1/wallet/change/{request_id}")
@@ -211,7 +203,7 @@ async def change(request: web.Request) -> web.Response:
     node = request.app[NODE]
     account = _paid_with(request)
     request_id = request.match_info["request_id"]
-    paid = await pay_change(node, account.id, request_id)
+    paid = await node.payments.change.pay(account.id, request_id)
     if paid is None:
         raise NotFound(
             "no change for this request (nothing left, or not paid yet)", code="change_not_found"
