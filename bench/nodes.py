@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from bench.procs import PY, Proc, free_port
-from node.app import open_database
 from node.money.ledger import Ledger, hash_key
+from node.parts import open_database
 from node.settings import load_settings
 
 BALANCE_MSAT = 10**12  # far more than any run spends

@@ -29,8 +29,8 @@ from bench import load
 from bench.nodes import BenchNode
 from bench.procs import Proc, mock_upstream
 from bench.report import machine
-from node.app import open_database
 from node.money.ledger import Ledger
+from node.parts import open_database
 from node.settings import load_settings
 
 SERVER = os.environ.get("NUTGATE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")

@@ -8,12 +8,13 @@ import secrets
 import sys
 from pathlib import Path
 
-from node.app import create_app, open_database
+from node.app import create_app
 from node.dev import devstack
 from node.http import server
 from node.http.web import server_options
 from node.logs import configure_logging, secrets_of
 from node.money.ledger import Ledger, hash_key
+from node.parts import open_database
 from node.settings import ConfigError, Settings, load_settings
 
 

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from node.app import create_app, open_database
+from node.app import create_app
 from node.money.ledger import Ledger, hash_key
+from node.parts import open_database
 from node.settings import Settings, load_settings
 from tests.support.mock_upstream import MockUpstream
 from tests.support.servers import ThreadedServer

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 import wallet
-from node import admin
+from node.admin import tables as admin_tables
 from node.db.open import open_store
 from node.money import ledger as ledger_module
 from node.money.ledger import Ledger, hash_key
@@ -28,7 +28,7 @@ from tests.support.servers import ThreadedServer
 MIGRATIONS = {
     "node": ledger_module.MIGRATIONS,
     "wallet": wallet.MIGRATIONS,
-    "admin": admin.MIGRATIONS,
+    "admin": admin_tables.MIGRATIONS,
 }
 NO_LIMITS = {"per_minute": 0, "per_hour": 0, "per_day": 0}
 REFUSALS = {

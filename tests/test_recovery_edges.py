@@ -69,7 +69,7 @@ async def test_a_swap_left_by_a_dead_instance_is_finished_by_one_that_never_saw_
 
 MIGRATE = """
 import sys
-from node.app import open_database
+from node.parts import open_database
 from node.settings import load_settings
 open_database(load_settings(sys.argv[1])).close()
 print("migrated")

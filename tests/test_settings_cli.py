@@ -64,8 +64,8 @@ def test_keys_create_grants_an_operator_funded_key(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     assert key.startswith("sk-")
-    from node.app import open_database
     from node.money.ledger import Ledger, hash_key
+    from node.parts import open_database
 
     ledger = Ledger(open_database(load_settings(path)))
     account = ledger.find(hash_key(key))
@@ -94,7 +94,7 @@ def test_admin_reset_password_gives_a_new_one_that_logs_in(tmp_path: Path) -> No
     password = result.stdout.strip().rsplit(" ", 1)[-1]
     from node.admin import tables
     from node.admin.auth import verify_password
-    from node.app import open_database
+    from node.parts import open_database
 
     stored = tables.get_secret(open_database(load_settings(path)), "password")
     assert stored is not None and verify_password(password, stored)

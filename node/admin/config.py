@@ -25,6 +25,7 @@ from node.db.store import Store
 from node.errors import BadRequest
 from node.money.payments import Payments
 from node.nostr.keys import Announcement
+from node.parts import VERSION, build_wallet, start_nostr
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
@@ -187,8 +188,6 @@ async def apply_settings(node: Node, new: Settings) -> None:
     Anything that can fail is built before the swap, so a refused change leaves the node as
     it was. Requests already running finish with the parts they started with.
     """
-    from node.app import VERSION, build_wallet, start_nostr  # app imports this package
-
     old = node.settings
     try:
         nostr = start_nostr(new, node.db) if new.nostr != old.nostr else node.nostr

@@ -1,0 +1,35 @@
+"""The admin on the app: its routes, its page, and at start the password (generated if none)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from node.admin import routes, routes_money, ui
+from node.admin.auth import AdminAuth
+from node.admin.http import ADMIN
+from node.context import NODE
+
+log = logging.getLogger("nutgate.admin")
+
+
+def setup(app: web.Application) -> None:
+    """Register the admin; call after the cleanup context that builds the node."""
+    app.cleanup_ctx.append(_admin_parts)
+    app.add_routes(routes.routes)
+    app.add_routes(routes_money.routes)
+    app.add_routes(ui.routes)
+
+
+async def _admin_parts(app: web.Application) -> AsyncIterator[None]:
+    node = app[NODE]
+    auth = AdminAuth(node.db)
+    generated = auth.ensure_password(node.settings.node.admin_password)
+    if generated is not None:
+        # Shown once, on stdout only: the database keeps its scrypt hash, logs never see it.
+        print(f"nutgate: generated admin password (shown once): {generated}", flush=True)
+        log.warning("no admin password configured: generated one, printed on stdout once")
+    app[ADMIN] = auth
+    yield
