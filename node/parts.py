@@ -1,7 +1,18 @@
-"""The node's parts and their builders: the database, the wallet, Nostr, the keep-up loop.
+"""The node's parts: one registry (`Parts`), built at start by `build_parts`, reached by
+handlers through `PARTS`, and the builders the admin uses again when settings change.
 
-`create_app` (node.app) builds the parts at start with these; the admin builds some again
-when the operator changes the settings they depend on (node.admin.config).
+    settings   the configuration in force (the file, NUTGATE_* variables, the admin's changes)
+    db         the store: SQLite, or PostgreSQL shared by several instances
+    ledger     accounts, reservations, entries            wallet     proofs, swaps, payouts
+    payments   payers, tokens in, change out              catalogue  the models sold
+    rate       the BTC price                              pricer     USD prices to msat
+    http       the client session for upstreams, mints, exchanges
+    monitor    the upstreams' health and listings         stored     ids of upstream objects
+    nostr      keys, announcement, discovery              metrics    the Prometheus registry
+    limiter    the rate limiter (None when off)           admin      the admin's password, sessions
+
+A request reads the parts it uses once (`Parts.metered`), so an admin's change of settings
+mid-request cannot change its price between the reservation and the settlement.
 """
 
 from __future__ import annotations
@@ -10,22 +21,34 @@ import asyncio
 import importlib.metadata
 import logging
 import time
+from dataclasses import dataclass
 
+import aiohttp
 from aiohttp import web
 
 import wallet as cashu
 from node.admin import tables as admin_tables
-from node.context import Node
-from node.db import shared_state as shared
+from node.admin.auth import AdminAuth
+from node.db import shared_state
 from node.db.open import open_store
+from node.db.shared_state import SharedRateStore
 from node.db.store import Store
-from node.http import ratelimit
-from node.money import ledger as ledger_module
+from node.http.metrics import Metrics, WalletMetrics
+from node.http.ratelimit import Limiter, windows_from
+from node.money import ledger_schema
 from node.money.books import LedgerHooks
 from node.money.ledger import Ledger
+from node.money.payments import Payments
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
+from node.pricing.btc_rate import BtcRate
+from node.pricing.catalogue import Catalogue
+from node.pricing.prices import Pricer
 from node.proxy import stored
+from node.proxy.call import CallParts
+from node.proxy.providers import ProviderMonitor
+from node.proxy.stored import StoredObjects
+from node.proxy.upstream import new_session
 from node.settings import ConfigError, Settings
 
 log = logging.getLogger("nutgate")
@@ -36,15 +59,41 @@ RECOVERY_RETRY_S = 30.0
 ANNOUNCER = "nostr-announcer"  # the one instance that publishes the announcement
 
 
+@dataclass
+class Parts:
+    settings: Settings
+    db: Store
+    ledger: Ledger
+    catalogue: Catalogue
+    rate: BtcRate
+    pricer: Pricer
+    http: aiohttp.ClientSession
+    wallet: cashu.Wallet
+    payments: Payments
+    nostr: NostrService
+    monitor: ProviderMonitor
+    stored: StoredObjects
+    metrics: Metrics
+    limiter: Limiter | None
+    admin: AdminAuth
+
+    def metered(self) -> CallParts:
+        """What one paid call uses, read now and kept for the whole call."""
+        return CallParts(self.ledger, self.pricer, self.monitor, self.http, self.stored)
+
+
+PARTS = web.AppKey("parts", Parts)
+
+
 def open_database(settings: Settings) -> Store:
     return open_store(
         settings.store.url,
         settings.database_path,
         {
-            "node": ledger_module.MIGRATIONS,
+            "node": ledger_schema.MIGRATIONS,
             "wallet": cashu.MIGRATIONS,
             "admin": admin_tables.MIGRATIONS,
-            "shared": shared.MIGRATIONS,
+            "shared": shared_state.MIGRATIONS,
             "stored": stored.MIGRATIONS,
         },
     )
@@ -54,7 +103,7 @@ def build_wallet(
     settings: Settings,
     db: Store,
     ledger: Ledger,
-    http: object,
+    http: aiohttp.ClientSession,
     events: cashu.WalletEvents | None = None,
 ) -> cashu.Wallet:
     hooks = LedgerHooks(ledger)
@@ -70,50 +119,13 @@ def build_wallet(
         db,
         seed,
         settings.cashu.mints,
-        http,  # type: ignore[arg-type]
+        http,
         hooks.credit,
         hooks.debit,
         hooks.refund,
         timeout_s=settings.cashu.mint_timeout_s,
         events=events,
     )
-
-
-async def keep_up(node: Node) -> None:
-    """Finish swaps and payouts a previous run left pending, then keep finishing those a mint
-    left in doubt while the node runs (a lost or late answer), so none waits for a restart.
-    With several instances: also settle what one that died left, and let another announce."""
-    while True:
-        # Each step guarded on its own: a bug, a database hiccup or a mint that is down must
-        # neither end this task for good nor keep the other steps from running.
-        try:
-            await node.wallet.recover()
-        except cashu.WalletError as exc:
-            log.warning("wallet recovery incomplete (%s)", exc)
-        except Exception:
-            log.exception("wallet recovery failed; trying again in %.0f s", RECOVERY_RETRY_S)
-        try:
-            _settle_orphans_and_announce(node)
-        except Exception:
-            log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
-        await asyncio.sleep(RECOVERY_RETRY_S)
-
-
-def _settle_orphans_and_announce(node: Node) -> None:
-    orphans = node.ledger.resolve_orphans()
-    if orphans:
-        log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
-    wants = node.settings.nostr.announce and not node.nostr.announcing
-    if wants and node.db.try_singleton(ANNOUNCER):
-        node.nostr.begin_announcing()
-
-
-def share_limits(app: web.Application, db: Store, settings: Settings) -> None:
-    """Several instances on one database count each client's requests together."""
-    limiter = app.get(ratelimit.LIMITER)
-    if limiter is not None and db.kind != "sqlite":
-        limiter.store = shared.SharedRateStore(ratelimit.windows_from(settings.limits), db)
-        limiter.clock = time.time
 
 
 def start_nostr(settings: Settings, db: Store) -> NostrService:
@@ -131,3 +143,92 @@ def start_nostr(settings: Settings, db: Store) -> NostrService:
     service = NostrService(keys, settings.nostr.relays, announce)
     service.update(Announcement.from_settings(settings, VERSION))
     return service
+
+
+def _share_limits(limiter: Limiter, ledger: Ledger, settings: Settings) -> None:
+    """The limiter counts a known account under its key; several instances on one database
+    count each client's requests together."""
+    limiter.ledger = ledger
+    if ledger.db.kind != "sqlite":
+        limiter.store = SharedRateStore(windows_from(settings.limits), ledger.db)
+        limiter.clock = time.time
+
+
+async def build_parts(
+    settings: Settings,
+    metrics: Metrics,
+    limiter: Limiter | None,
+) -> Parts:
+    """Every part, started: the metrics and the limiter the middlewares already hold."""
+    db = open_database(settings)
+    ledger = Ledger(db)
+    if limiter is not None:
+        _share_limits(limiter, ledger, settings)
+    orphans = ledger.resolve_orphans()
+    if orphans:
+        log.warning("settled %d reservation(s) left by a previous run", orphans)
+    metrics.watch_ledger(ledger)
+    rate = BtcRate.from_settings(settings.pricing)
+    await rate.start()
+    http = new_session()
+    wallet = build_wallet(settings, db, ledger, http, WalletMetrics(metrics))
+    nostr = start_nostr(settings, db)
+    await nostr.start()  # background tasks only: a relay that is down never delays serving
+    catalogue = Catalogue.from_settings(settings)
+    monitor = ProviderMonitor(settings.upstreams, catalogue, http)
+    await monitor.start()
+    return Parts(
+        settings=settings,
+        db=db,
+        ledger=ledger,
+        catalogue=catalogue,
+        rate=rate,
+        pricer=Pricer.from_settings(rate.current, settings.pricing),
+        http=http,
+        wallet=wallet,
+        payments=Payments(ledger, wallet, settings.cashu.mints),
+        nostr=nostr,
+        monitor=monitor,
+        stored=StoredObjects(db, ledger.commits),
+        metrics=metrics,
+        limiter=limiter,
+        admin=AdminAuth(db),
+    )
+
+
+async def close_parts(parts: Parts) -> None:
+    await parts.monitor.stop()
+    await parts.nostr.stop()  # the admin may have replaced them
+    await parts.rate.stop()
+    await parts.http.close()
+    parts.ledger.commits.commit()  # writes of requests cut short by the shutdown
+    parts.db.close()
+
+
+async def keep_up(parts: Parts) -> None:
+    """Finish swaps and payouts a previous run left pending, then keep finishing those a mint
+    left in doubt while the node runs (a lost or late answer), so none waits for a restart.
+    With several instances: also settle what one that died left, and let another announce."""
+    while True:
+        # Each step guarded on its own: a bug, a database hiccup or a mint that is down must
+        # neither end this task for good nor keep the other steps from running.
+        try:
+            await parts.wallet.recover()
+        except cashu.WalletError as exc:
+            log.warning("wallet recovery incomplete (%s)", exc)
+        except Exception:
+            log.exception("wallet recovery failed; trying again in %.0f s", RECOVERY_RETRY_S)
+        try:
+            _settle_orphans_and_announce(parts)
+        except Exception:
+            log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
+        await asyncio.sleep(RECOVERY_RETRY_S)
+
+
+def _settle_orphans_and_announce(parts: Parts) -> None:
+    orphans = parts.ledger.resolve_orphans()
+    if orphans:
+        log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
+    wants = parts.settings.nostr.announce and not parts.nostr.announcing
+    if wants and parts.db.try_singleton(ANNOUNCER):
+        parts.nostr.begin_announcing()

@@ -11,7 +11,7 @@ import pytest
 
 from node.admin.auth import FREE_FAILURES
 from node.app import create_app
-from node.context import NODE
+from node.parts import PARTS
 from node.settings import load_settings
 from tests.conftest import NodeHandle, node_config
 from tests.support.admin_client import PASSWORD, AdminClient
@@ -177,7 +177,7 @@ async def test_a_bad_setting_is_refused_naming_the_field(
 
 
 async def test_a_change_applies_live_and_updates_the_announcement(admin_node: NodeHandle) -> None:
-    node = admin_node.server.app[NODE]
+    node = admin_node.server.app[PARTS]
     async with AdminClient(admin_node.url) as client:
         await client.login()
         patch = {"node": {"name": "Renamed", "description": "new about"}, "pricing": {"markup": 2}}
@@ -202,7 +202,7 @@ async def test_changes_win_over_the_file_at_the_next_start(
         await client.send("PATCH", "/admin/api/upstreams/mock", {"first_byte_timeout_s": 33})
     server.stop()
     server = ThreadedServer(lambda: create_app(settings)).start()
-    node = server.app[NODE]
+    node = server.app[PARTS]
     try:
         assert node.settings.node.name == "Kept" and node.settings.limits.per_minute == 7
         mock = next(u for u in node.settings.upstreams if u.name == "mock")

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.context import NODE
+from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.servers import ThreadedServer
@@ -29,7 +29,7 @@ def admin_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def upstream_of(node: NodeHandle, name: str) -> Any:
-    return next(u for u in node.server.app[NODE].settings.upstreams if u.name == name)
+    return next(u for u in node.server.app[PARTS].settings.upstreams if u.name == name)
 
 
 def keys_seen(server: ThreadedServer) -> list[str]:
@@ -48,14 +48,14 @@ async def test_moving_an_upstream_without_its_key_is_refused(
         )
         assert status == 400
         assert (body["error"]["param"], body["error"]["code"]) == ("api_key", "api_key_required")
-        upstreams = [u.model_dump() for u in admin_node.server.app[NODE].settings.upstreams]
+        upstreams = [u.model_dump() for u in admin_node.server.app[PARTS].settings.upstreams]
         upstreams[0] = {k: v for k, v in upstreams[0].items() if k != "api_key"}
         upstreams[0]["base_url"] = elsewhere
         patch = {"node": {"name": "renamed meanwhile"}, "upstreams": upstreams}
         status, body, _ = await client.call("PATCH", "/admin/api/settings", patch)
         assert status == 400 and body["error"]["param"] == "upstreams.0.api_key"
         await client.send("POST", "/admin/api/upstreams/mock/test")  # the key goes where it did
-        assert admin_node.server.app[NODE].settings.node.name == "test node"  # nothing changed
+        assert admin_node.server.app[PARTS].settings.node.name == "test node"  # nothing changed
     assert upstream_of(admin_node, "mock").base_url == before
     assert upstream_of(admin_node, "mock").api_key == SECRET
     assert not any(SECRET in seen for seen in keys_seen(fresh_upstream))
@@ -69,7 +69,7 @@ async def test_moving_an_upstream_with_its_key_again_is_done(
     async with AdminClient(admin_node.url) as client:
         await client.login()
         if through == "settings":
-            upstreams = [u.model_dump() for u in admin_node.server.app[NODE].settings.upstreams]
+            upstreams = [u.model_dump() for u in admin_node.server.app[PARTS].settings.upstreams]
             upstreams[0] |= {"base_url": elsewhere, "api_key": "sk-the-new-key"}
             await client.send("PATCH", "/admin/api/settings", {"upstreams": upstreams})
         else:

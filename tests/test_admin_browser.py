@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.context import NODE
+from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
 from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
@@ -61,7 +61,7 @@ async def test_log_in_and_rename_the_node(chromium: Any, page_node: NodeHandle) 
     await page.wait_for_selector("#settings-status:has-text('saved and applied')")
     await page.wait_for_selector("#node-name:has-text('Browser-named node')")
     await shot(page, "admin-settings-saved")
-    node = page_node.server.app[NODE]
+    node = page_node.server.app[PARTS]
     assert node.settings.node.name == "Browser-named node"
     assert node.nostr._announcement.name == "Browser-named node"
     status, info = await get_json(page_node.url + "/v1/info")

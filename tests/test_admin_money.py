@@ -9,8 +9,8 @@ import aiohttp
 import pytest
 
 import wallet as cashu
-from node.context import NODE
 from node.errors import Conflict
+from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 
@@ -106,10 +106,10 @@ async def test_the_payout_hook_itself_caps_earnings(
     """The route checks first; the hook checks again inside the payout's own transaction."""
     token = await ref_wallet.token(mint.url, 20)
     await chat(money_node, token)
-    node = money_node.server.app[NODE]
+    node = money_node.server.app[PARTS]
     with pytest.raises(Conflict, match="earnings"):
         money_node.server.call(node.wallet.send(6, "earnings:direct"))
-    assert money_node.server.app[NODE].wallet.assets_msat() == {mint.url: 20_000}
+    assert money_node.server.app[PARTS].wallet.assets_msat() == {mint.url: 20_000}
 
 
 async def test_audit_flags_a_proof_spent_behind_the_nodes_back(

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.context import NODE
+from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.servers import ThreadedServer, free_port
@@ -83,7 +83,7 @@ async def test_editing_an_upstream_keeps_its_key_and_renames_its_models(
     async with AdminClient(admin_node.url) as client:
         await client.login()
         await client.send("PATCH", "/admin/api/upstreams/mock", {"name": "renamed"})
-        settings = admin_node.server.app[NODE].settings
+        settings = admin_node.server.app[PARTS].settings
         renamed = next(u for u in settings.upstreams if u.name == "renamed")
         assert renamed.api_key == "sk-upstream-secret"
         assert all(m.upstream != "mock" for m in settings.models)

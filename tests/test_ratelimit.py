@@ -8,8 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
-from node.http.ratelimit import LIMITER, MemoryRateStore, Window, duration
+from node.http.ratelimit import MemoryRateStore, Window, duration
 from node.money.ledger import hash_key
+from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import Reply, fetch
 
@@ -74,7 +75,7 @@ def test_buckets_are_keyed_by_a_hash_never_the_secret(
     node = make_node(limits=THREE_A_MINUTE)
     key = node.new_key(1000)
     models(node, key)
-    store = node.server.app[LIMITER].store
+    store = node.server.app[PARTS].limiter.store  # type: ignore[union-attr]
     assert isinstance(store, MemoryRateStore)
     keys = list(store._buckets)
     assert keys == ["key:" + hash_key(key)]

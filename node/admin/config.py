@@ -15,7 +15,7 @@ the key again (`key_follows_url`), or an admin session could send the key to any
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -25,14 +25,11 @@ from node.db.store import Store
 from node.errors import BadRequest
 from node.money.payments import Payments
 from node.nostr.keys import Announcement
-from node.parts import VERSION, build_wallet, start_nostr
+from node.parts import VERSION, Parts, build_wallet, start_nostr
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
 from node.settings import ConfigError, PricingSection, Settings, load_settings
-
-if TYPE_CHECKING:
-    from node.context import Node
 
 log = logging.getLogger("nutgate.admin")
 
@@ -78,9 +75,9 @@ def with_overrides(settings: Settings) -> Settings:
         return settings
 
 
-async def update_settings(node: Node, patch: dict[str, Any]) -> Settings:
+async def update_settings(parts: Parts, patch: dict[str, Any]) -> Settings:
     """Validate a partial of the file's structure, apply it live, then persist it."""
-    data = node.settings.model_dump()
+    data = parts.settings.model_dump()
     patched: dict[str, Any] = {}
     for section, value in patch.items():
         if section in LIST_SECTIONS:
@@ -92,8 +89,8 @@ async def update_settings(node: Node, patch: dict[str, Any]) -> Settings:
         else:
             raise BadRequest(f"unknown settings section {section!r}", param=section)
     new = validate(data)
-    await apply_settings(node, new)
-    tables.save_overrides(node.db, _overrides(node.db, new, patch, patched))
+    await apply_settings(parts, new)
+    tables.save_overrides(parts.db, _overrides(parts.db, new, patch, patched))
     return new
 
 
@@ -182,30 +179,30 @@ def _overrides(
     return result
 
 
-async def apply_settings(node: Node, new: Settings) -> None:
+async def apply_settings(parts: Parts, new: Settings) -> None:
     """Make `new` the node's settings: build what depends on them, then swap it all at once.
 
     Anything that can fail is built before the swap, so a refused change leaves the node as
     it was. Requests already running finish with the parts they started with.
     """
-    old = node.settings
+    old = parts.settings
     try:
-        nostr = start_nostr(new, node.db) if new.nostr != old.nostr else node.nostr
+        nostr = start_nostr(new, parts.db) if new.nostr != old.nostr else parts.nostr
     except ConfigError as exc:
         raise BadRequest(str(exc), param="nostr.nsec", code="invalid_setting") from None
-    rate = node.rate
+    rate = parts.rate
     if _rate_changed(old.pricing, new.pricing):
         rate = BtcRate.from_settings(new.pricing)
         await rate.start()
-    wallet, payments = node.wallet, node.payments
+    wallet, payments = parts.wallet, parts.payments
     if new.cashu != old.cashu:  # payments follow the wallet and the mints it trusts
-        wallet = build_wallet(new, node.db, node.ledger, node.http, node.wallet.events)
-        payments = Payments(node.ledger, wallet, new.cashu.mints)
-    old_rate, old_nostr = node.rate, node.nostr
-    node.settings = new
-    node.catalogue = Catalogue.from_settings(new)
-    node.pricer = _pricer(rate, new.pricing)
-    node.rate, node.wallet, node.payments, node.nostr = rate, wallet, payments, nostr
+        wallet = build_wallet(new, parts.db, parts.ledger, parts.http, parts.wallet.events)
+        payments = Payments(parts.ledger, wallet, new.cashu.mints)
+    old_rate, old_nostr = parts.rate, parts.nostr
+    parts.settings = new
+    parts.catalogue = Catalogue.from_settings(new)
+    parts.pricer = Pricer.from_settings(rate.current, new.pricing)
+    parts.rate, parts.wallet, parts.payments, parts.nostr = rate, wallet, payments, nostr
     nostr.update(Announcement.from_settings(new, VERSION))
     if rate is not old_rate:
         await old_rate.stop()
@@ -216,12 +213,3 @@ async def apply_settings(node: Node, new: Settings) -> None:
 
 def _rate_changed(old: PricingSection, new: PricingSection) -> bool:
     return any(getattr(old, f) != getattr(new, f) for f in RATE_FIELDS)
-
-
-def _pricer(rate: BtcRate, pricing: PricingSection) -> Pricer:
-    return Pricer(
-        rate=rate.current,
-        markup=pricing.markup,
-        request_fee_msat=pricing.request_fee_msat,
-        min_charge_msat=pricing.min_charge_msat,
-    )

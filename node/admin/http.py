@@ -9,11 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
-from node.admin.auth import AdminAuth
-from node.context import NODE, Node
 from node.errors import BadRequest, Forbidden, Unauthorized
+from node.parts import PARTS, Parts
 
-ADMIN = web.AppKey("admin_auth", AdminAuth)
 COOKIE = "nutgate_admin"
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
@@ -30,7 +28,7 @@ def guarded(handler: Handler) -> Handler:
 
     @functools.wraps(handler)
     async def wrapper(request: web.Request) -> web.StreamResponse:
-        auth = request.app[ADMIN]
+        auth = parts_of(request).admin
         session = session_of(request)
         if session is None or not auth.valid(session):
             raise Unauthorized("log in to the admin first", code="admin_login_required")
@@ -47,7 +45,7 @@ def set_session_cookie(request: web.Request, response: web.Response, token: str)
     response.set_cookie(
         COOKIE,
         token,
-        max_age=request.app[ADMIN].session_ttl_s,
+        max_age=parts_of(request).admin.session_ttl_s,
         path="/admin",
         httponly=True,
         samesite="Strict",
@@ -63,7 +61,7 @@ def over_https(request: web.Request) -> bool:
     proto = request.headers.get("X-Forwarded-Proto", "")
     if proto.rsplit(",", 1)[-1].strip().lower() != "https":  # the last: what the peer added
         return False
-    return _trusted(request.remote, node_of(request).settings.node.trusted_proxies)
+    return _trusted(request.remote, parts_of(request).settings.node.trusted_proxies)
 
 
 def _trusted(peer: str | None, proxies: list[str]) -> bool:
@@ -78,8 +76,8 @@ def _trusted(peer: str | None, proxies: list[str]) -> bool:
     return any(address in ipaddress.ip_network(p) for p in proxies)
 
 
-def node_of(request: web.Request) -> Node:
-    return request.app[NODE]
+def parts_of(request: web.Request) -> Parts:
+    return request.app[PARTS]
 
 
 def int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

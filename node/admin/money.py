@@ -14,17 +14,15 @@ pays for requests and the change listing shows them), so they count in the liabi
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import wallet as cashu
 from node.errors import BadRequest, NotFound
 from node.money.books import EARNINGS, earnings_msat, purpose
 from node.money.payments import wallet_errors
+from node.parts import Parts
 from node.routes.wallet import payout_json
 from wallet.store import Row
-
-if TYPE_CHECKING:
-    from node.context import Node
 
 ACCOUNT_COLUMNS = (
     "id, kind, mint, balance_msat, reserved_msat, credit_msat, created_at, last_used_at, requests"
@@ -37,14 +35,14 @@ REMAINDERS = (
 )
 
 
-def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
+def accounts(parts: Parts, limit: int, offset: int) -> dict[str, Any]:
     limit = max(1, min(limit, MAX_PAGE))
-    rows = node.db.query(
+    rows = parts.db.query(
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts"
         " ORDER BY last_used_at IS NULL, last_used_at DESC, id DESC LIMIT ? OFFSET ?",
         (limit, max(0, offset)),
     )
-    total = node.db.query_one(
+    total = parts.db.query_one(
         "SELECT count(*) AS n, COALESCE(SUM(balance_msat), 0) AS balance,"
         " COALESCE(SUM(reserved_msat), 0) AS reserved, COALESCE(SUM(credit_msat), 0) AS credit,"
         f" {REMAINDERS} AS remainders, COALESCE(SUM(requests), 0) AS requests FROM accounts"
@@ -64,13 +62,13 @@ def accounts(node: Node, limit: int, offset: int) -> dict[str, Any]:
     }
 
 
-def entries(node: Node, account_id: int, limit: int) -> dict[str, Any]:
-    account = node.db.query_one(
+def entries(parts: Parts, account_id: int, limit: int) -> dict[str, Any]:
+    account = parts.db.query_one(
         f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
     )
     if account is None:
         raise NotFound(f"no account {account_id}", code="account_not_found")
-    rows = node.db.query(
+    rows = parts.db.query(
         "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
         " ORDER BY id DESC LIMIT ?",
         (account_id, max(1, min(limit, MAX_PAGE))),
@@ -86,12 +84,12 @@ def _entry(row: Row) -> dict[str, Any]:
     return entry
 
 
-def solvency(node: Node) -> dict[str, Any]:
-    assets = node.wallet.assets_msat()
-    liabilities = node.ledger.liabilities_msat()
+def solvency(parts: Parts) -> dict[str, Any]:
+    assets = parts.wallet.assets_msat()
+    liabilities = parts.ledger.liabilities_msat()
     total = sum(assets.values())
-    withdrawable = earnings_msat(node.ledger)  # the same figure the payout hook will enforce
-    owed = node.db.query_one(
+    withdrawable = earnings_msat(parts.ledger)  # the same figure the payout hook will enforce
+    owed = parts.db.query_one(
         f"SELECT COALESCE(SUM(credit_msat), 0) AS credit, {REMAINDERS} AS remainders FROM accounts"
     )
     assert owed is not None
@@ -107,15 +105,15 @@ def solvency(node: Node) -> dict[str, Any]:
     }
 
 
-async def audit(node: Node) -> dict[str, Any]:
+async def audit(parts: Parts) -> dict[str, Any]:
     """The ledger's own check, plus every held proof's state at its mint (NUT-07)."""
-    mismatches = node.ledger.audit()
+    mismatches = parts.ledger.audit()
     with wallet_errors():
-        states = await node.wallet.check_states()
+        states = await parts.wallet.check_states()
     spent = [s for s in states if s.remote == "SPENT"]
     unknown = [s for s in states if s.remote not in ("UNSPENT", "SPENT", "PENDING")]
     lost_msat = sum(s.amount for s in spent) * 1000
-    report = solvency(node)
+    report = solvency(parts)
     verified = report["assets_total_msat"] - lost_msat
     return {
         **report,
@@ -141,28 +139,28 @@ def _proof_json(state: cashu.ProofState) -> dict[str, Any]:
     }
 
 
-async def withdraw_earnings(node: Node, amount: Any, mint: Any, key: str) -> dict[str, Any]:
+async def withdraw_earnings(parts: Parts, amount: Any, mint: Any, key: str) -> dict[str, Any]:
     """Pay the operator `amount` sat (default: the most the earnings pay once the payout's fee
     is in) as a token, never beyond earnings. Idempotent per `key`: a retry gets the first
     payout's token (settled if left in doubt)."""
     what = purpose(EARNINGS, key)
     with wallet_errors():
-        await node.wallet.settle_payout(what)  # before the checks: earnings shrank since
-        if node.wallet.paid(what) is None:
-            sats = _earnings_amount(node, amount, mint)
+        await parts.wallet.settle_payout(what)  # before the checks: earnings shrank since
+        if parts.wallet.paid(what) is None:
+            sats = _earnings_amount(parts, amount, mint)
             if sats is None:
-                await node.wallet.send_up_to(earnings_msat(node.ledger), what, mint)
+                await parts.wallet.send_up_to(earnings_msat(parts.ledger), what, mint)
             else:
-                await node.wallet.send(sats, what, mint)
-    paid = node.wallet.paid(what)
+                await parts.wallet.send(sats, what, mint)
+    paid = parts.wallet.paid(what)
     assert paid is not None
     return payout_json(paid)
 
 
-def _earnings_amount(node: Node, amount: Any, mint: Any) -> int | None:
+def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
     if mint is not None and not isinstance(mint, str):
         raise BadRequest("mint must be a mint URL", param="mint")
-    available = solvency(node)["withdrawable_sat"]
+    available = solvency(parts)["withdrawable_sat"]
     if amount is None:
         if available <= 0:
             raise BadRequest(
@@ -180,8 +178,8 @@ def _earnings_amount(node: Node, amount: Any, mint: Any) -> int | None:
     return amount
 
 
-def payouts(node: Node) -> list[dict[str, Any]]:
-    rows = node.db.query(
+def payouts(parts: Parts) -> list[dict[str, Any]]:
+    rows = parts.db.query(
         "SELECT id, mint, amount_sat, state, fee_sat, created_at FROM wallet_payouts"
         " WHERE purpose LIKE ? ORDER BY id DESC LIMIT 50",
         (f"{EARNINGS}:%",),

@@ -7,11 +7,10 @@ from aiohttp import web
 from node.admin import upstreams
 from node.admin.config import redacted, update_settings
 from node.admin.http import (
-    ADMIN,
     COOKIE,
     guarded,
-    node_of,
     over_https,
+    parts_of,
     session_of,
     set_session_cookie,
     str_field,
@@ -27,7 +26,7 @@ routes = web.RouteTableDef()
 @routes.post("/admin/api/login")
 async def login(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
-    auth = request.app[ADMIN]
+    auth = parts_of(request).admin
     token = await auth.login(str_field(body, "password"), request.remote or "unknown")
     response = json_response({"csrf_token": auth.csrf_token(token)})
     set_session_cookie(request, response, token)
@@ -40,7 +39,7 @@ async def session(request: web.Request) -> web.Response:
     """After a page reload: the CSRF token of the cookie's session."""
     token = session_of(request)
     assert token is not None
-    return json_response({"csrf_token": request.app[ADMIN].csrf_token(token)})
+    return json_response({"csrf_token": parts_of(request).admin.csrf_token(token)})
 
 
 @routes.post("/admin/api/logout")
@@ -48,7 +47,7 @@ async def session(request: web.Request) -> web.Response:
 async def logout(request: web.Request) -> web.Response:
     token = session_of(request)
     assert token is not None
-    request.app[ADMIN].logout(token)
+    parts_of(request).admin.logout(token)
     response = json_response({"ok": True})
     response.del_cookie(
         COOKIE, path="/admin", secure=over_https(request), httponly=True, samesite="Strict"
@@ -62,7 +61,7 @@ async def change_password(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     token = session_of(request)
     assert token is not None
-    await request.app[ADMIN].change_password(
+    await parts_of(request).admin.change_password(
         token, str_field(body, "current_password"), str_field(body, "new_password")
     )
     return json_response({"ok": True})
@@ -74,14 +73,14 @@ async def change_password(request: web.Request) -> web.Response:
 @routes.get("/admin/api/settings")
 @guarded
 async def get_settings(request: web.Request) -> web.Response:
-    return json_response(redacted(node_of(request).settings))
+    return json_response(redacted(parts_of(request).settings))
 
 
 @routes.patch("/admin/api/settings")
 @guarded
 async def patch_settings(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
-    return json_response(redacted(await update_settings(node_of(request), body)))
+    return json_response(redacted(await update_settings(parts_of(request), body)))
 
 
 # --- upstreams and models --------------------------------------------------------------------
@@ -91,14 +90,14 @@ async def patch_settings(request: web.Request) -> web.Response:
 @routes.get("/admin/api/models")
 @guarded
 async def list_upstreams(request: web.Request) -> web.Response:
-    return json_response(upstreams.listing(node_of(request)))
+    return json_response(upstreams.listing(parts_of(request)))
 
 
 @routes.post("/admin/api/upstreams")
 @guarded
 async def add_upstream(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
-    return json_response(await upstreams.add(node_of(request), "upstreams", body), status=201)
+    return json_response(await upstreams.add(parts_of(request), "upstreams", body), status=201)
 
 
 @routes.patch("/admin/api/upstreams/{name}")
@@ -106,28 +105,28 @@ async def add_upstream(request: web.Request) -> web.Response:
 async def edit_upstream(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     name = request.match_info["name"]
-    return json_response(await upstreams.edit(node_of(request), "upstreams", name, body))
+    return json_response(await upstreams.edit(parts_of(request), "upstreams", name, body))
 
 
 @routes.delete("/admin/api/upstreams/{name}")
 @guarded
 async def remove_upstream(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return json_response(await upstreams.remove(node_of(request), "upstreams", name))
+    return json_response(await upstreams.remove(parts_of(request), "upstreams", name))
 
 
 @routes.post("/admin/api/upstreams/{name}/test")
 @guarded
 async def test_upstream(request: web.Request) -> web.Response:
     name = request.match_info["name"]
-    return json_response(await upstreams.test_connection(node_of(request), name))
+    return json_response(await upstreams.test_connection(parts_of(request), name))
 
 
 @routes.post("/admin/api/models")
 @guarded
 async def add_model(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
-    return json_response(await upstreams.add(node_of(request), "models", body), status=201)
+    return json_response(await upstreams.add(parts_of(request), "models", body), status=201)
 
 
 @routes.patch("/admin/api/models/{id:.+}")
@@ -135,11 +134,11 @@ async def add_model(request: web.Request) -> web.Response:
 async def edit_model(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     model_id = request.match_info["id"]
-    return json_response(await upstreams.edit(node_of(request), "models", model_id, body))
+    return json_response(await upstreams.edit(parts_of(request), "models", model_id, body))
 
 
 @routes.delete("/admin/api/models/{id:.+}")
 @guarded
 async def remove_model(request: web.Request) -> web.Response:
     model_id = request.match_info["id"]
-    return json_response(await upstreams.remove(node_of(request), "models", model_id))
+    return json_response(await upstreams.remove(parts_of(request), "models", model_id))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.admin import money, stats
-from node.admin.http import guarded, int_query, node_of
+from node.admin.http import guarded, int_query, parts_of
 from node.errors import BadRequest
 from node.http.credentials import idempotency_key
 from node.http.web import json_response, read_json
@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 async def accounts(request: web.Request) -> web.Response:
     limit = int_query(request, "limit", 100, 1, money.MAX_PAGE)
     offset = int_query(request, "offset", 0, 0, 2**62)
-    return json_response(money.accounts(node_of(request), limit, offset))
+    return json_response(money.accounts(parts_of(request), limit, offset))
 
 
 @routes.get("/admin/api/accounts/{id}/entries")
@@ -30,36 +30,36 @@ async def entries(request: web.Request) -> web.Response:
     if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
         raise BadRequest("the account id is a whole number below 2^63", param="id")
     limit = int_query(request, "limit", 200, 1, money.MAX_PAGE)
-    return json_response(money.entries(node_of(request), int(raw), limit))
+    return json_response(money.entries(parts_of(request), int(raw), limit))
 
 
 @routes.get("/admin/api/money")
 @guarded
 async def solvency(request: web.Request) -> web.Response:
-    return json_response(money.solvency(node_of(request)))
+    return json_response(money.solvency(parts_of(request)))
 
 
 @routes.get("/admin/api/audit")
 @guarded
 async def audit(request: web.Request) -> web.Response:
-    return json_response(await money.audit(node_of(request)))
+    return json_response(await money.audit(parts_of(request)))
 
 
 @routes.get("/admin/api/earnings")
 @guarded
 async def earnings(request: web.Request) -> web.Response:
-    node = node_of(request)
-    return json_response({**money.solvency(node), "payouts": money.payouts(node)})
+    parts = parts_of(request)
+    return json_response({**money.solvency(parts), "payouts": money.payouts(parts)})
 
 
 @routes.post("/admin/api/earnings/withdraw")
 @guarded
 async def withdraw(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
-    node = node_of(request)
+    parts = parts_of(request)
     key, made = idempotency_key(request)  # as /v1/wallet/withdraw: a retry gets the same token
     with payout_in_doubt(made):
-        paid = await money.withdraw_earnings(node, body.get("amount"), body.get("mint"), key)
+        paid = await money.withdraw_earnings(parts, body.get("amount"), body.get("mint"), key)
     return json_response(paid)
 
 
@@ -68,4 +68,4 @@ async def withdraw(request: web.Request) -> web.Response:
 async def series(request: web.Request) -> web.Response:
     hours = int_query(request, "hours", 24, 1, 24 * 366)
     bucket_s = int_query(request, "bucket_s", 3600, 60, 86400 * 7)
-    return json_response(stats.series(node_of(request), hours, bucket_s))
+    return json_response(stats.series(parts_of(request), hours, bucket_s))

@@ -8,28 +8,24 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from node.admin import routes, routes_money, ui
-from node.admin.auth import AdminAuth
-from node.admin.http import ADMIN
-from node.context import NODE
+from node.parts import PARTS
 
 log = logging.getLogger("nutgate.admin")
 
 
 def setup(app: web.Application) -> None:
-    """Register the admin; call after the cleanup context that builds the node."""
-    app.cleanup_ctx.append(_admin_parts)
+    """Register the admin; call after the cleanup context that builds the parts."""
+    app.cleanup_ctx.append(_password)
     app.add_routes(routes.routes)
     app.add_routes(routes_money.routes)
     app.add_routes(ui.routes)
 
 
-async def _admin_parts(app: web.Application) -> AsyncIterator[None]:
-    node = app[NODE]
-    auth = AdminAuth(node.db)
-    generated = auth.ensure_password(node.settings.node.admin_password)
+async def _password(app: web.Application) -> AsyncIterator[None]:
+    parts = app[PARTS]
+    generated = parts.admin.ensure_password(parts.settings.node.admin_password)
     if generated is not None:
         # Shown once, on stdout only: the database keeps its scrypt hash, logs never see it.
         print(f"nutgate: generated admin password (shown once): {generated}", flush=True)
         log.warning("no admin password configured: generated one, printed on stdout once")
-    app[ADMIN] = auth
     yield

@@ -8,25 +8,23 @@ included: the money page shows what of it is owed as ecash).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from node.money.ledger import CHARGE
-
-if TYPE_CHECKING:
-    from node.context import Node
+from node.parts import Parts
 
 MAX_BUCKETS = 400
 
 
-def series(node: Node, hours: int, bucket_s: int, now: int | None = None) -> dict[str, Any]:
+def series(parts: Parts, hours: int, bucket_s: int, now: int | None = None) -> dict[str, Any]:
     bucket_s = max(60, bucket_s)
     end = (now or int(time.time())) // bucket_s * bucket_s + bucket_s
     count = max(1, min(MAX_BUCKETS, hours * 3600 // bucket_s))
     start = end - count * bucket_s
-    before = node.db.query_one(
+    before = parts.db.query_one(
         "SELECT COALESCE(SUM(amount_msat), 0) FROM entries WHERE created_at < ?", (start,)
     )
-    rows = node.db.query(
+    rows = parts.db.query(
         "SELECT (created_at - :start) / :b AS i,"
         " SUM(CASE WHEN kind = :charge THEN 1 ELSE 0 END) AS requests,"
         " SUM(CASE WHEN kind = :charge THEN -amount_msat ELSE 0 END) AS revenue,"

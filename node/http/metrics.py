@@ -11,7 +11,7 @@ Labels stay bounded: routes are route templates (or "unmatched"), models are cat
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import NamedTuple
 
 from aiohttp import web
@@ -31,14 +31,11 @@ OVERHEAD_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class LedgerCollector(Collector):
     """Balances outstanding, computed from the ledger on every scrape."""
 
-    def __init__(self, ledger: Callable[[], Ledger | None]) -> None:
+    def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
     def collect(self) -> Iterator[Metric]:
-        ledger = self.ledger()
-        if ledger is None:  # scraped before the node's parts are built
-            return
-        row = ledger.db.query_one(
+        row = self.ledger.db.query_one(
             "SELECT count(*), COALESCE(SUM(balance_msat - credit_msat), 0),"
             " COALESCE(SUM(reserved_msat), 0), COALESCE(SUM(credit_msat), 0) FROM accounts"
         )
@@ -125,13 +122,19 @@ class Metrics:
             )
         return series
 
-    def watch_ledger(self, ledger: Callable[[], Ledger | None]) -> None:
+    def watch_ledger(self, ledger: Ledger) -> None:
+        """Balances from `ledger` at every scrape (once the node's parts are built)."""
         self.registry.register(LedgerCollector(ledger))
 
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The registry in the format the scraper asked for (text 0.0.4 or OpenMetrics)."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+    async def handler(self, request: web.Request) -> web.Response:
+        """`GET /metrics`."""
+        body, content_type = self.exposition(request.headers.get("Accept", ""))
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 class WalletMetrics:
@@ -148,11 +151,3 @@ class WalletMetrics:
 
     def mint_failed(self, mint: str, kind: str) -> None:
         self.metrics.mint_errors.labels(mint, kind).inc()
-
-
-METRICS = web.AppKey("metrics", Metrics)
-
-
-async def metrics_handler(request: web.Request) -> web.Response:
-    body, content_type = request.app[METRICS].exposition(request.headers.get("Accept", ""))
-    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -25,13 +25,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-from node.context import NODE
 from node.errors import ClientClosed, NodeError
-from node.http.metrics import METRICS, Metrics, metrics_handler
+from node.http.metrics import Metrics
 from node.http.web import REQUEST_ID
-from node.money.ledger import Ledger
 
 access_log = logging.getLogger("nutgate.access")
 
@@ -83,26 +81,31 @@ def trace_of(request: web.Request) -> Trace:
     return trace if trace is not None else Trace()
 
 
-@web.middleware
-async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    trace = Trace()
-    request[TRACE] = trace
-    status, code = 500, None
-    try:
-        response = await handler(request)
-        status = response.status
-        return response
-    except NodeError as exc:
-        status, code = exc.status, exc.code
-        raise
-    except web.HTTPException as exc:
-        status = exc.status
-        raise
-    except asyncio.CancelledError:
-        status = CLIENT_CLOSED
-        raise
-    finally:
-        _record(request, trace, status, code)
+def middleware(metrics: Metrics) -> Middleware:
+    """The observe middleware, recording into `metrics`."""
+
+    @web.middleware
+    async def observe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        trace = Trace()
+        request[TRACE] = trace
+        status, code = 500, None
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except NodeError as exc:
+            status, code = exc.status, exc.code
+            raise
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = CLIENT_CLOSED
+            raise
+        finally:
+            _record(request, trace, status, code, metrics)
+
+    return observe_middleware
 
 
 def route_of(request: web.Request) -> str:
@@ -110,10 +113,11 @@ def route_of(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
-def _record(request: web.Request, trace: Trace, status: int, code: str | None) -> None:
+def _record(
+    request: web.Request, trace: Trace, status: int, code: str | None, metrics: Metrics
+) -> None:
     elapsed = time.perf_counter() - trace.started
     route = route_of(request)
-    metrics = request.app[METRICS]
     series = metrics.request_series(route, trace.model, status)
     series.requests.inc()
     series.latency.observe(elapsed)
@@ -149,15 +153,7 @@ async def _stamp_request_id(request: web.BaseRequest, response: web.StreamRespon
         response.headers.setdefault("x-request-id", request_id)
 
 
-def _ledger(app: web.Application) -> Ledger | None:
-    return app[NODE].ledger if NODE in app else None
-
-
-def setup(app: web.Application) -> Metrics:
-    """Metrics registry, `GET /metrics`, and the request-id stamp on every response."""
-    metrics = Metrics()
-    metrics.watch_ledger(lambda: _ledger(app))
-    app[METRICS] = metrics
-    app.router.add_get("/metrics", metrics_handler)
+def setup(app: web.Application, metrics: Metrics) -> None:
+    """`GET /metrics`, and the request-id stamp on every response."""
+    app.router.add_get("/metrics", metrics.handler)
     app.on_response_prepare.append(_stamp_request_id)
-    return metrics

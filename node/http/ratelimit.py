@@ -28,13 +28,13 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
-from node.context import NODE
 from node.errors import RateLimited
 from node.http.credentials import account_by_secret, credential
-from node.http.metrics import METRICS
+from node.http.metrics import Metrics
 from node.http.web import check_credential_headers
+from node.money.ledger import Ledger
 from node.settings import LimitsSection
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # for load balancers and scrapers
@@ -156,44 +156,57 @@ def duration(seconds: float) -> str:
 @dataclass
 class Limiter:
     store: RateStore
-    account_key: Callable[[web.Request, str], str | None]  # the key hash, if an account holds it
+    ledger: Ledger | None = None  # which credentials open an account (set once it is built)
     clock: Callable[[], float] = time.monotonic
 
     def bucket(self, request: web.Request) -> tuple[str, str]:
         """(scope, bucket key): a known account's key hash, else the client's IP."""
         secret = credential(request)
-        if secret is not None:
-            key_hash = self.account_key(request, secret)
-            if key_hash is not None:
+        if secret is not None and self.ledger is not None:
+            key_hash, account_id = account_by_secret(request, self.ledger, secret)
+            if account_id is not None:
                 return "key", "key:" + key_hash
         return "ip", "ip:" + (request.remote or "unknown")
 
 
-LIMITER = web.AppKey("limiter", Limiter)
 DECISION = web.RequestKey("rate_decision", Decision)
 
 
-@web.middleware
-async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    check_credential_headers(request)  # the limiter is the first to read them; on or off
-    limiter = request.app.get(LIMITER)
-    if limiter is None or request.path in EXEMPT_PATHS:
+def limiter_for(limits: LimitsSection) -> Limiter | None:
+    """A limiter with the configured windows, in memory; None when every window is off."""
+    windows = windows_from(limits)
+    return Limiter(MemoryRateStore(windows)) if windows else None
+
+
+def middleware(limiter: Limiter | None, metrics: Metrics) -> Middleware:
+    """The rate-limit middleware (with no limiter, it only checks the credential headers)."""
+
+    @web.middleware
+    async def ratelimit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        check_credential_headers(request)  # the limiter is the first to read them; on or off
+        if limiter is None or request.path in EXEMPT_PATHS:
+            return await handler(request)
+        scope, key = limiter.bucket(request)
+        decision = limiter.store.hit(key, limiter.clock())
+        request[DECISION] = decision
+        if not decision.allowed:
+            metrics.rate_limited.labels(scope).inc()
+            raise _refusal(decision, scope)
         return await handler(request)
-    scope, key = limiter.bucket(request)
-    decision = limiter.store.hit(key, limiter.clock())
-    request[DECISION] = decision
-    if not decision.allowed:
-        request.app[METRICS].rate_limited.labels(scope).inc()
-        wait = decision.retry_after_s
-        raise RateLimited(
-            f"rate limit reached: {decision.window.limit} requests per {decision.window.name}"
-            f" for this {'key' if scope == 'key' else 'address'}; retry in {math.ceil(wait)} s",
-            headers={
-                "Retry-After": str(max(1, math.ceil(wait))),
-                "retry-after-ms": str(math.ceil(wait * 1000)),
-            },
-        )
-    return await handler(request)
+
+    return ratelimit_middleware
+
+
+def _refusal(decision: Decision, scope: str) -> RateLimited:
+    wait = decision.retry_after_s
+    return RateLimited(
+        f"rate limit reached: {decision.window.limit} requests per {decision.window.name}"
+        f" for this {'key' if scope == 'key' else 'address'}; retry in {math.ceil(wait)} s",
+        headers={
+            "Retry-After": str(max(1, math.ceil(wait))),
+            "retry-after-ms": str(math.ceil(wait * 1000)),
+        },
+    )
 
 
 async def _add_headers(request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -203,18 +216,7 @@ async def _add_headers(request: web.BaseRequest, response: web.StreamResponse) -
             response.headers.setdefault(name, value)
 
 
-def _account_key(app: web.Application) -> Callable[[web.Request, str], str | None]:
-    def account_key(request: web.Request, secret: str) -> str | None:
-        key_hash, account_id = account_by_secret(request, app[NODE].ledger, secret)
-        return key_hash if account_id is not None else None
-
-    return account_key
-
-
-def setup(app: web.Application, limits: LimitsSection, store: RateStore | None = None) -> None:
-    """Install the limiter unless every window is off."""
-    windows = windows_from(limits)
-    if not windows:
-        return
-    app[LIMITER] = Limiter(store or MemoryRateStore(windows), _account_key(app))
-    app.on_response_prepare.append(_add_headers)
+def setup(app: web.Application, limiter: Limiter | None) -> None:
+    """OpenAI's rate-limit headers on every answer, when a limiter is on."""
+    if limiter is not None:
+        app.on_response_prepare.append(_add_headers)

@@ -15,6 +15,7 @@ from fractions import Fraction
 from typing import Any
 
 from node.errors import ServiceUnavailable
+from node.settings import PricingSection
 
 MSAT_PER_BTC = 10**11
 MTOK = 10**6
@@ -137,6 +138,11 @@ class Pricer:
         self.min_charge_msat = min_charge_msat
         self._memo: tuple[Fraction | None, Fraction] = (None, Fraction(0))
         self._tariffs: dict[int, tuple[Price, _Tariff]] = {}  # by id(price), for this rate
+
+    @classmethod
+    def from_settings(cls, rate: Callable[[], Fraction], pricing: PricingSection) -> Pricer:
+        """The node's pricer: `rate` (USD per BTC) with [pricing] markup and fees."""
+        return cls(rate, pricing.markup, pricing.request_fee_msat, pricing.min_charge_msat)
 
     def cost_msat(self, price: Price, usage: Usage) -> int:
         tariff = self._tariff(price.at(usage.prompt_tokens))

@@ -21,59 +21,51 @@ a timeout still has its earlier, billed attempts covered by the reservation.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from node.context import Node
 from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
+from node.money.ledger import Ledger
 from node.money.payments import Payer, token_spent
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
-from node.proxy.meters import (
-    UNLIMITED_MSAT,
-    ChatMeter,
-    Measured,
-    Meter,
-    Plan,
-    estimate_prompt_tokens,
-)
-from node.proxy.providers import MONITOR
+from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
+from node.proxy.providers import ProviderMonitor
 from node.proxy.sse import SseReader, encode_event
-from node.proxy.stored import Recorder
-
-__all__ = ["MeteredCall", "Plan", "estimate_prompt_tokens"]
+from node.proxy.stored import Recorder, StoredObjects
 
 log = logging.getLogger("nutgate.proxy")
+
+
+@dataclass(frozen=True)
+class CallParts:
+    """The node's parts one metered call uses, read from the registry once (node.parts): the
+    same pricer prices its quote, its reservation and its settlement, whatever the admin
+    saves meanwhile."""
+
+    ledger: Ledger
+    pricer: Pricer
+    monitor: ProviderMonitor
+    http: aiohttp.ClientSession
+    stored: StoredObjects
 
 
 class MeteredCall:
     """One paid upstream call on behalf of `payer`, priced by `meter`."""
 
     def __init__(
-        self,
-        node: Node,
-        request: web.Request,
-        payer: Payer,
-        model: Model,
-        path: str,
-        meter: Meter | None = None,
-        pricer: Pricer | None = None,
+        self, parts: CallParts, request: web.Request, payer: Payer, model: Model, meter: Meter
     ) -> None:
-        self.node, self.request, self.payer, self.model, self.path = (
-            node,
-            request,
-            payer,
-            model,
-            path,
-        )
-        self.meter = meter or ChatMeter(path)
-        self.pricer = pricer or node.pricer  # one price from reserving to settling
+        self.parts, self.request, self.payer, self.model = parts, request, payer, model
+        self.meter, self.path = meter, meter.path
+        self.pricer = parts.pricer  # one price from reserving to settling
         self.request_id = request[REQUEST_ID]
         self.trace = trace_of(request)
         self.trace.model = model.id
@@ -96,7 +88,7 @@ class MeteredCall:
 
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
-        self.recorder = Recorder.of(self.node, self.payer, self.path, body)
+        self.recorder = Recorder.of(self.parts.stored, self.payer, self.path, body)
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
@@ -117,7 +109,7 @@ class MeteredCall:
         """Plan as if the balance were unlimited and reserve that, which saves reading the
         balance on the usual path; only if the account cannot hold it, read what it has and
         plan within that."""
-        ledger, payer = self.node.ledger, self.payer
+        ledger, payer = self.parts.ledger, self.payer
         available: int | None = None
         while True:
             limit = UNLIMITED_MSAT if available is None else available
@@ -153,7 +145,7 @@ class MeteredCall:
         """Try the model's upstreams in turn (healthy ones first) until one answers, while the
         reservation covers the floors of the attempts that failed after being sent."""
         last: NodeError | None = None
-        for route in self.request.app[MONITOR].order(self.model.routes):
+        for route in self.parts.monitor.order(self.model.routes):
             if sum(a.sent for a in self.attempts) > self.spare_floors:
                 break  # another billed attempt would pass the reservation
             attempt = upstream.Attempt()
@@ -164,7 +156,7 @@ class MeteredCall:
             try:
                 with self.trace.upstream_call():
                     answer = await upstream.call(
-                        self.node.http,
+                        self.parts.http,
                         route.upstream,
                         self.path,
                         payload,
@@ -193,9 +185,11 @@ class MeteredCall:
             return
         cost = self._cost()
         if cost is None:
-            await self.node.ledger.release(self.request_id)
+            await self.parts.ledger.release(self.request_id)
             return
-        self.cost_msat = self.trace.cost_msat = await self.node.ledger.settle(self.request_id, cost)
+        self.cost_msat = self.trace.cost_msat = await self.parts.ledger.settle(
+            self.request_id, cost
+        )
         if self.produced and self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 

@@ -15,7 +15,6 @@ from collections.abc import Awaitable, Callable, Iterable
 from enum import StrEnum
 
 import aiohttp
-from aiohttp import web
 
 from node.pricing.catalogue import Catalogue, Route
 from node.pricing.sources import CatalogueError, fetch_catalogue
@@ -103,6 +102,3 @@ class ProviderMonitor:
     def order(self, routes: Iterable[Route]) -> list[Route]:
         """Failover order: as configured, but upstreams known to be down go last."""
         return sorted(routes, key=lambda r: self.status.get(r.upstream.name) == Status.DOWN)
-
-
-MONITOR = web.AppKey("provider_monitor", ProviderMonitor)

@@ -19,6 +19,7 @@ credential that opens no account yet (a new token), and an X-Cashu payment (an a
 own per token), own nothing.
 
     MIGRATIONS          series "stored" of the node's database
+    StoredObjects       the table: who was answered with which ids
     refuse_foreign      the check, before payment (called by the OpenAI routes)
     Recorder            the ids an answer carries, written before the client sees them
 """
@@ -27,16 +28,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import web
-
+from node.db.group_commit import GroupCommit
+from node.db.store import Store
 from node.errors import BadRequest
-from node.http.credentials import account_by_secret, bearer
-
-if TYPE_CHECKING:
-    from node.context import Node
-    from node.money.payments import Payer
+from node.money.payments import Payer
 
 MIGRATIONS = [
     """
@@ -60,13 +57,45 @@ FILE_FIELDS = {"file_id": "file", "file_ids": "file", "vector_store_ids": "vecto
 SCHEMA_FIELDS = ("function", "parameters", "format", "input_schema", "schema")
 
 
-def refuse_foreign(request: web.Request, node: Node, body: dict[str, Any], path: str) -> None:
+class StoredObjects:
+    """The stored_objects table: the ids of upstream objects each account was answered with."""
+
+    def __init__(self, db: Store, commits: GroupCommit):
+        self.db, self.commits = db, commits
+
+    def owns(self, account_id: int, object_id: str, kind: str) -> bool:
+        if len(object_id) > MAX_ID_CHARS:
+            return False
+        row = self.db.query_one(
+            "SELECT 1 FROM stored_objects WHERE account_id = ? AND object_id = ? AND kind = ?",
+            (account_id, object_id, kind),
+        )
+        return row is not None
+
+    async def record(self, account_id: int, objects: list[tuple[str, str]]) -> None:
+        """(id, kind) pairs the account was answered with, committed with the next batch."""
+        now = int(time.time())
+        rows = [(account_id, object_id, kind, now) for object_id, kind in objects]
+
+        def write(conn: Any) -> None:
+            conn.executemany(
+                "INSERT INTO stored_objects (account_id, object_id, kind, created_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (account_id, object_id) DO NOTHING",
+                rows,
+            )
+
+        await self.commits.run(write)
+
+
+def refuse_foreign(
+    stored: StoredObjects, owner: int | None, body: dict[str, Any], path: str
+) -> None:
     """A 400 naming the first field of `body` that names a stored object the paying account
-    did not create through this node; nothing when there is none."""
+    (`owner`: the account that will pay, if one exists already) did not create through this
+    node; nothing when there is none."""
     found = list(_references(body, path))
     if not found:
         return
-    owner = _owner(request, node)
     for field, object_id, kind in found:
         if kind not in (RESPONSE, ITEM):
             raise BadRequest(
@@ -75,31 +104,13 @@ def refuse_foreign(request: web.Request, node: Node, body: dict[str, Any], path:
                 param=field,
                 code="stored_object_unsupported",
             )
-        if owner is None or not _owns(node, owner, object_id, kind):
+        if owner is None or not stored.owns(owner, object_id, kind):
             raise BadRequest(
                 f"{field}: no {kind} {object_id[:MAX_ID_CHARS]!r} was made for this account "
                 "through this node (an X-Cashu payment or a new token owns none)",
                 param=field,
                 code="previous_response_not_found" if kind == RESPONSE else "item_not_found",
             )
-
-
-def _owner(request: web.Request, node: Node) -> int | None:
-    """The account that will pay, if one exists already, without redeeming anything."""
-    if request.headers.get("X-Cashu", "").strip():
-        return None  # a one-shot account, new for this token
-    key = bearer(request)
-    return None if key is None else account_by_secret(request, node.ledger, key)[1]
-
-
-def _owns(node: Node, account_id: int, object_id: str, kind: str) -> bool:
-    if len(object_id) > MAX_ID_CHARS:
-        return False
-    row = node.db.query_one(
-        "SELECT 1 FROM stored_objects WHERE account_id = ? AND object_id = ? AND kind = ?",
-        (account_id, object_id, kind),
-    )
-    return row is not None
 
 
 def _references(body: dict[str, Any], path: str) -> Iterator[tuple[str, str, str]]:
@@ -159,17 +170,19 @@ def _containers_and_audio(body: dict[str, Any]) -> Iterator[tuple[str, str, str]
 class Recorder:
     """Remembers, for the paying account, the ids a Responses answer carries."""
 
-    def __init__(self, node: Node, account_id: int, keeps_response: bool):
-        self.node, self.account_id, self.keeps_response = node, account_id, keeps_response
+    def __init__(self, stored: StoredObjects, account_id: int, keeps_response: bool):
+        self.stored, self.account_id, self.keeps_response = stored, account_id, keeps_response
         self._seen: set[str] = set()
         self._last: object = None  # a stream's snapshot stays the same over many chunks
 
     @classmethod
-    def of(cls, node: Node, payer: Payer, path: str, body: dict[str, Any]) -> Recorder | None:
+    def of(
+        cls, stored: StoredObjects, payer: Payer, path: str, body: dict[str, Any]
+    ) -> Recorder | None:
         """A recorder for a Responses request by an account that can name them later."""
         if path != "responses" or payer.untouched_msat is not None:  # X-Cashu: one use only
             return None
-        return cls(node, payer.account_id, body.get("store") is not False)
+        return cls(stored, payer.account_id, body.get("store") is not False)
 
     async def note(self, response: Any) -> None:
         """Record the ids of `response` (an answer, or a snapshot of it in a stream)."""
@@ -180,17 +193,7 @@ class Recorder:
         if not new:
             return
         self._seen.update(i for i, _ in new)
-        now = int(time.time())
-        rows = [(self.account_id, object_id, kind, now) for object_id, kind in new]
-
-        def write(conn: Any) -> None:
-            conn.executemany(
-                "INSERT INTO stored_objects (account_id, object_id, kind, created_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (account_id, object_id) DO NOTHING",
-                rows,
-            )
-
-        await self.node.ledger.commits.run(write)
+        await self.stored.record(self.account_id, new)
 
     def _ids(self, response: dict[str, Any]) -> Iterator[tuple[str, str]]:
         if self.keeps_response and _is_id(response.get("id")):

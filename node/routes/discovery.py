@@ -7,11 +7,11 @@ from typing import Any
 
 from aiohttp import web
 
-from node.context import NODE, Node
 from node.errors import NotFound
 from node.http.web import json_response
+from node.parts import PARTS, Parts
 from node.pricing.catalogue import Model
-from node.proxy.providers import MONITOR, Status
+from node.proxy.providers import Status
 from node.settings import UpstreamSection
 
 routes = web.RouteTableDef()
@@ -36,46 +36,46 @@ def _version() -> str:
         return "0.0.0"
 
 
-def public_url(node: Node) -> str:
-    settings = node.settings.node
+def public_url(parts: Parts) -> str:
+    settings = parts.settings.node
     return settings.public_url or f"http://{settings.host}:{settings.port}"
 
 
 @routes.get("/v1/info")
 async def info(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     return json_response(
         {
-            "name": node.settings.node.name,
-            "description": node.settings.node.description,
+            "name": parts.settings.node.name,
+            "description": parts.settings.node.description,
             "version": _version(),
-            "public_url": public_url(node),
-            "mints": node.settings.cashu.mints,
-            "pubkey": node.nostr.pubkey,
-            "npub": node.nostr.npub,
+            "public_url": public_url(parts),
+            "mints": parts.settings.cashu.mints,
+            "pubkey": parts.nostr.pubkey,
+            "npub": parts.nostr.npub,
             "endpoints": ENDPOINTS,
-            "models": len(node.catalogue.all()),
+            "models": len(parts.catalogue.all()),
         }
     )
 
 
 def _status(request: web.Request, upstream: UpstreamSection) -> str:
-    return str(request.app[MONITOR].status.get(upstream.name, Status.UNKNOWN))
+    return str(request.app[PARTS].monitor.status.get(upstream.name, Status.UNKNOWN))
 
 
 @routes.get("/v1/providers")
 async def providers(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     return json_response(
         {
             "providers": [
                 {
                     "name": up.name,
-                    "models": [m.id for m in node.catalogue.served_by(up.name)],
+                    "models": [m.id for m in parts.catalogue.served_by(up.name)],
                     "endpoints": ENDPOINTS,
                     "status": _status(request, up),
                 }
-                for up in node.settings.upstreams
+                for up in parts.settings.upstreams
             ]
         }
     )
@@ -83,9 +83,9 @@ async def providers(request: web.Request) -> web.Response:
 
 @routes.get("/v1/providers/{name}")
 async def provider(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     name = request.match_info["name"]
-    up = next((u for u in node.settings.upstreams if u.name == name), None)
+    up = next((u for u in parts.settings.upstreams if u.name == name), None)
     if up is None:
         raise NotFound(f"no provider named {name!r} on this node", code="provider_not_found")
     return json_response(
@@ -93,7 +93,7 @@ async def provider(request: web.Request) -> web.Response:
             "name": up.name,
             "display_name": up.display_name or up.name,
             "description": up.description,
-            "models": [_model(m) for m in node.catalogue.served_by(up.name)],
+            "models": [_model(m) for m in parts.catalogue.served_by(up.name)],
             "endpoints": ENDPOINTS,
             "features": FEATURES,
             "status": _status(request, up),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.context import NODE
 from node.errors import BadRequest
 from node.http.web import json_response
+from node.parts import PARTS
 from node.pricing.prices import Usage
 
 routes = web.RouteTableDef()
@@ -30,10 +30,10 @@ def _count(request: web.Request, name: str) -> int:
 
 @routes.get("/v1/estimate")
 async def estimate(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    model = node.catalogue.get(request.query.get("model"))
+    parts = request.app[PARTS]
+    model = parts.catalogue.get(request.query.get("model"))
     usage = Usage(_count(request, "input_tokens"), _count(request, "output_tokens"))
-    cost = node.pricer.cost_msat(model.price, usage)
+    cost = parts.pricer.cost_msat(model.price, usage)
     if cost > MAX_COST_MSAT:  # only at the dearest settings, for absurd counts
         larger = (
             "input_tokens" if usage.prompt_tokens >= usage.completion_tokens else "output_tokens"

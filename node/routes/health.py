@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from node.context import NODE
 from node.http.web import json_response
+from node.parts import PARTS
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/health")
 async def health(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    node.db.query_one("SELECT 1")
-    return json_response({"status": "ok", "models": len(node.catalogue.all())})
+    parts = request.app[PARTS]
+    parts.db.query_one("SELECT 1")
+    return json_response({"status": "ok", "models": len(parts.catalogue.all())})

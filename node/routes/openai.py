@@ -7,10 +7,10 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.context import NODE
 from node.errors import BadRequest, NodeError
 from node.http import credentials
 from node.http.web import json_response, read_body, read_json
+from node.parts import PARTS
 from node.pricing import presets
 from node.proxy import stored
 from node.proxy.audio import Upload
@@ -30,22 +30,23 @@ routes = web.RouteTableDef()
 async def _metered(
     request: web.Request, meter: Meter, body: dict[str, Any], raw: bytes, model_id: Any = None
 ) -> web.StreamResponse:
-    node = request.app[NODE]
-    model = node.catalogue.get(model_id if model_id is not None else body.get("model"))
+    parts = request.app[PARTS]
+    model = parts.catalogue.get(model_id if model_id is not None else body.get("model"))
     if model.preset is not None:
         presets.apply(model, body, meter.path)
         raw = orjson.dumps(body)  # the estimate counts what goes upstream
 
-    pricer = node.pricer  # one price for the quote, the reservation and the settlement
+    used = parts.metered()  # one price for the quote, the reservation and the settlement
 
     def quote() -> int:  # the most this request can cost, whatever the balance
-        return meter.plan(pricer, model, dict(body), raw, available=UNLIMITED_MSAT).max_cost_msat
+        plan = meter.plan(used.pricer, model, dict(body), raw, available=UNLIMITED_MSAT)
+        return plan.max_cost_msat
 
-    stored.refuse_foreign(request, node, body, meter.path)  # before any token is redeemed
-    payer = await node.payments.resolve(credentials.presented(request, node.ledger), quote)
+    paying = credentials.presented(request, parts.ledger)
+    stored.refuse_foreign(used.stored, paying.owner, body, meter.path)  # before any redeeming
+    payer = await parts.payments.resolve(paying, quote)
     try:
-        call = MeteredCall(node, request, payer, model, meter.path, meter, pricer)
-        return await call.run(body, raw)
+        return await MeteredCall(used, request, payer, model, meter).run(body, raw)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
         if exc.code != "token_spent":  # else the account is another request's, with the token
             exc.headers.update(await payer.finish())
@@ -63,7 +64,7 @@ def _check_messages(body: dict[str, Any]) -> None:
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
-    request.app[NODE].catalogue.get(body.get("model"))  # an unknown model is named first
+    request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
     _check_messages(body)
     return await _metered(request, ChatMeter("chat/completions"), body, raw)
 
@@ -125,13 +126,13 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    data = [m.to_json(node.pricer.sats_pricing(m.price)) for m in node.catalogue.all()]
+    parts = request.app[PARTS]
+    data = [m.to_json(parts.pricer.sats_pricing(m.price)) for m in parts.catalogue.all()]
     return json_response({"object": "list", "data": data})
 
 
 @routes.get("/v1/models/{model_id:.+}")
 async def get_model(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    model = node.catalogue.get(request.match_info["model_id"])
-    return json_response(model.to_json(node.pricer.sats_pricing(model.price)))
+    parts = request.app[PARTS]
+    model = parts.catalogue.get(request.match_info["model_id"])
+    return json_response(model.to_json(parts.pricer.sats_pricing(model.price)))

@@ -14,12 +14,12 @@ from typing import Any
 from aiohttp import web
 
 import wallet as cashu
-from node.context import NODE
 from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
 from node.http.credentials import bearer, idempotency_key, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
 from node.money.ledger import Account, hash_key
 from node.money.payments import is_token
+from node.parts import PARTS
 
 routes = web.RouteTableDef()
 
@@ -36,24 +36,24 @@ async def _account(request: web.Request) -> int:
     key = bearer(request)
     if key is None:
         raise Unauthorized("send 'Authorization: Bearer sk-…' (or the Cashu token used as key)")
-    return await request.app[NODE].payments.account_for_key(key)
+    return await request.app[PARTS].payments.account_for_key(key)
 
 
 def _paid_with(request: web.Request, kinds: tuple[str, ...] = ("oneshot",)) -> Account:
     """The account an X-Cashu payment made (of `kinds`: a token used as key too, for its
     balance), found by the paying token in the X-Cashu header or as Bearer; never redeems."""
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     token = x_cashu(request) or (bearer(request) or "")
     if not token:
         raise Unauthorized("send the paying token in the X-Cashu header (or as Bearer)")
-    account = node.ledger.find(hash_key(token)) if is_token(token) else None
+    account = parts.ledger.find(hash_key(token)) if is_token(token) else None
     if account is None or account.kind not in kinds:
         raise NotFound("no X-Cashu payment with this token", code="payment_not_found")
     return account
 
 
 def _balance_json(request: web.Request, account_id: int) -> dict[str, Any]:
-    account = request.app[NODE].ledger.get(account_id)
+    account = request.app[PARTS].ledger.get(account_id)
     return {
         "balance": account.balance_msat // 1000,
         "balance_msat": account.balance_msat,
@@ -69,14 +69,14 @@ def _balance_json(request: web.Request, account_id: int) -> dict[str, Any]:
 @routes.post("/v1/balance/create")
 @routes.get("/v1/balance/create")
 async def create(request: web.Request) -> web.Response:
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     if request.method == "GET":
         body: dict[str, Any] = dict(request.query)
     else:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
-    key, account_id = await node.payments.create_key(token)
-    account = node.ledger.get(account_id)
+    key, account_id = await parts.payments.create_key(token)
+    account = parts.ledger.get(account_id)
     return json_response(
         {
             "api_key": key,
@@ -106,7 +106,7 @@ async def topup(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     token = _token_field(body, "cashu_token")
     account_id = await _account(request)
-    added_msat = await request.app[NODE].payments.topup(account_id, token)
+    added_msat = await request.app[PARTS].payments.topup(account_id, token)
     state = _balance_json(request, account_id)
     return json_response(
         {
@@ -157,10 +157,10 @@ def payout_json(paid: cashu.PaidOut) -> dict[str, Any]:
 
 async def _withdraw(request: web.Request, body: dict[str, Any]) -> cashu.PaidOut:
     """Pay out of the caller's account (an Idempotency-Key retry gets the first payout)."""
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     account_id = await _account(request)
     key, made = idempotency_key(request)
-    done = await node.payments.earlier_withdrawal(account_id, key)
+    done = await parts.payments.earlier_withdrawal(account_id, key)
     if done is not None:
         return done
     sats, mint = _amount(body), body.get("mint")
@@ -168,7 +168,7 @@ async def _withdraw(request: web.Request, body: dict[str, Any]) -> cashu.PaidOut
         raise BadRequest("mint must be a URL", param="mint")
     # the account stays debited until the node settles a payout left in doubt
     with payout_in_doubt(made):
-        return await node.payments.withdraw(account_id, sats, mint, key)
+        return await parts.payments.withdraw(account_id, sats, mint, key)
 
 
 @routes.post("/v1/wallet/withdraw")
@@ -193,17 +193,17 @@ async def changes(request: web.Request) -> web.Response:
     """Every change of an X-Cashu payment, for a client that lost the answers: the paying
     token in the X-Cashu header (or as Bearer) is all it needs."""
     account = _paid_with(request)
-    listing = await request.app[NODE].payments.change.listing(account, request[REQUEST_ID])
+    listing = await request.app[PARTS].payments.change.listing(account, request[REQUEST_ID])
     return json_response(listing)
 
 
 @routes.get("/v1/wallet/change/{request_id}")
 async def change(request: web.Request) -> web.Response:
     """The change of an X-Cashu request, for a client that lost the answer. Needs the token."""
-    node = request.app[NODE]
+    parts = request.app[PARTS]
     account = _paid_with(request)
     request_id = request.match_info["request_id"]
-    paid = await node.payments.change.pay(account.id, request_id)
+    paid = await parts.payments.change.pay(account.id, request_id)
     if paid is None:
         raise NotFound(
             "no change for this request (nothing left, or not paid yet)", code="change_not_found"
