@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from wallet.errors import WalletError
 from wallet.payout import Payer
@@ -71,6 +72,17 @@ class Wallet(Receiver, Payer):
             " WHERE state IN ('unspent', 'reserved') GROUP BY mint"
         )
         return {row["mint"]: int(row["total"]) * 1000 for row in rows}
+
+    def payouts(self, purpose_prefix: str, limit: int) -> list[dict[str, Any]]:
+        """The latest payouts whose purpose starts with `purpose_prefix`, the newest first:
+        id, mint, amount_sat, state, fee_sat (the payout's own fee), created_at."""
+        escaped = purpose_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        rows = self._db.query(
+            "SELECT id, mint, amount_sat, state, fee_sat, created_at FROM wallet_payouts"
+            " WHERE purpose LIKE ? ESCAPE '!' ORDER BY id DESC LIMIT ?",
+            (escaped + "%", limit),
+        )
+        return [dict(row) for row in rows]
 
     async def check_states(self) -> list[ProofState]:
         """NUT-07 state at the mint of every proof held (for the admin audit)."""

@@ -6,10 +6,9 @@ the wallet holds. Earnings — what the operator may take — are the *unspent* 
 liabilities: proofs reserved by a payout in flight are already promised to someone. An earnings
 payout pays its own mint fee out of them, as any payout does.
 
-Remainders are the part of the liabilities that cannot leave as ecash: each account's msat
-below a whole sat, and what X-Cashu payments left in their one-shot accounts (too little to
-pay back beside a payout's fee, or change not collected yet). They stay owed (the token still
-pays for requests and the change listing shows them), so they count in the liabilities.
+Remainders are the part of the liabilities that cannot leave as ecash (see
+node.money.ledger_reports). The figures come from the ledger and the wallet, which own their
+tables; nothing here reads them with SQL of its own.
 """
 
 from __future__ import annotations
@@ -22,62 +21,37 @@ from node.money.books import EARNINGS, earnings_msat, purpose
 from node.money.payments import wallet_errors
 from node.parts import Parts
 from node.routes.wallet import payout_json
-from wallet.store import Row
 
-ACCOUNT_COLUMNS = (
-    "id, kind, mint, balance_msat, reserved_msat, credit_msat, created_at, last_used_at, requests"
-)
 MAX_PAGE = 500
-# owed, yet not payable as ecash: see the module's docstring
-REMAINDERS = (
-    "COALESCE(SUM(CASE WHEN kind = 'oneshot' THEN balance_msat - credit_msat"
-    " ELSE (balance_msat - credit_msat) % 1000 END), 0)"
-)
+PAYOUTS_SHOWN = 50
 
 
 def accounts(parts: Parts, limit: int, offset: int) -> dict[str, Any]:
-    limit = max(1, min(limit, MAX_PAGE))
-    rows = parts.db.query(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts"
-        " ORDER BY last_used_at IS NULL, last_used_at DESC, id DESC LIMIT ? OFFSET ?",
-        (limit, max(0, offset)),
-    )
-    total = parts.db.query_one(
-        "SELECT count(*) AS n, COALESCE(SUM(balance_msat), 0) AS balance,"
-        " COALESCE(SUM(reserved_msat), 0) AS reserved, COALESCE(SUM(credit_msat), 0) AS credit,"
-        f" {REMAINDERS} AS remainders, COALESCE(SUM(requests), 0) AS requests FROM accounts"
-    )
-    assert total is not None
+    page = parts.ledger.accounts_page(max(1, min(limit, MAX_PAGE)), max(0, offset))
+    total = parts.ledger.totals()
     return {
-        "accounts": [dict(row) for row in rows],
+        "accounts": page,
         "totals": {
-            "accounts": total["n"],
-            "balance_msat": total["balance"],
-            "reserved_msat": total["reserved"],
-            "credit_msat": total["credit"],
-            "ecash_balance_msat": total["balance"] - total["credit"],
-            "remainders_msat": total["remainders"],
+            "accounts": total["accounts"],
+            "balance_msat": total["balance_msat"],
+            "reserved_msat": total["reserved_msat"],
+            "credit_msat": total["credit_msat"],
+            "ecash_balance_msat": total["balance_msat"] - total["credit_msat"],
+            "remainders_msat": total["remainders_msat"],
             "requests": total["requests"],
         },
     }
 
 
 def entries(parts: Parts, account_id: int, limit: int) -> dict[str, Any]:
-    account = parts.db.query_one(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?", (account_id,)
-    )
+    account = parts.ledger.account_row(account_id)
     if account is None:
         raise NotFound(f"no account {account_id}", code="account_not_found")
-    rows = parts.db.query(
-        "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
-        " ORDER BY id DESC LIMIT ?",
-        (account_id, max(1, min(limit, MAX_PAGE))),
-    )
-    return {"account": dict(account), "entries": [_entry(row) for row in rows]}
+    rows = parts.ledger.entries_page(account_id, max(1, min(limit, MAX_PAGE)))
+    return {"account": account, "entries": [_entry(row) for row in rows]}
 
 
-def _entry(row: Row) -> dict[str, Any]:
-    entry = dict(row)
+def _entry(entry: dict[str, Any]) -> dict[str, Any]:
     ref = str(entry.pop("ref") or "")
     # refs name purposes ("token:<key hash>", a reservation id): show the kind, not the hash
     entry["ref"] = ref.split(":", 1)[0] if ":" in ref else ref
@@ -89,16 +63,13 @@ def solvency(parts: Parts) -> dict[str, Any]:
     liabilities = parts.ledger.liabilities_msat()
     total = sum(assets.values())
     withdrawable = earnings_msat(parts.ledger)  # the same figure the payout hook will enforce
-    owed = parts.db.query_one(
-        f"SELECT COALESCE(SUM(credit_msat), 0) AS credit, {REMAINDERS} AS remainders FROM accounts"
-    )
-    assert owed is not None
+    owed = parts.ledger.totals()
     return {
         "assets_msat": assets,
         "assets_total_msat": total,
         "liabilities_msat": liabilities,  # ecash-backed balances: what must be paid
-        "credit_msat": owed["credit"],  # operator credit: spend-only, not owed as ecash
-        "remainders_msat": owed["remainders"],  # owed, but below what ecash can pay out
+        "credit_msat": owed["credit_msat"],  # operator credit: spend-only, not owed as ecash
+        "remainders_msat": owed["remainders_msat"],  # owed, but below what ecash can pay out
         "earnings_msat": total - liabilities,
         "withdrawable_sat": withdrawable // 1000,  # the payout's own fee included
         "solvent": total >= liabilities,
@@ -179,9 +150,4 @@ def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
 
 
 def payouts(parts: Parts) -> list[dict[str, Any]]:
-    rows = parts.db.query(
-        "SELECT id, mint, amount_sat, state, fee_sat, created_at FROM wallet_payouts"
-        " WHERE purpose LIKE ? ORDER BY id DESC LIMIT 50",
-        (f"{EARNINGS}:%",),
-    )
-    return [dict(row) for row in rows]
+    return parts.wallet.payouts(purpose(EARNINGS, ""), PAYOUTS_SHOWN)

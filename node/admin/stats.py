@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from node.money.ledger import CHARGE
 from node.parts import Parts
 
 MAX_BUCKETS = 400
@@ -21,19 +20,7 @@ def series(parts: Parts, hours: int, bucket_s: int, now: int | None = None) -> d
     end = (now or int(time.time())) // bucket_s * bucket_s + bucket_s
     count = max(1, min(MAX_BUCKETS, hours * 3600 // bucket_s))
     start = end - count * bucket_s
-    before = parts.db.query_one(
-        "SELECT COALESCE(SUM(amount_msat), 0) FROM entries WHERE created_at < ?", (start,)
-    )
-    rows = parts.db.query(
-        "SELECT (created_at - :start) / :b AS i,"
-        " SUM(CASE WHEN kind = :charge THEN 1 ELSE 0 END) AS requests,"
-        " SUM(CASE WHEN kind = :charge THEN -amount_msat ELSE 0 END) AS revenue,"
-        " SUM(amount_msat) AS delta"
-        " FROM entries WHERE created_at >= :start AND created_at < :end GROUP BY i",
-        {"start": start, "end": end, "b": bucket_s, "charge": CHARGE},
-    )
-    by_bucket = {int(r["i"]): r for r in rows}
-    balance = int(before[0]) if before else 0
+    balance, by_bucket = parts.ledger.entry_series(start, end, bucket_s)
     points = []
     for i in range(count):
         row = by_bucket.get(i)

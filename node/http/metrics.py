@@ -35,27 +35,25 @@ class LedgerCollector(Collector):
         self.ledger = ledger
 
     def collect(self) -> Iterator[Metric]:
-        row = self.ledger.db.query_one(
-            "SELECT count(*), COALESCE(SUM(balance_msat - credit_msat), 0),"
-            " COALESCE(SUM(reserved_msat), 0), COALESCE(SUM(credit_msat), 0) FROM accounts"
-        )
-        accounts, owed, reserved, credit = (int(v) for v in row) if row else (0, 0, 0, 0)
+        balances = self.ledger.balances()
         yield GaugeMetricFamily(
             "nutgate_balances_outstanding_msat",
             "Ecash-backed account balances (operator credit excluded): what the node owes",
-            value=owed,
+            value=balances.owed_msat,
         )
         yield GaugeMetricFamily(
             "nutgate_balances_credit_msat",
             "Operator credit in the balances: spends on requests, never paid out",
-            value=credit,
+            value=balances.credit_msat,
         )
         yield GaugeMetricFamily(
             "nutgate_balances_reserved_msat",
             "Part of the balances held for requests in flight",
-            value=reserved,
+            value=balances.reserved_msat,
         )
-        yield GaugeMetricFamily("nutgate_accounts", "Accounts in the ledger", value=accounts)
+        yield GaugeMetricFamily(
+            "nutgate_accounts", "Accounts in the ledger", value=balances.accounts
+        )
 
 
 class RequestSeries(NamedTuple):

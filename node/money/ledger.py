@@ -24,18 +24,31 @@ from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import PaymentRequired
 from node.money.accounts import Account, Mismatch
-from node.money.ledger_schema import MIGRATIONS
+from node.money.ledger_reports import LedgerReports
+from node.money.ledger_schema import (
+    CHARGE,
+    DEPOSIT,
+    GRANT,
+    MIGRATIONS,
+    PAYOUT_FEE,
+    REFUND,
+    WITHDRAW,
+)
 from wallet.store import Connection
 
-__all__ = ["MIGRATIONS", "Account", "Ledger", "Mismatch", "hash_key"]
-
-# Entry kinds: money in (+) and out (-) of an account.
-GRANT = "grant"  # operator-funded key: credit, spend-only
-DEPOSIT = "deposit"  # ecash redeemed into the account
-CHARGE = "charge"  # a request's cost (taken from credit first)
-WITHDRAW = "withdraw"  # ecash paid out of the account
-PAYOUT_FEE = "payout_fee"  # the mint's fee on the node's swap for that payout
-REFUND = "refund"  # a withdrawal that failed, returned (amount and fee)
+__all__ = [
+    "CHARGE",
+    "DEPOSIT",
+    "GRANT",
+    "MIGRATIONS",
+    "PAYOUT_FEE",
+    "REFUND",
+    "WITHDRAW",
+    "Account",
+    "Ledger",
+    "Mismatch",
+    "hash_key",
+]
 
 # What an account may withdraw: its balance less what is held for requests or is operator
 # credit (a charge takes credit first, so a reservation may be paid from credit).
@@ -60,7 +73,10 @@ def _now() -> int:
     return int(time.time())
 
 
-class Ledger:
+class Ledger(LedgerReports):
+    """The ledger's writes and the reads the money path needs; the reports (audit, totals,
+    pages, series) are inherited from LedgerReports."""
+
     def __init__(self, db: Store):
         self.db = db
         self.commits = GroupCommit(db)
@@ -265,10 +281,6 @@ class Ledger:
             self._entry(conn, account_id, CHARGE, -charged, reservation_id)
         return int(charged)
 
-    def open_reservations(self) -> int:
-        row = self.db.query_one("SELECT count(*) FROM reservations")
-        return int(row[0]) if row else 0
-
     def resolve_orphans(self) -> int:
         """Charge the floor of every reservation whose node instance is gone."""
         alive: dict[str, bool] = {}
@@ -326,36 +338,3 @@ class Ledger:
             (account_id, WITHDRAW),
         )
         return list(dict.fromkeys(r["ref"] for r in rows if str(r["ref"]).startswith(prefix)))
-
-    # --- audit ----------------------------------------------------------------------------
-
-    def audit(self) -> list[Mismatch]:
-        """Recompute every balance from its entries; list the accounts that disagree, whose
-        reservations do not add up, or whose operator credit is outside 0..balance."""
-        rows = self.db.query(
-            "SELECT a.id, a.balance_msat, COALESCE(SUM(e.amount_msat), 0) AS total"
-            " FROM accounts a LEFT JOIN entries e ON e.account_id = a.id"
-            " GROUP BY a.id HAVING a.balance_msat != COALESCE(SUM(e.amount_msat), 0)"
-        )
-        mismatches = [Mismatch(r["id"], r["balance_msat"], r["total"]) for r in rows]
-        held = self.db.query(
-            "SELECT a.id, a.reserved_msat, COALESCE(SUM(r.amount_msat), 0) AS held"
-            " FROM accounts a LEFT JOIN reservations r ON r.account_id = a.id"
-            " GROUP BY a.id HAVING a.reserved_msat != COALESCE(SUM(r.amount_msat), 0)"
-        )
-        mismatches += [Mismatch(r["id"], r["reserved_msat"], r["held"], "reserved") for r in held]
-        credit = self.db.query(
-            "SELECT id, balance_msat, credit_msat FROM accounts"
-            " WHERE credit_msat < 0 OR credit_msat > balance_msat"
-        )
-        mismatches += [
-            Mismatch(r["id"], r["balance_msat"], r["credit_msat"], "credit") for r in credit
-        ]
-        return mismatches
-
-    def liabilities_msat(self, conn: Connection | None = None) -> int:
-        """What the node must pay if every client withdrew: balances less operator credit
-        (inside `conn`, a transaction of the caller's, when given)."""
-        sql = "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
-        row = conn.execute(sql).fetchone() if conn is not None else self.db.query_one(sql)
-        return int(row[0]) if row else 0

@@ -8,6 +8,14 @@
 - entries       append-only: every change of a balance, so `audit()` can recompute it.
 """
 
+# Entry kinds: money in (+) and out (-) of an account.
+GRANT = "grant"  # operator-funded key: credit, spend-only
+DEPOSIT = "deposit"  # ecash redeemed into the account
+CHARGE = "charge"  # a request's cost (taken from credit first)
+WITHDRAW = "withdraw"  # ecash paid out of the account
+PAYOUT_FEE = "payout_fee"  # the mint's fee on the node's swap for that payout
+REFUND = "refund"  # a withdrawal that failed, returned (amount and fee)
+
 MIGRATIONS = [
     """
     CREATE TABLE accounts (
