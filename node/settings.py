@@ -183,6 +183,20 @@ class ModelSection(Section):
     output_usd_per_mtok: float = Field(
         0.0, ge=0, le=MAX_PRICE_USD, description="USD per million completion tokens"
     )
+    cached_input_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="USD per million prompt tokens read from the upstream's cache;"
+        " absent or 0 = input_usd_per_mtok",
+    )
+    reasoning_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="USD per million reasoning tokens (part of the completion);"
+        " absent or 0 = output_usd_per_mtok",
+    )
     request_usd: float | None = Field(
         None,
         ge=0,

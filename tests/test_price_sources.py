@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from node.pricing.prices import SourcedPrice
 from node.pricing.sources import (
     CatalogueError,
-    ModelPrice,
     PriceSource,
     config_price,
     fetch_catalogue,
@@ -61,7 +61,7 @@ OPENROUTER_STYLE = {
 }
 
 
-def cost_msat(price: ModelPrice, prompt: int, completion: int, btc_usd: int = 100_000) -> int:
+def cost_msat(price: SourcedPrice, prompt: int, completion: int, btc_usd: int = 100_000) -> int:
     """The contract's formula, as the lead's pricing module applies it (markup 1, no fee)."""
     usd = prompt * price.prompt + completion * price.completion
     return math.ceil(usd * 1 / btc_usd * 10**11)

@@ -17,7 +17,7 @@ from fractions import Fraction
 from genai_prices import data_snapshot
 from genai_prices import types as genai
 
-from node.pricing.price_types import MTOK, ModelPrice, PriceSource, PriceTier, or_default
+from node.pricing.prices import MTOK, Price, PriceSource, SourcedPrice, or_default
 
 
 def _find_genai_model(model_ref: str, provider_api_url: str | None) -> genai.ModelInfo | None:
@@ -50,19 +50,19 @@ def _genai_level(value: object, start: int | None) -> Fraction | None:
     return Fraction(value) / MTOK if isinstance(value, Decimal) else None
 
 
-def _genai_tier(prices: genai.ModelPrice, start: int | None) -> PriceTier | None:
+def _genai_tier(prices: genai.ModelPrice, start: int | None) -> Price | None:
+    """The flat price at a tier's threshold (None: the base price), every field set."""
     prompt = _genai_level(prices.input_mtok, start)
     if prompt is None:
         return None
     # Only embedding/rerank models list no output price, and they produce no output tokens.
     completion = _genai_level(prices.output_mtok, start)
     completion = prompt if completion is None else completion
-    return PriceTier(
-        above_prompt_tokens=start or 0,
-        prompt=prompt,
-        completion=completion,
-        cached_prompt=or_default(_genai_level(prices.cache_read_mtok, start), prompt),
-        reasoning=or_default(_genai_level(prices.output_reasoning_mtok, start), completion),
+    return Price(
+        prompt,
+        completion,
+        or_default(_genai_level(prices.cache_read_mtok, start), prompt),
+        or_default(_genai_level(prices.output_reasoning_mtok, start), completion),
     )
 
 
@@ -82,21 +82,28 @@ def _genai_base_ids() -> frozenset[str]:
     return frozenset(base_id(m.id) for p in snapshot.providers for m in p.models)
 
 
-def _monotone(tiers: list[PriceTier], base: PriceTier) -> tuple[PriceTier, ...]:
+def _monotone(tiers: list[tuple[int, Price]], base: Price) -> tuple[tuple[int, Price], ...]:
     """Each tier at least as dear as the one below: a reservation at the tier of the most
     prompt tokens then covers any fewer."""
-    out: list[PriceTier] = []
+    out: list[tuple[int, Price]] = []
     below = base
-    for tier in tiers:
-        below = PriceTier(
-            tier.above_prompt_tokens,
+    for above, tier in tiers:
+        below = Price(
             max(tier.prompt, below.prompt),
             max(tier.completion, below.completion),
-            max(tier.cached_prompt, below.cached_prompt),
-            max(tier.reasoning, below.reasoning),
+            max(_cached(tier), _cached(below)),
+            max(_reasoning(tier), _reasoning(below)),
         )
-        out.append(below)
+        out.append((above, below))
     return tuple(out)
+
+
+def _cached(price: Price) -> Fraction:
+    return price.cached_prompt if price.cached_prompt is not None else price.prompt
+
+
+def _reasoning(price: Price) -> Fraction:
+    return price.reasoning if price.reasoning is not None else price.completion
 
 
 def genai_price(
@@ -105,7 +112,7 @@ def genai_price(
     provider_api_url: str | None = None,
     now: datetime | None = None,
     exact: bool = False,
-) -> ModelPrice | None:
+) -> SourcedPrice | None:
     """The bundled genai-prices price for a model, or None when it has no token price.
 
     `now` matters: some prices change by date or time of day (DeepSeek's off-peak hours).
@@ -124,17 +131,16 @@ def genai_price(
         return None
     keys = (prices.input_mtok, prices.output_mtok, prices.cache_read_mtok)
     starts = sorted({t.start for v in keys if isinstance(v, genai.TieredPrices) for t in v.tiers})
-    found = [tier for s in starts if (tier := _genai_tier(prices, s)) is not None]
-    tiers = _monotone(found, base)
+    found = [(s, tier) for s in starts if (tier := _genai_tier(prices, s)) is not None]
     requests = prices.requests_kcount
-    return ModelPrice(
+    return SourcedPrice(
+        base.prompt,
+        base.completion,
+        base.cached_prompt,
+        base.reasoning,
+        Fraction(requests) / 1000 if isinstance(requests, Decimal) else Fraction(0),
+        _monotone(found, base),
         model_id=model_ref,
         source=PriceSource.GENAI_PRICES,
-        prompt=base.prompt,
-        completion=base.completion,
-        cached_prompt=base.cached_prompt,
-        reasoning=base.reasoning,
-        request=Fraction(requests) / 1000 if isinstance(requests, Decimal) else Fraction(0),
         context_length=model.context_window,
-        tiers=tiers,
     )

@@ -26,8 +26,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.errors import BadRequest, NotFound
-from node.pricing.prices import Price
-from node.pricing.sources import CatalogueEntry, ModelPrice, exact, resolve_price
+from node.pricing.prices import Price, exact
+from node.pricing.sources import CatalogueEntry, resolve_price
 from node.proxy import billing
 from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
 
@@ -126,7 +126,7 @@ def price_for(
     )
     result: tuple[Price, int | None, int | None] | None = None
     if found is not None:
-        result = _price(found), found.context_length, found.max_output_tokens
+        result = found, found.context_length, found.max_output_tokens
     elif (
         upstream.default_input_usd_per_mtok is not None
         and upstream.default_output_usd_per_mtok is not None
@@ -142,22 +142,6 @@ def price_for(
                 "price ([[models]] request_usd)", model_id)  # fmt: skip
         return None
     return result
-
-
-def _price(found: ModelPrice) -> Price:
-    def flat(
-        prompt: Fraction, completion: Fraction, cached: Fraction, reasoning: Fraction
-    ) -> Price:
-        return Price(prompt, completion, cached, reasoning, found.request)
-
-    base = flat(found.prompt, found.completion, found.cached_prompt, found.reasoning)
-    tiers = tuple(
-        (t.above_prompt_tokens, flat(t.prompt, t.completion, t.cached_prompt, t.reasoning))
-        for t in found.tiers
-    )
-    return Price(
-        base.prompt, base.completion, base.cached_prompt, base.reasoning, base.request, tiers
-    )
 
 
 def _token_priced(section: ModelSection) -> bool:

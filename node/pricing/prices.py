@@ -3,6 +3,12 @@
 cost = ceil(usd × markup / btc_usd × 10^11 msat) + request_fee_msat, at least min_charge_msat.
 (1 BTC = 10^8 sat = 10^11 msat.) Prices are exact `Fraction`s built from decimal strings, so
 $0.15 per Mtok is 15/100 000 000 per token, never a binary float.
+
+    Price          the one price type: USD per token (prompt, cached prompt, completion,
+                   reasoning), per request, and long-context tiers
+    SourcedPrice   a Price as a source gives it (node.pricing.sources), with its limits
+    Usage          what a request used, as the upstream reports it
+    Pricer         Price × Usage → msat at the current BTC rate, with markup and fees
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 from fractions import Fraction
 from typing import Any
 
@@ -39,7 +46,7 @@ class Price:
     request: Fraction = Fraction(0)
     tiers: tuple[tuple[int, Price], ...] = ()  # (above this many prompt tokens, price), ascending
 
-    def at(self, prompt_tokens: int) -> Price:
+    def for_prompt(self, prompt_tokens: int) -> Price:
         """The flat price a request with this many prompt tokens pays."""
         for above, price in reversed(self.tiers):
             if prompt_tokens > above:
@@ -74,6 +81,28 @@ class Price:
             fields[f"prompt_above_{above}"] = tier.prompt
             fields[f"completion_above_{above}"] = tier.completion
         return {name: _decimal_str(value) for name, value in fields.items()}
+
+
+class PriceSource(StrEnum):
+    CONFIG = "config"
+    UPSTREAM = "upstream"
+    GENAI_PRICES = "genai-prices"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourcedPrice(Price):
+    """A model's price as a source gives it, and what else that source says of the model."""
+
+    model_id: str
+    source: PriceSource
+    image: Fraction | None = None  # per input image, when the upstream lists one
+    context_length: int | None = None
+    max_output_tokens: int | None = None
+
+
+def or_default(value: Fraction | None, default: Fraction) -> Fraction:
+    # 0 or absent means "not priced apart": charge the base price, never nothing.
+    return value if value is not None and value > 0 else default
 
 
 def _decimal_str(value: Fraction) -> str:
@@ -145,7 +174,7 @@ class Pricer:
         return cls(rate, pricing.markup, pricing.request_fee_msat, pricing.min_charge_msat)
 
     def cost_msat(self, price: Price, usage: Usage) -> int:
-        tariff = self._tariff(price.at(usage.prompt_tokens))
+        tariff = self._tariff(price.for_prompt(usage.prompt_tokens))
         msat = -(-tariff.numerator(usage) // tariff.denominator)  # ceil, in integers
         return max(msat + self.request_fee_msat, self.min_charge_msat)
 
@@ -168,7 +197,7 @@ class Pricer:
         # ceil(x) + fee <= msat  <=>  x <= msat - fee, for the unrounded msat x.
         if msat < self.min_charge_msat:
             return -1
-        tariff = self._tariff(price.at(prompt_tokens))
+        tariff = self._tariff(price.for_prompt(prompt_tokens))
         left = (msat - self.request_fee_msat) * tariff.denominator
         left -= tariff.numerator(Usage(prompt_tokens, 0))
         if tariff.completion == 0:

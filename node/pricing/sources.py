@@ -10,7 +10,11 @@ Prices are exact `Fraction`s of USD per token, built from decimal strings (never
 with the contract's formula `usd × markup / btc_usd × 10^11` msat, 1000 prompt + 500 completion
 tokens at $1/$2 per Mtok and $100 000/BTC is exactly 2000 msat.
 
-The price types are in node/pricing/price_types.py, genai-prices in node/pricing/bundled.py.
+A source gives a `SourcedPrice`: the one price type (node.pricing.prices.Price) with what
+else the source says of the model beside it (where it came from, its limits). Reasoning
+tokens are part of `completion_tokens` and cached tokens part of `prompt_tokens`; a price of 0
+(or none) for them means "not priced apart", so they cost the completion / prompt price, never
+nothing. genai-prices is read in node/pricing/bundled.py.
 """
 
 from __future__ import annotations
@@ -28,33 +32,41 @@ from typing import Any
 import aiohttp
 
 from node.pricing.bundled import genai_price
-from node.pricing.price_types import MTOK, ModelPrice, PriceSource, PriceTier, exact, or_default
+from node.pricing.prices import MTOK, PriceSource, SourcedPrice, or_default
 from node.settings import ModelSection
-
-__all__ = ["MTOK", "ModelPrice", "PriceSource", "PriceTier", "exact", "genai_price"]
 
 log = logging.getLogger(__name__)
 
 MAX_CATALOGUE_BYTES = 32 * 1024 * 1024
 
 
+def read_decimal(value: object) -> Fraction | None:
+    """A decimal number as written ("0.15", 0.15, Decimal) as a Fraction; None if not one."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float | Decimal):
+        return None
+    try:
+        return Fraction(Decimal(str(value).strip()))
+    except (ArithmeticError, ValueError):  # "abc", NaN, Infinity
+        return None
+
+
 # --- 1. config -----------------------------------------------------------------------------
 
 
-def _explicit(section: ModelSection, name: str) -> Any:
+def _written(section: ModelSection, name: str) -> Any:
     """A field's value only if the operator wrote it (defaults are not prices)."""
-    value = getattr(section, name, None)
-    return value if value is not None and name in section.model_fields_set else None
+    return getattr(section, name) if name in section.model_fields_set else None
 
 
-def _per_token(section: ModelSection, name: str) -> Fraction | None:
-    value = exact(_explicit(section, f"{name}_usd_per_mtok"))
+def _per_token(usd_per_mtok: float | None) -> Fraction | None:
+    value = read_decimal(usd_per_mtok)
     return value / MTOK if value is not None else None
 
 
-def config_price(section: ModelSection) -> ModelPrice | None:
+def config_price(section: ModelSection) -> SourcedPrice | None:
     """The [[models]] price override, or None when the entry sets no price."""
-    prompt, completion = _per_token(section, "input"), _per_token(section, "output")
+    prompt = _per_token(_written(section, "input_usd_per_mtok"))
+    completion = _per_token(_written(section, "output_usd_per_mtok"))
     if prompt is None or completion is None:
         if prompt is not None or completion is not None:
             log.warning(
@@ -67,17 +79,16 @@ def config_price(section: ModelSection) -> ModelPrice | None:
         # What a saved-and-reloaded entry with the 0.0 defaults looks like: not a price.
         log.warning("[[models]] %s: both prices are 0, not taken as a price", section.id)
         return None
-    return ModelPrice(
+    return SourcedPrice(
+        prompt,
+        completion,
+        or_default(_per_token(section.cached_input_usd_per_mtok), prompt),
+        or_default(_per_token(section.reasoning_usd_per_mtok), completion),
+        read_decimal(section.request_usd) or Fraction(0),
         model_id=section.id,
         source=PriceSource.CONFIG,
-        prompt=prompt,
-        completion=completion,
-        cached_prompt=or_default(_per_token(section, "cached_input"), prompt),
-        reasoning=or_default(_per_token(section, "reasoning"), completion),
-        request=exact(_explicit(section, "request_usd")) or Fraction(0),
-        image=exact(_explicit(section, "image_usd")),
-        context_length=_explicit(section, "context_length"),
-        max_output_tokens=_explicit(section, "max_output_tokens"),
+        context_length=_written(section, "context_length"),
+        max_output_tokens=_written(section, "max_output_tokens"),
     )
 
 
@@ -89,7 +100,7 @@ class CatalogueEntry:
     """One model of an upstream's `/models`: its price if usable, else why not."""
 
     id: str
-    price: ModelPrice | None
+    price: SourcedPrice | None
     why_unpriced: str = ""
     context_length: int | None = None
     max_output_tokens: int | None = None
@@ -110,25 +121,28 @@ def _top_provider(item: Mapping[str, Any]) -> Mapping[str, Any]:
     return top if isinstance(top, dict) else {}
 
 
-def _catalogue_price(model_id: str, item: Mapping[str, Any]) -> tuple[ModelPrice | None, str]:
+def _catalogue_price(model_id: str, item: Mapping[str, Any]) -> tuple[SourcedPrice | None, str]:
     pricing = item.get("pricing")
     if not isinstance(pricing, dict):
         return None, "the upstream's catalogue lists no pricing for it"
-    prompt, completion = exact(pricing.get("prompt")), exact(pricing.get("completion"))
+    prompt, completion = (
+        read_decimal(pricing.get("prompt")),
+        read_decimal(pricing.get("completion")),
+    )
     if prompt is None or completion is None:
         return None, "the upstream's catalogue has no prompt/completion price for it"
     if prompt < 0 or completion < 0:  # OpenRouter's "-1": priced per route, unknown here
         return None, "the upstream's catalogue gives it a variable price"
-    request, image = exact(pricing.get("request")), exact(pricing.get("image"))
+    request, image = read_decimal(pricing.get("request")), read_decimal(pricing.get("image"))
     top = _top_provider(item)
-    price = ModelPrice(
+    price = SourcedPrice(
+        prompt,
+        completion,
+        or_default(read_decimal(pricing.get("input_cache_read")), prompt),
+        or_default(read_decimal(pricing.get("internal_reasoning")), completion),
+        request if request is not None and request > 0 else Fraction(0),
         model_id=model_id,
         source=PriceSource.UPSTREAM,
-        prompt=prompt,
-        completion=completion,
-        cached_prompt=or_default(exact(pricing.get("input_cache_read")), prompt),
-        reasoning=or_default(exact(pricing.get("internal_reasoning")), completion),
-        request=request if request is not None and request > 0 else Fraction(0),
         image=image if image is not None and image > 0 else None,
         context_length=_positive_int(item.get("context_length"))
         or _positive_int(top.get("context_length")),
@@ -201,7 +215,7 @@ def resolve_price(
     now: datetime | None = None,
     exact: bool = False,
     quiet: bool = False,
-) -> ModelPrice | None:
+) -> SourcedPrice | None:
     """The price of `model_id`, first source first; None (and a log line why) when none has one.
 
     `section` is its [[models]] entry, if any; `catalogue` the upstream's parsed `/models` (None
@@ -226,13 +240,13 @@ def resolve_price(
         price,
         model_id=model_id,
         context_length=_first(
-            _explicit(section, "context_length") if section else None,
+            _written(section, "context_length") if section else None,
             price.context_length,
             entry.context_length if entry else None,
             bundled.context_length if bundled else None,
         ),
         max_output_tokens=_first(
-            _explicit(section, "max_output_tokens") if section else None,
+            _written(section, "max_output_tokens") if section else None,
             price.max_output_tokens,
             entry.max_output_tokens if entry else None,
         ),
