@@ -9,7 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.procs import PY, Proc, free_port
+from bench.procs import PY, Proc
+from node.dev.procs import free_port
 from node.money.ledger import Ledger, hash_key
 from node.parts import open_database
 from node.settings import load_settings

@@ -6,11 +6,7 @@ p.start(); p.wait_ready("/v1/models"); p.rss_kb(); p.stop()
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,20 +14,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from node.dev.procs import die_with_parent, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 MINT_PY = ROOT / ".venv-mint" / "bin" / "python"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class Proc:
@@ -54,7 +41,7 @@ class Proc:
 
     def start(self) -> Proc:
         def pre() -> None:
-            _die_with_parent()
+            die_with_parent()
             if self.cpu is not None:
                 os.sched_setaffinity(0, {self.cpu})
 

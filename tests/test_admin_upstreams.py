@@ -9,10 +9,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from node.dev.procs import free_port
 from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
-from tests.support.servers import ThreadedServer, free_port
+from tests.support.servers import ThreadedServer
 
 
 @pytest.fixture

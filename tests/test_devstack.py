@@ -17,7 +17,8 @@ from openai import OpenAI
 
 from node.dev.demo_upstream import DemoUpstream, answer_words
 from node.dev.devmint import DevStackError, find_mint_python
-from tests.support.mints import MINT_PYTHON, free_port
+from node.dev.procs import free_port
+from tests.support.mints import MINT_PYTHON
 from tests.support.servers import ThreadedServer
 
 NUTGATE = Path(sys.executable).with_name("nutgate")

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 import wallet as cashu
+from node.dev.procs import free_port
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.mints import MINT_PYTHON, MintInfo, RefWallet, _mint_env, _Process, free_port
+from tests.support.mints import MINT_PYTHON, MintInfo, RefWallet, _mint_env, _Process
 from tests.support.money import admin_audit, assert_solvent, call, merge_tokens
 from tests.support.pg import BOTH_BACKENDS
 

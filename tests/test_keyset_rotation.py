@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.mints import MINT_PYTHON, RefWallet, _mint_env, _Process, free_port
+from node.dev.procs import free_port
+from tests.support.mints import MINT_PYTHON, RefWallet, _mint_env, _Process
 from tests.support.pg import BOTH_BACKENDS
 from tests.wallet import conftest as wallet_fixtures
 from tests.wallet.conftest import MakeWallet

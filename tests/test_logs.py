@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from node.dev.procs import free_port
 from node.logs import (
     JsonFormatter,
     RedactFilter,
@@ -26,7 +27,6 @@ from node.logs import (
 from node.settings import load_settings
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
-from tests.support.servers import free_port
 
 TOKEN_A = "cashuAeyJ0b2tlbiI6W3sibWludCI6Imh0dHA6Ly9taW50In1dfQ=="
 TOKEN_B = "cashuBo2FteCJodHRwczovL21pbnQuZXhhbXBsZS5jb21hdWNzYXRhdIGiYWlI"

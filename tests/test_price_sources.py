@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from node.dev.procs import free_port
 from node.pricing.prices import SourcedPrice
 from node.pricing.sources import (
     CatalogueError,
@@ -25,7 +26,6 @@ from node.pricing.sources import (
     resolve_price,
 )
 from node.settings import ModelSection
-from tests.support.fake_exchanges import free_port
 
 M = 10**6  # tokens per Mtok
 

@@ -12,10 +12,11 @@ from typing import Any
 import openai
 import pytest
 
+from node.dev.procs import free_port
 from node.pricing.catalogue import prefixes_of
 from node.settings import UpstreamSection
 from tests.conftest import NodeHandle
-from tests.support.servers import ThreadedServer, free_port
+from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello
 
 PRICE = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0, "max_output_tokens": 1000}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
@@ -22,6 +21,7 @@ from typing import Any
 
 import aiohttp
 
+from node.dev.procs import die_with_parent
 from wallet import crypto
 from wallet.keysets import Keyset
 from wallet.mint_client import BlindSignature, MintClient
@@ -54,12 +54,6 @@ def find_mint_python(places: list[Path] | None = None) -> Path:
         f"{', '.join(str(c.parent) for c in candidates)}. "
         "Run `make install` in the project directory first."
     )
-
-
-def _die_with_parent() -> None:
-    # Linux: the mint gets SIGTERM if `nutgate run` is killed outright (no cleanup ran)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class DevMint:
@@ -97,7 +91,7 @@ class DevMint:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
 
     @property

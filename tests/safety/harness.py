@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from node.db.postgres import PostgresStore
-from tests.support.mints import ROOT, free_port
+from node.dev.procs import free_port
+from tests.support.mints import ROOT
 
 START_TIMEOUT_S = 30.0
 

@@ -21,9 +21,10 @@ import pytest
 from aiohttp import web
 
 from node.admin.http import COOKIE
+from node.dev.procs import free_port
 from tests.safety.conftest import MakeNodeProcess, Secrets, auth, call, moved_token
 from tests.support.admin_client import PASSWORD, AdminClient
-from tests.support.mints import MintInfo, RefWallet, free_port
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.servers import ThreadedServer
 from wallet import parse_token, serialize_v4
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+
+from node.dev.procs import free_port
 
 
 def _kraken(price: str) -> Any:
@@ -32,12 +33,6 @@ SHAPES: dict[str, Callable[[str], Any]] = {
     "mempool": lambda p: {"time": 1700000000, "USD": int(float(p)), "EUR": 1},
     "price": lambda p: {"symbol": "BTCUSDT", "price": p},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def down_url(shape: str = "price") -> str:

@@ -24,12 +24,8 @@ a refused call raises `RefWalletError` with Nutshell's message.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
-import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -41,6 +37,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+
+from node.dev.procs import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 MINT_PYTHON = ROOT / ".venv-mint" / "bin" / "python"
@@ -58,18 +56,6 @@ class RefWalletError(Exception):
     pass
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _die_with_parent() -> None:
-    # Linux: the child gets SIGTERM when pytest dies, so no mint outlives a killed run
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 class _Process:
     """A child on a free port in its own temp dir, ready once `probe` answers 200."""
 
@@ -85,7 +71,7 @@ class _Process:
                 env={**base, "CASHU_DIR": str(self.dir / "cashu"), **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
             )
         self._ready = False
 

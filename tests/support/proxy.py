@@ -18,7 +18,7 @@ import asyncio
 import aiohttp
 from aiohttp import web
 
-from tests.support.mints import free_port
+from node.dev.procs import free_port
 
 
 class MintProxy:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -20,11 +19,7 @@ import pytest
 from aiohttp import web
 from nostr_sdk import LocalRelayBuilder
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from node.dev.procs import free_port
 
 
 class RelayHandle:

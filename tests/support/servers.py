@@ -6,7 +6,6 @@ Tests then talk to it over real HTTP from any client, sync or async, without sha
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -14,13 +13,8 @@ from concurrent.futures import Future
 
 from aiohttp import web
 
+from node.dev.procs import free_port
 from node.http.server import NodeRunner
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ThreadedServer:

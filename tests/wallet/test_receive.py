@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from tests.support.mints import MintInfo, RefWallet, free_port
+from node.dev.procs import free_port
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.pg import BOTH_BACKENDS
 from tests.support.proxy import MintProxy
 from tests.wallet.conftest import MakeWallet
