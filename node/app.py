@@ -17,9 +17,11 @@ from node.parts import PARTS, build_parts, close_parts, keep_up
 from node.routes import discovery, estimate, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
+from wallet import Checkpoint
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> web.Application:
+    """The node. `checkpoint`: the wallet's, for the crash tests only (none in production)."""
     settings = with_overrides(settings)  # changes made in /admin win over the file
     metrics = Metrics()
     limiter = ratelimit.limiter_for(settings.limits)
@@ -36,7 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     ratelimit.setup(app, limiter)
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
-        app[PARTS] = built = await build_parts(settings, metrics, limiter)
+        app[PARTS] = built = await build_parts(settings, metrics, limiter, checkpoint)
         recovery = asyncio.create_task(keep_up(built))
         yield
         recovery.cancel()

@@ -16,6 +16,7 @@ from node.logs import configure_logging, secrets_of
 from node.money.ledger import Ledger, hash_key
 from node.parts import open_database
 from node.settings import ConfigError, Settings, load_settings
+from wallet import Checkpoint
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -35,9 +36,13 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    serve(_settings(args))
+
+
+def serve(settings: Settings, checkpoint: Checkpoint | None = None) -> None:
+    """Run the node until it is stopped. `checkpoint`: the wallet's, for the crash tests."""
     configure_logging(settings.log.level, settings.log.format, secrets_of(settings))
-    app = create_app(settings)
+    app = create_app(settings, checkpoint=checkpoint)
     print(f"nutgate listening on http://{settings.node.host}:{settings.node.port}", flush=True)
     server.run(
         app, settings.node.host, settings.node.port, new_event_loop(), **server_options(settings)

@@ -105,6 +105,7 @@ def build_wallet(
     ledger: Ledger,
     http: aiohttp.ClientSession,
     events: cashu.WalletEvents | None = None,
+    checkpoint: cashu.Checkpoint | None = None,
 ) -> cashu.Wallet:
     hooks = LedgerHooks(ledger)
     seed_file = settings.node.data_dir / "wallet.seed"
@@ -125,6 +126,7 @@ def build_wallet(
         hooks.refund,
         timeout_s=settings.cashu.mint_timeout_s,
         events=events,
+        checkpoint=checkpoint,
     )
 
 
@@ -158,8 +160,10 @@ async def build_parts(
     settings: Settings,
     metrics: Metrics,
     limiter: Limiter | None,
+    checkpoint: cashu.Checkpoint | None = None,
 ) -> Parts:
-    """Every part, started: the metrics and the limiter the middlewares already hold."""
+    """Every part, started: the metrics and the limiter the middlewares already hold.
+    `checkpoint`: the wallet's (see wallet.core.Checkpoint), for the crash tests only."""
     db = open_database(settings)
     ledger = Ledger(db)
     if limiter is not None:
@@ -171,7 +175,7 @@ async def build_parts(
     rate = BtcRate.from_settings(settings.pricing)
     await rate.start()
     http = new_session()
-    wallet = build_wallet(settings, db, ledger, http, WalletMetrics(metrics))
+    wallet = build_wallet(settings, db, ledger, http, WalletMetrics(metrics), checkpoint)
     nostr = start_nostr(settings, db)
     await nostr.start()  # background tasks only: a relay that is down never delays serving
     catalogue = Catalogue.from_settings(settings)

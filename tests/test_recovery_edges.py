@@ -21,7 +21,6 @@ from tests.safety.harness import ROOT, NodeProcess
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.pg import Databases
 from tests.support.servers import ThreadedServer
-from wallet.core import CRASH_ENV
 
 NO_LIMITS = {"per_minute": 0, "per_hour": 0, "per_day": 0}
 TIMEOUT = aiohttp.ClientTimeout(total=60)
@@ -55,7 +54,7 @@ async def test_a_swap_left_by_a_dead_instance_is_finished_by_one_that_never_saw_
         nodes.append(NodeProcess(node_config(upstream.url, workdir / "data", **sections), workdir))
     try:
         await nodes[1].start()
-        await nodes[0].start(env={CRASH_ENV: "receive-after-swap"})
+        await nodes[0].start(crash_at="receive-after-swap")
         token = await ref_wallet.token(mint.url, 50)
         with pytest.raises(aiohttp.ClientError):
             await balance(nodes[0], token)

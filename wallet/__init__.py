@@ -9,7 +9,7 @@ token = await w.send_up_to(budget_msat, purpose)  # the most that fits, fee incl
 w.paid(purpose)                                # PaidOut(token, amount_sat, fee_sat, mint)
 """
 
-from wallet.core import CreditHook, DebitHook, Receipt, RefundHook, WalletEvents
+from wallet.core import Checkpoint, CreditHook, DebitHook, Receipt, RefundHook, WalletEvents
 from wallet.errors import (
     AlreadyCredited,
     BudgetTooSmall,
@@ -35,6 +35,7 @@ __all__ = [
     "MIGRATIONS",
     "AlreadyCredited",
     "BudgetTooSmall",
+    "Checkpoint",
     "CreditHook",
     "Database",
     "DebitHook",

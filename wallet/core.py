@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import os
-import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -29,8 +27,10 @@ CreditHook = Callable[[Connection, str, int, str], None]
 DebitHook = Callable[[Connection, str, int, int], None]
 # (conn, purpose, debited_msat): undo a debit (amount + fee) whose payout failed.
 RefundHook = Callable[[Connection, str, int], None]
-
-CRASH_ENV = "NUTGATE_WALLET_CRASH_AT"
+# Called by name where a crash is the hardest to recover from, between a mint's answer and
+# the commit that stores it ("receive-after-swap", "send-after-swap"). It does nothing in the
+# node; the recovery tests pass one that kills the process there (tests/support/crash_serve.py).
+Checkpoint = Callable[[str], None]
 
 
 class WalletEvents(Protocol):
@@ -60,11 +60,8 @@ class Receipt:
     unit: str
 
 
-def crash_point(name: str) -> None:
-    """Crash injection for the recovery tests: NUTGATE_WALLET_CRASH_AT=<name> dies here, as a
-    power cut would, between the mint's answer and our commit."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
+def no_checkpoint(name: str) -> None:
+    """The node's checkpoint: nothing happens there."""
 
 
 class WalletCore:
@@ -80,6 +77,7 @@ class WalletCore:
         *,
         timeout_s: float = 10.0,
         events: WalletEvents | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         if len(seed) < 16:
             raise ValueError("seed too short")
@@ -96,10 +94,15 @@ class WalletCore:
         self._locks = {m: asyncio.Lock() for m in self._trusted}
         self._keysets = KeysetCache(db)
         self._credit, self._debit, self._refund = credit, debit, refund
+        self._checkpoint = checkpoint or no_checkpoint
 
     @property
     def events(self) -> WalletEvents:
         return self._events
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return self._checkpoint
 
     @property
     def trusted_mints(self) -> list[str]:

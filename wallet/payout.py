@@ -26,7 +26,7 @@ from functools import partial
 
 import orjson
 
-from wallet.core import WalletCore, crash_point
+from wallet.core import WalletCore
 from wallet.errors import (
     InsufficientFunds,
     MintAnswerGarbled,
@@ -111,7 +111,7 @@ class Payer(WalletCore):
                     self._keysets.mark_stale(url)
                 await self._try_resolve(payout_id)
                 raise
-            crash_point("send-after-swap")
+            self._checkpoint("send-after-swap")
             in_order: list[BlindSignature | None] = [None] * len(outputs)
             for j, i in enumerate(order):
                 in_order[i] = sigs[j]

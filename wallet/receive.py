@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from wallet.core import Receipt, WalletCore, crash_point
+from wallet.core import Receipt, WalletCore
 from wallet.errors import (
     AlreadyCredited,
     MintAnswerGarbled,
@@ -131,7 +131,7 @@ class Receiver(WalletCore):
         except Exception:  # TokenSpent and anything else: the mint signed nothing
             self._drop_swap(swap.id)
             raise
-        crash_point("receive-after-swap")
+        self._checkpoint("receive-after-swap")
         return self._commit_receive(swap, out_ks, outputs, sigs)
 
     async def _settle_garbled(self, swap: PendingSwap) -> Receipt | None:

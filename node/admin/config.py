@@ -196,7 +196,9 @@ async def apply_settings(parts: Parts, new: Settings) -> None:
         await rate.start()
     wallet, payments = parts.wallet, parts.payments
     if new.cashu != old.cashu:  # payments follow the wallet and the mints it trusts
-        wallet = build_wallet(new, parts.db, parts.ledger, parts.http, parts.wallet.events)
+        old_wallet = parts.wallet
+        events, checkpoint = old_wallet.events, old_wallet.checkpoint
+        wallet = build_wallet(new, parts.db, parts.ledger, parts.http, events, checkpoint)
         payments = Payments(parts.ledger, wallet, new.cashu.mints)
     old_rate, old_nostr = parts.rate, parts.nostr
     parts.settings = new

@@ -1,8 +1,10 @@
 """The node as a real process: `python -m node.cli serve --config FILE`, killed and restarted
 on the same data dir. Its log (stdout + stderr, every run appended) is kept for the secret scan.
+With `crash_at`, the node is started by tests/support/crash_serve.py and kills itself at that
+checkpoint of its wallet.
 
     proc = NodeProcess(config, tmp_path)
-    await proc.start(env={CRASH_ENV: "receive-after-swap"})  # /health up, recovery finished
+    await proc.start(crash_at="receive-after-swap")          # /health up, recovery finished
     proc.kill()                                              # SIGKILL, as a power cut
     proc.audit()                                             # `nutgate audit`: (rc, output)
 """
@@ -71,10 +73,14 @@ class NodeProcess:
     def db_path(self) -> Path:
         return self.data_dir / "nutgate.sqlite3"
 
-    async def start(self, env: dict[str, str] | None = None, wait: bool = True) -> NodeProcess:
+    async def start(
+        self, env: dict[str, str] | None = None, wait: bool = True, crash_at: str | None = None
+    ) -> NodeProcess:
+        serve = ["serve", "--config", str(self.config_path)]
+        armed = ["tests.support.crash_serve", "--crash-at", crash_at] if crash_at else ["node.cli"]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "node.cli", "serve", "--config", str(self.config_path)],
+                [sys.executable, "-m", *armed, *serve],
                 cwd=ROOT,
                 env={**os.environ, **(env or {})},
                 stdout=log,

@@ -20,7 +20,6 @@ from tests.safety.conftest import (
 )
 from tests.safety.faulty_mint import FaultyMint
 from tests.support.mints import MintInfo, RefWallet
-from wallet.core import CRASH_ENV
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -61,7 +60,7 @@ async def test_kill_after_the_mint_signed_a_redemption_credits_it_once(
     ref_wallet: RefWallet,
     secrets: Secrets,
 ) -> None:
-    proc = await node_process().start(env={CRASH_ENV: "receive-after-swap"})
+    proc = await node_process().start(crash_at="receive-after-swap")
     token = await ref_wallet.token(mint.url, 80)
     secrets.add(token)
     with pytest.raises(aiohttp.ClientError):
@@ -70,6 +69,19 @@ async def test_kill_after_the_mint_signed_a_redemption_credits_it_once(
     assert await proc.wait_dead() == -signal.SIGKILL
     await proc.start()
     assert await balance_msat(proc, token) == 80_000
+    await assert_books_intact(proc, [mint.url], ref_wallet, [token])
+
+
+async def test_no_environment_arms_a_crash_point_in_the_node(
+    node_process: MakeNodeProcess, mint: MintInfo, ref_wallet: RefWallet, secrets: Secrets
+) -> None:
+    """The crash points are a seam of the tests (tests/support/crash_serve.py): the node as it
+    is started in production ignores the variable that once armed them, and redeems."""
+    proc = await node_process().start(env={"NUTGATE_WALLET_CRASH_AT": "receive-after-swap"})
+    token = await ref_wallet.token(mint.url, 80)
+    secrets.add(token)
+    assert await balance_msat(proc, token) == 80_000
+    assert proc.proc is not None and proc.proc.poll() is None  # alive after the swap
     await assert_books_intact(proc, [mint.url], ref_wallet, [token])
 
 
@@ -127,7 +139,7 @@ async def test_kill_after_the_mint_signed_a_withdrawal_pays_it_once(
     secrets.add(token)
     assert await balance_msat(proc, token) == 100_000
     proc.stop()
-    await proc.start(env={CRASH_ENV: "send-after-swap"})
+    await proc.start(crash_at="send-after-swap")
     headers = {**auth(token), "Idempotency-Key": "crash-1"}
     with pytest.raises(aiohttp.ClientError):
         await call(proc, "POST", "/v1/wallet/withdraw", headers=headers, json={"amount": 40})
@@ -183,7 +195,7 @@ async def test_kill_during_a_topup_credits_it_once(
     secrets.add(first, second)
     assert await balance_msat(proc, first) == 30_000
     proc.stop()
-    await proc.start(env={CRASH_ENV: "receive-after-swap"})
+    await proc.start(crash_at="receive-after-swap")
     with pytest.raises(aiohttp.ClientError):
         await call(
             proc, "POST", "/v1/wallet/topup", headers=auth(first), json={"cashu_token": second}
@@ -202,7 +214,7 @@ async def test_kill_during_a_topup_credits_it_once(
 async def test_kill_during_create_strands_nothing_the_retry_gets_the_key(
     node_process: MakeNodeProcess, mint: MintInfo, ref_wallet: RefWallet, secrets: Secrets
 ) -> None:
-    proc = await node_process().start(env={CRASH_ENV: "receive-after-swap"})
+    proc = await node_process().start(crash_at="receive-after-swap")
     token = await ref_wallet.token(mint.url, 45)
     secrets.add(token)
     with pytest.raises(aiohttp.ClientError):  # the mint signed; the key never reached the client

@@ -1,9 +1,9 @@
 """Run one wallet operation in a child process, for the crash tests.
 
-    python -m tests.wallet.crash_child DB SEED_HEX MINT receive TOKEN PURPOSE
-    python -m tests.wallet.crash_child DB SEED_HEX MINT send AMOUNT PURPOSE
+    python -m tests.wallet.crash_child CRASH_AT DB SEED_HEX MINT receive TOKEN PURPOSE
+    python -m tests.wallet.crash_child CRASH_AT DB SEED_HEX MINT send AMOUNT PURPOSE
 
-With NUTGATE_WALLET_CRASH_AT set, the wallet SIGKILLs this process at that point.
+The wallet's checkpoint CRASH_AT (e.g. receive-after-swap) SIGKILLs this process.
 """
 
 from __future__ import annotations
@@ -14,17 +14,19 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.crash_serve import kill_at
 from tests.wallet.conftest import Ledger, open_db
 from wallet import Wallet
 
 
-async def main(db_path: str, seed_hex: str, mint: str, op: str, arg: str, purpose: str) -> None:
+async def main(
+    crash_at: str, db_path: str, seed_hex: str, mint: str, op: str, arg: str, purpose: str
+) -> None:
     db = open_db(Path(db_path))
     ledger = Ledger(db)
     async with aiohttp.ClientSession() as http:
-        w = Wallet(
-            db, bytes.fromhex(seed_hex), [mint], http, ledger.credit, ledger.debit, ledger.refund
-        )
+        hooks = ledger.credit, ledger.debit, ledger.refund
+        w = Wallet(db, bytes.fromhex(seed_hex), [mint], http, *hooks, checkpoint=kill_at(crash_at))
         if op == "receive":
             print(await w.receive(arg, purpose))
         else:
@@ -32,4 +34,4 @@ async def main(db_path: str, seed_hex: str, mint: str, op: str, arg: str, purpos
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:7]))
+    asyncio.run(main(*sys.argv[1:8]))

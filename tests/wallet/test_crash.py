@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,19 +13,17 @@ import pytest
 from tests.support.mints import ROOT, MintInfo, RefWallet, RefWalletError
 from tests.wallet.conftest import MakeWallet
 from wallet import parse_token
-from wallet.core import CRASH_ENV
 from wallet.outputs import input_fee
 
 
 async def run_child(crash_at: str, *args: str) -> int:
-    env = {**os.environ, CRASH_ENV: crash_at}
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "tests.wallet.crash_child",
+        crash_at,
         *args,
         cwd=ROOT,
-        env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
