@@ -38,12 +38,12 @@ from wallet.errors import (
 from wallet.keysets import Keyset
 from wallet.mint_client import BlindSignature
 from wallet.outputs import Output, build_outputs, make_proofs
-from wallet.payout_plan import Plan, plan_most, plan_payout, ranked
+from wallet.payout_plan import PayoutPlan, plan_most, plan_payout, ranked
 from wallet.store import Connection, Row, allocate_counter
 from wallet.tokens import Proof, Token, serialize_v3, serialize_v4
 
-# (proofs held ranked largest first, fee ppk per keyset, the keyset of the outputs) -> Plan
-Planner = Callable[[Sequence[Row], dict[str, int], Keyset], Plan]
+# (proofs held ranked largest first, fee ppk per keyset, the keyset of the outputs) -> PayoutPlan
+Planner = Callable[[Sequence[Row], dict[str, int], Keyset], PayoutPlan]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class PaidOut:
     mint: str
 
 
-class Payer(WalletCore):
+class Payouts(WalletCore):
     async def send(
         self, amount_sat: int, purpose: str, mint: str | None = None, *, v3: bool = False
     ) -> str:
@@ -151,7 +151,7 @@ class Payer(WalletCore):
 
     def _begin_payout(
         self, planner: Planner, purpose: str, mint: str, out_ks: Keyset, v3: bool
-    ) -> tuple[int, Plan, int, str | None]:
+    ) -> tuple[int, PayoutPlan, int, str | None]:
         """Plan, debit the amount and the fee, reserve the inputs: one transaction."""
         with self._db.transaction() as conn:
             if conn.execute(
@@ -194,7 +194,7 @@ class Payer(WalletCore):
         conn: Connection,
         purpose: str,
         mint: str,
-        plan: Plan,
+        plan: PayoutPlan,
         ks: Keyset,
         start: int,
         v3: bool,

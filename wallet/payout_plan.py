@@ -20,7 +20,7 @@ MOST_TRIES = 64  # amounts tried below a budget before giving up (fees are a few
 
 
 @dataclass(frozen=True)
-class Plan:
+class PayoutPlan:
     amount: int  # sat: the token's value
     inputs: list[Row]
     send: list[int]  # the token's output amounts; empty when the inputs are the token
@@ -36,7 +36,9 @@ def ranked(held: Sequence[Row]) -> list[Row]:
     return sorted(held, key=lambda r: r["amount"], reverse=True)
 
 
-def plan_payout(amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: Keyset) -> Plan:
+def plan_payout(
+    amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: Keyset
+) -> PayoutPlan:
     """Proofs held that sum to `amount` if the greedy pick finds them (for powers of two it
     does whenever they exist), else the fewest large proofs that cover `amount` plus their own
     input fee, swapped for the token's outputs and our change. `held` ranked largest first."""
@@ -46,7 +48,7 @@ def plan_payout(amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: K
             picked.append(r)
             total += r["amount"]
     if picked and total == amount:
-        return Plan(amount, picked, [], [], 0)
+        return PayoutPlan(amount, picked, [], [], 0)
     picked, total, ppk_sum = [], 0, 0
     for r in held:
         if picked and total >= amount + input_fee([ppk_sum]):
@@ -61,10 +63,14 @@ def plan_payout(amount: int, held: Sequence[Row], ppk: dict[str, int], out_ks: K
             f"{total} sat held cannot pay {amount} sat plus a {fee} sat fee", amount, fee
         )
     send = split_amount(amount, out_ks.amounts)
-    return Plan(amount, picked, send, split_amount(change, out_ks.amounts) if change else [], fee)
+    return PayoutPlan(
+        amount, picked, send, split_amount(change, out_ks.amounts) if change else [], fee
+    )
 
 
-def plan_most(budget_msat: int, held: Sequence[Row], ppk: dict[str, int], out_ks: Keyset) -> Plan:
+def plan_most(
+    budget_msat: int, held: Sequence[Row], ppk: dict[str, int], out_ks: Keyset
+) -> PayoutPlan:
     """The largest payout whose amount plus fee fits `budget_msat`, its fee not above its
     amount; BudgetTooSmall when there is none. `held` ranked largest first."""
     budget = budget_msat // 1000
@@ -72,7 +78,7 @@ def plan_most(budget_msat: int, held: Sequence[Row], ppk: dict[str, int], out_ks
         raise BudgetTooSmall(budget_msat, 1, 0)
     if sum(r["amount"] for r in held) < budget:
         raise InsufficientFunds(f"the proofs held cannot pay out {budget} sat", budget)
-    smallest: Plan | None = None
+    smallest: PayoutPlan | None = None
     for amount in range(budget, max(0, budget - MOST_TRIES), -1):
         try:
             plan = plan_payout(amount, held, ppk, out_ks)

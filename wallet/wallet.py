@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wallet.errors import WalletError
-from wallet.payout import Payer
+from wallet.payout import Payouts
 from wallet.receive import Receiver, _pending
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class ProofState:
     remote: str  # UNSPENT | PENDING | SPENT | UNKNOWN (the mint did not say)
 
 
-class Wallet(Receiver, Payer):
+class Wallet(Receiver, Payouts):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""
