@@ -1,5 +1,5 @@
 """docs/billing.md and its code stay one: every row names tests that exist, every row of the
-table tests and every field node/proxy/billing.py refuses is in the document, and the README links
+table tests and every field node/pricing/billing.py refuses is in the document, and the README links
 to it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from node.proxy import billing
+from node.pricing import billing
 from tests.test_billing_refusals import REFUSED
 from tests.test_billing_table import ROWS
 

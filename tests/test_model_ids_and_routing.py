@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.proxy.billing import MAX_MODEL_ID_CHARS
+from node.pricing.billing import MAX_MODEL_ID_CHARS
 from tests.conftest import NodeHandle
 from tests.support.billing import pay
 from tests.support.servers import ThreadedServer

@@ -26,9 +26,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.errors import BadRequest, NotFound
+from node.pricing import billing
 from node.pricing.prices import Price, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
-from node.proxy import billing
 from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
 
 log = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ from typing import Any
 import orjson
 
 from node.errors import BadRequest, PaymentRequired
+from node.pricing import billing
 from node.pricing.catalogue import Model
 from node.pricing.prices import Price, Pricer, Usage
-from node.proxy import billing
 from node.proxy.audio import Upload, encode_multipart, seconds_bound
 from node.proxy.sse import output_chars
 
@@ -38,7 +38,7 @@ class Plan:
     floor_msat: int  # the prompt's cost: charged if the node dies mid-request
     units: Fraction = Fraction(0)  # images or audio seconds the reservation covers
     choices: int = 1  # answers written in all (n, best_of, prompts), each up to max_output_tokens
-    prompt_bound: int = 0  # the most prompt tokens reserved, and ever charged (proxy/billing.py)
+    prompt_bound: int = 0  # the most prompt tokens reserved, and ever charged (pricing/billing.py)
 
 
 @dataclass
