@@ -28,6 +28,7 @@ import pytest
 from aiohttp import web
 
 from tests.conftest import NodeHandle
+from tests.support.billing_upstream import Bill, BillingUpstream
 from tests.support.servers import ThreadedServer
 
 BALANCE = 1_000_000
@@ -47,15 +48,21 @@ def chunk(delta: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(body) + b"\n\n"
 
 
-class ThinkingUpstream:
-    """A reasoning model behind an OpenAI-compatible API: it thinks (unseen) before it writes.
+VISION_MINI = 2833 / 85  # gpt-4o-mini bills an image's tiles ~33x (tests/support/billing.py)
 
-    A stream: the role chunk at once, then `think_s` of thinking (HIDDEN_REASONING tokens), then
-    the answer's text a chunk at a time, then the usage (reasoning included in completion). The
-    bill is made as the tokens are generated, whether or not the caller still reads."""
+
+class ThinkingUpstream:
+    """A model behind an OpenAI-compatible API that reads its prompt, thinks (unseen), then
+    writes; it bills as it goes, whether or not the caller still reads.
+
+    A stream: the role chunk once the prompt is read (its tokens counted as the billing
+    upstream does: images by their tiles), then `think_s` of thinking (HIDDEN_REASONING tokens,
+    for the model "thinker"), then the answer's text a chunk at a time, then the usage
+    (reasoning included in completion)."""
 
     def __init__(self, think_s: float = 0.6, gap_s: float = 0.4) -> None:
         self.think_s, self.gap_s = think_s, gap_s
+        self.counter = BillingUpstream(image_multipliers={"vision-mini": VISION_MINI})
         self.billed: list[tuple[int, int]] = []  # (prompt, completion) per request
         self.app = web.Application()
         self.app.add_routes([web.post("/v1/chat/completions", self.chat),
@@ -65,10 +72,13 @@ class ThinkingUpstream:
         return web.json_response({"object": "list", "data": []})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        await request.json()
+        body = await request.json()
+        model = str(body["model"])
+        prompt = self.counter.messages(body["messages"], model, Bill("chat/completions", model))
         words = ["Hi", " there", "."]
-        completion = HIDDEN_REASONING + len(words)
-        self.billed.append((PROMPT_TOKENS, completion))  # generated whatever happens next
+        reasoning = HIDDEN_REASONING if model == "thinker" else 0
+        completion = reasoning + len(words)
+        self.billed.append((prompt, completion))  # generated whatever happens next
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await out.prepare(request)
         try:
@@ -78,10 +88,10 @@ class ThinkingUpstream:
                 await out.write(chunk({"content": word}))
                 await asyncio.sleep(self.gap_s)
             usage = {
-                "prompt_tokens": PROMPT_TOKENS,
+                "prompt_tokens": prompt,
                 "completion_tokens": completion,
-                "total_tokens": PROMPT_TOKENS + completion,
-                "completion_tokens_details": {"reasoning_tokens": HIDDEN_REASONING},
+                "total_tokens": prompt + completion,
+                "completion_tokens_details": {"reasoning_tokens": reasoning},
             }
             final = {"id": "c", "object": "chat.completion.chunk", "choices": [], "usage": usage}
             await out.write(b"data: " + orjson.dumps(final) + b"\n\n")
@@ -104,8 +114,23 @@ def thinker() -> Iterator[ThreadedServer]:
 def thinking_node(make_node: Callable[..., NodeHandle], thinker: ThreadedServer) -> NodeHandle:
     return make_node(
         upstreams=[{"name": "thinker", "base_url": f"{thinker.url}/v1", "list_models": False}],
-        models=[{"id": "thinker", "context_length": 8000, **PRICE}],
+        models=[
+            {"id": "thinker", "context_length": 8000, **PRICE},
+            {"id": "vision-mini", "context_length": 128_000, **PRICE},
+        ],
     )
+
+
+async def drop_after_first_chunk(node: NodeHandle, key: str, body: dict[str, Any]) -> None:
+    """Stream `body`, hang up once the first chunk is in, and wait until the node settled."""
+    headers = {"Authorization": f"Bearer {key}"}
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(f"{node.url}/v1/chat/completions", json=body, headers=headers)
+        assert resp.status == 200
+        await resp.content.readuntil(b"\n\n")
+        resp.close()
+    await asyncio.sleep(2.5)  # the upstream's thinking and the chunks after it
+    await asyncio.to_thread(settled, node)
 
 
 def settled(node: NodeHandle, timeout_s: float = 10.0) -> None:
@@ -139,15 +164,46 @@ async def test_a_stream_dropped_after_its_first_chunk_is_charged_what_the_upstre
     key = node.new_key(BALANCE)
     body = {"model": "thinker", "stream": True, "max_tokens": 1000,
             "messages": [{"role": "user", "content": "think hard, then say hi"}]}  # fmt: skip
-    headers = {"Authorization": f"Bearer {key}"}
-    async with aiohttp.ClientSession() as http:
-        resp = await http.post(f"{node.url}/v1/chat/completions", json=body, headers=headers)
-        assert resp.status == 200
-        await resp.content.readuntil(b"\n\n")  # the first chunk: then hang up
-        resp.close()
-    await asyncio.sleep(thinker.mock.think_s + 3 * thinker.mock.gap_s + 0.5)  # type: ignore[attr-defined]
-    await asyncio.to_thread(settled, node)
+    await drop_after_first_chunk(node, key, body)
     prompt, completion = thinker.mock.billed[-1]  # type: ignore[attr-defined]
+    charged = BALANCE - node.balance(key)
+    assert charged >= bill_msat(prompt, completion), (charged, bill_msat(prompt, completion))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="without the upstream's usage the prompt is charged its byte estimate, even for an "
+    "image whose tokens the bytes do not hold (the reservation bounded it by the context)",
+)
+async def test_an_image_prompt_dropped_mid_stream_is_charged_what_the_upstream_billed(
+    thinking_node: NodeHandle, thinker: ThreadedServer
+) -> None:
+    """Attack: stream a request with a high-detail image (~80 bytes of URL, 1445 tokens, x33 on
+    gpt-4o-mini: ~48 000 prompt tokens) and hang up after the first chunk. The first chunk
+    means the upstream has read (and bills) the whole prompt. Without its usage the node
+    charges `plan.prompt_tokens`, the prompt's *byte estimate* (bytes/4 + 16), although the
+    reservation bounded this prompt by the model's context precisely because its bytes do not
+    (docs/billing.md, images row). Same estimate for an upstream stream that breaks, a plain
+    answer without usage, and the floor charged on a timeout or after a crash.
+
+    Impact: ~48 000 msat billed for ~60 msat charged, per request (X-Cashu gets the rest back).
+
+    Expected: when usage is missing, a prompt whose tokens the bytes do not bound is charged at
+    its bound (the reservation's prompt), not its byte estimate (node/metering.py `Plan`
+    prompt_tokens / `Meter.cost`, and the floor).
+    """
+    node = thinking_node
+    key = node.new_key(BALANCE)
+    image = {
+        "type": "image_url",
+        "image_url": {"url": "https://example.com/cat.png", "detail": "high"},
+    }
+    body = {"model": "vision-mini", "stream": True, "max_tokens": 100,
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "what is it?"},
+                                                      image]}]}  # fmt: skip
+    await drop_after_first_chunk(node, key, body)
+    prompt, completion = thinker.mock.billed[-1]  # type: ignore[attr-defined]
+    assert prompt > 40_000
     charged = BALANCE - node.balance(key)
     assert charged >= bill_msat(prompt, completion), (charged, bill_msat(prompt, completion))
 
