@@ -159,6 +159,13 @@ class UpstreamSection(Section):
     health_interval_s: float = Field(
         30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
     )
+    service_tier: Literal["default", "flex", ""] | None = Field(
+        None,
+        description="service_tier sent with chat and responses requests that name none (OpenAI "
+        "reads a missing one as 'auto': the project's tier, maybe priority, billed above the "
+        "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
+        "Groq, Mistral); '' = send none (then keep the project on the default tier)",
+    )
 
     @field_validator("base_url")
     @classmethod
