@@ -220,6 +220,14 @@ class ModelSection(Section):
         le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
     )
+    max_audio_seconds: int = Field(
+        1500,
+        gt=0,
+        le=86_400,
+        description="Longest clip the upstream transcribes (OpenAI: 1500 s); a clip whose length "
+        "cannot be read from it (compressed audio) is reserved and, once sent, charged at least "
+        "this long unless the upstream reports its length",
+    )
     context_length: int = Field(
         128_000, gt=0, le=MAX_TOKENS, description="Context window in tokens"
     )

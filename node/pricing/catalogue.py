@@ -71,6 +71,7 @@ class Model:
     created: int
     image_usd: Fraction | None = None  # per image generated
     audio_minute_usd: Fraction | None = None  # per minute transcribed (else by token)
+    max_audio_seconds: int = 1500  # the longest clip its upstreams transcribe
     preset: PresetSection | None = None
     description: str = ""
     token_priced: bool = True  # False: priced per image / per minute only, never per token
@@ -223,6 +224,7 @@ class Catalogue:
             created=self._created,
             image_usd=_usd(section.image_output_usd),
             audio_minute_usd=_usd(section.audio_usd_per_minute),
+            max_audio_seconds=section.max_audio_seconds,
             token_priced=token_priced,
         )
 
@@ -249,6 +251,7 @@ class Catalogue:
             max_output_tokens=found.max_output or defaults.max_output_tokens,
             created=self._created,
             context_known=found.context_known,
+            max_audio_seconds=defaults.max_audio_seconds,
         )
 
     def _priced(
