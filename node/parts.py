@@ -38,6 +38,7 @@ from node.http.ratelimit import Limiter, windows_from
 from node.money import ledger_schema
 from node.money.books import LedgerHooks
 from node.money.ledger import Ledger
+from node.money.lightning import Lightning
 from node.money.payments import Payments
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
@@ -70,6 +71,7 @@ class Parts:
     http: aiohttp.ClientSession
     wallet: cashu.Wallet
     payments: Payments
+    lightning: Lightning
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
@@ -191,6 +193,7 @@ async def build_parts(
         http=http,
         wallet=wallet,
         payments=Payments(ledger, wallet, settings.cashu.mints),
+        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
@@ -227,6 +230,19 @@ async def keep_up(parts: Parts) -> None:
         except Exception:
             log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
         await asyncio.sleep(RECOVERY_RETRY_S)
+
+
+async def watch_invoices(parts: Parts) -> None:
+    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s`: one
+    paid while no client polls is credited all the same."""
+    while True:
+        await asyncio.sleep(parts.settings.lightning.watch_interval_s)
+        try:
+            credited = await parts.lightning.watch()
+            if credited:
+                log.info("credited %d paid Lightning invoice(s)", credited)
+        except Exception:
+            log.exception("watching invoices failed; trying again")
 
 
 def _settle_orphans_and_announce(parts: Parts) -> None:

@@ -93,6 +93,37 @@ class CashuSection(Section):
         return [url.rstrip("/") for url in mints]
 
 
+class LightningSection(Section):
+    enabled: bool = Field(
+        True,
+        description="Sell access for Lightning invoices and pay withdrawals to invoices "
+        "(needs a trusted mint that offers bolt11)",
+    )
+    mint: str = Field(
+        "",
+        description="The trusted mint that issues the node's invoices; empty = the first "
+        "trusted mint offering bolt11",
+    )
+    min_sats: int = Field(1, ge=1, description="Smallest invoice a client may ask for (sat)")
+    max_sats: int = Field(
+        1_000_000, ge=1, le=10**9, description="Largest invoice a client may ask for (sat)"
+    )
+    watch_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="How often the node asks the mint about its open invoices (credited "
+        "whether or not a client polls)",
+    )
+
+    @field_validator("mint")
+    @classmethod
+    def _mint_url(cls, mint: str) -> str:
+        if mint and not mint.startswith(("http://", "https://")):
+            raise ValueError(f"mint URL must start with http:// or https://: {mint!r}")
+        return mint.rstrip("/")
+
+
 class PricingSection(Section):
     btc_usd: float | None = Field(
         None,
@@ -289,6 +320,7 @@ class Settings(BaseSettings):
     node: NodeSection = Field(default_factory=NodeSection)
     store: StoreSection = Field(default_factory=StoreSection)
     cashu: CashuSection = Field(default_factory=CashuSection)
+    lightning: LightningSection = Field(default_factory=LightningSection)
     pricing: PricingSection = Field(default_factory=PricingSection)
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
@@ -353,6 +385,11 @@ def _check_references(settings: Settings) -> None:
         for ref in [model.upstream, *model.upstreams]:
             if ref and ref not in names:
                 raise ConfigError(f"models.{i}.upstream: no upstream named {ref!r}")
+    lightning = settings.lightning
+    if lightning.min_sats > lightning.max_sats:
+        raise ConfigError("lightning.min_sats: more than lightning.max_sats")
+    if lightning.mint and lightning.mint not in settings.cashu.mints:
+        raise ConfigError("lightning.mint: not one of cashu.mints")
     presets = [p.name for p in settings.presets]
     if len(set(presets)) != len(presets):
         raise ConfigError("presets: names must be unique")

@@ -53,6 +53,18 @@ class Invoice:
 
 
 class Invoices(WalletCore):
+    async def offers_bolt11(self, mint: str) -> bool:
+        """Whether a trusted mint mints sat for bolt11 invoices (NUT-06 info, NUT-04 methods)."""
+        info = await self._client(self._trusted_url(mint)).info()
+        nut4 = (info.get("nuts") or {}).get("4") or {}
+        if not isinstance(nut4, dict) or nut4.get("disabled"):
+            return False
+        methods = nut4.get("methods") or []
+        return any(
+            isinstance(m, dict) and m.get("method") == "bolt11" and m.get("unit") == "sat"
+            for m in methods
+        )
+
     async def create_invoice(self, mint: str, amount_sat: int, ref: str, purpose: str) -> Invoice:
         """A bolt11 invoice of `amount_sat` at `mint`, credited to `purpose` once paid."""
         url = self._trusted_url(mint)
@@ -105,8 +117,9 @@ class Invoices(WalletCore):
         )
         return [str(r["ref"]) for r in rows]
 
-    async def settle_invoice(self, ref: str) -> Invoice | None:
-        """Ask the mint about an open invoice; mint and credit it if paid (exactly once)."""
+    async def settle_invoice(self, ref: str, *, reopen: bool = False) -> Invoice | None:
+        """Ask the mint about an open invoice; mint and credit it if paid (exactly once).
+        `reopen`: an invoice marked expired is asked about too (paid late, or a lost answer)."""
         row = self._db.query_one("SELECT mint FROM wallet_invoices WHERE ref = ?", (ref,))
         if row is None:
             return None
@@ -116,6 +129,7 @@ class Invoices(WalletCore):
             # only its instance, or any once that instance is gone
             if now is not None and (
                 now["state"] == "unpaid"
+                or (reopen and now["state"] == "expired")
                 or (now["state"] == "minting" and self._ours_or_orphan(now["instance"]))
             ):
                 await self._settle(now)
@@ -157,7 +171,7 @@ class Invoices(WalletCore):
             changed = conn.execute(
                 "UPDATE wallet_invoices SET state = 'minting', keyset_id = ?, counter_start = ?,"
                 " amounts = ?, paid_at = ?, updated_at = ?, instance = ?"
-                " WHERE id = ? AND state = 'unpaid'",
+                " WHERE id = ? AND state IN ('unpaid', 'expired')",
                 (
                     ks.id,
                     start,

@@ -171,10 +171,41 @@ async def _withdraw(request: web.Request, body: dict[str, Any]) -> cashu.PaidOut
         return await parts.payments.withdraw(account_id, sats, mint, key)
 
 
+def melt_json(melted: cashu.Melted) -> dict[str, Any]:
+    """A payment to an invoice: the amount paid, and the fee beyond it (the input fee and the
+    Lightning fee actually paid; the unused reserve went back to the balance)."""
+    return {
+        "amount": melted.amount_sat,
+        "fee_sat": melted.fee_sat,
+        "fee_msat": melted.fee_sat * 1000,
+        "fee_reserve_sat": melted.fee_reserve_sat,
+        "preimage": melted.preimage,
+        "status": melted.state,
+        "mint": melted.mint,
+    }
+
+
+async def _pay_invoice(request: web.Request, body: dict[str, Any]) -> cashu.Melted:
+    parts = request.app[PARTS]
+    invoice = body.get("invoice")
+    if not isinstance(invoice, str) or not invoice.strip():
+        raise BadRequest("invoice must be a bolt11 invoice (lnbc…)", param="invoice")
+    mint = body.get("mint")
+    if mint is not None and not isinstance(mint, str):
+        raise BadRequest("mint must be a URL", param="mint")
+    account_id = await _account(request)
+    key, made = idempotency_key(request)
+    with payout_in_doubt(made):
+        return await parts.lightning.pay(account_id, invoice.strip(), key, mint)
+
+
 @routes.post("/v1/wallet/withdraw")
 async def withdraw(request: web.Request) -> web.Response:
-    """`amount` sat as a token (default: the most the balance pays once the fee is in)."""
+    """`amount` sat as a token (default: the most the balance pays once the fee is in), or
+    `invoice`: a bolt11 invoice paid out of the balance, its fees beside it."""
     body, _ = await read_json(request)
+    if "invoice" in body:
+        return json_response(melt_json(await _pay_invoice(request, body)))
     paid = await _withdraw(request, body)
     return json_response(payout_json(paid))
 
