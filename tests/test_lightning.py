@@ -166,3 +166,46 @@ async def test_bad_lightning_requests_are_clear_4xx_and_change_nothing(
     status, _, answer = await call(off, "POST", INVOICE, json={"amount_sats": 100})
     assert status == 404 and answer["error"]["code"] == "lightning_off"
     ln_node.assert_clean()
+
+
+async def test_a_fee_charging_mint_never_costs_the_node_money(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo
+) -> None:
+    """Input fees (NUT-02) and the melt's fee reserve are paid by the account that pays out:
+    after every step the proofs held cover what the node owes."""
+    node = make_node(cashu={"mints": [fee_mint.url]}, lightning={"watch_interval_s": 0.2})
+    payee = make_node(cashu={"mints": [mint.url]})
+
+    def solvent() -> None:
+        held = node.db.query_one(
+            "SELECT COALESCE(SUM(amount), 0) FROM wallet_proofs WHERE state = 'unspent'"
+        )[0]
+        owed = node.db.query_one("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts")[0]
+        assert held * 1000 >= owed, (held, owed)
+        node.assert_clean()
+
+    key = await key_by_invoice(node, 1000)
+    solvent()
+    paid_sat = 0
+    bolt11 = await payee_invoice(payee, 1)  # more in fees than the amount: refused
+    status, _, refused = await call(
+        node, "POST", "/v1/wallet/withdraw", key, json={"invoice": bolt11}
+    )
+    assert status == 400 and refused["error"]["code"] == "fees_exceed_amount", refused
+    assert node.balance(key) == 1000_000
+    for sats in (100, 37, 3, 250):
+        bolt11 = await payee_invoice(payee, sats)
+        status, _, paid = await call(
+            node, "POST", "/v1/wallet/withdraw", key, json={"invoice": bolt11}
+        )
+        assert status == 200, paid
+        assert paid["fee_sat"] >= 1  # the input fee at least, taken from the account
+        paid_sat += sats + paid["fee_sat"]
+        assert node.balance(key) == (1000 - paid_sat) * 1000
+        solvent()
+    status, _, token = await call(node, "POST", "/v1/wallet/withdraw", key, json={"amount": 50})
+    assert status == 200, token
+    solvent()
+    status, _, rest = await call(node, "POST", "/v1/wallet/withdraw", key, json={})
+    assert status == 200, rest
+    solvent()

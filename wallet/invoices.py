@@ -152,7 +152,7 @@ class Invoices(WalletCore):
                 self._set_state(row["id"], "unpaid", "expired")
             return
         if quote.state == "ISSUED":  # issued, yet not to our outputs: the quote id leaked
-            log.error("invoice %s was issued to outputs that are not ours", row["ref"])
+            log.error("invoice %s was issued to outputs not ours", row["payment_hash"])
             raise MintError(None, "the mint issued this invoice's ecash elsewhere")
         ks, row = await self._begin_minting(client, row)
         outputs = self._outputs(row, ks)

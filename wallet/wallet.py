@@ -70,8 +70,8 @@ class Wallet(Receiver, Payouts, Invoices, Melts):
         for ref in self.open_invoices():
             try:
                 await self.settle_invoice(ref)
-            except WalletError as e:
-                log.warning("invoice %s not settled yet: %s", ref, e)
+            except WalletError as e:  # the ref is a client's credential: not logged
+                log.warning("an invoice is not settled yet: %s", e)
 
     def assets_msat(self) -> dict[str, int]:
         """msat of proofs held per mint: unspent, plus those reserved by a pending payout."""

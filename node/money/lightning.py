@@ -111,7 +111,7 @@ class Lightning:
         try:
             return await self.wallet.settle_invoice(ref, reopen=reopen)
         except cashu.WalletError as exc:  # the watcher tries again; the invoice stays open
-            log.warning("invoice %s not settled yet: %s", ref, exc)
+            log.warning("an invoice is not settled yet: %s", exc)  # its ref: a credential
             return None
 
     async def watch(self) -> int:
