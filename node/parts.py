@@ -193,7 +193,7 @@ async def build_parts(
         http=http,
         wallet=wallet,
         payments=Payments(ledger, wallet, settings.cashu.mints),
-        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet),
+        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),

@@ -116,6 +116,12 @@ class LightningSection(Section):
         "whether or not a client polls)",
     )
 
+    lnurl_allow_local: bool = Field(
+        False,
+        description="Pay Lightning addresses whose host is on a private or loopback address, "
+        "over plain http (local setups and tests only)",
+    )
+
     @field_validator("mint")
     @classmethod
     def _mint_url(cls, mint: str) -> str:

@@ -18,8 +18,11 @@ from __future__ import annotations
 import logging
 import secrets
 
+import aiohttp
+
 import wallet as cashu
 from node.errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
+from node.money import lnurl
 from node.money.books import purpose
 from node.money.ledger import Ledger, hash_key
 from node.money.payments import MINT_RETRY_AFTER_S, wallet_errors
@@ -36,9 +39,15 @@ def _unavailable(message: str) -> ServiceUnavailable:
 
 class Lightning:
     def __init__(
-        self, settings: LightningSection, mints: list[str], ledger: Ledger, wallet: cashu.Wallet
+        self,
+        settings: LightningSection,
+        mints: list[str],
+        ledger: Ledger,
+        wallet: cashu.Wallet,
+        http: aiohttp.ClientSession,
     ) -> None:
         self.settings, self.mints, self.ledger, self.wallet = settings, mints, ledger, wallet
+        self.http = http
         self._mint: str | None = None
 
     async def issuing_mint(self) -> str:
@@ -122,19 +131,37 @@ class Lightning:
             credited += invoice is not None and invoice.status == "paid"
         return credited
 
+    async def pay_address(
+        self, account_id: int, address: str, sats: int, key: str, mint: str | None
+    ) -> cashu.Melted:
+        """Pay `sats` to a Lightning address (LNURL-pay), as `pay` does an invoice."""
+        earlier = await self._earlier(account_id, key)
+        if earlier is not None:
+            return earlier
+        self._refuse(account_id, sats * 1000)  # before fetching anything
+        allow_local = self.settings.lnurl_allow_local
+        bolt11 = await lnurl.invoice_for(self.http, address, sats * 1000, allow_local)
+        return await self.pay(account_id, bolt11, key, mint)
+
+    async def _earlier(self, account_id: int, key: str) -> cashu.Melted | None:
+        with wallet_errors():
+            return await self.wallet.settle_melt(purpose("withdraw", account_id, key))
+
+    def _refuse(self, account_id: int, amount_msat: int) -> None:
+        refusal = self.ledger.get(account_id).refusal(amount_msat)
+        if refusal is not None:  # before any mint call; the melt's debit checks it again
+            raise refusal
+
     async def pay(self, account_id: int, bolt11: str, key: str, mint: str | None) -> cashu.Melted:
         """Pay a bolt11 invoice out of the account: amount + fee reserve + input fee debited,
         the unused reserve refunded; once per Idempotency-Key."""
         what = purpose("withdraw", account_id, key)
-        with wallet_errors():
-            earlier = await self.wallet.settle_melt(what)
+        earlier = await self._earlier(account_id, key)
         if earlier is not None:
             return earlier
         invoice = _invoice(bolt11)
+        self._refuse(account_id, invoice.amount_msat or 0)
         account = self.ledger.get(account_id)
-        refusal = account.refusal(invoice.amount_msat or 0)
-        if refusal is not None:  # before any mint call; the melt's debit checks it again
-            raise refusal
         url = mint or (account.mint if account.mint in self.mints else None)
         url = url or await self.issuing_mint()
         try:

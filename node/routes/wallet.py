@@ -185,18 +185,27 @@ def melt_json(melted: cashu.Melted) -> dict[str, Any]:
     }
 
 
-async def _pay_invoice(request: web.Request, body: dict[str, Any]) -> cashu.Melted:
+async def _pay_lightning(request: web.Request, body: dict[str, Any]) -> cashu.Melted:
+    """`invoice` (bolt11), or `lightning_address` with `amount` in sat."""
     parts = request.app[PARTS]
-    invoice = body.get("invoice")
-    if not isinstance(invoice, str) or not invoice.strip():
-        raise BadRequest("invoice must be a bolt11 invoice (lnbc…)", param="invoice")
+    invoice, address = body.get("invoice"), body.get("lightning_address")
     mint = body.get("mint")
     if mint is not None and not isinstance(mint, str):
         raise BadRequest("mint must be a URL", param="mint")
+    sats = _amount(body) or 0
+    if invoice is None:
+        if not isinstance(address, str) or not address.strip():
+            raise BadRequest("lightning_address must be name@host", param="lightning_address")
+        if not sats:
+            raise BadRequest("amount (sat) is required with lightning_address", param="amount")
+    elif not isinstance(invoice, str) or not invoice.strip():
+        raise BadRequest("invoice must be a bolt11 invoice (lnbc…)", param="invoice")
     account_id = await _account(request)
     key, made = idempotency_key(request)
     with payout_in_doubt(made):
-        return await parts.lightning.pay(account_id, invoice.strip(), key, mint)
+        if isinstance(invoice, str):
+            return await parts.lightning.pay(account_id, invoice.strip(), key, mint)
+        return await parts.lightning.pay_address(account_id, str(address), sats, key, mint)
 
 
 @routes.post("/v1/wallet/withdraw")
@@ -204,8 +213,8 @@ async def withdraw(request: web.Request) -> web.Response:
     """`amount` sat as a token (default: the most the balance pays once the fee is in), or
     `invoice`: a bolt11 invoice paid out of the balance, its fees beside it."""
     body, _ = await read_json(request)
-    if "invoice" in body:
-        return json_response(melt_json(await _pay_invoice(request, body)))
+    if "invoice" in body or "lightning_address" in body:
+        return json_response(melt_json(await _pay_lightning(request, body)))
     paid = await _withdraw(request, body)
     return json_response(payout_json(paid))
 

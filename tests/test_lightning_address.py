@@ -1,0 +1,84 @@
+"""Withdrawing to a Lightning address (LNURL-pay, LUD-06/16) from a local address host: the
+node fetches the invoice for the amount, checks its amount and description hash, and pays it
+once per Idempotency-Key; a host on a private address is refused unless the operator allows
+it; every failure is a clear error that takes nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import NodeHandle
+from tests.support.lnurl_server import LnurlHost
+from tests.support.mints import MintInfo
+from tests.support.money import call
+from tests.test_lightning import key_by_invoice
+
+WITHDRAW = "/v1/wallet/withdraw"
+
+
+@pytest.fixture
+def host() -> Iterator[LnurlHost]:
+    server = LnurlHost().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ln_node(make_node: Callable[..., NodeHandle], mint: MintInfo) -> NodeHandle:
+    return make_node(
+        cashu={"mints": [mint.url]},
+        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
+    )
+
+
+async def test_withdraw_to_a_lightning_address_pays_the_amount_once(
+    ln_node: NodeHandle, host: LnurlHost
+) -> None:
+    key = await key_by_invoice(ln_node, 400)
+    body = {"lightning_address": host.address("alice"), "amount": 150}
+    headers = {"Idempotency-Key": "address-1"}
+    status, _, paid = await call(ln_node, "POST", WITHDRAW, key, headers=headers, json=body)
+    assert status == 200, paid
+    assert paid["status"] == "paid" and paid["amount"] == 150
+    assert host.asked == [150_000]
+    assert 0 <= paid["fee_sat"] < paid["fee_reserve_sat"]  # the unused reserve came back
+    assert ln_node.balance(key) == (400 - 150 - paid["fee_sat"]) * 1000
+    again = await call(ln_node, "POST", WITHDRAW, key, headers=headers, json=body)
+    assert again[0] == 200 and again[2] == paid and host.asked == [150_000]  # paid once
+    assert ln_node.balance(key) == (400 - 150 - paid["fee_sat"]) * 1000
+    ln_node.assert_clean()
+
+
+async def test_a_bad_address_or_a_lying_host_takes_nothing(
+    ln_node: NodeHandle, host: LnurlHost, make_node: Callable[..., NodeHandle], mint: MintInfo
+) -> None:
+    key = await key_by_invoice(ln_node, 300)
+    cases = [
+        ({"lightning_address": host.address("liar"), "amount": 10}, 502, "invoice_amount_mismatch"),
+        (
+            {"lightning_address": host.address("forger"), "amount": 10},
+            502,
+            "invoice_description_mismatch",
+        ),
+        ({"lightning_address": host.address("broken"), "amount": 10}, 502, "lnurl_failed"),
+        ({"lightning_address": "bob@127.0.0.1:1", "amount": 10}, 502, "lnurl_unreachable"),
+        ({"lightning_address": "not an address", "amount": 10}, 400, None),
+        ({"lightning_address": host.address("alice")}, 400, None),
+        ({"lightning_address": host.address("alice"), "amount": 301}, 402, None),
+    ]
+    for body, want, code in cases:
+        status, _, answer = await call(ln_node, "POST", WITHDRAW, key, json=body)
+        assert status == want, (body, answer)
+        assert code is None or answer["error"]["code"] == code, answer
+    assert ln_node.balance(key) == 300_000
+    # with the default setting, a host on a loopback address is refused before any fetch
+    strict = make_node(cashu={"mints": [mint.url]}, lightning={"watch_interval_s": 0.2})
+    strict_key = await key_by_invoice(strict, 100)
+    hits = host.hits
+    body = {"lightning_address": host.address("alice"), "amount": 10}
+    status, _, answer = await call(strict, "POST", WITHDRAW, strict_key, json=body)
+    assert status == 400 and answer["error"]["code"] == "lnurl_host_refused", answer
+    assert host.hits == hits and strict.balance(strict_key) == 100_000
+    ln_node.assert_clean()
