@@ -10,10 +10,12 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.lnurl_server import LnurlHost
 from tests.support.mints import MintInfo
 from tests.support.money import call
-from tests.test_lightning import key_by_invoice
+from tests.support.sdk import async_openai
+from tests.test_lightning import HELLO, key_by_invoice
 
 WITHDRAW = "/v1/wallet/withdraw"
 
@@ -82,3 +84,35 @@ async def test_a_bad_address_or_a_lying_host_takes_nothing(
     assert status == 400 and answer["error"]["code"] == "lnurl_host_refused", answer
     assert host.hits == hits and strict.balance(strict_key) == 100_000
     ln_node.assert_clean()
+
+
+async def test_the_operator_takes_earnings_to_a_lightning_address_never_more(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, host: LnurlHost
+) -> None:
+    node = make_node(
+        node={"admin_password": PASSWORD},
+        cashu={"mints": [mint.url]},
+        pricing={"request_fee_msat": 20_000},
+        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
+    )
+    key = await key_by_invoice(node, 200)
+    api = async_openai(f"{node.url}/v1", key)
+    for _ in range(3):
+        await api.chat.completions.create(**HELLO, max_tokens=5)
+    owed = node.balance(key)
+    async with AdminClient(node.url) as admin:
+        await admin.login()
+        earned = (await admin.get("/admin/api/earnings"))["withdrawable_sat"]
+        assert earned >= 60
+        path = "/admin/api/earnings/withdraw"
+        body = {"lightning_address": host.address("operator"), "amount": earned}
+        status, answer, _ = await admin.call("POST", path, body)  # no room left for the fees
+        assert status == 409 and answer["error"]["code"] == "exceeds_earnings", answer
+        body["amount"] = 40
+        paid = await admin.send("POST", path, body)
+        assert paid["status"] == "paid" and paid["amount"] == 40 and paid["fee_sat"] >= 1
+        after = await admin.get("/admin/api/earnings")
+        assert after["withdrawable_sat"] == earned - 40 - paid["fee_sat"]
+        assert after["solvent"] is True
+    assert node.balance(key) == owed  # no client paid any of it
+    node.assert_clean()

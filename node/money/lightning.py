@@ -23,7 +23,7 @@ import aiohttp
 import wallet as cashu
 from node.errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
 from node.money import lnurl
-from node.money.books import purpose
+from node.money.books import EARNINGS, purpose
 from node.money.ledger import Ledger, hash_key
 from node.money.payments import MINT_RETRY_AFTER_S, wallet_errors
 from node.settings import LightningSection
@@ -135,34 +135,54 @@ class Lightning:
         self, account_id: int, address: str, sats: int, key: str, mint: str | None
     ) -> cashu.Melted:
         """Pay `sats` to a Lightning address (LNURL-pay), as `pay` does an invoice."""
-        earlier = await self._earlier(account_id, key)
+        earlier = await self._earlier(purpose("withdraw", account_id, key))
         if earlier is not None:
             return earlier
         self._refuse(account_id, sats * 1000)  # before fetching anything
-        allow_local = self.settings.lnurl_allow_local
-        bolt11 = await lnurl.invoice_for(self.http, address, sats * 1000, allow_local)
-        return await self.pay(account_id, bolt11, key, mint)
+        return await self.pay(account_id, await self._fetch(address, sats), key, mint)
 
-    async def _earlier(self, account_id: int, key: str) -> cashu.Melted | None:
+    async def pay(self, account_id: int, bolt11: str, key: str, mint: str | None) -> cashu.Melted:
+        """Pay a bolt11 invoice out of the account: amount + fee reserve + input fee debited,
+        the unused reserve refunded; once per Idempotency-Key."""
+        what = purpose("withdraw", account_id, key)
+        earlier = await self._earlier(what)
+        if earlier is not None:
+            return earlier
+        invoice = _invoice(bolt11)
+        self._refuse(account_id, invoice.amount_msat or 0)
+        account = self.ledger.get(account_id)
+        return await self._melt(what, invoice, mint or account.mint)
+
+    async def pay_earnings(
+        self, bolt11: str | None, address: str | None, sats: int, key: str, mint: str | None
+    ) -> cashu.Melted:
+        """The operator's earnings to an invoice or a Lightning address: the payout hook caps
+        the amount plus fees at what the node owns beyond its debts."""
+        what = purpose(EARNINGS, key)
+        earlier = await self._earlier(what)
+        if earlier is not None:
+            return earlier
+        if bolt11 is None:
+            bolt11 = await self._fetch(str(address), sats)
+        return await self._melt(what, _invoice(bolt11), mint)
+
+    async def _fetch(self, address: str, sats: int) -> str:
+        allow_local = self.settings.lnurl_allow_local
+        return await lnurl.invoice_for(self.http, address, sats * 1000, allow_local)
+
+    async def _earlier(self, what: str) -> cashu.Melted | None:
         with wallet_errors():
-            return await self.wallet.settle_melt(purpose("withdraw", account_id, key))
+            return await self.wallet.settle_melt(what)
 
     def _refuse(self, account_id: int, amount_msat: int) -> None:
         refusal = self.ledger.get(account_id).refusal(amount_msat)
         if refusal is not None:  # before any mint call; the melt's debit checks it again
             raise refusal
 
-    async def pay(self, account_id: int, bolt11: str, key: str, mint: str | None) -> cashu.Melted:
-        """Pay a bolt11 invoice out of the account: amount + fee reserve + input fee debited,
-        the unused reserve refunded; once per Idempotency-Key."""
-        what = purpose("withdraw", account_id, key)
-        earlier = await self._earlier(account_id, key)
-        if earlier is not None:
-            return earlier
-        invoice = _invoice(bolt11)
-        self._refuse(account_id, invoice.amount_msat or 0)
-        account = self.ledger.get(account_id)
-        url = mint or (account.mint if account.mint in self.mints else None)
+    async def _melt(
+        self, what: str, invoice: cashu.Bolt11Invoice, mint: str | None
+    ) -> cashu.Melted:
+        url = mint if mint in self.mints else None
         url = url or await self.issuing_mint()
         try:
             with wallet_errors():
