@@ -116,3 +116,20 @@ async def test_the_operator_takes_earnings_to_a_lightning_address_never_more(
         assert after["solvent"] is True
     assert node.balance(key) == owed  # no client paid any of it
     node.assert_clean()
+
+
+async def test_refund_to_an_invoice_and_the_routstr_alias(
+    ln_node: NodeHandle, host: LnurlHost
+) -> None:
+    key = await key_by_invoice(ln_node, 300)
+    status, _, paid = await call(
+        ln_node, "POST", "/v1/balance/refund", key,
+        json={"lightning_address": host.address("carol"), "amount": 100},
+    )  # fmt: skip
+    assert status == 200 and paid["status"] == "paid", paid
+    left = 300 - 100 - paid["fee_sat"]
+    assert ln_node.balance(key) == left * 1000
+    status, _, token = await call(ln_node, "POST", "/v1/wallet/refund", key)  # no body: a token
+    assert status == 200 and token["amount"] == left, token
+    assert ln_node.balance(key) == 0
+    ln_node.assert_clean()

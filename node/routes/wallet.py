@@ -222,7 +222,11 @@ async def withdraw(request: web.Request) -> web.Response:
 @routes.post("/v1/balance/refund")
 @routes.post("/v1/wallet/refund")
 async def refund(request: web.Request) -> web.Response:
-    """Routstr's refund: the balance back as one token, the payout's fee taken beside it."""
+    """Routstr's refund: the balance back as one token, the payout's fee taken beside it; or,
+    with `invoice` (or `lightning_address` and `amount`), paid to a Lightning wallet."""
+    body: dict[str, Any] = (await read_json(request))[0] if request.body_exists else {}
+    if "invoice" in body or "lightning_address" in body:
+        return json_response(melt_json(await _pay_lightning(request, body)))
     paid = await _withdraw(request, {})
     info = payout_json(paid)
     return json_response({**info, "token": paid.token, "sats": info["amount"]})
