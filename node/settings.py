@@ -196,6 +196,13 @@ class UpstreamSection(Section):
     health_interval_s: float = Field(
         30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
     )
+    service_tier: Literal["default", "flex", ""] | None = Field(
+        None,
+        description="service_tier sent with chat and responses requests that name none (OpenAI "
+        "reads a missing one as 'auto': the project's tier, maybe priority, billed above the "
+        "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
+        "Groq, Mistral); '' = send none (then keep the project on the default tier)",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -249,6 +256,14 @@ class ModelSection(Section):
         ge=0,
         le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
+    )
+    max_audio_seconds: int = Field(
+        1500,
+        gt=0,
+        le=86_400,
+        description="Longest clip the upstream transcribes (OpenAI: 1500 s); a clip whose length "
+        "cannot be read from it (compressed audio) is reserved and, once sent, charged at least "
+        "this long unless the upstream reports its length",
     )
     context_length: int = Field(
         128_000, gt=0, le=MAX_TOKENS, description="Context window in tokens"

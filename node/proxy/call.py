@@ -33,6 +33,7 @@ from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
 from node.money.ledger import Ledger
 from node.money.payments import Payer, token_spent
+from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
@@ -151,7 +152,9 @@ class MeteredCall:
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = self.meter.encode(body)
+            payload, content_type = self.meter.encode(
+                billing.for_upstream(self.path, body, route.upstream)
+            )
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
