@@ -144,6 +144,8 @@ MIGRATIONS: list[str] = [
     """,
     # what the debit hook took for a payout (amount + fee_sat), refunded if it fails
     "ALTER TABLE wallet_payouts ADD COLUMN debit_msat INTEGER;",
+    # the proof's NUT-12 DLEQ ("e s r", hex), handed on in the tokens paid out
+    "ALTER TABLE wallet_proofs ADD COLUMN dleq TEXT;",
 ]
 
 

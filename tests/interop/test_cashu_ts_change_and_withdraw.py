@@ -82,11 +82,6 @@ async def test_nutshell_wallet_takes_every_token_the_node_gives(
 
 
 @pytest.mark.parametrize("flow", FLOWS)
-@pytest.mark.xfail(
-    strict=True,
-    raises=CashuTsError,
-    reason="issue 22 point 5: change and withdraw tokens carry no DLEQ proofs (NUT-12)",
-)
 async def test_cashu_ts_requiring_dleq_takes_every_token_the_node_gives(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, flow: Flow
 ) -> None:
