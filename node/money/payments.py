@@ -29,7 +29,7 @@ from node.errors import (
 )
 from node.money.books import purpose, sat
 from node.money.change import Change
-from node.money.ledger import Ledger, hash_key
+from node.money.ledger import Account, Ledger, hash_key
 
 TOKEN_PREFIXES = ("cashuA", "cashuB")
 MINT_RETRY_AFTER_S = "5"
@@ -239,21 +239,32 @@ class Payments:
     async def withdraw(
         self, account_id: int, sats: int | None, mint: str | None, key: str
     ) -> cashu.PaidOut:
-        """Pay `sats` out of the account (None: the most it can, its payout's fee beside it).
-        The account is debited the amount plus the payout's fee, or nothing if it is refused."""
+        """Pay `sats` out of the account (None: the most it can, its payout's fee beside it),
+        in `mint`, else in the account's own mint (a wallet takes no other mint's token for its
+        own), else where the node holds enough. The account is debited the amount plus the
+        payout's fee, or nothing if it is refused."""
         what = purpose("withdraw", account_id, key)
         account = self.ledger.get(account_id)
         refusal = account.refusal(max(sats or 0, 1) * 1000)
         if refusal is not None:  # before any mint call; the payout's debit checks it again
             raise refusal
+        own = self.change.mint_for(account.mint) if mint is None else None
         with wallet_errors():
-            if sats is None:
-                await self.wallet.send_up_to(account.withdrawable_msat, what, mint)
-            else:
-                await self.wallet.send(sats, what, mint)
+            try:
+                await self._send(account, sats, what, mint or own)
+            except cashu.InsufficientFunds:
+                if own is None:
+                    raise
+                await self._send(account, sats, what, None)  # its mint holds too little now
         paid = self.wallet.paid(what)
         assert paid is not None  # send returned: the payout is done
         return paid
+
+    async def _send(self, account: Account, sats: int | None, what: str, mint: str | None) -> None:
+        if sats is None:
+            await self.wallet.send_up_to(account.withdrawable_msat, what, mint)
+        else:
+            await self.wallet.send(sats, what, mint)
 
 
 # --- the wallet's errors ---------------------------------------------------------------------

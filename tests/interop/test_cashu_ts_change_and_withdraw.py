@@ -23,7 +23,7 @@ from tests.interop.flows import (
     stream_chat,
     withdraw,
 )
-from tests.support.cashu_ts import CashuTs, CashuTsError
+from tests.support.cashu_ts import CashuTs
 from tests.support.mints import MintInfo, RefWallet
 
 # A flow: pay `sat` with a fresh cashu-ts token, return the token the node gives back and the
@@ -107,11 +107,6 @@ async def test_withdraw_naming_the_mint_pays_there(
 
 
 @pytest.mark.parametrize("route", ["withdraw", "refund"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=CashuTsError,
-    reason="issue 22 point 2: withdraw and refund without `mint` pay in the node's richest mint",
-)
 async def test_withdraw_and_refund_pay_in_the_accounts_own_mint(
     two_mint_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, fee_mint: MintInfo, route: str
 ) -> None:
