@@ -1,7 +1,5 @@
 """The tokens the node hands back (X-Cashu change, withdrawals, Routstr refunds) as real wallets
 take them: cashu-ts 4.x, strict about DLEQ proofs and the mint it belongs to, and Nutshell's wallet.
-
-Strict xfails mark what issue 22 says breaks these wallets today; each flips when its fix lands.
 """
 
 from __future__ import annotations
@@ -150,11 +148,6 @@ async def test_fee_mint_amounts_are_exact_both_ways(
     two_mint_node.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 22 point 8: a V3 (cashuA) payer gets V4 (cashuB) change",
-)
 async def test_v3_payer_gets_v3_change(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo
 ) -> None:
