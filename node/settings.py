@@ -305,6 +305,13 @@ class LimitsSection(Section):
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=8190,
+        le=1024 * 1024,
+        description="Longest request line or header (a token in X-Cashu or Authorization); "
+        "larger gets 431",
+    )
     header_timeout_s: float = Field(
         15.0, gt=0, description="Time a connection has to send a request's headers (and idle)"
     )
