@@ -121,6 +121,15 @@ class LedgerReports:
         )
         return [dict(row) for row in rows]
 
+    def moves_page(self, account_id: int, limit: int) -> list[dict[str, Any]]:
+        """An account's money in and out, charges aside, the newest first."""
+        rows = self.db.query(
+            "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
+            " AND kind != ? ORDER BY id DESC LIMIT ?",
+            (account_id, CHARGE, limit),
+        )
+        return [dict(row) for row in rows]
+
     def entry_series(self, start: int, end: int, bucket_s: int) -> tuple[int, dict[int, Any]]:
         """The sum of every entry before `start`, and per bucket of `bucket_s` from `start` to
         `end`: charges (requests), revenue (what they took) and the change of all balances."""

@@ -14,12 +14,14 @@ from typing import Any
 from aiohttp import web
 
 import wallet as cashu
-from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from node.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from node.http.credentials import bearer, idempotency_key, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
+from node.money.keys import Rules
 from node.money.ledger import Account, hash_key
-from node.money.payments import is_token
+from node.money.payments import Payer, is_token
 from node.parts import PARTS
+from node.routes.rules import creation_rules
 
 routes = web.RouteTableDef()
 
@@ -32,11 +34,32 @@ def _token_field(body: dict[str, Any], *names: str) -> str:
     raise BadRequest(f"{names[0]} is required: a cashuA… or cashuB… token", param=names[0])
 
 
-async def _account(request: web.Request) -> int:
+async def _key_account(request: web.Request) -> int:
     key = bearer(request)
     if key is None:
         raise Unauthorized("send 'Authorization: Bearer sk-…' (or the Cashu token used as key)")
     return await request.app[PARTS].payments.account_for_key(key)
+
+
+async def _account(request: web.Request) -> int:
+    """The account a key owns, to move money in or out of: never a sub-key's."""
+    account_id = await _key_account(request)
+    if request.app[PARTS].payments.key_payer(account_id).account_id != account_id:
+        raise Forbidden(
+            "a sub-key spends from its parent's balance: it cannot top up, withdraw or make "
+            "sub-keys; use the parent key",
+            code="subkey_not_allowed",
+        )
+    return account_id
+
+
+async def holder(request: web.Request) -> Payer:
+    """Who asks about a key's balance and history: the Bearer key (a sub-key is told about
+    itself), or an X-Cashu payment (its one-shot account)."""
+    if request.headers.get("X-Cashu", "").strip():
+        account_id = _paid_with(request, ("oneshot", "token")).id
+        return Payer(account_id, key_id=account_id)
+    return request.app[PARTS].payments.key_payer(await _key_account(request))
 
 
 def _paid_with(request: web.Request, kinds: tuple[str, ...] = ("oneshot",)) -> Account:
@@ -75,7 +98,10 @@ async def create(request: web.Request) -> web.Response:
     else:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
+    rules = creation_rules(body)  # checked before anything is redeemed
     key, account_id = await parts.payments.create_key(token)
+    if rules:  # a retried creation keeps the rules it was first made with
+        parts.keys.set_rules(account_id, Rules(**rules))
     account = parts.ledger.get(account_id)
     return json_response(
         {
@@ -96,7 +122,7 @@ async def balance(request: web.Request) -> web.Response:
     if request.headers.get("X-Cashu", "").strip():
         account_id = _paid_with(request, ("oneshot", "token")).id
     else:
-        account_id = await _account(request)
+        account_id = await _key_account(request)
     return json_response({**_balance_json(request, account_id), "api_key": None})
 
 
