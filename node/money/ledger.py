@@ -20,13 +20,12 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import PaymentRequired
-from node.money.accounts import Account, Mismatch
-from node.money.ledger_reports import LedgerReports
+from node.money.accounts import Account, Cap, Mismatch, Orphan
+from node.money.ledger_reports import KEY_SPENT, LedgerReports
 from node.money.ledger_schema import (
     CHARGE,
     DEPOSIT,
@@ -77,38 +76,12 @@ def _now() -> int:
     return int(time.time())
 
 
-@dataclass(frozen=True)
-class Cap:
-    """A key's spending limit: what its requests may cost from `since` on (charged and held)."""
-
-    key_id: int
-    limit_msat: int
-    since: int
-    after_entry: int = 0  # a reset: only charges entered after this entry count
-
-
-@dataclass(frozen=True)
-class Orphan:
-    """A reservation whose node instance died, as `resolve_orphans` settles it."""
-
-    reservation_id: str
-    account_id: int
-    key_id: int | None
-    model: str | None
-    created_at: int
-
-
 def _recorder(record: Callable[[Connection, Orphan, int], None], orphan: Orphan) -> Also:
     return lambda conn, charged: record(conn, orphan, charged)
 
 
 # A write joined to a settlement's transaction, told the msat charged (node.money.records).
 Also = Callable[[Connection, int], None]
-_KEY_SPENT = (
-    "SELECT (SELECT COALESCE(SUM(-amount_msat), 0) FROM entries"
-    " WHERE key_id = :k AND kind = 'charge' AND created_at >= :since AND id > :after)"
-    " + (SELECT COALESCE(SUM(amount_msat), 0) FROM reservations WHERE key_id = :k)"
-)
 
 
 class Ledger(LedgerReports):
@@ -262,22 +235,11 @@ class Ledger(LedgerReports):
             )
         )
 
-    def key_spent(self, key_id: int, since: int, after_entry: int = 0) -> int:
-        """What a key's requests cost since `since` (and after the entry `after_entry`), and
-        hold now."""
-        row = self.db.query_one(_KEY_SPENT, {"k": key_id, "since": since, "after": after_entry})
-        return int(row[0]) if row else 0
-
-    def last_entry(self, conn: Connection) -> int:
-        """The id of the latest entry (a key's reset counts its charges from the next)."""
-        row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
-        return int(row[0]) if row else 0
-
     def _capped(self, conn: Connection, cap: Cap | None, amount_msat: int) -> bool:
         if cap is None:
             return True
         params = {"k": cap.key_id, "since": cap.since, "after": cap.after_entry}
-        row = conn.execute(_KEY_SPENT, params).fetchone()
+        row = conn.execute(KEY_SPENT, params).fetchone()
         return bool(int(row[0]) + amount_msat <= cap.limit_msat)
 
     async def settle(self, reservation_id: str, cost_msat: int, also: Also | None = None) -> int:
