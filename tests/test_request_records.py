@@ -136,10 +136,10 @@ async def test_requests_are_cursor_paged_newest_first(node: NodeHandle) -> None:
             break
         before = f"&before={page['next_before']}"
     assert seen == ids[::-1]
-    for bad in ("limit=0", "limit=x", "limit=100000"):
+    for bad in ("limit=0", "limit=x", "limit=100000", "limit=%C2%B2"):
         status, _, body = await call(node, "GET", f"/v1/requests?{bad}", key)
         assert status == 400 and body["error"]["param"] == "limit"
-    for bad in ("group_by=week", "from=yesterday"):
+    for bad in ("group_by=week", "from=yesterday", "to=%C2%B2", "from=" + "9" * 30):
         status, _, body = await call(node, "GET", f"/v1/usage?{bad}", key)
         assert status == 400, body
     assert (await call(node, "GET", "/v1/usage"))[0] == 401

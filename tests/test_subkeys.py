@@ -168,6 +168,9 @@ async def test_a_sub_key_cannot_withdraw_top_up_or_make_sub_keys(
     child_id = (await sub_key(keys_node, parent))["id"]
     status, _, answer = await call(keys_node, "DELETE", f"/v1/keys/{child_id}", other)
     assert status == 404 and answer["error"]["code"] == "key_not_found"
+    for odd in ("key_%C2%B2", "key_" + "9" * 30, "nothing"):
+        status, _, answer = await call(keys_node, "GET", f"/v1/keys/{odd}", parent)
+        assert status == 404 and answer["error"]["code"] == "key_not_found"
     for bad in (
         {"spend_limit_msat": -1},
         {"limit_period": "year"},

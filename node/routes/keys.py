@@ -46,7 +46,11 @@ async def _parent(request: web.Request) -> Payer:
 
 def _child(parts: Parts, payer: Payer, public_id: str) -> KeyRules:
     number = public_id.removeprefix("key_")
-    key = parts.keys.get(int(number)) if number.isdigit() and len(number) < 18 else None
+    key = (
+        parts.keys.get(int(number))
+        if number.isascii() and number.isdigit() and len(number) < 18
+        else None
+    )
     if key is None or key.parent_id != payer.account_id:
         raise NotFound("no sub-key with this id", code="key_not_found")
     return key

@@ -39,7 +39,7 @@ def _time(value: str | None, name: str, default: int) -> int:
     if value is None or not value.strip():
         return default
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) < 18:
         return int(value)
     try:
         moment = datetime.fromisoformat(value)
@@ -55,7 +55,7 @@ def _time(value: str | None, name: str, default: int) -> int:
 def _int(value: str | None, name: str, default: int, most: int) -> int:
     if value is None:
         return default
-    if not value.isdigit() or not 1 <= int(value) <= most:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
         raise BadRequest(f"{name} must be a whole number from 1 to {most}", param=name)
     return int(value)
 
