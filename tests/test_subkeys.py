@@ -83,6 +83,9 @@ async def test_30_concurrent_requests_never_pass_a_sub_keys_limit(
     status, _, me = await call(keys_node, "GET", "/v1/me", child["api_key"])
     assert status == 200 and me["kind"] == "subkey" and me["spend_limit_msat"] == limit
     assert me["balance_msat"] == limit - spent and me["withdrawable_msat"] == 0
+    for path in ("/v1/wallet/balance", "/v1/balance/info", "/v1/balance"):  # as routstr's
+        status, _, shown = await call(keys_node, "GET", path, child["api_key"])
+        assert status == 200 and shown["balance_msat"] == limit - spent, (path, shown)
     keys_node.assert_clean()
 
 

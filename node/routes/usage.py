@@ -25,7 +25,7 @@ from node.http.web import json_response
 from node.money.ledger import DEPOSIT, GRANT, PAYOUT_FEE, REFUND, WITHDRAW
 from node.money.payments import Payer
 from node.parts import PARTS, Parts
-from node.routes.wallet import holder
+from node.routes.wallet import balance_of, holder
 
 routes = web.RouteTableDef()
 
@@ -91,32 +91,6 @@ def _spend(parts: Parts, payer: Payer, now: int) -> dict[str, Any]:
     }
 
 
-def _balance(parts: Parts, payer: Payer, now: int) -> dict[str, Any]:
-    """The balance the holder spends: a sub-key's is its parent's, as far as its limit goes."""
-    account = parts.ledger.get(payer.account_id)
-    if payer.owner_id == payer.account_id:
-        spendable = account.available_msat
-        state: dict[str, Any] = {
-            "balance_msat": account.balance_msat,
-            "reserved_msat": account.reserved_msat,
-            "credit_msat": account.credit_msat,
-            "withdrawable_msat": account.withdrawable_msat,
-        }
-    else:  # a sub-key: what it may still spend, never its parent's balance itself
-        spendable = account.available_msat
-        if payer.key is not None and payer.key.rules.spend_limit_msat is not None:
-            left = payer.key.rules.spend_limit_msat - parts.keys.spent(payer.key, now)
-            spendable = max(0, min(spendable, left))
-        state = {"balance_msat": spendable, "reserved_msat": 0, "credit_msat": 0}
-        state["withdrawable_msat"] = 0
-    return {
-        "balance": state["balance_msat"] // 1000,
-        **state,
-        "available_msat": spendable,
-        "currency": "sat",
-    }
-
-
 def _limits(parts: Parts, payer: Payer, now: int) -> dict[str, Any]:
     key = payer.key
     if key is None:
@@ -139,7 +113,7 @@ async def me(request: web.Request) -> web.Response:
         {
             "object": "me",
             "kind": kind,
-            **_balance(parts, payer, now),
+            **balance_of(parts, payer, now),
             **_limits(parts, payer, now),
             "expired": expires is not None and now >= expires,
             "created_at": created,
@@ -156,7 +130,7 @@ async def balance(request: web.Request) -> web.Response:
     spend = _spend(parts, payer, now)
     return json_response(
         {
-            **_balance(parts, payer, now),
+            **balance_of(parts, payer, now),
             "spend_total_msat": spend["spendTotalMsat"],
             "spend_month_msat": spend["spendMonthMsat"],
         }

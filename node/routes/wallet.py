@@ -8,6 +8,7 @@ for it (`fee_sat`, 0 when the token is made of proofs held as they are)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,7 +21,7 @@ from node.http.web import REQUEST_ID, json_response, read_json
 from node.money.keys import Rules
 from node.money.ledger import Account, hash_key
 from node.money.payments import Payer, is_token
-from node.parts import PARTS
+from node.parts import PARTS, Parts
 from node.routes.rules import creation_rules
 
 routes = web.RouteTableDef()
@@ -88,6 +89,32 @@ def _balance_json(request: web.Request, account_id: int) -> dict[str, Any]:
     }
 
 
+def balance_of(parts: Parts, payer: Payer, now: int) -> dict[str, Any]:
+    """The balance the holder spends: a sub-key's is its parent's, as far as its limit goes."""
+    account = parts.ledger.get(payer.account_id)
+    if payer.owner_id == payer.account_id:
+        spendable = account.available_msat
+        state: dict[str, Any] = {
+            "balance_msat": account.balance_msat,
+            "reserved_msat": account.reserved_msat,
+            "credit_msat": account.credit_msat,
+            "withdrawable_msat": account.withdrawable_msat,
+        }
+    else:  # a sub-key: what it may still spend, never its parent's balance itself
+        spendable = account.available_msat
+        if payer.key is not None and payer.key.rules.spend_limit_msat is not None:
+            left = payer.key.rules.spend_limit_msat - parts.keys.spent(payer.key, now)
+            spendable = max(0, min(spendable, left))
+        state = {"balance_msat": spendable, "reserved_msat": 0, "credit_msat": 0}
+        state["withdrawable_msat"] = 0
+    return {
+        "balance": state["balance_msat"] // 1000,
+        **state,
+        "available_msat": spendable,
+        "currency": "sat",
+    }
+
+
 @routes.post("/v1/wallet/create")
 @routes.post("/v1/balance/create")
 @routes.get("/v1/balance/create")
@@ -122,7 +149,12 @@ async def balance(request: web.Request) -> web.Response:
     if request.headers.get("X-Cashu", "").strip():
         account_id = _paid_with(request, ("oneshot", "token")).id
     else:
-        account_id = await _key_account(request)
+        payer = await holder(request)
+        if payer.owner_id != payer.account_id:  # a sub-key: what it may still spend
+            state = balance_of(request.app[PARTS], payer, int(time.time()))
+            reserved = {"reserved": 0, "reserved_msat": 0}
+            return json_response({**state, **reserved, "api_key": None})
+        account_id = payer.account_id
     return json_response({**_balance_json(request, account_id), "api_key": None})
 
 
