@@ -320,6 +320,16 @@ class LimitsSection(Section):
     )
 
 
+class AccountsSection(Section):
+    history_days: int = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Days a record of each paid request (cost, tokens, model; never its text)"
+        " is kept for its key's holder; 0 = none kept",
+    )
+
+
 class LogSection(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Least severe log level written"
@@ -354,6 +364,7 @@ class Settings(BaseSettings):
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    accounts: AccountsSection = Field(default_factory=AccountsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)
 
