@@ -101,8 +101,10 @@ class Meter:
     def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
         return orjson.dumps(body), "application/json"
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
-        """Ask the upstream for usage at the end of a stream."""
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
+        """Ask the upstream for usage at the end of a stream; True if the client asked for it
+        too (else it gets no chunk without choices: see MeteredCall._end_stream)."""
+        return True
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage")))
@@ -172,14 +174,14 @@ class ChatMeter(Meter):
             prompt_bound=bound,
         )
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":
-            return  # Responses streams end with response.completed, which carries usage
+            return True  # Responses streams end with response.completed, which carries usage
         options = body.get("stream_options")
-        body["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
+        options = options if isinstance(options, dict) else {}
+        asked = options.get("include_usage") is True
+        body["stream_options"] = {**options, "include_usage": True}
+        return asked
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
