@@ -127,6 +127,7 @@ def build_wallet(
         hooks.debit,
         hooks.refund,
         timeout_s=settings.cashu.mint_timeout_s,
+        melt_timeout_s=settings.lightning.melt_timeout_s,
         events=events,
         checkpoint=checkpoint,
     )

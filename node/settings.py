@@ -116,6 +116,13 @@ class LightningSection(Section):
         "whether or not a client polls)",
     )
 
+    melt_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Time a mint has to pay an invoice; then the payment is in doubt and "
+        "settled from the mint's record of it",
+    )
     lnurl_allow_local: bool = Field(
         False,
         description="Pay Lightning addresses whose host is on a private or loopback address, "
