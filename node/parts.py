@@ -4,6 +4,7 @@ handlers through `PARTS`, and the builders the admin uses again when settings ch
     settings   the configuration in force (the file, NUTGATE_* variables, the admin's changes)
     db         the store: SQLite, or PostgreSQL shared by several instances
     ledger     accounts, reservations, entries            wallet     proofs, swaps, payouts
+    records    a record per paid request                  keys       sub-keys, limits, expiry
     payments   payers, tokens in, change out              catalogue  the models sold
     rate       the BTC price                              pricer     USD prices to msat
     http       the client session for upstreams, mints, exchanges
@@ -35,11 +36,15 @@ from node.db.shared_state import SharedRateStore
 from node.db.store import Store
 from node.http.metrics import Metrics, WalletMetrics
 from node.http.ratelimit import Limiter, windows_from
+from node.money import keys as keys_schema
 from node.money import ledger_schema
+from node.money import records as records_schema
 from node.money.books import LedgerHooks
+from node.money.keys import Keys
 from node.money.ledger import Ledger
 from node.money.lightning import Lightning
 from node.money.payments import Payments
+from node.money.records import Records
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
@@ -78,10 +83,14 @@ class Parts:
     metrics: Metrics
     limiter: Limiter | None
     admin: AdminAuth
+    records: Records
+    keys: Keys
 
     def metered(self) -> CallParts:
         """What one paid call uses, read now and kept for the whole call."""
-        return CallParts(self.ledger, self.pricer, self.monitor, self.http, self.stored)
+        return CallParts(
+            self.ledger, self.pricer, self.monitor, self.http, self.stored, self.records, self.keys
+        )
 
 
 PARTS = web.AppKey("parts", Parts)
@@ -97,6 +106,8 @@ def open_database(settings: Settings) -> Store:
             "admin": admin_tables.MIGRATIONS,
             "shared": shared_state.MIGRATIONS,
             "stored": stored.MIGRATIONS,
+            "records": records_schema.MIGRATIONS,
+            "keys": keys_schema.MIGRATIONS,
         },
     )
 
@@ -171,7 +182,9 @@ async def build_parts(
     ledger = Ledger(db)
     if limiter is not None:
         _share_limits(limiter, ledger, settings)
-    orphans = ledger.resolve_orphans()
+    records = Records(db, settings.accounts.history_days, checkpoint)
+    keys = Keys(db, ledger)
+    orphans = ledger.resolve_orphans(records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) left by a previous run", orphans)
     metrics.watch_ledger(ledger)
@@ -193,7 +206,7 @@ async def build_parts(
         pricer=Pricer.from_settings(rate.current, settings.pricing),
         http=http,
         wallet=wallet,
-        payments=Payments(ledger, wallet, settings.cashu.mints),
+        payments=Payments(ledger, wallet, settings.cashu.mints, keys),
         lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http),
         nostr=nostr,
         monitor=monitor,
@@ -201,6 +214,8 @@ async def build_parts(
         metrics=metrics,
         limiter=limiter,
         admin=AdminAuth(db),
+        records=records,
+        keys=keys,
     )
 
 
@@ -230,6 +245,10 @@ async def keep_up(parts: Parts) -> None:
             _settle_orphans_and_announce(parts)
         except Exception:
             log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
+        try:
+            parts.records.purge()
+        except Exception:
+            log.exception("purging old request records failed; trying again later")
         await asyncio.sleep(RECOVERY_RETRY_S)
 
 
@@ -247,7 +266,7 @@ async def watch_invoices(parts: Parts) -> None:
 
 
 def _settle_orphans_and_announce(parts: Parts) -> None:
-    orphans = parts.ledger.resolve_orphans()
+    orphans = parts.ledger.resolve_orphans(parts.records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
     wants = parts.settings.nostr.announce and not parts.nostr.announcing

@@ -203,6 +203,13 @@ class UpstreamSection(Section):
     health_interval_s: float = Field(
         30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
     )
+    service_tier: Literal["default", "flex", ""] | None = Field(
+        None,
+        description="service_tier sent with chat and responses requests that name none (OpenAI "
+        "reads a missing one as 'auto': the project's tier, maybe priority, billed above the "
+        "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
+        "Groq, Mistral); '' = send none (then keep the project on the default tier)",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -257,6 +264,14 @@ class ModelSection(Section):
         le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
     )
+    max_audio_seconds: int = Field(
+        1500,
+        gt=0,
+        le=86_400,
+        description="Longest clip the upstream transcribes (OpenAI: 1500 s); a clip whose length "
+        "cannot be read from it (compressed audio) is reserved and, once sent, charged at least "
+        "this long unless the upstream reports its length",
+    )
     context_length: int = Field(
         128_000, gt=0, le=MAX_TOKENS, description="Context window in tokens"
     )
@@ -297,11 +312,28 @@ class LimitsSection(Section):
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=8190,
+        le=1024 * 1024,
+        description="Longest request line or header (a token in X-Cashu or Authorization); "
+        "larger gets 431",
+    )
     header_timeout_s: float = Field(
         15.0, gt=0, description="Time a connection has to send a request's headers (and idle)"
     )
     body_timeout_s: float = Field(
         60.0, gt=0, description="Time a client has to send a request's body; then 408"
+    )
+
+
+class AccountsSection(Section):
+    history_days: int = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Days a record of each paid request (cost, tokens, model; never its text)"
+        " is kept for its key's holder; 0 = none kept",
     )
 
 
@@ -339,6 +371,7 @@ class Settings(BaseSettings):
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    accounts: AccountsSection = Field(default_factory=AccountsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)
 

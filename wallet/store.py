@@ -194,6 +194,8 @@ MIGRATIONS: list[str] = [
     CREATE UNIQUE INDEX wallet_melts_purpose ON wallet_melts(purpose) WHERE state != 'failed';
     ALTER TABLE wallet_proofs ADD COLUMN melt_id INTEGER;
     """,
+    # the proof's NUT-12 DLEQ ("e s r", hex), handed on in the tokens paid out
+    "ALTER TABLE wallet_proofs ADD COLUMN dleq TEXT;",
 ]
 
 

@@ -8,18 +8,21 @@ for it (`fee_sat`, 0 when the token is made of proofs held as they are)."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
 
 import wallet as cashu
-from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
+from node.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from node.http.credentials import bearer, idempotency_key, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
+from node.money.keys import Rules
 from node.money.ledger import Account, hash_key
-from node.money.payments import is_token
-from node.parts import PARTS
+from node.money.payments import Payer, is_token
+from node.parts import PARTS, Parts
+from node.routes.rules import creation_rules
 
 routes = web.RouteTableDef()
 
@@ -32,11 +35,32 @@ def _token_field(body: dict[str, Any], *names: str) -> str:
     raise BadRequest(f"{names[0]} is required: a cashuA… or cashuB… token", param=names[0])
 
 
-async def _account(request: web.Request) -> int:
+async def _key_account(request: web.Request) -> int:
     key = bearer(request)
     if key is None:
         raise Unauthorized("send 'Authorization: Bearer sk-…' (or the Cashu token used as key)")
     return await request.app[PARTS].payments.account_for_key(key)
+
+
+async def _account(request: web.Request) -> int:
+    """The account a key owns, to move money in or out of: never a sub-key's."""
+    account_id = await _key_account(request)
+    if request.app[PARTS].payments.key_payer(account_id).account_id != account_id:
+        raise Forbidden(
+            "a sub-key spends from its parent's balance: it cannot top up, withdraw or make "
+            "sub-keys; use the parent key",
+            code="subkey_not_allowed",
+        )
+    return account_id
+
+
+async def holder(request: web.Request) -> Payer:
+    """Who asks about a key's balance and history: the Bearer key (a sub-key is told about
+    itself), or an X-Cashu payment (its one-shot account)."""
+    if request.headers.get("X-Cashu", "").strip():
+        account_id = _paid_with(request, ("oneshot", "token")).id
+        return Payer(account_id, key_id=account_id)
+    return request.app[PARTS].payments.key_payer(await _key_account(request))
 
 
 def _paid_with(request: web.Request, kinds: tuple[str, ...] = ("oneshot",)) -> Account:
@@ -65,6 +89,32 @@ def _balance_json(request: web.Request, account_id: int) -> dict[str, Any]:
     }
 
 
+def balance_of(parts: Parts, payer: Payer, now: int) -> dict[str, Any]:
+    """The balance the holder spends: a sub-key's is its parent's, as far as its limit goes."""
+    account = parts.ledger.get(payer.account_id)
+    if payer.owner_id == payer.account_id:
+        spendable = account.available_msat
+        state: dict[str, Any] = {
+            "balance_msat": account.balance_msat,
+            "reserved_msat": account.reserved_msat,
+            "credit_msat": account.credit_msat,
+            "withdrawable_msat": account.withdrawable_msat,
+        }
+    else:  # a sub-key: what it may still spend, never its parent's balance itself
+        spendable = account.available_msat
+        if payer.key is not None and payer.key.rules.spend_limit_msat is not None:
+            left = payer.key.rules.spend_limit_msat - parts.keys.spent(payer.key, now)
+            spendable = max(0, min(spendable, left))
+        state = {"balance_msat": spendable, "reserved_msat": 0, "credit_msat": 0}
+        state["withdrawable_msat"] = 0
+    return {
+        "balance": state["balance_msat"] // 1000,
+        **state,
+        "available_msat": spendable,
+        "currency": "sat",
+    }
+
+
 @routes.post("/v1/wallet/create")
 @routes.post("/v1/balance/create")
 @routes.get("/v1/balance/create")
@@ -75,7 +125,10 @@ async def create(request: web.Request) -> web.Response:
     else:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
+    rules = creation_rules(body)  # checked before anything is redeemed
     key, account_id = await parts.payments.create_key(token)
+    if rules:  # a retried creation keeps the rules it was first made with
+        parts.keys.set_rules(account_id, Rules(**rules))
     account = parts.ledger.get(account_id)
     return json_response(
         {
@@ -96,7 +149,12 @@ async def balance(request: web.Request) -> web.Response:
     if request.headers.get("X-Cashu", "").strip():
         account_id = _paid_with(request, ("oneshot", "token")).id
     else:
-        account_id = await _account(request)
+        payer = await holder(request)
+        if payer.owner_id != payer.account_id:  # a sub-key: what it may still spend
+            state = balance_of(request.app[PARTS], payer, int(time.time()))
+            reserved = {"reserved": 0, "reserved_msat": 0}
+            return json_response({**state, **reserved, "api_key": None})
+        account_id = payer.account_id
     return json_response({**_balance_json(request, account_id), "api_key": None})
 
 
