@@ -207,7 +207,7 @@ async def build_parts(
         http=http,
         wallet=wallet,
         payments=Payments(ledger, wallet, settings.cashu.mints, keys),
-        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http),
+        lightning=_lightning(settings, ledger, wallet, http),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
@@ -217,6 +217,14 @@ async def build_parts(
         records=records,
         keys=keys,
     )
+
+
+def _lightning(
+    settings: Settings, ledger: Ledger, wallet: cashu.Wallet, http: aiohttp.ClientSession
+) -> Lightning:
+    lightning = Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http)
+    lightning.accept_foreign = settings.cashu.accept_foreign
+    return lightning
 
 
 async def close_parts(parts: Parts) -> None:

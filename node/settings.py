@@ -83,6 +83,12 @@ class CashuSection(Section):
     mint_timeout_s: float = Field(
         10.0, gt=0, description="Time allowed per call to a mint; then 503 + Retry-After"
     )
+    accept_foreign: bool = Field(
+        False,
+        description="Take tokens of other mints at /v1/wallet/create and /topup by melting "
+        "them into a Lightning invoice of a trusted mint, their fees charged to the token "
+        "(off: refused before any contact with that mint)",
+    )
 
     @field_validator("mints")
     @classmethod

@@ -84,6 +84,7 @@ class WalletCore:
         if len(seed) < 16:
             raise ValueError("seed too short")
         self._db = db
+        self._session = session  # for mints outside the trust list (wallet.foreign)
         self._timeout_s = timeout_s
         self._melt_timeout_s = melt_timeout_s  # a Lightning payment takes longer
         self._deriver = crypto.Deriver(seed)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wallet.errors import WalletError
-from wallet.invoices import Invoices
+from wallet.foreign import Foreign
 from wallet.melts import Melts
 from wallet.payout import Payouts
 from wallet.receive import Receiver, _pending
@@ -34,7 +34,7 @@ class ProofState:
     remote: str  # UNSPENT | PENDING | SPENT | UNKNOWN (the mint did not say)
 
 
-class Wallet(Receiver, Payouts, Invoices, Melts):
+class Wallet(Receiver, Payouts, Foreign, Melts):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""

@@ -126,7 +126,10 @@ async def create(request: web.Request) -> web.Response:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
     rules = creation_rules(body)  # checked before anything is redeemed
-    key, account_id = await parts.payments.create_key(token)
+    if parts.lightning.takes_foreign(token):
+        key, account_id, _ = await _take_foreign(request, token, None, body)
+    else:
+        key, account_id = await parts.payments.create_key(token)
     if rules:  # a retried creation keeps the rules it was first made with
         parts.keys.set_rules(account_id, Rules(**rules))
     account = parts.ledger.get(account_id)
@@ -139,6 +142,32 @@ async def create(request: web.Request) -> web.Response:
             "unit": "sat",
         }
     )
+
+
+async def _take_foreign(
+    request: web.Request, token: str, account_id: int | None, body: dict[str, Any]
+) -> tuple[str, int, int]:
+    """`[cashu] accept_foreign`: a token of another mint melted into an invoice of ours; the
+    fees are quoted first (400 foreign_mint_fees) and taken only once the client accepts them
+    with `accept_fees_sat`. (key, account, msat credited)."""
+    parts = request.app[PARTS]
+    accepted = body.get("accept_fees_sat", 0)
+    if not isinstance(accepted, int) or isinstance(accepted, bool) or accepted < 0:
+        raise BadRequest("accept_fees_sat must be a whole number of sat", param="accept_fees_sat")
+    invoice, key = await parts.lightning.redeem_foreign(token, account_id, accepted)
+    if invoice.status != "paid":
+        raise ServiceUnavailable(
+            "the token was melted; its invoice is not credited yet: send the same request "
+            "again shortly (the node credits it once paid)",
+            code="foreign_pending",
+            headers={"Retry-After": "2"},
+        )
+    if key is None:
+        assert account_id is not None
+        return "", account_id, invoice.amount_sat * 1000
+    found = parts.ledger.account_id(hash_key(key))
+    assert found is not None
+    return key, found, invoice.amount_sat * 1000
 
 
 @routes.get("/v1/wallet/balance")
@@ -164,7 +193,10 @@ async def topup(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     token = _token_field(body, "cashu_token")
     account_id = await _account(request)
-    added_msat = await request.app[PARTS].payments.topup(account_id, token)
+    if request.app[PARTS].lightning.takes_foreign(token):
+        added_msat = (await _take_foreign(request, token, account_id, body))[2]
+    else:
+        added_msat = await request.app[PARTS].payments.topup(account_id, token)
     state = _balance_json(request, account_id)
     return json_response(
         {
