@@ -39,12 +39,14 @@ from node.http.ratelimit import Limiter, windows_from
 from node.money import keys as keys_schema
 from node.money import ledger_schema
 from node.money import records as records_schema
+from node.money import refunds as refunds_schema
 from node.money.books import LedgerHooks
 from node.money.keys import Keys
 from node.money.ledger import Ledger
 from node.money.lightning import Lightning
 from node.money.payments import Payments
 from node.money.records import Records
+from node.money.refunds import Refunds
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
@@ -77,6 +79,7 @@ class Parts:
     wallet: cashu.Wallet
     payments: Payments
     lightning: Lightning
+    refunds: Refunds
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
@@ -108,6 +111,7 @@ def open_database(settings: Settings) -> Store:
             "stored": stored.MIGRATIONS,
             "records": records_schema.MIGRATIONS,
             "keys": keys_schema.MIGRATIONS,
+            "refunds": refunds_schema.MIGRATIONS,
         },
     )
 
@@ -197,6 +201,7 @@ async def build_parts(
     catalogue = Catalogue.from_settings(settings)
     monitor = ProviderMonitor(settings.upstreams, catalogue, http)
     await monitor.start()
+    lightning = _lightning(settings, ledger, wallet, http)
     return Parts(
         settings=settings,
         db=db,
@@ -207,7 +212,8 @@ async def build_parts(
         http=http,
         wallet=wallet,
         payments=Payments(ledger, wallet, settings.cashu.mints, keys),
-        lightning=_lightning(settings, ledger, wallet, http),
+        lightning=lightning,
+        refunds=Refunds(db, ledger, lightning),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
@@ -261,14 +267,17 @@ async def keep_up(parts: Parts) -> None:
 
 
 async def watch_invoices(parts: Parts) -> None:
-    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s`: one
-    paid while no client polls is credited all the same."""
+    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s` (one
+    paid while no client polls is credited all the same), and pay the refunds due on expiry."""
     while True:
         await asyncio.sleep(parts.settings.lightning.watch_interval_s)
         try:
             credited = await parts.lightning.watch()
             if credited:
                 log.info("credited %d paid Lightning invoice(s)", credited)
+            refunded = await parts.refunds.pay_due()
+            if refunded:
+                log.info("paid %d refund(s) on expiry to Lightning", refunded)
         except Exception:
             log.exception("watching invoices failed; trying again")
 

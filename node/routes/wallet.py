@@ -18,6 +18,7 @@ import wallet as cashu
 from node.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from node.http.credentials import bearer, idempotency_key, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
+from node.money import lnurl
 from node.money.keys import Rules
 from node.money.ledger import Account, hash_key
 from node.money.payments import Payer, is_token
@@ -126,12 +127,17 @@ async def create(request: web.Request) -> web.Response:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
     rules = creation_rules(body)  # checked before anything is redeemed
+    refund = refund_on_expiry(request)
+    if refund is not None and rules.get("expires_at") is None:
+        rules["expires_at"] = refund[1]
     if parts.lightning.takes_foreign(token):
         key, account_id, _ = await _take_foreign(request, token, None, body)
     else:
         key, account_id = await parts.payments.create_key(token)
     if rules:  # a retried creation keeps the rules it was first made with
         parts.keys.set_rules(account_id, Rules(**rules))
+    if refund is not None and refund[0]:
+        parts.refunds.arrange(account_id, refund[0], refund[1])
     account = parts.ledger.get(account_id)
     return json_response(
         {
@@ -142,6 +148,25 @@ async def create(request: web.Request) -> web.Response:
             "unit": "sat",
         }
     )
+
+
+def refund_on_expiry(request: web.Request) -> tuple[str, int] | None:
+    """Routstr's `Key-Expiry-Time` (unix seconds) and `Refund-LNURL` (a Lightning address or
+    an lnurl1… string) headers: (address, expiry); the address "" when only the expiry came."""
+    expiry = request.headers.get("Key-Expiry-Time", "").strip()
+    address = request.headers.get("Refund-LNURL", "").strip()
+    if not expiry:
+        if address:
+            raise BadRequest("Refund-LNURL needs a Key-Expiry-Time header", param="Refund-LNURL")
+        return None
+    if not expiry.isdigit() or not 0 < int(expiry) < 2**62:
+        raise BadRequest("Key-Expiry-Time must be unix seconds", param="Key-Expiry-Time")
+    if address and not lnurl.looks_valid(address):
+        raise BadRequest(
+            "Refund-LNURL must be a Lightning address (name@host) or an lnurl1… string",
+            param="Refund-LNURL",
+        )
+    return address, int(expiry)
 
 
 async def _take_foreign(
