@@ -40,6 +40,7 @@ from node.money import keys as keys_schema
 from node.money import ledger_schema
 from node.money import records as records_schema
 from node.money import refunds as refunds_schema
+from node.money.autopay import EarningsAutopay
 from node.money.books import LedgerHooks
 from node.money.keys import Keys
 from node.money.ledger import Ledger
@@ -80,6 +81,7 @@ class Parts:
     payments: Payments
     lightning: Lightning
     refunds: Refunds
+    autopay: EarningsAutopay
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
@@ -214,6 +216,7 @@ async def build_parts(
         payments=Payments(ledger, wallet, settings.cashu.mints, keys),
         lightning=lightning,
         refunds=Refunds(db, ledger, lightning),
+        autopay=EarningsAutopay(settings.lightning, ledger, lightning),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
@@ -268,7 +271,8 @@ async def keep_up(parts: Parts) -> None:
 
 async def watch_invoices(parts: Parts) -> None:
     """Settle the node's open Lightning invoices every `[lightning] watch_interval_s` (one
-    paid while no client polls is credited all the same), and pay the refunds due on expiry."""
+    paid while no client polls is credited all the same), pay the refunds due on expiry and,
+    past its threshold, the operator's earnings."""
     while True:
         await asyncio.sleep(parts.settings.lightning.watch_interval_s)
         try:
@@ -278,6 +282,7 @@ async def watch_invoices(parts: Parts) -> None:
             refunded = await parts.refunds.pay_due()
             if refunded:
                 log.info("paid %d refund(s) on expiry to Lightning", refunded)
+            await parts.autopay.run()
         except Exception:
             log.exception("watching invoices failed; trying again")
 

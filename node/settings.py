@@ -135,6 +135,26 @@ class LightningSection(Section):
         "over plain http (local setups and tests only)",
     )
 
+    earnings_address: str = Field(
+        "",
+        description="Lightning address (name@host) the operator's earnings are paid to "
+        "automatically; empty = no automatic payout",
+    )
+    earnings_threshold_sats: int = Field(
+        0,
+        ge=0,
+        le=10**9,
+        description="Earnings (sat) at which they are paid to earnings_address (0 = off)",
+    )
+
+    @field_validator("earnings_address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        address = address.strip()
+        if address and "@" not in address and not address.lower().startswith("lnurl1"):
+            raise ValueError("must be a Lightning address (name@host) or an lnurl1… string")
+        return address
+
     @field_validator("mint")
     @classmethod
     def _mint_url(cls, mint: str) -> str:

@@ -172,3 +172,39 @@ async def test_a_key_made_with_refund_lnurl_is_paid_out_there_when_it_expires(
     )
     assert status == 400 and answer["error"]["param"] == "Refund-LNURL", answer
     ln_node.assert_clean()
+
+
+async def test_earnings_past_the_threshold_are_paid_to_the_operators_address(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, host: LnurlHost
+) -> None:
+    node = make_node(
+        node={"admin_password": PASSWORD},
+        cashu={"mints": [mint.url]},
+        pricing={"request_fee_msat": 20_000},
+        lightning={
+            "watch_interval_s": 0.2,
+            "lnurl_allow_local": True,
+            "earnings_address": host.address("operator"),
+            "earnings_threshold_sats": 50,
+        },
+    )
+    key = await key_by_invoice(node, 200)
+    api = async_openai(f"{node.url}/v1", key)
+    await api.chat.completions.create(**HELLO, max_tokens=5)  # 20 sat earned: below
+    await asyncio.sleep(0.6)
+    assert host.asked == []
+    for _ in range(2):  # 60 sat and more: past the threshold
+        await api.chat.completions.create(**HELLO, max_tokens=5)
+    deadline = time.monotonic() + 20
+    while not host.asked and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.6)
+    (asked,) = host.asked
+    assert 50_000 <= asked < 60_000 + 1000
+    owed = node.balance(key)
+    async with AdminClient(node.url) as admin:
+        await admin.login()
+        after = await admin.get("/admin/api/earnings")
+        assert 0 <= after["withdrawable_sat"] < 5 and after["solvent"] is True
+    assert node.balance(key) == owed
+    node.assert_clean()
