@@ -114,6 +114,13 @@ class LightningSection(Section):
     max_sats: int = Field(
         1_000_000, ge=1, le=10**9, description="Largest invoice a client may ask for (sat)"
     )
+    max_open_invoices: int = Field(
+        1000,
+        ge=1,
+        le=10**6,
+        description="Most unpaid invoices the node watches at once; past it, new ones get "
+        "503 + Retry-After (each costs a mint call per round)",
+    )
     watch_interval_s: float = Field(
         2.0,
         gt=0,

@@ -162,6 +162,14 @@ async def test_bad_lightning_requests_are_clear_4xx_and_change_nothing(
     )
     assert status == 402, answer
     assert ln_node.balance(key) == 50_000
+    # unpaid invoices cost a mint call per round: only so many are watched at once
+    slow = {"max_open_invoices": 1, "watch_interval_s": 3600}
+    full = make_node(cashu={"mints": [mint.url]}, lightning=slow)
+    first = await call(full, "POST", INVOICE, json={"amount_sats": 100})
+    assert first[0] == 200, first  # open until the watcher's (here distant) round
+    second = await call(full, "POST", INVOICE, json={"amount_sats": 100})
+    assert second[0] == 503 and second[2]["error"]["code"] == "lightning_unavailable", second
+    assert second[1]["Retry-After"]
     off = make_node(cashu={"mints": [mint.url]}, lightning={"enabled": False})
     status, _, answer = await call(off, "POST", INVOICE, json={"amount_sats": 100})
     assert status == 404 and answer["error"]["code"] == "lightning_off"

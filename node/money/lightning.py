@@ -83,6 +83,8 @@ class Lightning:
     async def create_invoice(self, sats: int, account_id: int | None) -> cashu.Invoice:
         """An invoice funding a new key (`account_id` None) or topping up an account."""
         mint = await self.issuing_mint()
+        if len(self.wallet.open_invoices()) >= self.settings.max_open_invoices:
+            raise _unavailable("too many invoices are waiting to be paid; retry later")
         ref = "lni_" + secrets.token_urlsafe(18)
         if account_id is None:
             what = purpose("create", hash_key(self.api_key_of(ref)))
