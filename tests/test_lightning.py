@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.logcheck import Recorder
 from tests.support.mints import MintInfo
 from tests.support.money import call
 from tests.support.pg import BOTH_BACKENDS
@@ -64,7 +65,7 @@ async def payee_invoice(node: NodeHandle, sats: int) -> str:
 
 
 async def test_create_by_invoice_then_the_key_pays_a_chat_completion(
-    ln_node: NodeHandle, mint: MintInfo
+    ln_node: NodeHandle, mint: MintInfo, log_recorder: Recorder
 ) -> None:
     status, _, invoice = await call(
         ln_node, "POST", INVOICE, json={"amount_sats": 300, "purpose": "create"}
@@ -90,6 +91,8 @@ async def test_create_by_invoice_then_the_key_pays_a_chat_completion(
     assert (
         status == 200 and found["invoice_id"] == invoice["invoice_id"] and found["api_key"] == key
     )
+    # the invoice's id hands out the key: no log line holds it (the access log shows the route)
+    assert not [line for line in log_recorder.lines if invoice["invoice_id"] in line]
     ln_node.assert_clean()
 
 
