@@ -10,16 +10,21 @@ goes away, an exception — the `finally` of `run` settles it:
 
 - an answer: its real cost from the upstream's usage, else an estimate from what was sent and
   received; an answer past the read limit: the reservation's most (the upstream wrote it all);
+- a stream the client left: the node reads the rest of it (relaying nothing) for its usage;
+  one not read out within DRAIN_S: the reservation's most (the upstream writes on, and bills);
 - every other call the upstream may bill (`upstream.Attempt.sent`: a timeout, a client gone
-  while waiting, a malformed answer): the prompt's cost, `plan.floor_msat`;
+  while waiting, a malformed answer): the reservation's most, `plan.max_cost_msat`, since the
+  upstream goes on writing the whole answer, and bills it, whether or not the node waits;
 - nothing sent, or only refused with an error status: nothing (a release).
 
-A model with several upstreams reserves one floor more per extra upstream, so a failover after
-a timeout still has its earlier, billed attempts covered by the reservation.
+A model with several upstreams reserves that most once more per extra upstream (as far as
+the balance holds it), so a failover after a timeout still has its earlier, billed attempts
+covered by the reservation; when the balance cannot hold another, no further one is tried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -48,6 +53,8 @@ from node.proxy.stored import Recorder, StoredObjects
 from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
+
+DRAIN_S = 600.0  # how long a stream the client dropped is read on for its usage
 
 
 @dataclass(frozen=True)
@@ -81,8 +88,9 @@ class MeteredCall:
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
         self.oversized = False  # the answer passed the read limit: it was all written and billed
+        self.unfinished = False  # the client went away and the upstream's stream was not read out
         self.attempts: list[upstream.Attempt] = []  # one per upstream tried, the last current
-        self.spare_floors = 0  # failed attempts the reservation covers beyond the answer
+        self.spare_attempts = 0  # failed attempts the reservation covers beyond the answer
         self.reserved_msat = 0
         self.settled = False
         self.reserving = False
@@ -152,8 +160,8 @@ class MeteredCall:
     def _plan(self, body: dict[str, Any], raw: bytes, available: int | None) -> Plan:
         limit = UNLIMITED_MSAT if available is None else available
         plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
-        self.spare_floors = self._spare_floors(plan, available)
-        self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
+        self.spare_attempts = self._spare_attempts(plan, available)
+        self.reserved_msat = plan.max_cost_msat * (1 + self.spare_attempts)
         self.reserving = True  # the reservation may exist from here, even if cancelled
         return plan
 
@@ -168,20 +176,20 @@ class MeteredCall:
         left = cap.limit_msat - ledger.key_spent(cap.key_id, cap.since)
         return min(account.available_msat, left), left < account.available_msat
 
-    def _spare_floors(self, plan: Plan, available: int | None) -> int:
+    def _spare_attempts(self, plan: Plan, available: int | None) -> int:
         """How many failed attempts the upstreams may bill beyond the answer: one per extra
-        upstream, as far as the balance (when it is short) holds their floors."""
+        upstream, as far as the balance (when it is short) holds their most each."""
         spare = len(self.model.routes) - 1
-        if available is None or not plan.floor_msat:
+        if available is None or not plan.max_cost_msat:
             return spare
-        return max(0, min(spare, (available - plan.max_cost_msat) // plan.floor_msat))
+        return max(0, min(spare, (available - plan.max_cost_msat) // plan.max_cost_msat))
 
     async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
         """Try the model's upstreams in turn (healthy ones first) until one answers, while the
-        reservation covers the floors of the attempts that failed after being sent."""
+        reservation covers the attempts that failed after being sent."""
         last: NodeError | None = None
         for route in self.parts.monitor.order(self.model.routes):
-            if sum(a.sent for a in self.attempts) > self.spare_floors:
+            if sum(a.sent for a in self.attempts) > self.spare_attempts:
                 break  # another billed attempt would pass the reservation
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
@@ -261,19 +269,26 @@ class MeteredCall:
     def _cost(self) -> int | None:
         """What the upstreams may bill for this request; None when they bill nothing.
 
-        The last attempt is the current one; each earlier one failed, and is charged its
-        floor if it was sent."""
+        The last attempt is the current one; each earlier one failed, and is charged the
+        reservation's most if it was sent."""
         if not self.attempts:
             return None
-        floor = self.plan.floor_msat
-        earlier = floor * sum(a.sent for a in self.attempts[:-1])
-        if self.produced:
+        *failed, last = self.attempts
+        earlier = sum(self._failed_cost(a) for a in failed)
+        if self.produced and not (self.unfinished and self.measured.usage is None):
             return earlier + self.meter.cost(self.pricer, self.model, self.plan, self.measured)
-        if self.oversized:
+        if self.produced or self.oversized:
             return earlier + self.plan.max_cost_msat
-        if self.attempts[-1].sent:
-            return earlier + floor
+        if last.sent:
+            return earlier + self._failed_cost(last)
         return earlier if earlier else None
+
+    def _failed_cost(self, attempt: upstream.Attempt) -> int:
+        """What an upstream may bill for a call that gave no answer: nothing unless it was
+        sent; its prompt if it ended its answer empty; else the most the answer could cost."""
+        if not attempt.sent:
+            return 0
+        return self.plan.floor_msat if attempt.ended else self.plan.max_cost_msat
 
     async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
         parsed = _json_object(answer.head)
@@ -316,6 +331,7 @@ class MeteredCall:
                     await out.write(b"".join(last))
             except ConnectionResetError:
                 log.info("request %s: client went away mid-stream", self.request_id)
+                await self._drain(answer, reader)
                 return out
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
@@ -328,6 +344,23 @@ class MeteredCall:
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
+
+    async def _drain(self, answer: upstream.Answer, reader: SseReader) -> None:
+        """The client went away: read the rest of the upstream's stream, relaying nothing, for
+        the usage it ends with. The upstream goes on writing (and billing) whether or not the
+        node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
+        yet, is charged the reservation."""
+        self.unfinished = True
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                async for data in upstream.chunks(answer.upstream, answer.resp):
+                    reader.feed(data)
+                    if self.recorder is not None:
+                        await self.recorder.note(reader.response)
+            reader.close()
+            self.unfinished = False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
 
     async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
         events = reader.feed(data)

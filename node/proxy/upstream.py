@@ -11,7 +11,9 @@ a non-stream answer's headers come only once the whole answer is made), idle (be
 What an upstream may bill: each call records in its `Attempt` whether the request was sent —
 its head written to the upstream's connection (a trace hook of the session sees it) — and not
 refused with an error status, which providers do not bill. A connect error is not sent; a
-timeout, a client gone while waiting, a broken or oversized answer are.
+timeout, a client gone while waiting, a broken or oversized answer are (the upstream may write,
+and bill, the whole answer); a stream the upstream ended before its first byte bills its prompt
+at most (`ended`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Attempt:
     refused it with an error status."""
 
     sent: bool = False
+    ended: bool = False  # the upstream ended its answer having written nothing: no more to bill
 
 
 async def _head_sent(
@@ -124,6 +127,8 @@ async def call(
                     raise await _status_error(upstream, resp)
             head = await resp.content.readany() if stream else b""
             if stream and not head:  # closed before a byte: nothing sent, the next may answer
+                if attempt is not None:
+                    attempt.ended = True
                 resp.close()
                 raise UpstreamError(f"upstream {upstream.name} ended the stream before it began")
         if not stream:
