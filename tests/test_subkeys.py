@@ -252,3 +252,15 @@ async def test_any_key_can_be_created_with_an_expiry_and_limit(
     )
     assert status == 400 and answer["error"]["param"] == "expires_at"
     assert await ref_wallet.receive(bad) == 5  # refused before anything was redeemed
+
+
+async def test_a_sub_keys_requests_per_minute(
+    keys_node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo
+) -> None:
+    parent = await funded_key(keys_node, ref_wallet, mint, 50)
+    key = (await sub_key(keys_node, parent, per_minute=2))["api_key"]
+    assert [(await chat(keys_node, key))[0] for _ in range(2)] == [200, 200]
+    status, body = await chat(keys_node, key)
+    assert status == 429 and "2 requests per minute" in body["error"]["message"]
+    assert (await chat(keys_node, parent))[0] == 200  # the parent is not held by it
+    keys_node.assert_clean()
