@@ -42,6 +42,7 @@ from node.money import records as records_schema
 from node.money.books import LedgerHooks
 from node.money.keys import Keys
 from node.money.ledger import Ledger
+from node.money.lightning import Lightning
 from node.money.payments import Payments
 from node.money.records import Records
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
@@ -75,6 +76,7 @@ class Parts:
     http: aiohttp.ClientSession
     wallet: cashu.Wallet
     payments: Payments
+    lightning: Lightning
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
@@ -204,6 +206,7 @@ async def build_parts(
         http=http,
         wallet=wallet,
         payments=Payments(ledger, wallet, settings.cashu.mints, keys),
+        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
@@ -246,6 +249,19 @@ async def keep_up(parts: Parts) -> None:
         except Exception:
             log.exception("purging old request records failed; trying again later")
         await asyncio.sleep(RECOVERY_RETRY_S)
+
+
+async def watch_invoices(parts: Parts) -> None:
+    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s`: one
+    paid while no client polls is credited all the same."""
+    while True:
+        await asyncio.sleep(parts.settings.lightning.watch_interval_s)
+        try:
+            credited = await parts.lightning.watch()
+            if credited:
+                log.info("credited %d paid Lightning invoice(s)", credited)
+        except Exception:
+            log.exception("watching invoices failed; trying again")
 
 
 def _settle_orphans_and_announce(parts: Parts) -> None:

@@ -92,8 +92,48 @@ CHAT_BODY = {
 }
 WITHDRAW_BODY = {
     "type": "object",
-    "properties": {"amount": {"type": "integer"}, "mint": {"type": "string"}},
+    "properties": {
+        "amount": {"type": "integer"},
+        "mint": {"type": "string"},
+        "invoice": {"type": "string", "description": "a bolt11 invoice to pay instead"},
+        "lightning_address": {"type": "string", "description": "name@host, with amount"},
+    },
 }
+INVOICE_BODY = {
+    "type": "object",
+    "required": ["amount_sats"],
+    "properties": {
+        "amount_sats": {"type": "integer"},
+        "purpose": {"type": "string", "enum": ["create", "topup"]},
+    },
+}
+INVOICE = {
+    "type": "object",
+    "properties": {
+        "invoice_id": {"type": "string"},
+        "bolt11": {"type": "string"},
+        "amount_sats": {"type": "integer"},
+        "expires_at": {"type": "integer"},
+        "payment_hash": {"type": "string"},
+    },
+}
+INVOICE_STATUS = {
+    "type": "object",
+    "properties": {
+        "status": {"type": "string", "enum": ["pending", "paid", "expired"]},
+        "api_key": {"type": "string"},
+        "amount_sats": {"type": "integer"},
+        "paid_at": {"type": ["integer", "null"]},
+        "created_at": {"type": "integer"},
+        "expires_at": {"type": "integer"},
+    },
+}
+RECOVER_BODY = {
+    "type": "object",
+    "required": ["bolt11"],
+    "properties": {"bolt11": {"type": "string"}},
+}
+INVOICE_ID = {"name": "invoice_id", "in": "path", "required": True, "schema": {"type": "string"}}
 MODEL_ID = {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
 REQUEST_ID = {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}}
 KEY_ID = {"name": "key_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -196,6 +236,18 @@ SPEC: dict[str, Any] = {
         "/v1/balance/info": {"get": _paid(_op("Routstr alias of /v1/wallet/balance", BALANCE))},
         "/v1/balance/topup": {"post": _paid(_op("Routstr alias of topup", OBJECT, TOKEN_BODY))},
         "/v1/balance/refund": {"post": _paid(_op("the whole balance as a token", TOKEN_OUT))},
+        "/v1/balance/lightning/invoice": {
+            "post": _op("a Lightning invoice that creates or tops up a key", INVOICE, INVOICE_BODY)
+        },
+        "/v1/balance/lightning/invoice/{invoice_id}/status": {
+            "get": {
+                **_op("an invoice's status (and key)", INVOICE_STATUS),
+                "parameters": [INVOICE_ID],
+            }
+        },
+        "/v1/balance/lightning/recover": {
+            "post": _op("an invoice found by its bolt11, settled", INVOICE_STATUS, RECOVER_BODY)
+        },
         **KEYS_PATHS,
     },
     "components": {

@@ -37,6 +37,7 @@ from node.money.keys import Keys
 from node.money.ledger import Cap, Ledger
 from node.money.payments import Payer, token_spent
 from node.money.records import Record, Records
+from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
@@ -89,6 +90,7 @@ class MeteredCall:
         self.complete = False  # the whole answer was read and is being sent
         self.started_at, self.started = int(time.time()), time.perf_counter()
         self.recorder: Recorder | None = None  # the stored objects the answer makes
+        self.usage_asked = True  # a stream's client asked for the usage chunk (include_usage)
 
     @property
     def usage(self) -> Usage | None:
@@ -101,7 +103,7 @@ class MeteredCall:
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
-                self.meter.prepare_stream(body)
+                self.usage_asked = self.meter.prepare_stream(body)
             answer = await self._first_answer(body, stream)
             if stream:
                 return await self._stream(answer)
@@ -186,7 +188,9 @@ class MeteredCall:
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = self.meter.encode(body)
+            payload, content_type = self.meter.encode(
+                billing.for_upstream(self.path, body, route.upstream)
+            )
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
@@ -351,6 +355,8 @@ class MeteredCall:
         if usage is None:
             usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage["cost_msat"] = self.cost_msat
+        if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
+            final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
         final.update(await self.payer.finish(in_band=True))
         head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
         await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
@@ -369,6 +375,14 @@ class EventStream(web.StreamResponse):
     first byte it waits for."""
 
     _send_headers_immediately = False
+
+
+def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
+    """The last chunk's choice for a client that did not ask for usage: empty, repeating how
+    the first answer ended; the usage (with the cost) and any change ride along on it."""
+    empty: dict[str, Any] = {"text": ""} if path == "completions" else {"delta": {}}
+    ended = finish_reason if isinstance(finish_reason, str) else "stop"
+    return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
 
 
 def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> PaymentRequired:

@@ -229,10 +229,50 @@ async def _withdraw(request: web.Request, body: dict[str, Any]) -> cashu.PaidOut
         return await parts.payments.withdraw(account_id, sats, mint, key)
 
 
+def melt_json(melted: cashu.Melted) -> dict[str, Any]:
+    """A payment to an invoice: the amount paid, and the fee beyond it (the input fee and the
+    Lightning fee actually paid; the unused reserve went back to the balance)."""
+    return {
+        "amount": melted.amount_sat,
+        "fee_sat": melted.fee_sat,
+        "fee_msat": melted.fee_sat * 1000,
+        "fee_reserve_sat": melted.fee_reserve_sat,
+        "preimage": melted.preimage,
+        "status": melted.state,
+        "mint": melted.mint,
+    }
+
+
+async def _pay_lightning(request: web.Request, body: dict[str, Any]) -> cashu.Melted:
+    """`invoice` (bolt11), or `lightning_address` with `amount` in sat."""
+    parts = request.app[PARTS]
+    invoice, address = body.get("invoice"), body.get("lightning_address")
+    mint = body.get("mint")
+    if mint is not None and not isinstance(mint, str):
+        raise BadRequest("mint must be a URL", param="mint")
+    sats = _amount(body) or 0
+    if invoice is None:
+        if not isinstance(address, str) or not address.strip():
+            raise BadRequest("lightning_address must be name@host", param="lightning_address")
+        if not sats:
+            raise BadRequest("amount (sat) is required with lightning_address", param="amount")
+    elif not isinstance(invoice, str) or not invoice.strip():
+        raise BadRequest("invoice must be a bolt11 invoice (lnbc…)", param="invoice")
+    account_id = await _account(request)
+    key, made = idempotency_key(request)
+    with payout_in_doubt(made):
+        if isinstance(invoice, str):
+            return await parts.lightning.pay(account_id, invoice.strip(), key, mint)
+        return await parts.lightning.pay_address(account_id, str(address), sats, key, mint)
+
+
 @routes.post("/v1/wallet/withdraw")
 async def withdraw(request: web.Request) -> web.Response:
-    """`amount` sat as a token (default: the most the balance pays once the fee is in)."""
+    """`amount` sat as a token (default: the most the balance pays once the fee is in), or
+    `invoice`: a bolt11 invoice paid out of the balance, its fees beside it."""
     body, _ = await read_json(request)
+    if "invoice" in body or "lightning_address" in body:
+        return json_response(melt_json(await _pay_lightning(request, body)))
     paid = await _withdraw(request, body)
     return json_response(payout_json(paid))
 
@@ -240,7 +280,11 @@ async def withdraw(request: web.Request) -> web.Response:
 @routes.post("/v1/balance/refund")
 @routes.post("/v1/wallet/refund")
 async def refund(request: web.Request) -> web.Response:
-    """Routstr's refund: the balance back as one token, the payout's fee taken beside it."""
+    """Routstr's refund: the balance back as one token, the payout's fee taken beside it; or,
+    with `invoice` (or `lightning_address` and `amount`), paid to a Lightning wallet."""
+    body: dict[str, Any] = (await read_json(request))[0] if request.body_exists else {}
+    if "invoice" in body or "lightning_address" in body:
+        return json_response(melt_json(await _pay_lightning(request, body)))
     paid = await _withdraw(request, {})
     info = payout_json(paid)
     return json_response({**info, "token": paid.token, "sats": info["amount"]})
