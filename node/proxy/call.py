@@ -130,9 +130,9 @@ class MeteredCall:
         plan within that. A key with a spending limit reserves within it too, in the same
         write (`Cap`); when the limit is what is short, the refusal names it."""
         payer = self.payer
-        cap = None if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
+        caps = [] if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
         available: int | None = None
-        capped = False  # the key's limit, not the balance, is what is short
+        tightest: Cap | None = None  # the key's limit, not the balance, is what is short
         while True:
             try:
                 plan = self._plan(body, raw, available)
@@ -144,7 +144,7 @@ class MeteredCall:
                     self.model.id,
                     payer.untouched_msat,
                     payer.key_id,
-                    cap,
+                    caps,
                 ):
                     return plan
                 if available is not None:
@@ -152,10 +152,10 @@ class MeteredCall:
                         "insufficient balance: the balance is held by other requests"
                     )
             except PaymentRequired as exc:
-                if capped:
-                    raise _over_limit(cap, exc) from None
+                if tightest is not None:
+                    raise _over_limit(tightest, exc, payer.key_id) from None
                 raise
-            available, capped = self._available(cap)
+            available, tightest = self._available(caps)
 
     def _plan(self, body: dict[str, Any], raw: bytes, available: int | None) -> Plan:
         limit = UNLIMITED_MSAT if available is None else available
@@ -165,16 +165,18 @@ class MeteredCall:
         self.reserving = True  # the reservation may exist from here, even if cancelled
         return plan
 
-    def _available(self, cap: Cap | None) -> tuple[int, bool]:
-        """What the payer may still reserve, and whether the key's limit is what bounds it."""
+    def _available(self, caps: list[Cap]) -> tuple[int, Cap | None]:
+        """What the payer may still reserve, and the key's cap that bounds it, if one does."""
         ledger, payer = self.parts.ledger, self.payer
         account = ledger.get(payer.account_id)
         if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
             raise token_spent()  # a racing request with the same one-shot token got there
-        if cap is None:
-            return account.available_msat, False
-        left = cap.limit_msat - ledger.key_spent(cap.key_id, cap.since)
-        return min(account.available_msat, left), left < account.available_msat
+        available, tightest = account.available_msat, None
+        for cap in caps:
+            left = cap.limit_msat - ledger.cap_spent(cap)
+            if left < available:
+                available, tightest = left, cap
+        return available, tightest
 
     def _spare_attempts(self, plan: Plan, available: int | None) -> int:
         """How many failed attempts the upstreams may bill beyond the answer: one per extra
@@ -416,11 +418,12 @@ def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
     return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
 
 
-def _over_limit(cap: Cap | None, short: PaymentRequired) -> PaymentRequired:
+def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> PaymentRequired:
     """A refusal naming the key's spending limit, when it is what stands in the way."""
-    limit = cap.limit_msat if cap is not None else 0
+    whose = "this key's" if cap.key_id == key_id else "its parent key's"
     return PaymentRequired(
-        f"this key's spending limit of {limit} msat is reached for its period ({short.message})",
+        f"{whose} spending limit of {cap.limit_msat} msat is reached for its period "
+        f"({short.message})",
         code="key_limit_reached",
     )
 
