@@ -64,10 +64,12 @@ def _port_free(port: int) -> bool:
 class Stack:
     """`nutgate run` as a child; its stdout collected by a thread, its stderr in a file."""
 
-    def __init__(self, args: list[str], log: Path) -> None:
+    def __init__(self, args: list[str], log: Path, cwd: Path | None = None) -> None:
         self.log = log
         with open(log, "w") as err:
-            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
+            self.proc = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=err, text=True, cwd=cwd
+            )
         self.lines: list[str] = []
         threading.Thread(target=self._collect, daemon=True).start()
 
