@@ -4,23 +4,27 @@ the node's accounts; a restart prints the admin page and a password that works a
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import re
 import shlex
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from openai import OpenAI
 
+from node.dev import devstack
 from node.dev.procs import free_port
 from tests.support.admin_client import AdminClient
 from tests.support.mints import MINT_PYTHON
 from tests.test_devstack import NUTGATE, Stack
 
+README = Path(__file__).resolve().parents[1] / "README.md"
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("NUTGATE_")}
 
 
@@ -130,9 +134,34 @@ def test_the_banners_operator_commands_act_on_the_running_node(dev: DevStack) ->
     assert asyncio.run(logs_in(url, password))
 
 
-def test_the_dev_database_and_secrets_are_private(dev: DevStack) -> None:
-    dev.start()
-    data = dev.home / "data" / "dev"
+def readme_paying_examples(node_url: str, token: str) -> tuple[str, str]:
+    """The README's first curl and Python examples of paying, with this stack's URL and token."""
+    text = README.read_text()
+    paying = text[text.index("## Paying") :]
+    examples = []
+    for language in ("sh", "python"):
+        found = re.search(rf"```{language}\n(.*?)```", paying, re.S)
+        assert found, language
+        example = found.group(1).replace("http://127.0.0.1:8000", node_url)
+        examples.append(example.replace("cashuB...", token))
+    return examples[0], examples[1]
+
+
+def test_the_readme_examples_run_on_the_dev_stack_and_its_data_is_private(dev: DevStack) -> None:
+    parser = argparse.ArgumentParser()
+    devstack.add_arguments(parser)
+    assert parser.parse_args([]).port == 8000  # the port the README's examples use
+    banner = dev.start()
+    url = printed(banner)[0]
+    token = re.search(r"^(cashuB\S+)$", banner, re.M)
+    assert token
+    curl, python = readme_paying_examples(url, token.group(1))
+    answer = subprocess.run(["sh", "-c", curl], capture_output=True, text=True, timeout=60)
+    assert answer.returncode == 0 and "canned answer" in answer.stdout, answer.stdout
+    ran = subprocess.run([sys.executable, "-c", python], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and "canned answer" in ran.stdout, ran.stdout + ran.stderr
+    assert ran.stdout.strip().endswith("msat")
+    data = dev.home / "data" / "dev"  # and what it keeps there is private
     for name in ("nutgate.sqlite3", "devstack.json", "nutgate.toml", "wallet.seed"):
         assert (data / name).stat().st_mode & 0o777 == 0o600, name
     for extra in data.glob("nutgate.sqlite3-*"):
