@@ -6,7 +6,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 MINT_STAMP := $(MINT_VENV)/.installed
 
-.PHONY: install test run lint fuzz bench bench-pg clean browser cashu-ts
+.PHONY: install test run lint fuzz bench bench-pg clean browser cashu-ts openai-js
 
 install: $(STAMP) $(MINT_STAMP)
 
@@ -48,7 +48,22 @@ $(CASHU_TS_STAMP): $(CASHU_TS)/package.json $(CASHU_TS)/package-lock.json
 		echo "npm not found: the cashu-ts interop tests will be skipped"; \
 	fi
 
-test: install browser cashu-ts
+# The OpenAI JS SDK for the dev stack's client test, pinned by its package-lock (Node 20 is
+# enough). Without npm the step says so and that test skips.
+OPENAI_JS := tests/interop/openai_js
+OPENAI_JS_STAMP := $(OPENAI_JS)/node_modules/.installed
+
+openai-js: $(OPENAI_JS_STAMP)
+
+$(OPENAI_JS_STAMP): $(OPENAI_JS)/package.json $(OPENAI_JS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "installing the OpenAI JS SDK into $(OPENAI_JS)/node_modules ..."; \
+		cd $(OPENAI_JS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the OpenAI JS SDK test will be skipped"; \
+	fi
+
+test: install browser cashu-ts openai-js
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider
@@ -76,4 +91,4 @@ bench-pg: install
 	@$(VENV)/bin/python -m bench.pg $(BENCH_PG_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MINT_VENV) build *.egg-info $(CASHU_TS)/node_modules
+	rm -rf $(VENV) $(MINT_VENV) build *.egg-info $(CASHU_TS)/node_modules $(OPENAI_JS)/node_modules

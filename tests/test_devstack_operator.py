@@ -9,7 +9,6 @@ import asyncio
 import os
 import re
 import shlex
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,35 +18,12 @@ import pytest
 from openai import OpenAI
 
 from node.dev import devstack
-from node.dev.procs import free_port
 from tests.support.admin_client import AdminClient
+from tests.support.devstack import DevStack
 from tests.support.mints import MINT_PYTHON
-from tests.test_devstack import NUTGATE, Stack
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("NUTGATE_")}
-
-
-class DevStack:
-    """`nutgate run` in `home` (data in home/data/dev, as `make run` in a checkout)."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.ports = {"node": free_port(), "mint": free_port()}
-        self.running: Stack | None = None
-        self.starts = 0
-
-    def start(self) -> str:
-        args = [str(NUTGATE), "run", "--port", str(self.ports["node"])]
-        args += ["--mint-port", str(self.ports["mint"]), "--amount", "100"]
-        self.starts += 1
-        self.running = Stack(args, self.home / f"stderr-{self.starts}.txt", cwd=self.home)
-        return self.running.banner()
-
-    def stop(self) -> None:
-        if self.running is not None and self.running.proc.poll() is None:
-            self.running.proc.send_signal(signal.SIGINT)
-            assert self.running.proc.wait(20) == 0
 
 
 @pytest.fixture

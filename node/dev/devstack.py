@@ -31,6 +31,7 @@ from aiohttp import web
 
 from node.app import create_app
 from node.dev import devdata
+from node.dev.demo_upstream import ENDPOINTS as UPSTREAM_ENDPOINTS
 from node.dev.demo_upstream import LABEL as UPSTREAM_LABEL
 from node.dev.demo_upstream import DemoUpstream
 from node.dev.devmint import DevMint, DevStackError, Progress, faucet_token, find_mint_python
@@ -112,7 +113,9 @@ def dev_config(port: int, data_dir: Path, mint_url: str, upstream_url: str) -> d
         },
         "cashu": {"mints": [mint_url]},
         "pricing": {"btc_usd": BTC_USD},
-        "upstreams": [{"name": "demo", "base_url": upstream_url + "/v1"}],
+        "upstreams": [
+            {"name": "demo", "base_url": upstream_url + "/v1", "endpoints": UPSTREAM_ENDPOINTS}
+        ],
         "models": DEMO_MODELS,
     }
 
@@ -156,7 +159,8 @@ async def _stack(args: argparse.Namespace) -> None:
         async with contextlib.AsyncExitStack() as cleanups:
             session = await cleanups.enter_async_context(aiohttp.ClientSession())
             await mint.wait_ready(session, Progress("starting the dev mint"))
-            upstream_url = await _serve(cleanups, DemoUpstream().app, 0)
+            demo = DemoUpstream([str(m["id"]) for m in DEMO_MODELS])
+            upstream_url = await _serve(cleanups, demo.app, 0)
             settings = dev_settings(args.port, dirs.node, mint_url, upstream_url)
             config = dev_config(args.port, dirs.node, mint_url, upstream_url)
             config_file = devdata.write_config(dirs.node, config)
