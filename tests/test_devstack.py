@@ -59,7 +59,7 @@ def _port_free(port: int) -> bool:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Stack, dict[str, int]]]:
     if not MINT_PYTHON.exists():
-        pytest.fail(f"{MINT_PYTHON} missing: run `make install`")
+        pytest.fail(f"{MINT_PYTHON} missing: run `make dev`")
     ports = {"node": free_port(), "mint": free_port()}
     args = [str(NUTGATE), "run", "--fresh", "--port", str(ports["node"])]
     args += ["--mint-port", str(ports["mint"]), "--amount", "300"]
@@ -118,10 +118,10 @@ def test_ctrl_c_while_the_mint_starts_stops_it_too(stack: tuple[Stack, dict[str,
     assert "Ctrl-C stops" not in "".join(running.lines)
 
 
-def test_a_missing_dev_mint_venv_is_an_error_that_says_to_run_make_install(
+def test_a_missing_dev_mint_venv_is_an_error_that_says_to_run_make_dev(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(DevStackError, match="make install"):
+    with pytest.raises(DevStackError, match="make dev"):
         find_mint_python([tmp_path])
     (tmp_path / ".venv-mint" / "bin").mkdir(parents=True)
     (tmp_path / ".venv-mint" / "bin" / "python").touch()

@@ -38,7 +38,7 @@ WEATHER = {
 def dev(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """(node URL, the banner's token) of a running dev stack."""
     if not MINT_PYTHON.exists():
-        pytest.fail(f"{MINT_PYTHON} missing: run `make install`")
+        pytest.fail(f"{MINT_PYTHON} missing: run `make dev`")
     stack = DevStack(tmp_path)
     banner = stack.start()
     node = re.search(r"^\s+node\s+(http://\S+)$", banner, re.M)

@@ -29,7 +29,7 @@ ENV = {k: v for k, v in os.environ.items() if not k.startswith("NUTGATE_")}
 @pytest.fixture
 def dev(tmp_path: Path) -> Iterator[DevStack]:
     if not MINT_PYTHON.exists():
-        pytest.fail(f"{MINT_PYTHON} missing: run `make install`")
+        pytest.fail(f"{MINT_PYTHON} missing: run `make dev`")
     stack = DevStack(tmp_path)
     yield stack
     stack.stop()
