@@ -1,0 +1,56 @@
+"""The admin page at a desktop's and a phone's width (1280 and 420 px), in real Chromium: every
+tab fits the width (no horizontal scrolling), with a screenshot of each in tests/artifacts/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import NodeHandle
+from tests.support.admin_client import PASSWORD
+from tests.support.browser import chromium, shot  # noqa: F401 (chromium: a fixture)
+
+TABS = ["dashboard", "settings", "upstreams", "accounts", "earnings"]
+OVERFLOW = """() => {
+  const width = document.documentElement.clientWidth;
+  const wide = [...document.querySelectorAll('body *')].filter((e) => {
+    const box = e.getBoundingClientRect();
+    return box.width > 0 && box.right > width + 1 && !e.closest('.scroll');
+  });
+  return {scroll: document.documentElement.scrollWidth, width,
+          wide: wide.slice(0, 5).map((e) => e.tagName + '#' + e.id + '.' + e.className)};
+}"""
+
+
+@pytest.fixture
+def layout_node(make_node: Callable[..., NodeHandle], mint: Any) -> NodeHandle:
+    node = make_node(node={"admin_password": PASSWORD}, cashu={"mints": [mint.url]})
+    node.new_key(5_000_000)  # an account, so the tables have a row
+    return node
+
+
+@pytest.mark.parametrize("width", [1280, 420])
+async def test_every_tab_fits_the_width_without_scrolling_sideways(
+    chromium: Any,  # noqa: F811
+    layout_node: NodeHandle,
+    width: int,
+) -> None:
+    context = await chromium.new_context(viewport={"width": width, "height": 900})
+    page = await context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(layout_node.url + "/admin")
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#app:not([hidden])")
+    for tab in TABS:
+        await page.click(f"nav button[data-tab={tab}]")
+        await page.wait_for_load_state("networkidle")
+        await shot(page, f"admin-{tab}-{width}")
+        measured = await page.evaluate(OVERFLOW)
+        assert measured["scroll"] <= measured["width"], (tab, measured)
+        assert measured["wide"] == [], (tab, measured)
+    assert errors == []
+    await context.close()
