@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from node.settings import PricingSection
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import chromium, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
 
 TABS = ["dashboard", "settings", "upstreams", "accounts", "earnings"]
 OVERFLOW = """() => {
@@ -54,3 +55,45 @@ async def test_every_tab_fits_the_width_without_scrolling_sideways(
         assert measured["wide"] == [], (tab, measured)
     assert errors == []
     await context.close()
+
+
+async def test_settings_show_descriptions_units_choices_and_when_a_change_applies(
+    chromium: Any,  # noqa: F811
+    layout_node: NodeHandle,
+) -> None:
+    page = await new_page(chromium)
+    await page.goto(layout_node.url + "/admin")
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.click("nav button[data-tab=settings]")
+    fee = page.locator("label.setting:has(input[name='pricing.request_fee_msat'])")
+    await fee.wait_for()
+    description = PricingSection.model_fields["request_fee_msat"].description
+    assert description and description in await fee.text_content()
+    assert "msat" in await fee.locator(".unit").text_content()
+    level = page.locator("select[name='log.level']")  # an enum is a select (file-only here)
+    assert await level.locator("option").all_text_contents() == [
+        "DEBUG",
+        "INFO",
+        "WARNING",
+        "ERROR",
+    ]
+    assert await level.is_disabled()
+    assert await page.locator("input[name='node.port']").is_disabled()
+    per_minute = page.locator("label.setting:has(input[name='limits.per_minute'])")
+    assert "applies at the next start" in await per_minute.text_content()
+
+    await page.locator("input[name='limits.per_minute']").fill("77")
+    await page.locator("input[name='node.name']").fill("Renamed")
+    await page.click("#settings-save")
+    status = page.locator("#settings-status")
+    await page.wait_for_selector("#settings-status:has-text('next start')")
+    assert (
+        "limits.per_minute applies at the next start, the rest now" in await status.text_content()
+    )
+    await page.locator("input[name='node.name']").fill("Renamed again")
+    await page.click("#settings-save")
+    await page.wait_for_selector("#settings-status:has-text('saved and applied')")
+    await shot(page, "admin-settings-described")
+    assert page.errors == []

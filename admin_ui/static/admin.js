@@ -80,7 +80,7 @@ $("#logout").addEventListener("click", () => api("POST", "/logout").catch(() => 
 
 // --- tabs -----------------------------------------------------------------------------------
 
-const loaders = { dashboard: loadDashboard, settings: loadSettings, upstreams: loadUpstreams,
+const loaders = { dashboard: loadDashboard, settings: () => loadSettings(), upstreams: loadUpstreams,
   accounts: loadAccounts, earnings: loadEarnings };
 
 function showTab(name) {
@@ -164,109 +164,6 @@ $("#audit-run").addEventListener("click", async () => {
     out.textContent = lines.join("\n");
   } catch (err) {
     out.textContent = err.message;
-  }
-});
-
-// --- settings -------------------------------------------------------------------------------
-
-const READ_ONLY = ["node.data_dir", "node.host", "node.port", "store.url"];
-const SECRET = { "node.admin_password": true, "nostr.nsec": true };
-let loaded = {};
-
-async function loadSettings() {
-  loaded = await api("GET", "/settings");
-  const box = $("#settings-fields");
-  box.replaceChildren();
-  for (const [section, values] of Object.entries(loaded)) {
-    if (Array.isArray(values)) continue; // upstreams and models have their own tab
-    const set = el("fieldset", {}, el("legend", {}, section));
-    for (const [key, value] of Object.entries(values)) {
-      if (key.endsWith("_set")) continue;
-      set.append(field(section, key, value));
-    }
-    for (const key of Object.keys(values).filter((k) => k.endsWith("_set"))) {
-      const name = key.slice(0, -4);
-      if (name === "admin_password") continue; // changed below, with the current one
-      set.append(secretField(section, name, values[key]));
-    }
-    box.append(set);
-  }
-}
-
-function field(section, key, value) {
-  const name = `${section}.${key}`;
-  let input;
-  if (typeof value === "boolean") input = el("input", { name, type: "checkbox", checked: value });
-  else if (typeof value === "number") input = el("input", { name, type: "number", step: "any", value });
-  else if (Array.isArray(value)) input = el("input", { name, value: value.join(", "), "data-list": true });
-  else input = el("input", { name, value: value ?? "", "data-nullable": value === null });
-  if (READ_ONLY.includes(name)) input.readOnly = true;
-  return el("label", {}, key, input, el("span", { class: "error", "data-error": name }));
-}
-
-function secretField(section, key, isSet) {
-  const name = `${section}.${key}`;
-  const input = el("input", { name, type: "password", autocomplete: "off", "data-secret": true,
-    placeholder: isSet ? "set — leave empty to keep" : "not set" });
-  return el("label", {}, key, input, el("span", { class: "error", "data-error": name }));
-}
-
-function readField(input) {
-  if (input.type === "checkbox") return input.checked;
-  if (input.dataset.list !== undefined) return input.value.split(/[,\s]+/).filter(Boolean);
-  if (input.type === "number") return input.value === "" ? null : Number(input.value);
-  if (input.dataset.nullable !== undefined && input.value === "") return null;
-  return input.value;
-}
-
-$("#settings-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const patch = {};
-  for (const input of $$("#settings-fields input")) {
-    if (input.readOnly) continue;
-    const [section, key] = input.name.split(".");
-    const value = readField(input);
-    if (input.dataset.secret !== undefined && value === "") continue;
-    if (JSON.stringify(value) === JSON.stringify(loaded[section][key])) continue;
-    (patch[section] ||= {})[key] = value;
-  }
-  clearErrors($("#settings-form"));
-  const status = $("#settings-status");
-  if (!Object.keys(patch).length) return (status.textContent = "nothing changed");
-  try {
-    await api("PATCH", "/settings", patch);
-    status.textContent = "saved and applied";
-    await loadSettings();
-    $("#node-name").textContent = loaded.node.name;
-  } catch (err) {
-    status.textContent = "";
-    showFieldError($("#settings-form"), err);
-  }
-});
-
-function clearErrors(form) {
-  for (const e of $$("[data-error]", form)) e.textContent = "";
-  for (const i of $$(".invalid", form)) i.classList.remove("invalid");
-}
-
-// The API names the field (`param`, e.g. "pricing.markup" or "cashu.mints.0"): show it there.
-function showFieldError(form, err) {
-  const spots = $$("[data-error]", form);
-  const param = err.param || "";
-  const spot = spots.find((s) => param === s.dataset.error || param.startsWith(s.dataset.error + "."));
-  (spot || $("#settings-status")).textContent = err.message;
-  if (spot) $(`[name="${spot.dataset.error}"]`, form)?.classList.add("invalid");
-}
-
-$("#password-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const status = $("#password-status");
-  try {
-    await api("POST", "/password", formData(ev.target));
-    ev.target.reset();
-    status.textContent = "changed; other sessions were logged out";
-  } catch (err) {
-    status.textContent = err.message;
   }
 });
 
