@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from node.settings import PricingSection
@@ -96,4 +97,41 @@ async def test_settings_show_descriptions_units_choices_and_when_a_change_applie
     await page.click("#settings-save")
     await page.wait_for_selector("#settings-status:has-text('saved and applied')")
     await shot(page, "admin-settings-described")
+    assert page.errors == []
+
+
+async def test_the_chart_has_axes_a_period_selector_and_a_tooltip_per_bucket(
+    chromium: Any,  # noqa: F811
+    layout_node: NodeHandle,
+) -> None:
+    key = layout_node.new_key(1_000_000)
+    hello = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
+    async with aiohttp.ClientSession() as session:
+        for _ in range(2):
+            async with session.post(
+                layout_node.url + "/v1/chat/completions",
+                json=hello | {"max_tokens": 5},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as resp:
+                assert resp.status == 200
+    page = await new_page(chromium)
+    await page.goto(layout_node.url + "/admin")
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#chart svg rect.bar")
+    labels = await page.locator("#chart svg text.panel-label").all_text_contents()
+    assert labels == ["requests", "revenue (sat)", "balances (sat)"]  # one scale each
+    assert await page.locator("#chart svg text.tick").count() >= 3 * 3 + 2  # values and times
+    tips = page.locator("#chart svg rect.hit title")
+    assert await tips.count() == 24  # an hour each
+    now = await tips.last.text_content()
+    assert "requests: 2" in now and "revenue (sat): " in now and "balances (sat): " in now
+    for button, title, buckets in (("168", "Last 7 days", 28), ("720", "Last 30 days", 30)):
+        await page.click(f"#periods button[data-hours='{button}']")
+        await page.wait_for_selector(f"#chart-title:has-text('{title}')")
+        await page.wait_for_function(
+            f"document.querySelectorAll('#chart svg rect.hit').length === {buckets}"
+        )
+        assert "requests: 2" in (await tips.last.text_content() or "")
+    await shot(page, "admin-dashboard-30d")
     assert page.errors == []

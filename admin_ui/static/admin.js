@@ -92,11 +92,17 @@ for (const b of $$("nav button")) b.addEventListener("click", () => showTab(b.da
 
 // --- dashboard ------------------------------------------------------------------------------
 
+const PERIODS = { 24: ["Last 24 hours", 3600], 168: ["Last 7 days", 6 * 3600], 720: ["Last 30 days", 86400] };
+let period = 24;
+
 async function loadDashboard() {
+  const [title, bucket] = PERIODS[period];
   const [money, settings, series] = await Promise.all([
-    api("GET", "/money"), api("GET", "/settings"), api("GET", "/stats?hours=24&bucket_s=3600"),
+    api("GET", "/money"), api("GET", "/settings"), api("GET", `/stats?hours=${period}&bucket_s=${bucket}`),
   ]);
   $("#node-name").textContent = settings.node.name;
+  $("#chart-title").textContent = title;
+  for (const b of $$("#periods button")) b.classList.toggle("active", Number(b.dataset.hours) === period);
   const card = (label, value, bad) =>
     el("div", { class: "card" }, el("div", { class: "label" }, label),
       el("div", { class: bad ? "value bad" : "value" }, value));
@@ -107,47 +113,14 @@ async function loadDashboard() {
     card("Operator credit (spend-only)", sat(money.credit_msat) + " sat"),
     card("Remainders (below what ecash pays out)", sat(money.remainders_msat) + " sat"),
     card("Earnings", sat(money.earnings_msat) + " sat", money.earnings_msat < 0),
-    card("Requests, 24 h", requests),
+    card(`Requests, ${title.replace("Last ", "")}`, requests),
     card("Solvent", money.solvent ? "yes" : "NO", !money.solvent),
   );
-  drawChart($("#chart"), series.points);
+  drawChart($("#chart"), series.points, period);
 }
 
-// Requests as bars, revenue and balances as lines, each scaled to its own maximum.
-function drawChart(box, points) {
-  const NS = "http://www.w3.org/2000/svg";
-  const W = 800, H = 220, P = 28;
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "requests, revenue and balances over time");
-  const add = (tag, attrs) => {
-    const n = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-    return svg.appendChild(n);
-  };
-  const n = Math.max(points.length, 1), step = (W - 2 * P) / n;
-  const x = (i) => P + i * step + step / 2;
-  const scale = (key) => Math.max(1, ...points.map((p) => p[key]));
-  const y = (v, max) => H - P - (v / max) * (H - 2 * P);
-  add("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P });
-  const maxReq = scale("requests");
-  points.forEach((p, i) => {
-    if (!p.requests) return;
-    add("rect", { class: "bar", x: x(i) - step * 0.35, width: step * 0.7, y: y(p.requests, maxReq),
-      height: H - P - y(p.requests, maxReq) });
-  });
-  for (const key of ["revenue_msat", "balances_msat"]) { // colours come from admin.css
-    const max = scale(key);
-    const d = points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[key], max).toFixed(1)}`);
-    add("path", { class: "line " + key, d: d.join(" ") });
-  }
-  for (const i of [0, Math.floor(n / 2), n - 1]) {
-    if (!points[i]) continue;
-    const t = add("text", { x: x(i), y: H - 8, "text-anchor": "middle" });
-    t.textContent = new Date(points[i].t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
-  box.replaceChildren(svg);
+for (const b of $$("#periods button")) {
+  b.addEventListener("click", () => { period = Number(b.dataset.hours); loadDashboard().catch(console.error); });
 }
 
 $("#audit-run").addEventListener("click", async () => {
