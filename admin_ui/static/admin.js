@@ -236,10 +236,44 @@ async function loadEntries(id) {
 async function loadEarnings() {
   const data = await api("GET", "/earnings");
   $("#withdrawable").textContent = data.withdrawable_sat.toLocaleString();
-  fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", {},
+  const tokenCell = (p) => p.cashu_token
+    ? el("button", { class: "small", onclick: () => showToken(p, "A token not yet marked collected.") }, "Show")
+    : (p.collected ? "collected" : "—");
+  fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", { "data-id": p.id },
     el("td", {}, when(p.created_at)), el("td", {}, p.amount_sat), el("td", {}, p.fee_sat),
-    el("td", { class: "mono" }, p.mint), el("td", {}, p.state))));
+    el("td", { class: "mono" }, p.mint), el("td", {}, p.state), el("td", {}, tokenCell(p)))));
 }
+
+// The token on show: kept in "Earlier withdrawals" until the operator marks it collected.
+let shownPayout = null;
+function showToken(payout, said) {
+  shownPayout = payout.id;
+  $("#withdraw-said").textContent = said;
+  $("#withdraw-token").value = payout.cashu_token;
+  $("#token-status").textContent = "";
+  $("#withdraw-result").hidden = false;
+  $("#withdraw-result").scrollIntoView({ block: "nearest" });
+}
+
+$("#token-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#withdraw-token").value);
+    $("#token-status").textContent = "copied";
+  } catch {
+    $("#withdraw-token").select();
+    $("#token-status").textContent = "selected: copy it with Ctrl-C";
+  }
+});
+
+$("#token-collected").addEventListener("click", async () => {
+  try {
+    await api("POST", `/earnings/payouts/${shownPayout}/collected`);
+    $("#withdraw-result").hidden = true;
+    await loadEarnings();
+  } catch (err) {
+    $("#token-status").textContent = err.message;
+  }
+});
 
 // One Idempotency-Key per withdraw, kept until it succeeds (or the amount changes): a retry after
 // the mint went quiet mid-payout then gets the first payout's token instead of paying out twice.
@@ -258,9 +292,12 @@ $("#withdraw-form").addEventListener("submit", async (ev) => {
     const r = await api("POST", "/earnings/withdraw", amount ? { amount: Number(amount) } : {},
       { "Idempotency-Key": withdrawal.key });
     withdrawal = null;
-    Object.assign($("#withdraw-token"), { value: r.cashu_token, hidden: false });
-    spot.textContent = `${r.amount} sat from ${r.mint} (mint fee ${r.fee_sat} sat, paid from the earnings): copy the token above`;
+    spot.textContent = "";
     await loadEarnings();
+    const row = (await api("GET", "/earnings")).payouts.find((p) => p.cashu_token === r.cashu_token);
+    showToken({ id: row?.id, cashu_token: r.cashu_token },
+      `${r.amount} sat from ${r.mint} (mint fee ${r.fee_sat} sat, paid from the earnings). ` +
+      "It stays under Earlier withdrawals until you mark it collected.");
   } catch (err) { // a payout left in doubt is collected by withdrawing again under its key
     spot.textContent = err.message + (err.status === 503 ? " (withdraw the same amount again to collect it)" : "");
   } finally {
