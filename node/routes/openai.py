@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.errors import BadRequest, NodeError, NotServed
+from node.errors import BadRequest, NodeError, NotServed, PaymentRequired, TokenRejected
 from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS
@@ -48,14 +48,36 @@ async def _metered(
         plan = meter.plan(used.pricer, model, dict(body), raw, available=UNLIMITED_MSAT)
         return plan.max_cost_msat
 
+    def affords(face_msat: int) -> None:  # an X-Cashu token's face value, before redeeming it
+        try:
+            meter.plan(used.pricer, model, dict(body), raw, available=face_msat)
+        except PaymentRequired as short:
+            least = meter.plan(used.pricer, model, dict(body), raw, UNLIMITED_MSAT).floor_msat
+            if face_msat < least:  # NUT-24: an insufficient token is a 400, left untouched
+                raise TokenRejected(
+                    f"the token is worth {face_msat // 1000} sat, less than the {least} msat "
+                    "this request costs at the least; it was not redeemed",
+                    code="insufficient_token",
+                ) from None
+            # enough for some answer, not for this one: what it needs, as a payment request
+            raise parts.payments.payment_request(quote()) from short
+
     paying = credentials.presented(request, parts.ledger)
     stored.refuse_foreign(used.stored, paying.owner, body, meter.path)  # before any redeeming
-    payer = await parts.payments.resolve(paying, quote)
+    payer = await parts.payments.resolve(paying, quote, affords)
     try:
         return await MeteredCall(used, request, payer, model, meter).run(body, raw)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
-        if exc.code != "token_spent":  # else the account is another request's, with the token
-            exc.headers.update(await payer.finish())
+        if exc.code == "token_spent":  # the account is another request's, with the token
+            raise
+        back = await payer.finish()
+        if exc.status == 402 and back:  # a 402's X-Cashu is a payment request, never a token
+            raise TokenRejected(
+                f"{exc.message}; the token's value is back in the X-Cashu header",
+                code="insufficient_token",
+                headers={**exc.headers, **back},
+            ) from exc
+        exc.headers.update(back)
         raise
 
 
