@@ -175,3 +175,28 @@ async def test_a_withdrawn_token_is_retrievable_after_a_reload_until_marked_coll
     assert [p.get("cashu_token") for p in earnings["payouts"]] == [None]
     assert earnings["payouts"][0]["collected"] is True
     assert page.errors == []
+
+
+async def test_the_upstreams_tab_shows_each_upstreams_health(
+    chromium: Any,  # noqa: F811
+    make_node: Callable[..., NodeHandle],
+    upstream: Any,
+) -> None:
+    live = upstream.url + "/v1"
+    fast = {"health_interval_s": 0.1, "list_models": False}
+    ups = [
+        {"name": "up", "base_url": live, **fast},
+        {"name": "gone", "base_url": "http://127.0.0.1:9/v1", **fast},
+    ]
+    node = make_node(node={"admin_password": PASSWORD}, upstreams=ups, models=[])
+    page = await log_in(chromium, node)
+    await page.click("nav button[data-tab=upstreams]")
+    for name, health in (("up", "active"), ("gone", "down")):
+        cell = f"#upstreams-table tr[data-name='{name}'] td.health-{health}"
+        for _ in range(50):  # the monitor checks every 0.1 s; the tab reads it when opened
+            if await page.locator(cell).count():
+                break
+            await page.click("nav button[data-tab=upstreams]")
+            await page.wait_for_timeout(100)
+        assert await page.locator(cell).text_content() == health
+    assert page.errors == []

@@ -145,7 +145,8 @@ $("#audit-run").addEventListener("click", async () => {
 async function loadUpstreams() {
   const data = await api("GET", "/upstreams");
   fill($("#upstreams-table tbody"), data.upstreams.map((u) => el("tr", { "data-name": u.name },
-    el("td", {}, u.name), el("td", { class: "mono" }, u.base_url),
+    el("td", {}, u.name), el("td", { class: "health-" + u.health, title: "GET /models every health_interval_s" }, u.health),
+    el("td", { class: "mono" }, u.base_url),
     el("td", {}, u.api_key_set ? "set" : "—"), el("td", {}, u.models.join(", ") || "—"),
     el("td", {},
       el("button", { class: "small", onclick: () => testUpstream(u.name) }, "Test"), " ",
