@@ -28,6 +28,14 @@ MAX_MARKUP = 1000
 MIN_BTC_USD = 1
 MAX_TOKENS = 10**8  # context_length and max_output_tokens
 MAX_FEE_MSAT = 10**11  # request_fee_msat and min_charge_msat: 1 BTC
+ENDPOINTS = (  # the OpenAI endpoints the node sells, under /v1
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "images/generations",
+    "audio/transcriptions",
+)
 
 
 class Section(BaseModel):
@@ -243,6 +251,22 @@ class UpstreamSection(Section):
         "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
         "Groq, Mistral); '' = send none (then keep the project on the default tier)",
     )
+    endpoints: list[str] | None = Field(
+        None,
+        description="The endpoints it serves, e.g. ['chat/completions', 'embeddings']: the only "
+        "ones routed to it and listed for it in /v1/info and /v1/providers; absent = all",
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known_endpoints(cls, endpoints: list[str] | None) -> list[str] | None:
+        unknown = [e for e in endpoints or [] if e not in ENDPOINTS]
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {unknown}; known: {list(ENDPOINTS)}")
+        return endpoints
+
+    def serves(self, endpoint: str) -> bool:
+        return self.endpoints is None or endpoint in self.endpoints
 
     @field_validator("base_url")
     @classmethod

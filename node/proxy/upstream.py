@@ -27,7 +27,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from node.errors import BadRequest, NodeError, RateLimited, UpstreamError, UpstreamTimeout
+from node.errors import (
+    BadRequest,
+    NodeError,
+    NotServed,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.settings import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
@@ -194,7 +201,11 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     message = _error_message(raw) or f"HTTP {resp.status}"
     if upstream.api_key:  # some upstreams quote the key they were sent
         message = message.replace(upstream.api_key, "[redacted]")
-    if resp.status in (400, 404, 413, 415, 422):
+    if resp.status in (404, 405) and _error_field(raw, "param") is None:
+        if _error_field(raw, "code") == "model_not_found":  # a model the node sells for it
+            return UpstreamError(f"upstream {upstream.name} failed: {message}")
+        return NotServed(f"upstream {upstream.name} does not serve this endpoint: {message}")
+    if resp.status in (400, 404, 413, 415, 422):  # a field of the request: the client's
         return BadRequest(
             f"upstream {upstream.name} refused the request: {message}", code="upstream_rejected"
         )
@@ -208,6 +219,17 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     if resp.status in (401, 403):
         message = "upstream refused the node's credentials"
     return UpstreamError(f"upstream {upstream.name} failed: {message}", code="upstream_error")
+
+
+def _error_field(raw: bytes, name: str) -> str | None:
+    """`code` or `param` of an OpenAI error envelope, if the body is one and has it."""
+    try:
+        body: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    value = error.get(name) if isinstance(error, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _error_message(raw: bytes) -> str:

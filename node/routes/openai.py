@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from node.errors import BadRequest, NodeError, PaymentRequired, TokenRejected
+from node.errors import BadRequest, NodeError, NotServed, PaymentRequired, TokenRejected
 from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS
@@ -32,6 +33,11 @@ async def _metered(
 ) -> web.StreamResponse:
     parts = request.app[PARTS]
     model = parts.catalogue.get(model_id if model_id is not None else body.get("model"))
+    served = tuple(r for r in model.routes if r.upstream.serves(meter.path))
+    if not served:
+        raise NotServed(f"the model {model.id!r} is not served on /v1/{meter.path} by this node")
+    if len(served) < len(model.routes):
+        model = replace(model, routes=served)
     if model.preset is not None:
         presets.apply(model, body, meter.path)
         raw = orjson.dumps(body)  # the estimate counts what goes upstream
