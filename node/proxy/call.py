@@ -20,6 +20,7 @@ a timeout still has its earlier, billed attempts covered by the reservation.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.errors import (
+    NodeError,
+    PaymentRequired,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
 from node.money.ledger import Ledger
@@ -228,11 +235,37 @@ class MeteredCall:
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage_out["cost_msat"] = self.cost_msat
-        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
+        usage_out.update(self._cost_fields())
+        headers = {**self._cost_headers(), **await self.payer.finish()}
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
+
+    def _cost_fields(self) -> dict[str, Any]:
+        """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
+        fields: dict[str, Any] = {"cost_msat": self.cost_msat, "cost_sats": self.cost_msat / 1000}
+        with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
+            fields["cost"] = float(self.cost_msat / self.pricer.msat_per_usd())
+        return fields
+
+    def _cost_headers(self) -> dict[str, str]:
+        """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
+        seen = self.measured.usage
+        prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
+        cached = seen.cached_tokens if seen is not None else 0
+        prompt_msat = min(
+            self.cost_msat, self.pricer.cost_msat(self.model.price, Usage(prompt, 0, cached))
+        )
+        headers = {
+            "X-Cost-Msat": str(self.cost_msat),
+            "X-Routstr-Cost-Msats": str(self.cost_msat),
+            "X-Routstr-Input-Cost-Msats": str(prompt_msat),
+            "X-Routstr-Output-Cost-Msats": str(self.cost_msat - prompt_msat),
+        }
+        usd = self._cost_fields().get("cost")
+        if usd is not None:
+            headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
+        return headers
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
@@ -287,7 +320,7 @@ class MeteredCall:
         usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
         if usage is None:
             usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage["cost_msat"] = self.cost_msat
+        usage.update(self._cost_fields())
         if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
             final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
         final.update(await self.payer.finish(in_band=True))

@@ -15,7 +15,7 @@ from aiohttp import web
 
 import wallet as cashu
 from node.errors import BadRequest, NotFound, ServiceUnavailable, Unauthorized
-from node.http.credentials import bearer, idempotency_key, x_cashu
+from node.http.credentials import bearer, idempotency_key, without_uri, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
 from node.money.ledger import Account, hash_key
 from node.money.payments import is_token
@@ -89,10 +89,9 @@ async def create(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/wallet/balance")
-@routes.get("/v1/wallet/info")
-@routes.get("/v1/balance/info")
 async def balance(request: web.Request) -> web.Response:
-    """A key's balance; with an X-Cashu header instead, what is left of that payment."""
+    """A key's balance (sat and msat); with an X-Cashu header instead, what is left of that
+    payment."""
     if request.headers.get("X-Cashu", "").strip():
         account_id = _paid_with(request, ("oneshot", "token")).id
     else:
@@ -100,11 +99,38 @@ async def balance(request: web.Request) -> web.Response:
     return json_response({**_balance_json(request, account_id), "api_key": None})
 
 
+@routes.get("/v1/wallet/info")
+@routes.get("/v1/wallet/")
+@routes.get("/v1/balance/info")
+async def info(request: web.Request) -> web.Response:
+    """Routstr's balance info (routstr-core's shape): `balance` and `reserved` in msat, and
+    `api_key`, the key (or token) that opens the account."""
+    key: str | None = x_cashu(request)
+    if key:
+        account_id = _paid_with(request, ("oneshot", "token")).id
+    else:
+        account_id, key = await _account(request), bearer(request)
+    state = _balance_json(request, account_id)
+    return json_response(
+        {
+            **state,
+            "api_key": key,
+            "balance": state["balance_msat"],
+            "reserved": state["reserved_msat"],
+            "unit": "msat",
+        }
+    )
+
+
 @routes.post("/v1/wallet/topup")
 @routes.post("/v1/balance/topup")
 async def topup(request: web.Request) -> web.Response:
-    body, _ = await read_json(request)
-    token = _token_field(body, "cashu_token")
+    """A token added to the key's balance; `?cashu_token=` as older Routstr clients send it."""
+    if request.query.get("cashu_token") and not request.can_read_body:
+        body: dict[str, Any] = dict(request.query)
+    else:
+        body, _ = await read_json(request)
+    token = without_uri(_token_field(body, "cashu_token"))
     account_id = await _account(request)
     added_msat = await request.app[PARTS].payments.topup(account_id, token)
     state = _balance_json(request, account_id)
@@ -115,6 +141,7 @@ async def topup(request: web.Request) -> web.Response:
             "amount_added": added_msat // 1000,
             "amount_added_msat": added_msat,
             "currency": "sat",
+            "msats": added_msat,  # routstr-core's answer
         }
     )
 
@@ -182,10 +209,34 @@ async def withdraw(request: web.Request) -> web.Response:
 @routes.post("/v1/balance/refund")
 @routes.post("/v1/wallet/refund")
 async def refund(request: web.Request) -> web.Response:
-    """Routstr's refund: the balance back as one token, the payout's fee taken beside it."""
+    """Routstr's refund: the balance back as one token, the payout's fee taken beside it.
+    With the paying X-Cashu header alone: that payment's change (routstr-core's lazy refund;
+    425 while its request runs, 404 when it left none)."""
+    parts = request.app[PARTS]
+    if x_cashu(request):
+        try:
+            account = _paid_with(request)
+        except NotFound:
+            raise NotFound(
+                "Refund not found: no payment with this token", code="refund_not_found"
+            ) from None
+        paid = await parts.payments.change.swept(account, request[REQUEST_ID])
+        body = {**payout_json(paid), "token": paid.token, "sats": str(paid.amount_sat)}
+        return json_response(body, headers={"X-Cashu": paid.token})
+    key = bearer(request)
+    if key is None or parts.ledger.account_id(hash_key(key)) is None:  # never redeems
+        raise Unauthorized(
+            "Key not found: deposit first via /v1/wallet/create", code="key_not_found"
+        )
+    account = parts.ledger.get(parts.ledger.account_id(hash_key(key)) or 0)
+    if account.balance_msat < 1000:  # routstr-core's words, which its clients read
+        raise BadRequest(
+            "No balance to refund" if account.balance_msat <= 0 else "Balance too small to refund",
+            code="no_balance",
+        )
     paid = await _withdraw(request, {})
     info = payout_json(paid)
-    return json_response({**info, "token": paid.token, "sats": info["amount"]})
+    return json_response({**info, "token": paid.token, "sats": str(info["amount"])})
 
 
 @routes.get("/v1/wallet/change")
