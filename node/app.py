@@ -52,6 +52,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(nodes.routes)
     app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
+    app.add_routes(openai.unprefixed())  # /chat/completions, /models…: a base URL without /v1
     app.add_routes(wallet_routes.routes)
     app.add_routes(discovery.routes)
     admin_site.setup(app)

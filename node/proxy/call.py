@@ -45,7 +45,7 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, encode_event
+from node.proxy.sse import SseReader, encode_event, model_renamed
 from node.proxy.stored import Recorder, StoredObjects
 
 log = logging.getLogger("nutgate.proxy")
@@ -97,6 +97,8 @@ class MeteredCall:
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
         self.recorder = Recorder.of(self.parts.stored, self.payer, self.path, body)
+        asked = body.get("model")
+        self.asked_model = asked if isinstance(asked, str) else self.model.id
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
@@ -236,6 +238,8 @@ class MeteredCall:
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage_out.update(self._cost_fields())
+        if isinstance(parsed.get("model"), str):  # the model as the client named it
+            parsed["model"] = self.asked_model
         headers = {**self._cost_headers(), **await self.payer.finish()}
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
@@ -303,7 +307,10 @@ class MeteredCall:
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
-            await out.write(b"".join(events))
+            joined = b"".join(events)
+            if self.route is not None and self.route.upstream_model != self.asked_model:
+                joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
+            await out.write(joined)
 
     def _note(self, reader: SseReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
@@ -321,6 +328,8 @@ class MeteredCall:
         if usage is None:
             usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage.update(self._cost_fields())
+        if isinstance(final.get("model"), str):
+            final["model"] = self.asked_model
         if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
             final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
         final.update(await self.payer.finish(in_band=True))

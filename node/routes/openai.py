@@ -159,3 +159,12 @@ async def get_model(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
     model = parts.catalogue.get(request.match_info["model_id"])
     return json_response(model_json(parts.pricer, model))
+
+
+def unprefixed() -> list[web.RouteDef]:
+    """The same endpoints without `/v1`, which clients send when their base URL lacks it."""
+    return [
+        web.route(r.method, r.path.removeprefix("/v1"), r.handler)
+        for r in routes
+        if isinstance(r, web.RouteDef)
+    ]
