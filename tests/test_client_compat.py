@@ -78,3 +78,22 @@ async def test_root_answers_what_routstr_clients_read(alias_node: NodeHandle) ->
     assert root["name"] and root["mints"] is not None and root["http_url"]
     model = next(m for m in root["models"] if m["id"] == "test-model")
     assert isinstance(model["sats_pricing"]["max_cost"], int)
+
+
+async def test_openapi_lists_every_route(alias_node: NodeHandle) -> None:
+    spec = ok(await http(alias_node, "GET", "/openapi.json"))
+    paths = spec["paths"]
+    for path, method in (
+        ("/v1/responses", "post"),
+        ("/v1/embeddings", "post"),
+        ("/v1/info", "get"),
+        ("/v1/wallet/info", "get"),
+        ("/v1/estimate", "get"),
+        ("/chat/completions", "post"),
+        ("/", "get"),
+        ("/v1/models/{model_id}", "get"),
+        ("/v1/wallet/withdraw", "post"),
+    ):
+        assert method in paths.get(path, {}), path
+    assert not [p for p in paths if p.startswith("/admin")]
+    assert len(paths) >= 30
