@@ -13,8 +13,9 @@ from node.http import cors, observe, ratelimit
 from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, MAX_HEADER_BYTES, error_middleware
-from node.parts import PARTS, build_parts, close_parts, keep_up
-from node.routes import discovery, estimate, health, nodes, openai
+from node.parts import PARTS, build_parts, close_parts, keep_up, watch_invoices
+from node.routes import discovery, estimate, health, keys, nodes, openai, usage
+from node.routes import lightning as lightning_routes
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
 from wallet import Checkpoint
@@ -43,7 +44,9 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     async def parts(app: web.Application) -> AsyncIterator[None]:
         app[PARTS] = built = await build_parts(settings, metrics, limiter, checkpoint)
         recovery = asyncio.create_task(keep_up(built))
+        watcher = asyncio.create_task(watch_invoices(built))
         yield
+        watcher.cancel()
         recovery.cancel()
         await close_parts(built)
 
@@ -54,6 +57,9 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(openai.routes)
     app.add_routes(openai.unprefixed())  # /chat/completions, /models…: a base URL without /v1
     app.add_routes(wallet_routes.routes)
+    app.add_routes(lightning_routes.routes)
+    app.add_routes(usage.routes)
+    app.add_routes(keys.routes)
     app.add_routes(discovery.routes)
     admin_site.setup(app)
     app.add_routes(openapi_routes)

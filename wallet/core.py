@@ -97,6 +97,11 @@ class WalletCore:
         self._credit, self._debit, self._refund = credit, debit, refund
         self._checkpoint = checkpoint or no_checkpoint
 
+    def derived_secret(self, label: str) -> str:
+        """A hex secret only this node can compute again from `label` (e.g. the API key of an
+        account funded by an invoice, handed out once the invoice is paid)."""
+        return hmac.new(self._claim_key, label.encode(), "sha256").hexdigest()
+
     @property
     def events(self) -> WalletEvents:
         return self._events

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import wallet as cashu
@@ -29,6 +29,7 @@ from node.errors import (
 )
 from node.money.books import purpose, sat
 from node.money.change import Change
+from node.money.keys import KeyRules, Keys
 from node.money.ledger import Account, Ledger, hash_key
 
 TOKEN_PREFIXES = ("cashuA", "cashuB")
@@ -62,7 +63,14 @@ class Presented:
 
 @dataclass
 class Payer:
-    account_id: int
+    account_id: int  # whose balance pays: a sub-key's parent
+    key_id: int | None = field(default=None, kw_only=True)  # the account of the key used
+    key: KeyRules | None = field(default=None, kw_only=True)  # that key's rules, if any
+
+    @property
+    def owner_id(self) -> int:
+        """The account the request is made as: the key's own (a sub-key's), else the payer."""
+        return self.account_id if self.key_id is None else self.key_id
 
     @property
     def untouched_msat(self) -> int | None:
@@ -98,8 +106,8 @@ class OneShotPayer(Payer):
 class Payments:
     """Resolves payers and redeems tokens; one lock per token so a token redeems once."""
 
-    def __init__(self, ledger: Ledger, wallet: cashu.Wallet, mints: list[str]):
-        self.ledger, self.wallet, self.mints = ledger, wallet, mints
+    def __init__(self, ledger: Ledger, wallet: cashu.Wallet, mints: list[str], keys: Keys):
+        self.ledger, self.wallet, self.mints, self.keys = ledger, wallet, mints, keys
         self.change = Change(ledger, wallet)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key hash -> (lock, users)
 
@@ -163,10 +171,17 @@ class Payments:
         if key is None:
             raise self.payment_request(quote())
         if presented.account_id is not None:
-            return Payer(presented.account_id)
+            return self.key_payer(presented.account_id)
         if is_token(key):
             quote()
-        return Payer(await self._first_use(key, presented.key_hash))
+        account_id = await self._first_use(key, presented.key_hash)
+        return Payer(account_id, key_id=account_id)
+
+    def key_payer(self, account_id: int) -> Payer:
+        """The payer behind a key's account: its parent's balance for a sub-key."""
+        rules = self.keys.get(account_id)
+        parent = rules.parent_id if rules is not None else None
+        return Payer(parent if parent is not None else account_id, key_id=account_id, key=rules)
 
     async def one_shot(
         self, presented: Presented, most_sat: int, affords: Callable[[int], None] | None = None
@@ -200,6 +215,7 @@ class Payments:
             presented.request_id,
             receipt.amount_msat,
             v3=token.startswith("cashuA"),
+            key_id=account.id,
         )
 
     def _untouched(self, key_hash: str, what: str) -> tuple[int, int]:

@@ -299,7 +299,6 @@ class AudioMeter(_UnitMeter):
 
     def __init__(self, fields: list[tuple[str, str]], upload: Upload):
         self.fields, self.upload = fields, upload
-        self.seconds, self.exact = seconds_bound(upload.data)
 
     def unit_usd(self, model: Model) -> Fraction:
         return (model.audio_minute_usd or Fraction(0)) / 60
@@ -311,22 +310,24 @@ class AudioMeter(_UnitMeter):
     def plan(
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
+        # Once sent, the clip is decoded and billed whatever follows: its cost is the floor.
+        seconds = math.ceil(seconds_bound(self.upload.data, model.max_audio_seconds)[0])
         if model.audio_minute_usd is not None:
-            seconds = Fraction(math.ceil(self.seconds))  # upstreams bill whole seconds
-            cost = self.unit_cost(pricer, model, seconds)
-            floor = cost if self.exact else 0
+            units = Fraction(seconds)  # upstreams bill whole seconds
+            cost = self.unit_cost(pricer, model, units)
             if cost > available:
                 raise _short(cost, available)
-            return Plan(0, 0, cost, floor, units=seconds)
+            return Plan(0, 0, cost, cost, units=units)
         _need_token_price(model)
         # the audio's tokens, and the text of a `prompt` field (a token a byte at most)
         text = sum(len(v.encode()) for k, v in self.fields if k == "prompt")
-        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16 + text
+        prompt = seconds * AUDIO_TOKENS_PER_SECOND + 16 + text
         output = model.max_output_tokens
         cost = pricer.cost_msat(model.price, Usage(prompt, output))
         if cost > available:
             raise _short(cost, available)
-        return Plan(prompt, output, cost, 0)
+        floor = pricer.cost_msat(model.price, Usage(prompt, 0))
+        return Plan(prompt, output, cost, floor, prompt_bound=prompt)
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         usage = answer.get("usage")
