@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.admin import site as admin_site
 from node.admin.config import with_overrides
-from node.http import observe, ratelimit
+from node.http import cors, observe, ratelimit
 from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, MAX_HEADER_BYTES, error_middleware
@@ -29,6 +29,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app = web.Application(
         middlewares=[
             error_middleware,
+            cors.preflight,
             observe.middleware(metrics),
             ratelimit.middleware(limiter, metrics),
         ],
@@ -37,6 +38,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app[BODY_TIMEOUT_S] = settings.limits.body_timeout_s
     app[MAX_HEADER_BYTES] = settings.limits.max_header_bytes
     observe.setup(app, metrics)
+    cors.setup(app, settings.http.cors_origins)
     ratelimit.setup(app, limiter)
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
@@ -53,6 +55,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(nodes.routes)
     app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
+    app.add_routes(openai.unprefixed())  # /chat/completions, /models…: a base URL without /v1
     app.add_routes(wallet_routes.routes)
     app.add_routes(lightning_routes.routes)
     app.add_routes(usage.routes)

@@ -9,6 +9,7 @@
     ├── NotFound              404   invalid_request_error  (unknown model, route)
     ├── RequestTimeout        408   invalid_request_error  (body not sent in time)
     ├── Conflict              409   invalid_request_error
+    ├── TooEarly              425   invalid_request_error  (a refund whose request still runs)
     ├── PayloadTooLarge       413   invalid_request_error
     ├── RateLimited           429   rate_limit_error
     ├── ClientClosed          499   invalid_request_error  (client gone before its body came)
@@ -100,6 +101,15 @@ class Conflict(NodeError):
     status = 409
     type = "invalid_request_error"
     default_code = "conflict"
+
+
+class TooEarly(NodeError):
+    """425: what was asked for is not ready yet (a request still running); retry after
+    `Retry-After`."""
+
+    status = 425
+    type = "invalid_request_error"
+    default_code = "too_early"
 
 
 class PayloadTooLarge(NodeError):

@@ -408,6 +408,14 @@ class LogSection(Section):
         return level.upper() if isinstance(level, str) else level
 
 
+class HttpSection(Section):
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Web origins whose pages may call the API (browser wallets); '*' = any, "
+        "[] = none. Never /admin",
+    )
+
+
 class NostrSection(Section):
     relays: list[str] = Field(default_factory=list, description="Relays to announce on")
     announce: bool = Field(False, description="Publish the kind-38421 provider announcement")
@@ -428,6 +436,7 @@ class Settings(BaseSettings):
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     accounts: AccountsSection = Field(default_factory=AccountsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)

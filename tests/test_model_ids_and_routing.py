@@ -158,7 +158,7 @@ async def test_a_per_request_price_is_charged_on_top_of_tokens(
 ) -> None:
     node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
     _, listed = await call(node, "GET", "/v1/models/bill-search")
-    assert listed["pricing"]["request"] == "0.03"
+    assert listed["pricing"]["request"] == 0.03
     body = {"model": "bill-search", "messages": HI, "max_tokens": 10}
     outcome = await pay(node, mock, "chat/completions", body, key=node.new_key(10**9))
     tokens = outcome.bills[0].prompt_tokens + 2 * outcome.bills[0].completion_tokens

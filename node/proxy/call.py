@@ -25,6 +25,7 @@ covered by the reservation; when the balance cannot hold another, no further one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -34,7 +35,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.errors import (
+    NodeError,
+    PaymentRequired,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
 from node.money import records
@@ -48,7 +55,7 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, encode_event
+from node.proxy.sse import SseReader, encode_event, model_renamed
 from node.proxy.stored import Recorder, StoredObjects
 from wallet.store import Connection
 
@@ -108,6 +115,8 @@ class MeteredCall:
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
         self.recorder = Recorder.of(self.parts.stored, self.payer, self.path, body)
+        asked = body.get("model")
+        self.asked_model = asked if isinstance(asked, str) else self.model.id
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
@@ -309,11 +318,39 @@ class MeteredCall:
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage_out["cost_msat"] = self.cost_msat
-        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
+        usage_out.update(self._cost_fields())
+        if isinstance(parsed.get("model"), str):  # the model as the client named it
+            parsed["model"] = self.asked_model
+        headers = {**self._cost_headers(), **await self.payer.finish()}
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
+
+    def _cost_fields(self) -> dict[str, Any]:
+        """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
+        fields: dict[str, Any] = {"cost_msat": self.cost_msat, "cost_sats": self.cost_msat / 1000}
+        with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
+            fields["cost"] = float(self.cost_msat / self.pricer.msat_per_usd())
+        return fields
+
+    def _cost_headers(self) -> dict[str, str]:
+        """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
+        seen = self.measured.usage
+        prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
+        cached = seen.cached_tokens if seen is not None else 0
+        prompt_msat = min(
+            self.cost_msat, self.pricer.cost_msat(self.model.price, Usage(prompt, 0, cached))
+        )
+        headers = {
+            "X-Cost-Msat": str(self.cost_msat),
+            "X-Routstr-Cost-Msats": str(self.cost_msat),
+            "X-Routstr-Input-Cost-Msats": str(prompt_msat),
+            "X-Routstr-Output-Cost-Msats": str(self.cost_msat - prompt_msat),
+        }
+        usd = self._cost_fields().get("cost")
+        if usd is not None:
+            headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
+        return headers
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
@@ -369,7 +406,10 @@ class MeteredCall:
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
-            await out.write(b"".join(events))
+            joined = b"".join(events)
+            if self.route is not None and self.route.upstream_model != self.asked_model:
+                joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
+            await out.write(joined)
 
     def _note(self, reader: SseReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
@@ -387,7 +427,9 @@ class MeteredCall:
         usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
         if usage is None:
             usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage["cost_msat"] = self.cost_msat
+        usage.update(self._cost_fields())
+        if isinstance(final.get("model"), str):
+            final["model"] = self.asked_model
         if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
             final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
         final.update(await self.payer.finish(in_band=True))

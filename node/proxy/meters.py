@@ -13,6 +13,7 @@ said nothing. The proxy (node/proxy/call.py) does the rest the same way for all 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -26,6 +27,7 @@ from node.pricing.prices import Price, Pricer, Usage
 from node.proxy.audio import Upload, encode_multipart, seconds_bound
 from node.proxy.sse import output_chars
 
+_REASONING = re.compile(r"^(o\d|gpt-5)")  # OpenAI's reasoning models, by id
 MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
 AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
 
@@ -149,7 +151,7 @@ class ChatMeter(Meter):
     ) -> Plan:
         _need_token_price(model)
         shape = billing.shape(self.path, body)
-        fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
+        fields = [f for f in self.limit_fields if f in body] or [self._default_limit(model)]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
         requested = min(limits, default=model.max_output_tokens)
         choices = shape.answers
@@ -173,6 +175,15 @@ class ChatMeter(Meter):
             choices=choices,
             prompt_bound=bound,
         )
+
+    def _default_limit(self, model: Model) -> str:
+        """The field the node sets when the client set none: OpenAI's reasoning models (o1,
+        o3, o4-mini, gpt-5…) refuse `max_tokens` and take only `max_completion_tokens`."""
+        if "max_completion_tokens" in self.limit_fields and _REASONING.match(
+            model.upstream_model.rsplit("/", 1)[-1]
+        ):
+            return "max_completion_tokens"
+        return self.limit_fields[-1]
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":

@@ -158,3 +158,12 @@ def _text_len(value: Any) -> int:
 
 def encode_event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def model_renamed(event: bytes, upstream_id: str, asked: str) -> bytes:
+    """An event naming the model by the upstream's id, named as the client asked for it (an
+    alias, a preset): the id is found in the JSON as written, with or without a space."""
+    was, now = orjson.dumps(upstream_id), orjson.dumps(asked)
+    for sep in (b":", b": "):
+        event = event.replace(b'"model"' + sep + was, b'"model"' + sep + now)
+    return event

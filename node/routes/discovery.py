@@ -11,6 +11,7 @@ from node.errors import NotFound
 from node.http.web import json_response
 from node.parts import PARTS, Parts
 from node.pricing.catalogue import Model
+from node.pricing.listing import model_json
 from node.proxy.providers import Status
 from node.settings import ENDPOINTS, UpstreamSection
 
@@ -38,21 +39,34 @@ def public_url(parts: Parts) -> str:
     return settings.public_url or f"http://{settings.host}:{settings.port}"
 
 
+def _about(parts: Parts) -> dict[str, Any]:
+    return {
+        "name": parts.settings.node.name,
+        "description": parts.settings.node.description,
+        "version": _version(),
+        "public_url": public_url(parts),
+        "mints": parts.settings.cashu.mints,
+        "pubkey": parts.nostr.pubkey,
+        "npub": parts.nostr.npub,
+        "endpoints": endpoints(*parts.settings.upstreams),
+    }
+
+
 @routes.get("/v1/info")
 async def info(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
+    return json_response({**_about(parts), "models": len(parts.catalogue.all())})
+
+
+@routes.get("/")
+async def root(request: web.Request) -> web.Response:
+    """What Routstr's clients read at a node's root (routstr-core's shape): the node, its
+    mints, its URLs and the models with their prices."""
+    parts = request.app[PARTS]
+    models = [model_json(parts.pricer, m) for m in parts.catalogue.all()]
+    about = _about(parts)
     return json_response(
-        {
-            "name": parts.settings.node.name,
-            "description": parts.settings.node.description,
-            "version": _version(),
-            "public_url": public_url(parts),
-            "mints": parts.settings.cashu.mints,
-            "pubkey": parts.nostr.pubkey,
-            "npub": parts.nostr.npub,
-            "endpoints": endpoints(*parts.settings.upstreams),
-            "models": len(parts.catalogue.all()),
-        }
+        {**about, "http_url": about["public_url"], "onion_url": "", "models": models}
     )
 
 

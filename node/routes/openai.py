@@ -13,6 +13,7 @@ from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS
 from node.pricing import presets
+from node.pricing.listing import model_json
 from node.proxy import stored
 from node.proxy.audio import Upload
 from node.proxy.call import MeteredCall
@@ -155,7 +156,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
-    data = [m.to_json(parts.pricer.sats_pricing(m.price)) for m in parts.catalogue.all()]
+    data = [model_json(parts.pricer, m) for m in parts.catalogue.all()]
     return json_response({"object": "list", "data": data})
 
 
@@ -163,4 +164,13 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
     model = parts.catalogue.get(request.match_info["model_id"])
-    return json_response(model.to_json(parts.pricer.sats_pricing(model.price)))
+    return json_response(model_json(parts.pricer, model))
+
+
+def unprefixed() -> list[web.RouteDef]:
+    """The same endpoints without `/v1`, which clients send when their base URL lacks it."""
+    return [
+        web.route(r.method, r.path.removeprefix("/v1"), r.handler)
+        for r in routes
+        if isinstance(r, web.RouteDef)
+    ]
