@@ -14,7 +14,7 @@ from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, error_middleware
 from node.parts import PARTS, build_parts, close_parts, keep_up
-from node.routes import discovery, estimate, health, nodes, openai
+from node.routes import discovery, estimate, health, messages, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
 from wallet import Checkpoint
@@ -49,6 +49,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(nodes.routes)
     app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
+    app.add_routes(messages.routes)
     app.add_routes(wallet_routes.routes)
     app.add_routes(discovery.routes)
     admin_site.setup(app)

@@ -38,8 +38,8 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, encode_event
 from node.proxy.stored import Recorder, StoredObjects
+from node.proxy.wires import StreamReader, Wire, wire_for
 
 log = logging.getLogger("nutgate.proxy")
 
@@ -79,6 +79,7 @@ class MeteredCall:
         self.settled = False
         self.reserving = False
         self.route: Route | None = None  # the one that answered
+        self.wire: Wire | None = None  # how it was spoken to (node/proxy/wires.py)
         self.recorder: Recorder | None = None  # the stored objects the answer makes
 
     @property
@@ -148,21 +149,25 @@ class MeteredCall:
         for route in self.parts.monitor.order(self.model.routes):
             if sum(a.sent for a in self.attempts) > self.spare_floors:
                 break  # another billed attempt would pass the reservation
+            wire = wire_for(self.meter, self.model, route, body, self.request.headers)
+            if wire is None:  # an upstream that cannot serve this endpoint
+                continue
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = self.meter.encode(body)
+            payload, content_type = wire.encode(body)
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
                     answer = await upstream.call(
                         self.parts.http,
                         route.upstream,
-                        self.path,
+                        wire.path,
                         payload,
                         stream=stream,
                         content_type=content_type,
                         attempt=attempt,
+                        extra_headers=wire.headers,
                     )
             except upstream.AnswerTooLarge:
                 self.oversized = True
@@ -172,9 +177,10 @@ class MeteredCall:
                 log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
                 last = exc
                 continue
-            self.route = route
+            self.route, self.wire = route, wire
             return answer
-        assert last is not None  # a model has at least one route
+        if last is None:  # no upstream of the model serves this endpoint (the route checks)
+            raise UpstreamError("no upstream of this model serves this endpoint")
         raise last
 
     async def _settle(self) -> None:
@@ -220,10 +226,12 @@ class MeteredCall:
             await self._settle()
             headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
-        self.measured = self.meter.measure(parsed)
+        assert self.wire is not None
+        self.measured = self.wire.measure(parsed)
         await self._settle()
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(parsed)
+        parsed = self.wire.answer(parsed)
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
@@ -235,7 +243,8 @@ class MeteredCall:
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
-        reader = SseReader()
+        assert self.wire is not None
+        reader = self.wire.reader(self.plan)
         out = EventStream(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -256,40 +265,30 @@ class MeteredCall:
                 self._note(reader)
                 await self._settle()  # before the client can see the error
                 self.trace.upstream_failed("upstream_stream_broken")
-                error = _error_event(exc) | await self.payer.finish(in_band=True)
-                await self._write_safely(out, encode_event(error))
+                extras = await self.payer.finish(in_band=True)
+                await self._write_safely(out, reader.failure(_stream_error(exc), extras))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
 
-    async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+    async def _relay(self, out: web.StreamResponse, reader: StreamReader, data: bytes) -> None:
         events = reader.feed(data)
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
             await out.write(b"".join(events))
 
-    def _note(self, reader: SseReader) -> None:
+    def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
 
-    async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
-        """Settle, then send the usage event with the cost (and any change), then [DONE]."""
+    async def _end_stream(self, out: web.StreamResponse, reader: StreamReader) -> None:
+        """Settle, then send the stream's end with the cost (and any change)."""
         await self._settle()
-        final = reader.usage_event or {
-            "object": "chat.completion.chunk",
-            "choices": [],
-            "usage": self.meter.usage_json(self.plan, self.measured),
-        }
-        holder = final["response"] if isinstance(final.get("response"), dict) else final
-        usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
-        if usage is None:
-            usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage["cost_msat"] = self.cost_msat
-        final.update(await self.payer.finish(in_band=True))
-        head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
-        await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
+        fallback = self.meter.usage_json(self.plan, self.measured)
+        extras = await self.payer.finish(in_band=True)
+        await self._write_safely(out, reader.ending(self.cost_msat, extras, fallback))
 
     async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
         try:
@@ -319,10 +318,7 @@ def _mime(answer: upstream.Answer) -> str:
     return answer.content_type.split(";")[0].strip() or "text/plain"
 
 
-def _error_event(exc: BaseException) -> dict[str, Any]:
-    error: NodeError = (
-        UpstreamTimeout("upstream stopped sending")
-        if isinstance(exc, TimeoutError)
-        else UpstreamError("upstream connection failed mid-stream")
-    )
-    return error.envelope()
+def _stream_error(exc: BaseException) -> NodeError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("upstream stopped sending")
+    return UpstreamError("upstream connection failed mid-stream")

@@ -1,6 +1,7 @@
 """How each endpoint is priced: the most a request can cost, and what its answer cost.
 
     ChatMeter        chat/completions, completions, responses   tokens in and out
+    MessagesMeter    messages (Anthropic's)                     tokens in (four kinds) and out
     EmbeddingsMeter  embeddings                                  tokens in
     ImagesMeter      images/generations                          per image made
     AudioMeter       audio/transcriptions                        per minute, or tokens
@@ -53,11 +54,13 @@ def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
     was asked — so an upstream reporting absurd counts cannot drain an account."""
     prompt = min(usage.prompt_tokens, max(plan.prompt_bound, plan.prompt_tokens))
     completion = min(usage.completion_tokens, plan.max_output_tokens * plan.choices)
+    cached = min(usage.cached_tokens, prompt)
     return Usage(
         prompt,
         completion,
-        min(usage.cached_tokens, prompt),
+        cached,
         min(usage.reasoning_tokens, completion),
+        min(usage.cache_write_tokens, prompt - cached),
     )
 
 
@@ -145,7 +148,7 @@ class ChatMeter(Meter):
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
-        shape = billing.shape(self.path, body)
+        shape = self.shape(model, body)
         fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
         requested = min(limits, default=model.max_output_tokens)
@@ -153,22 +156,31 @@ class ChatMeter(Meter):
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
         prompt = min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
-        affordable = pricer.completion_tokens_affordable(model.price, bound, available)
+        # a cache write may cost more than a plain read: the bound is reserved at the dearer
+        price = model.price.for_prompt(bound)
+        writes = bound if price.cache_write is not None and price.cache_write > price.prompt else 0
+        affordable = pricer.completion_tokens_affordable(model.price, bound, available, writes)
         affordable //= choices
         if affordable < min(MIN_ANSWER_TOKENS, wanted):
-            least = Usage(bound, min(MIN_ANSWER_TOKENS, wanted) * choices)
+            least = Usage(
+                bound, min(MIN_ANSWER_TOKENS, wanted) * choices, cache_write_tokens=writes
+            )
             raise _short(pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
             body[field] = output
+        most = Usage(bound, output * choices, cache_write_tokens=writes)
         return Plan(
             prompt_tokens=prompt,
             max_output_tokens=output,
-            max_cost_msat=pricer.cost_msat(model.price, Usage(bound, output * choices)),
+            max_cost_msat=pricer.cost_msat(model.price, most),
             floor_msat=pricer.cost_msat(model.price, Usage(prompt, 0)),
             choices=choices,
             prompt_bound=bound,
         )
+
+    def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        return billing.shape(self.path, body)
 
     def prepare_stream(self, body: dict[str, Any]) -> None:
         if self.path == "responses":
@@ -182,6 +194,27 @@ class ChatMeter(Meter):
     def measure(self, answer: dict[str, Any]) -> Measured:
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
         return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
+
+
+class MessagesMeter(ChatMeter):
+    """Anthropic's Messages: `max_tokens` required (as Anthropic requires it), the prompt's
+    cache reads and writes priced apart (node/pricing/billing.py: messages_shape)."""
+
+    def __init__(self) -> None:
+        super().__init__("messages")
+        self.limit_fields = ("max_tokens",)
+        self.usage_names = ("input_tokens", "output_tokens")
+
+    def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        if body.get("max_tokens") is None:
+            raise BadRequest("max_tokens: a positive integer is required", param="max_tokens")
+        return billing.messages_shape(body, model.price.cache_write is not None)
+
+    def prepare_stream(self, body: dict[str, Any]) -> None:
+        """Anthropic's streams end with their usage (message_delta): nothing to ask."""
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_anthropic(answer.get("usage")))
 
 
 def _output_limit(body: dict[str, Any], field: str) -> int | None:

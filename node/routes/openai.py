@@ -7,50 +7,19 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.errors import BadRequest, NodeError
-from node.http import credentials
+from node.errors import BadRequest
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS
-from node.pricing import presets
-from node.proxy import stored
 from node.proxy.audio import Upload
-from node.proxy.call import MeteredCall
 from node.proxy.meters import (
-    UNLIMITED_MSAT,
     AudioMeter,
     ChatMeter,
     EmbeddingsMeter,
     ImagesMeter,
-    Meter,
 )
+from node.routes.paid import metered
 
 routes = web.RouteTableDef()
-
-
-async def _metered(
-    request: web.Request, meter: Meter, body: dict[str, Any], raw: bytes, model_id: Any = None
-) -> web.StreamResponse:
-    parts = request.app[PARTS]
-    model = parts.catalogue.get(model_id if model_id is not None else body.get("model"))
-    if model.preset is not None:
-        presets.apply(model, body, meter.path)
-        raw = orjson.dumps(body)  # the estimate counts what goes upstream
-
-    used = parts.metered()  # one price for the quote, the reservation and the settlement
-
-    def quote() -> int:  # the most this request can cost, whatever the balance
-        plan = meter.plan(used.pricer, model, dict(body), raw, available=UNLIMITED_MSAT)
-        return plan.max_cost_msat
-
-    paying = credentials.presented(request, parts.ledger)
-    stored.refuse_foreign(used.stored, paying.owner, body, meter.path)  # before any redeeming
-    payer = await parts.payments.resolve(paying, quote)
-    try:
-        return await MeteredCall(used, request, payer, model, meter).run(body, raw)
-    except NodeError as exc:  # an X-Cashu payer gets what is left back as change
-        if exc.code != "token_spent":  # else the account is another request's, with the token
-            exc.headers.update(await payer.finish())
-        raise
 
 
 def _check_messages(body: dict[str, Any]) -> None:
@@ -66,7 +35,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
     _check_messages(body)
-    return await _metered(request, ChatMeter("chat/completions"), body, raw)
+    return await metered(request, ChatMeter("chat/completions"), body, raw)
 
 
 @routes.post("/v1/models/{model_id:.+}/chat/completions")
@@ -74,7 +43,7 @@ async def chat_completions_for(request: web.Request) -> web.StreamResponse:
     body, _ = await read_json(request)
     body["model"] = request.match_info["model_id"]
     _check_messages(body)
-    return await _metered(request, ChatMeter("chat/completions"), body, orjson.dumps(body))
+    return await metered(request, ChatMeter("chat/completions"), body, orjson.dumps(body))
 
 
 @routes.post("/v1/completions")
@@ -82,7 +51,7 @@ async def completions(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     if not isinstance(body.get("prompt"), str | list):
         raise BadRequest("prompt must be a string or an array", param="prompt")
-    return await _metered(request, ChatMeter("completions"), body, raw)
+    return await metered(request, ChatMeter("completions"), body, raw)
 
 
 @routes.post("/v1/responses")
@@ -90,13 +59,13 @@ async def responses(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     if "input" not in body and "previous_response_id" not in body:
         raise BadRequest("input is required", param="input")
-    return await _metered(request, ChatMeter("responses"), body, raw)
+    return await metered(request, ChatMeter("responses"), body, raw)
 
 
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
-    return await _metered(request, EmbeddingsMeter(), body, raw)
+    return await metered(request, EmbeddingsMeter(), body, raw)
 
 
 @routes.post("/v1/images/generations")
@@ -104,7 +73,7 @@ async def images(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     if not isinstance(body.get("prompt"), str) or not body["prompt"]:
         raise BadRequest("prompt must be a non-empty string", param="prompt")
-    return await _metered(request, ImagesMeter(), body, raw)
+    return await metered(request, ImagesMeter(), body, raw)
 
 
 @routes.post("/v1/audio/transcriptions")
@@ -121,7 +90,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
     fields = [(k, v) for k, v in form.items() if isinstance(v, str)]
     audio = Upload("file", upload.filename, upload.content_type, upload.file.read())
     meter = AudioMeter(fields, audio)
-    return await _metered(request, meter, {"model": form.get("model")}, b"")
+    return await metered(request, meter, {"model": form.get("model")}, b"")
 
 
 @routes.get("/v1/models")
