@@ -4,7 +4,8 @@ A pytest plugin (tests/conftest.py): `claude_upstream` (a MockAnthropic server, 
 `mnode`, a node with `test-model` on the OpenAI-compatible mock ($1 in, $2 out per Mtok) and
 `claude-*` models on the Anthropic one. Claude prices: $3 in, $15 out, $3.75 cache write,
 $0.30 cache read per Mtok, at $100 000/BTC: one USD per Mtok is one msat a token, so a cost is
-`ceil(3 fresh + 3.75 written + 0.3 read + 15 out)` msat (`claude_cost`).
+`ceil(3 fresh + 3.75 written + 0.3 read + 15 out)` msat (`claude_cost`); `claude-nocache` has
+no cache prices.
 """
 
 from __future__ import annotations
@@ -64,6 +65,8 @@ def mnode(
         for name in ("claude-mock", "claude-slow", "claude-cut", "claude-midstream",
                      "claude-sonnet-4-5", "claude-haiku-4-5")
     ]  # fmt: skip
+    cacheless = {k: v for k, v in CLAUDE.items() if not k.startswith("cache")}
+    models.append({"id": "claude-nocache", "upstream": "claude", **cacheless})
     upstreams = [
         {"name": "mock", "base_url": f"{upstream.url}/v1", "api_key": "sk-upstream-secret"},
         {"name": "claude", "kind": "anthropic", "base_url": f"{claude_upstream.url}/v1",
