@@ -314,3 +314,28 @@ async def test_models_list_the_dialects(mnode: NodeHandle) -> None:
     assert by_id["claude-mock"]["upstream_dialects"] == ["anthropic"]
     assert by_id["test-model"]["upstream_dialects"] == ["openai"]
     assert by_id["claude-mock"]["pricing"]["input_cache_write"] == "0.00000375"
+
+
+async def test_an_error_event_mid_stream_reaches_the_sdk_with_the_change(
+    mnode: NodeHandle, mint: Any, ref_wallet: Any
+) -> None:
+    token = await ref_wallet.token(mint.url, 50)
+    body = {"model": "claude-midstream", "max_tokens": 50, "messages": HI, "stream": True,
+            "mock": {"input_tokens": 40}}  # fmt: skip
+    status, _, raw = await send(
+        mnode, {"path": "/v1/messages", "headers": {"X-Cashu": token}, "body": body}
+    )
+    events = events_of(raw)
+    assert status == 200 and events[-1]["type"] == "error"
+    assert events[-1]["error"]["type"] == "overloaded_error"
+    cost = events[-1]["cost_msat"]
+    assert cost == 3 * 40 + 15 * 1  # the prompt, and the one delta produced
+    assert await ref_wallet.receive(events[-1]["x_cashu"]) == (50_000 - cost) // 1000
+
+    def streamed() -> None:
+        with client.messages.stream(model="claude-midstream", max_tokens=50, messages=HI) as s:
+            list(s)
+
+    client = sdk(mnode, **{"X-Cashu": await ref_wallet.token(mint.url, 50)})
+    with pytest.raises(anthropic.APIStatusError):
+        await asyncio.to_thread(streamed)

@@ -189,12 +189,22 @@ def parse_catalogue(payload: Any) -> dict[str, CatalogueEntry]:
 
 
 async def fetch_catalogue(
-    session: aiohttp.ClientSession, base_url: str, *, api_key: str = "", timeout_s: float = 15.0
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    api_key: str = "",
+    timeout_s: float = 15.0,
+    anthropic_version: str | None = None,
 ) -> dict[str, CatalogueEntry]:
-    """GET {base_url}/models and parse it; CatalogueError (never the API key) on failure."""
+    """GET {base_url}/models and parse it; CatalogueError (never the API key) on failure.
+    With `anthropic_version`, asked as Anthropic wants: x-api-key and anthropic-version."""
     url = base_url.rstrip("/") + "/models"
     headers = {"Accept": "application/json"}
-    if api_key:
+    if anthropic_version is not None:
+        headers["anthropic-version"] = anthropic_version
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
         async with asyncio.timeout(timeout_s):

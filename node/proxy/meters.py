@@ -133,6 +133,7 @@ class ChatMeter(Meter):
     """Token-priced text generation: chat/completions, completions, responses."""
 
     streams = True
+    cache_writes = False  # the prompt may be written to the upstream's cache (priced apart)
 
     def __init__(self, path: str = "chat/completions"):
         self.path = path
@@ -156,9 +157,7 @@ class ChatMeter(Meter):
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
         prompt = min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
-        # a cache write may cost more than a plain read: the bound is reserved at the dearer
-        price = model.price.for_prompt(bound)
-        writes = bound if price.cache_write is not None and price.cache_write > price.prompt else 0
+        writes = bound if self.cache_writes and _writes_dearer(model.price.for_prompt(bound)) else 0
         affordable = pricer.completion_tokens_affordable(model.price, bound, available, writes)
         affordable //= choices
         if affordable < min(MIN_ANSWER_TOKENS, wanted):
@@ -200,6 +199,8 @@ class MessagesMeter(ChatMeter):
     """Anthropic's Messages: `max_tokens` required (as Anthropic requires it), the prompt's
     cache reads and writes priced apart (node/pricing/billing.py: messages_shape)."""
 
+    cache_writes = True  # cache_control: the bound is reserved at the dearer price, if any
+
     def __init__(self) -> None:
         super().__init__("messages")
         self.limit_fields = ("max_tokens",)
@@ -215,6 +216,10 @@ class MessagesMeter(ChatMeter):
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_anthropic(answer.get("usage")))
+
+
+def _writes_dearer(price: Price) -> bool:
+    return price.cache_write is not None and price.cache_write > price.prompt
 
 
 def _output_limit(body: dict[str, Any], field: str) -> int | None:
