@@ -14,7 +14,7 @@ from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, MAX_HEADER_BYTES, error_middleware
 from node.parts import PARTS, build_parts, close_parts, keep_up, watch_invoices
-from node.routes import discovery, estimate, health, keys, nodes, openai, usage
+from node.routes import discovery, estimate, health, keys, messages, nodes, openai, usage
 from node.routes import lightning as lightning_routes
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
     app.add_routes(openai.unprefixed())  # /chat/completions, /models…: a base URL without /v1
+    app.add_routes(messages.routes)
     app.add_routes(wallet_routes.routes)
     app.add_routes(lightning_routes.routes)
     app.add_routes(usage.routes)

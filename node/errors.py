@@ -18,6 +18,10 @@
     ├── UpstreamTimeout       504   upstream_error
     └── ServiceUnavailable    503   service_unavailable    (mint unreachable, no BTC rate)
 
+On Anthropic's routes (/v1/messages…) the same errors leave in Anthropic's envelope,
+`{"type": "error", "error": {"type", "message"}, "request_id"}`, with the same status and the
+type Anthropic gives that status (`anthropic_envelope`).
+
 Domain code raises these (or its own errors, mapped at the route); the error middleware turns
 any of them into the envelope. Anything else becomes a 500 envelope with no detail.
 """
@@ -55,6 +59,32 @@ class NodeError(Exception):
                 "code": self.code,
             }
         }
+
+    def anthropic_envelope(self, request_id: str | None = None) -> dict[str, Any]:
+        """Anthropic's error body: its type for this status (402: billing_error)."""
+        kind = ANTHROPIC_TYPES.get(self.status, "api_error")
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": self.message}}
+        if request_id is not None:
+            body["request_id"] = request_id
+        return body
+
+
+# Anthropic's error types by status (its API reference, "Errors"); others: api_error.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    499: "invalid_request_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 class BadRequest(NodeError):

@@ -204,7 +204,19 @@ class PricingSection(Section):
 
 class UpstreamSection(Section):
     name: str = Field(description="Upstream name, referenced by [[models]].upstream")
-    base_url: str = Field(description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    base_url: str = Field(
+        description="Base URL, e.g. https://api.openai.com/v1 or https://api.anthropic.com/v1"
+    )
+    kind: Literal["openai", "anthropic"] = Field(
+        "openai",
+        description="The API it speaks: 'openai' (chat/completions and the rest, Bearer key) or "
+        "'anthropic' (Messages: x-api-key and anthropic-version); the node translates between them",
+    )
+    anthropic_version: str = Field(
+        "2023-06-01",
+        description="anthropic-version sent to a kind = 'anthropic' upstream when the client "
+        "sends none",
+    )
     api_key: str = Field("", description="Upstream API key; never returned, never logged")
     display_name: str = Field("", description="Name shown in /v1/providers (default: name)")
     description: str = Field("", description="About text shown in /v1/providers/{name}")
@@ -297,6 +309,20 @@ class ModelSection(Section):
         le=MAX_PRICE_USD,
         description="USD per million prompt tokens read from the upstream's cache;"
         " absent or 0 = input_usd_per_mtok",
+    )
+    cache_read_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="Same as cached_input_usd_per_mtok (Anthropic's name: cache reads); wins"
+        " when both are set",
+    )
+    cache_write_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="USD per million prompt tokens written to the upstream's cache (Anthropic's"
+        " cache_creation_input_tokens); absent = cache_control is removed from requests",
     )
     reasoning_usd_per_mtok: float | None = Field(
         None,

@@ -85,6 +85,13 @@ class Model:
     def upstream_model(self) -> str:
         return self.routes[0].upstream_model
 
+    @property
+    def dialects(self) -> list[str]:
+        """The APIs a client may call it with: "openai" (chat/completions, and the rest when an
+        upstream speaks it) and "anthropic" (/v1/messages), translated where the upstream
+        speaks the other; a model priced per image or minute only: its OpenAI endpoint."""
+        return ["openai", "anthropic"] if self.token_priced else ["openai"]
+
     def to_json(self, sats_pricing: dict[str, str] | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "id": self.id,
@@ -94,6 +101,8 @@ class Model:
             "pricing": self.price.to_json(),
             "context_length": self.context_length,
             "max_output_tokens": self.max_output_tokens,
+            "dialects": self.dialects,
+            "upstream_dialects": sorted({route.upstream.kind for route in self.routes}),
         }
         if self.image_usd is not None:
             entry["pricing"]["image_output"] = _decimal(self.image_usd)

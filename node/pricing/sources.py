@@ -82,14 +82,25 @@ def config_price(section: ModelSection) -> SourcedPrice | None:
     return SourcedPrice(
         prompt,
         completion,
-        or_default(_per_token(section.cached_input_usd_per_mtok), prompt),
+        or_default(_per_token(_cache_read(section)), prompt),
         or_default(_per_token(section.reasoning_usd_per_mtok), completion),
         read_decimal(section.request_usd) or Fraction(0),
+        cache_write=_per_token(section.cache_write_usd_per_mtok) or None,
         model_id=section.id,
         source=PriceSource.CONFIG,
         context_length=_written(section, "context_length"),
         max_output_tokens=_written(section, "max_output_tokens"),
     )
+
+
+def _positive(value: Fraction | None) -> Fraction | None:
+    return value if value is not None and value > 0 else None
+
+
+def _cache_read(section: ModelSection) -> float | None:
+    if section.cache_read_usd_per_mtok is not None:
+        return section.cache_read_usd_per_mtok
+    return section.cached_input_usd_per_mtok
 
 
 # --- 2. the upstream's catalogue -----------------------------------------------------------
@@ -141,6 +152,7 @@ def _catalogue_price(model_id: str, item: Mapping[str, Any]) -> tuple[SourcedPri
         or_default(read_decimal(pricing.get("input_cache_read")), prompt),
         or_default(read_decimal(pricing.get("internal_reasoning")), completion),
         request if request is not None and request > 0 else Fraction(0),
+        cache_write=_positive(read_decimal(pricing.get("input_cache_write"))),
         model_id=model_id,
         source=PriceSource.UPSTREAM,
         image=image if image is not None and image > 0 else None,
@@ -177,12 +189,22 @@ def parse_catalogue(payload: Any) -> dict[str, CatalogueEntry]:
 
 
 async def fetch_catalogue(
-    session: aiohttp.ClientSession, base_url: str, *, api_key: str = "", timeout_s: float = 15.0
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    api_key: str = "",
+    timeout_s: float = 15.0,
+    anthropic_version: str | None = None,
 ) -> dict[str, CatalogueEntry]:
-    """GET {base_url}/models and parse it; CatalogueError (never the API key) on failure."""
+    """GET {base_url}/models and parse it; CatalogueError (never the API key) on failure.
+    With `anthropic_version`, asked as Anthropic wants: x-api-key and anthropic-version."""
     url = base_url.rstrip("/") + "/models"
     headers = {"Accept": "application/json"}
-    if api_key:
+    if anthropic_version is not None:
+        headers["anthropic-version"] = anthropic_version
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
         async with asyncio.timeout(timeout_s):

@@ -55,8 +55,9 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, encode_event, model_renamed
+from node.proxy.sse import SseReader, model_renamed
 from node.proxy.stored import Recorder, StoredObjects
+from node.proxy.wires import StreamReader, Wire, wire_for
 from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
@@ -104,6 +105,7 @@ class MeteredCall:
         self.route: Route | None = None  # the one that answered
         self.complete = False  # the whole answer was read and is being sent
         self.started_at, self.started = int(time.time()), time.perf_counter()
+        self.wire: Wire | None = None  # how it was spoken to (node/proxy/wires.py)
         self.recorder: Recorder | None = None  # the stored objects the answer makes
         self.usage_asked = True  # a stream's client asked for the usage chunk (include_usage)
 
@@ -202,23 +204,28 @@ class MeteredCall:
         for route in self.parts.monitor.order(self.model.routes):
             if sum(a.sent for a in self.attempts) > self.spare_attempts:
                 break  # another billed attempt would pass the reservation
+            wire = wire_for(self.meter, self.model, route, body, self.request.headers)
+            if wire is None:  # an upstream that cannot serve this endpoint
+                continue
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = self.meter.encode(
-                billing.for_upstream(self.path, body, route.upstream)
-            )
+            sent = body
+            if wire.path == self.path and route.upstream.kind != "anthropic":
+                sent = billing.for_upstream(self.path, body, route.upstream)
+            payload, content_type = wire.encode(sent)
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
                     answer = await upstream.call(
                         self.parts.http,
                         route.upstream,
-                        self.path,
+                        wire.path,
                         payload,
                         stream=stream,
                         content_type=content_type,
                         attempt=attempt,
+                        extra_headers=wire.headers,
                     )
             except upstream.AnswerTooLarge:
                 self.oversized = True
@@ -228,9 +235,10 @@ class MeteredCall:
                 log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
                 last = exc
                 continue
-            self.route = route
+            self.route, self.wire = route, wire
             return answer
-        assert last is not None  # a model has at least one route
+        if last is None:  # no upstream of the model serves this endpoint (the route checks)
+            raise UpstreamError("no upstream of this model serves this endpoint")
         raise last
 
     async def _settle(self) -> None:
@@ -311,10 +319,12 @@ class MeteredCall:
             await self._settle()
             headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
-        self.measured = self.meter.measure(parsed)
+        assert self.wire is not None
+        self.measured = self.wire.measure(parsed)
         await self._settle()
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(parsed)
+        parsed = self.wire.answer(parsed)
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
@@ -354,7 +364,8 @@ class MeteredCall:
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
-        reader = SseReader()
+        assert self.wire is not None
+        reader = self.wire.reader(self.plan)
         out = EventStream(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
@@ -376,15 +387,15 @@ class MeteredCall:
                 self._note(reader)
                 await self._settle()  # before the client can see the error
                 self.trace.upstream_failed("upstream_stream_broken")
-                error = _error_event(exc) | await self.payer.finish(in_band=True)
-                await self._write_safely(out, encode_event(error))
+                extras = await self.payer.finish(in_band=True)
+                await self._write_safely(out, reader.failure(_stream_error(exc), extras))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
 
-    async def _drain(self, answer: upstream.Answer, reader: SseReader) -> None:
+    async def _drain(self, answer: upstream.Answer, reader: StreamReader) -> None:
         """The client went away: read the rest of the upstream's stream, relaying nothing, for
         the usage it ends with. The upstream goes on writing (and billing) whether or not the
         node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
@@ -401,7 +412,7 @@ class MeteredCall:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
 
-    async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+    async def _relay(self, out: web.StreamResponse, reader: StreamReader, data: bytes) -> None:
         events = reader.feed(data)
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
@@ -411,30 +422,19 @@ class MeteredCall:
                 joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
             await out.write(joined)
 
-    def _note(self, reader: SseReader) -> None:
+    def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
 
-    async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
-        """Settle, then send the usage event with the cost (and any change), then [DONE]."""
+    async def _end_stream(self, out: web.StreamResponse, reader: StreamReader) -> None:
+        """Settle, then send the stream's end with the cost (and any change)."""
         self.complete = True
         await self._settle()
-        final = reader.usage_event or {
-            "object": "chat.completion.chunk",
-            "choices": [],
-            "usage": self.meter.usage_json(self.plan, self.measured),
-        }
-        holder = final["response"] if isinstance(final.get("response"), dict) else final
-        usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
-        if usage is None:
-            usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage.update(self._cost_fields())
-        if isinstance(final.get("model"), str):
-            final["model"] = self.asked_model
-        if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
-            final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
-        final.update(await self.payer.finish(in_band=True))
-        head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
-        await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
+        fallback = self.meter.usage_json(self.plan, self.measured)
+        if isinstance(reader, SseReader):  # an OpenAI stream: the model asked, a last choice
+            closing = None if self.usage_asked else _closing_choice(self.path, reader.finish_reason)
+            reader.dress(self.asked_model, closing)
+        extras = await self.payer.finish(in_band=True)
+        await self._write_safely(out, reader.ending(self._cost_fields(), extras, fallback))
 
     async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
         try:
@@ -482,10 +482,7 @@ def _mime(answer: upstream.Answer) -> str:
     return answer.content_type.split(";")[0].strip() or "text/plain"
 
 
-def _error_event(exc: BaseException) -> dict[str, Any]:
-    error: NodeError = (
-        UpstreamTimeout("upstream stopped sending")
-        if isinstance(exc, TimeoutError)
-        else UpstreamError("upstream connection failed mid-stream")
-    )
-    return error.envelope()
+def _stream_error(exc: BaseException) -> NodeError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("upstream stopped sending")
+    return UpstreamError("upstream connection failed mid-stream")

@@ -1,6 +1,7 @@
 """How each endpoint is priced: the most a request can cost, and what its answer cost.
 
     ChatMeter        chat/completions, completions, responses   tokens in and out
+    MessagesMeter    messages (Anthropic's)                     tokens in (four kinds) and out
     EmbeddingsMeter  embeddings                                  tokens in
     ImagesMeter      images/generations                          per image made
     AudioMeter       audio/transcriptions                        per minute, or tokens
@@ -56,11 +57,13 @@ def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
     was asked — so an upstream reporting absurd counts cannot drain an account."""
     prompt = min(usage.prompt_tokens, max(plan.prompt_bound, plan.prompt_tokens))
     completion = min(usage.completion_tokens, plan.max_output_tokens * plan.choices)
+    cached = min(usage.cached_tokens, prompt)
     return Usage(
         prompt,
         completion,
-        min(usage.cached_tokens, prompt),
+        cached,
         min(usage.reasoning_tokens, completion),
+        min(usage.cache_write_tokens, prompt - cached),
     )
 
 
@@ -135,6 +138,7 @@ class ChatMeter(Meter):
     """Token-priced text generation: chat/completions, completions, responses."""
 
     streams = True
+    cache_writes = False  # the prompt may be written to the upstream's cache (priced apart)
 
     def __init__(self, path: str = "chat/completions"):
         self.path = path
@@ -150,7 +154,7 @@ class ChatMeter(Meter):
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
-        shape = billing.shape(self.path, body)
+        shape = self.shape(model, body)
         fields = [f for f in self.limit_fields if f in body] or [self._default_limit(model)]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
         requested = min(limits, default=model.max_output_tokens)
@@ -159,18 +163,22 @@ class ChatMeter(Meter):
         # Images, files, stored items: their tokens are not in the bytes; without usage, the bound
         prompt = bound if shape.unbounded else min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
-        affordable = pricer.completion_tokens_affordable(model.price, bound, available)
+        writes = bound if self.cache_writes and _writes_dearer(model.price.for_prompt(bound)) else 0
+        affordable = pricer.completion_tokens_affordable(model.price, bound, available, writes)
         affordable //= choices
         if affordable < min(MIN_ANSWER_TOKENS, wanted):
-            least = Usage(bound, min(MIN_ANSWER_TOKENS, wanted) * choices)
+            least = Usage(
+                bound, min(MIN_ANSWER_TOKENS, wanted) * choices, cache_write_tokens=writes
+            )
             raise _short(pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
             body[field] = output
+        most = Usage(bound, output * choices, cache_write_tokens=writes)
         return Plan(
             prompt_tokens=prompt,
             max_output_tokens=output,
-            max_cost_msat=pricer.cost_msat(model.price, Usage(bound, output * choices)),
+            max_cost_msat=pricer.cost_msat(model.price, most),
             floor_msat=pricer.cost_msat(model.price, Usage(prompt, 0)),
             choices=choices,
             prompt_bound=bound,
@@ -185,6 +193,9 @@ class ChatMeter(Meter):
             return "max_completion_tokens"
         return self.limit_fields[-1]
 
+    def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        return billing.shape(self.path, body)
+
     def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":
             return True  # Responses streams end with response.completed, which carries usage
@@ -197,6 +208,34 @@ class ChatMeter(Meter):
     def measure(self, answer: dict[str, Any]) -> Measured:
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
         return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
+
+
+class MessagesMeter(ChatMeter):
+    """Anthropic's Messages: `max_tokens` required (as Anthropic requires it), the prompt's
+    cache reads and writes priced apart (node/pricing/billing.py: messages_shape)."""
+
+    cache_writes = True  # cache_control: the bound is reserved at the dearer price, if any
+
+    def __init__(self) -> None:
+        super().__init__("messages")
+        self.limit_fields = ("max_tokens",)
+        self.usage_names = ("input_tokens", "output_tokens")
+
+    def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        if body.get("max_tokens") is None:
+            raise BadRequest("max_tokens: a positive integer is required", param="max_tokens")
+        return billing.messages_shape(body, model.price.cache_write is not None)
+
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
+        """Anthropic's streams end with their usage (message_delta): nothing to ask."""
+        return True
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_anthropic(answer.get("usage")))
+
+
+def _writes_dearer(price: Price) -> bool:
+    return price.cache_write is not None and price.cache_write > price.prompt
 
 
 def _output_limit(body: dict[str, Any], field: str) -> int | None:

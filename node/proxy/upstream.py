@@ -94,8 +94,13 @@ class Answer:
 
 
 def _headers(upstream: UpstreamSection, content_type: str) -> dict[str, str]:
+    """The upstream's own credentials: Bearer, or Anthropic's x-api-key and anthropic-version."""
     headers = {"Content-Type": content_type, "Accept-Encoding": "identity"}
-    if upstream.api_key:
+    if upstream.kind == "anthropic":
+        headers["anthropic-version"] = upstream.anthropic_version
+        if upstream.api_key:
+            headers["x-api-key"] = upstream.api_key
+    elif upstream.api_key:
         headers["Authorization"] = f"Bearer {upstream.api_key}"
     return headers
 
@@ -109,12 +114,14 @@ async def call(
     stream: bool,
     content_type: str = "application/json",
     attempt: Attempt | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> Answer:
     """POST; return once the answer has begun (stream) or is whole (plain), else raise.
 
     Nothing has reached the client when this raises, so a RETRYABLE error may be retried
     elsewhere. A stream's response stays open: the caller closes `answer.resp`. `attempt`
-    tells, whatever happens, whether the upstream may bill the call.
+    tells, whatever happens, whether the upstream may bill the call. `extra_headers`: the
+    client's that the upstream's dialect reads (anthropic-version, anthropic-beta).
     """
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
     resp: aiohttp.ClientResponse | None = None
@@ -123,7 +130,7 @@ async def call(
             resp = await session.post(
                 f"{upstream.base_url}/{path}",
                 data=payload,
-                headers=_headers(upstream, content_type),
+                headers=_headers(upstream, content_type) | (extra_headers or {}),
                 timeout=timeout,
                 trace_request_ctx=attempt,
             )
