@@ -3,7 +3,7 @@
     ChatMeter        chat/completions, completions, responses   tokens in and out
     EmbeddingsMeter  embeddings                                  tokens in
     ImagesMeter      images/generations                          per image made
-    AudioMeter       audio/transcriptions                        per minute, or tokens
+    AudioMeter       audio/transcriptions, audio/translations    per minute, or tokens
 
 `plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
 `measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
@@ -278,14 +278,16 @@ class ImagesMeter(_UnitMeter):
 
 
 class AudioMeter(_UnitMeter):
-    """Transcriptions: per minute when the model has a minute price, else by token."""
+    """Transcriptions and translations: per minute when the model has a minute price, else by
+    token."""
 
-    path = "audio/transcriptions"
     text_answers = True  # response_format text, srt, vtt
     usage_names = ("input_tokens", "output_tokens")
 
-    def __init__(self, fields: list[tuple[str, str]], upload: Upload):
-        self.fields, self.upload = fields, upload
+    def __init__(
+        self, fields: list[tuple[str, str]], upload: Upload, path: str = "audio/transcriptions"
+    ):
+        self.fields, self.upload, self.path = fields, upload, path
         self.seconds, self.exact = seconds_bound(upload.data)
 
     def unit_usd(self, model: Model) -> Fraction:

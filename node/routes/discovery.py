@@ -25,6 +25,7 @@ ENDPOINTS = [
     "responses",
     "images/generations",
     "audio/transcriptions",
+    "audio/translations",
 ]
 FEATURES = ["streaming", "function_calling", "failover", "presets"]
 

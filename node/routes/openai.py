@@ -109,6 +109,16 @@ async def images(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/v1/audio/transcriptions")
 async def transcriptions(request: web.Request) -> web.StreamResponse:
+    return await _audio(request, "audio/transcriptions")
+
+
+@routes.post("/v1/audio/translations")
+async def translations(request: web.Request) -> web.StreamResponse:
+    """Audio into English text: metered exactly as a transcription of the same clip."""
+    return await _audio(request, "audio/translations")
+
+
+async def _audio(request: web.Request, path: str) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send the audio as multipart/form-data")
     try:
@@ -120,7 +130,7 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         raise BadRequest("file is required: the audio to transcribe", param="file")
     fields = [(k, v) for k, v in form.items() if isinstance(v, str)]
     audio = Upload("file", upload.filename, upload.content_type, upload.file.read())
-    meter = AudioMeter(fields, audio)
+    meter = AudioMeter(fields, audio, path)
     return await _metered(request, meter, {"model": form.get("model")}, b"")
 
 

@@ -20,8 +20,8 @@ received is recorded (path, headers, JSON body or form fields) in `received`. Pl
 completion answers set a cookie, as providers behind a CDN do.
 
 Endpoints: chat/completions, completions, responses (plain and SSE), embeddings,
-images/generations (per image), audio/transcriptions (WAV; usage in seconds, or in tokens for
-models named *tokens*), GET /models (the ids in `listed`).
+images/generations (per image), audio/transcriptions and audio/translations (WAV; usage in
+seconds, or in tokens for models named *tokens*), GET /models (the ids in `listed`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class MockUpstream:
                 web.post("/v1/embeddings", self.embeddings),
                 web.post("/v1/images/generations", self.images),
                 web.post("/v1/audio/transcriptions", self.transcriptions),
+                web.post("/v1/audio/translations", self.transcriptions),
                 web.get("/v1/models", self.models),
             ]
         )
@@ -256,6 +257,8 @@ class MockUpstream:
             return failure
         seconds = _duration(audio)
         text = "hello from the mock transcription"
+        if request.path.endswith("/translations"):
+            text = "hello from the mock translation"
         if fields.get("response_format") == "text":
             return web.Response(text=text, content_type="text/plain")
         reported = float(fields["mock_seconds"]) if "mock_seconds" in fields else math.ceil(seconds)
