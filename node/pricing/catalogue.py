@@ -3,6 +3,7 @@
 A model id is found, first match wins, as:
 
     alias        [[models]].aliases → the model's id
+    selector     model/name=<id> and bot/id=<preset> (node/pricing/selectors.py)
     preset/<n>   a [[presets]] entry: another model plus a system prompt (node/pricing/presets.py)
     explicit     a [[models]] entry: its `upstream` then its `upstreams`
     listed       in an upstream's GET /models (every upstream listing it, in config order)
@@ -26,14 +27,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.errors import BadRequest, NotFound
-from node.pricing import billing
+from node.pricing import billing, selectors
 from node.pricing.prices import Price, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
 from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
 
 log = logging.getLogger(__name__)
 
-PRESET_PREFIX = "preset/"
+PRESET_PREFIX = selectors.PRESET_PREFIX
 MAX_PREFIXED = 1000  # prefix-routed models remembered (clients choose the ids)
 
 # Which model ids each well-known provider serves (the routing rules of reference 001).
@@ -250,6 +251,7 @@ class Catalogue:
         billing.check_model_id(model_id)  # before any lookup, memo or log line
         if not isinstance(model_id, str) or not model_id:
             raise NotFound("no model given", param="model", code="model_not_found")
+        model_id = selectors.resolve(model_id)
         if model_id.startswith(PRESET_PREFIX):
             return self._preset(model_id)
         model_id = self._aliases.get(model_id, model_id)
@@ -286,7 +288,7 @@ class Catalogue:
                 code="invalid_model_selector",
             )
         try:
-            if preset.model.startswith(PRESET_PREFIX):  # one layer: a chain could loop forever
+            if selectors.resolve(preset.model).startswith(PRESET_PREFIX):  # one layer: no loops
                 raise NotFound(f"preset {selector!r} runs on another preset")
             target = self.get(preset.model)
         except NotFound as exc:

@@ -221,6 +221,7 @@ class MeteredCall:
             headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
         self.measured = self.meter.measure(parsed)
+        self.meter.answer_out(parsed)
         await self._settle()
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(parsed)
@@ -269,7 +270,7 @@ class MeteredCall:
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
-            await out.write(b"".join(events))
+            await out.write(b"".join(self.meter.event_out(e) for e in events))
 
     def _note(self, reader: SseReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())

@@ -106,6 +106,13 @@ class Meter:
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage")))
 
+    def answer_out(self, answer: dict[str, Any]) -> None:
+        """Reshape a plain JSON answer for the client, in place, once it has been measured."""
+
+    def event_out(self, event: bytes) -> bytes:
+        """Reshape one streamed event for the client, once it has been read."""
+        return event
+
     def measure_text(self, raw: bytes) -> Measured:
         """A non-JSON answer (a transcription as text/srt/vtt): only its size is known."""
         return Measured(output_tokens=-(-len(raw) // 4))

@@ -12,7 +12,7 @@ from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS
 from node.pricing import presets
-from node.proxy import stored
+from node.proxy import legacy, stored
 from node.proxy.audio import Upload
 from node.proxy.call import MeteredCall
 from node.proxy.meters import (
@@ -65,7 +65,14 @@ def _check_messages(body: dict[str, Any]) -> None:
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
+    return await _chat(request, body, raw)
+
+
+async def _chat(request: web.Request, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
     _check_messages(body)
+    if legacy.uses_functions(body):  # the legacy format, over upstreams that speak tools
+        legacy.to_tools(body)
+        return await _metered(request, legacy.FunctionsMeter(), body, orjson.dumps(body))
     return await _metered(request, ChatMeter("chat/completions"), body, raw)
 
 
@@ -73,8 +80,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def chat_completions_for(request: web.Request) -> web.StreamResponse:
     body, _ = await read_json(request)
     body["model"] = request.match_info["model_id"]
-    _check_messages(body)
-    return await _metered(request, ChatMeter("chat/completions"), body, orjson.dumps(body))
+    return await _chat(request, body, orjson.dumps(body))
 
 
 @routes.post("/v1/completions")

@@ -10,8 +10,10 @@ so costs can be asserted exactly. Behaviour is chosen by the model name:
 
 A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of that name, so
 one model can fail on one upstream and answer on another. `down = True` makes every call
-(GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
-`report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
+(GET /models too) a 503. A chat whose `tool_choice` names a function calls it (arguments from
+`mock.arguments`); the legacy `functions` field is refused, as current providers do. `mock`
+fields: prompt_tokens, completion_tokens, pause_s; and `report_usage`
+(any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
 (an object) laid over a plain chat, completion or responses answer; `pad_bytes`, a padding
 field that size added to a plain chat or completion answer; `extra_chunk` (an object) sent
 as one more event after a stream's first chunk; `images`, how many images to answer with whatever
@@ -110,10 +112,16 @@ class MockUpstream:
         body = request[BODY]
         model = str(body.get("model", ""))
         prompt, completion = usage_for(body)
+        if "functions" in body:  # as current providers: the legacy format is gone
+            return web.json_response({"error": {"message": "use tools"}}, status=400)
+        call = _tool_call(body)
         if body.get("stream"):
-            return await self._stream(request, body, prompt, completion)
-        message = {"role": "assistant", "content": WORD * completion}
+            return await self._stream(request, body, prompt, completion, call)
+        message: dict[str, Any] = {"role": "assistant", "content": WORD * completion}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        if call is not None:
+            message.update(content=None, tool_calls=[call])
+            choice["finish_reason"] = "tool_calls"
         return self._answer(model, "chat.completion", choice, prompt, completion, body)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -150,7 +158,12 @@ class MockUpstream:
         return response
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], prompt: int, completion: int
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        prompt: int,
+        completion: int,
+        call: dict[str, Any] | None = None,
     ) -> web.StreamResponse:
         model = str(body["model"])
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -168,7 +181,14 @@ class MockUpstream:
                 assert request.transport is not None
                 request.transport.close()
                 return out
-        await out.write(_event(_chunk(model, {}, finish="stop")))
+        if call is not None:
+            start = {**call, "index": 0, "function": {"name": call["function"]["name"],
+                                                      "arguments": ""}}  # fmt: skip
+            await out.write(_event(_chunk(model, {"tool_calls": [start]})))
+            rest = {"index": 0, "function": {"arguments": call["function"]["arguments"]}}
+            await out.write(_event(_chunk(model, {"tool_calls": [rest]})))
+        finish = "stop" if call is None else "tool_calls"
+        await out.write(_event(_chunk(model, {}, finish=finish)))
         options = body.get("stream_options") or {}
         if options.get("include_usage") and "nousage" not in model:
             final = _chunk(model, {}) | {
@@ -277,6 +297,20 @@ def _duration(audio: bytes) -> float:
     bits = struct.unpack_from("<H", audio, 34)[0]
     size = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
     return size / (rate * channels * bits // 8)
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call a `tool_choice` naming a function forces (arguments from `mock.arguments`)."""
+    choice = body.get("tool_choice")
+    if not body.get("tools") or not isinstance(choice, dict):
+        return None
+    name = str(choice.get("function", {}).get("name", ""))
+    arguments = str(_mock(body).get("arguments", "{}"))
+    return {
+        "id": "call_mock",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
 
 
 def usage_for(body: dict[str, Any]) -> tuple[int, int]:
