@@ -14,7 +14,7 @@ from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, error_middleware
 from node.parts import PARTS, build_parts, close_parts, keep_up
-from node.routes import discovery, estimate, health, nodes, openai
+from node.routes import discovery, estimate, gateways, health, nodes, openai
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
 from wallet import Checkpoint
@@ -51,6 +51,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(openai.routes)
     app.add_routes(wallet_routes.routes)
     app.add_routes(discovery.routes)
+    app.add_routes(gateways.routes)
     admin_site.setup(app)
     app.add_routes(openapi_routes)
     return app

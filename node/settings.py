@@ -219,6 +219,13 @@ class ModelSection(Section):
     max_output_tokens: int = Field(
         4096, gt=0, le=MAX_TOKENS, description="Most tokens one answer may have"
     )
+    name: str = Field("", description="Display name in /v1/models and /v1/catalog (default: id)")
+    description: str = Field("", description="About the model, shown in /v1/models")
+    completions: bool | None = Field(
+        None,
+        description="The upstream serves it on /completions (for /v1/text/generations);"
+        " absent = guessed from the id (instruct, davinci, babbage)",
+    )
 
 
 class PresetSection(Section):

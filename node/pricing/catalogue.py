@@ -67,6 +67,9 @@ class Model:
     description: str = ""
     token_priced: bool = True  # False: priced per image / per minute only, never per token
     context_known: bool = True  # False: no source gave context_length (a default stands in)
+    completions: bool = False  # the upstream serves it on /completions as well as chat
+    about: tuple[tuple[str, Any], ...] = ()  # its upstream listing's name, description, …
+    name: str = ""  # the operator's display name
 
     @property
     def upstream(self) -> UpstreamSection:
@@ -214,6 +217,10 @@ class Catalogue:
             image_usd=_usd(section.image_output_usd),
             audio_minute_usd=_usd(section.audio_usd_per_minute),
             token_priced=found is not None,
+            completions=_completions(section.completions, upstream_model),
+            name=section.name,
+            description=section.description,
+            about=self._about(upstreams[0], upstream_model),
         )
 
     def _listed(self, model_id: str) -> Model | None:
@@ -243,7 +250,13 @@ class Catalogue:
             max_output_tokens=max_output or defaults.max_output_tokens,
             created=self._created,
             context_known=context is not None,
+            completions=_completions(None, model_id),
+            about=self._about(upstreams[0], model_id),
         )
+
+    def _about(self, upstream: UpstreamSection, upstream_model: str) -> tuple[tuple[str, Any], ...]:
+        entry = self._listings.get(upstream.name, {}).get(upstream_model)
+        return entry.about if entry is not None else ()
 
     # --- finding ---------------------------------------------------------------------------
 
@@ -312,6 +325,15 @@ class Catalogue:
         return [
             m for m in self._models.values() if any(r.upstream.name == upstream for r in m.routes)
         ]
+
+
+COMPLETIONS_MODELS = ("*instruct*", "davinci-*", "babbage-*")  # the rest speak chat only
+
+
+def _completions(given: bool | None, upstream_model: str) -> bool:
+    if given is not None:
+        return given
+    return any(fnmatch.fnmatchcase(upstream_model.lower(), p) for p in COMPLETIONS_MODELS)
 
 
 def _usd(value: float | None) -> Fraction | None:

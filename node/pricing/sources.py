@@ -104,6 +104,11 @@ class CatalogueEntry:
     why_unpriced: str = ""
     context_length: int | None = None
     max_output_tokens: int | None = None
+    about: tuple[tuple[str, Any], ...] = ()  # what else it lists (ABOUT_FIELDS), as given
+
+
+# What an upstream's listing says of a model beyond its price (OpenRouter's field names).
+ABOUT_FIELDS = ("created", "name", "description", "architecture", "supported_parameters")
 
 
 class CatalogueError(Exception):
@@ -172,6 +177,7 @@ def parse_catalogue(payload: Any) -> dict[str, CatalogueEntry]:
             why_unpriced=why,
             context_length=_positive_int(item.get("context_length")),
             max_output_tokens=_positive_int(top.get("max_completion_tokens")),
+            about=tuple((k, item[k]) for k in ABOUT_FIELDS if k in item),
         )
     return entries
 

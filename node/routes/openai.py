@@ -10,9 +10,10 @@ from aiohttp import web
 from node.errors import BadRequest, NodeError
 from node.http import credentials
 from node.http.web import json_response, read_body, read_json
-from node.parts import PARTS
-from node.pricing import presets
-from node.proxy import legacy, stored
+from node.parts import PARTS, Parts
+from node.pricing import metadata, presets
+from node.pricing.catalogue import Model
+from node.proxy import legacy, stored, text
 from node.proxy.audio import Upload
 from node.proxy.call import MeteredCall
 from node.proxy.meters import (
@@ -91,6 +92,19 @@ async def completions(request: web.Request) -> web.StreamResponse:
     return await _metered(request, ChatMeter("completions"), body, raw)
 
 
+@routes.post("/v1/text/generations")
+async def text_generations(request: web.Request) -> web.StreamResponse:
+    """A prompt's text: by /completions when the model has it, else wrapped into chat."""
+    body, raw = await read_json(request)
+    model = request.app[PARTS].catalogue.get(body.get("model"))
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        raise BadRequest("prompt must be a non-empty string", param="prompt")
+    if model.completions:
+        return await _metered(request, ChatMeter("completions"), body, raw)
+    chat = text.to_chat(body)
+    return await _metered(request, text.WrappedTextMeter(), chat, orjson.dumps(chat))
+
+
 @routes.post("/v1/responses")
 async def responses(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
@@ -143,12 +157,17 @@ async def _audio(request: web.Request, path: str) -> web.StreamResponse:
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
-    data = [m.to_json(parts.pricer.sats_pricing(m.price)) for m in parts.catalogue.all()]
+    data = [_model_json(parts, m) for m in parts.catalogue.all()]
     return json_response({"object": "list", "data": data})
+
+
+def _model_json(parts: Parts, model: Model) -> dict[str, Any]:
+    """Its price (USD and sat) and the OpenRouter-style metadata (node.pricing.metadata)."""
+    return model.to_json(parts.pricer.sats_pricing(model.price)) | metadata.describe(model)
 
 
 @routes.get("/v1/models/{model_id:.+}")
 async def get_model(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
     model = parts.catalogue.get(request.match_info["model_id"])
-    return json_response(model.to_json(parts.pricer.sats_pricing(model.price)))
+    return json_response(_model_json(parts, model))
