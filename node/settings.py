@@ -201,8 +201,8 @@ class ModelSection(Section):
         None,
         ge=0,
         le=MAX_PRICE_USD,
-        description="USD per request on top of tokens (models that bill per call, e.g. search);"
-        " see docs/billing.md",
+        description="USD per request: alone, a flat price per request; with token prices"
+        " (from any source), on top of them (search models); see docs/billing.md",
     )
     image_output_usd: float | None = Field(
         None, ge=0, le=MAX_PRICE_USD, description="USD per image generated (/v1/images/generations)"
