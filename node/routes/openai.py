@@ -13,9 +13,8 @@ from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS, Parts
 from node.pricing import metadata, presets
 from node.pricing.catalogue import Model
-from node.proxy import legacy, stored, text
+from node.proxy import fallback, legacy, stored, text
 from node.proxy.audio import Upload
-from node.proxy.call import MeteredCall
 from node.proxy.meters import (
     UNLIMITED_MSAT,
     AudioMeter,
@@ -32,26 +31,39 @@ async def _metered(
     request: web.Request, meter: Meter, body: dict[str, Any], raw: bytes, model_id: Any = None
 ) -> web.StreamResponse:
     parts = request.app[PARTS]
-    model = parts.catalogue.get(model_id if model_id is not None else body.get("model"))
-    if model.preset is not None:
-        presets.apply(model, body, meter.path)
-        raw = orjson.dumps(body)  # the estimate counts what goes upstream
-
+    ids = fallback.model_ids(body, model_id)
+    tried = [_candidate(parts.catalogue.get(i), meter, body, raw, len(ids) > 1) for i in ids]
     used = parts.metered()  # one price for the quote, the reservation and the settlement
 
     def quote() -> int:  # the most this request can cost, whatever the balance
-        plan = meter.plan(used.pricer, model, dict(body), raw, available=UNLIMITED_MSAT)
-        return plan.max_cost_msat
+        return max(
+            meter.plan(used.pricer, c.model, dict(c.body), c.raw, UNLIMITED_MSAT).max_cost_msat
+            for c in tried
+        )
 
     paying = credentials.presented(request, parts.ledger)
     stored.refuse_foreign(used.stored, paying.owner, body, meter.path)  # before any redeeming
     payer = await parts.payments.resolve(paying, quote)
     try:
-        return await MeteredCall(used, request, payer, model, meter).run(body, raw)
+        return await fallback.run(used, request, payer, meter, tried)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
         if exc.code != "token_spent":  # else the account is another request's, with the token
             exc.headers.update(await payer.finish())
         raise
+
+
+def _candidate(
+    model: Model, meter: Meter, body: dict[str, Any], raw: bytes, copy: bool
+) -> fallback.Candidate:
+    """The body one model is asked with: a copy of its own when there are several."""
+    if copy:
+        body = orjson.loads(orjson.dumps(body))
+    if model.preset is not None:
+        presets.apply(model, body, meter.path)
+    if copy or model.preset is not None:
+        body["model"] = model.id
+        raw = orjson.dumps(body)  # the estimate counts what goes upstream
+    return fallback.Candidate(model, body, raw)
 
 
 def _check_messages(body: dict[str, Any]) -> None:
@@ -65,7 +77,8 @@ def _check_messages(body: dict[str, Any]) -> None:
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
-    request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
+    if "models" not in body:  # with a fallback list, each is looked up in turn
+        request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
     return await _chat(request, body, raw)
 
 

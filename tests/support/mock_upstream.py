@@ -23,7 +23,8 @@ completion answers set a cookie, as providers behind a CDN do.
 
 Endpoints: chat/completions, completions, responses (plain and SSE), embeddings,
 images/generations (per image), audio/transcriptions and audio/translations (WAV; usage in
-seconds, or in tokens for models named *tokens*), GET /models (the ids in `listed`).
+seconds, or in tokens for models named *tokens*), GET /models (the ids in `listed`, with
+the fields `about` gives each).
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class MockUpstream:
         self.name = name
         self.listed = list(listed if listed is not None else ["mock-model"])
         self.down = False
+        self.about: dict[str, dict[str, Any]] = {}  # more fields of a listed model, by id
         self.received: list[dict[str, Any]] = []
         self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
@@ -103,7 +105,10 @@ class MockUpstream:
         return None
 
     async def models(self, request: web.Request) -> web.Response:
-        data = [{"id": m, "object": "model", "owned_by": self.name} for m in self.listed]
+        data = [
+            {"id": m, "object": "model", "owned_by": self.name, **self.about.get(m, {})}
+            for m in self.listed
+        ]
         return web.json_response({"object": "list", "data": data})
 
     # --- chat and completions ------------------------------------------------------------
