@@ -246,6 +246,18 @@ class PresetSection(Section):
         return params
 
 
+class RouterSection(Section):
+    name: str = Field(description="Clients select it as a model by this name, e.g. 'auto'")
+    candidates: list[str] = Field(
+        min_length=1, description="Models it may choose among (each by its id or alias)"
+    )
+    order: Literal["cheapest", "listed"] = Field(
+        "cheapest",
+        description="Try the cheapest fitting model first, or the candidates' own order",
+    )
+    description: str = Field("", description="Shown in /v1/models")
+
+
 def _finite(value: Any) -> bool:
     """Whether no float anywhere in `value` (nested lists and tables too) is inf or NaN."""
     if isinstance(value, float):
@@ -300,6 +312,7 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
+    routers: list[RouterSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)
@@ -363,3 +376,6 @@ def _check_references(settings: Settings) -> None:
     presets = [p.name for p in settings.presets]
     if len(set(presets)) != len(presets):
         raise ConfigError("presets: names must be unique")
+    routers = [r.name for r in settings.routers]
+    if len(set(routers)) != len(routers):
+        raise ConfigError("routers: names must be unique")

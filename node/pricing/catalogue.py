@@ -30,7 +30,7 @@ from node.errors import BadRequest, NotFound
 from node.pricing import billing, selectors
 from node.pricing.prices import Price, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
-from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
+from node.settings import ModelSection, PresetSection, RouterSection, Settings, UpstreamSection
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class Model:
     completions: bool = False  # the upstream serves it on /completions as well as chat
     about: tuple[tuple[str, Any], ...] = ()  # its upstream listing's name, description, …
     name: str = ""  # the operator's display name
+    router: RouterSection | None = None  # a router: its candidates are the models it may use
 
     @property
     def upstream(self) -> UpstreamSection:
@@ -268,7 +269,7 @@ class Catalogue:
         if model_id.startswith(PRESET_PREFIX):
             return self._preset(model_id)
         model_id = self._aliases.get(model_id, model_id)
-        model = self._models.get(model_id) or self._by_prefix(model_id)
+        model = self._models.get(model_id) or self._router(model_id) or self._by_prefix(model_id)
         if model is None:
             raise NotFound(
                 f"the model {model_id!r} does not exist on this node",
@@ -312,8 +313,25 @@ class Catalogue:
             ) from exc
         return replace(target, id=selector, preset=preset, description=preset.description)
 
+    def _router(self, name: str) -> Model | None:
+        """A router, shown as its first candidate (chosen per request: node/proxy/router.py)."""
+        router = next((r for r in self.settings.routers if r.name == name), None)
+        if router is None:
+            return None
+        for candidate in router.candidates:
+            model = self._models.get(self._aliases.get(candidate, candidate))
+            if model is not None:
+                return replace(model, id=name, router=router, description=router.description)
+        return None
+
+    def candidates(self, router: RouterSection) -> list[Model]:
+        """The models a router may choose among, those this node offers, in its order."""
+        found = [self._models.get(self._aliases.get(c, c)) for c in router.candidates]
+        return [m for m in found if m is not None]
+
     def all(self) -> list[Model]:
         models = list(self._models.values())
+        models += [m for r in self.settings.routers if (m := self._router(r.name)) is not None]
         for preset in self.settings.presets:
             try:
                 models.append(self._preset(PRESET_PREFIX + preset.name))

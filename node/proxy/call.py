@@ -230,6 +230,7 @@ class MeteredCall:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage_out["cost_msat"] = self.cost_msat
         headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
+        headers["X-Model"] = self.model.id  # the model charged for (a router's choice)
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
@@ -238,7 +239,11 @@ class MeteredCall:
         self.produced = True  # the prompt went upstream and is being answered
         reader = SseReader()
         out = EventStream(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Model": self.model.id,
+            }
         )
         async with answer.resp:
             await out.prepare(self.request)

@@ -21,7 +21,7 @@ from node.http.web import json_response
 from node.parts import PARTS, Parts
 from node.pricing import metadata
 from node.pricing.catalogue import Model
-from node.proxy.providers import Status
+from node.proxy import router
 from node.routes.discovery import _version, public_url
 
 routes = web.RouteTableDef()
@@ -78,14 +78,6 @@ async def index(request: web.Request) -> web.Response:
     )
 
 
-def availability(parts: Parts, model: Model) -> str:
-    """available: an upstream serving it answers its health check; unavailable: all are down."""
-    seen = {parts.monitor.status.get(r.upstream.name, Status.UNKNOWN) for r in model.routes}
-    if Status.ACTIVE in seen:
-        return "available"
-    return "unavailable" if seen == {Status.DOWN} else "unknown"
-
-
 def _catalog_entry(parts: Parts, model: Model) -> dict[str, Any]:
     inputs, outputs = metadata.modalities(model)
     described = metadata.describe(model)
@@ -96,7 +88,7 @@ def _catalog_entry(parts: Parts, model: Model) -> dict[str, Any]:
         "provider": model.upstream.display_name or model.upstream.name,
         "providers": [r.upstream.display_name or r.upstream.name for r in model.routes],
         "tier": metadata.tier(parts.pricer, model),
-        "availability": availability(parts, model),
+        "availability": router.availability(parts.monitor.status, model),
         "context_length": model.context_length,
         "max_output_tokens": model.max_output_tokens,
         "modalities": {"input": inputs, "output": outputs},

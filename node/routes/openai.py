@@ -13,7 +13,7 @@ from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS, Parts
 from node.pricing import metadata, presets
 from node.pricing.catalogue import Model
-from node.proxy import fallback, legacy, stored, text
+from node.proxy import fallback, legacy, router, stored, text
 from node.proxy.audio import Upload
 from node.proxy.meters import (
     UNLIMITED_MSAT,
@@ -31,9 +31,14 @@ async def _metered(
     request: web.Request, meter: Meter, body: dict[str, Any], raw: bytes, model_id: Any = None
 ) -> web.StreamResponse:
     parts = request.app[PARTS]
-    ids = fallback.model_ids(body, model_id)
-    tried = [_candidate(parts.catalogue.get(i), meter, body, raw, len(ids) > 1) for i in ids]
     used = parts.metered()  # one price for the quote, the reservation and the settlement
+    models = [parts.catalogue.get(i) for i in fallback.model_ids(body, model_id)]
+    if len(models) == 1 and models[0].router is not None:  # a router: its candidates in turn
+        chosen = parts.catalogue.candidates(models[0].router)
+        models = router.choose(
+            models[0].router, chosen, body, raw, parts.monitor.status, used.pricer
+        )
+    tried = [_candidate(m, meter, body, raw, len(models) > 1) for m in models]
 
     def quote() -> int:  # the most this request can cost, whatever the balance
         return max(
