@@ -12,9 +12,10 @@ from node.admin.config import with_overrides
 from node.http import observe, ratelimit
 from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
-from node.http.web import BODY_TIMEOUT_S, error_middleware
-from node.parts import PARTS, build_parts, close_parts, keep_up
-from node.routes import discovery, estimate, gateways, health, nodes, openai
+from node.http.web import BODY_TIMEOUT_S, MAX_HEADER_BYTES, error_middleware
+from node.parts import PARTS, build_parts, close_parts, keep_up, watch_invoices
+from node.routes import discovery, estimate, gateways, health, keys, nodes, openai, usage
+from node.routes import lightning as lightning_routes
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
 from wallet import Checkpoint
@@ -34,13 +35,16 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
         client_max_size=settings.limits.max_body_bytes,
     )
     app[BODY_TIMEOUT_S] = settings.limits.body_timeout_s
+    app[MAX_HEADER_BYTES] = settings.limits.max_header_bytes
     observe.setup(app, metrics)
     ratelimit.setup(app, limiter)
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
         app[PARTS] = built = await build_parts(settings, metrics, limiter, checkpoint)
         recovery = asyncio.create_task(keep_up(built))
+        watcher = asyncio.create_task(watch_invoices(built))
         yield
+        watcher.cancel()
         recovery.cancel()
         await close_parts(built)
 
@@ -50,6 +54,9 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(estimate.routes)
     app.add_routes(openai.routes)
     app.add_routes(wallet_routes.routes)
+    app.add_routes(lightning_routes.routes)
+    app.add_routes(usage.routes)
+    app.add_routes(keys.routes)
     app.add_routes(discovery.routes)
     app.add_routes(gateways.routes)
     admin_site.setup(app)

@@ -13,6 +13,7 @@ from node.dev import devstack
 from node.http import server
 from node.http.web import server_options
 from node.logs import configure_logging, secrets_of
+from node.money.keys import PERIODS, Keys, Rules
 from node.money.ledger import Ledger, hash_key
 from node.parts import open_database
 from node.settings import ConfigError, Settings, load_settings
@@ -53,8 +54,17 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
     settings = _settings(args)
     if args.balance_msat < 0:
         sys.exit("nutgate: --balance-msat must not be negative")
+    limit, period = args.spend_limit_msat, args.limit_period
+    if limit is not None and limit < 0:
+        sys.exit("nutgate: --spend-limit-msat must not be negative")
     key = "sk-" + secrets.token_urlsafe(32)
-    Ledger(open_database(settings)).grant(hash_key(key), args.balance_msat)
+    db = open_database(settings)
+    ledger = Ledger(db)
+    account_id = ledger.grant(hash_key(key), args.balance_msat)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    if limit is not None or args.expires_at is not None or models is not None:
+        rules = Rules("", limit, period, args.expires_at, models)
+        Keys(db, ledger).set_rules(account_id, rules)
     print(key)
 
 
@@ -111,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--config", "-c", help="TOML configuration file")
     create.add_argument("--balance-msat", type=int, required=True, help="starting balance")
+    create.add_argument("--spend-limit-msat", type=int, help="the most it may spend per period")
+    create.add_argument("--limit-period", choices=sorted(PERIODS), help="default: the key's life")
+    create.add_argument("--expires-at", type=int, help="unix time after which it stops spending")
+    create.add_argument("--models", help="the only models it may use, comma-separated")
     create.set_defaults(func=cmd_keys_create)
     admin_cmd = sub.add_parser("admin", help="admin page tools").add_subparsers(
         dest="admin_command", required=True

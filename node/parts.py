@@ -4,6 +4,7 @@ handlers through `PARTS`, and the builders the admin uses again when settings ch
     settings   the configuration in force (the file, NUTGATE_* variables, the admin's changes)
     db         the store: SQLite, or PostgreSQL shared by several instances
     ledger     accounts, reservations, entries            wallet     proofs, swaps, payouts
+    records    a record per paid request                  keys       sub-keys, limits, expiry
     payments   payers, tokens in, change out              catalogue  the models sold
     rate       the BTC price                              pricer     USD prices to msat
     http       the client session for upstreams, mints, exchanges
@@ -35,10 +36,15 @@ from node.db.shared_state import SharedRateStore
 from node.db.store import Store
 from node.http.metrics import Metrics, WalletMetrics
 from node.http.ratelimit import Limiter, windows_from
+from node.money import keys as keys_schema
 from node.money import ledger_schema
+from node.money import records as records_schema
 from node.money.books import LedgerHooks
+from node.money.keys import Keys
 from node.money.ledger import Ledger
+from node.money.lightning import Lightning
 from node.money.payments import Payments
+from node.money.records import Records
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
@@ -70,16 +76,21 @@ class Parts:
     http: aiohttp.ClientSession
     wallet: cashu.Wallet
     payments: Payments
+    lightning: Lightning
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
     metrics: Metrics
     limiter: Limiter | None
     admin: AdminAuth
+    records: Records
+    keys: Keys
 
     def metered(self) -> CallParts:
         """What one paid call uses, read now and kept for the whole call."""
-        return CallParts(self.ledger, self.pricer, self.monitor, self.http, self.stored)
+        return CallParts(
+            self.ledger, self.pricer, self.monitor, self.http, self.stored, self.records, self.keys
+        )
 
 
 PARTS = web.AppKey("parts", Parts)
@@ -95,6 +106,8 @@ def open_database(settings: Settings) -> Store:
             "admin": admin_tables.MIGRATIONS,
             "shared": shared_state.MIGRATIONS,
             "stored": stored.MIGRATIONS,
+            "records": records_schema.MIGRATIONS,
+            "keys": keys_schema.MIGRATIONS,
         },
     )
 
@@ -168,7 +181,9 @@ async def build_parts(
     ledger = Ledger(db)
     if limiter is not None:
         _share_limits(limiter, ledger, settings)
-    orphans = ledger.resolve_orphans()
+    records = Records(db, settings.accounts.history_days, checkpoint)
+    keys = Keys(db, ledger)
+    orphans = ledger.resolve_orphans(records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) left by a previous run", orphans)
     metrics.watch_ledger(ledger)
@@ -190,13 +205,16 @@ async def build_parts(
         pricer=Pricer.from_settings(rate.current, settings.pricing),
         http=http,
         wallet=wallet,
-        payments=Payments(ledger, wallet, settings.cashu.mints),
+        payments=Payments(ledger, wallet, settings.cashu.mints, keys),
+        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
         metrics=metrics,
         limiter=limiter,
         admin=AdminAuth(db),
+        records=records,
+        keys=keys,
     )
 
 
@@ -226,11 +244,28 @@ async def keep_up(parts: Parts) -> None:
             _settle_orphans_and_announce(parts)
         except Exception:
             log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
+        try:
+            parts.records.purge()
+        except Exception:
+            log.exception("purging old request records failed; trying again later")
         await asyncio.sleep(RECOVERY_RETRY_S)
 
 
+async def watch_invoices(parts: Parts) -> None:
+    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s`: one
+    paid while no client polls is credited all the same."""
+    while True:
+        await asyncio.sleep(parts.settings.lightning.watch_interval_s)
+        try:
+            credited = await parts.lightning.watch()
+            if credited:
+                log.info("credited %d paid Lightning invoice(s)", credited)
+        except Exception:
+            log.exception("watching invoices failed; trying again")
+
+
 def _settle_orphans_and_announce(parts: Parts) -> None:
-    orphans = parts.ledger.resolve_orphans()
+    orphans = parts.ledger.resolve_orphans(parts.records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
     wants = parts.settings.nostr.announce and not parts.nostr.announcing

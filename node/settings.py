@@ -93,6 +93,43 @@ class CashuSection(Section):
         return [url.rstrip("/") for url in mints]
 
 
+class LightningSection(Section):
+    enabled: bool = Field(
+        True,
+        description="Sell access for Lightning invoices and pay withdrawals to invoices "
+        "(needs a trusted mint that offers bolt11)",
+    )
+    mint: str = Field(
+        "",
+        description="The trusted mint that issues the node's invoices; empty = the first "
+        "trusted mint offering bolt11",
+    )
+    min_sats: int = Field(1, ge=1, description="Smallest invoice a client may ask for (sat)")
+    max_sats: int = Field(
+        1_000_000, ge=1, le=10**9, description="Largest invoice a client may ask for (sat)"
+    )
+    watch_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="How often the node asks the mint about its open invoices (credited "
+        "whether or not a client polls)",
+    )
+
+    lnurl_allow_local: bool = Field(
+        False,
+        description="Pay Lightning addresses whose host is on a private or loopback address, "
+        "over plain http (local setups and tests only)",
+    )
+
+    @field_validator("mint")
+    @classmethod
+    def _mint_url(cls, mint: str) -> str:
+        if mint and not mint.startswith(("http://", "https://")):
+            raise ValueError(f"mint URL must start with http:// or https://: {mint!r}")
+        return mint.rstrip("/")
+
+
 class PricingSection(Section):
     btc_usd: float | None = Field(
         None,
@@ -159,6 +196,13 @@ class UpstreamSection(Section):
     health_interval_s: float = Field(
         30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
     )
+    service_tier: Literal["default", "flex", ""] | None = Field(
+        None,
+        description="service_tier sent with chat and responses requests that name none (OpenAI "
+        "reads a missing one as 'auto': the project's tier, maybe priority, billed above the "
+        "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
+        "Groq, Mistral); '' = send none (then keep the project on the default tier)",
+    )
 
     @field_validator("base_url")
     @classmethod
@@ -212,6 +256,14 @@ class ModelSection(Section):
         ge=0,
         le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
+    )
+    max_audio_seconds: int = Field(
+        1500,
+        gt=0,
+        le=86_400,
+        description="Longest clip the upstream transcribes (OpenAI: 1500 s); a clip whose length "
+        "cannot be read from it (compressed audio) is reserved and, once sent, charged at least "
+        "this long unless the upstream reports its length",
     )
     context_length: int = Field(
         128_000, gt=0, le=MAX_TOKENS, description="Context window in tokens"
@@ -272,11 +324,28 @@ class LimitsSection(Section):
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=8190,
+        le=1024 * 1024,
+        description="Longest request line or header (a token in X-Cashu or Authorization); "
+        "larger gets 431",
+    )
     header_timeout_s: float = Field(
         15.0, gt=0, description="Time a connection has to send a request's headers (and idle)"
     )
     body_timeout_s: float = Field(
         60.0, gt=0, description="Time a client has to send a request's body; then 408"
+    )
+
+
+class AccountsSection(Section):
+    history_days: int = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Days a record of each paid request (cost, tokens, model; never its text)"
+        " is kept for its key's holder; 0 = none kept",
     )
 
 
@@ -308,12 +377,14 @@ class Settings(BaseSettings):
     node: NodeSection = Field(default_factory=NodeSection)
     store: StoreSection = Field(default_factory=StoreSection)
     cashu: CashuSection = Field(default_factory=CashuSection)
+    lightning: LightningSection = Field(default_factory=LightningSection)
     pricing: PricingSection = Field(default_factory=PricingSection)
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
     routers: list[RouterSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    accounts: AccountsSection = Field(default_factory=AccountsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)
 
@@ -373,6 +444,11 @@ def _check_references(settings: Settings) -> None:
         for ref in [model.upstream, *model.upstreams]:
             if ref and ref not in names:
                 raise ConfigError(f"models.{i}.upstream: no upstream named {ref!r}")
+    lightning = settings.lightning
+    if lightning.min_sats > lightning.max_sats:
+        raise ConfigError("lightning.min_sats: more than lightning.max_sats")
+    if lightning.mint and lightning.mint not in settings.cashu.mints:
+        raise ConfigError("lightning.mint: not one of cashu.mints")
     presets = [p.name for p in settings.presets]
     if len(set(presets)) != len(presets):
         raise ConfigError("presets: names must be unique")

@@ -110,11 +110,6 @@ async def test_a_body_of_many_tiny_parts_costs_no_more_than_its_bytes(node: Node
     assert stalled < baseline + 0.4, (stalled, baseline)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/audio.py wav_seconds walks every RIFF chunk in Python: a 10 MB WAV of empty "
-    "chunks costs ~0.5 s of event loop before the 402",
-)
 async def test_a_wav_of_empty_chunks_costs_no_more_than_its_bytes(node: NodeHandle) -> None:
     """Attack: POST /v1/audio/transcriptions, no credential, a 10 MB "WAV" made of 1.3 million
     empty `JUNK` chunks. The route times the clip (`AudioMeter` -> `wav_seconds`) before it

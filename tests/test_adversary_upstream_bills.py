@@ -249,11 +249,6 @@ async def test_a_plain_request_that_times_out_is_charged_what_the_upstream_bills
     assert charged >= bill_msat(0, billed_output), (charged, bill_msat(0, billed_output))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="usage whose completion_tokens leaves out reasoning_tokens (Gemini's OpenAI-compatible "
-    "way) is charged without the reasoning the upstream bills",
-)
 def test_reasoning_reported_beside_completion_tokens_is_charged(node: NodeHandle) -> None:
     """Attack: pick a thinking model whose upstream reports usage the way Gemini's OpenAI-
     compatible endpoints do: `completion_tokens` is the visible answer only, the thoughts are in

@@ -19,6 +19,7 @@ from wallet.keysets import Keyset, KeysetCache
 from wallet.mint_client import MintClient, normalize_url
 from wallet.outputs import NewProof
 from wallet.store import Connection, Database
+from wallet.tokens import dleq_text
 
 # (conn, purpose, amount_msat, mint_url): runs inside the wallet's commit transaction.
 CreditHook = Callable[[Connection, str, int, str], None]
@@ -96,6 +97,11 @@ class WalletCore:
         self._credit, self._debit, self._refund = credit, debit, refund
         self._checkpoint = checkpoint or no_checkpoint
 
+    def derived_secret(self, label: str) -> str:
+        """A hex secret only this node can compute again from `label` (e.g. the API key of an
+        account funded by an invoice, handed out once the invoice is paid)."""
+        return hmac.new(self._claim_key, label.encode(), "sha256").hexdigest()
+
     @property
     def events(self) -> WalletEvents:
         return self._events
@@ -148,8 +154,8 @@ class WalletCore:
     def _insert_proofs(conn: Connection, mint: str, made: Sequence[NewProof], origin: str) -> None:
         now = int(time.time())
         conn.executemany(
-            "INSERT INTO wallet_proofs (y, secret, mint, keyset_id, amount, c, state, origin,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, 'unspent', ?, ?)",
+            "INSERT INTO wallet_proofs (y, secret, mint, keyset_id, amount, c, dleq, state,"
+            " origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'unspent', ?, ?)",
             [
                 (
                     n.y,
@@ -158,6 +164,7 @@ class WalletCore:
                     n.proof.keyset_id,
                     n.proof.amount,
                     n.proof.c,
+                    dleq_text(n.proof.dleq),
                     origin,
                     now,
                 )

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wallet.errors import WalletError
+from wallet.invoices import Invoices
+from wallet.melts import Melts
 from wallet.payout import Payouts
 from wallet.receive import Receiver, _pending
 
@@ -32,7 +34,7 @@ class ProofState:
     remote: str  # UNSPENT | PENDING | SPENT | UNKNOWN (the mint did not say)
 
 
-class Wallet(Receiver, Payouts):
+class Wallet(Receiver, Payouts, Invoices, Melts):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""
@@ -64,6 +66,12 @@ class Wallet(Receiver, Payouts):
                     await self._resolve_payout(row["id"])
             except WalletError as e:
                 log.warning("payout %s not recovered yet: %s", row["purpose"], e)
+        await self.recover_melts()
+        for ref in self.open_invoices():
+            try:
+                await self.settle_invoice(ref)
+            except WalletError as e:  # the ref is a client's credential: not logged
+                log.warning("an invoice is not settled yet: %s", e)
 
     def assets_msat(self) -> dict[str, int]:
         """msat of proofs held per mint: unspent, plus those reserved by a pending payout."""

@@ -199,9 +199,10 @@ async def apply_settings(parts: Parts, new: Settings) -> None:
         old_wallet = parts.wallet
         events, checkpoint = old_wallet.events, old_wallet.checkpoint
         wallet = build_wallet(new, parts.db, parts.ledger, parts.http, events, checkpoint)
-        payments = Payments(parts.ledger, wallet, new.cashu.mints)
+        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys)
     old_rate, old_nostr = parts.rate, parts.nostr
     parts.settings = new
+    parts.records.history_days = new.accounts.history_days
     parts.catalogue = Catalogue.from_settings(new)
     parts.pricer = Pricer.from_settings(rate.current, new.pricing)
     parts.rate, parts.wallet, parts.payments, parts.nostr = rate, wallet, payments, nostr

@@ -20,7 +20,7 @@ from node.errors import BadRequest, NotFound
 from node.money.books import EARNINGS, earnings_msat, purpose
 from node.money.payments import wallet_errors
 from node.parts import Parts
-from node.routes.wallet import payout_json
+from node.routes.wallet import melt_json, payout_json
 
 MAX_PAGE = 500
 PAYOUTS_SHOWN = 50
@@ -126,6 +126,25 @@ async def withdraw_earnings(parts: Parts, amount: Any, mint: Any, key: str) -> d
     paid = parts.wallet.paid(what)
     assert paid is not None
     return payout_json(paid)
+
+
+async def earnings_to_lightning(parts: Parts, body: dict[str, Any], key: str) -> dict[str, Any]:
+    """`invoice`, or `lightning_address` with `amount` (sat): the earnings paid by Lightning,
+    the fees within the earnings too (the payout hook's cap)."""
+    invoice, address, mint = body.get("invoice"), body.get("lightning_address"), body.get("mint")
+    if invoice is not None and not isinstance(invoice, str):
+        raise BadRequest("invoice must be a bolt11 invoice (lnbc…)", param="invoice")
+    sats = 0
+    if invoice is None:
+        if not isinstance(address, str):
+            raise BadRequest("lightning_address must be name@host", param="lightning_address")
+        sats = _earnings_amount(parts, body.get("amount"), mint) or 0
+        if not sats:
+            raise BadRequest("amount (sat) is required with lightning_address", param="amount")
+    elif mint is not None and not isinstance(mint, str):
+        raise BadRequest("mint must be a mint URL", param="mint")
+    melted = await parts.lightning.pay_earnings(invoice, address, sats, key, mint)
+    return melt_json(melted)
 
 
 def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:

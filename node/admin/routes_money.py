@@ -59,6 +59,8 @@ async def withdraw(request: web.Request) -> web.Response:
     parts = parts_of(request)
     key, made = idempotency_key(request)  # as /v1/wallet/withdraw: a retry gets the same token
     with payout_in_doubt(made):
+        if "invoice" in body or "lightning_address" in body:  # paid by Lightning
+            return json_response(await money.earnings_to_lightning(parts, body, key))
         paid = await money.withdraw_earnings(parts, body.get("amount"), body.get("mint"), key)
     return json_response(paid)
 

@@ -27,6 +27,7 @@ log = logging.getLogger("nutgate.http")
 
 REQUEST_ID = web.RequestKey("request_id", str)
 BODY_TIMEOUT_S = web.AppKey("body_timeout_s", float)
+MAX_HEADER_BYTES = web.AppKey("max_header_bytes", int)  # read by the server (node.http.server)
 DEFAULT_BODY_TIMEOUT_S = 60.0
 
 # orjson reads JSON nested to 1024 levels, and writes it to 255 only: a body the node could

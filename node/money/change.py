@@ -41,9 +41,10 @@ class Change:
     def __init__(self, ledger: Ledger, wallet: cashu.Wallet):
         self.ledger, self.wallet = ledger, wallet
 
-    async def pay(self, account_id: int, request_id: str) -> str | None:
+    async def pay(self, account_id: int, request_id: str, *, v3: bool = False) -> str | None:
         """Pay back the most a one-shot account can pay once the payout's fee is in (None if
-        that is nothing, or the payout failed: the money stays in the account, claimable)."""
+        that is nothing, or the payout failed: the money stays in the account, claimable);
+        `v3`: as a cashuA token, for a client that paid with one."""
         what = purpose("change", account_id, request_id)
         try:
             done = await self.wallet.settle_payout(what)  # an earlier attempt left pending
@@ -53,7 +54,7 @@ class Change:
             if account.withdrawable_msat < 1000:
                 return None
             mint = self.mint_for(account.mint)
-            return await self.wallet.send_up_to(account.withdrawable_msat, what, mint)
+            return await self.wallet.send_up_to(account.withdrawable_msat, what, mint, v3=v3)
         except cashu.BudgetTooSmall:
             return None  # too little beside its fee: it stays, shown with the account's balance
         except (cashu.WalletError, NodeError) as exc:

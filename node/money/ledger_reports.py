@@ -28,6 +28,12 @@ REMAINDERS = (
     "COALESCE(SUM(CASE WHEN kind = 'oneshot' THEN balance_msat - credit_msat"
     " ELSE (balance_msat - credit_msat) % 1000 END), 0)"
 )
+# what a key spent since a time (and after an entry: a reset), and holds now
+KEY_SPENT = (
+    "SELECT (SELECT COALESCE(SUM(-amount_msat), 0) FROM entries"
+    " WHERE key_id = :k AND kind = 'charge' AND created_at >= :since AND id > :after)"
+    " + (SELECT COALESCE(SUM(amount_msat), 0) FROM reservations WHERE key_id = :k)"
+)
 _LIABILITIES = "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
 
 
@@ -118,6 +124,26 @@ class LedgerReports:
             "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
             " ORDER BY id DESC LIMIT ?",
             (account_id, limit),
+        )
+        return [dict(row) for row in rows]
+
+    def key_spent(self, key_id: int, since: int, after_entry: int = 0) -> int:
+        """What a key's requests cost since `since` (and after the entry `after_entry`), and
+        hold now."""
+        row = self.db.query_one(KEY_SPENT, {"k": key_id, "since": since, "after": after_entry})
+        return int(row[0]) if row else 0
+
+    def last_entry(self, conn: Connection) -> int:
+        """The id of the latest entry (a key's reset counts its charges from the next)."""
+        row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+        return int(row[0]) if row else 0
+
+    def moves_page(self, account_id: int, limit: int) -> list[dict[str, Any]]:
+        """An account's money in and out, charges aside, the newest first."""
+        rows = self.db.query(
+            "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
+            " AND kind != ? ORDER BY id DESC LIMIT ?",
+            (account_id, CHARGE, limit),
         )
         return [dict(row) for row in rows]
 

@@ -20,8 +20,10 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from node.errors import BadRequest
+from node.settings import UpstreamSection
 
 MAX_MODEL_ID_CHARS = 256
 PROMPT_OVERHEAD_TOKENS = 256  # template tokens no byte of the body stands for
@@ -46,6 +48,11 @@ STORED_REFERENCES = ("previous_response_id", "conversation", "prompt")
 # Tools the client runs (the upstream only writes the call): anything else runs upstream, per call.
 CLIENT_TOOLS = frozenset({"function", "custom"})
 SERVICE_TIERS = frozenset({"default", "flex"})  # billed at (or below) the listed price
+TIERED_PATHS = ("chat/completions", "responses")  # where OpenAI reads a missing tier as "auto"
+# OpenAI-compatible APIs that refuse a field they do not know, or read the tiers otherwise.
+NO_TIER_HOSTS = frozenset(
+    {"generativelanguage.googleapis.com", "api.anthropic.com", "api.groq.com", "api.mistral.ai"}
+)
 # Models that search the web on every request and bill each search on top of the tokens:
 # offered only at a per-request price (node/pricing/catalogue.py).
 PER_CALL_MODELS = ("*search*", "*deep-research*", "*sonar*", "*:online")
@@ -124,6 +131,19 @@ def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_kno
         return ceiling
     by_bytes = body_bytes + PROMPT_OVERHEAD_TOKENS
     return min(by_bytes, ceiling) if context_known else by_bytes
+
+
+def for_upstream(path: str, body: dict[str, Any], upstream: UpstreamSection) -> dict[str, Any]:
+    """The body as `upstream` gets it: a request that names no service tier names the one the
+    price holds for, since OpenAI (and OpenRouter) read a missing tier as "auto", which bills
+    the operator's project tier (priority: about twice the price)."""
+    if path not in TIERED_PATHS or body.get("service_tier") is not None:
+        return body
+    tier = upstream.service_tier
+    if tier is None:
+        host = urlsplit(upstream.base_url).hostname or ""
+        tier = "" if host in NO_TIER_HOSTS else "default"
+    return {**body, "service_tier": tier} if tier else body
 
 
 def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:

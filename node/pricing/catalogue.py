@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from node.errors import BadRequest, NotFound
 from node.pricing import billing, selectors
-from node.pricing.prices import Price, exact
+from node.pricing.prices import Price, dearest, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
 from node.settings import ModelSection, PresetSection, RouterSection, Settings, UpstreamSection
 
@@ -54,6 +54,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class _Priced:
+    upstreams: tuple[UpstreamSection, ...]
+    price: Price
+    context: int | None
+    max_output: int | None
+    context_known: bool
+
+
+@dataclass(frozen=True)
 class Model:
     id: str
     routes: tuple[Route, ...]  # failover order
@@ -63,6 +72,7 @@ class Model:
     created: int
     image_usd: Fraction | None = None  # per image generated
     audio_minute_usd: Fraction | None = None  # per minute transcribed (else by token)
+    max_audio_seconds: int = 1500  # the longest clip its upstreams transcribe
     preset: PresetSection | None = None
     description: str = ""
     token_priced: bool = True  # False: priced per image / per minute only, never per token
@@ -203,21 +213,24 @@ class Catalogue:
         chosen = [self._upstreams[n] for n in dict.fromkeys(names)]
         upstreams = chosen or self.settings.upstreams[:1]
         upstream_model = section.upstream_model or section.id
-        found = price_for(section.id, upstreams[0], self._listings.get(upstreams[0].name), section)
+        found = self._priced(section.id, upstreams, section)
         if found is None and _token_priced(section):
             return None
+        token_priced = found is not None
         # Priced per image or minute only: token endpoints refuse it (see node/proxy/meters.py).
-        price, context, max_output = found or (Price(Fraction(0), Fraction(0)), None, None)
+        if found is None:
+            found = _Priced(tuple(upstreams), Price(Fraction(0), Fraction(0)), None, None, False)
         return Model(
             id=section.id,
-            routes=tuple(Route(u, upstream_model) for u in upstreams),
-            price=price,
-            context_length=context or section.context_length,
-            max_output_tokens=max_output or section.max_output_tokens,
+            routes=tuple(Route(u, upstream_model) for u in found.upstreams),
+            price=found.price,
+            context_length=found.context or section.context_length,
+            max_output_tokens=found.max_output or section.max_output_tokens,
             created=self._created,
             image_usd=_usd(section.image_output_usd),
             audio_minute_usd=_usd(section.audio_usd_per_minute),
-            token_priced=found is not None,
+            max_audio_seconds=section.max_audio_seconds,
+            token_priced=token_priced,
             completions=_completions(section.completions, upstream_model),
             name=section.name,
             description=section.description,
@@ -235,24 +248,49 @@ class Catalogue:
     def _routed(
         self, model_id: str, upstreams: list[UpstreamSection], prefixed: bool = False
     ) -> Model | None:
-        if not upstreams:
-            return None
-        listing = self._listings.get(upstreams[0].name)
-        found = price_for(model_id, upstreams[0], listing, prefixed=prefixed)
+        found = self._priced(model_id, upstreams, prefixed=prefixed)
         if found is None:
             return None
-        price, context, max_output = found
         defaults = ModelSection(id=model_id)
         return Model(
             id=model_id,
-            routes=tuple(Route(u, model_id) for u in upstreams),
-            price=price,
-            context_length=context or defaults.context_length,
-            max_output_tokens=max_output or defaults.max_output_tokens,
+            routes=tuple(Route(u, model_id) for u in found.upstreams),
+            price=found.price,
+            context_length=found.context or defaults.context_length,
+            max_output_tokens=found.max_output or defaults.max_output_tokens,
             created=self._created,
-            context_known=context is not None,
+            context_known=found.context_known,
+            max_audio_seconds=defaults.max_audio_seconds,
             completions=_completions(None, model_id),
-            about=self._about(upstreams[0], model_id),
+            about=self._about(found.upstreams[0], model_id),
+        )
+
+    def _priced(
+        self,
+        model_id: str,
+        upstreams: list[UpstreamSection],
+        section: ModelSection | None = None,
+        prefixed: bool = False,
+    ) -> _Priced | None:
+        """The upstreams that price the model, and a price and context that hold whichever
+        of them answers (a failover bills at the next one's price): the dearest price, the
+        largest context (an upstream bills no prompt past its own)."""
+        priced = []
+        for upstream in upstreams:
+            listing = self._listings.get(upstream.name)
+            found = price_for(model_id, upstream, listing, section, prefixed=prefixed)
+            if found is not None:
+                priced.append((upstream, found))
+        if not priced:
+            return None
+        contexts = [found[1] for _, found in priced]
+        known = [c for c in contexts if c is not None]
+        return _Priced(
+            upstreams=tuple(u for u, _ in priced),
+            price=dearest([found[0] for _, found in priced]),
+            context=max(known) if known else None,
+            max_output=priced[0][1][2],
+            context_known=len(known) == len(contexts),
         )
 
     def _about(self, upstream: UpstreamSection, upstream_model: str) -> tuple[tuple[str, Any], ...]:

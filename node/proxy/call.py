@@ -21,6 +21,7 @@ a timeout still has its earlier, billed attempts covered by the reservation.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,8 +32,12 @@ from aiohttp import web
 from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
-from node.money.ledger import Ledger
+from node.money import records
+from node.money.keys import Keys
+from node.money.ledger import Cap, Ledger
 from node.money.payments import Payer, token_spent
+from node.money.records import Record, Records
+from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
@@ -40,6 +45,7 @@ from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
 from node.proxy.sse import SseReader, encode_event
 from node.proxy.stored import Recorder, StoredObjects
+from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
 
@@ -55,6 +61,8 @@ class CallParts:
     monitor: ProviderMonitor
     http: aiohttp.ClientSession
     stored: StoredObjects
+    records: Records
+    keys: Keys
 
 
 class MeteredCall:
@@ -79,7 +87,10 @@ class MeteredCall:
         self.settled = False
         self.reserving = False
         self.route: Route | None = None  # the one that answered
+        self.complete = False  # the whole answer was read and is being sent
+        self.started_at, self.started = int(time.time()), time.perf_counter()
         self.recorder: Recorder | None = None  # the stored objects the answer makes
+        self.usage_asked = True  # a stream's client asked for the usage chunk (include_usage)
 
     @property
     def usage(self) -> Usage | None:
@@ -92,7 +103,7 @@ class MeteredCall:
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
-                self.meter.prepare_stream(body)
+                self.usage_asked = self.meter.prepare_stream(body)
             answer = await self._first_answer(body, stream)
             if stream:
                 return await self._stream(answer)
@@ -108,30 +119,54 @@ class MeteredCall:
     async def _reserve(self, body: dict[str, Any], raw: bytes) -> Plan:
         """Plan as if the balance were unlimited and reserve that, which saves reading the
         balance on the usual path; only if the account cannot hold it, read what it has and
-        plan within that."""
-        ledger, payer = self.parts.ledger, self.payer
+        plan within that. A key with a spending limit reserves within it too, in the same
+        write (`Cap`); when the limit is what is short, the refusal names it."""
+        payer = self.payer
+        cap = None if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
         available: int | None = None
+        capped = False  # the key's limit, not the balance, is what is short
         while True:
-            limit = UNLIMITED_MSAT if available is None else available
-            plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
-            self.spare_floors = self._spare_floors(plan, available)
-            self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
-            self.reserving = True  # the reservation may exist from here, even if cancelled
-            if await ledger.reserve(
-                payer.account_id,
-                self.request_id,
-                self.reserved_msat,
-                plan.floor_msat,
-                self.model.id,
-                payer.untouched_msat,
-            ):
-                return plan
-            if available is not None:
-                raise PaymentRequired("insufficient balance: the balance is held by other requests")
-            account = ledger.get(payer.account_id)
-            if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
-                raise token_spent()  # a racing request with the same one-shot token got there
-            available = account.available_msat
+            try:
+                plan = self._plan(body, raw, available)
+                if await self.parts.ledger.reserve(
+                    payer.account_id,
+                    self.request_id,
+                    self.reserved_msat,
+                    plan.floor_msat,
+                    self.model.id,
+                    payer.untouched_msat,
+                    payer.key_id,
+                    cap,
+                ):
+                    return plan
+                if available is not None:
+                    raise PaymentRequired(
+                        "insufficient balance: the balance is held by other requests"
+                    )
+            except PaymentRequired as exc:
+                if capped:
+                    raise _over_limit(cap, exc) from None
+                raise
+            available, capped = self._available(cap)
+
+    def _plan(self, body: dict[str, Any], raw: bytes, available: int | None) -> Plan:
+        limit = UNLIMITED_MSAT if available is None else available
+        plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
+        self.spare_floors = self._spare_floors(plan, available)
+        self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
+        self.reserving = True  # the reservation may exist from here, even if cancelled
+        return plan
+
+    def _available(self, cap: Cap | None) -> tuple[int, bool]:
+        """What the payer may still reserve, and whether the key's limit is what bounds it."""
+        ledger, payer = self.parts.ledger, self.payer
+        account = ledger.get(payer.account_id)
+        if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
+            raise token_spent()  # a racing request with the same one-shot token got there
+        if cap is None:
+            return account.available_msat, False
+        left = cap.limit_msat - ledger.key_spent(cap.key_id, cap.since)
+        return min(account.available_msat, left), left < account.available_msat
 
     def _spare_floors(self, plan: Plan, available: int | None) -> int:
         """How many failed attempts the upstreams may bill beyond the answer: one per extra
@@ -151,7 +186,9 @@ class MeteredCall:
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = self.meter.encode(body)
+            payload, content_type = self.meter.encode(
+                billing.for_upstream(self.path, body, route.upstream)
+            )
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
@@ -185,13 +222,41 @@ class MeteredCall:
             return
         cost = self._cost()
         if cost is None:
-            await self.parts.ledger.release(self.request_id)
+            await self.parts.ledger.release(self.request_id, self._record)
             return
         self.cost_msat = self.trace.cost_msat = await self.parts.ledger.settle(
-            self.request_id, cost
+            self.request_id, cost, self._record
         )
         if self.produced and self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
+
+    def _record(self, conn: Connection, charged_msat: int) -> None:
+        """The request's record, written in its settlement's transaction."""
+        usage = Usage()
+        if self.produced:
+            usage = self.measured.usage or Usage(
+                self.plan.prompt_tokens, self.measured.output_tokens
+            )
+        status = records.OK if self.complete else records.FAILED
+        if self.produced and not self.complete:
+            status = records.INCOMPLETE
+        record = Record(
+            self.request_id,
+            self.payer.account_id,
+            self.payer.key_id,
+            self.started_at,
+            self.path,
+            self.model.id,
+            self.trace.upstream,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+            charged_msat,
+            status,
+            int((time.perf_counter() - self.started) * 1000),
+        )
+        self.parts.records.write(conn, record)
 
     def _cost(self) -> int | None:
         """What the upstreams may bill for this request; None when they bill nothing.
@@ -214,7 +279,7 @@ class MeteredCall:
         parsed = _json_object(answer.head)
         if parsed is None and ("json" in answer.content_type or not self.meter.text_answers):
             raise UpstreamError("upstream answered with malformed JSON")
-        self.produced = True
+        self.produced = self.complete = True
         if parsed is None:  # a transcription as text, srt or vtt: passed on as it came
             self.measured = self.meter.measure_text(answer.head)
             await self._settle()
@@ -282,6 +347,7 @@ class MeteredCall:
 
     async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
         """Settle, then send the usage event with the cost (and any change), then [DONE]."""
+        self.complete = True
         await self._settle()
         final = reader.usage_event or {
             "object": "chat.completion.chunk",
@@ -293,6 +359,8 @@ class MeteredCall:
         if usage is None:
             usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
         usage["cost_msat"] = self.cost_msat
+        if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
+            final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
         final.update(await self.payer.finish(in_band=True))
         head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
         await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
@@ -311,6 +379,23 @@ class EventStream(web.StreamResponse):
     first byte it waits for."""
 
     _send_headers_immediately = False
+
+
+def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
+    """The last chunk's choice for a client that did not ask for usage: empty, repeating how
+    the first answer ended; the usage (with the cost) and any change ride along on it."""
+    empty: dict[str, Any] = {"text": ""} if path == "completions" else {"delta": {}}
+    ended = finish_reason if isinstance(finish_reason, str) else "stop"
+    return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
+
+
+def _over_limit(cap: Cap | None, short: PaymentRequired) -> PaymentRequired:
+    """A refusal naming the key's spending limit, when it is what stands in the way."""
+    limit = cap.limit_msat if cap is not None else 0
+    return PaymentRequired(
+        f"this key's spending limit of {limit} msat is reached for its period ({short.message})",
+        code="key_limit_reached",
+    )
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

@@ -100,8 +100,10 @@ class Meter:
     def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
         return orjson.dumps(body), "application/json"
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
-        """Ask the upstream for usage at the end of a stream."""
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
+        """Ask the upstream for usage at the end of a stream; True if the client asked for it
+        too (else it gets no chunk without choices: see MeteredCall._end_stream)."""
+        return True
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage")))
@@ -177,14 +179,14 @@ class ChatMeter(Meter):
             prompt_bound=bound,
         )
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":
-            return  # Responses streams end with response.completed, which carries usage
+            return True  # Responses streams end with response.completed, which carries usage
         options = body.get("stream_options")
-        body["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
+        options = options if isinstance(options, dict) else {}
+        asked = options.get("include_usage") is True
+        body["stream_options"] = {**options, "include_usage": True}
+        return asked
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
@@ -295,7 +297,6 @@ class AudioMeter(_UnitMeter):
         self, fields: list[tuple[str, str]], upload: Upload, path: str = "audio/transcriptions"
     ):
         self.fields, self.upload, self.path = fields, upload, path
-        self.seconds, self.exact = seconds_bound(upload.data)
 
     def unit_usd(self, model: Model) -> Fraction:
         return (model.audio_minute_usd or Fraction(0)) / 60
@@ -307,22 +308,24 @@ class AudioMeter(_UnitMeter):
     def plan(
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
+        # Once sent, the clip is decoded and billed whatever follows: its cost is the floor.
+        seconds = math.ceil(seconds_bound(self.upload.data, model.max_audio_seconds)[0])
         if model.audio_minute_usd is not None:
-            seconds = Fraction(math.ceil(self.seconds))  # upstreams bill whole seconds
-            cost = self.unit_cost(pricer, model, seconds)
-            floor = cost if self.exact else 0
+            units = Fraction(seconds)  # upstreams bill whole seconds
+            cost = self.unit_cost(pricer, model, units)
             if cost > available:
                 raise _short(cost, available)
-            return Plan(0, 0, cost, floor, units=seconds)
+            return Plan(0, 0, cost, cost, units=units)
         _need_token_price(model)
         # the audio's tokens, and the text of a `prompt` field (a token a byte at most)
         text = sum(len(v.encode()) for k, v in self.fields if k == "prompt")
-        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16 + text
+        prompt = seconds * AUDIO_TOKENS_PER_SECOND + 16 + text
         output = model.max_output_tokens
         cost = pricer.cost_msat(model.price, Usage(prompt, output))
         if cost > available:
             raise _short(cost, available)
-        return Plan(prompt, output, cost, 0)
+        floor = pricer.cost_msat(model.price, Usage(prompt, 0))
+        return Plan(prompt, output, cost, floor, prompt_bound=prompt)
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         usage = answer.get("usage")

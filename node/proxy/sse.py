@@ -28,6 +28,7 @@ class SseReader:
         self.done = False
         self.output_chars = 0
         self.output_chunks = 0
+        self.finish_reason: Any = None  # how the first answer (choice 0) ended, once it has
 
     def feed(self, data: bytes) -> list[bytes]:
         """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
@@ -92,6 +93,10 @@ class SseReader:
         return True
 
     def _count_output(self, chunk: dict[str, Any]) -> None:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self.finish_reason = choice.get("finish_reason") or self.finish_reason
         chars = output_chars(chunk.get("choices"), "delta")
         delta = chunk.get("delta")  # Responses API text deltas
         if isinstance(delta, str):

@@ -182,7 +182,7 @@ class Recorder:
         """A recorder for a Responses request by an account that can name them later."""
         if path != "responses" or payer.untouched_msat is not None:  # X-Cashu: one use only
             return None
-        return cls(stored, payer.account_id, body.get("store") is not False)
+        return cls(stored, payer.owner_id, body.get("store") is not False)
 
     async def note(self, response: Any) -> None:
         """Record the ids of `response` (an answer, or a snapshot of it in a stream)."""

@@ -7,12 +7,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.errors import BadRequest, NodeError
+from node.errors import BadRequest, NodeError, PaymentRequired, TokenRejected
 from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS, Parts
 from node.pricing import metadata, presets
 from node.pricing.catalogue import Model
+from node.pricing.prices import Pricer
 from node.proxy import fallback, legacy, router, stored, text
 from node.proxy.audio import Upload
 from node.proxy.meters import (
@@ -32,13 +33,7 @@ async def _metered(
 ) -> web.StreamResponse:
     parts = request.app[PARTS]
     used = parts.metered()  # one price for the quote, the reservation and the settlement
-    models = [parts.catalogue.get(i) for i in fallback.model_ids(body, model_id)]
-    if len(models) == 1 and models[0].router is not None:  # a router: its candidates in turn
-        chosen = parts.catalogue.candidates(models[0].router)
-        models = router.choose(
-            models[0].router, chosen, body, raw, parts.monitor.status, used.pricer
-        )
-    tried = [_candidate(m, meter, body, raw, len(models) > 1) for m in models]
+    tried = _candidates(parts, used.pricer, meter, body, raw, model_id)
 
     def quote() -> int:  # the most this request can cost, whatever the balance
         return max(
@@ -46,15 +41,51 @@ async def _metered(
             for c in tried
         )
 
+    def affords(face_msat: int) -> None:  # an X-Cashu token's face value, before redeeming it
+        first = tried[0]  # the one asked first: the token must pay for it
+        try:
+            meter.plan(used.pricer, first.model, dict(first.body), first.raw, face_msat)
+        except PaymentRequired as short:
+            plan = meter.plan(used.pricer, first.model, dict(first.body), first.raw, UNLIMITED_MSAT)
+            least = plan.floor_msat
+            if face_msat < least:  # NUT-24: an insufficient token is a 400, left untouched
+                raise TokenRejected(
+                    f"the token is worth {face_msat // 1000} sat, less than the {least} msat "
+                    "this request costs at the least; it was not redeemed",
+                    code="insufficient_token",
+                ) from None
+            # enough for some answer, not for this one: what it needs, as a payment request
+            raise parts.payments.payment_request(quote()) from short
+
     paying = credentials.presented(request, parts.ledger)
     stored.refuse_foreign(used.stored, paying.owner, body, meter.path)  # before any redeeming
-    payer = await parts.payments.resolve(paying, quote)
+    payer = await parts.payments.resolve(paying, quote, affords)
     try:
         return await fallback.run(used, request, payer, meter, tried)
     except NodeError as exc:  # an X-Cashu payer gets what is left back as change
-        if exc.code != "token_spent":  # else the account is another request's, with the token
-            exc.headers.update(await payer.finish())
+        if exc.code == "token_spent":  # the account is another request's, with the token
+            raise
+        back = await payer.finish()
+        if exc.status == 402 and back:  # a 402's X-Cashu is a payment request, never a token
+            raise TokenRejected(
+                f"{exc.message}; the token's value is back in the X-Cashu header",
+                code="insufficient_token",
+                headers={**exc.headers, **back},
+            ) from exc
+        exc.headers.update(back)
         raise
+
+
+def _candidates(
+    parts: Parts, pricer: Pricer, meter: Meter, body: dict[str, Any], raw: bytes, model_id: Any
+) -> list[fallback.Candidate]:
+    """The models to ask in turn: the one named, a client's fallbacks, or a router's choice."""
+    models = [parts.catalogue.get(i) for i in fallback.model_ids(body, model_id)]
+    chosen = models[0].router if len(models) == 1 else None
+    if chosen is not None:  # a router: the candidates that fit, best first
+        fitting = parts.catalogue.candidates(chosen)
+        models = router.choose(chosen, fitting, body, raw, parts.monitor.status, pricer)
+    return [_candidate(m, meter, body, raw, len(models) > 1) for m in models]
 
 
 def _candidate(

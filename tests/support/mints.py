@@ -118,6 +118,7 @@ def _mint_env(port: int, fee_ppk: int, name: str, data: Path) -> dict[str, str]:
         "MINT_INPUT_FEE_PPK": str(fee_ppk),
         "MINT_RATE_LIMIT": "false",
         "FAKEWALLET_DELAY_INCOMING_PAYMENT": "0",
+        "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",  # melts pay at once
         "DEBUG": "false",
         "LOG_LEVEL": "INFO",
     }
