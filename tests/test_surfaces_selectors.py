@@ -133,7 +133,7 @@ def test_legacy_functions_streamed(bot_node: NodeHandle) -> None:
     finish = [
         c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
     ]
-    assert finish == ["function_call"]
+    assert finish and set(finish) == {"function_call"}
     usage = chunks[-1].usage
     assert usage is not None and usage.model_extra and usage.model_extra["cost_msat"] > 0
     bot_node.assert_clean()

@@ -75,6 +75,7 @@ class MeteredCall:
         self.meter, self.path = meter, meter.path
         self.pricer = parts.pricer  # one price from reserving to settling
         self.request_id = request[REQUEST_ID]
+        self.record_id = self.request_id  # its record's id (a fallback's later calls: id.n)
         self.trace = trace_of(request)
         self.trace.model = model.id
         self.cost_msat = 0
@@ -241,7 +242,7 @@ class MeteredCall:
         if self.produced and not self.complete:
             status = records.INCOMPLETE
         record = Record(
-            self.request_id,
+            self.record_id,
             self.payer.account_id,
             self.payer.key_id,
             self.started_at,
@@ -363,7 +364,8 @@ class MeteredCall:
             final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
         final.update(await self.payer.finish(in_band=True))
         head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
-        await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
+        event = self.meter.event_out(encode_event(final))  # reshaped as every event before
+        await self._write_safely(out, head + event + b"data: [DONE]\n\n")
 
     async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
         try:

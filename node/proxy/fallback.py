@@ -4,7 +4,8 @@ its own metered call, until one answers.
 The next model is tried only when the call failed before anything reached the client (the
 errors after which the model's own upstreams fail over: `upstream.RETRYABLE`). Each call
 reserves, and is settled, on its own — a failed one costs what its upstream may bill (its
-floor, or nothing) — under the request's id, so an X-Cashu request's change keeps its name.
+floor, or nothing) — under the request's id, so an X-Cashu request's change keeps its name
+(its records: the request's id, then `<id>.1`, `<id>.2`, … for the later calls).
 A one-shot X-Cashu payment moves on only from a failure that cost nothing: its token pays
 one request, and is no longer untouched once charged.
 """
@@ -55,6 +56,8 @@ async def run(
 ) -> web.StreamResponse:
     for number, candidate in enumerate(tried):
         call = MeteredCall(parts, request, payer, candidate.model, meter)
+        if number:  # one record per call: the request's id, then id.1, id.2, …
+            call.record_id = f"{call.request_id}.{number}"
         try:
             return await call.run(candidate.body, candidate.raw)
         except upstream.RETRYABLE as exc:
