@@ -323,6 +323,13 @@ class LimitsSection(Section):
     per_minute: int = Field(60, ge=0, description="Requests per key per minute (0 = off)")
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
+    unlimited_above_msat: int = Field(
+        0,
+        ge=0,
+        le=MAX_FEE_MSAT,
+        description="Keys holding at least this many msat are not rate limited; credits"
+        " still apply (0 = off)",
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
     max_header_bytes: int = Field(
         64 * 1024,
