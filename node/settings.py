@@ -289,6 +289,13 @@ class PresetSection(Section):
         description="Default request parameters (temperature, max_tokens, …); the client's win",
     )
     description: str = Field("", description="Shown in /v1/models")
+    memory_turns: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Turns kept per key and replayed before its messages (0 = no memory);"
+        " read and forgotten with GET/DELETE /v1/memory/<name>",
+    )
 
     @field_validator("params")
     @classmethod

@@ -24,6 +24,7 @@ from node.proxy.meters import (
     ImagesMeter,
     Meter,
 )
+from node.routes import memory as memory_routes
 
 routes = web.RouteTableDef()
 
@@ -123,6 +124,9 @@ async def _chat(request: web.Request, body: dict[str, Any], raw: bytes) -> web.S
     if legacy.uses_functions(body):  # the legacy format, over upstreams that speak tools
         legacy.to_tools(body)
         return await _metered(request, legacy.FunctionsMeter(), body, orjson.dumps(body))
+    remembered = await memory_routes.remembered_chat(request, body, _metered)
+    if remembered is not None:  # a preset with memory
+        return remembered
     return await _metered(request, ChatMeter("chat/completions"), body, raw)
 
 
