@@ -21,6 +21,7 @@ routes = web.RouteTableDef()
 ENDPOINTS = [
     "chat/completions",
     "completions",
+    "text/generations",
     "embeddings",
     "responses",
     "images/generations",

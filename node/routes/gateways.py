@@ -45,6 +45,10 @@ INDEX = [
     ("GET", "/v1/wallet/balance", "the key's balance"),
     ("POST", "/v1/wallet/topup", "add a Cashu token to the key's balance"),
     ("POST", "/v1/wallet/withdraw", "pay the balance out as a Cashu token"),
+    ("GET", "/v1/me", "the key: its kind, balance, limits, spend"),
+    ("GET", "/v1/balance", "the key's balance"),
+    ("GET", "/v1/usage", "requests and spend over a period (?from=&to=&group_by=)"),
+    ("GET", "/v1/memory/{preset}", "a memory preset's turns kept for the key (DELETE forgets)"),
     ("GET", "/v1/info", "who this node is, its mints and Nostr key"),
     ("GET", "/v1/providers", "the upstreams and their health"),
 ]
