@@ -28,6 +28,15 @@ MAX_MARKUP = 1000
 MIN_BTC_USD = 1
 MAX_TOKENS = 10**8  # context_length and max_output_tokens
 MAX_FEE_MSAT = 10**11  # request_fee_msat and min_charge_msat: 1 BTC
+ENDPOINTS = (  # the OpenAI endpoints the node sells, under /v1
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "images/generations",
+    "audio/transcriptions",
+    "audio/translations",
+)
 
 
 class Section(BaseModel):
@@ -83,6 +92,12 @@ class CashuSection(Section):
     mint_timeout_s: float = Field(
         10.0, gt=0, description="Time allowed per call to a mint; then 503 + Retry-After"
     )
+    accept_foreign: bool = Field(
+        False,
+        description="Take tokens of other mints at /v1/wallet/create and /topup by melting "
+        "them into a Lightning invoice of a trusted mint, their fees charged to the token "
+        "(off: refused before any contact with that mint)",
+    )
 
     @field_validator("mints")
     @classmethod
@@ -108,6 +123,13 @@ class LightningSection(Section):
     max_sats: int = Field(
         1_000_000, ge=1, le=10**9, description="Largest invoice a client may ask for (sat)"
     )
+    max_open_invoices: int = Field(
+        1000,
+        ge=1,
+        le=10**6,
+        description="Most unpaid invoices the node watches at once; past it, new ones get "
+        "503 + Retry-After (each costs a mint call per round)",
+    )
     watch_interval_s: float = Field(
         2.0,
         gt=0,
@@ -116,11 +138,38 @@ class LightningSection(Section):
         "whether or not a client polls)",
     )
 
+    melt_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Time a mint has to pay an invoice; then the payment is in doubt and "
+        "settled from the mint's record of it",
+    )
     lnurl_allow_local: bool = Field(
         False,
         description="Pay Lightning addresses whose host is on a private or loopback address, "
         "over plain http (local setups and tests only)",
     )
+
+    earnings_address: str = Field(
+        "",
+        description="Lightning address (name@host) the operator's earnings are paid to "
+        "automatically; empty = no automatic payout",
+    )
+    earnings_threshold_sats: int = Field(
+        0,
+        ge=0,
+        le=10**9,
+        description="Earnings (sat) at which they are paid to earnings_address (0 = off)",
+    )
+
+    @field_validator("earnings_address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        address = address.strip()
+        if address and "@" not in address and not address.lower().startswith("lnurl1"):
+            raise ValueError("must be a Lightning address (name@host) or an lnurl1… string")
+        return address
 
     @field_validator("mint")
     @classmethod
@@ -203,6 +252,22 @@ class UpstreamSection(Section):
         "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
         "Groq, Mistral); '' = send none (then keep the project on the default tier)",
     )
+    endpoints: list[str] | None = Field(
+        None,
+        description="The endpoints it serves, e.g. ['chat/completions', 'embeddings']: the only "
+        "ones routed to it and listed for it in /v1/info and /v1/providers; absent = all",
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known_endpoints(cls, endpoints: list[str] | None) -> list[str] | None:
+        unknown = [e for e in endpoints or [] if e not in ENDPOINTS]
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {unknown}; known: {list(ENDPOINTS)}")
+        return endpoints
+
+    def serves(self, endpoint: str) -> bool:
+        return self.endpoints is None or endpoint in self.endpoints
 
     @field_validator("base_url")
     @classmethod

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from node.errors import BadRequest
 from node.settings import UpstreamSection
 
@@ -228,9 +230,41 @@ def _has_key(value: Any, key: str) -> bool:
     return False
 
 
+# In a prompt written by orjson (keys and strings as they are, no escapes), any of these means
+# it must be walked: an input whose tokens its bytes do not bound, or one refused.
+WALK_MARKERS = tuple(
+    f'"{name}"'.encode() for name in (*REFERENCE_KEYS, *AUDIO_TYPES, "cache_control")
+)
+COMMON_TEXT_TYPES = ("text", "input_text", "message", "output_text")  # counted first
+TEXT_TYPE_MARKERS = tuple(
+    f'"type":"{kind}"'.encode()
+    for kind in (*COMMON_TEXT_TYPES, *sorted(TEXT_TYPES.difference(COMMON_TEXT_TYPES)))
+)
+
+
+def _plain_text(given: Any) -> bool:
+    """True when the prompt is text alone, read at C speed from orjson's rendering of it:
+    no key or value that needs a look, and every "type" one of the text types. A prompt of
+    many tiny parts then costs no walk in Python; anything else is walked."""
+    try:
+        text = orjson.dumps(given)
+    except orjson.JSONEncodeError:
+        return False
+    if any(marker in text for marker in WALK_MARKERS):
+        return False
+    types, text_types = text.count(b'"type":'), 0
+    for marker in TEXT_TYPE_MARKERS:
+        if text_types == types:
+            break
+        text_types += text.count(marker)
+    return text_types == types
+
+
 def _scan_prompt(given: Any, field: str) -> bool:
     """Walk the prompt (iteratively: nesting can be 1000 deep); True if its bytes bound its
     tokens. Audio and prompt-cache writes are refused: both bill above the input price."""
+    if _plain_text(given):
+        return True
     bounded = True
     stack = [given]
     while stack:

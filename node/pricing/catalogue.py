@@ -190,11 +190,12 @@ class Catalogue:
     def _rebuild(self) -> None:
         models: dict[str, Model] = {}
         aliases: dict[str, str] = {}
+        explicit = {section.id for section in self.settings.models}  # priced by their entry
         for upstream in self.settings.upstreams:
             if not upstream.list_models:
                 continue
             for model_id in self._listings.get(upstream.name, {}):
-                if model_id not in models:
+                if model_id not in models and model_id not in explicit:
                     found = self._listed(model_id)
                     if found is not None:
                         models[model_id] = found

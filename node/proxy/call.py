@@ -10,16 +10,21 @@ goes away, an exception — the `finally` of `run` settles it:
 
 - an answer: its real cost from the upstream's usage, else an estimate from what was sent and
   received; an answer past the read limit: the reservation's most (the upstream wrote it all);
+- a stream the client left: the node reads the rest of it (relaying nothing) for its usage;
+  one not read out within DRAIN_S: the reservation's most (the upstream writes on, and bills);
 - every other call the upstream may bill (`upstream.Attempt.sent`: a timeout, a client gone
-  while waiting, a malformed answer): the prompt's cost, `plan.floor_msat`;
+  while waiting, a malformed answer): the reservation's most, `plan.max_cost_msat`, since the
+  upstream goes on writing the whole answer, and bills it, whether or not the node waits;
 - nothing sent, or only refused with an error status: nothing (a release).
 
-A model with several upstreams reserves one floor more per extra upstream, so a failover after
-a timeout still has its earlier, billed attempts covered by the reservation.
+A model with several upstreams reserves that most once more per extra upstream (as far as
+the balance holds it), so a failover after a timeout still has its earlier, billed attempts
+covered by the reservation; when the balance cannot hold another, no further one is tried.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass
@@ -48,6 +53,8 @@ from node.proxy.stored import Recorder, StoredObjects
 from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
+
+DRAIN_S = 600.0  # how long a stream the client dropped is read on for its usage
 
 
 @dataclass(frozen=True)
@@ -82,8 +89,9 @@ class MeteredCall:
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
         self.oversized = False  # the answer passed the read limit: it was all written and billed
+        self.unfinished = False  # the client went away and the upstream's stream was not read out
         self.attempts: list[upstream.Attempt] = []  # one per upstream tried, the last current
-        self.spare_floors = 0  # failed attempts the reservation covers beyond the answer
+        self.spare_attempts = 0  # failed attempts the reservation covers beyond the answer
         self.reserved_msat = 0
         self.settled = False
         self.reserving = False
@@ -123,9 +131,9 @@ class MeteredCall:
         plan within that. A key with a spending limit reserves within it too, in the same
         write (`Cap`); when the limit is what is short, the refusal names it."""
         payer = self.payer
-        cap = None if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
+        caps = [] if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
         available: int | None = None
-        capped = False  # the key's limit, not the balance, is what is short
+        tightest: Cap | None = None  # the key's limit, not the balance, is what is short
         while True:
             try:
                 plan = self._plan(body, raw, available)
@@ -137,7 +145,7 @@ class MeteredCall:
                     self.model.id,
                     payer.untouched_msat,
                     payer.key_id,
-                    cap,
+                    caps,
                 ):
                     return plan
                 if available is not None:
@@ -145,44 +153,46 @@ class MeteredCall:
                         "insufficient balance: the balance is held by other requests"
                     )
             except PaymentRequired as exc:
-                if capped:
-                    raise _over_limit(cap, exc) from None
+                if tightest is not None:
+                    raise _over_limit(tightest, exc, payer.key_id) from None
                 raise
-            available, capped = self._available(cap)
+            available, tightest = self._available(caps)
 
     def _plan(self, body: dict[str, Any], raw: bytes, available: int | None) -> Plan:
         limit = UNLIMITED_MSAT if available is None else available
         plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
-        self.spare_floors = self._spare_floors(plan, available)
-        self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
+        self.spare_attempts = self._spare_attempts(plan, available)
+        self.reserved_msat = plan.max_cost_msat * (1 + self.spare_attempts)
         self.reserving = True  # the reservation may exist from here, even if cancelled
         return plan
 
-    def _available(self, cap: Cap | None) -> tuple[int, bool]:
-        """What the payer may still reserve, and whether the key's limit is what bounds it."""
+    def _available(self, caps: list[Cap]) -> tuple[int, Cap | None]:
+        """What the payer may still reserve, and the key's cap that bounds it, if one does."""
         ledger, payer = self.parts.ledger, self.payer
         account = ledger.get(payer.account_id)
         if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
             raise token_spent()  # a racing request with the same one-shot token got there
-        if cap is None:
-            return account.available_msat, False
-        left = cap.limit_msat - ledger.key_spent(cap.key_id, cap.since)
-        return min(account.available_msat, left), left < account.available_msat
+        available, tightest = account.available_msat, None
+        for cap in caps:
+            left = cap.limit_msat - ledger.cap_spent(cap)
+            if left < available:
+                available, tightest = left, cap
+        return available, tightest
 
-    def _spare_floors(self, plan: Plan, available: int | None) -> int:
+    def _spare_attempts(self, plan: Plan, available: int | None) -> int:
         """How many failed attempts the upstreams may bill beyond the answer: one per extra
-        upstream, as far as the balance (when it is short) holds their floors."""
+        upstream, as far as the balance (when it is short) holds their most each."""
         spare = len(self.model.routes) - 1
-        if available is None or not plan.floor_msat:
+        if available is None or not plan.max_cost_msat:
             return spare
-        return max(0, min(spare, (available - plan.max_cost_msat) // plan.floor_msat))
+        return max(0, min(spare, (available - plan.max_cost_msat) // plan.max_cost_msat))
 
     async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
         """Try the model's upstreams in turn (healthy ones first) until one answers, while the
-        reservation covers the floors of the attempts that failed after being sent."""
+        reservation covers the attempts that failed after being sent."""
         last: NodeError | None = None
         for route in self.parts.monitor.order(self.model.routes):
-            if sum(a.sent for a in self.attempts) > self.spare_floors:
+            if sum(a.sent for a in self.attempts) > self.spare_attempts:
                 break  # another billed attempt would pass the reservation
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
@@ -262,19 +272,26 @@ class MeteredCall:
     def _cost(self) -> int | None:
         """What the upstreams may bill for this request; None when they bill nothing.
 
-        The last attempt is the current one; each earlier one failed, and is charged its
-        floor if it was sent."""
+        The last attempt is the current one; each earlier one failed, and is charged the
+        reservation's most if it was sent."""
         if not self.attempts:
             return None
-        floor = self.plan.floor_msat
-        earlier = floor * sum(a.sent for a in self.attempts[:-1])
-        if self.produced:
+        *failed, last = self.attempts
+        earlier = sum(self._failed_cost(a) for a in failed)
+        if self.produced and not (self.unfinished and self.measured.usage is None):
             return earlier + self.meter.cost(self.pricer, self.model, self.plan, self.measured)
-        if self.oversized:
+        if self.produced or self.oversized:
             return earlier + self.plan.max_cost_msat
-        if self.attempts[-1].sent:
-            return earlier + floor
+        if last.sent:
+            return earlier + self._failed_cost(last)
         return earlier if earlier else None
+
+    def _failed_cost(self, attempt: upstream.Attempt) -> int:
+        """What an upstream may bill for a call that gave no answer: nothing unless it was
+        sent; its prompt if it ended its answer empty; else the most the answer could cost."""
+        if not attempt.sent:
+            return 0
+        return self.plan.floor_msat if attempt.ended else self.plan.max_cost_msat
 
     async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
         parsed = _json_object(answer.head)
@@ -323,6 +340,7 @@ class MeteredCall:
                     await out.write(b"".join(last))
             except ConnectionResetError:
                 log.info("request %s: client went away mid-stream", self.request_id)
+                await self._drain(answer, reader)
                 return out
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
@@ -335,6 +353,23 @@ class MeteredCall:
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
+
+    async def _drain(self, answer: upstream.Answer, reader: SseReader) -> None:
+        """The client went away: read the rest of the upstream's stream, relaying nothing, for
+        the usage it ends with. The upstream goes on writing (and billing) whether or not the
+        node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
+        yet, is charged the reservation."""
+        self.unfinished = True
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                async for data in upstream.chunks(answer.upstream, answer.resp):
+                    reader.feed(data)
+                    if self.recorder is not None:
+                        await self.recorder.note(reader.response)
+            reader.close()
+            self.unfinished = False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
 
     async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
         events = reader.feed(data)
@@ -391,11 +426,12 @@ def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
     return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
 
 
-def _over_limit(cap: Cap | None, short: PaymentRequired) -> PaymentRequired:
+def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> PaymentRequired:
     """A refusal naming the key's spending limit, when it is what stands in the way."""
-    limit = cap.limit_msat if cap is not None else 0
+    whose = "this key's" if cap.key_id == key_id else "its parent key's"
     return PaymentRequired(
-        f"this key's spending limit of {limit} msat is reached for its period ({short.message})",
+        f"{whose} spending limit of {cap.limit_msat} msat is reached for its period "
+        f"({short.message})",
         code="key_limit_reached",
     )
 

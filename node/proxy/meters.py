@@ -32,7 +32,8 @@ AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input t
 
 @dataclass
 class Plan:
-    prompt_tokens: int  # an estimate: charged when the answer has no usage, and the floor
+    prompt_tokens: int  # charged when the answer has no usage, and the floor: an estimate
+    # from the bytes, or the bound when the bytes do not hold the prompt's tokens
     max_output_tokens: int
     max_cost_msat: int
     floor_msat: int  # the prompt's cost: charged if the node dies mid-request
@@ -160,7 +161,8 @@ class ChatMeter(Meter):
         requested = min(limits, default=model.max_output_tokens)
         choices = shape.answers
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
-        prompt = min(estimate_prompt_tokens(raw), bound)
+        # Images, files, stored items: their tokens are not in the bytes; without usage, the bound
+        prompt = bound if shape.unbounded else min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
         affordable = pricer.completion_tokens_affordable(model.price, bound, available)
         affordable //= choices
@@ -226,7 +228,8 @@ class EmbeddingsMeter(Meter):
         shape = billing.shape(self.path, body)
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
         # Token-id inputs can be 2 bytes a token: count each number once more to err high.
-        prompt = min(estimate_prompt_tokens(raw) + raw.count(b","), bound)
+        estimate = estimate_prompt_tokens(raw) + raw.count(b",")
+        prompt = bound if shape.unbounded else min(estimate, bound)
         cost = pricer.cost_msat(model.price, Usage(bound, 0))
         if cost > available:
             raise _short(cost, available)

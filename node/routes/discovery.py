@@ -12,22 +12,12 @@ from node.http.web import json_response
 from node.parts import PARTS, Parts
 from node.pricing.catalogue import Model
 from node.proxy.providers import Status
-from node.settings import UpstreamSection
+from node.settings import ENDPOINTS, UpstreamSection
 
 routes = web.RouteTableDef()
 
 # The node's nostr public key (hex), set by the nostr service when it runs.
 
-ENDPOINTS = [
-    "chat/completions",
-    "completions",
-    "text/generations",
-    "embeddings",
-    "responses",
-    "images/generations",
-    "audio/transcriptions",
-    "audio/translations",
-]
 FEATURES = ["streaming", "function_calling", "failover", "presets"]
 
 
@@ -36,6 +26,11 @@ def _version() -> str:
         return version("nutgate")
     except PackageNotFoundError:
         return "0.0.0"
+
+
+def endpoints(*upstreams: UpstreamSection) -> list[str]:
+    """What these upstreams serve together, in the node's order."""
+    return [e for e in ENDPOINTS if any(u.serves(e) for u in upstreams)]
 
 
 def public_url(parts: Parts) -> str:
@@ -55,7 +50,7 @@ async def info(request: web.Request) -> web.Response:
             "mints": parts.settings.cashu.mints,
             "pubkey": parts.nostr.pubkey,
             "npub": parts.nostr.npub,
-            "endpoints": ENDPOINTS,
+            "endpoints": endpoints(*parts.settings.upstreams),
             "models": len(parts.catalogue.all()),
         }
     )
@@ -74,7 +69,7 @@ async def providers(request: web.Request) -> web.Response:
                 {
                     "name": up.name,
                     "models": [m.id for m in parts.catalogue.served_by(up.name)],
-                    "endpoints": ENDPOINTS,
+                    "endpoints": endpoints(up),
                     "status": _status(request, up),
                 }
                 for up in parts.settings.upstreams
@@ -96,7 +91,7 @@ async def provider(request: web.Request) -> web.Response:
             "display_name": up.display_name or up.name,
             "description": up.description,
             "models": [_model(m) for m in parts.catalogue.served_by(up.name)],
-            "endpoints": ENDPOINTS,
+            "endpoints": endpoints(up),
             "features": FEATURES,
             "status": _status(request, up),
         }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from node.errors import BadRequest, NodeError, PaymentRequired, TokenRejected
+from node.errors import BadRequest, NodeError, NotServed, PaymentRequired, TokenRejected
 from node.http import credentials
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS, Parts
@@ -93,6 +94,11 @@ def _candidate(
     model: Model, meter: Meter, body: dict[str, Any], raw: bytes, copy: bool
 ) -> fallback.Candidate:
     """The body one model is asked with: a copy of its own when there are several."""
+    served = tuple(r for r in model.routes if r.upstream.serves(meter.path))
+    if not served:
+        raise NotServed(f"the model {model.id!r} is not served on /v1/{meter.path} by this node")
+    if len(served) < len(model.routes):
+        model = replace(model, routes=served)
     if copy:
         body = orjson.loads(orjson.dumps(body))
     if model.preset is not None:

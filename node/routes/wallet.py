@@ -18,6 +18,7 @@ import wallet as cashu
 from node.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
 from node.http.credentials import bearer, idempotency_key, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
+from node.money import lnurl
 from node.money.keys import Rules
 from node.money.ledger import Account, hash_key
 from node.money.payments import Payer, is_token
@@ -126,9 +127,17 @@ async def create(request: web.Request) -> web.Response:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
     rules = creation_rules(body)  # checked before anything is redeemed
-    key, account_id = await parts.payments.create_key(token)
+    refund = refund_on_expiry(request)
+    if refund is not None and rules.get("expires_at") is None:
+        rules["expires_at"] = refund[1]
+    if parts.lightning.takes_foreign(token):
+        key, account_id, _ = await _take_foreign(request, token, None, body)
+    else:
+        key, account_id = await parts.payments.create_key(token)
     if rules:  # a retried creation keeps the rules it was first made with
         parts.keys.set_rules(account_id, Rules(**rules))
+    if refund is not None and refund[0]:
+        parts.refunds.arrange(account_id, refund[0], refund[1])
     account = parts.ledger.get(account_id)
     return json_response(
         {
@@ -139,6 +148,51 @@ async def create(request: web.Request) -> web.Response:
             "unit": "sat",
         }
     )
+
+
+def refund_on_expiry(request: web.Request) -> tuple[str, int] | None:
+    """Routstr's `Key-Expiry-Time` (unix seconds) and `Refund-LNURL` (a Lightning address or
+    an lnurl1… string) headers: (address, expiry); the address "" when only the expiry came."""
+    expiry = request.headers.get("Key-Expiry-Time", "").strip()
+    address = request.headers.get("Refund-LNURL", "").strip()
+    if not expiry:
+        if address:
+            raise BadRequest("Refund-LNURL needs a Key-Expiry-Time header", param="Refund-LNURL")
+        return None
+    if not expiry.isdigit() or not 0 < int(expiry) < 2**62:
+        raise BadRequest("Key-Expiry-Time must be unix seconds", param="Key-Expiry-Time")
+    if address and not lnurl.looks_valid(address):
+        raise BadRequest(
+            "Refund-LNURL must be a Lightning address (name@host) or an lnurl1… string",
+            param="Refund-LNURL",
+        )
+    return address, int(expiry)
+
+
+async def _take_foreign(
+    request: web.Request, token: str, account_id: int | None, body: dict[str, Any]
+) -> tuple[str, int, int]:
+    """`[cashu] accept_foreign`: a token of another mint melted into an invoice of ours; the
+    fees are quoted first (400 foreign_mint_fees) and taken only once the client accepts them
+    with `accept_fees_sat`. (key, account, msat credited)."""
+    parts = request.app[PARTS]
+    accepted = body.get("accept_fees_sat", 0)
+    if not isinstance(accepted, int) or isinstance(accepted, bool) or accepted < 0:
+        raise BadRequest("accept_fees_sat must be a whole number of sat", param="accept_fees_sat")
+    invoice, key = await parts.lightning.redeem_foreign(token, account_id, accepted)
+    if invoice.status != "paid":
+        raise ServiceUnavailable(
+            "the token was melted; its invoice is not credited yet: send the same request "
+            "again shortly (the node credits it once paid)",
+            code="foreign_pending",
+            headers={"Retry-After": "2"},
+        )
+    if key is None:
+        assert account_id is not None
+        return "", account_id, invoice.amount_sat * 1000
+    found = parts.ledger.account_id(hash_key(key))
+    assert found is not None
+    return key, found, invoice.amount_sat * 1000
 
 
 @routes.get("/v1/wallet/balance")
@@ -164,7 +218,10 @@ async def topup(request: web.Request) -> web.Response:
     body, _ = await read_json(request)
     token = _token_field(body, "cashu_token")
     account_id = await _account(request)
-    added_msat = await request.app[PARTS].payments.topup(account_id, token)
+    if request.app[PARTS].lightning.takes_foreign(token):
+        added_msat = (await _take_foreign(request, token, account_id, body))[2]
+    else:
+        added_msat = await request.app[PARTS].payments.topup(account_id, token)
     state = _balance_json(request, account_id)
     return json_response(
         {
