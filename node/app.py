@@ -14,8 +14,19 @@ from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, MAX_HEADER_BYTES, error_middleware
 from node.parts import PARTS, build_parts, close_parts, keep_up, watch_invoices
-from node.routes import discovery, estimate, health, keys, messages, nodes, openai, usage
+from node.routes import (
+    discovery,
+    estimate,
+    gateways,
+    health,
+    keys,
+    messages,
+    nodes,
+    openai,
+    usage,
+)
 from node.routes import lightning as lightning_routes
+from node.routes import memory as memory_routes
 from node.routes import wallet as wallet_routes
 from node.settings import Settings
 from wallet import Checkpoint
@@ -62,6 +73,8 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(usage.routes)
     app.add_routes(keys.routes)
     app.add_routes(discovery.routes)
+    app.add_routes(gateways.routes)
+    app.add_routes(memory_routes.routes)
     admin_site.setup(app)
     app.add_routes(openapi_routes)
     return app

@@ -53,8 +53,9 @@ from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
-from node.proxy import stored
+from node.proxy import memory, stored
 from node.proxy.call import CallParts
+from node.proxy.memory import Memory
 from node.proxy.providers import ProviderMonitor
 from node.proxy.stored import StoredObjects
 from node.proxy.upstream import new_session
@@ -85,6 +86,7 @@ class Parts:
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
+    memory: Memory
     metrics: Metrics
     limiter: Limiter | None
     admin: AdminAuth
@@ -111,6 +113,7 @@ def open_database(settings: Settings) -> Store:
             "admin": admin_tables.MIGRATIONS,
             "shared": shared_state.MIGRATIONS,
             "stored": stored.MIGRATIONS,
+            "memory": memory.MIGRATIONS,
             "records": records_schema.MIGRATIONS,
             "keys": keys_schema.MIGRATIONS,
             "refunds": refunds_schema.MIGRATIONS,
@@ -220,6 +223,7 @@ async def build_parts(
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
+        memory=Memory(db),
         metrics=metrics,
         limiter=limiter,
         admin=AdminAuth(db),

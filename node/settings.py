@@ -35,6 +35,7 @@ ENDPOINTS = (  # the OpenAI endpoints the node sells, under /v1
     "responses",
     "images/generations",
     "audio/transcriptions",
+    "audio/translations",
 )
 
 
@@ -335,8 +336,8 @@ class ModelSection(Section):
         None,
         ge=0,
         le=MAX_PRICE_USD,
-        description="USD per request on top of tokens (models that bill per call, e.g. search);"
-        " see docs/billing.md",
+        description="USD per request: alone, a flat price per request; with token prices"
+        " (from any source), on top of them (search models); see docs/billing.md",
     )
     image_output_usd: float | None = Field(
         None, ge=0, le=MAX_PRICE_USD, description="USD per image generated (/v1/images/generations)"
@@ -361,6 +362,13 @@ class ModelSection(Section):
     max_output_tokens: int = Field(
         4096, gt=0, le=MAX_TOKENS, description="Most tokens one answer may have"
     )
+    name: str = Field("", description="Display name in /v1/models and /v1/catalog (default: id)")
+    description: str = Field("", description="About the model, shown in /v1/models")
+    completions: bool | None = Field(
+        None,
+        description="The upstream serves it on /completions (for /v1/text/generations);"
+        " absent = guessed from the id (instruct, davinci, babbage)",
+    )
 
 
 class PresetSection(Section):
@@ -372,6 +380,13 @@ class PresetSection(Section):
         description="Default request parameters (temperature, max_tokens, …); the client's win",
     )
     description: str = Field("", description="Shown in /v1/models")
+    memory_turns: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Turns kept per key and replayed before its messages (0 = no memory);"
+        " read and forgotten with GET/DELETE /v1/memory/<name>",
+    )
 
     @field_validator("params")
     @classmethod
@@ -379,6 +394,18 @@ class PresetSection(Section):
         if not _finite(params):  # free-form, so allow_inf_nan does not reach inside
             raise ValueError("numbers must be finite")
         return params
+
+
+class RouterSection(Section):
+    name: str = Field(description="Clients select it as a model by this name, e.g. 'auto'")
+    candidates: list[str] = Field(
+        min_length=1, description="Models it may choose among (each by its id or alias)"
+    )
+    order: Literal["cheapest", "listed"] = Field(
+        "cheapest",
+        description="Try the cheapest fitting model first, or the candidates' own order",
+    )
+    description: str = Field("", description="Shown in /v1/models")
 
 
 def _finite(value: Any) -> bool:
@@ -394,6 +421,13 @@ class LimitsSection(Section):
     per_minute: int = Field(60, ge=0, description="Requests per key per minute (0 = off)")
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
+    unlimited_above_msat: int = Field(
+        0,
+        ge=0,
+        le=MAX_FEE_MSAT,
+        description="Keys holding at least this many msat are not rate limited; credits"
+        " still apply (0 = off)",
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
     max_header_bytes: int = Field(
         64 * 1024,
@@ -461,6 +495,7 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
+    routers: list[RouterSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
     http: HttpSection = Field(default_factory=HttpSection)
     accounts: AccountsSection = Field(default_factory=AccountsSection)
@@ -531,3 +566,6 @@ def _check_references(settings: Settings) -> None:
     presets = [p.name for p in settings.presets]
     if len(set(presets)) != len(presets):
         raise ConfigError("presets: names must be unique")
+    routers = [r.name for r in settings.routers]
+    if len(set(routers)) != len(routers):
+        raise ConfigError("routers: names must be unique")

@@ -90,6 +90,7 @@ class MeteredCall:
         self.meter, self.path = meter, meter.path
         self.pricer = parts.pricer  # one price from reserving to settling
         self.request_id = request[REQUEST_ID]
+        self.record_id = self.request_id  # its record's id (a fallback's later calls: id.n)
         self.trace = trace_of(request)
         self.trace.model = model.id
         self.cost_msat = 0
@@ -268,7 +269,7 @@ class MeteredCall:
         if self.produced and not self.complete:
             status = records.INCOMPLETE
         record = Record(
-            self.request_id,
+            self.record_id,
             self.payer.account_id,
             self.payer.key_id,
             self.started_at,
@@ -328,10 +329,12 @@ class MeteredCall:
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
+        self.meter.answer_out(parsed)  # the legacy `functions` format, for a caller who used it
         usage_out.update(self._cost_fields())
         if isinstance(parsed.get("model"), str):  # the model as the client named it
             parsed["model"] = self.asked_model
         headers = {**self._cost_headers(), **await self.payer.finish()}
+        headers["X-Model"] = self.model.id  # the model charged for (a router's choice)
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
@@ -367,7 +370,11 @@ class MeteredCall:
         assert self.wire is not None
         reader = self.wire.reader(self.plan)
         out = EventStream(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Model": self.model.id,
+            }
         )
         async with answer.resp:
             await out.prepare(self.request)
@@ -417,7 +424,7 @@ class MeteredCall:
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
-            joined = b"".join(events)
+            joined = b"".join(self.meter.event_out(e) for e in events)
             if self.route is not None and self.route.upstream_model != self.asked_model:
                 joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
             await out.write(joined)
@@ -432,7 +439,7 @@ class MeteredCall:
         fallback = self.meter.usage_json(self.plan, self.measured)
         if isinstance(reader, SseReader):  # an OpenAI stream: the model asked, a last choice
             closing = None if self.usage_asked else _closing_choice(self.path, reader.finish_reason)
-            reader.dress(self.asked_model, closing)
+            reader.dress(self.asked_model, closing, self.meter.event_out)
         extras = await self.payer.finish(in_band=True)
         await self._write_safely(out, reader.ending(self._cost_fields(), extras, fallback))
 

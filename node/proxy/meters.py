@@ -4,7 +4,7 @@
     MessagesMeter    messages (Anthropic's)                     tokens in (four kinds) and out
     EmbeddingsMeter  embeddings                                  tokens in
     ImagesMeter      images/generations                          per image made
-    AudioMeter       audio/transcriptions                        per minute, or tokens
+    AudioMeter       audio/transcriptions, audio/translations    per minute, or tokens
 
 `plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
 `measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
@@ -113,6 +113,13 @@ class Meter:
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage")))
+
+    def answer_out(self, answer: dict[str, Any]) -> None:
+        """Reshape a plain JSON answer for the client, in place, once it has been measured."""
+
+    def event_out(self, event: bytes) -> bytes:
+        """Reshape one streamed event for the client, once it has been read."""
+        return event
 
     def measure_text(self, raw: bytes) -> Measured:
         """A non-JSON answer (a transcription as text/srt/vtt): only its size is known."""
@@ -333,14 +340,16 @@ class ImagesMeter(_UnitMeter):
 
 
 class AudioMeter(_UnitMeter):
-    """Transcriptions: per minute when the model has a minute price, else by token."""
+    """Transcriptions and translations: per minute when the model has a minute price, else by
+    token."""
 
-    path = "audio/transcriptions"
     text_answers = True  # response_format text, srt, vtt
     usage_names = ("input_tokens", "output_tokens")
 
-    def __init__(self, fields: list[tuple[str, str]], upload: Upload):
-        self.fields, self.upload = fields, upload
+    def __init__(
+        self, fields: list[tuple[str, str]], upload: Upload, path: str = "audio/transcriptions"
+    ):
+        self.fields, self.upload, self.path = fields, upload, path
 
     def unit_usd(self, model: Model) -> Fraction:
         return (model.audio_minute_usd or Fraction(0)) / 60

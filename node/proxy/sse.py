@@ -8,6 +8,7 @@ over a last event that lacks only its blank line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -66,6 +67,7 @@ class SseReader:
         self.finish_reason: Any = None  # how the first answer (choice 0) ended, once it has
         self._model: str | None = None
         self._closing: dict[str, Any] | None = None
+        self._reshape: Callable[[bytes], bytes] = bytes
 
     def feed(self, data: bytes) -> list[bytes]:
         """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
@@ -76,10 +78,13 @@ class SseReader:
         event = self._split.rest()
         return [event] if event is not None and self._inspect(event) else []
 
-    def dress(self, model: str, closing: dict[str, Any] | None) -> None:
-        """The ending names `model` (the one the client asked for) and, for a client that did
-        not ask for the usage chunk, carries `closing`, a last choice, so every chunk has one."""
-        self._model, self._closing = model, closing
+    def dress(
+        self, model: str, closing: dict[str, Any] | None, reshape: Callable[[bytes], bytes]
+    ) -> None:
+        """The ending names `model` (the one the client asked for), carries `closing` (a last
+        choice, for a client that did not ask for the usage chunk: every chunk has one) and
+        is reshaped as every event before it (the legacy `functions` format)."""
+        self._model, self._closing, self._reshape = model, closing, reshape
 
     def ending(
         self, cost: dict[str, Any], extras: dict[str, Any], fallback: dict[str, Any]
@@ -98,7 +103,7 @@ class SseReader:
             final["choices"] = [self._closing]
         final.update(extras)
         head = b"event: " + self.usage_event_name + b"\n" if self.usage_event_name else b""
-        return head + encode_event(final) + b"data: [DONE]\n\n"
+        return head + self._reshape(encode_event(final)) + b"data: [DONE]\n\n"
 
     def failure(self, error: NodeError, extras: dict[str, Any]) -> bytes:
         """The end of a stream the upstream broke: the error, with `extras` (change)."""
