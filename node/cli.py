@@ -27,6 +27,36 @@ def _settings(args: argparse.Namespace) -> Settings:
         sys.exit(f"nutgate: {exc}")
 
 
+DEV_CONFIG = Path("data/dev/nutgate.toml")  # written by `nutgate run` (`make run`)
+
+
+def used_by_a_node(settings: Settings) -> bool:
+    """Whether a node has run on this data: its SQLite database and the wallet seed it made.
+    (PostgreSQL: the database is the node's by configuration.)"""
+    if settings.store.url:
+        return True
+    data_dir = settings.node.data_dir
+    return settings.database_path.exists() and (data_dir / "wallet.seed").exists()
+
+
+def _node_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a node's data for a command that reads or changes it. Without --config
+    here the dev stack's config is used when ./data is no node's; a database that no node has
+    used is refused (the command would act on a stray database the node never reads)."""
+    if args.config is None and DEV_CONFIG.exists() and not used_by_a_node(_settings(args)):
+        print(f"nutgate: no --config given: using the dev stack's {DEV_CONFIG}", file=sys.stderr)
+        args.config = str(DEV_CONFIG)
+    settings = _settings(args)
+    if not used_by_a_node(settings):
+        where = f"--config {args.config}" if args.config else "no --config (defaults)"
+        sys.exit(
+            f"nutgate: no node has run on {settings.node.data_dir} ({where}): refusing to act on "
+            "a database no node uses. Pass the node's own configuration with --config FILE "
+            f"(the dev stack, `make run`, writes {DEV_CONFIG} and prints the commands)."
+        )
+    return settings
+
+
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """uvloop where it is installed (Linux, macOS): the same asyncio, less CPU per request."""
     try:
@@ -51,7 +81,7 @@ def serve(settings: Settings, checkpoint: Checkpoint | None = None) -> None:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    settings = _node_settings(args)
     if args.balance_msat < 0:
         sys.exit("nutgate: --balance-msat must not be negative")
     limit, period = args.spend_limit_msat, args.limit_period
@@ -76,7 +106,14 @@ AUDIT_LINES = {
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    mismatches = Ledger(open_database(_settings(args))).audit()
+    settings = _node_settings(args)
+    ledger = Ledger(open_database(settings))
+    mismatches, seen = ledger.audit(), ledger.balances()
+    where = "PostgreSQL" if settings.store.url else settings.database_path
+    print(
+        f"{where}: {seen.accounts} accounts, {seen.owed_msat} msat owed as ecash,"
+        f" {seen.credit_msat} msat operator credit, {seen.reserved_msat} msat reserved"
+    )
     for m in mismatches:
         print(AUDIT_LINES[m.check].format(m.account_id, m.balance_msat, m.entries_msat))
     print("audit clean" if not mismatches else f"{len(mismatches)} mismatch(es)")
@@ -86,7 +123,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def cmd_admin_reset_password(args: argparse.Namespace) -> None:
     from node.admin.auth import AdminAuth
 
-    password = AdminAuth(open_database(_settings(args))).reset_password()
+    password = AdminAuth(open_database(_node_settings(args))).reset_password()
     print(f"new admin password (shown once; sessions ended): {password}")
 
 

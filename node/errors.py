@@ -9,12 +9,18 @@
     ├── NotFound              404   invalid_request_error  (unknown model, route)
     ├── RequestTimeout        408   invalid_request_error  (body not sent in time)
     ├── Conflict              409   invalid_request_error
+    ├── TooEarly              425   invalid_request_error  (a refund whose request still runs)
     ├── PayloadTooLarge       413   invalid_request_error
     ├── RateLimited           429   rate_limit_error
     ├── ClientClosed          499   invalid_request_error  (client gone before its body came)
     ├── UpstreamError         502   upstream_error
+    │   └── NotServed         501   not_implemented_error  (endpoint not served for the model)
     ├── UpstreamTimeout       504   upstream_error
     └── ServiceUnavailable    503   service_unavailable    (mint unreachable, no BTC rate)
+
+On Anthropic's routes (/v1/messages…) the same errors leave in Anthropic's envelope,
+`{"type": "error", "error": {"type", "message"}, "request_id"}`, with the same status and the
+type Anthropic gives that status (`anthropic_envelope`).
 
 Domain code raises these (or its own errors, mapped at the route); the error middleware turns
 any of them into the envelope. Anything else becomes a 500 envelope with no detail.
@@ -53,6 +59,32 @@ class NodeError(Exception):
                 "code": self.code,
             }
         }
+
+    def anthropic_envelope(self, request_id: str | None = None) -> dict[str, Any]:
+        """Anthropic's error body: its type for this status (402: billing_error)."""
+        kind = ANTHROPIC_TYPES.get(self.status, "api_error")
+        body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": self.message}}
+        if request_id is not None:
+            body["request_id"] = request_id
+        return body
+
+
+# Anthropic's error types by status (its API reference, "Errors"); others: api_error.
+ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    408: "timeout_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    499: "invalid_request_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 class BadRequest(NodeError):
@@ -101,6 +133,15 @@ class Conflict(NodeError):
     default_code = "conflict"
 
 
+class TooEarly(NodeError):
+    """425: what was asked for is not ready yet (a request still running); retry after
+    `Retry-After`."""
+
+    status = 425
+    type = "invalid_request_error"
+    default_code = "too_early"
+
+
 class PayloadTooLarge(NodeError):
     status = 413
     type = "invalid_request_error"
@@ -126,6 +167,19 @@ class UpstreamError(NodeError):
     status = 502
     type = "upstream_error"
     default_code = "upstream_error"
+
+
+class NotServed(UpstreamError):
+    """The endpoint is not served for this model: its upstreams do not offer it (configured, or
+    a 404 from the upstream). Not the client's mistake, and retrying will not help."""
+
+    status = 501
+    type = "not_implemented_error"
+    default_code = "endpoint_not_served"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("x-should-retry", "false")  # SDKs retry 5xx unless told
 
 
 class ServiceUnavailable(NodeError):

@@ -39,19 +39,23 @@ from node.http.ratelimit import Limiter, windows_from
 from node.money import keys as keys_schema
 from node.money import ledger_schema
 from node.money import records as records_schema
+from node.money import refunds as refunds_schema
+from node.money.autopay import EarningsAutopay
 from node.money.books import LedgerHooks
 from node.money.keys import Keys
 from node.money.ledger import Ledger
 from node.money.lightning import Lightning
 from node.money.payments import Payments
 from node.money.records import Records
+from node.money.refunds import Refunds
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
-from node.proxy import stored
+from node.proxy import memory, stored
 from node.proxy.call import CallParts
+from node.proxy.memory import Memory
 from node.proxy.providers import ProviderMonitor
 from node.proxy.stored import StoredObjects
 from node.proxy.upstream import new_session
@@ -77,9 +81,12 @@ class Parts:
     wallet: cashu.Wallet
     payments: Payments
     lightning: Lightning
+    refunds: Refunds
+    autopay: EarningsAutopay
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
+    memory: Memory
     metrics: Metrics
     limiter: Limiter | None
     admin: AdminAuth
@@ -106,8 +113,10 @@ def open_database(settings: Settings) -> Store:
             "admin": admin_tables.MIGRATIONS,
             "shared": shared_state.MIGRATIONS,
             "stored": stored.MIGRATIONS,
+            "memory": memory.MIGRATIONS,
             "records": records_schema.MIGRATIONS,
             "keys": keys_schema.MIGRATIONS,
+            "refunds": refunds_schema.MIGRATIONS,
         },
     )
 
@@ -138,6 +147,7 @@ def build_wallet(
         hooks.debit,
         hooks.refund,
         timeout_s=settings.cashu.mint_timeout_s,
+        melt_timeout_s=settings.lightning.melt_timeout_s,
         events=events,
         checkpoint=checkpoint,
     )
@@ -196,6 +206,7 @@ async def build_parts(
     catalogue = Catalogue.from_settings(settings)
     monitor = ProviderMonitor(settings.upstreams, catalogue, http)
     await monitor.start()
+    lightning = _lightning(settings, ledger, wallet, http)
     return Parts(
         settings=settings,
         db=db,
@@ -206,16 +217,27 @@ async def build_parts(
         http=http,
         wallet=wallet,
         payments=Payments(ledger, wallet, settings.cashu.mints, keys),
-        lightning=Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http),
+        lightning=lightning,
+        refunds=Refunds(db, ledger, lightning),
+        autopay=EarningsAutopay(settings.lightning, ledger, lightning),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
+        memory=Memory(db),
         metrics=metrics,
         limiter=limiter,
         admin=AdminAuth(db),
         records=records,
         keys=keys,
     )
+
+
+def _lightning(
+    settings: Settings, ledger: Ledger, wallet: cashu.Wallet, http: aiohttp.ClientSession
+) -> Lightning:
+    lightning = Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http)
+    lightning.accept_foreign = settings.cashu.accept_foreign
+    return lightning
 
 
 async def close_parts(parts: Parts) -> None:
@@ -252,14 +274,19 @@ async def keep_up(parts: Parts) -> None:
 
 
 async def watch_invoices(parts: Parts) -> None:
-    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s`: one
-    paid while no client polls is credited all the same."""
+    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s` (one
+    paid while no client polls is credited all the same), pay the refunds due on expiry and,
+    past its threshold, the operator's earnings."""
     while True:
         await asyncio.sleep(parts.settings.lightning.watch_interval_s)
         try:
             credited = await parts.lightning.watch()
             if credited:
                 log.info("credited %d paid Lightning invoice(s)", credited)
+            refunded = await parts.refunds.pay_due()
+            if refunded:
+                log.info("paid %d refund(s) on expiry to Lightning", refunded)
+            await parts.autopay.run()
         except Exception:
             log.exception("watching invoices failed; trying again")
 

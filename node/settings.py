@@ -28,6 +28,15 @@ MAX_MARKUP = 1000
 MIN_BTC_USD = 1
 MAX_TOKENS = 10**8  # context_length and max_output_tokens
 MAX_FEE_MSAT = 10**11  # request_fee_msat and min_charge_msat: 1 BTC
+ENDPOINTS = (  # the OpenAI endpoints the node sells, under /v1
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "images/generations",
+    "audio/transcriptions",
+    "audio/translations",
+)
 
 
 class Section(BaseModel):
@@ -83,6 +92,12 @@ class CashuSection(Section):
     mint_timeout_s: float = Field(
         10.0, gt=0, description="Time allowed per call to a mint; then 503 + Retry-After"
     )
+    accept_foreign: bool = Field(
+        False,
+        description="Take tokens of other mints at /v1/wallet/create and /topup by melting "
+        "them into a Lightning invoice of a trusted mint, their fees charged to the token "
+        "(off: refused before any contact with that mint)",
+    )
 
     @field_validator("mints")
     @classmethod
@@ -108,6 +123,13 @@ class LightningSection(Section):
     max_sats: int = Field(
         1_000_000, ge=1, le=10**9, description="Largest invoice a client may ask for (sat)"
     )
+    max_open_invoices: int = Field(
+        1000,
+        ge=1,
+        le=10**6,
+        description="Most unpaid invoices the node watches at once; past it, new ones get "
+        "503 + Retry-After (each costs a mint call per round)",
+    )
     watch_interval_s: float = Field(
         2.0,
         gt=0,
@@ -116,11 +138,38 @@ class LightningSection(Section):
         "whether or not a client polls)",
     )
 
+    melt_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Time a mint has to pay an invoice; then the payment is in doubt and "
+        "settled from the mint's record of it",
+    )
     lnurl_allow_local: bool = Field(
         False,
         description="Pay Lightning addresses whose host is on a private or loopback address, "
         "over plain http (local setups and tests only)",
     )
+
+    earnings_address: str = Field(
+        "",
+        description="Lightning address (name@host) the operator's earnings are paid to "
+        "automatically; empty = no automatic payout",
+    )
+    earnings_threshold_sats: int = Field(
+        0,
+        ge=0,
+        le=10**9,
+        description="Earnings (sat) at which they are paid to earnings_address (0 = off)",
+    )
+
+    @field_validator("earnings_address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        address = address.strip()
+        if address and "@" not in address and not address.lower().startswith("lnurl1"):
+            raise ValueError("must be a Lightning address (name@host) or an lnurl1… string")
+        return address
 
     @field_validator("mint")
     @classmethod
@@ -156,7 +205,19 @@ class PricingSection(Section):
 
 class UpstreamSection(Section):
     name: str = Field(description="Upstream name, referenced by [[models]].upstream")
-    base_url: str = Field(description="OpenAI-compatible base URL, e.g. https://api.openai.com/v1")
+    base_url: str = Field(
+        description="Base URL, e.g. https://api.openai.com/v1 or https://api.anthropic.com/v1"
+    )
+    kind: Literal["openai", "anthropic"] = Field(
+        "openai",
+        description="The API it speaks: 'openai' (chat/completions and the rest, Bearer key) or "
+        "'anthropic' (Messages: x-api-key and anthropic-version); the node translates between them",
+    )
+    anthropic_version: str = Field(
+        "2023-06-01",
+        description="anthropic-version sent to a kind = 'anthropic' upstream when the client "
+        "sends none",
+    )
     api_key: str = Field("", description="Upstream API key; never returned, never logged")
     display_name: str = Field("", description="Name shown in /v1/providers (default: name)")
     description: str = Field("", description="About text shown in /v1/providers/{name}")
@@ -203,6 +264,22 @@ class UpstreamSection(Section):
         "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
         "Groq, Mistral); '' = send none (then keep the project on the default tier)",
     )
+    endpoints: list[str] | None = Field(
+        None,
+        description="The endpoints it serves, e.g. ['chat/completions', 'embeddings']: the only "
+        "ones routed to it and listed for it in /v1/info and /v1/providers; absent = all",
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known_endpoints(cls, endpoints: list[str] | None) -> list[str] | None:
+        unknown = [e for e in endpoints or [] if e not in ENDPOINTS]
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {unknown}; known: {list(ENDPOINTS)}")
+        return endpoints
+
+    def serves(self, endpoint: str) -> bool:
+        return self.endpoints is None or endpoint in self.endpoints
 
     @field_validator("base_url")
     @classmethod
@@ -234,6 +311,20 @@ class ModelSection(Section):
         description="USD per million prompt tokens read from the upstream's cache;"
         " absent or 0 = input_usd_per_mtok",
     )
+    cache_read_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="Same as cached_input_usd_per_mtok (Anthropic's name: cache reads); wins"
+        " when both are set",
+    )
+    cache_write_usd_per_mtok: float | None = Field(
+        None,
+        ge=0,
+        le=MAX_PRICE_USD,
+        description="USD per million prompt tokens written to the upstream's cache (Anthropic's"
+        " cache_creation_input_tokens); absent = cache_control is removed from requests",
+    )
     reasoning_usd_per_mtok: float | None = Field(
         None,
         ge=0,
@@ -245,8 +336,8 @@ class ModelSection(Section):
         None,
         ge=0,
         le=MAX_PRICE_USD,
-        description="USD per request on top of tokens (models that bill per call, e.g. search);"
-        " see docs/billing.md",
+        description="USD per request: alone, a flat price per request; with token prices"
+        " (from any source), on top of them (search models); see docs/billing.md",
     )
     image_output_usd: float | None = Field(
         None, ge=0, le=MAX_PRICE_USD, description="USD per image generated (/v1/images/generations)"
@@ -271,6 +362,13 @@ class ModelSection(Section):
     max_output_tokens: int = Field(
         4096, gt=0, le=MAX_TOKENS, description="Most tokens one answer may have"
     )
+    name: str = Field("", description="Display name in /v1/models and /v1/catalog (default: id)")
+    description: str = Field("", description="About the model, shown in /v1/models")
+    completions: bool | None = Field(
+        None,
+        description="The upstream serves it on /completions (for /v1/text/generations);"
+        " absent = guessed from the id (instruct, davinci, babbage)",
+    )
 
 
 class PresetSection(Section):
@@ -282,6 +380,13 @@ class PresetSection(Section):
         description="Default request parameters (temperature, max_tokens, …); the client's win",
     )
     description: str = Field("", description="Shown in /v1/models")
+    memory_turns: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Turns kept per key and replayed before its messages (0 = no memory);"
+        " read and forgotten with GET/DELETE /v1/memory/<name>",
+    )
 
     @field_validator("params")
     @classmethod
@@ -289,6 +394,18 @@ class PresetSection(Section):
         if not _finite(params):  # free-form, so allow_inf_nan does not reach inside
             raise ValueError("numbers must be finite")
         return params
+
+
+class RouterSection(Section):
+    name: str = Field(description="Clients select it as a model by this name, e.g. 'auto'")
+    candidates: list[str] = Field(
+        min_length=1, description="Models it may choose among (each by its id or alias)"
+    )
+    order: Literal["cheapest", "listed"] = Field(
+        "cheapest",
+        description="Try the cheapest fitting model first, or the candidates' own order",
+    )
+    description: str = Field("", description="Shown in /v1/models")
 
 
 def _finite(value: Any) -> bool:
@@ -304,6 +421,13 @@ class LimitsSection(Section):
     per_minute: int = Field(60, ge=0, description="Requests per key per minute (0 = off)")
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
+    unlimited_above_msat: int = Field(
+        0,
+        ge=0,
+        le=MAX_FEE_MSAT,
+        description="Keys holding at least this many msat are not rate limited; credits"
+        " still apply (0 = off)",
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
     max_header_bytes: int = Field(
         64 * 1024,
@@ -344,6 +468,14 @@ class LogSection(Section):
         return level.upper() if isinstance(level, str) else level
 
 
+class HttpSection(Section):
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Web origins whose pages may call the API (browser wallets); '*' = any, "
+        "[] = none. Never /admin",
+    )
+
+
 class NostrSection(Section):
     relays: list[str] = Field(default_factory=list, description="Relays to announce on")
     announce: bool = Field(False, description="Publish the kind-38421 provider announcement")
@@ -363,7 +495,9 @@ class Settings(BaseSettings):
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
+    routers: list[RouterSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    http: HttpSection = Field(default_factory=HttpSection)
     accounts: AccountsSection = Field(default_factory=AccountsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)
@@ -432,3 +566,6 @@ def _check_references(settings: Settings) -> None:
     presets = [p.name for p in settings.presets]
     if len(set(presets)) != len(presets):
         raise ConfigError("presets: names must be unique")
+    routers = [r.name for r in settings.routers]
+    if len(set(routers)) != len(routers):
+        raise ConfigError("routers: names must be unique")

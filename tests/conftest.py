@@ -23,8 +23,10 @@ if TYPE_CHECKING:
 # pg: throwaway PostgreSQL databases and the store_backend parameter
 # sdk: async OpenAI clients closed after each test
 # billing: an upstream that bills as providers do, and nodes selling its models
+# messages_node: a node selling models on a mock Anthropic upstream
 pytest_plugins = [
     "tests.support.billing",
+    "tests.support.messages_node",
     "tests.support.mints",
     "tests.support.logcheck",
     "tests.support.pg",

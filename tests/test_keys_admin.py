@@ -67,6 +67,15 @@ async def test_the_admin_sees_requests_and_sub_keys_sets_limits_and_revokes(
         assert capped["spend_limit_msat"] == 1
         status, body = await chat(admin_node, parent)
         assert status == 402 and body["error"]["code"] == "key_limit_reached"
+        status, body = await chat(admin_node, child["api_key"])  # the parent's cap holds it too
+        assert status == 402 and body["error"]["code"] == "key_limit_reached"
+        assert "parent key's spending limit of 1 msat" in body["error"]["message"]
+        past = {"spend_limit_msat": None, "expires_at": int(time.time()) - 1}
+        await admin.send("PATCH", f"/admin/api/keys/{account}", past)
+        status, body = await chat(admin_node, child["api_key"])  # nor past the parent's expiry
+        assert status == 401 and body["error"]["code"] == "key_expired"
+        await admin.send("PATCH", f"/admin/api/keys/{account}", {"expires_at": None})
+        assert (await chat(admin_node, child["api_key"]))[0] == 200
         await admin.send("POST", f"/admin/api/keys/{child['id']}/revoke")
         status, body = await chat(admin_node, child["api_key"])
         assert status == 401 and body["error"]["code"] == "key_revoked"

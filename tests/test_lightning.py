@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.logcheck import Recorder
 from tests.support.mints import MintInfo
 from tests.support.money import call
 from tests.support.pg import BOTH_BACKENDS
@@ -64,7 +65,7 @@ async def payee_invoice(node: NodeHandle, sats: int) -> str:
 
 
 async def test_create_by_invoice_then_the_key_pays_a_chat_completion(
-    ln_node: NodeHandle, mint: MintInfo
+    ln_node: NodeHandle, mint: MintInfo, log_recorder: Recorder
 ) -> None:
     status, _, invoice = await call(
         ln_node, "POST", INVOICE, json={"amount_sats": 300, "purpose": "create"}
@@ -90,6 +91,8 @@ async def test_create_by_invoice_then_the_key_pays_a_chat_completion(
     assert (
         status == 200 and found["invoice_id"] == invoice["invoice_id"] and found["api_key"] == key
     )
+    # the invoice's id hands out the key: no log line holds it (the access log shows the route)
+    assert not [line for line in log_recorder.lines if invoice["invoice_id"] in line]
     ln_node.assert_clean()
 
 
@@ -162,6 +165,14 @@ async def test_bad_lightning_requests_are_clear_4xx_and_change_nothing(
     )
     assert status == 402, answer
     assert ln_node.balance(key) == 50_000
+    # unpaid invoices cost a mint call per round: only so many are watched at once
+    slow = {"max_open_invoices": 1, "watch_interval_s": 3600}
+    full = make_node(cashu={"mints": [mint.url]}, lightning=slow)
+    first = await call(full, "POST", INVOICE, json={"amount_sats": 100})
+    assert first[0] == 200, first  # open until the watcher's (here distant) round
+    second = await call(full, "POST", INVOICE, json={"amount_sats": 100})
+    assert second[0] == 503 and second[2]["error"]["code"] == "lightning_unavailable", second
+    assert second[1]["Retry-After"]
     off = make_node(cashu={"mints": [mint.url]}, lightning={"enabled": False})
     status, _, answer = await call(off, "POST", INVOICE, json={"amount_sats": 100})
     assert status == 404 and answer["error"]["code"] == "lightning_off"

@@ -5,6 +5,8 @@ it; every failure is a clear error that takes nothing."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -12,10 +14,11 @@ import pytest
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.lnurl_server import LnurlHost
-from tests.support.mints import MintInfo
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.money import call
 from tests.support.sdk import async_openai
 from tests.test_lightning import HELLO, key_by_invoice
+from wallet import bech32
 
 WITHDRAW = "/v1/wallet/withdraw"
 
@@ -133,3 +136,75 @@ async def test_refund_to_an_invoice_and_the_routstr_alias(
     assert status == 200 and token["amount"] == left, token
     assert ln_node.balance(key) == 0
     ln_node.assert_clean()
+
+
+async def test_a_key_made_with_refund_lnurl_is_paid_out_there_when_it_expires(
+    ln_node: NodeHandle, host: LnurlHost, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """Routstr's `Refund-LNURL` and `Key-Expiry-Time` headers at creation: at expiry the node
+    pays the balance (less the fees) to the address, once, and the key spends no more."""
+    expiry = int(time.time()) + 4
+    lnurl1 = bech32.encode(
+        "lnurl", f"{host.url}/.well-known/lnurlp/bob".encode(), bech32.BECH32
+    ).upper()
+    keys = []
+    for address in (host.address("alice"), lnurl1):
+        token = await ref_wallet.token(mint.url, 200)
+        headers = {"Refund-LNURL": address, "Key-Expiry-Time": str(expiry)}
+        status, _, made = await call(
+            ln_node, "POST", "/v1/wallet/create", headers=headers, json={"cashu_token": token}
+        )
+        assert status == 200, made
+        keys.append(made["api_key"])
+    deadline = time.monotonic() + 20
+    while len(host.asked) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1)  # more rounds of the watcher pay nothing more
+    assert len(host.asked) == 2 and all(0 < a <= 200_000 for a in host.asked), host.asked
+    for key in keys:
+        assert ln_node.balance(key) < 5_000  # the margin kept for fees and not used stays
+        status, _, answer = await call(ln_node, "POST", "/v1/chat/completions", key, json=HELLO)
+        assert status == 401 and answer["error"]["code"] == "key_expired", answer
+    bad = {"Refund-LNURL": "nope", "Key-Expiry-Time": str(expiry)}
+    token = await ref_wallet.token(mint.url, 10)
+    status, _, answer = await call(
+        ln_node, "POST", "/v1/wallet/create", headers=bad, json={"cashu_token": token}
+    )
+    assert status == 400 and answer["error"]["param"] == "Refund-LNURL", answer
+    ln_node.assert_clean()
+
+
+async def test_earnings_past_the_threshold_are_paid_to_the_operators_address(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, host: LnurlHost
+) -> None:
+    node = make_node(
+        node={"admin_password": PASSWORD},
+        cashu={"mints": [mint.url]},
+        pricing={"request_fee_msat": 20_000},
+        lightning={
+            "watch_interval_s": 0.2,
+            "lnurl_allow_local": True,
+            "earnings_address": host.address("operator"),
+            "earnings_threshold_sats": 50,
+        },
+    )
+    key = await key_by_invoice(node, 200)
+    api = async_openai(f"{node.url}/v1", key)
+    await api.chat.completions.create(**HELLO, max_tokens=5)  # 20 sat earned: below
+    await asyncio.sleep(0.6)
+    assert host.asked == []
+    for _ in range(2):  # 60 sat and more: past the threshold
+        await api.chat.completions.create(**HELLO, max_tokens=5)
+    deadline = time.monotonic() + 20
+    while not host.asked and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.6)
+    (asked,) = host.asked
+    assert 50_000 <= asked < 60_000 + 1000
+    owed = node.balance(key)
+    async with AdminClient(node.url) as admin:
+        await admin.login()
+        after = await admin.get("/admin/api/earnings")
+        assert 0 <= after["withdrawable_sat"] < 5 and after["solvent"] is True
+    assert node.balance(key) == owed
+    node.assert_clean()

@@ -251,7 +251,7 @@ async def test_routstr_aliases(paid_node, mint, ref_wallet) -> None:  # type: ig
     assert status == 200
     auth = {"Authorization": f"Bearer {created['api_key']}"}
     status, _, info = await http(paid_node, "GET", "/v1/balance/info", headers=auth)
-    assert info["balance"] == 12
+    assert info["balance"] == 12_000 and info["api_key"] == created["api_key"]  # msat
     status, _, refund = await http(paid_node, "POST", "/v1/balance/refund", headers=auth)
     assert status == 200 and await ref_wallet.receive(refund["token"]) == 12
 

@@ -29,6 +29,7 @@ from wallet.errors import (
     UntrustedMint,
     WalletError,
 )
+from wallet.foreign import ForeignFees
 from wallet.invoices import Invoice
 from wallet.melts import Melted
 from wallet.payout import PaidOut
@@ -47,6 +48,7 @@ __all__ = [
     "CreditHook",
     "Database",
     "DebitHook",
+    "ForeignFees",
     "InsufficientFunds",
     "Invoice",
     "Melted",

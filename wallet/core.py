@@ -77,13 +77,16 @@ class WalletCore:
         refund: RefundHook,
         *,
         timeout_s: float = 10.0,
+        melt_timeout_s: float = 60.0,
         events: WalletEvents | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> None:
         if len(seed) < 16:
             raise ValueError("seed too short")
         self._db = db
+        self._session = session  # for mints outside the trust list (wallet.foreign)
         self._timeout_s = timeout_s
+        self._melt_timeout_s = melt_timeout_s  # a Lightning payment takes longer
         self._deriver = crypto.Deriver(seed)
         # a key of its own (not the seed) for values the node must be able to compute again
         self._claim_key = hmac.new(seed, b"nutgate claim key", hashlib.sha256).digest()

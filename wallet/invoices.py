@@ -24,7 +24,7 @@ from wallet import bolt11
 from wallet.core import WalletCore
 from wallet.errors import MintError, MintUnavailable, TokenInvalid
 from wallet.keysets import Keyset
-from wallet.mint_client import BlindSignature, MintClient
+from wallet.mint_client import BlindSignature, MintClient, MintQuote
 from wallet.outputs import Output, build_outputs, make_proofs, split_amount
 from wallet.store import Row, allocate_counter
 
@@ -68,10 +68,17 @@ class Invoices(WalletCore):
     async def create_invoice(self, mint: str, amount_sat: int, ref: str, purpose: str) -> Invoice:
         """A bolt11 invoice of `amount_sat` at `mint`, credited to `purpose` once paid."""
         url = self._trusted_url(mint)
+        return self._store_invoice(url, await self._mint_quote(url, amount_sat), ref, purpose)
+
+    async def _mint_quote(self, url: str, amount_sat: int) -> MintQuote:
         quote = await self._client(url).mint_quote(amount_sat)
         invoice = bolt11.decode(quote.request)
         if invoice.amount_msat != amount_sat * 1000 or quote.amount != amount_sat:
             raise MintError(None, "the mint's invoice is not for the amount asked")
+        return quote
+
+    def _store_invoice(self, url: str, quote: MintQuote, ref: str, purpose: str) -> Invoice:
+        invoice = bolt11.decode(quote.request)
         now = int(time.time())
         expires_at = quote.expiry or invoice.expires_at
         with self._db.transaction() as conn:
@@ -86,7 +93,7 @@ class Invoices(WalletCore):
                     quote.quote,
                     invoice.bolt11,
                     invoice.payment_hash,
-                    amount_sat,
+                    quote.amount,
                     expires_at,
                     now,
                     now,

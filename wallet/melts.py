@@ -38,8 +38,6 @@ from wallet.payout_plan import ranked
 from wallet.store import Connection, Row, allocate_counter
 from wallet.tokens import Proof
 
-MELT_TIMEOUT_S = 60.0  # a Lightning payment may take this long before its outcome is "unknown"
-
 
 @dataclass(frozen=True)
 class Melted:
@@ -80,18 +78,18 @@ class Melts(WalletCore):
         if earlier is not None:
             return earlier
         client = self._client(url)
-        quote = await client.melt_quote(invoice.bolt11)
-        if quote.amount * 1000 != invoice.amount_msat:
-            raise MintError(None, "the mint quoted another amount than the invoice's")
         async with self._lock(url):
-            done = self.melted(purpose)
-            if done is not None:
+            done = self.melted(purpose)  # paid by a racing call while this one waited
+            if done is not None and done.state != "failed":
                 return done
+            quote = await client.melt_quote(invoice.bolt11)
+            if quote.amount * 1000 != invoice.amount_msat:
+                raise MintError(None, "the mint quoted another amount than the invoice's")
             out_ks = await self._keysets.active(client)
             melt_id, inputs, outputs = self._begin_melt(purpose, url, invoice.bolt11, quote, out_ks)
             try:
                 answer = await client.melt(
-                    quote.quote, inputs, [o.message for o in outputs], MELT_TIMEOUT_S
+                    quote.quote, inputs, [o.message for o in outputs], self._melt_timeout_s
                 )
             except MintUnavailable as e:
                 if not e.maybe_sent:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from wallet.errors import WalletError
-from wallet.invoices import Invoices
+from wallet.foreign import Foreign
 from wallet.melts import Melts
 from wallet.payout import Payouts
 from wallet.receive import Receiver, _pending
@@ -34,7 +34,7 @@ class ProofState:
     remote: str  # UNSPENT | PENDING | SPENT | UNKNOWN (the mint did not say)
 
 
-class Wallet(Receiver, Payouts, Invoices, Melts):
+class Wallet(Receiver, Payouts, Foreign, Melts):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""
@@ -81,12 +81,16 @@ class Wallet(Receiver, Payouts, Invoices, Melts):
         )
         return {row["mint"]: int(row["total"]) * 1000 for row in rows}
 
-    def payouts(self, purpose_prefix: str, limit: int) -> list[dict[str, Any]]:
+    def payouts(
+        self, purpose_prefix: str, limit: int, *, tokens: bool = False
+    ) -> list[dict[str, Any]]:
         """The latest payouts whose purpose starts with `purpose_prefix`, the newest first:
-        id, mint, amount_sat, state, fee_sat (the payout's own fee), created_at."""
+        id, mint, amount_sat, state, fee_sat (the payout's own fee), created_at; with `tokens`,
+        also the token of each finished one (money: for its owner's eyes only)."""
         escaped = purpose_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        token = ", token" if tokens else ""
         rows = self._db.query(
-            "SELECT id, mint, amount_sat, state, fee_sat, created_at FROM wallet_payouts"
+            f"SELECT id, mint, amount_sat, state, fee_sat, created_at{token} FROM wallet_payouts"
             " WHERE purpose LIKE ? ESCAPE '!' ORDER BY id DESC LIMIT ?",
             (escaped + "%", limit),
         )

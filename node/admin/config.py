@@ -39,6 +39,7 @@ SECRETS = {"node": "admin_password", "nostr": "nsec"}
 UPSTREAM_SECRET = "api_key"
 # Read once at start, before the database is even open: changed in the file only.
 STARTUP_ONLY = {"node": {"data_dir", "host", "port"}, "store": {"url"}}
+NEXT_START = {"limits"}  # stored and shown at once; the rate limiter and server read it at start
 RATE_FIELDS = [f for f in PricingSection.model_fields if f.startswith("btc_usd")]
 
 

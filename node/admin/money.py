@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 import wallet as cashu
+from node.admin import tables
 from node.errors import BadRequest, NotFound
 from node.money.books import EARNINGS, earnings_msat, purpose
 from node.money.payments import wallet_errors
@@ -169,4 +170,22 @@ def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
 
 
 def payouts(parts: Parts) -> list[dict[str, Any]]:
-    return parts.wallet.payouts(purpose(EARNINGS, ""), PAYOUTS_SHOWN)
+    """The latest earnings payouts; a finished one's token until the operator marks it
+    collected (so a token shown once and lost with the page is not lost with it)."""
+    collected = tables.collected(parts.db)
+    shown = []
+    for row in parts.wallet.payouts(purpose(EARNINGS, ""), PAYOUTS_SHOWN, tokens=True):
+        token = row.pop("token", None)
+        row["collected"] = row["id"] in collected
+        if row["state"] == "done" and not row["collected"] and token:
+            row["cashu_token"] = token
+        shown.append(row)
+    return shown
+
+
+def mark_collected(parts: Parts, payout_id: int) -> None:
+    """The operator has the token of this earnings payout: stop showing it."""
+    done = [p for p in payouts(parts) if p["id"] == payout_id and p["state"] == "done"]
+    if not done:
+        raise NotFound("no finished earnings payout with this id", code="payout_not_found")
+    tables.mark_collected(parts.db, payout_id)

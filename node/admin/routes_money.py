@@ -65,6 +65,16 @@ async def withdraw(request: web.Request) -> web.Response:
     return json_response(paid)
 
 
+@routes.post("/admin/api/earnings/payouts/{id}/collected")
+@guarded
+async def collected(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
+        raise BadRequest("the payout id is a whole number below 2^63", param="id")
+    money.mark_collected(parts_of(request), int(raw))
+    return json_response({"ok": True})
+
+
 @routes.get("/admin/api/stats")
 @guarded
 async def series(request: web.Request) -> web.Response:

@@ -1,6 +1,8 @@
 """What a request presents to pay, or to be counted by: read from its headers, at the edge.
 
     Authorization: Bearer sk-… | cashu…   an account's key, or a token used as one
+    x-api-key: sk-… | cashu…              the same (what Anthropic's SDKs and Claude Code's
+                                          ANTHROPIC_API_KEY send); Bearer wins when both come
     X-Cashu: cashu…                       a one-shot payment: it pays (and is counted) first
     Idempotency-Key: …                    names a retry: of a paid request, of a payout
 
@@ -31,10 +33,11 @@ def without_uri(value: str) -> str:
 
 
 def bearer(request: web.Request) -> str | None:
+    """The key or token presented as `Authorization: Bearer`, else as `x-api-key`."""
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        return None
+        return without_uri(request.headers.get("x-api-key", "").strip()) or None
     return without_uri(value.strip())
 
 

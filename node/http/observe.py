@@ -157,6 +157,7 @@ async def _stamp_request_id(request: web.BaseRequest, response: web.StreamRespon
     request_id = request.get(REQUEST_ID)
     if request_id:
         response.headers.setdefault("x-request-id", request_id)
+        response.headers.setdefault("x-routstr-request-id", request_id)  # Routstr's name
 
 
 def setup(app: web.Application, metrics: Metrics) -> None:

@@ -72,7 +72,17 @@ def json_response(
     )
 
 
-def error_response(error: NodeError) -> web.Response:
+ANTHROPIC_PATHS = ("/v1/messages",)  # routes whose errors leave in Anthropic's envelope
+
+
+def speaks_anthropic(path: str) -> bool:
+    return path.startswith(ANTHROPIC_PATHS)
+
+
+def error_response(error: NodeError, request_id: str | None = None, path: str = "") -> web.Response:
+    if speaks_anthropic(path):
+        body = error.anthropic_envelope(request_id)
+        return json_response(body, status=error.status, headers=error.headers)
     return json_response(error.envelope(), status=error.status, headers=error.headers)
 
 
@@ -149,7 +159,7 @@ def _refuse_oversized(request: web.Request, reading: Coroutine[Any, Any, Any]) -
 
 # Headers whose values are hashed or compared as secrets. HTTP credentials are ASCII (token68,
 # base64); other bytes would reach the hash as undecodable text, so they are refused up front.
-CREDENTIAL_HEADERS = ("Authorization", "X-Cashu", "X-CSRF-Token")
+CREDENTIAL_HEADERS = ("Authorization", "X-Api-Key", "X-Cashu", "X-CSRF-Token")
 
 
 def check_credential_headers(request: web.Request) -> None:
@@ -164,22 +174,24 @@ _HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure leaves as OpenAI's error envelope; a bug leaves as a bare 500."""
+    """Every failure leaves as OpenAI's error envelope (Anthropic's on its routes); a bug
+    leaves as a bare 500."""
     request_id = new_request_id()
     request[REQUEST_ID] = request_id
+    path = request.path
     try:
         response = await handler(request)
     except NodeError as exc:
-        response = error_response(exc)
+        response = error_response(exc, request_id, path)
         if isinstance(exc, (RequestTimeout, PayloadTooLarge)):
             response.force_close()  # the rest of an unread body is not worth waiting for
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = error_response(_from_http(exc))
+        response = error_response(_from_http(exc), request_id, path)
     except Exception:
         log.exception("request %s failed", request_id)
-        response = error_response(internal_error())
+        response = error_response(internal_error(), request_id, path)
     if not response.prepared:
         response.headers["x-request-id"] = request_id
     return response

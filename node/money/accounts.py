@@ -66,12 +66,15 @@ class Mismatch:
 
 @dataclass(frozen=True)
 class Cap:
-    """A key's spending limit: what its requests may cost from `since` on (charged and held)."""
+    """A key's spending limit: what its requests may cost from `since` on (charged and held).
+    A key that owns its account (`whole_account`) counts every request paid from it, its
+    sub-keys' too; a sub-key counts its own."""
 
     key_id: int
     limit_msat: int
     since: int
     after_entry: int = 0  # a reset: only charges entered after this entry count
+    whole_account: bool = False
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The one owner of `key_rules`, one row per `sk-` key that has any rule. A sub-key is an
 account of kind `subkey` (balance 0, made in the same transaction as its rules) whose
 requests reserve and charge its parent's balance; the ledger tags their reservations and
-charges with the sub-key's id, which is how its spending is summed (`Ledger.key_spent`) and
+charges with the sub-key's id, which is how its spending is summed (`Ledger.cap_spent`) and
 capped: the limit is checked in the reservation's own write (`Cap`), so concurrent requests
 cannot pass it. A limit counts over a period — `day`, `week` or `month` (30 days), windows
 from the key's creation — or, with no period, over the key's life; a reset
@@ -91,11 +91,15 @@ class KeyRules:
         length = PERIODS.get(self.rules.limit_period or "")
         return self.period_start(now) + length if length else None
 
+    def counted(self, now: int, limit_msat: int = 0) -> Cap:
+        """What this key's period counts (a key that owns its account: its sub-keys too)."""
+        start = self.period_start(now)
+        own = self.parent_id is None
+        return Cap(self.account_id, limit_msat, start, self.reset_entry, whole_account=own)
+
     def cap(self, now: int) -> Cap | None:
         limit = self.rules.spend_limit_msat
-        if limit is None:
-            return None
-        return Cap(self.account_id, limit, self.period_start(now), self.reset_entry)
+        return None if limit is None else self.counted(now, limit)
 
     def refusal(self, now: int, model: str | None) -> NodeError | None:
         """Why this key may not spend now (on `model`), or None."""
@@ -244,18 +248,21 @@ class Keys:
             )
 
     def spent(self, key: KeyRules, now: int) -> int:
-        return self.ledger.key_spent(key.account_id, key.period_start(now), key.reset_entry)
+        return self.ledger.cap_spent(key.counted(now))
 
-    def admit(self, key: KeyRules, model: str | None) -> Cap | None:
-        """Refuse a request the key may not make (revoked, expired, model, per minute);
-        else the cap its reservation must respect."""
+    def admit(self, key: KeyRules, model: str | None) -> list[Cap]:
+        """Refuse a request the key may not make (revoked, expired, model, per minute), or
+        its parent key may not; else the caps its reservation must respect (the key's own,
+        and its parent's, which counts its sub-keys' spending too)."""
         now = _now()
-        refusal = key.refusal(now, model)
-        if refusal is not None:
+        parent = self.get(key.parent_id) if key.parent_id is not None else None
+        refusal = key.refusal(now, model) or (parent and parent.refusal(now, model))
+        if refusal:
             raise refusal
         if key.rules.per_minute is not None:
             self._count(key.account_id, key.rules.per_minute)
-        return key.cap(now)
+        caps = [key.cap(now), parent.cap(now) if parent is not None else None]
+        return [cap for cap in caps if cap is not None]
 
     def _count(self, account_id: int, per_minute: int) -> None:
         now = time.monotonic()

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import PaymentRequired
 from node.money.accounts import Account, Cap, Mismatch, Orphan
-from node.money.ledger_reports import KEY_SPENT, LedgerReports
+from node.money.ledger_reports import LedgerReports, spent_sql
 from node.money.ledger_schema import (
     CHARGE,
     DEPOSIT,
@@ -210,18 +210,18 @@ class Ledger(LedgerReports):
         model: str | None = None,
         untouched_msat: int | None = None,
         key_id: int | None = None,
-        cap: Cap | None = None,
+        caps: Sequence[Cap] = (),
     ) -> bool:
         """Hold `amount_msat` for a request; False when the available balance is short.
 
         `untouched_msat`: also False unless the account holds exactly that and nothing is
         reserved from it (a one-shot token's account, used by one request only).
-        `key_id`: the key the request came with; `cap`: also False when the key's spending
+        `key_id`: the key the request came with; `caps`: also False when a key's spending
         since `cap.since`, held and charged, would pass `cap.limit_msat` (checked in the
         reservation's own write, so concurrent requests cannot overshoot it)."""
         return await self.commits.run(
             lambda conn: (
-                self._capped(conn, cap, amount_msat)
+                all(self._capped(conn, cap, amount_msat) for cap in caps)
                 and self._reserve(
                     conn,
                     account_id,
@@ -235,11 +235,8 @@ class Ledger(LedgerReports):
             )
         )
 
-    def _capped(self, conn: Connection, cap: Cap | None, amount_msat: int) -> bool:
-        if cap is None:
-            return True
-        params = {"k": cap.key_id, "since": cap.since, "after": cap.after_entry}
-        row = conn.execute(KEY_SPENT, params).fetchone()
+    def _capped(self, conn: Connection, cap: Cap, amount_msat: int) -> bool:
+        row = conn.execute(*spent_sql(cap)).fetchone()
         return bool(int(row[0]) + amount_msat <= cap.limit_msat)
 
     async def settle(self, reservation_id: str, cost_msat: int, also: Also | None = None) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.db.store import Store
-from node.money.accounts import Mismatch
+from node.money.accounts import Cap, Mismatch
 from node.money.ledger_schema import CHARGE
 from wallet.store import Connection
 
@@ -28,12 +28,22 @@ REMAINDERS = (
     "COALESCE(SUM(CASE WHEN kind = 'oneshot' THEN balance_msat - credit_msat"
     " ELSE (balance_msat - credit_msat) % 1000 END), 0)"
 )
-# what a key spent since a time (and after an entry: a reset), and holds now
-KEY_SPENT = (
+# what a key spent since a time (and after an entry: a reset), and holds now: a sub-key's own
+# requests (key_id), or every request paid from a key's account (account_id)
+KEY_SPENT, ACCOUNT_SPENT = (
     "SELECT (SELECT COALESCE(SUM(-amount_msat), 0) FROM entries"
-    " WHERE key_id = :k AND kind = 'charge' AND created_at >= :since AND id > :after)"
-    " + (SELECT COALESCE(SUM(amount_msat), 0) FROM reservations WHERE key_id = :k)"
+    f" WHERE {column} = :k AND kind = 'charge' AND created_at >= :since AND id > :after)"
+    f" + (SELECT COALESCE(SUM(amount_msat), 0) FROM reservations WHERE {column} = :k)"
+    for column in ("key_id", "account_id")
 )
+
+
+def spent_sql(cap: Cap) -> tuple[str, dict[str, int]]:
+    """The query of what a cap counts, and its parameters."""
+    params = {"k": cap.key_id, "since": cap.since, "after": cap.after_entry}
+    return (ACCOUNT_SPENT if cap.whole_account else KEY_SPENT), params
+
+
 _LIABILITIES = "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
 
 
@@ -127,10 +137,9 @@ class LedgerReports:
         )
         return [dict(row) for row in rows]
 
-    def key_spent(self, key_id: int, since: int, after_entry: int = 0) -> int:
-        """What a key's requests cost since `since` (and after the entry `after_entry`), and
-        hold now."""
-        row = self.db.query_one(KEY_SPENT, {"k": key_id, "since": since, "after": after_entry})
+    def cap_spent(self, cap: Cap) -> int:
+        """What a cap counts now: charged since its start, and held."""
+        row = self.db.query_one(*spent_sql(cap))
         return int(row[0]) if row else 0
 
     def last_entry(self, conn: Connection) -> int:

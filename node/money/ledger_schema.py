@@ -79,4 +79,6 @@ MIGRATIONS = [
     CREATE INDEX entries_key ON entries(key_id, created_at);
     CREATE INDEX reservations_key ON reservations(key_id);
     """,
+    # a key that owns its account counts its period's spending over the whole account
+    "CREATE INDEX entries_account_time ON entries(account_id, created_at);",
 ]

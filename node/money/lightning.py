@@ -48,6 +48,7 @@ class Lightning:
     ) -> None:
         self.settings, self.mints, self.ledger, self.wallet = settings, mints, ledger, wallet
         self.http = http
+        self.accept_foreign = False  # [cashu] accept_foreign, set by the builder
         self._mint: str | None = None
 
     async def issuing_mint(self) -> str:
@@ -82,6 +83,8 @@ class Lightning:
     async def create_invoice(self, sats: int, account_id: int | None) -> cashu.Invoice:
         """An invoice funding a new key (`account_id` None) or topping up an account."""
         mint = await self.issuing_mint()
+        if len(self.wallet.open_invoices()) >= self.settings.max_open_invoices:
+            raise _unavailable("too many invoices are waiting to be paid; retry later")
         ref = "lni_" + secrets.token_urlsafe(18)
         if account_id is None:
             what = purpose("create", hash_key(self.api_key_of(ref)))
@@ -98,6 +101,33 @@ class Lightning:
         if invoice.status != "paid" or not invoice.purpose.startswith("create:"):
             return None
         return self.api_key_of(invoice.ref)
+
+    def takes_foreign(self, token: str) -> bool:
+        """Whether this token is of an untrusted mint the node would take by Lightning."""
+        return self.accept_foreign and self.wallet.is_foreign(token)
+
+    async def redeem_foreign(
+        self, token: str, account_id: int | None, max_fee_sat: int
+    ) -> tuple[cashu.Invoice, str | None]:
+        """An untrusted mint's token melted into one of the node's invoices, credited to a new
+        key (returned) or to `account_id`; fees above `max_fee_sat`: a 400 naming them."""
+        ref = "fx_" + self.wallet.claim_secret(token)[:40]
+        if account_id is None:
+            key: str | None = self.api_key_of(ref)
+            what = purpose("create", hash_key(str(key)))
+        else:
+            key, what = None, purpose("topup", account_id, "fx", ref)
+        mint = await self.issuing_mint()
+        try:
+            with wallet_errors():
+                invoice = await self.wallet.redeem_foreign(token, mint, ref, what, max_fee_sat)
+        except cashu.ForeignFees as fees:
+            raise BadRequest(
+                f'{fees}; to accept, send the token again with "accept_fees_sat": {fees.fee_sat}',
+                code="foreign_mint_fees",
+                param="accept_fees_sat",
+            ) from fees
+        return invoice, key
 
     async def status(self, ref: str) -> cashu.Invoice:
         """The invoice, asked about at the mint first if still open."""

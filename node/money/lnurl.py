@@ -22,6 +22,7 @@ import orjson
 
 import wallet as cashu
 from node.errors import BadRequest, UpstreamError
+from wallet.bech32 import BECH32, decode_words, words_to_bytes
 
 ADDRESS = re.compile(r"^([a-z0-9\-_.+]{1,64})@([a-z0-9\-.]{1,253}(?::\d{1,5})?)$")
 TIMEOUT = aiohttp.ClientTimeout(total=10)
@@ -32,16 +33,44 @@ class LnurlError(UpstreamError):
     default_code = "lnurl_failed"
 
 
-async def invoice_for(
-    session: aiohttp.ClientSession, address: str, amount_msat: int, allow_local: bool
-) -> str:
-    """A bolt11 invoice of `amount_msat` from the Lightning address, checked."""
+def looks_valid(address: str) -> bool:
+    return ADDRESS.match(address.strip().lower()) is not None or _bech32_url(address) is not None
+
+
+def _bech32_url(text: str) -> str | None:
+    """The URL an `lnurl1…` string encodes (LUD-01), if it is one."""
+    if not text.strip().lower().startswith("lnurl1"):
+        return None
+    try:
+        hrp, words = decode_words(text.strip(), BECH32)
+        url = words_to_bytes(words).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return url if hrp == "lnurl" and url.startswith(("https://", "http://")) else None
+
+
+def _pay_url(address: str, scheme: str) -> str:
+    """The LNURL-pay URL of a Lightning address (LUD-16) or of an lnurl1… string."""
+    url = _bech32_url(address)
+    if url is not None:
+        if urlsplit(url).scheme != scheme:
+            raise BadRequest(f"the LNURL must be {scheme}", param="lightning_address")
+        return url
     match = ADDRESS.match(address.strip().lower())
     if match is None:
         raise BadRequest("lightning_address must look like name@host", param="lightning_address")
     name, host = match.groups()
+    return f"{scheme}://{host}/.well-known/lnurlp/{name}"
+
+
+async def invoice_for(
+    session: aiohttp.ClientSession, address: str, amount_msat: int, allow_local: bool
+) -> str:
+    """A bolt11 invoice of `amount_msat` from the Lightning address, checked."""
     scheme = "http" if allow_local else "https"
-    pay = await _get(session, f"{scheme}://{host}/.well-known/lnurlp/{name}", allow_local)
+    url = _pay_url(address, scheme)
+    host = urlsplit(url).netloc
+    pay = await _get(session, url, allow_local)
     if pay.get("tag") != "payRequest" or not isinstance(pay.get("callback"), str):
         raise LnurlError(f"{host} answered no LNURL-pay request", code="lnurl_failed")
     low, high, metadata = pay.get("minSendable"), pay.get("maxSendable"), pay.get("metadata")

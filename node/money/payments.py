@@ -307,7 +307,10 @@ class Payments:
 
 
 def token_spent() -> TokenRejected:
-    return TokenRejected("this token has already been spent", code="token_spent")
+    # "token already spent": the words Routstr's clients look for in this refusal
+    return TokenRejected(
+        "token already spent: this token has already been spent", code="token_spent"
+    )
 
 
 @contextlib.contextmanager

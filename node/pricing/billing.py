@@ -116,6 +116,68 @@ def shape(path: str, body: dict[str, Any]) -> Shape:
     return Shape(prompts, prompts * per_prompt, unbounded)
 
 
+# Messages content blocks whose tokens are their text's; images, documents, redacted thinking
+# and search results are not in the bytes (bounded by the context).
+MESSAGES_TEXT_TYPES = frozenset({"text", "tool_use", "tool_result", "thinking"})
+MESSAGES_TIERS = frozenset({"standard_only"})  # "auto" may bill the operator's priority tier
+
+
+def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
+    """Anthropic's Messages: refuse what runs upstream per call, make cache writes what the
+    price covers (none when the model has no cache-write price; 5-minute ones, never the
+    1-hour ones billed at twice the input, when it has), and tell whether the bytes bound the
+    prompt."""
+    if body.get("mcp_servers"):
+        raise _refused("mcp_servers", "MCP tools run upstream and bill per call")
+    tools = body.get("tools")
+    for tool in tools if isinstance(tools, list) else []:
+        kind = tool.get("type", "custom") if isinstance(tool, dict) else None
+        if kind != "custom":
+            raise _refused("tools", f"{str(kind)[:32]!r} tools are not offered on this node")
+    tier = body.get("service_tier")
+    if tier == "auto":
+        body["service_tier"] = "standard_only"
+    elif tier is not None and tier not in MESSAGES_TIERS:
+        raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
+    _limit_cache_writes(body, cache_writes_priced)
+    bounded = _messages_bounded(body.get("system")) and _messages_bounded(body.get("messages"))
+    return Shape(unbounded=None if bounded else "messages")
+
+
+def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
+    stack: list[Any] = [body]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if "cache_control" in item:
+                control = item["cache_control"]
+                if not priced or not isinstance(control, dict):
+                    del item["cache_control"]
+                else:
+                    control.pop("ttl", None)
+            stack.extend(item.values())
+
+
+def _messages_bounded(given: Any) -> bool:
+    stack = [given]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if isinstance(kind, str) and kind not in MESSAGES_TEXT_TYPES and "role" not in item:
+            return False
+        content = item.get("content")
+        if content is not None:
+            stack.append(content)
+    return True
+
+
 def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_known: bool) -> int:
     """The most prompt tokens the upstream can bill: reserved, and never charged past.
 

@@ -63,6 +63,7 @@ def _genai_tier(prices: genai.ModelPrice, start: int | None) -> Price | None:
         completion,
         or_default(_genai_level(prices.cache_read_mtok, start), prompt),
         or_default(_genai_level(prices.output_reasoning_mtok, start), completion),
+        cache_write=_genai_level(prices.cache_write_mtok, start) or None,
     )
 
 
@@ -93,9 +94,15 @@ def _monotone(tiers: list[tuple[int, Price]], base: Price) -> tuple[tuple[int, P
             max(tier.completion, below.completion),
             max(_cached(tier), _cached(below)),
             max(_reasoning(tier), _reasoning(below)),
+            cache_write=_max_write(tier, below),
         )
         out.append((above, below))
     return tuple(out)
+
+
+def _max_write(tier: Price, below: Price) -> Fraction | None:
+    writes = [p.cache_write for p in (tier, below) if p.cache_write is not None]
+    return max(writes) if writes else None
 
 
 def _cached(price: Price) -> Fraction:
@@ -129,7 +136,7 @@ def genai_price(
     base = _genai_tier(prices, None)
     if base is None:
         return None
-    keys = (prices.input_mtok, prices.output_mtok, prices.cache_read_mtok)
+    keys = (prices.input_mtok, prices.output_mtok, prices.cache_read_mtok, prices.cache_write_mtok)
     starts = sorted({t.start for v in keys if isinstance(v, genai.TieredPrices) for t in v.tiers})
     found = [(s, tier) for s in starts if (tier := _genai_tier(prices, s)) is not None]
     requests = prices.requests_kcount
@@ -140,6 +147,7 @@ def genai_price(
         base.reasoning,
         Fraction(requests) / 1000 if isinstance(requests, Decimal) else Fraction(0),
         _monotone(found, base),
+        base.cache_write,
         model_id=model_ref,
         source=PriceSource.GENAI_PRICES,
         context_length=model.context_window,

@@ -3,6 +3,7 @@
 A model id is found, first match wins, as:
 
     alias        [[models]].aliases → the model's id
+    selector     model/name=<id> and bot/id=<preset> (node/pricing/selectors.py)
     preset/<n>   a [[presets]] entry: another model plus a system prompt (node/pricing/presets.py)
     explicit     a [[models]] entry: its `upstream` then its `upstreams`
     listed       in an upstream's GET /models (every upstream listing it, in config order)
@@ -26,14 +27,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.errors import BadRequest, NotFound
-from node.pricing import billing
+from node.pricing import billing, selectors
 from node.pricing.prices import Price, dearest, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
-from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
+from node.settings import ModelSection, PresetSection, RouterSection, Settings, UpstreamSection
 
 log = logging.getLogger(__name__)
 
-PRESET_PREFIX = "preset/"
+PRESET_PREFIX = selectors.PRESET_PREFIX
 MAX_PREFIXED = 1000  # prefix-routed models remembered (clients choose the ids)
 
 # Which model ids each well-known provider serves (the routing rules of reference 001).
@@ -76,6 +77,10 @@ class Model:
     description: str = ""
     token_priced: bool = True  # False: priced per image / per minute only, never per token
     context_known: bool = True  # False: no source gave context_length (a default stands in)
+    completions: bool = False  # the upstream serves it on /completions as well as chat
+    about: tuple[tuple[str, Any], ...] = ()  # its upstream listing's name, description, …
+    name: str = ""  # the operator's display name
+    router: RouterSection | None = None  # a router: its candidates are the models it may use
 
     @property
     def upstream(self) -> UpstreamSection:
@@ -84,6 +89,13 @@ class Model:
     @property
     def upstream_model(self) -> str:
         return self.routes[0].upstream_model
+
+    @property
+    def dialects(self) -> list[str]:
+        """The APIs a client may call it with: "openai" (chat/completions, and the rest when an
+        upstream speaks it) and "anthropic" (/v1/messages), translated where the upstream
+        speaks the other; a model priced per image or minute only: its OpenAI endpoint."""
+        return ["openai", "anthropic"] if self.token_priced else ["openai"]
 
     def to_json(self, sats_pricing: dict[str, str] | None = None) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -94,6 +106,8 @@ class Model:
             "pricing": self.price.to_json(),
             "context_length": self.context_length,
             "max_output_tokens": self.max_output_tokens,
+            "dialects": self.dialects,
+            "upstream_dialects": sorted({route.upstream.kind for route in self.routes}),
         }
         if self.image_usd is not None:
             entry["pricing"]["image_output"] = _decimal(self.image_usd)
@@ -185,11 +199,12 @@ class Catalogue:
     def _rebuild(self) -> None:
         models: dict[str, Model] = {}
         aliases: dict[str, str] = {}
+        explicit = {section.id for section in self.settings.models}  # priced by their entry
         for upstream in self.settings.upstreams:
             if not upstream.list_models:
                 continue
             for model_id in self._listings.get(upstream.name, {}):
-                if model_id not in models:
+                if model_id not in models and model_id not in explicit:
                     found = self._listed(model_id)
                     if found is not None:
                         models[model_id] = found
@@ -226,6 +241,10 @@ class Catalogue:
             audio_minute_usd=_usd(section.audio_usd_per_minute),
             max_audio_seconds=section.max_audio_seconds,
             token_priced=token_priced,
+            completions=_completions(section.completions, upstream_model),
+            name=section.name,
+            description=section.description,
+            about=self._about(upstreams[0], upstream_model),
         )
 
     def _listed(self, model_id: str) -> Model | None:
@@ -252,6 +271,8 @@ class Catalogue:
             created=self._created,
             context_known=found.context_known,
             max_audio_seconds=defaults.max_audio_seconds,
+            completions=_completions(None, model_id),
+            about=self._about(found.upstreams[0], model_id),
         )
 
     def _priced(
@@ -282,16 +303,21 @@ class Catalogue:
             context_known=len(known) == len(contexts),
         )
 
+    def _about(self, upstream: UpstreamSection, upstream_model: str) -> tuple[tuple[str, Any], ...]:
+        entry = self._listings.get(upstream.name, {}).get(upstream_model)
+        return entry.about if entry is not None else ()
+
     # --- finding ---------------------------------------------------------------------------
 
     def get(self, model_id: Any) -> Model:
         billing.check_model_id(model_id)  # before any lookup, memo or log line
         if not isinstance(model_id, str) or not model_id:
             raise NotFound("no model given", param="model", code="model_not_found")
+        model_id = selectors.resolve(model_id)
         if model_id.startswith(PRESET_PREFIX):
             return self._preset(model_id)
         model_id = self._aliases.get(model_id, model_id)
-        model = self._models.get(model_id) or self._by_prefix(model_id)
+        model = self._models.get(model_id) or self._router(model_id) or self._by_prefix(model_id)
         if model is None:
             raise NotFound(
                 f"the model {model_id!r} does not exist on this node",
@@ -324,7 +350,7 @@ class Catalogue:
                 code="invalid_model_selector",
             )
         try:
-            if preset.model.startswith(PRESET_PREFIX):  # one layer: a chain could loop forever
+            if selectors.resolve(preset.model).startswith(PRESET_PREFIX):  # one layer: no loops
                 raise NotFound(f"preset {selector!r} runs on another preset")
             target = self.get(preset.model)
         except NotFound as exc:
@@ -335,8 +361,25 @@ class Catalogue:
             ) from exc
         return replace(target, id=selector, preset=preset, description=preset.description)
 
+    def _router(self, name: str) -> Model | None:
+        """A router, shown as its first candidate (chosen per request: node/proxy/router.py)."""
+        router = next((r for r in self.settings.routers if r.name == name), None)
+        if router is None:
+            return None
+        for candidate in router.candidates:
+            model = self._models.get(self._aliases.get(candidate, candidate))
+            if model is not None:
+                return replace(model, id=name, router=router, description=router.description)
+        return None
+
+    def candidates(self, router: RouterSection) -> list[Model]:
+        """The models a router may choose among, those this node offers, in its order."""
+        found = [self._models.get(self._aliases.get(c, c)) for c in router.candidates]
+        return [m for m in found if m is not None]
+
     def all(self) -> list[Model]:
         models = list(self._models.values())
+        models += [m for r in self.settings.routers if (m := self._router(r.name)) is not None]
         for preset in self.settings.presets:
             try:
                 models.append(self._preset(PRESET_PREFIX + preset.name))
@@ -348,6 +391,15 @@ class Catalogue:
         return [
             m for m in self._models.values() if any(r.upstream.name == upstream for r in m.routes)
         ]
+
+
+COMPLETIONS_MODELS = ("*instruct*", "davinci-*", "babbage-*")  # the rest speak chat only
+
+
+def _completions(given: bool | None, upstream_model: str) -> bool:
+    if given is not None:
+        return given
+    return any(fnmatch.fnmatchcase(upstream_model.lower(), p) for p in COMPLETIONS_MODELS)
 
 
 def _usd(value: float | None) -> Fraction | None:

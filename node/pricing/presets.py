@@ -25,13 +25,18 @@ def apply(model: Model, body: dict[str, Any], endpoint: str) -> None:
     system = {"role": "system", "content": preset.system_prompt}
     if endpoint == "chat/completions":
         body["messages"] = [system, *body["messages"]]
+    elif endpoint == "messages":
+        given = body.get("system")
+        given = [{"type": "text", "text": given}] if isinstance(given, str) else given
+        own = [{"type": "text", "text": preset.system_prompt}]
+        body["system"] = own + (given if isinstance(given, list) else [])
     elif endpoint == "responses":
         given = body.get("input")
         given = [{"role": "user", "content": given}] if isinstance(given, str) else given
         body["input"] = [system, *(given if isinstance(given, list) else [])]
     else:
         raise BadRequest(
-            f"preset {model.id!r} serves chat/completions and responses only",
+            f"preset {model.id!r} serves chat/completions, messages and responses only",
             param="model",
             code="invalid_model_selector",
         )

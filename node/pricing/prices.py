@@ -45,6 +45,7 @@ class Price:
     reasoning: Fraction | None = None  # reasoning tokens, when priced apart from output
     request: Fraction = Fraction(0)
     tiers: tuple[tuple[int, Price], ...] = ()  # (above this many prompt tokens, price), ascending
+    cache_write: Fraction | None = None  # input written to the upstream's cache (Anthropic)
 
     def for_prompt(self, prompt_tokens: int) -> Price:
         """The flat price a request with this many prompt tokens pays."""
@@ -68,6 +69,7 @@ class Price:
             times(self.reasoning),
             self.request * factor,
             tuple((above, tier.scaled(factor)) for above, tier in self.tiers),
+            times(self.cache_write),
         )
 
     def to_json(self) -> dict[str, str]:
@@ -77,6 +79,8 @@ class Price:
             fields["input_cache_read"] = self.cached_prompt
         if self.reasoning is not None:
             fields["internal_reasoning"] = self.reasoning
+        if self.cache_write is not None:
+            fields["input_cache_write"] = self.cache_write
         for above, tier in self.tiers:  # what a prompt past `above` tokens pays for all its tokens
             fields[f"prompt_above_{above}"] = tier.prompt
             fields[f"completion_above_{above}"] = tier.completion
@@ -142,6 +146,7 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0  # part of prompt_tokens
     reasoning_tokens: int = 0  # part of completion_tokens
+    cache_write_tokens: int = 0  # part of prompt_tokens: written to the cache (Anthropic)
 
     @classmethod
     def from_openai(cls, usage: Any, output: bool = True) -> Usage | None:
@@ -165,6 +170,20 @@ class Usage:
             total = _count(usage, "total_tokens") or 0
             completion = max(completion, reasoning, total - prompt)
         return cls(prompt, completion, min(cached, prompt), min(reasoning, completion))
+
+    @classmethod
+    def from_anthropic(cls, usage: Any) -> Usage | None:
+        """Anthropic's usage: `input_tokens` (read fresh), `cache_creation_input_tokens`,
+        `cache_read_input_tokens` (the prompt is their sum), `output_tokens`; None unless
+        input and output are counts (absent or null cache counts are 0)."""
+        if not isinstance(usage, dict):
+            return None
+        fresh, output = _count(usage, "input_tokens"), _count(usage, "output_tokens")
+        if fresh is None or output is None:
+            return None
+        written = _count(usage, "cache_creation_input_tokens") or 0
+        read = _count(usage, "cache_read_input_tokens") or 0
+        return cls(fresh + written + read, output, read, 0, written)
 
 
 def _count(obj: Any, *names: str) -> int | None:
@@ -222,14 +241,16 @@ class Pricer:
             self._tariffs = {}
         return self._memo[1]
 
-    def completion_tokens_affordable(self, price: Price, prompt_tokens: int, msat: int) -> int:
+    def completion_tokens_affordable(
+        self, price: Price, prompt_tokens: int, msat: int, cache_write_tokens: int = 0
+    ) -> int:
         """The most completion tokens `msat` pays for after the prompt (may be negative)."""
         # ceil(x) + fee <= msat  <=>  x <= msat - fee, for the unrounded msat x.
         if msat < self.min_charge_msat:
             return -1
         tariff = self._tariff(price.for_prompt(prompt_tokens))
         left = (msat - self.request_fee_msat) * tariff.denominator
-        left -= tariff.numerator(Usage(prompt_tokens, 0))
+        left -= tariff.numerator(Usage(prompt_tokens, 0, cache_write_tokens=cache_write_tokens))
         if tariff.completion == 0:
             return 1 << 31 if left >= 0 else -1
         return left // tariff.completion
@@ -258,21 +279,24 @@ class _Tariff:
     reasoning: int
     request: int
     denominator: int
+    cache_write: int
 
     @classmethod
     def of(cls, price: Price, msat_per_usd: Fraction) -> _Tariff:
         cached = price.cached_prompt if price.cached_prompt is not None else price.prompt
         reasoning = price.reasoning if price.reasoning is not None else price.completion
+        written = price.cache_write if price.cache_write is not None else price.prompt
         rates = [r * msat_per_usd for r in (price.prompt, cached, price.completion, reasoning)]
-        rates.append(price.request * msat_per_usd)
+        rates += [price.request * msat_per_usd, written * msat_per_usd]
         den = math.lcm(*(r.denominator for r in rates))
-        p, c, o, r, q = (x.numerator * (den // x.denominator) for x in rates)
-        return cls(p, c, o, r, q, den)
+        p, c, o, r, q, w = (x.numerator * (den // x.denominator) for x in rates)
+        return cls(p, c, o, r, q, den, w)
 
     def numerator(self, usage: Usage) -> int:
         return (
-            (usage.prompt_tokens - usage.cached_tokens) * self.prompt
+            (usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens) * self.prompt
             + usage.cached_tokens * self.cached_prompt
+            + usage.cache_write_tokens * self.cache_write
             + (usage.completion_tokens - usage.reasoning_tokens) * self.completion
             + usage.reasoning_tokens * self.reasoning
             + self.request

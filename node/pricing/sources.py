@@ -67,6 +67,9 @@ def config_price(section: ModelSection) -> SourcedPrice | None:
     """The [[models]] price override, or None when the entry sets no price."""
     prompt = _per_token(_written(section, "input_usd_per_mtok"))
     completion = _per_token(_written(section, "output_usd_per_mtok"))
+    request = read_decimal(section.request_usd) or Fraction(0)
+    if prompt is None and completion is None and request:  # a flat price per request only
+        prompt = completion = Fraction(0)
     if prompt is None or completion is None:
         if prompt is not None or completion is not None:
             log.warning(
@@ -75,21 +78,32 @@ def config_price(section: ModelSection) -> SourcedPrice | None:
                 section.id,
             )
         return None
-    if prompt == completion == 0:
+    if prompt == completion == 0 and not request:
         # What a saved-and-reloaded entry with the 0.0 defaults looks like: not a price.
         log.warning("[[models]] %s: both prices are 0, not taken as a price", section.id)
         return None
     return SourcedPrice(
         prompt,
         completion,
-        or_default(_per_token(section.cached_input_usd_per_mtok), prompt),
+        or_default(_per_token(_cache_read(section)), prompt),
         or_default(_per_token(section.reasoning_usd_per_mtok), completion),
-        read_decimal(section.request_usd) or Fraction(0),
+        request,
+        cache_write=_per_token(section.cache_write_usd_per_mtok) or None,
         model_id=section.id,
         source=PriceSource.CONFIG,
         context_length=_written(section, "context_length"),
         max_output_tokens=_written(section, "max_output_tokens"),
     )
+
+
+def _positive(value: Fraction | None) -> Fraction | None:
+    return value if value is not None and value > 0 else None
+
+
+def _cache_read(section: ModelSection) -> float | None:
+    if section.cache_read_usd_per_mtok is not None:
+        return section.cache_read_usd_per_mtok
+    return section.cached_input_usd_per_mtok
 
 
 # --- 2. the upstream's catalogue -----------------------------------------------------------
@@ -104,6 +118,11 @@ class CatalogueEntry:
     why_unpriced: str = ""
     context_length: int | None = None
     max_output_tokens: int | None = None
+    about: tuple[tuple[str, Any], ...] = ()  # what else it lists (ABOUT_FIELDS), as given
+
+
+# What an upstream's listing says of a model beyond its price (OpenRouter's field names).
+ABOUT_FIELDS = ("created", "name", "description", "architecture", "supported_parameters")
 
 
 class CatalogueError(Exception):
@@ -141,6 +160,7 @@ def _catalogue_price(model_id: str, item: Mapping[str, Any]) -> tuple[SourcedPri
         or_default(read_decimal(pricing.get("input_cache_read")), prompt),
         or_default(read_decimal(pricing.get("internal_reasoning")), completion),
         request if request is not None and request > 0 else Fraction(0),
+        cache_write=_positive(read_decimal(pricing.get("input_cache_write"))),
         model_id=model_id,
         source=PriceSource.UPSTREAM,
         image=image if image is not None and image > 0 else None,
@@ -172,17 +192,28 @@ def parse_catalogue(payload: Any) -> dict[str, CatalogueEntry]:
             why_unpriced=why,
             context_length=_positive_int(item.get("context_length")),
             max_output_tokens=_positive_int(top.get("max_completion_tokens")),
+            about=tuple((k, item[k]) for k in ABOUT_FIELDS if k in item),
         )
     return entries
 
 
 async def fetch_catalogue(
-    session: aiohttp.ClientSession, base_url: str, *, api_key: str = "", timeout_s: float = 15.0
+    session: aiohttp.ClientSession,
+    base_url: str,
+    *,
+    api_key: str = "",
+    timeout_s: float = 15.0,
+    anthropic_version: str | None = None,
 ) -> dict[str, CatalogueEntry]:
-    """GET {base_url}/models and parse it; CatalogueError (never the API key) on failure."""
+    """GET {base_url}/models and parse it; CatalogueError (never the API key) on failure.
+    With `anthropic_version`, asked as Anthropic wants: x-api-key and anthropic-version."""
     url = base_url.rstrip("/") + "/models"
     headers = {"Accept": "application/json"}
-    if api_key:
+    if anthropic_version is not None:
+        headers["anthropic-version"] = anthropic_version
+        if api_key:
+            headers["x-api-key"] = api_key
+    elif api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     try:
         async with asyncio.timeout(timeout_s):
@@ -236,6 +267,10 @@ def resolve_price(
         level = logging.DEBUG if quiet else logging.WARNING
         log.log(level, "model %s is not offered: %s", model_id, _why(section, catalogue, entry))
         return None
+    flat = read_decimal(section.request_usd) if section else None
+    if flat is not None:  # the operator's per-request price, on any source and every tier
+        tiers = tuple((above, replace(tier, request=flat)) for above, tier in price.tiers)
+        price = replace(price, request=flat, tiers=tiers)
     return replace(
         price,
         model_id=model_id,

@@ -25,6 +25,7 @@ covered by the reservation; when the balance cannot hold another, no further one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -34,7 +35,13 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.errors import (
+    NodeError,
+    PaymentRequired,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
 from node.money import records
@@ -48,8 +55,9 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, encode_event
+from node.proxy.sse import SseReader, model_renamed
 from node.proxy.stored import Recorder, StoredObjects
+from node.proxy.wires import StreamReader, Wire, wire_for
 from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
@@ -82,6 +90,7 @@ class MeteredCall:
         self.meter, self.path = meter, meter.path
         self.pricer = parts.pricer  # one price from reserving to settling
         self.request_id = request[REQUEST_ID]
+        self.record_id = self.request_id  # its record's id (a fallback's later calls: id.n)
         self.trace = trace_of(request)
         self.trace.model = model.id
         self.cost_msat = 0
@@ -97,6 +106,7 @@ class MeteredCall:
         self.route: Route | None = None  # the one that answered
         self.complete = False  # the whole answer was read and is being sent
         self.started_at, self.started = int(time.time()), time.perf_counter()
+        self.wire: Wire | None = None  # how it was spoken to (node/proxy/wires.py)
         self.recorder: Recorder | None = None  # the stored objects the answer makes
         self.usage_asked = True  # a stream's client asked for the usage chunk (include_usage)
 
@@ -108,6 +118,8 @@ class MeteredCall:
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
         self.recorder = Recorder.of(self.parts.stored, self.payer, self.path, body)
+        asked = body.get("model")
+        self.asked_model = asked if isinstance(asked, str) else self.model.id
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
@@ -130,9 +142,9 @@ class MeteredCall:
         plan within that. A key with a spending limit reserves within it too, in the same
         write (`Cap`); when the limit is what is short, the refusal names it."""
         payer = self.payer
-        cap = None if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
+        caps = [] if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
         available: int | None = None
-        capped = False  # the key's limit, not the balance, is what is short
+        tightest: Cap | None = None  # the key's limit, not the balance, is what is short
         while True:
             try:
                 plan = self._plan(body, raw, available)
@@ -144,7 +156,7 @@ class MeteredCall:
                     self.model.id,
                     payer.untouched_msat,
                     payer.key_id,
-                    cap,
+                    caps,
                 ):
                     return plan
                 if available is not None:
@@ -152,10 +164,10 @@ class MeteredCall:
                         "insufficient balance: the balance is held by other requests"
                     )
             except PaymentRequired as exc:
-                if capped:
-                    raise _over_limit(cap, exc) from None
+                if tightest is not None:
+                    raise _over_limit(tightest, exc, payer.key_id) from None
                 raise
-            available, capped = self._available(cap)
+            available, tightest = self._available(caps)
 
     def _plan(self, body: dict[str, Any], raw: bytes, available: int | None) -> Plan:
         limit = UNLIMITED_MSAT if available is None else available
@@ -165,16 +177,18 @@ class MeteredCall:
         self.reserving = True  # the reservation may exist from here, even if cancelled
         return plan
 
-    def _available(self, cap: Cap | None) -> tuple[int, bool]:
-        """What the payer may still reserve, and whether the key's limit is what bounds it."""
+    def _available(self, caps: list[Cap]) -> tuple[int, Cap | None]:
+        """What the payer may still reserve, and the key's cap that bounds it, if one does."""
         ledger, payer = self.parts.ledger, self.payer
         account = ledger.get(payer.account_id)
         if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
             raise token_spent()  # a racing request with the same one-shot token got there
-        if cap is None:
-            return account.available_msat, False
-        left = cap.limit_msat - ledger.key_spent(cap.key_id, cap.since)
-        return min(account.available_msat, left), left < account.available_msat
+        available, tightest = account.available_msat, None
+        for cap in caps:
+            left = cap.limit_msat - ledger.cap_spent(cap)
+            if left < available:
+                available, tightest = left, cap
+        return available, tightest
 
     def _spare_attempts(self, plan: Plan, available: int | None) -> int:
         """How many failed attempts the upstreams may bill beyond the answer: one per extra
@@ -191,23 +205,28 @@ class MeteredCall:
         for route in self.parts.monitor.order(self.model.routes):
             if sum(a.sent for a in self.attempts) > self.spare_attempts:
                 break  # another billed attempt would pass the reservation
+            wire = wire_for(self.meter, self.model, route, body, self.request.headers)
+            if wire is None:  # an upstream that cannot serve this endpoint
+                continue
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = self.meter.encode(
-                billing.for_upstream(self.path, body, route.upstream)
-            )
+            sent = body
+            if wire.path == self.path and route.upstream.kind != "anthropic":
+                sent = billing.for_upstream(self.path, body, route.upstream)
+            payload, content_type = wire.encode(sent)
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
                     answer = await upstream.call(
                         self.parts.http,
                         route.upstream,
-                        self.path,
+                        wire.path,
                         payload,
                         stream=stream,
                         content_type=content_type,
                         attempt=attempt,
+                        extra_headers=wire.headers,
                     )
             except upstream.AnswerTooLarge:
                 self.oversized = True
@@ -217,9 +236,10 @@ class MeteredCall:
                 log.warning("request %s: %s; trying the next upstream", self.request_id, exc)
                 last = exc
                 continue
-            self.route = route
+            self.route, self.wire = route, wire
             return answer
-        assert last is not None  # a model has at least one route
+        if last is None:  # no upstream of the model serves this endpoint (the route checks)
+            raise UpstreamError("no upstream of this model serves this endpoint")
         raise last
 
     async def _settle(self) -> None:
@@ -249,7 +269,7 @@ class MeteredCall:
         if self.produced and not self.complete:
             status = records.INCOMPLETE
         record = Record(
-            self.request_id,
+            self.record_id,
             self.payer.account_id,
             self.payer.key_id,
             self.started_at,
@@ -300,24 +320,61 @@ class MeteredCall:
             await self._settle()
             headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
             return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
-        self.measured = self.meter.measure(parsed)
+        assert self.wire is not None
+        self.measured = self.wire.measure(parsed)
         await self._settle()
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(parsed)
+        parsed = self.wire.answer(parsed)
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage_out["cost_msat"] = self.cost_msat
-        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
+        self.meter.answer_out(parsed)  # the legacy `functions` format, for a caller who used it
+        usage_out.update(self._cost_fields())
+        if isinstance(parsed.get("model"), str):  # the model as the client named it
+            parsed["model"] = self.asked_model
+        headers = {**self._cost_headers(), **await self.payer.finish()}
+        headers["X-Model"] = self.model.id  # the model charged for (a router's choice)
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
 
+    def _cost_fields(self) -> dict[str, Any]:
+        """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
+        fields: dict[str, Any] = {"cost_msat": self.cost_msat, "cost_sats": self.cost_msat / 1000}
+        with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
+            fields["cost"] = float(self.cost_msat / self.pricer.msat_per_usd())
+        return fields
+
+    def _cost_headers(self) -> dict[str, str]:
+        """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
+        seen = self.measured.usage
+        prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
+        cached = seen.cached_tokens if seen is not None else 0
+        prompt_msat = min(
+            self.cost_msat, self.pricer.cost_msat(self.model.price, Usage(prompt, 0, cached))
+        )
+        headers = {
+            "X-Cost-Msat": str(self.cost_msat),
+            "X-Routstr-Cost-Msats": str(self.cost_msat),
+            "X-Routstr-Input-Cost-Msats": str(prompt_msat),
+            "X-Routstr-Output-Cost-Msats": str(self.cost_msat - prompt_msat),
+        }
+        usd = self._cost_fields().get("cost")
+        if usd is not None:
+            headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
+        return headers
+
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
-        reader = SseReader()
+        assert self.wire is not None
+        reader = self.wire.reader(self.plan)
         out = EventStream(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Model": self.model.id,
+            }
         )
         async with answer.resp:
             await out.prepare(self.request)
@@ -337,15 +394,15 @@ class MeteredCall:
                 self._note(reader)
                 await self._settle()  # before the client can see the error
                 self.trace.upstream_failed("upstream_stream_broken")
-                error = _error_event(exc) | await self.payer.finish(in_band=True)
-                await self._write_safely(out, encode_event(error))
+                extras = await self.payer.finish(in_band=True)
+                await self._write_safely(out, reader.failure(_stream_error(exc), extras))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
 
-    async def _drain(self, answer: upstream.Answer, reader: SseReader) -> None:
+    async def _drain(self, answer: upstream.Answer, reader: StreamReader) -> None:
         """The client went away: read the rest of the upstream's stream, relaying nothing, for
         the usage it ends with. The upstream goes on writing (and billing) whether or not the
         node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
@@ -362,35 +419,29 @@ class MeteredCall:
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
 
-    async def _relay(self, out: web.StreamResponse, reader: SseReader, data: bytes) -> None:
+    async def _relay(self, out: web.StreamResponse, reader: StreamReader, data: bytes) -> None:
         events = reader.feed(data)
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
-            await out.write(b"".join(events))
+            joined = b"".join(self.meter.event_out(e) for e in events)
+            if self.route is not None and self.route.upstream_model != self.asked_model:
+                joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
+            await out.write(joined)
 
-    def _note(self, reader: SseReader) -> None:
+    def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
 
-    async def _end_stream(self, out: web.StreamResponse, reader: SseReader) -> None:
-        """Settle, then send the usage event with the cost (and any change), then [DONE]."""
+    async def _end_stream(self, out: web.StreamResponse, reader: StreamReader) -> None:
+        """Settle, then send the stream's end with the cost (and any change)."""
         self.complete = True
         await self._settle()
-        final = reader.usage_event or {
-            "object": "chat.completion.chunk",
-            "choices": [],
-            "usage": self.meter.usage_json(self.plan, self.measured),
-        }
-        holder = final["response"] if isinstance(final.get("response"), dict) else final
-        usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
-        if usage is None:
-            usage = holder["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage["cost_msat"] = self.cost_msat
-        if not self.usage_asked:  # `for chunk in stream: chunk.choices[0]` must still hold
-            final["choices"] = [_closing_choice(self.path, reader.finish_reason)]
-        final.update(await self.payer.finish(in_band=True))
-        head = b"event: " + reader.usage_event_name + b"\n" if reader.usage_event_name else b""
-        await self._write_safely(out, head + encode_event(final) + b"data: [DONE]\n\n")
+        fallback = self.meter.usage_json(self.plan, self.measured)
+        if isinstance(reader, SseReader):  # an OpenAI stream: the model asked, a last choice
+            closing = None if self.usage_asked else _closing_choice(self.path, reader.finish_reason)
+            reader.dress(self.asked_model, closing, self.meter.event_out)
+        extras = await self.payer.finish(in_band=True)
+        await self._write_safely(out, reader.ending(self._cost_fields(), extras, fallback))
 
     async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
         try:
@@ -416,11 +467,12 @@ def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
     return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
 
 
-def _over_limit(cap: Cap | None, short: PaymentRequired) -> PaymentRequired:
+def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> PaymentRequired:
     """A refusal naming the key's spending limit, when it is what stands in the way."""
-    limit = cap.limit_msat if cap is not None else 0
+    whose = "this key's" if cap.key_id == key_id else "its parent key's"
     return PaymentRequired(
-        f"this key's spending limit of {limit} msat is reached for its period ({short.message})",
+        f"{whose} spending limit of {cap.limit_msat} msat is reached for its period "
+        f"({short.message})",
         code="key_limit_reached",
     )
 
@@ -437,10 +489,7 @@ def _mime(answer: upstream.Answer) -> str:
     return answer.content_type.split(";")[0].strip() or "text/plain"
 
 
-def _error_event(exc: BaseException) -> dict[str, Any]:
-    error: NodeError = (
-        UpstreamTimeout("upstream stopped sending")
-        if isinstance(exc, TimeoutError)
-        else UpstreamError("upstream connection failed mid-stream")
-    )
-    return error.envelope()
+def _stream_error(exc: BaseException) -> NodeError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("upstream stopped sending")
+    return UpstreamError("upstream connection failed mid-stream")

@@ -1,9 +1,10 @@
 """How each endpoint is priced: the most a request can cost, and what its answer cost.
 
     ChatMeter        chat/completions, completions, responses   tokens in and out
+    MessagesMeter    messages (Anthropic's)                     tokens in (four kinds) and out
     EmbeddingsMeter  embeddings                                  tokens in
     ImagesMeter      images/generations                          per image made
-    AudioMeter       audio/transcriptions                        per minute, or tokens
+    AudioMeter       audio/transcriptions, audio/translations    per minute, or tokens
 
 `plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
 `measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
@@ -13,6 +14,7 @@ said nothing. The proxy (node/proxy/call.py) does the rest the same way for all 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -26,6 +28,7 @@ from node.pricing.prices import Price, Pricer, Usage
 from node.proxy.audio import Upload, encode_multipart, seconds_bound
 from node.proxy.sse import output_chars
 
+_REASONING = re.compile(r"^(o\d|gpt-5)")  # OpenAI's reasoning models, by id
 MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
 AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
 
@@ -54,11 +57,13 @@ def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
     was asked — so an upstream reporting absurd counts cannot drain an account."""
     prompt = min(usage.prompt_tokens, max(plan.prompt_bound, plan.prompt_tokens))
     completion = min(usage.completion_tokens, plan.max_output_tokens * plan.choices)
+    cached = min(usage.cached_tokens, prompt)
     return Usage(
         prompt,
         completion,
-        min(usage.cached_tokens, prompt),
+        cached,
         min(usage.reasoning_tokens, completion),
+        min(usage.cache_write_tokens, prompt - cached),
     )
 
 
@@ -109,6 +114,13 @@ class Meter:
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage")))
 
+    def answer_out(self, answer: dict[str, Any]) -> None:
+        """Reshape a plain JSON answer for the client, in place, once it has been measured."""
+
+    def event_out(self, event: bytes) -> bytes:
+        """Reshape one streamed event for the client, once it has been read."""
+        return event
+
     def measure_text(self, raw: bytes) -> Measured:
         """A non-JSON answer (a transcription as text/srt/vtt): only its size is known."""
         return Measured(output_tokens=-(-len(raw) // 4))
@@ -133,6 +145,7 @@ class ChatMeter(Meter):
     """Token-priced text generation: chat/completions, completions, responses."""
 
     streams = True
+    cache_writes = False  # the prompt may be written to the upstream's cache (priced apart)
 
     def __init__(self, path: str = "chat/completions"):
         self.path = path
@@ -148,8 +161,8 @@ class ChatMeter(Meter):
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
         _need_token_price(model)
-        shape = billing.shape(self.path, body)
-        fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
+        shape = self.shape(model, body)
+        fields = [f for f in self.limit_fields if f in body] or [self._default_limit(model)]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
         requested = min(limits, default=model.max_output_tokens)
         choices = shape.answers
@@ -157,22 +170,38 @@ class ChatMeter(Meter):
         # Images, files, stored items: their tokens are not in the bytes; without usage, the bound
         prompt = bound if shape.unbounded else min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
-        affordable = pricer.completion_tokens_affordable(model.price, bound, available)
+        writes = bound if self.cache_writes and _writes_dearer(model.price.for_prompt(bound)) else 0
+        affordable = pricer.completion_tokens_affordable(model.price, bound, available, writes)
         affordable //= choices
         if affordable < min(MIN_ANSWER_TOKENS, wanted):
-            least = Usage(bound, min(MIN_ANSWER_TOKENS, wanted) * choices)
+            least = Usage(
+                bound, min(MIN_ANSWER_TOKENS, wanted) * choices, cache_write_tokens=writes
+            )
             raise _short(pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
             body[field] = output
+        most = Usage(bound, output * choices, cache_write_tokens=writes)
         return Plan(
             prompt_tokens=prompt,
             max_output_tokens=output,
-            max_cost_msat=pricer.cost_msat(model.price, Usage(bound, output * choices)),
+            max_cost_msat=pricer.cost_msat(model.price, most),
             floor_msat=pricer.cost_msat(model.price, Usage(prompt, 0)),
             choices=choices,
             prompt_bound=bound,
         )
+
+    def _default_limit(self, model: Model) -> str:
+        """The field the node sets when the client set none: OpenAI's reasoning models (o1,
+        o3, o4-mini, gpt-5…) refuse `max_tokens` and take only `max_completion_tokens`."""
+        if "max_completion_tokens" in self.limit_fields and _REASONING.match(
+            model.upstream_model.rsplit("/", 1)[-1]
+        ):
+            return "max_completion_tokens"
+        return self.limit_fields[-1]
+
+    def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        return billing.shape(self.path, body)
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":
@@ -186,6 +215,34 @@ class ChatMeter(Meter):
     def measure(self, answer: dict[str, Any]) -> Measured:
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
         return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
+
+
+class MessagesMeter(ChatMeter):
+    """Anthropic's Messages: `max_tokens` required (as Anthropic requires it), the prompt's
+    cache reads and writes priced apart (node/pricing/billing.py: messages_shape)."""
+
+    cache_writes = True  # cache_control: the bound is reserved at the dearer price, if any
+
+    def __init__(self) -> None:
+        super().__init__("messages")
+        self.limit_fields = ("max_tokens",)
+        self.usage_names = ("input_tokens", "output_tokens")
+
+    def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        if body.get("max_tokens") is None:
+            raise BadRequest("max_tokens: a positive integer is required", param="max_tokens")
+        return billing.messages_shape(body, model.price.cache_write is not None)
+
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
+        """Anthropic's streams end with their usage (message_delta): nothing to ask."""
+        return True
+
+    def measure(self, answer: dict[str, Any]) -> Measured:
+        return Measured(Usage.from_anthropic(answer.get("usage")))
+
+
+def _writes_dearer(price: Price) -> bool:
+    return price.cache_write is not None and price.cache_write > price.prompt
 
 
 def _output_limit(body: dict[str, Any], field: str) -> int | None:
@@ -283,14 +340,16 @@ class ImagesMeter(_UnitMeter):
 
 
 class AudioMeter(_UnitMeter):
-    """Transcriptions: per minute when the model has a minute price, else by token."""
+    """Transcriptions and translations: per minute when the model has a minute price, else by
+    token."""
 
-    path = "audio/transcriptions"
     text_answers = True  # response_format text, srt, vtt
     usage_names = ("input_tokens", "output_tokens")
 
-    def __init__(self, fields: list[tuple[str, str]], upload: Upload):
-        self.fields, self.upload = fields, upload
+    def __init__(
+        self, fields: list[tuple[str, str]], upload: Upload, path: str = "audio/transcriptions"
+    ):
+        self.fields, self.upload, self.path = fields, upload, path
 
     def unit_usd(self, model: Model) -> Fraction:
         return (model.audio_minute_usd or Fraction(0)) / 60

@@ -93,6 +93,7 @@ class ProviderMonitor:
                 up.base_url,
                 api_key=up.api_key,
                 timeout_s=min(FIRST_LISTING_TIMEOUT_S, up.first_byte_timeout_s),
+                anthropic_version=up.anthropic_version if up.kind == "anthropic" else None,
             )
         except CatalogueError as exc:
             log.warning("upstream %s: model list not refreshed: %s", up.name, exc)

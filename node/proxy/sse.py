@@ -8,30 +8,25 @@ over a last event that lacks only its blank line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
+from node.errors import NodeError
 from node.pricing.prices import Usage
 
 DONE = b"data: [DONE]"
 
 
-class SseReader:
+class EventSplitter:
+    """Bytes in, whole events out (each with its blank-line terminator)."""
+
     def __init__(self) -> None:
         self._buffer = b""
         self._cr = False  # the last chunk ended in "\r": its "\n" may open the next one
-        self.usage: Usage | None = None
-        self.usage_event: dict[str, Any] | None = None
-        self.usage_event_name = b""  # its `event:` line (Responses streams name their events)
-        self.response: dict[str, Any] | None = None  # a Responses stream's latest snapshot
-        self.done = False
-        self.output_chars = 0
-        self.output_chunks = 0
-        self.finish_reason: Any = None  # how the first answer (choice 0) ended, once it has
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
         if self._cr and data.startswith(b"\n"):  # a CRLF that TCP cut in two
             data = data[1:]
         self._cr = data.endswith(b"\r")
@@ -44,21 +39,75 @@ class SseReader:
             if end < 0:
                 return out
             event, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            if self._inspect(event):
-                out.append(event)
+            out.append(event)
 
-    def close(self) -> list[bytes]:
-        """The upstream's stream has ended: its last event, if it lacks only its blank line.
-
-        Strict SSE drops such an event, but it is often the usage the call is charged from.
-        Whole means `[DONE]` or JSON that parses: an event cut short is still dropped.
-        """
+    def rest(self) -> bytes | None:
+        """The stream has ended: its last event, if it lacks only its blank line (strict SSE
+        drops it, but it is often the usage the call is charged from). Whole means `[DONE]`
+        or JSON that parses: an event cut short is dropped."""
         event, self._buffer = self._buffer.strip(b"\n"), b""
         payload = _data_of(event)
         if payload is None or not (payload.strip() == b"[DONE]" or _is_json(payload)):
-            return []
-        event += b"\n\n"
-        return [event] if self._inspect(event) else []
+            return None
+        return event + b"\n\n"
+
+
+class SseReader:
+    """An OpenAI stream relayed to an OpenAI client (node/proxy/wires.py names the others)."""
+
+    def __init__(self) -> None:
+        self._split = EventSplitter()
+        self.usage: Usage | None = None
+        self.usage_event: dict[str, Any] | None = None
+        self.usage_event_name = b""  # its `event:` line (Responses streams name their events)
+        self.response: dict[str, Any] | None = None  # a Responses stream's latest snapshot
+        self.done = False
+        self.output_chars = 0
+        self.output_chunks = 0
+        self.finish_reason: Any = None  # how the first answer (choice 0) ended, once it has
+        self._model: str | None = None
+        self._closing: dict[str, Any] | None = None
+        self._reshape: Callable[[bytes], bytes] = bytes
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
+        return [event for event in self._split.feed(data) if self._inspect(event)]
+
+    def close(self) -> list[bytes]:
+        """The upstream's stream has ended: its last event, if it lacks only its blank line."""
+        event = self._split.rest()
+        return [event] if event is not None and self._inspect(event) else []
+
+    def dress(
+        self, model: str, closing: dict[str, Any] | None, reshape: Callable[[bytes], bytes]
+    ) -> None:
+        """The ending names `model` (the one the client asked for), carries `closing` (a last
+        choice, for a client that did not ask for the usage chunk: every chunk has one) and
+        is reshaped as every event before it (the legacy `functions` format)."""
+        self._model, self._closing, self._reshape = model, closing, reshape
+
+    def ending(
+        self, cost: dict[str, Any], extras: dict[str, Any], fallback: dict[str, Any]
+    ) -> bytes:
+        """The end of the stream, after settling: the usage event with the cost (the upstream's
+        usage, else `fallback`, an estimate) and `extras` (change), then [DONE]."""
+        final = self.usage_event or {"object": "chat.completion.chunk", "choices": []}
+        holder = final["response"] if isinstance(final.get("response"), dict) else final
+        usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
+        if usage is None:
+            usage = holder["usage"] = dict(fallback)
+        usage.update(cost)
+        if self._model is not None and isinstance(final.get("model"), str):
+            final["model"] = self._model
+        if self._closing is not None:
+            final["choices"] = [self._closing]
+        final.update(extras)
+        head = b"event: " + self.usage_event_name + b"\n" if self.usage_event_name else b""
+        return head + self._reshape(encode_event(final)) + b"data: [DONE]\n\n"
+
+    def failure(self, error: NodeError, extras: dict[str, Any]) -> bytes:
+        """The end of a stream the upstream broke: the error, with `extras` (change)."""
+        return encode_event(error.envelope() | extras)
 
     def _inspect(self, event: bytes) -> bool:
         """Note what the event tells; True if it is to be passed on now."""
@@ -158,3 +207,12 @@ def _text_len(value: Any) -> int:
 
 def encode_event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def model_renamed(event: bytes, upstream_id: str, asked: str) -> bytes:
+    """An event naming the model by the upstream's id, named as the client asked for it (an
+    alias, a preset): the id is found in the JSON as written, with or without a space."""
+    was, now = orjson.dumps(upstream_id), orjson.dumps(asked)
+    for sep in (b":", b": "):
+        event = event.replace(b'"model"' + sep + was, b'"model"' + sep + now)
+    return event

@@ -27,7 +27,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from node.errors import BadRequest, NodeError, RateLimited, UpstreamError, UpstreamTimeout
+from node.errors import (
+    BadRequest,
+    NodeError,
+    NotServed,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.settings import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
@@ -87,8 +94,13 @@ class Answer:
 
 
 def _headers(upstream: UpstreamSection, content_type: str) -> dict[str, str]:
+    """The upstream's own credentials: Bearer, or Anthropic's x-api-key and anthropic-version."""
     headers = {"Content-Type": content_type, "Accept-Encoding": "identity"}
-    if upstream.api_key:
+    if upstream.kind == "anthropic":
+        headers["anthropic-version"] = upstream.anthropic_version
+        if upstream.api_key:
+            headers["x-api-key"] = upstream.api_key
+    elif upstream.api_key:
         headers["Authorization"] = f"Bearer {upstream.api_key}"
     return headers
 
@@ -102,12 +114,14 @@ async def call(
     stream: bool,
     content_type: str = "application/json",
     attempt: Attempt | None = None,
+    extra_headers: dict[str, str] | None = None,
 ) -> Answer:
     """POST; return once the answer has begun (stream) or is whole (plain), else raise.
 
     Nothing has reached the client when this raises, so a RETRYABLE error may be retried
     elsewhere. A stream's response stays open: the caller closes `answer.resp`. `attempt`
-    tells, whatever happens, whether the upstream may bill the call.
+    tells, whatever happens, whether the upstream may bill the call. `extra_headers`: the
+    client's that the upstream's dialect reads (anthropic-version, anthropic-beta).
     """
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
     resp: aiohttp.ClientResponse | None = None
@@ -116,7 +130,7 @@ async def call(
             resp = await session.post(
                 f"{upstream.base_url}/{path}",
                 data=payload,
-                headers=_headers(upstream, content_type),
+                headers=_headers(upstream, content_type) | (extra_headers or {}),
                 timeout=timeout,
                 trace_request_ctx=attempt,
             )
@@ -194,7 +208,11 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     message = _error_message(raw) or f"HTTP {resp.status}"
     if upstream.api_key:  # some upstreams quote the key they were sent
         message = message.replace(upstream.api_key, "[redacted]")
-    if resp.status in (400, 404, 413, 415, 422):
+    if resp.status in (404, 405) and _error_field(raw, "param") is None:
+        if _error_field(raw, "code") == "model_not_found":  # a model the node sells for it
+            return UpstreamError(f"upstream {upstream.name} failed: {message}")
+        return NotServed(f"upstream {upstream.name} does not serve this endpoint: {message}")
+    if resp.status in (400, 404, 413, 415, 422):  # a field of the request: the client's
         return BadRequest(
             f"upstream {upstream.name} refused the request: {message}", code="upstream_rejected"
         )
@@ -208,6 +226,17 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     if resp.status in (401, 403):
         message = "upstream refused the node's credentials"
     return UpstreamError(f"upstream {upstream.name} failed: {message}", code="upstream_error")
+
+
+def _error_field(raw: bytes, name: str) -> str | None:
+    """`code` or `param` of an OpenAI error envelope, if the body is one and has it."""
+    try:
+        body: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    value = error.get(name) if isinstance(error, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _error_message(raw: bytes) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 import wallet as cashu
-from node.errors import BadRequest, Unauthorized
+from node.errors import BadRequest, Forbidden, Unauthorized
 from node.http.credentials import bearer
 from node.http.web import json_response, read_json
 from node.parts import PARTS
@@ -59,6 +59,11 @@ async def create_invoice(request: web.Request) -> web.Response:
         if key is None:
             raise Unauthorized("a topup invoice needs 'Authorization: Bearer sk-…'")
         account_id = await parts.payments.account_for_key(key)
+        if parts.payments.key_payer(account_id).account_id != account_id:
+            raise Forbidden(
+                "a sub-key spends from its parent's balance: top up the parent key",
+                code="subkey_not_allowed",
+            )
     invoice = await parts.lightning.create_invoice(sats, account_id)
     return json_response(_invoice_json(invoice))
 

@@ -16,8 +16,9 @@ from aiohttp import web
 
 import wallet as cashu
 from node.errors import BadRequest, Forbidden, NotFound, ServiceUnavailable, Unauthorized
-from node.http.credentials import bearer, idempotency_key, x_cashu
+from node.http.credentials import bearer, idempotency_key, without_uri, x_cashu
 from node.http.web import REQUEST_ID, json_response, read_json
+from node.money import lnurl
 from node.money.keys import Rules
 from node.money.ledger import Account, hash_key
 from node.money.payments import Payer, is_token
@@ -126,9 +127,17 @@ async def create(request: web.Request) -> web.Response:
         body, _ = await read_json(request)
     token = _token_field(body, "cashu_token", "initial_balance_token")
     rules = creation_rules(body)  # checked before anything is redeemed
-    key, account_id = await parts.payments.create_key(token)
+    refund = refund_on_expiry(request)
+    if refund is not None and rules.get("expires_at") is None:
+        rules["expires_at"] = refund[1]
+    if parts.lightning.takes_foreign(token):
+        key, account_id, _ = await _take_foreign(request, token, None, body)
+    else:
+        key, account_id = await parts.payments.create_key(token)
     if rules:  # a retried creation keeps the rules it was first made with
         parts.keys.set_rules(account_id, Rules(**rules))
+    if refund is not None and refund[0]:
+        parts.refunds.arrange(account_id, refund[0], refund[1])
     account = parts.ledger.get(account_id)
     return json_response(
         {
@@ -141,30 +150,101 @@ async def create(request: web.Request) -> web.Response:
     )
 
 
-@routes.get("/v1/wallet/balance")
-@routes.get("/v1/wallet/info")
-@routes.get("/v1/balance/info")
-async def balance(request: web.Request) -> web.Response:
-    """A key's balance; with an X-Cashu header instead, what is left of that payment."""
+def refund_on_expiry(request: web.Request) -> tuple[str, int] | None:
+    """Routstr's `Key-Expiry-Time` (unix seconds) and `Refund-LNURL` (a Lightning address or
+    an lnurl1… string) headers: (address, expiry); the address "" when only the expiry came."""
+    expiry = request.headers.get("Key-Expiry-Time", "").strip()
+    address = request.headers.get("Refund-LNURL", "").strip()
+    if not expiry:
+        if address:
+            raise BadRequest("Refund-LNURL needs a Key-Expiry-Time header", param="Refund-LNURL")
+        return None
+    if not expiry.isdigit() or not 0 < int(expiry) < 2**62:
+        raise BadRequest("Key-Expiry-Time must be unix seconds", param="Key-Expiry-Time")
+    if address and not lnurl.looks_valid(address):
+        raise BadRequest(
+            "Refund-LNURL must be a Lightning address (name@host) or an lnurl1… string",
+            param="Refund-LNURL",
+        )
+    return address, int(expiry)
+
+
+async def _take_foreign(
+    request: web.Request, token: str, account_id: int | None, body: dict[str, Any]
+) -> tuple[str, int, int]:
+    """`[cashu] accept_foreign`: a token of another mint melted into an invoice of ours; the
+    fees are quoted first (400 foreign_mint_fees) and taken only once the client accepts them
+    with `accept_fees_sat`. (key, account, msat credited)."""
+    parts = request.app[PARTS]
+    accepted = body.get("accept_fees_sat", 0)
+    if not isinstance(accepted, int) or isinstance(accepted, bool) or accepted < 0:
+        raise BadRequest("accept_fees_sat must be a whole number of sat", param="accept_fees_sat")
+    invoice, key = await parts.lightning.redeem_foreign(token, account_id, accepted)
+    if invoice.status != "paid":
+        raise ServiceUnavailable(
+            "the token was melted; its invoice is not credited yet: send the same request "
+            "again shortly (the node credits it once paid)",
+            code="foreign_pending",
+            headers={"Retry-After": "2"},
+        )
+    if key is None:
+        assert account_id is not None
+        return "", account_id, invoice.amount_sat * 1000
+    found = parts.ledger.account_id(hash_key(key))
+    assert found is not None
+    return key, found, invoice.amount_sat * 1000
+
+
+async def _state(request: web.Request) -> dict[str, Any]:
+    """The balance asked about: a key's (a sub-key's is what it may still spend), or with an
+    X-Cashu header instead, what is left of that payment."""
     if request.headers.get("X-Cashu", "").strip():
-        account_id = _paid_with(request, ("oneshot", "token")).id
-    else:
-        payer = await holder(request)
-        if payer.owner_id != payer.account_id:  # a sub-key: what it may still spend
-            state = balance_of(request.app[PARTS], payer, int(time.time()))
-            reserved = {"reserved": 0, "reserved_msat": 0}
-            return json_response({**state, **reserved, "api_key": None})
-        account_id = payer.account_id
-    return json_response({**_balance_json(request, account_id), "api_key": None})
+        return _balance_json(request, _paid_with(request, ("oneshot", "token")).id)
+    payer = await holder(request)
+    if payer.owner_id != payer.account_id:  # a sub-key: what it may still spend
+        state = balance_of(request.app[PARTS], payer, int(time.time()))
+        return {**state, "reserved": 0, "reserved_msat": 0}
+    return _balance_json(request, payer.account_id)
+
+
+@routes.get("/v1/wallet/balance")
+async def balance(request: web.Request) -> web.Response:
+    """A key's balance in sat and msat (the node's own shape)."""
+    return json_response({**await _state(request), "api_key": None})
+
+
+@routes.get("/v1/wallet/info")
+@routes.get("/v1/wallet/")
+@routes.get("/v1/balance/info")
+async def info(request: web.Request) -> web.Response:
+    """Routstr's balance info (routstr-core's shape): `balance` and `reserved` in msat, and
+    `api_key`, the key (or token) that opens the account."""
+    state = await _state(request)
+    return json_response(
+        {
+            **state,
+            "api_key": x_cashu(request) or bearer(request),
+            "balance": state["balance_msat"],
+            "reserved": state["reserved_msat"],
+            "unit": "msat",
+        }
+    )
 
 
 @routes.post("/v1/wallet/topup")
 @routes.post("/v1/balance/topup")
 async def topup(request: web.Request) -> web.Response:
-    body, _ = await read_json(request)
-    token = _token_field(body, "cashu_token")
+    """A token added to the key's balance; `?cashu_token=` as older Routstr clients send it."""
+    if request.query.get("cashu_token") and not request.can_read_body:
+        body: dict[str, Any] = dict(request.query)
+    else:
+        body, _ = await read_json(request)
+    token = without_uri(_token_field(body, "cashu_token"))
     account_id = await _account(request)
-    added_msat = await request.app[PARTS].payments.topup(account_id, token)
+    if request.app[PARTS].lightning.takes_foreign(token):
+        added_msat = (await _take_foreign(request, token, account_id, body))[2]
+    else:
+        added_msat = await request.app[PARTS].payments.topup(account_id, token)
     state = _balance_json(request, account_id)
     return json_response(
         {
@@ -173,6 +253,7 @@ async def topup(request: web.Request) -> web.Response:
             "amount_added": added_msat // 1000,
             "amount_added_msat": added_msat,
             "currency": "sat",
+            "msats": added_msat,  # routstr-core's answer
         }
     )
 
@@ -277,17 +358,42 @@ async def withdraw(request: web.Request) -> web.Response:
     return json_response(payout_json(paid))
 
 
+async def _lazy_refund(request: web.Request) -> web.Response:
+    try:
+        account = _paid_with(request)
+    except NotFound:
+        raise NotFound(
+            "Refund not found: no payment with this token", code="refund_not_found"
+        ) from None
+    paid = await request.app[PARTS].payments.change.swept(account, request[REQUEST_ID])
+    body = {**payout_json(paid), "token": paid.token, "sats": str(paid.amount_sat)}
+    return json_response(body, headers={"X-Cashu": paid.token})
+
+
 @routes.post("/v1/balance/refund")
 @routes.post("/v1/wallet/refund")
 async def refund(request: web.Request) -> web.Response:
     """Routstr's refund: the balance back as one token, the payout's fee taken beside it; or,
-    with `invoice` (or `lightning_address` and `amount`), paid to a Lightning wallet."""
+    with `invoice` (or `lightning_address` and `amount`), paid to a Lightning wallet. With the
+    paying X-Cashu header alone: that payment's change (routstr-core's lazy refund; 425 while
+    its request runs, 404 when it left none)."""
+    parts = request.app[PARTS]
     body: dict[str, Any] = (await read_json(request))[0] if request.body_exists else {}
     if "invoice" in body or "lightning_address" in body:
         return json_response(melt_json(await _pay_lightning(request, body)))
+    if x_cashu(request):
+        return await _lazy_refund(request)
+    key = bearer(request)
+    account_id = None if key is None else parts.ledger.account_id(hash_key(key))
+    if account_id is None:  # never redeems
+        raise Unauthorized(
+            "Key not found: deposit first via /v1/wallet/create", code="key_not_found"
+        )
+    if parts.ledger.get(account_id).balance_msat < 1000:  # routstr-core's words
+        raise BadRequest("No balance to refund", code="no_balance")
     paid = await _withdraw(request, {})
     info = payout_json(paid)
-    return json_response({**info, "token": paid.token, "sats": info["amount"]})
+    return json_response({**info, "token": paid.token, "sats": str(info["amount"])})
 
 
 @routes.get("/v1/wallet/change")

@@ -1,7 +1,7 @@
 """cashu-ts 4.x tokens of 1, 64 and 200 proofs (DLEQ included, cashu-ts's default) pay the node
 every way a client can: as a Bearer key, through /v1/wallet/create, in X-Cashu (plain and
-streamed); every change and withdraw token goes back into a cashu-ts wallet, to the sat, and the
-node keeps exactly the sub-sat rest.
+streamed); every change and withdraw token goes back into a cashu-ts wallet that requires DLEQ
+proofs (`requireDleq`), to the sat, and the node keeps exactly the sub-sat rest.
 
 Tokens of ~59 KB go in a header ([limits] max_header_bytes, 64 KB by default).
 """
@@ -37,7 +37,7 @@ async def withdraw_into_cashu_ts(
     """Withdraw everything; cashu-ts redeems it to the sat, the sub-sat rest stays on the node."""
     token, amount = await withdraw(node, secret)
     assert amount == held_msat // 1000
-    assert await cashu_ts.receive(mint.url, token) == amount
+    assert await cashu_ts.receive(mint.url, token, require_dleq=True) == amount
     assert node.balance(secret) == held_msat % 1000
     node.assert_clean()
 
@@ -74,7 +74,9 @@ async def test_x_cashu_pays_and_change_goes_back_to_cashu_ts(
     token = await cashu_ts.token(mint.url, sat, proofs=proofs)
     paid = await chat(wallet_node, {"X-Cashu": token})
     assert paid.change is not None
-    assert await cashu_ts.receive(mint.url, paid.change) == change_due(sat, paid.cost_msat)
+    assert await cashu_ts.receive(mint.url, paid.change, require_dleq=True) == change_due(
+        sat, paid.cost_msat
+    )
     assert wallet_node.balance(token) == (sat * 1000 - paid.cost_msat) % 1000
     wallet_node.assert_clean()
 
@@ -87,6 +89,8 @@ async def test_x_cashu_stream_change_goes_back_to_cashu_ts(
     token = await cashu_ts.token(mint.url, sat, proofs=proofs)
     paid = await stream_chat(wallet_node, {"X-Cashu": token})
     assert paid.change is not None
-    assert await cashu_ts.receive(mint.url, paid.change) == change_due(sat, paid.cost_msat)
+    assert await cashu_ts.receive(mint.url, paid.change, require_dleq=True) == change_due(
+        sat, paid.cost_msat
+    )
     assert wallet_node.balance(token) == (sat * 1000 - paid.cost_msat) % 1000
     wallet_node.assert_clean()

@@ -14,9 +14,9 @@ import pytest
 
 from node.logs import JsonFormatter, redact
 
-# Loggers of the clients the tests drive the node with (the OpenAI SDK and its HTTP stack): at
-# DEBUG they print the change tokens the node hands back, which is the client's business.
-CLIENT_LOGGERS = ("httpcore", "httpx", "openai")
+# Loggers of the clients the tests drive the node with (the OpenAI and Anthropic SDKs and their
+# HTTP stack): at DEBUG they print the change tokens the node hands back, the client's business.
+CLIENT_LOGGERS = ("httpcore", "httpx", "openai", "anthropic")
 
 
 class Recorder(logging.Handler):

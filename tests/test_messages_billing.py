@@ -1,0 +1,69 @@
+"""What a Messages request can make the upstream bill, bounded (docs/billing.md, "/v1/messages").
+
+Cache writes bill above the input price: kept only on a model with a cache-write price, and
+then only the 5-minute kind; images and documents are bounded by the model's context.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import NodeHandle
+from tests.support.messages_node import HI, sdk
+from tests.support.money import call
+from tests.support.servers import ThreadedServer
+
+SYSTEM: Any = [
+    {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+]
+IMAGE: Any = [{"role": "user", "content": [
+    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}},
+    {"type": "text", "text": "what is it?"}]}]  # fmt: skip
+
+
+def sent_body(server: ThreadedServer) -> dict[str, Any]:
+    body: dict[str, Any] = server.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    return body
+
+
+def test_cache_writes_only_where_priced_and_never_the_dearer_kind(
+    mnode: NodeHandle, claude_upstream: ThreadedServer
+) -> None:
+    key = mnode.new_key(1_000_000)
+    client = sdk(mnode, key)
+    client.messages.create(model="claude-mock", max_tokens=20, messages=HI, system=SYSTEM)
+    assert sent_body(claude_upstream)["system"][0]["cache_control"] == {"type": "ephemeral"}
+    client.messages.create(model="claude-nocache", max_tokens=20, messages=HI, system=SYSTEM)
+    assert "cache_control" not in sent_body(claude_upstream)["system"][0]
+    mnode.assert_clean()
+
+
+async def test_an_image_is_reserved_at_the_models_context(mnode: NodeHandle) -> None:
+    # 200 000 context tokens at the cache-write price ($3.75/Mtok): 750 000 msat before output
+    key = mnode.new_key(700_000)
+    text = {"model": "claude-mock", "max_tokens": 20, "messages": HI}
+    status, _, _ = await call(mnode, "POST", "/v1/messages", key, json=text)
+    assert status == 200
+    left = mnode.balance(key)
+    image = {"model": "claude-mock", "max_tokens": 20, "messages": IMAGE}
+    status, _, answer = await call(mnode, "POST", "/v1/messages", key, json=image)
+    assert status == 402 and answer["error"]["type"] == "billing_error", answer
+    assert mnode.balance(key) == left
+    rich = mnode.new_key(1_000_000)
+    status, _, answer = await call(mnode, "POST", "/v1/messages", rich, json=image)
+    assert status == 200, answer
+    mnode.assert_clean()
+
+
+async def test_service_tier_never_a_dearer_one(
+    mnode: NodeHandle, claude_upstream: ThreadedServer
+) -> None:
+    key = mnode.new_key(1_000_000)
+    body = {"model": "claude-mock", "max_tokens": 20, "messages": HI, "service_tier": "auto"}
+    status, _, _ = await call(mnode, "POST", "/v1/messages", key, json=body)
+    assert status == 200 and sent_body(claude_upstream)["service_tier"] == "standard_only"
+    status, _, answer = await call(
+        mnode, "POST", "/v1/messages", key, json=body | {"service_tier": "priority"}
+    )
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error"
+    mnode.assert_clean()
