@@ -389,6 +389,7 @@ async def refund(request: web.Request) -> web.Response:
         raise Unauthorized(
             "Key not found: deposit first via /v1/wallet/create", code="key_not_found"
         )
+    await _account(request)  # a sub-key's refund is refused (403): its parent's to make
     if parts.ledger.get(account_id).balance_msat < 1000:  # routstr-core's words
         raise BadRequest("No balance to refund", code="no_balance")
     paid = await _withdraw(request, {})
