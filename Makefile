@@ -1,4 +1,4 @@
-# The two commands a newcomer needs: `make run` and `make test`.
+# The two commands a newcomer needs: `make run` and `make test`; `make install` for a real node.
 PY ?= python3
 VENV := .venv
 MINT_VENV := .venv-mint
@@ -6,16 +6,28 @@ PIP_QUIET := --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 MINT_STAMP := $(MINT_VENV)/.installed
 
-.PHONY: install test run lint fuzz bench bench-pg clean browser cashu-ts
+.PHONY: install dev test run lint fuzz bench bench-pg clean browser cashu-ts openai-js
 
-install: $(STAMP) $(MINT_STAMP)
+DEV_STAMP := $(VENV)/.installed-dev
+
+# A real node: nutgate and its runtime dependencies only.
+install: $(STAMP)
+
+# Working on nutgate: the tests' and linters' tools, the SDKs, the dev mint (Nutshell).
+dev: $(DEV_STAMP) $(MINT_STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
 	@echo "installing nutgate into $(VENV) ..."
-	@$(VENV)/bin/pip install $(PIP_QUIET) -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
-	@$(VENV)/bin/python -c "import node, wallet, openai" # fail loudly if the install did not take
+	@$(VENV)/bin/pip install $(PIP_QUIET) -e . 2>&1 | grep -v "^WARNING: Location" || true
+	@$(VENV)/bin/python -c "import node, wallet" # fail loudly if the install did not take
 	@touch $(STAMP)
+
+$(DEV_STAMP): $(STAMP) pyproject.toml
+	@echo "installing the development tools into $(VENV) ..."
+	@$(VENV)/bin/pip install $(PIP_QUIET) -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	@$(VENV)/bin/python -c "import openai, pytest" # fail loudly if the install did not take
+	@touch $(DEV_STAMP)
 
 # The reference Cashu mint (Nutshell) lives in its own venv: its pins clash with the OpenAI SDK's.
 $(MINT_STAMP):
@@ -48,32 +60,47 @@ $(CASHU_TS_STAMP): $(CASHU_TS)/package.json $(CASHU_TS)/package-lock.json
 		echo "npm not found: the cashu-ts interop tests will be skipped"; \
 	fi
 
-test: install browser cashu-ts
+# The OpenAI JS SDK for the dev stack's client test, pinned by its package-lock (Node 20 is
+# enough). Without npm the step says so and that test skips.
+OPENAI_JS := tests/interop/openai_js
+OPENAI_JS_STAMP := $(OPENAI_JS)/node_modules/.installed
+
+openai-js: $(OPENAI_JS_STAMP)
+
+$(OPENAI_JS_STAMP): $(OPENAI_JS)/package.json $(OPENAI_JS)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		echo "installing the OpenAI JS SDK into $(OPENAI_JS)/node_modules ..."; \
+		cd $(OPENAI_JS) && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else \
+		echo "npm not found: the OpenAI JS SDK test will be skipped"; \
+	fi
+
+test: dev browser cashu-ts openai-js
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 
 # The fuzz suites with many more examples (make test runs them small).
-fuzz: install
+fuzz: dev
 	@NUTGATE_FUZZ_EXAMPLES=$${NUTGATE_FUZZ_EXAMPLES:-200} $(VENV)/bin/python -m pytest -q -p no:cacheprovider --timeout=0 tests/safety/test_parsers_fuzz.py tests/safety/test_api_fuzz.py tests/safety/test_billing_fuzz.py tests/safety/test_money_properties.py
 
 # The dev stack: dev mint + demo upstream + node on 127.0.0.1. Flags: make run ARGS="--fresh"
-run: install
+run: install $(MINT_STAMP)
 	@$(VENV)/bin/nutgate run $(ARGS)
 
-lint: install
+lint: dev
 	@$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy
 
 # Benchmarks (by hand, not part of `make test`): `make bench BENCH_ARGS="--quick --profile"`.
 BENCH_ARGS ?= --profile
-bench: install
+bench: dev
 	@test -x $(VENV)/bin/py-spy || $(VENV)/bin/pip install $(PIP_QUIET) -r bench/requirements.txt
 	@command -v wrk >/dev/null || echo "note: wrk not installed, using the slower Python load client"
 	@$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
 
 # Two node instances vs one on PostgreSQL (127.0.0.1:5432, or NUTGATE_BENCH_PG).
-bench-pg: install
+bench-pg: dev
 	@$(VENV)/bin/python -m bench.pg $(BENCH_PG_ARGS)
 
 clean:
-	rm -rf $(VENV) $(MINT_VENV) build *.egg-info $(CASHU_TS)/node_modules
+	rm -rf $(VENV) $(MINT_VENV) build *.egg-info $(CASHU_TS)/node_modules $(OPENAI_JS)/node_modules

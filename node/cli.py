@@ -13,6 +13,7 @@ from node.dev import devstack
 from node.http import server
 from node.http.web import server_options
 from node.logs import configure_logging, secrets_of
+from node.money.keys import PERIODS, Keys, Rules
 from node.money.ledger import Ledger, hash_key
 from node.parts import open_database
 from node.settings import ConfigError, Settings, load_settings
@@ -24,6 +25,36 @@ def _settings(args: argparse.Namespace) -> Settings:
         return load_settings(Path(args.config) if args.config else None)
     except ConfigError as exc:
         sys.exit(f"nutgate: {exc}")
+
+
+DEV_CONFIG = Path("data/dev/nutgate.toml")  # written by `nutgate run` (`make run`)
+
+
+def used_by_a_node(settings: Settings) -> bool:
+    """Whether a node has run on this data: its SQLite database and the wallet seed it made.
+    (PostgreSQL: the database is the node's by configuration.)"""
+    if settings.store.url:
+        return True
+    data_dir = settings.node.data_dir
+    return settings.database_path.exists() and (data_dir / "wallet.seed").exists()
+
+
+def _node_settings(args: argparse.Namespace) -> Settings:
+    """The settings of a node's data for a command that reads or changes it. Without --config
+    here the dev stack's config is used when ./data is no node's; a database that no node has
+    used is refused (the command would act on a stray database the node never reads)."""
+    if args.config is None and DEV_CONFIG.exists() and not used_by_a_node(_settings(args)):
+        print(f"nutgate: no --config given: using the dev stack's {DEV_CONFIG}", file=sys.stderr)
+        args.config = str(DEV_CONFIG)
+    settings = _settings(args)
+    if not used_by_a_node(settings):
+        where = f"--config {args.config}" if args.config else "no --config (defaults)"
+        sys.exit(
+            f"nutgate: no node has run on {settings.node.data_dir} ({where}): refusing to act on "
+            "a database no node uses. Pass the node's own configuration with --config FILE "
+            f"(the dev stack, `make run`, writes {DEV_CONFIG} and prints the commands)."
+        )
+    return settings
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -50,11 +81,20 @@ def serve(settings: Settings, checkpoint: Checkpoint | None = None) -> None:
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
-    settings = _settings(args)
+    settings = _node_settings(args)
     if args.balance_msat < 0:
         sys.exit("nutgate: --balance-msat must not be negative")
+    limit, period = args.spend_limit_msat, args.limit_period
+    if limit is not None and limit < 0:
+        sys.exit("nutgate: --spend-limit-msat must not be negative")
     key = "sk-" + secrets.token_urlsafe(32)
-    Ledger(open_database(settings)).grant(hash_key(key), args.balance_msat)
+    db = open_database(settings)
+    ledger = Ledger(db)
+    account_id = ledger.grant(hash_key(key), args.balance_msat)
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip()) if args.models else None
+    if limit is not None or args.expires_at is not None or models is not None:
+        rules = Rules("", limit, period, args.expires_at, models)
+        Keys(db, ledger).set_rules(account_id, rules)
     print(key)
 
 
@@ -66,7 +106,14 @@ AUDIT_LINES = {
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    mismatches = Ledger(open_database(_settings(args))).audit()
+    settings = _node_settings(args)
+    ledger = Ledger(open_database(settings))
+    mismatches, seen = ledger.audit(), ledger.balances()
+    where = "PostgreSQL" if settings.store.url else settings.database_path
+    print(
+        f"{where}: {seen.accounts} accounts, {seen.owed_msat} msat owed as ecash,"
+        f" {seen.credit_msat} msat operator credit, {seen.reserved_msat} msat reserved"
+    )
     for m in mismatches:
         print(AUDIT_LINES[m.check].format(m.account_id, m.balance_msat, m.entries_msat))
     print("audit clean" if not mismatches else f"{len(mismatches)} mismatch(es)")
@@ -76,7 +123,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def cmd_admin_reset_password(args: argparse.Namespace) -> None:
     from node.admin.auth import AdminAuth
 
-    password = AdminAuth(open_database(_settings(args))).reset_password()
+    password = AdminAuth(open_database(_node_settings(args))).reset_password()
     print(f"new admin password (shown once; sessions ended): {password}")
 
 
@@ -111,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--config", "-c", help="TOML configuration file")
     create.add_argument("--balance-msat", type=int, required=True, help="starting balance")
+    create.add_argument("--spend-limit-msat", type=int, help="the most it may spend per period")
+    create.add_argument("--limit-period", choices=sorted(PERIODS), help="default: the key's life")
+    create.add_argument("--expires-at", type=int, help="unix time after which it stops spending")
+    create.add_argument("--models", help="the only models it may use, comma-separated")
     create.set_defaults(func=cmd_keys_create)
     admin_cmd = sub.add_parser("admin", help="admin page tools").add_subparsers(
         dest="admin_command", required=True

@@ -9,10 +9,12 @@
     ├── NotFound              404   invalid_request_error  (unknown model, route)
     ├── RequestTimeout        408   invalid_request_error  (body not sent in time)
     ├── Conflict              409   invalid_request_error
+    ├── TooEarly              425   invalid_request_error  (a refund whose request still runs)
     ├── PayloadTooLarge       413   invalid_request_error
     ├── RateLimited           429   rate_limit_error
     ├── ClientClosed          499   invalid_request_error  (client gone before its body came)
     ├── UpstreamError         502   upstream_error
+    │   └── NotServed         501   not_implemented_error  (endpoint not served for the model)
     ├── UpstreamTimeout       504   upstream_error
     └── ServiceUnavailable    503   service_unavailable    (mint unreachable, no BTC rate)
 
@@ -131,6 +133,15 @@ class Conflict(NodeError):
     default_code = "conflict"
 
 
+class TooEarly(NodeError):
+    """425: what was asked for is not ready yet (a request still running); retry after
+    `Retry-After`."""
+
+    status = 425
+    type = "invalid_request_error"
+    default_code = "too_early"
+
+
 class PayloadTooLarge(NodeError):
     status = 413
     type = "invalid_request_error"
@@ -156,6 +167,19 @@ class UpstreamError(NodeError):
     status = 502
     type = "upstream_error"
     default_code = "upstream_error"
+
+
+class NotServed(UpstreamError):
+    """The endpoint is not served for this model: its upstreams do not offer it (configured, or
+    a 404 from the upstream). Not the client's mistake, and retrying will not help."""
+
+    status = 501
+    type = "not_implemented_error"
+    default_code = "endpoint_not_served"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("x-should-retry", "false")  # SDKs retry 5xx unless told
 
 
 class ServiceUnavailable(NodeError):

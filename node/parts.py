@@ -4,6 +4,7 @@ handlers through `PARTS`, and the builders the admin uses again when settings ch
     settings   the configuration in force (the file, NUTGATE_* variables, the admin's changes)
     db         the store: SQLite, or PostgreSQL shared by several instances
     ledger     accounts, reservations, entries            wallet     proofs, swaps, payouts
+    records    a record per paid request                  keys       sub-keys, limits, expiry
     payments   payers, tokens in, change out              catalogue  the models sold
     rate       the BTC price                              pricer     USD prices to msat
     http       the client session for upstreams, mints, exchanges
@@ -35,17 +36,26 @@ from node.db.shared_state import SharedRateStore
 from node.db.store import Store
 from node.http.metrics import Metrics, WalletMetrics
 from node.http.ratelimit import Limiter, windows_from
+from node.money import keys as keys_schema
 from node.money import ledger_schema
+from node.money import records as records_schema
+from node.money import refunds as refunds_schema
+from node.money.autopay import EarningsAutopay
 from node.money.books import LedgerHooks
+from node.money.keys import Keys
 from node.money.ledger import Ledger
+from node.money.lightning import Lightning
 from node.money.payments import Payments
+from node.money.records import Records
+from node.money.refunds import Refunds
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
-from node.proxy import stored
+from node.proxy import memory, stored
 from node.proxy.call import CallParts
+from node.proxy.memory import Memory
 from node.proxy.providers import ProviderMonitor
 from node.proxy.stored import StoredObjects
 from node.proxy.upstream import new_session
@@ -70,16 +80,24 @@ class Parts:
     http: aiohttp.ClientSession
     wallet: cashu.Wallet
     payments: Payments
+    lightning: Lightning
+    refunds: Refunds
+    autopay: EarningsAutopay
     nostr: NostrService
     monitor: ProviderMonitor
     stored: StoredObjects
+    memory: Memory
     metrics: Metrics
     limiter: Limiter | None
     admin: AdminAuth
+    records: Records
+    keys: Keys
 
     def metered(self) -> CallParts:
         """What one paid call uses, read now and kept for the whole call."""
-        return CallParts(self.ledger, self.pricer, self.monitor, self.http, self.stored)
+        return CallParts(
+            self.ledger, self.pricer, self.monitor, self.http, self.stored, self.records, self.keys
+        )
 
 
 PARTS = web.AppKey("parts", Parts)
@@ -95,6 +113,10 @@ def open_database(settings: Settings) -> Store:
             "admin": admin_tables.MIGRATIONS,
             "shared": shared_state.MIGRATIONS,
             "stored": stored.MIGRATIONS,
+            "memory": memory.MIGRATIONS,
+            "records": records_schema.MIGRATIONS,
+            "keys": keys_schema.MIGRATIONS,
+            "refunds": refunds_schema.MIGRATIONS,
         },
     )
 
@@ -125,6 +147,7 @@ def build_wallet(
         hooks.debit,
         hooks.refund,
         timeout_s=settings.cashu.mint_timeout_s,
+        melt_timeout_s=settings.lightning.melt_timeout_s,
         events=events,
         checkpoint=checkpoint,
     )
@@ -168,7 +191,9 @@ async def build_parts(
     ledger = Ledger(db)
     if limiter is not None:
         _share_limits(limiter, ledger, settings)
-    orphans = ledger.resolve_orphans()
+    records = Records(db, settings.accounts.history_days, checkpoint)
+    keys = Keys(db, ledger)
+    orphans = ledger.resolve_orphans(records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) left by a previous run", orphans)
     metrics.watch_ledger(ledger)
@@ -181,6 +206,7 @@ async def build_parts(
     catalogue = Catalogue.from_settings(settings)
     monitor = ProviderMonitor(settings.upstreams, catalogue, http)
     await monitor.start()
+    lightning = _lightning(settings, ledger, wallet, http)
     return Parts(
         settings=settings,
         db=db,
@@ -190,14 +216,28 @@ async def build_parts(
         pricer=Pricer.from_settings(rate.current, settings.pricing),
         http=http,
         wallet=wallet,
-        payments=Payments(ledger, wallet, settings.cashu.mints),
+        payments=Payments(ledger, wallet, settings.cashu.mints, keys),
+        lightning=lightning,
+        refunds=Refunds(db, ledger, lightning),
+        autopay=EarningsAutopay(settings.lightning, ledger, lightning),
         nostr=nostr,
         monitor=monitor,
         stored=StoredObjects(db, ledger.commits),
+        memory=Memory(db),
         metrics=metrics,
         limiter=limiter,
         admin=AdminAuth(db),
+        records=records,
+        keys=keys,
     )
+
+
+def _lightning(
+    settings: Settings, ledger: Ledger, wallet: cashu.Wallet, http: aiohttp.ClientSession
+) -> Lightning:
+    lightning = Lightning(settings.lightning, settings.cashu.mints, ledger, wallet, http)
+    lightning.accept_foreign = settings.cashu.accept_foreign
+    return lightning
 
 
 async def close_parts(parts: Parts) -> None:
@@ -226,11 +266,33 @@ async def keep_up(parts: Parts) -> None:
             _settle_orphans_and_announce(parts)
         except Exception:
             log.exception("settling orphans failed; trying again in %.0f s", RECOVERY_RETRY_S)
+        try:
+            parts.records.purge()
+        except Exception:
+            log.exception("purging old request records failed; trying again later")
         await asyncio.sleep(RECOVERY_RETRY_S)
 
 
+async def watch_invoices(parts: Parts) -> None:
+    """Settle the node's open Lightning invoices every `[lightning] watch_interval_s` (one
+    paid while no client polls is credited all the same), pay the refunds due on expiry and,
+    past its threshold, the operator's earnings."""
+    while True:
+        await asyncio.sleep(parts.settings.lightning.watch_interval_s)
+        try:
+            credited = await parts.lightning.watch()
+            if credited:
+                log.info("credited %d paid Lightning invoice(s)", credited)
+            refunded = await parts.refunds.pay_due()
+            if refunded:
+                log.info("paid %d refund(s) on expiry to Lightning", refunded)
+            await parts.autopay.run()
+        except Exception:
+            log.exception("watching invoices failed; trying again")
+
+
 def _settle_orphans_and_announce(parts: Parts) -> None:
-    orphans = parts.ledger.resolve_orphans()
+    orphans = parts.ledger.resolve_orphans(parts.records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) of a node instance that stopped", orphans)
     wants = parts.settings.nostr.announce and not parts.nostr.announcing

@@ -28,6 +28,15 @@ MAX_MARKUP = 1000
 MIN_BTC_USD = 1
 MAX_TOKENS = 10**8  # context_length and max_output_tokens
 MAX_FEE_MSAT = 10**11  # request_fee_msat and min_charge_msat: 1 BTC
+ENDPOINTS = (  # the OpenAI endpoints the node sells, under /v1
+    "chat/completions",
+    "completions",
+    "embeddings",
+    "responses",
+    "images/generations",
+    "audio/transcriptions",
+    "audio/translations",
+)
 
 
 class Section(BaseModel):
@@ -83,6 +92,12 @@ class CashuSection(Section):
     mint_timeout_s: float = Field(
         10.0, gt=0, description="Time allowed per call to a mint; then 503 + Retry-After"
     )
+    accept_foreign: bool = Field(
+        False,
+        description="Take tokens of other mints at /v1/wallet/create and /topup by melting "
+        "them into a Lightning invoice of a trusted mint, their fees charged to the token "
+        "(off: refused before any contact with that mint)",
+    )
 
     @field_validator("mints")
     @classmethod
@@ -91,6 +106,77 @@ class CashuSection(Section):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"mint URL must start with http:// or https://: {url!r}")
         return [url.rstrip("/") for url in mints]
+
+
+class LightningSection(Section):
+    enabled: bool = Field(
+        True,
+        description="Sell access for Lightning invoices and pay withdrawals to invoices "
+        "(needs a trusted mint that offers bolt11)",
+    )
+    mint: str = Field(
+        "",
+        description="The trusted mint that issues the node's invoices; empty = the first "
+        "trusted mint offering bolt11",
+    )
+    min_sats: int = Field(1, ge=1, description="Smallest invoice a client may ask for (sat)")
+    max_sats: int = Field(
+        1_000_000, ge=1, le=10**9, description="Largest invoice a client may ask for (sat)"
+    )
+    max_open_invoices: int = Field(
+        1000,
+        ge=1,
+        le=10**6,
+        description="Most unpaid invoices the node watches at once; past it, new ones get "
+        "503 + Retry-After (each costs a mint call per round)",
+    )
+    watch_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="How often the node asks the mint about its open invoices (credited "
+        "whether or not a client polls)",
+    )
+
+    melt_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="Time a mint has to pay an invoice; then the payment is in doubt and "
+        "settled from the mint's record of it",
+    )
+    lnurl_allow_local: bool = Field(
+        False,
+        description="Pay Lightning addresses whose host is on a private or loopback address, "
+        "over plain http (local setups and tests only)",
+    )
+
+    earnings_address: str = Field(
+        "",
+        description="Lightning address (name@host) the operator's earnings are paid to "
+        "automatically; empty = no automatic payout",
+    )
+    earnings_threshold_sats: int = Field(
+        0,
+        ge=0,
+        le=10**9,
+        description="Earnings (sat) at which they are paid to earnings_address (0 = off)",
+    )
+
+    @field_validator("earnings_address")
+    @classmethod
+    def _address(cls, address: str) -> str:
+        address = address.strip()
+        if address and "@" not in address and not address.lower().startswith("lnurl1"):
+            raise ValueError("must be a Lightning address (name@host) or an lnurl1… string")
+        return address
+
+    @field_validator("mint")
+    @classmethod
+    def _mint_url(cls, mint: str) -> str:
+        if mint and not mint.startswith(("http://", "https://")):
+            raise ValueError(f"mint URL must start with http:// or https://: {mint!r}")
+        return mint.rstrip("/")
 
 
 class PricingSection(Section):
@@ -171,6 +257,29 @@ class UpstreamSection(Section):
     health_interval_s: float = Field(
         30.0, gt=0, description="Seconds between health checks (GET /models) of this upstream"
     )
+    service_tier: Literal["default", "flex", ""] | None = Field(
+        None,
+        description="service_tier sent with chat and responses requests that name none (OpenAI "
+        "reads a missing one as 'auto': the project's tier, maybe priority, billed above the "
+        "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
+        "Groq, Mistral); '' = send none (then keep the project on the default tier)",
+    )
+    endpoints: list[str] | None = Field(
+        None,
+        description="The endpoints it serves, e.g. ['chat/completions', 'embeddings']: the only "
+        "ones routed to it and listed for it in /v1/info and /v1/providers; absent = all",
+    )
+
+    @field_validator("endpoints")
+    @classmethod
+    def _known_endpoints(cls, endpoints: list[str] | None) -> list[str] | None:
+        unknown = [e for e in endpoints or [] if e not in ENDPOINTS]
+        if unknown:
+            raise ValueError(f"unknown endpoint(s) {unknown}; known: {list(ENDPOINTS)}")
+        return endpoints
+
+    def serves(self, endpoint: str) -> bool:
+        return self.endpoints is None or endpoint in self.endpoints
 
     @field_validator("base_url")
     @classmethod
@@ -227,8 +336,8 @@ class ModelSection(Section):
         None,
         ge=0,
         le=MAX_PRICE_USD,
-        description="USD per request on top of tokens (models that bill per call, e.g. search);"
-        " see docs/billing.md",
+        description="USD per request: alone, a flat price per request; with token prices"
+        " (from any source), on top of them (search models); see docs/billing.md",
     )
     image_output_usd: float | None = Field(
         None, ge=0, le=MAX_PRICE_USD, description="USD per image generated (/v1/images/generations)"
@@ -239,11 +348,26 @@ class ModelSection(Section):
         le=MAX_PRICE_USD,
         description="USD per minute of audio transcribed; absent = transcriptions priced by token",
     )
+    max_audio_seconds: int = Field(
+        1500,
+        gt=0,
+        le=86_400,
+        description="Longest clip the upstream transcribes (OpenAI: 1500 s); a clip whose length "
+        "cannot be read from it (compressed audio) is reserved and, once sent, charged at least "
+        "this long unless the upstream reports its length",
+    )
     context_length: int = Field(
         128_000, gt=0, le=MAX_TOKENS, description="Context window in tokens"
     )
     max_output_tokens: int = Field(
         4096, gt=0, le=MAX_TOKENS, description="Most tokens one answer may have"
+    )
+    name: str = Field("", description="Display name in /v1/models and /v1/catalog (default: id)")
+    description: str = Field("", description="About the model, shown in /v1/models")
+    completions: bool | None = Field(
+        None,
+        description="The upstream serves it on /completions (for /v1/text/generations);"
+        " absent = guessed from the id (instruct, davinci, babbage)",
     )
 
 
@@ -256,6 +380,13 @@ class PresetSection(Section):
         description="Default request parameters (temperature, max_tokens, …); the client's win",
     )
     description: str = Field("", description="Shown in /v1/models")
+    memory_turns: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Turns kept per key and replayed before its messages (0 = no memory);"
+        " read and forgotten with GET/DELETE /v1/memory/<name>",
+    )
 
     @field_validator("params")
     @classmethod
@@ -263,6 +394,18 @@ class PresetSection(Section):
         if not _finite(params):  # free-form, so allow_inf_nan does not reach inside
             raise ValueError("numbers must be finite")
         return params
+
+
+class RouterSection(Section):
+    name: str = Field(description="Clients select it as a model by this name, e.g. 'auto'")
+    candidates: list[str] = Field(
+        min_length=1, description="Models it may choose among (each by its id or alias)"
+    )
+    order: Literal["cheapest", "listed"] = Field(
+        "cheapest",
+        description="Try the cheapest fitting model first, or the candidates' own order",
+    )
+    description: str = Field("", description="Shown in /v1/models")
 
 
 def _finite(value: Any) -> bool:
@@ -278,12 +421,36 @@ class LimitsSection(Section):
     per_minute: int = Field(60, ge=0, description="Requests per key per minute (0 = off)")
     per_hour: int = Field(1000, ge=0, description="Requests per key per hour (0 = off)")
     per_day: int = Field(10000, ge=0, description="Requests per key per day (0 = off)")
+    unlimited_above_msat: int = Field(
+        0,
+        ge=0,
+        le=MAX_FEE_MSAT,
+        description="Keys holding at least this many msat are not rate limited; credits"
+        " still apply (0 = off)",
+    )
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, description="Largest request body")
+    max_header_bytes: int = Field(
+        64 * 1024,
+        ge=8190,
+        le=1024 * 1024,
+        description="Longest request line or header (a token in X-Cashu or Authorization); "
+        "larger gets 431",
+    )
     header_timeout_s: float = Field(
         15.0, gt=0, description="Time a connection has to send a request's headers (and idle)"
     )
     body_timeout_s: float = Field(
         60.0, gt=0, description="Time a client has to send a request's body; then 408"
+    )
+
+
+class AccountsSection(Section):
+    history_days: int = Field(
+        30,
+        ge=0,
+        le=36500,
+        description="Days a record of each paid request (cost, tokens, model; never its text)"
+        " is kept for its key's holder; 0 = none kept",
     )
 
 
@@ -301,6 +468,14 @@ class LogSection(Section):
         return level.upper() if isinstance(level, str) else level
 
 
+class HttpSection(Section):
+    cors_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Web origins whose pages may call the API (browser wallets); '*' = any, "
+        "[] = none. Never /admin",
+    )
+
+
 class NostrSection(Section):
     relays: list[str] = Field(default_factory=list, description="Relays to announce on")
     announce: bool = Field(False, description="Publish the kind-38421 provider announcement")
@@ -315,11 +490,15 @@ class Settings(BaseSettings):
     node: NodeSection = Field(default_factory=NodeSection)
     store: StoreSection = Field(default_factory=StoreSection)
     cashu: CashuSection = Field(default_factory=CashuSection)
+    lightning: LightningSection = Field(default_factory=LightningSection)
     pricing: PricingSection = Field(default_factory=PricingSection)
     upstreams: list[UpstreamSection] = Field(default_factory=list)
     models: list[ModelSection] = Field(default_factory=list)
     presets: list[PresetSection] = Field(default_factory=list)
+    routers: list[RouterSection] = Field(default_factory=list)
     limits: LimitsSection = Field(default_factory=LimitsSection)
+    http: HttpSection = Field(default_factory=HttpSection)
+    accounts: AccountsSection = Field(default_factory=AccountsSection)
     nostr: NostrSection = Field(default_factory=NostrSection)
     log: LogSection = Field(default_factory=LogSection)
 
@@ -379,6 +558,14 @@ def _check_references(settings: Settings) -> None:
         for ref in [model.upstream, *model.upstreams]:
             if ref and ref not in names:
                 raise ConfigError(f"models.{i}.upstream: no upstream named {ref!r}")
+    lightning = settings.lightning
+    if lightning.min_sats > lightning.max_sats:
+        raise ConfigError("lightning.min_sats: more than lightning.max_sats")
+    if lightning.mint and lightning.mint not in settings.cashu.mints:
+        raise ConfigError("lightning.mint: not one of cashu.mints")
     presets = [p.name for p in settings.presets]
     if len(set(presets)) != len(presets):
         raise ConfigError("presets: names must be unique")
+    routers = [r.name for r in settings.routers]
+    if len(set(routers)) != len(routers):
+        raise ConfigError("routers: names must be unique")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,17 @@ async def test_wrong_passwords_are_throttled_per_address(admin_node: NodeHandle)
 
 
 async def test_generated_password_is_printed_once_and_stored_hashed(
-    upstream: ThreadedServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    upstream: ThreadedServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, "nutgate.admin")
     settings = load_settings(None, **node_config(upstream.url, tmp_path))
     server = ThreadedServer(lambda: create_app(settings)).start()
     printed = capsys.readouterr().out
+    assert f"admin page http://127.0.0.1:{settings.node.port}/admin" in printed
+    assert "nutgate admin reset-password --config" in printed  # the way back in, said at once
     password = printed.split("(shown once): ")[1].split()[0]
     async with AdminClient(server.url) as client:
         assert (await client.login(password))[0] == 200
@@ -105,6 +112,8 @@ async def test_generated_password_is_printed_once_and_stored_hashed(
     assert password.encode() not in Path(settings.database_path).read_bytes()
     server = ThreadedServer(lambda: create_app(settings)).start()  # a restart: not again
     assert "shown once" not in capsys.readouterr().out
+    assert "nutgate admin reset-password --config" in caplog.text  # and at every start
+    assert password not in caplog.text
     async with AdminClient(server.url) as client:
         assert (await client.login(password))[0] == 200
     server.stop()

@@ -127,3 +127,76 @@ async def test_dashboard_chart_and_withdrawing_earnings(
     await page.wait_for_selector("#entries-table td:has-text('charge')")
     await shot(page, "admin-accounts")
     assert page.errors == []
+
+
+async def test_a_withdrawn_token_is_retrievable_after_a_reload_until_marked_collected(
+    chromium: Any,  # noqa: F811
+    page_node: NodeHandle,
+    mint: Any,
+    ref_wallet: Any,
+) -> None:
+    token = await ref_wallet.token(mint.url, 100)
+    async with aiohttp.ClientSession() as s:
+        for _ in range(2):
+            async with s.post(
+                page_node.url + "/v1/chat/completions",
+                json=HELLO,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as r:
+                assert r.status == 200
+    page = await log_in(chromium, page_node)
+    await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    await page.click("nav button[data-tab=earnings]")
+    await page.wait_for_selector("#withdrawable:has-text('10')")
+    await page.click("#withdraw-button")
+    await page.wait_for_selector("#withdraw-result:not([hidden])")
+    first = await page.locator("#withdraw-token").input_value()
+    assert first.startswith("cashuB")
+    said = await page.locator("#withdraw-said").text_content()
+    assert "until you mark it collected" in (said or "")
+    await page.click("#token-copy")
+    await page.wait_for_selector("#token-status:has-text('copied')")
+    assert await page.evaluate("navigator.clipboard.readText()") == first
+
+    await page.reload()  # the page forgets it; the node does not
+    await page.wait_for_selector("#app:not([hidden])")
+    await page.click("nav button[data-tab=earnings]")
+    await page.click("#payouts-table tbody tr >> text=Show")
+    await page.wait_for_selector("#withdraw-result:not([hidden])")
+    assert await page.locator("#withdraw-token").input_value() == first
+    await shot(page, "admin-earnings-token")
+    await page.click("#token-collected")
+    await page.wait_for_selector("#payouts-table tbody td:has-text('collected')")
+    assert await page.locator("#withdraw-result").is_hidden()
+    assert await ref_wallet.receive(first) == 10
+    status, _ = await get_json(page_node.url + "/admin/api/earnings")
+    assert status == 401  # not without the session; the page's own view:
+    earnings = await page.evaluate("fetch('/admin/api/earnings').then((r) => r.json())")
+    assert [p.get("cashu_token") for p in earnings["payouts"]] == [None]
+    assert earnings["payouts"][0]["collected"] is True
+    assert page.errors == []
+
+
+async def test_the_upstreams_tab_shows_each_upstreams_health(
+    chromium: Any,  # noqa: F811
+    make_node: Callable[..., NodeHandle],
+    upstream: Any,
+) -> None:
+    live = upstream.url + "/v1"
+    fast = {"health_interval_s": 0.1, "list_models": False}
+    ups = [
+        {"name": "up", "base_url": live, **fast},
+        {"name": "gone", "base_url": "http://127.0.0.1:9/v1", **fast},
+    ]
+    node = make_node(node={"admin_password": PASSWORD}, upstreams=ups, models=[])
+    page = await log_in(chromium, node)
+    await page.click("nav button[data-tab=upstreams]")
+    for name, health in (("up", "active"), ("gone", "down")):
+        cell = f"#upstreams-table tr[data-name='{name}'] td.health-{health}"
+        for _ in range(50):  # the monitor checks every 0.1 s; the tab reads it when opened
+            if await page.locator(cell).count():
+                break
+            await page.click("nav button[data-tab=upstreams]")
+            await page.wait_for_timeout(100)
+        assert await page.locator(cell).text_content() == health
+    assert page.errors == []

@@ -135,3 +135,18 @@ async def test_audit_flags_a_proof_spent_behind_the_nodes_back(
         assert report["spent_behind_our_back"][0]["remote"] == "SPENT"
         assert report["verified_assets_msat"] == 64_000 - row["amount"] * 1000
         assert report["solvent"] is False and report["ledger_ok"] is True
+
+
+async def test_marking_a_payout_collected_needs_a_finished_earnings_payout(
+    money_node: NodeHandle,
+) -> None:
+    async with AdminClient(money_node.url) as client:
+        assert (await client.login())[0] == 200
+        path = "/admin/api/earnings/payouts/{}/collected"
+        status, body, _ = await client.call("POST", path.format(999))
+        assert status == 404 and body["error"]["code"] == "payout_not_found"
+        for bad in ("abc", "-1", "²", str(2**63)):
+            status, body, _ = await client.call("POST", path.format(bad))
+            assert status in (400, 404) and "error" in body, (bad, status)
+        status, _, _ = await client.call("POST", path.format(1), csrf=False)
+        assert status == 403  # a session alone is not enough: the CSRF token too

@@ -48,7 +48,7 @@ async def test_add_an_upstream_test_it_and_sell_one_of_its_models(
         listing = await client.send("POST", "/admin/api/models", model, status=201)
         assert "resold" in next(u for u in listing["upstreams"] if u["name"] == "second")["models"]
         status, body = await public(admin_node, "GET", "/v1/models/resold")
-        assert status == 200 and body["pricing"]["prompt"] == "0.000003"
+        assert status == 200 and body["pricing"]["prompt"] == 0.000003
         key = admin_node.new_key(1_000_000)
         chat = {"model": "resold", "messages": [{"role": "user", "content": "hi"}]}
         status, _ = await public(
@@ -68,7 +68,7 @@ async def test_price_override_applies_at_once(admin_node: NodeHandle) -> None:
         await client.login()
         await client.send("PATCH", "/admin/api/models/test-model", {"input_usd_per_mtok": 7.5})
         status, body = await public(admin_node, "GET", "/v1/models/test-model")
-        assert body["pricing"]["prompt"] == "0.0000075"
+        assert body["pricing"]["prompt"] == 0.0000075
         status, body, _ = await client.call(
             "PATCH", "/admin/api/models/test-model", {"input_usd_per_mtok": -1}
         )

@@ -88,11 +88,6 @@ WAV_TRICKS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="node/audio.py wav_seconds reads a WAV differently from the decoder: a data size of "
-    "0, the last fmt chunk, the first data chunk",
-)
 @pytest.mark.parametrize("clip", WAV_TRICKS)
 async def test_a_wav_is_reserved_as_long_as_the_decoder_plays_it(
     audio_node: NodeHandle, exact_upstream: ThreadedServer, clip: bytes
@@ -122,11 +117,6 @@ async def test_a_wav_is_reserved_as_long_as_the_decoder_plays_it(
     audio_node.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="compressed audio is bounded at 2000 bytes a second; FLAC silence (or Opus at 6 "
-    "kbit/s) holds far more audio per byte",
-)
 async def test_compressed_audio_is_reserved_as_long_as_it_decodes(
     audio_node: NodeHandle, exact_upstream: ThreadedServer
 ) -> None:
@@ -152,11 +142,6 @@ async def test_compressed_audio_is_reserved_as_long_as_it_decodes(
     audio_node.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a transcription whose length is not exact has a floor of 0: sent, then timed out, "
-    "it is free although the upstream decoded and bills it",
-)
 @pytest.mark.parametrize("exact_upstream", [2.0], indirect=True)
 async def test_a_transcription_that_times_out_is_charged_what_was_sent(
     audio_node: NodeHandle, exact_upstream: ThreadedServer

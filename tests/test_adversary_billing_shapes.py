@@ -17,11 +17,6 @@ from tests.support.billing import pay
 from tests.support.servers import ThreadedServer
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service_tier absent is OpenAI's 'auto' (the project's tier) but goes upstream as "
-    "it came; only an explicit 'auto' is rewritten to 'default'",
-)
 @pytest.mark.parametrize("path", ["chat/completions", "responses"])
 async def test_a_request_without_service_tier_goes_upstream_as_default(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer, path: str

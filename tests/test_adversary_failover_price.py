@@ -72,11 +72,6 @@ def two_upstreams() -> Iterator[tuple[ThreadedServer, ThreadedServer]]:
         server.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a model's price is its first route's; a failover is billed at the next route's "
-    "price and charged at the first's",
-)
 def test_a_failover_is_charged_at_the_price_of_the_upstream_that_answered(
     make_node: Callable[..., NodeHandle], two_upstreams: tuple[ThreadedServer, ThreadedServer]
 ) -> None:

@@ -4,7 +4,7 @@ its size, never taken from a header field the client can set to anything.
 A forged `fmt ` chunk (a byte rate 50x the real one, a block align that disagrees, a format no
 duration can be read from) used to price a 50 s clip as 1 s, whatever the balance. Now a clip
 is priced from sample rate x channels x bits only when byte rate and block align agree with
-them; otherwise from its size (2000 bytes a second at least), and charged what the upstream
+them; otherwise up to the model's longest clip (max_audio_seconds), and charged what the upstream
 reports within that.
 """
 

@@ -166,7 +166,7 @@ async def test_a_long_prompt_is_quoted_and_listed_at_its_tier(
         async with session.get(f"{node.url}/v1/models/gemini-2.5-pro") as resp:
             pricing = (await resp.json())["pricing"]
     assert costs == [250_000 + 10_000, 500_003 + 15_000]
-    assert pricing["prompt_above_200000"] == "0.0000025"
+    assert pricing["prompt_above_200000"] == 0.0000025
 
 
 async def test_a_stored_response_is_reserved_up_to_the_context(

@@ -5,9 +5,6 @@ from __future__ import annotations
 import re
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,11 +15,9 @@ from openai import OpenAI
 from node.dev.demo_upstream import DemoUpstream, answer_words
 from node.dev.devmint import DevStackError, find_mint_python
 from node.dev.procs import free_port
+from tests.support.devstack import NUTGATE, READY_TIMEOUT_S, Stack
 from tests.support.mints import MINT_PYTHON
 from tests.support.servers import ThreadedServer
-
-NUTGATE = Path(sys.executable).with_name("nutgate")
-READY_TIMEOUT_S = 45.0
 
 
 def _alive(pid: int) -> bool:
@@ -61,36 +56,10 @@ def _port_free(port: int) -> bool:
     return True
 
 
-class Stack:
-    """`nutgate run` as a child; its stdout collected by a thread, its stderr in a file."""
-
-    def __init__(self, args: list[str], log: Path) -> None:
-        self.log = log
-        with open(log, "w") as err:
-            self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=err, text=True)
-        self.lines: list[str] = []
-        threading.Thread(target=self._collect, daemon=True).start()
-
-    def _collect(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.append(line)
-
-    def banner(self) -> str:
-        """stdout up to the banner's last line, or fail with what was printed."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while not any("Ctrl-C stops" in line for line in self.lines):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                out, err = "".join(self.lines), self.log.read_text()
-                pytest.fail(f"nutgate run did not come up ({self.proc.returncode}):\n{out}{err}")
-            time.sleep(0.1)
-        return "".join(self.lines)
-
-
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[tuple[Stack, dict[str, int]]]:
     if not MINT_PYTHON.exists():
-        pytest.fail(f"{MINT_PYTHON} missing: run `make install`")
+        pytest.fail(f"{MINT_PYTHON} missing: run `make dev`")
     ports = {"node": free_port(), "mint": free_port()}
     args = [str(NUTGATE), "run", "--fresh", "--port", str(ports["node"])]
     args += ["--mint-port", str(ports["mint"]), "--amount", "300"]
@@ -149,10 +118,10 @@ def test_ctrl_c_while_the_mint_starts_stops_it_too(stack: tuple[Stack, dict[str,
     assert "Ctrl-C stops" not in "".join(running.lines)
 
 
-def test_a_missing_dev_mint_venv_is_an_error_that_says_to_run_make_install(
+def test_a_missing_dev_mint_venv_is_an_error_that_says_to_run_make_dev(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(DevStackError, match="make install"):
+    with pytest.raises(DevStackError, match="make dev"):
         find_mint_python([tmp_path])
     (tmp_path / ".venv-mint" / "bin").mkdir(parents=True)
     (tmp_path / ".venv-mint" / "bin" / "python").touch()

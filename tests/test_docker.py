@@ -7,9 +7,12 @@ command this package really provides with a configuration that validates.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -127,8 +130,10 @@ def test_compose_runs_node_and_mint_with_volumes_and_health_checks(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
-    assert set(services) == {"node", "mint"}
+    assert set(services) == {"node", "mint", "faucet"}
     for name, service in services.items():
+        if name == "faucet":
+            continue  # a one-shot tool: below
         build = service["build"]
         context = DOCKER / build["context"]
         assert (context / build["dockerfile"]).is_file(), name
@@ -149,3 +154,37 @@ def test_compose_mint_is_the_one_the_node_trusts(compose: dict[str, Any]) -> Non
     port = compose["services"]["mint"]["ports"][0].rsplit(":", 1)[1]
     mints = tomllib.loads((DOCKER / "nutgate.toml").read_text())["cashu"]["mints"]
     assert mints == [f"http://mint:{port}"]
+
+
+def test_compose_faucet_mints_tokens_the_node_accepts(compose: dict[str, Any]) -> None:
+    faucet = compose["services"]["faucet"]
+    assert faucet["profiles"] == ["tools"]  # not started by `up`
+    assert faucet["build"] == compose["services"]["node"]["build"]  # the node's own image
+    assert faucet["depends_on"]["mint"]["condition"] == "service_healthy"
+    assert faucet["entrypoint"] == ["python", "-m", "node.dev.faucet"]
+    mints = tomllib.loads((DOCKER / "nutgate.toml").read_text())["cashu"]["mints"]
+    assert faucet["command"][0] == mints[0]  # the URL the node trusts, not 127.0.0.1's
+
+
+async def test_the_faucet_prints_a_token_of_the_mint_it_is_given(
+    mint: Any, ref_wallet: Any
+) -> None:
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "node.dev.faucet", mint.url, "7"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.strip()
+    assert token.startswith("cashuB")
+    assert await ref_wallet.receive(token) == 7
+    refused = subprocess.run(
+        [sys.executable, "-m", "node.dev.faucet", "http://127.0.0.1:9", "7"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode != 0 and "faucet: no token from" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -1,13 +1,15 @@
-"""A request the upstream may bill is charged at least its floor (the prompt's cost).
+"""A request the upstream may bill is charged what it may bill.
 
-Once the node has written a request to an upstream, the upstream may have read it and bills
-the prompt, whatever happens next: no answer in `first_byte_timeout_s`, an answer that is not
-JSON, the node stopping while it waits. Those were released free; now each is charged the
-floor. An answer past the 64 MB read limit (the upstream wrote, and bills, all of it) is charged
-the whole reservation. What the upstream refuses with a status (5xx, 429) and a connection that
-never opened stay free. A failover after a timeout charges the timed-out attempt's floor too,
-and a model with several upstreams reserves one floor per extra upstream, so that what all of
-them may bill stays within the reservation: a balance that cannot hold it gets no second try.
+Once the node has written a request to an upstream, the upstream may have read it, and it goes
+on writing the whole answer, and bills it, whether or not the node waits for it (OpenRouter's
+docs: "the model will continue processing and you will be billed for the complete response"):
+no answer in `first_byte_timeout_s`, an answer that is not JSON, an answer past the 64 MB read
+limit, the node stopping while it waits. Each is charged the reservation's most: the prompt's
+bound and the output limit. What the upstream refuses with a status (5xx, 429) and a connection
+that never opened stay free. A failover after a timeout charges the timed-out attempt's most
+too, and a model with several upstreams reserves that most once per extra upstream, so that
+what all of them may bill stays within the reservation: a balance that cannot hold it gets no
+second try.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import orjson
 import pytest
 
 from node.app import create_app
-from node.proxy.meters import estimate_prompt_tokens
+from node.pricing.billing import PROMPT_OVERHEAD_TOKENS
 from node.proxy.upstream import MAX_ANSWER_BYTES
 from node.settings import load_settings
 from tests.conftest import NodeHandle, node_config
@@ -45,9 +47,10 @@ def chat(model: str, **extra: Any) -> bytes:
     )
 
 
-def floor_of(raw: bytes) -> int:
-    """The prompt's cost as the node reserves it as the floor: its estimate of the prompt."""
-    return estimate_prompt_tokens(raw) * MSAT_PER_PROMPT_TOKEN
+def most_of(raw: bytes, output_tokens: int = 1000) -> int:
+    """The reservation's most: the prompt's bound (its bytes + 256 tokens) and the output limit
+    (the model's max_output_tokens when the request sets none) at $2 per million."""
+    return (len(raw) + PROMPT_OVERHEAD_TOKENS) * MSAT_PER_PROMPT_TOKEN + output_tokens * 2
 
 
 async def post(
@@ -67,21 +70,21 @@ async def post(
 # --- sent, then no answer that can be used ---------------------------------------------------
 
 
-async def test_no_first_byte_in_time_is_charged_the_floor(node: NodeHandle) -> None:
+async def test_no_first_byte_in_time_is_charged_the_reservation(node: NodeHandle) -> None:
     key, raw = node.new_key(BALANCE), chat("test-hang")  # its upstream waits 1 s, the mock 3 s
     status, cost, body = await post(node, key, raw)
     assert (status, body["error"]["code"]) == (504, "upstream_timeout")
-    assert cost == floor_of(raw) > 0
-    assert node.balance(key) == BALANCE - floor_of(raw)
+    assert cost == most_of(raw)
+    assert node.balance(key) == BALANCE - most_of(raw)
     node.assert_clean()
 
 
-async def test_a_malformed_answer_is_charged_the_floor(node: NodeHandle) -> None:
+async def test_a_malformed_answer_is_charged_the_reservation(node: NodeHandle) -> None:
     key, raw = node.new_key(BALANCE), chat("test-badjson")
     status, cost, _ = await post(node, key, raw)
     assert status == 502
-    assert cost == floor_of(raw)
-    assert node.balance(key) == BALANCE - floor_of(raw)
+    assert cost == most_of(raw)
+    assert node.balance(key) == BALANCE - most_of(raw)
     node.assert_clean()
 
 
@@ -134,7 +137,7 @@ def stoppable(
     handle.db.close()
 
 
-def test_a_request_cut_by_shutdown_while_the_upstream_works_is_charged_the_floor(
+def test_a_request_cut_by_shutdown_while_the_upstream_works_is_charged_the_reservation(
     stoppable: NodeHandle, upstream: ThreadedServer
 ) -> None:
     key, raw = stoppable.new_key(BALANCE), chat("slow-plain")
@@ -156,7 +159,7 @@ def test_a_request_cut_by_shutdown_while_the_upstream_works_is_charged_the_floor
     stoppable.server.stop()  # cancels the request while it waits for the answer
     asking.join(10)
     assert failed, "the client got no answer"
-    assert stoppable.balance(key) == BALANCE - floor_of(raw)
+    assert stoppable.balance(key) == BALANCE - most_of(raw)
     stoppable.assert_clean()
 
 
@@ -182,7 +185,7 @@ EXACT = {"prompt_tokens": 1000, "completion_tokens": 500}  # 2000 msat as the an
     ("model", "stream"),
     [("test-hang@a", False), ("test-stall@a", True)],  # no answer / no first chunk in time
 )
-async def test_failover_after_a_timeout_charges_the_answer_and_the_timed_out_floor(
+async def test_failover_after_a_timeout_charges_the_answer_and_the_timed_out_attempt(
     two_upstreams: Callable[[str], NodeHandle], upstream_b: ThreadedServer, model: str, stream: bool
 ) -> None:
     node = two_upstreams(model)
@@ -191,7 +194,7 @@ async def test_failover_after_a_timeout_charges_the_answer_and_the_timed_out_flo
     status, _, body = await post(node, key, raw, answer=bytes)
     assert status == 200 and body
     assert received(upstream_b, model) == before + 1
-    assert node.balance(key) == BALANCE - 2000 - floor_of(raw)
+    assert node.balance(key) == BALANCE - 2000 - most_of(raw)
     node.assert_clean()
 
 
@@ -202,8 +205,8 @@ async def test_each_timed_out_attempt_is_charged_within_the_reservation(
     key, raw = node.new_key(BALANCE), chat("test-hang")
     status, cost, _ = await post(node, key, raw)
     assert status == 504
-    assert cost == 2 * floor_of(raw)
-    assert node.balance(key) == BALANCE - 2 * floor_of(raw)
+    assert cost == 2 * most_of(raw)
+    assert node.balance(key) == BALANCE - 2 * most_of(raw)
     node.assert_clean()
 
 
@@ -212,13 +215,13 @@ async def test_a_balance_that_holds_one_attempt_gets_no_second(
 ) -> None:
     node = two_upstreams("test-hang")
     raw = chat("test-hang")
-    # the answer's most (prompt + 1000 output tokens) fits; a second floor on top does not
-    balance = floor_of(raw) + 2000 + floor_of(raw) // 2
+    # the answer's most (prompt + 1000 output tokens) fits; a second one on top does not
+    balance = most_of(raw) + most_of(raw) // 2
     key = node.new_key(balance)
     before = received(upstream_b, "test-hang")
     status, cost, _ = await post(node, key, raw)
     assert status == 504
     assert received(upstream_b, "test-hang") == before  # the next upstream was not tried
-    assert cost == floor_of(raw)
-    assert node.balance(key) == balance - floor_of(raw)
+    assert cost == most_of(raw)
+    assert node.balance(key) == balance - most_of(raw)
     node.assert_clean()

@@ -16,6 +16,9 @@ import aiohttp
 import pytest
 
 from node.pricing.billing import MAX_MODEL_ID_CHARS
+from node.pricing.catalogue import Catalogue
+from node.pricing.sources import CatalogueEntry
+from node.settings import load_settings
 from tests.conftest import NodeHandle
 from tests.support.billing import pay
 from tests.support.servers import ThreadedServer
@@ -155,8 +158,23 @@ async def test_a_per_request_price_is_charged_on_top_of_tokens(
 ) -> None:
     node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
     _, listed = await call(node, "GET", "/v1/models/bill-search")
-    assert listed["pricing"]["request"] == "0.03"
+    assert listed["pricing"]["request"] == 0.03
     body = {"model": "bill-search", "messages": HI, "max_tokens": 10}
     outcome = await pay(node, mock, "chat/completions", body, key=node.new_key(10**9))
     tokens = outcome.bills[0].prompt_tokens + 2 * outcome.bills[0].completion_tokens
     assert outcome.charged_msat == tokens + 30_000  # $0.03 at $100 000/BTC: 30 000 msat
+
+
+def test_a_listed_model_with_its_own_entry_is_priced_by_it_without_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = load_settings(
+        None,
+        upstreams=[{"name": "u", "base_url": "http://u.example/v1"}],
+        models=[{"id": "house-model", "input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0}],
+    )
+    listing = {"house-model": CatalogueEntry("house-model", None, "no pricing listed")}
+    with caplog.at_level(logging.DEBUG, "node.pricing"):
+        catalogue = Catalogue(settings, {"u": listing})
+    assert catalogue.get("house-model").price.prompt > 0
+    assert "not offered" not in caplog.text

@@ -27,6 +27,6 @@ def test_cached_and_reasoning_prices_are_settings_the_catalogue_shows(
     reply = fetch(f"{node.url}/v1/models/priced-apart")
     assert reply.status == 200, reply.body
     pricing = reply.json()["pricing"]
-    assert (pricing["prompt"], pricing["completion"]) == ("0.000001", "0.000002")
-    assert pricing["input_cache_read"] == "0.00000025"
-    assert pricing["internal_reasoning"] == "0.000008"
+    assert (pricing["prompt"], pricing["completion"]) == (0.000001, 0.000002)
+    assert pricing["input_cache_read"] == 0.00000025
+    assert pricing["internal_reasoning"] == 0.000008

@@ -270,3 +270,32 @@ async def test_an_x_cashu_retry_under_its_idempotency_key_is_answered_by_either_
     assert [c["cashu_token"] for c in listing["changes"]] == [first_headers["X-Cashu"]]
     assert await ref_wallet.receive(first_headers["X-Cashu"]) > 90
     assert_books_clean(pair)
+
+
+async def test_a_sub_keys_limit_and_revocation_hold_across_both(pair: Pair) -> None:
+    parent = "sk-" + secrets.token_urlsafe(16)
+    pair.ledger.grant(hash_key(parent), 1_000_000)
+    limit = 10_000  # about 9 requests' worth of the 30 sent
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        status, _, child = await call(
+            session, pair[0], "POST", "/v1/keys", headers=bearer(parent),
+            json={"spend_limit_msat": limit},
+        )  # fmt: skip
+        assert status == 201, child
+        results = await asyncio.gather(
+            *(chat(session, pair[i], child["api_key"]) for i in range(30))
+        )
+        statuses = Counter(status for status, _ in results)
+        assert set(statuses) == {200, 402}, statuses
+        account = pair.ledger.find(hash_key(parent))
+        assert account is not None
+        spent = 1_000_000 - account.balance_msat
+        assert spent == sum(cost for status, cost in results if status == 200)
+        assert 0 < spent <= limit
+        status, _, _ = await call(
+            session, pair[1], "DELETE", f"/v1/keys/{child['id']}", headers=bearer(parent)
+        )
+        assert status == 200
+        status, _ = await chat(session, pair[0], child["api_key"])
+        assert status == 401  # revoked on the other instance: refused here at once
+    assert_books_clean(pair)

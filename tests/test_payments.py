@@ -251,7 +251,7 @@ async def test_routstr_aliases(paid_node, mint, ref_wallet) -> None:  # type: ig
     assert status == 200
     auth = {"Authorization": f"Bearer {created['api_key']}"}
     status, _, info = await http(paid_node, "GET", "/v1/balance/info", headers=auth)
-    assert info["balance"] == 12
+    assert info["balance"] == 12_000 and info["api_key"] == created["api_key"]  # msat
     status, _, refund = await http(paid_node, "POST", "/v1/balance/refund", headers=auth)
     assert status == 200 and await ref_wallet.receive(refund["token"]) == 12
 
@@ -320,10 +320,13 @@ async def test_unreachable_mint_is_503_with_retry_after(make_node, mint, ref_wal
 
 
 async def test_token_too_small_is_402_and_nothing_is_lost(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+    """Worth less than this request needs: a 402 asking for what it needs (NUT-24), and the
+    token never redeemed: the wallet still holds it."""
     token = await ref_wallet.token(mint.url, 1)
     with pytest.raises(openai.APIStatusError) as caught:
         await sdk(paid_node, **{"X-Cashu": token}).chat.completions.create(
             **HELLO, max_tokens=1000, extra_body={"n": 128}
         )
     assert caught.value.status_code == 402
-    assert await ref_wallet.receive(caught.value.response.headers["x-cashu"]) == 1
+    assert caught.value.response.headers["x-cashu"].startswith("creqA")
+    assert await ref_wallet.receive(token) == 1

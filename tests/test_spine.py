@@ -221,9 +221,9 @@ def test_models_list_prices_in_usd_and_sat(node: NodeHandle) -> None:
     models = client(node, key).models.list().data
     entry = next(m for m in models if m.id == "test-model")
     extra = entry.model_extra or {}
-    assert extra["pricing"]["prompt"] == "0.000001" and extra["pricing"]["completion"] == "0.000002"
+    assert extra["pricing"]["prompt"] == 0.000001 and extra["pricing"]["completion"] == 0.000002
     # $1/Mtok at $100 000/BTC = 0.001 sat per token
-    assert extra["sats_pricing"]["prompt"] == "0.001"
+    assert extra["sats_pricing"]["prompt"] == 0.001
     assert extra["context_length"] > 0 and extra["max_output_tokens"] == 1000
     one = client(node, key).models.retrieve("test-model")
     assert (one.model_extra or {})["sats_pricing"] == extra["sats_pricing"]

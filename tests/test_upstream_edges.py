@@ -16,6 +16,7 @@ import openai
 import pytest
 from aiohttp import web
 
+from node.settings import ConfigError, load_settings
 from tests.conftest import NodeHandle
 from tests.support.servers import ThreadedServer
 from tests.test_spine import PAD, client, hello
@@ -215,3 +216,58 @@ def test_usage_in_the_last_content_chunk_is_what_the_final_event_reports(raw_nod
     assert usage.model_extra["cost_msat"] == 2000 and "estimated" not in usage.model_extra
     assert node.balance(key) == 1_000_000 - 2000
     node.assert_clean()
+
+
+# --- endpoints an upstream does not serve ----------------------------------------------------
+
+NOT_FOUND_TEXT = [b"404: Not Found"]  # aiohttp's (and many servers') answer to an unknown route
+JSON = {"Content-Type": "application/json"}
+
+
+def _refusal(node: NodeHandle, key: str, model: str) -> openai.APIStatusError:
+    with pytest.raises(openai.APIStatusError) as caught:
+        client(node, key).chat.completions.create(**hello(model))
+    return caught.value
+
+
+def test_an_upstreams_404_for_the_endpoint_is_a_501_not_the_clients_400(raw_node, raw) -> None:  # type: ignore[no-untyped-def]
+    script(raw, "no-route", NOT_FOUND_TEXT, 404, {"Content-Type": "text/plain"})
+    unknown = {"error": {"message": "no such model", "param": None, "code": "model_not_found"}}
+    script(raw, "unknown-model", [json.dumps(unknown).encode()], 404, JSON)
+    field = {"error": {"message": "no such response", "param": "previous_response_id"}}
+    script(raw, "bad-field", [json.dumps(field).encode()], 404, JSON)
+    node = raw_node(
+        *({"id": m, "upstream": "raw"} for m in ("no-route", "unknown-model", "bad-field"))
+    )
+    key = node.new_key(1_000_000)
+    refused = _refusal(node, key, "no-route")
+    assert refused.status_code == 501 and refused.code == "endpoint_not_served"
+    assert refused.response.headers["x-should-retry"] == "false"
+    unsold = _refusal(node, key, "unknown-model")  # a model the node sells: its upstream's fault
+    assert (unsold.status_code, unsold.code) == (502, "upstream_error")
+    assert _refusal(node, key, "bad-field").status_code == 400  # about the client's field
+    assert node.balance(key) == 1_000_000  # nothing billed for a refusal
+    node.assert_clean()
+
+
+def test_a_404_fails_over_to_an_upstream_serving_the_endpoint(raw_node, raw, upstream_b) -> None:  # type: ignore[no-untyped-def]
+    script(raw, "test-model", NOT_FOUND_TEXT, 404, {"Content-Type": "text/plain"})
+    node = raw_node({"id": "test-model", "upstream": "raw", "upstreams": ["b"]})
+    key = node.new_key(1_000_000)
+    before = received(upstream_b, "test-model")
+    assert client(node, key).chat.completions.create(**hello()).choices[0].message.content
+    assert received(upstream_b, "test-model") == before + 1
+
+
+def test_configured_endpoints_route_and_list_only_what_the_upstream_serves(raw_node) -> None:  # type: ignore[no-untyped-def]
+    node = raw_node({"id": "embed-only", "upstream": "raw"}, endpoints=["embeddings"])
+    refused = _refusal(node, "sk-no-such-key", "embed-only")  # before any payment is looked at
+    assert refused.status_code == 501 and "/v1/chat/completions" in refused.message
+    providers = {p["name"]: p for p in get_json(f"{node.url}/v1/providers")[1]["providers"]}
+    assert providers["raw"]["endpoints"] == ["embeddings"]
+    assert "images/generations" in providers["b"]["endpoints"]  # b has no list: all of them
+
+
+def test_an_unknown_endpoint_in_the_config_names_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"upstreams\.0\.endpoints"):
+        load_settings(None, upstreams=[{"name": "u", "base_url": "http://u", "endpoints": ["x"]}])

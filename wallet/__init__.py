@@ -7,8 +7,13 @@ receipt = await w.receive(token, purpose)      # credit(conn, purpose, msat, min
 token = await w.send(amount_sat, purpose)      # debit(conn, purpose, msat, fee_msat) inside
 token = await w.send_up_to(budget_msat, purpose)  # the most that fits, fee included
 w.paid(purpose)                                # PaidOut(token, amount_sat, fee_sat, mint)
+inv = await w.create_invoice(mint, sats, ref, purpose)  # bolt11 mint quote (NUT-04/23)
+inv = await w.settle_invoice(ref)              # paid -> minted, credit(conn, purpose, …) once
+melted = await w.pay_invoice(bolt11, purpose, mint)  # melt (NUT-05/08): debit, refund unused
 """
 
+from wallet.bolt11 import Invoice as Bolt11Invoice
+from wallet.bolt11 import decode as decode_bolt11
 from wallet.core import Checkpoint, CreditHook, DebitHook, Receipt, RefundHook, WalletEvents
 from wallet.errors import (
     AlreadyCredited,
@@ -24,6 +29,9 @@ from wallet.errors import (
     UntrustedMint,
     WalletError,
 )
+from wallet.foreign import ForeignFees
+from wallet.invoices import Invoice
+from wallet.melts import Melted
 from wallet.payout import PaidOut
 from wallet.requests import PaymentRequest, Transport, encode_creq_a, encode_creq_b, parse_request
 from wallet.seed import SeedMismatch, load_or_create_seed, shared_seed
@@ -34,12 +42,16 @@ from wallet.wallet import ProofState, Wallet
 __all__ = [
     "MIGRATIONS",
     "AlreadyCredited",
+    "Bolt11Invoice",
     "BudgetTooSmall",
     "Checkpoint",
     "CreditHook",
     "Database",
     "DebitHook",
+    "ForeignFees",
     "InsufficientFunds",
+    "Invoice",
+    "Melted",
     "MintAnswerGarbled",
     "MintError",
     "MintUnavailable",
@@ -60,6 +72,7 @@ __all__ = [
     "Wallet",
     "WalletError",
     "WalletEvents",
+    "decode_bolt11",
     "encode_creq_a",
     "encode_creq_b",
     "load_or_create_seed",

@@ -52,6 +52,12 @@ def encode(hrp: str, data: bytes, const: int = BECH32M) -> str:
 
 def decode(text: str, const: int = BECH32M) -> tuple[str, bytes]:
     """(hrp, data); ValueError on mixed case, a bad character or a bad checksum."""
+    hrp, values = decode_words(text, const)
+    return hrp, bytes(_convert(values, 5, 8, False))
+
+
+def decode_words(text: str, const: int = BECH32) -> tuple[str, list[int]]:
+    """(hrp, the 5-bit words before the checksum): BOLT-11's data is read word by word."""
     if text.lower() != text and text.upper() != text:
         raise ValueError("mixed case")
     text = text.lower()
@@ -65,7 +71,20 @@ def decode(text: str, const: int = BECH32M) -> tuple[str, bytes]:
         raise ValueError("bad character") from None
     if _polymod(_hrp_expand(hrp) + values) != const:
         raise ValueError("bad checksum")
-    return hrp, bytes(_convert(values[:-6], 5, 8, False))
+    return hrp, values[:-6]
+
+
+def words_to_bytes(words: list[int]) -> bytes:
+    """5-bit words as bytes, the last partial byte dropped (BOLT-11 tagged fields)."""
+    acc = bits = 0
+    out = bytearray()
+    for w in words:
+        acc = (acc << 5) | w
+        bits += 5
+        if bits >= 8:
+            bits -= 8
+            out.append((acc >> bits) & 0xFF)
+    return bytes(out)
 
 
 def encode_nostr(pubkey: bytes, relays: list[str]) -> str:

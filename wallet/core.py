@@ -19,6 +19,7 @@ from wallet.keysets import Keyset, KeysetCache
 from wallet.mint_client import MintClient, normalize_url
 from wallet.outputs import NewProof
 from wallet.store import Connection, Database
+from wallet.tokens import dleq_text
 
 # (conn, purpose, amount_msat, mint_url): runs inside the wallet's commit transaction.
 CreditHook = Callable[[Connection, str, int, str], None]
@@ -76,13 +77,16 @@ class WalletCore:
         refund: RefundHook,
         *,
         timeout_s: float = 10.0,
+        melt_timeout_s: float = 60.0,
         events: WalletEvents | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> None:
         if len(seed) < 16:
             raise ValueError("seed too short")
         self._db = db
+        self._session = session  # for mints outside the trust list (wallet.foreign)
         self._timeout_s = timeout_s
+        self._melt_timeout_s = melt_timeout_s  # a Lightning payment takes longer
         self._deriver = crypto.Deriver(seed)
         # a key of its own (not the seed) for values the node must be able to compute again
         self._claim_key = hmac.new(seed, b"nutgate claim key", hashlib.sha256).digest()
@@ -95,6 +99,11 @@ class WalletCore:
         self._keysets = KeysetCache(db)
         self._credit, self._debit, self._refund = credit, debit, refund
         self._checkpoint = checkpoint or no_checkpoint
+
+    def derived_secret(self, label: str) -> str:
+        """A hex secret only this node can compute again from `label` (e.g. the API key of an
+        account funded by an invoice, handed out once the invoice is paid)."""
+        return hmac.new(self._claim_key, label.encode(), "sha256").hexdigest()
 
     @property
     def events(self) -> WalletEvents:
@@ -148,8 +157,8 @@ class WalletCore:
     def _insert_proofs(conn: Connection, mint: str, made: Sequence[NewProof], origin: str) -> None:
         now = int(time.time())
         conn.executemany(
-            "INSERT INTO wallet_proofs (y, secret, mint, keyset_id, amount, c, state, origin,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?, 'unspent', ?, ?)",
+            "INSERT INTO wallet_proofs (y, secret, mint, keyset_id, amount, c, dleq, state,"
+            " origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'unspent', ?, ?)",
             [
                 (
                     n.y,
@@ -158,6 +167,7 @@ class WalletCore:
                     n.proof.keyset_id,
                     n.proof.amount,
                     n.proof.c,
+                    dleq_text(n.proof.dleq),
                     origin,
                     now,
                 )

@@ -75,9 +75,11 @@ class MintClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._on_error = on_error
 
-    async def _call(self, method: str, path: str, body: Any = None) -> Any:
+    async def _call(
+        self, method: str, path: str, body: Any = None, timeout_s: float | None = None
+    ) -> Any:
         try:
-            return await self._exchange(method, path, body)
+            return await self._exchange(method, path, body, timeout_s)
         except MintUnavailable:
             self._report("unreachable")
             raise
@@ -91,12 +93,15 @@ class MintClient:
         if self._on_error is not None:
             self._on_error(self.url, kind)
 
-    async def _exchange(self, method: str, path: str, body: Any = None) -> Any:
+    async def _exchange(
+        self, method: str, path: str, body: Any = None, timeout_s: float | None = None
+    ) -> Any:
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": "application/json"} if data is not None else None
+        timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._session.request(
-                method, self.url + path, data=data, headers=headers, timeout=self._timeout
+                method, self.url + path, data=data, headers=headers, timeout=timeout
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
@@ -182,6 +187,114 @@ class MintClient:
             raise MintError(None, f"bad /v1/restore answer: {e}") from None
         key = "signatures" if "signatures" in payload else "promises"
         return dict(zip(outs, _signatures(payload, key, len(outs)), strict=True))
+
+    async def info(self) -> dict[str, Any]:
+        payload = await self._call("GET", "/v1/info")
+        if not isinstance(payload, dict):
+            raise MintError(None, "bad /v1/info answer")
+        return payload
+
+    async def mint_quote(self, amount_sat: int) -> MintQuote:
+        """NUT-23: a bolt11 invoice for `amount_sat`, paid to this mint."""
+        body = {"amount": amount_sat, "unit": "sat"}
+        return _mint_quote(await self._call("POST", "/v1/mint/quote/bolt11", body))
+
+    async def mint_quote_state(self, quote: str) -> MintQuote:
+        return _mint_quote(await self._call("GET", f"/v1/mint/quote/bolt11/{quote}"))
+
+    async def mint(self, quote: str, outputs: list[BlindedMessage]) -> list[BlindSignature]:
+        """NUT-04: the signatures on `outputs` for a paid quote (a 2xx we cannot read: the mint
+        may have signed all the same)."""
+        body = {"quote": quote, "outputs": [o.to_json() for o in outputs]}
+        try:
+            payload = await self._call("POST", "/v1/mint/bolt11", body)
+            return _signatures(payload, "signatures", len(outputs))
+        except _Unreadable as e:
+            raise MintAnswerGarbled(f"mint {self.url} garbled its mint answer: {e.detail}") from e
+
+    async def melt_quote(self, bolt11: str) -> MeltQuote:
+        body = {"request": bolt11, "unit": "sat"}
+        return _melt_quote(await self._call("POST", "/v1/melt/quote/bolt11", body))
+
+    async def melt_quote_state(self, quote: str) -> MeltQuote:
+        return _melt_quote(await self._call("GET", f"/v1/melt/quote/bolt11/{quote}"))
+
+    async def melt(
+        self,
+        quote: str,
+        inputs: list[Proof],
+        outputs: list[BlindedMessage],
+        timeout_s: float,
+    ) -> MeltQuote:
+        """NUT-05/08: pay the quote's invoice with `inputs`; `outputs` are blank outputs for
+        the unused fee reserve. A Lightning payment may take a while: `timeout_s` is longer."""
+        body = {
+            "quote": quote,
+            "inputs": [p.to_json() for p in inputs],
+            "outputs": [o.to_json() for o in outputs],
+        }
+        try:
+            payload = await self._call("POST", "/v1/melt/bolt11", body, timeout_s)
+            return _melt_quote(payload)
+        except _Unreadable as e:
+            raise MintAnswerGarbled(f"mint {self.url} garbled its melt answer: {e.detail}") from e
+
+
+@dataclass(frozen=True)
+class MintQuote:
+    quote: str
+    request: str
+    amount: int
+    state: str  # UNPAID | PAID | ISSUED
+    expiry: int | None
+
+
+@dataclass(frozen=True)
+class MeltQuote:
+    quote: str
+    amount: int
+    fee_reserve: int
+    state: str  # UNPAID | PENDING | PAID
+    expiry: int | None
+    preimage: str | None
+    change: list[BlindSignature]
+
+
+def _mint_quote(payload: Any) -> MintQuote:
+    try:
+        state = str(payload["state"]).upper()
+        if state not in ("UNPAID", "PAID", "ISSUED"):
+            raise ValueError(f"state {state}")
+        expiry = payload.get("expiry")
+        return MintQuote(
+            quote=str(payload["quote"]),
+            request=str(payload["request"]),
+            amount=int(payload["amount"]),
+            state=state,
+            expiry=None if expiry is None else int(expiry),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise _Unreadable(None, f"bad mint quote: {e}") from None
+
+
+def _melt_quote(payload: Any) -> MeltQuote:
+    try:
+        state = str(payload["state"]).upper()
+        if state not in ("UNPAID", "PENDING", "PAID"):
+            raise ValueError(f"state {state}")
+        change = payload.get("change") or []
+        expiry = payload.get("expiry")
+        return MeltQuote(
+            quote=str(payload["quote"]),
+            amount=int(payload["amount"]),
+            fee_reserve=int(payload.get("fee_reserve") or 0),
+            state=state,
+            expiry=None if expiry is None else int(expiry),
+            preimage=payload.get("payment_preimage"),
+            change=_signatures({"c": change}, "c", len(change)),
+        )
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise _Unreadable(None, f"bad melt quote: {e}") from None
 
 
 class _Unreadable(MintError):

@@ -40,7 +40,7 @@ from wallet.mint_client import BlindSignature
 from wallet.outputs import Output, build_outputs, make_proofs
 from wallet.payout_plan import PayoutPlan, plan_most, plan_payout, ranked
 from wallet.store import Connection, Row, allocate_counter
-from wallet.tokens import Proof, Token, serialize_v3, serialize_v4
+from wallet.tokens import Proof, Token, dleq_of, serialize_v3, serialize_v4
 
 # (proofs held ranked largest first, fee ppk per keyset, the keyset of the outputs) -> PayoutPlan
 Planner = Callable[[Sequence[Row], dict[str, int], Keyset], PayoutPlan]
@@ -314,9 +314,10 @@ class Payouts(WalletCore):
 
 
 def _proof(row: Row) -> Proof:
-    return Proof(row["amount"], row["keyset_id"], row["secret"], row["c"])
+    return Proof(row["amount"], row["keyset_id"], row["secret"], row["c"], dleq_of(row["dleq"]))
 
 
 def _serialize(mint: str, proofs: list[Proof], v3: bool) -> str:
+    """The token paid out, with each proof's DLEQ (NUT-12: wallets may require it)."""
     token = Token(mint=mint, proofs=proofs, unit="sat")
-    return serialize_v3(token) if v3 else serialize_v4(token)
+    return serialize_v3(token, include_dleq=True) if v3 else serialize_v4(token, include_dleq=True)

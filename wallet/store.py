@@ -11,6 +11,10 @@ Tables:
 - wallet_credits  one row per credited purpose: a purpose is never credited twice.
 - wallet_payouts  sends: pending | done (with the token) | failed (refunded); `fee_sat` is the
                   mint's fee on our swap, debited with the amount (`debit_msat`).
+- wallet_invoices bolt11 mint quotes (NUT-04/23) the node asked for: unpaid | minting (outputs
+                  allocated, the mint asked to sign) | issued (credited) | expired.
+- wallet_melts    invoices paid by melting proofs (NUT-05/08): pending | paid | failed
+                  (refunded); inputs are reserved with `wallet_proofs.melt_id`.
 - wallet_secrets  what node instances sharing the database share: the seed, the Nostr key
                   (the first instance to start stores its own).
 
@@ -144,6 +148,54 @@ MIGRATIONS: list[str] = [
     """,
     # what the debit hook took for a payout (amount + fee_sat), refunded if it fails
     "ALTER TABLE wallet_payouts ADD COLUMN debit_msat INTEGER;",
+    """
+    CREATE TABLE wallet_invoices (
+        id INTEGER PRIMARY KEY,
+        ref TEXT NOT NULL UNIQUE,
+        purpose TEXT NOT NULL UNIQUE,
+        mint TEXT NOT NULL,
+        quote TEXT NOT NULL,
+        request TEXT NOT NULL,
+        payment_hash TEXT NOT NULL,
+        amount_sat INTEGER NOT NULL CHECK (amount_sat > 0),
+        expires_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('unpaid', 'minting', 'issued', 'expired')),
+        keyset_id TEXT,
+        counter_start INTEGER,
+        amounts TEXT,
+        paid_at INTEGER,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        instance TEXT
+    );
+    CREATE INDEX wallet_invoices_state ON wallet_invoices(state);
+    CREATE INDEX wallet_invoices_request ON wallet_invoices(request);
+    CREATE TABLE wallet_melts (
+        id INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        mint TEXT NOT NULL,
+        quote TEXT NOT NULL,
+        request TEXT NOT NULL,
+        amount_sat INTEGER NOT NULL CHECK (amount_sat > 0),
+        fee_reserve_sat INTEGER NOT NULL,
+        input_fee_sat INTEGER NOT NULL,
+        inputs_sat INTEGER NOT NULL,
+        debit_msat INTEGER NOT NULL,
+        keyset_id TEXT NOT NULL,
+        counter_start INTEGER NOT NULL,
+        blanks INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('pending', 'paid', 'failed')),
+        fee_paid_sat INTEGER,
+        preimage TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        instance TEXT
+    );
+    CREATE UNIQUE INDEX wallet_melts_purpose ON wallet_melts(purpose) WHERE state != 'failed';
+    ALTER TABLE wallet_proofs ADD COLUMN melt_id INTEGER;
+    """,
+    # the proof's NUT-12 DLEQ ("e s r", hex), handed on in the tokens paid out
+    "ALTER TABLE wallet_proofs ADD COLUMN dleq TEXT;",
 ]
 
 

@@ -30,6 +30,21 @@ class Dleq:
     r: str | None = None
 
 
+def dleq_text(dleq: Dleq | None) -> str | None:
+    """A DLEQ with its blinding factor as the wallet stores it: "e s r" in hex."""
+    if dleq is None or dleq.r is None:
+        return None
+    return f"{dleq.e} {dleq.s} {dleq.r}"
+
+
+def dleq_of(text: str | None) -> Dleq | None:
+    """The DLEQ `dleq_text` stored (None for a proof stored without one)."""
+    if not text:
+        return None
+    e, s, r = text.split()
+    return Dleq(e, s, r)
+
+
 @dataclass(frozen=True)
 class Proof:
     amount: int

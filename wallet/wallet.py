@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wallet.errors import WalletError
+from wallet.foreign import Foreign
+from wallet.melts import Melts
 from wallet.payout import Payouts
 from wallet.receive import Receiver, _pending
 
@@ -32,7 +34,7 @@ class ProofState:
     remote: str  # UNSPENT | PENDING | SPENT | UNKNOWN (the mint did not say)
 
 
-class Wallet(Receiver, Payouts):
+class Wallet(Receiver, Payouts, Foreign, Melts):
     async def recover(self) -> None:
         """Finish or roll back every pending swap and payout; a mint that cannot be reached
         keeps its rows for the next call (logged, not raised)."""
@@ -64,6 +66,12 @@ class Wallet(Receiver, Payouts):
                     await self._resolve_payout(row["id"])
             except WalletError as e:
                 log.warning("payout %s not recovered yet: %s", row["purpose"], e)
+        await self.recover_melts()
+        for ref in self.open_invoices():
+            try:
+                await self.settle_invoice(ref)
+            except WalletError as e:  # the ref is a client's credential: not logged
+                log.warning("an invoice is not settled yet: %s", e)
 
     def assets_msat(self) -> dict[str, int]:
         """msat of proofs held per mint: unspent, plus those reserved by a pending payout."""
@@ -73,12 +81,16 @@ class Wallet(Receiver, Payouts):
         )
         return {row["mint"]: int(row["total"]) * 1000 for row in rows}
 
-    def payouts(self, purpose_prefix: str, limit: int) -> list[dict[str, Any]]:
+    def payouts(
+        self, purpose_prefix: str, limit: int, *, tokens: bool = False
+    ) -> list[dict[str, Any]]:
         """The latest payouts whose purpose starts with `purpose_prefix`, the newest first:
-        id, mint, amount_sat, state, fee_sat (the payout's own fee), created_at."""
+        id, mint, amount_sat, state, fee_sat (the payout's own fee), created_at; with `tokens`,
+        also the token of each finished one (money: for its owner's eyes only)."""
         escaped = purpose_prefix.replace("!", "!!").replace("%", "!%").replace("_", "!_")
+        token = ", token" if tokens else ""
         rows = self._db.query(
-            "SELECT id, mint, amount_sat, state, fee_sat, created_at FROM wallet_payouts"
+            f"SELECT id, mint, amount_sat, state, fee_sat, created_at{token} FROM wallet_payouts"
             " WHERE purpose LIKE ? ESCAPE '!' ORDER BY id DESC LIMIT ?",
             (escaped + "%", limit),
         )

@@ -80,7 +80,7 @@ $("#logout").addEventListener("click", () => api("POST", "/logout").catch(() => 
 
 // --- tabs -----------------------------------------------------------------------------------
 
-const loaders = { dashboard: loadDashboard, settings: loadSettings, upstreams: loadUpstreams,
+const loaders = { dashboard: loadDashboard, settings: () => loadSettings(), upstreams: loadUpstreams,
   accounts: loadAccounts, earnings: loadEarnings };
 
 function showTab(name) {
@@ -92,11 +92,17 @@ for (const b of $$("nav button")) b.addEventListener("click", () => showTab(b.da
 
 // --- dashboard ------------------------------------------------------------------------------
 
+const PERIODS = { 24: ["Last 24 hours", 3600], 168: ["Last 7 days", 6 * 3600], 720: ["Last 30 days", 86400] };
+let period = 24;
+
 async function loadDashboard() {
+  const [title, bucket] = PERIODS[period];
   const [money, settings, series] = await Promise.all([
-    api("GET", "/money"), api("GET", "/settings"), api("GET", "/stats?hours=24&bucket_s=3600"),
+    api("GET", "/money"), api("GET", "/settings"), api("GET", `/stats?hours=${period}&bucket_s=${bucket}`),
   ]);
   $("#node-name").textContent = settings.node.name;
+  $("#chart-title").textContent = title;
+  for (const b of $$("#periods button")) b.classList.toggle("active", Number(b.dataset.hours) === period);
   const card = (label, value, bad) =>
     el("div", { class: "card" }, el("div", { class: "label" }, label),
       el("div", { class: bad ? "value bad" : "value" }, value));
@@ -107,47 +113,14 @@ async function loadDashboard() {
     card("Operator credit (spend-only)", sat(money.credit_msat) + " sat"),
     card("Remainders (below what ecash pays out)", sat(money.remainders_msat) + " sat"),
     card("Earnings", sat(money.earnings_msat) + " sat", money.earnings_msat < 0),
-    card("Requests, 24 h", requests),
+    card(`Requests, ${title.replace("Last ", "")}`, requests),
     card("Solvent", money.solvent ? "yes" : "NO", !money.solvent),
   );
-  drawChart($("#chart"), series.points);
+  drawChart($("#chart"), series.points, period);
 }
 
-// Requests as bars, revenue and balances as lines, each scaled to its own maximum.
-function drawChart(box, points) {
-  const NS = "http://www.w3.org/2000/svg";
-  const W = 800, H = 220, P = 28;
-  const svg = document.createElementNS(NS, "svg");
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  svg.setAttribute("role", "img");
-  svg.setAttribute("aria-label", "requests, revenue and balances over time");
-  const add = (tag, attrs) => {
-    const n = document.createElementNS(NS, tag);
-    for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v);
-    return svg.appendChild(n);
-  };
-  const n = Math.max(points.length, 1), step = (W - 2 * P) / n;
-  const x = (i) => P + i * step + step / 2;
-  const scale = (key) => Math.max(1, ...points.map((p) => p[key]));
-  const y = (v, max) => H - P - (v / max) * (H - 2 * P);
-  add("line", { class: "axis", x1: P, y1: H - P, x2: W - P, y2: H - P });
-  const maxReq = scale("requests");
-  points.forEach((p, i) => {
-    if (!p.requests) return;
-    add("rect", { class: "bar", x: x(i) - step * 0.35, width: step * 0.7, y: y(p.requests, maxReq),
-      height: H - P - y(p.requests, maxReq) });
-  });
-  for (const key of ["revenue_msat", "balances_msat"]) { // colours come from admin.css
-    const max = scale(key);
-    const d = points.map((p, i) => `${i ? "L" : "M"}${x(i).toFixed(1)},${y(p[key], max).toFixed(1)}`);
-    add("path", { class: "line " + key, d: d.join(" ") });
-  }
-  for (const i of [0, Math.floor(n / 2), n - 1]) {
-    if (!points[i]) continue;
-    const t = add("text", { x: x(i), y: H - 8, "text-anchor": "middle" });
-    t.textContent = new Date(points[i].t * 1000).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  }
-  box.replaceChildren(svg);
+for (const b of $$("#periods button")) {
+  b.addEventListener("click", () => { period = Number(b.dataset.hours); loadDashboard().catch(console.error); });
 }
 
 $("#audit-run").addEventListener("click", async () => {
@@ -167,115 +140,13 @@ $("#audit-run").addEventListener("click", async () => {
   }
 });
 
-// --- settings -------------------------------------------------------------------------------
-
-const READ_ONLY = ["node.data_dir", "node.host", "node.port", "store.url"];
-const SECRET = { "node.admin_password": true, "nostr.nsec": true };
-let loaded = {};
-
-async function loadSettings() {
-  loaded = await api("GET", "/settings");
-  const box = $("#settings-fields");
-  box.replaceChildren();
-  for (const [section, values] of Object.entries(loaded)) {
-    if (Array.isArray(values)) continue; // upstreams and models have their own tab
-    const set = el("fieldset", {}, el("legend", {}, section));
-    for (const [key, value] of Object.entries(values)) {
-      if (key.endsWith("_set")) continue;
-      set.append(field(section, key, value));
-    }
-    for (const key of Object.keys(values).filter((k) => k.endsWith("_set"))) {
-      const name = key.slice(0, -4);
-      if (name === "admin_password") continue; // changed below, with the current one
-      set.append(secretField(section, name, values[key]));
-    }
-    box.append(set);
-  }
-}
-
-function field(section, key, value) {
-  const name = `${section}.${key}`;
-  let input;
-  if (typeof value === "boolean") input = el("input", { name, type: "checkbox", checked: value });
-  else if (typeof value === "number") input = el("input", { name, type: "number", step: "any", value });
-  else if (Array.isArray(value)) input = el("input", { name, value: value.join(", "), "data-list": true });
-  else input = el("input", { name, value: value ?? "", "data-nullable": value === null });
-  if (READ_ONLY.includes(name)) input.readOnly = true;
-  return el("label", {}, key, input, el("span", { class: "error", "data-error": name }));
-}
-
-function secretField(section, key, isSet) {
-  const name = `${section}.${key}`;
-  const input = el("input", { name, type: "password", autocomplete: "off", "data-secret": true,
-    placeholder: isSet ? "set — leave empty to keep" : "not set" });
-  return el("label", {}, key, input, el("span", { class: "error", "data-error": name }));
-}
-
-function readField(input) {
-  if (input.type === "checkbox") return input.checked;
-  if (input.dataset.list !== undefined) return input.value.split(/[,\s]+/).filter(Boolean);
-  if (input.type === "number") return input.value === "" ? null : Number(input.value);
-  if (input.dataset.nullable !== undefined && input.value === "") return null;
-  return input.value;
-}
-
-$("#settings-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const patch = {};
-  for (const input of $$("#settings-fields input")) {
-    if (input.readOnly) continue;
-    const [section, key] = input.name.split(".");
-    const value = readField(input);
-    if (input.dataset.secret !== undefined && value === "") continue;
-    if (JSON.stringify(value) === JSON.stringify(loaded[section][key])) continue;
-    (patch[section] ||= {})[key] = value;
-  }
-  clearErrors($("#settings-form"));
-  const status = $("#settings-status");
-  if (!Object.keys(patch).length) return (status.textContent = "nothing changed");
-  try {
-    await api("PATCH", "/settings", patch);
-    status.textContent = "saved and applied";
-    await loadSettings();
-    $("#node-name").textContent = loaded.node.name;
-  } catch (err) {
-    status.textContent = "";
-    showFieldError($("#settings-form"), err);
-  }
-});
-
-function clearErrors(form) {
-  for (const e of $$("[data-error]", form)) e.textContent = "";
-  for (const i of $$(".invalid", form)) i.classList.remove("invalid");
-}
-
-// The API names the field (`param`, e.g. "pricing.markup" or "cashu.mints.0"): show it there.
-function showFieldError(form, err) {
-  const spots = $$("[data-error]", form);
-  const param = err.param || "";
-  const spot = spots.find((s) => param === s.dataset.error || param.startsWith(s.dataset.error + "."));
-  (spot || $("#settings-status")).textContent = err.message;
-  if (spot) $(`[name="${spot.dataset.error}"]`, form)?.classList.add("invalid");
-}
-
-$("#password-form").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  const status = $("#password-status");
-  try {
-    await api("POST", "/password", formData(ev.target));
-    ev.target.reset();
-    status.textContent = "changed; other sessions were logged out";
-  } catch (err) {
-    status.textContent = err.message;
-  }
-});
-
 // --- upstreams and models -------------------------------------------------------------------
 
 async function loadUpstreams() {
   const data = await api("GET", "/upstreams");
   fill($("#upstreams-table tbody"), data.upstreams.map((u) => el("tr", { "data-name": u.name },
-    el("td", {}, u.name), el("td", { class: "mono" }, u.base_url),
+    el("td", {}, u.name), el("td", { class: "health-" + u.health, title: "GET /models every health_interval_s" }, u.health),
+    el("td", { class: "mono" }, u.base_url),
     el("td", {}, u.api_key_set ? "set" : "—"), el("td", {}, u.models.join(", ") || "—"),
     el("td", {},
       el("button", { class: "small", onclick: () => testUpstream(u.name) }, "Test"), " ",
@@ -366,10 +237,44 @@ async function loadEntries(id) {
 async function loadEarnings() {
   const data = await api("GET", "/earnings");
   $("#withdrawable").textContent = data.withdrawable_sat.toLocaleString();
-  fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", {},
+  const tokenCell = (p) => p.cashu_token
+    ? el("button", { class: "small", onclick: () => showToken(p, "A token not yet marked collected.") }, "Show")
+    : (p.collected ? "collected" : "—");
+  fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", { "data-id": p.id },
     el("td", {}, when(p.created_at)), el("td", {}, p.amount_sat), el("td", {}, p.fee_sat),
-    el("td", { class: "mono" }, p.mint), el("td", {}, p.state))));
+    el("td", { class: "mono" }, p.mint), el("td", {}, p.state), el("td", {}, tokenCell(p)))));
 }
+
+// The token on show: kept in "Earlier withdrawals" until the operator marks it collected.
+let shownPayout = null;
+function showToken(payout, said) {
+  shownPayout = payout.id;
+  $("#withdraw-said").textContent = said;
+  $("#withdraw-token").value = payout.cashu_token;
+  $("#token-status").textContent = "";
+  $("#withdraw-result").hidden = false;
+  $("#withdraw-result").scrollIntoView({ block: "nearest" });
+}
+
+$("#token-copy").addEventListener("click", async () => {
+  try {
+    await navigator.clipboard.writeText($("#withdraw-token").value);
+    $("#token-status").textContent = "copied";
+  } catch {
+    $("#withdraw-token").select();
+    $("#token-status").textContent = "selected: copy it with Ctrl-C";
+  }
+});
+
+$("#token-collected").addEventListener("click", async () => {
+  try {
+    await api("POST", `/earnings/payouts/${shownPayout}/collected`);
+    $("#withdraw-result").hidden = true;
+    await loadEarnings();
+  } catch (err) {
+    $("#token-status").textContent = err.message;
+  }
+});
 
 // One Idempotency-Key per withdraw, kept until it succeeds (or the amount changes): a retry after
 // the mint went quiet mid-payout then gets the first payout's token instead of paying out twice.
@@ -388,9 +293,12 @@ $("#withdraw-form").addEventListener("submit", async (ev) => {
     const r = await api("POST", "/earnings/withdraw", amount ? { amount: Number(amount) } : {},
       { "Idempotency-Key": withdrawal.key });
     withdrawal = null;
-    Object.assign($("#withdraw-token"), { value: r.cashu_token, hidden: false });
-    spot.textContent = `${r.amount} sat from ${r.mint} (mint fee ${r.fee_sat} sat, paid from the earnings): copy the token above`;
+    spot.textContent = "";
     await loadEarnings();
+    const row = (await api("GET", "/earnings")).payouts.find((p) => p.cashu_token === r.cashu_token);
+    showToken({ id: row?.id, cashu_token: r.cashu_token },
+      `${r.amount} sat from ${r.mint} (mint fee ${r.fee_sat} sat, paid from the earnings). ` +
+      "It stays under Earlier withdrawals until you mark it collected.");
   } catch (err) { // a payout left in doubt is collected by withdrawing again under its key
     spot.textContent = err.message + (err.status === 503 ? " (withdraw the same amount again to collect it)" : "");
   } finally {

@@ -168,6 +168,13 @@ class AdminAuth:
         tables.set_secret(self.db, "password", hash_password(generated))
         return generated
 
+    def set_password(self, password: str) -> None:
+        """Make `password` the password (the dev stack's); sessions end only if it changed."""
+        stored = tables.get_secret(self.db, "password")
+        if stored is None or not verify_password(password, stored):
+            tables.set_secret(self.db, "password", hash_password(password))
+            self._drop_sessions()
+
     def reset_password(self) -> str:
         """A new random password (returned to print once); every session is ended."""
         password = secrets.token_urlsafe(15)

@@ -39,6 +39,7 @@ SECRETS = {"node": "admin_password", "nostr": "nsec"}
 UPSTREAM_SECRET = "api_key"
 # Read once at start, before the database is even open: changed in the file only.
 STARTUP_ONLY = {"node": {"data_dir", "host", "port"}, "store": {"url"}}
+NEXT_START = {"limits"}  # stored and shown at once; the rate limiter and server read it at start
 RATE_FIELDS = [f for f in PricingSection.model_fields if f.startswith("btc_usd")]
 
 
@@ -199,9 +200,10 @@ async def apply_settings(parts: Parts, new: Settings) -> None:
         old_wallet = parts.wallet
         events, checkpoint = old_wallet.events, old_wallet.checkpoint
         wallet = build_wallet(new, parts.db, parts.ledger, parts.http, events, checkpoint)
-        payments = Payments(parts.ledger, wallet, new.cashu.mints)
+        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys)
     old_rate, old_nostr = parts.rate, parts.nostr
     parts.settings = new
+    parts.records.history_days = new.accounts.history_days
     parts.catalogue = Catalogue.from_settings(new)
     parts.pricer = Pricer.from_settings(rate.current, new.pricing)
     parts.rate, parts.wallet, parts.payments, parts.nostr = rate, wallet, payments, nostr

@@ -16,11 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 import wallet as cashu
+from node.admin import tables
 from node.errors import BadRequest, NotFound
 from node.money.books import EARNINGS, earnings_msat, purpose
 from node.money.payments import wallet_errors
 from node.parts import Parts
-from node.routes.wallet import payout_json
+from node.routes.wallet import melt_json, payout_json
 
 MAX_PAGE = 500
 PAYOUTS_SHOWN = 50
@@ -128,6 +129,25 @@ async def withdraw_earnings(parts: Parts, amount: Any, mint: Any, key: str) -> d
     return payout_json(paid)
 
 
+async def earnings_to_lightning(parts: Parts, body: dict[str, Any], key: str) -> dict[str, Any]:
+    """`invoice`, or `lightning_address` with `amount` (sat): the earnings paid by Lightning,
+    the fees within the earnings too (the payout hook's cap)."""
+    invoice, address, mint = body.get("invoice"), body.get("lightning_address"), body.get("mint")
+    if invoice is not None and not isinstance(invoice, str):
+        raise BadRequest("invoice must be a bolt11 invoice (lnbc…)", param="invoice")
+    sats = 0
+    if invoice is None:
+        if not isinstance(address, str):
+            raise BadRequest("lightning_address must be name@host", param="lightning_address")
+        sats = _earnings_amount(parts, body.get("amount"), mint) or 0
+        if not sats:
+            raise BadRequest("amount (sat) is required with lightning_address", param="amount")
+    elif mint is not None and not isinstance(mint, str):
+        raise BadRequest("mint must be a mint URL", param="mint")
+    melted = await parts.lightning.pay_earnings(invoice, address, sats, key, mint)
+    return melt_json(melted)
+
+
 def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
     if mint is not None and not isinstance(mint, str):
         raise BadRequest("mint must be a mint URL", param="mint")
@@ -150,4 +170,22 @@ def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
 
 
 def payouts(parts: Parts) -> list[dict[str, Any]]:
-    return parts.wallet.payouts(purpose(EARNINGS, ""), PAYOUTS_SHOWN)
+    """The latest earnings payouts; a finished one's token until the operator marks it
+    collected (so a token shown once and lost with the page is not lost with it)."""
+    collected = tables.collected(parts.db)
+    shown = []
+    for row in parts.wallet.payouts(purpose(EARNINGS, ""), PAYOUTS_SHOWN, tokens=True):
+        token = row.pop("token", None)
+        row["collected"] = row["id"] in collected
+        if row["state"] == "done" and not row["collected"] and token:
+            row["cashu_token"] = token
+        shown.append(row)
+    return shown
+
+
+def mark_collected(parts: Parts, payout_id: int) -> None:
+    """The operator has the token of this earnings payout: stop showing it."""
+    done = [p for p in payouts(parts) if p["id"] == payout_id and p["state"] == "done"]
+    if not done:
+        raise NotFound("no finished earnings payout with this id", code="payout_not_found")
+    tables.mark_collected(parts.db, payout_id)

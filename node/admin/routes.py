@@ -6,6 +6,7 @@ from aiohttp import web
 
 from node.admin import upstreams
 from node.admin.config import redacted, update_settings
+from node.admin.fields import settings_fields
 from node.admin.http import (
     COOKIE,
     guarded,
@@ -74,6 +75,12 @@ async def change_password(request: web.Request) -> web.Response:
 @guarded
 async def get_settings(request: web.Request) -> web.Response:
     return json_response(redacted(parts_of(request).settings))
+
+
+@routes.get("/admin/api/settings/fields")
+@guarded
+async def get_settings_fields(request: web.Request) -> web.Response:
+    return json_response({"fields": settings_fields()})
 
 
 @routes.patch("/admin/api/settings")

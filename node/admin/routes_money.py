@@ -59,8 +59,20 @@ async def withdraw(request: web.Request) -> web.Response:
     parts = parts_of(request)
     key, made = idempotency_key(request)  # as /v1/wallet/withdraw: a retry gets the same token
     with payout_in_doubt(made):
+        if "invoice" in body or "lightning_address" in body:  # paid by Lightning
+            return json_response(await money.earnings_to_lightning(parts, body, key))
         paid = await money.withdraw_earnings(parts, body.get("amount"), body.get("mint"), key)
     return json_response(paid)
+
+
+@routes.post("/admin/api/earnings/payouts/{id}/collected")
+@guarded
+async def collected(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
+        raise BadRequest("the payout id is a whole number below 2^63", param="id")
+    money.mark_collected(parts_of(request), int(raw))
+    return json_response({"ok": True})
 
 
 @routes.get("/admin/api/stats")

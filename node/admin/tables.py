@@ -5,6 +5,8 @@
 - admin_sessions   sessions by the SHA-256 of their cookie value, with an absolute expiry.
 - admin_settings   the operator's overrides of the configuration file, one row per section:
                    a partial object for a table section, the whole list for upstreams/models.
+- admin_collected  earnings payouts (wallet_payouts ids) whose token the operator has marked
+                   collected: the page stops showing their token.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ MIGRATIONS: list[str] = [
         section TEXT PRIMARY KEY,
         value TEXT NOT NULL,
         updated_at INTEGER NOT NULL
+    );
+    """,
+    """
+    CREATE TABLE admin_collected (
+        payout_id INTEGER PRIMARY KEY,
+        collected_at INTEGER NOT NULL
     );
     """,
 ]
@@ -69,3 +77,16 @@ def save_overrides(db: Store, overrides: dict[str, Any]) -> None:
                 " updated_at = excluded.updated_at",
                 (section, orjson.dumps(value).decode(), now),
             )
+
+
+def collected(db: Store) -> set[int]:
+    return {int(row["payout_id"]) for row in db.query("SELECT payout_id FROM admin_collected")}
+
+
+def mark_collected(db: Store, payout_id: int) -> None:
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO admin_collected (payout_id, collected_at) VALUES (?, ?)"
+            " ON CONFLICT(payout_id) DO NOTHING",
+            (payout_id, int(time.time())),
+        )

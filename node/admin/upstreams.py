@@ -26,6 +26,7 @@ def listing(parts: Parts) -> dict[str, Any]:
         upstream["models"] = [
             m.id for m in parts.catalogue.all() if m.upstream.name == upstream["name"]
         ]
+        upstream["health"] = str(parts.monitor.status.get(upstream["name"], "unknown"))
     return {"upstreams": data["upstreams"], "models": data["models"]}
 
 

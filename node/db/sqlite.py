@@ -6,6 +6,8 @@ node's failure model); `durability = "full"` also survives a power cut, at an fs
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -22,6 +24,7 @@ class SqliteStore(Store):
         self.path = str(path)
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            _private(Path(self.path))
         self.conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self.conn.row_factory = sqlite3.Row
         self.conn.execute("PRAGMA journal_mode=WAL")
@@ -75,3 +78,12 @@ class SqliteStore(Store):
                 (series, version),
             ).fetchone():
                 raise
+
+
+def _private(path: Path) -> None:
+    """The database holds the proofs: 0600, like the keys (SQLite gives its -wal and -shm
+    files the database's mode). An older, wider file is narrowed when this process owns it."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    with contextlib.suppress(OSError):
+        if path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)

@@ -1,9 +1,10 @@
 """The dev stack's Cashu mint: Nutshell on the FakeWallet backend, and a faucet minting from it.
 
 Nutshell lives in `.venv-mint` (its pins clash with the OpenAI SDK's, see design.md), next to the
-project's `.venv`; `make install` makes both. FakeWallet marks every mint quote paid at once, so
-`faucet_token` turns "I want 1000 sat" into a fresh token with two NUT-04 calls and no Lightning.
-The faucet uses the project's own wallet primitives (blinding, DLEQ check, token encoding).
+project's `.venv`; `make dev` (or `make run`) makes both. FakeWallet marks every mint quote paid
+at once, so `faucet_token` turns "I want 1000 sat" into a fresh token with two NUT-04 calls and
+no Lightning. The faucet uses the project's own wallet primitives (blinding, DLEQ check, token
+encoding).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def find_mint_python(places: list[Path] | None = None) -> Path:
     raise DevStackError(
         "the dev mint (Nutshell) is not installed: no .venv-mint in "
         f"{', '.join(str(c.parent) for c in candidates)}. "
-        "Run `make install` in the project directory first."
+        "Run `make dev` (or `make run`) in the project directory first."
     )
 
 

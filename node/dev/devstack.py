@@ -30,6 +30,8 @@ import aiohttp
 from aiohttp import web
 
 from node.app import create_app
+from node.dev import devdata
+from node.dev.demo_upstream import ENDPOINTS as UPSTREAM_ENDPOINTS
 from node.dev.demo_upstream import LABEL as UPSTREAM_LABEL
 from node.dev.demo_upstream import DemoUpstream
 from node.dev.devmint import DevMint, DevStackError, Progress, faucet_token, find_mint_python
@@ -101,22 +103,8 @@ def _check_port_free(port: int, flag: str) -> None:
             raise DevStackError(f"port {port} is in use; choose another with {flag}") from None
 
 
-def _check_same_mint(node_dir: Path, mint_url: str) -> None:
-    """The node's data remembers its mint's keysets by URL: a moved mint would be refused."""
-    marker = node_dir / "devstack.json"
-    if marker.exists():
-        known = json.loads(marker.read_text()).get("mint_url")
-        if known != mint_url:
-            raise DevStackError(
-                f"{node_dir} belongs to a dev mint at {known}; run with the same --mint-port, "
-                "or --fresh for throwaway data"
-            )
-    node_dir.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps({"mint_url": mint_url}) + "\n")
-
-
-def dev_settings(port: int, data_dir: Path, mint_url: str, upstream_url: str) -> Settings:
-    config: dict[str, Any] = {
+def dev_config(port: int, data_dir: Path, mint_url: str, upstream_url: str) -> dict[str, Any]:
+    return {
         "node": {
             "name": "nutgate dev node",
             "host": "127.0.0.1",
@@ -125,11 +113,16 @@ def dev_settings(port: int, data_dir: Path, mint_url: str, upstream_url: str) ->
         },
         "cashu": {"mints": [mint_url]},
         "pricing": {"btc_usd": BTC_USD},
-        "upstreams": [{"name": "demo", "base_url": upstream_url + "/v1"}],
+        "upstreams": [
+            {"name": "demo", "base_url": upstream_url + "/v1", "endpoints": UPSTREAM_ENDPOINTS}
+        ],
         "models": DEMO_MODELS,
     }
+
+
+def dev_settings(port: int, data_dir: Path, mint_url: str, upstream_url: str) -> Settings:
     try:
-        return load_settings(None, **config)
+        return load_settings(None, **dev_config(port, data_dir, mint_url, upstream_url))
     except ConfigError as exc:  # only NUTGATE_* variables from outside can cause this
         raise DevStackError(str(exc)) from exc
 
@@ -160,19 +153,23 @@ async def _stack(args: argparse.Namespace) -> None:
     with contextlib.ExitStack() as sync_cleanups:
         if dirs.temp is not None:
             sync_cleanups.callback(shutil.rmtree, dirs.temp, ignore_errors=True)
-        else:
-            _check_same_mint(dirs.node, mint_url)
+        password = devdata.prepare(dirs.node, mint_url, check_mint=dirs.temp is None)
         mint = DevMint(mint_python, args.mint_port, dirs.mint)
         sync_cleanups.callback(mint.stop)  # registered first: runs last, after the node is down
         async with contextlib.AsyncExitStack() as cleanups:
             session = await cleanups.enter_async_context(aiohttp.ClientSession())
             await mint.wait_ready(session, Progress("starting the dev mint"))
-            upstream_url = await _serve(cleanups, DemoUpstream().app, 0)
+            demo = DemoUpstream([str(m["id"]) for m in DEMO_MODELS])
+            upstream_url = await _serve(cleanups, demo.app, 0)
             settings = dev_settings(args.port, dirs.node, mint_url, upstream_url)
+            config = dev_config(args.port, dirs.node, mint_url, upstream_url)
+            config_file = devdata.write_config(dirs.node, config)
+            devdata.set_admin_password(settings, password)
             node = create_app(settings)
             node_url = await _serve(cleanups, node, args.port, **server_options(settings))
             token = await faucet_token(session, mint_url, args.amount)
-            print(banner(mint, upstream_url, node_url, token, args.amount, dirs), flush=True)
+            where = Where(node_url, upstream_url, config_file, password)
+            print(banner(mint, where, token, args.amount, dirs), flush=True)
             await asyncio.Event().wait()  # until a signal cancels us
 
 
@@ -192,20 +189,51 @@ async def _serve(
     return f"http://{host}:{bound}"
 
 
-def banner(
-    mint: DevMint, upstream_url: str, node_url: str, token: str, amount: int, dirs: Dirs
-) -> str:
+@dataclass
+class Where:
+    node_url: str
+    upstream_url: str
+    config: Path
+    admin_password: str
+
+
+def shown(path: Path) -> str:
+    """`path` as a user types it here: relative to the current directory when under it."""
+    try:
+        return str(path.absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path.absolute())
+
+
+def operator_commands(config: Path) -> list[str]:
+    """The CLI commands that act on this node's data, ready to paste."""
+    nutgate = Path(sys.executable).with_name("nutgate")
+    exe = shown(nutgate) if nutgate.exists() else "nutgate"
+    exe = exe if "/" in exe else "./" + exe
+    with_config = f"--config {shown(config)}"
+    return [
+        f"{exe} keys create {with_config} --balance-msat 100000",
+        f"{exe} admin reset-password {with_config}",
+        f"{exe} audit {with_config}",
+    ]
+
+
+def banner(mint: DevMint, where: Where, token: str, amount: int, dirs: Dirs) -> str:
     model = DEMO_MODELS[0]["id"]
+    node_url = where.node_url
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "Hello!"}]})
     data = "temp dirs, removed at exit (--fresh)" if dirs.temp else f"{dirs.node}, {dirs.mint}"
     models = ", ".join(str(m["id"]) for m in DEMO_MODELS)
+    commands = "\n".join("  " + line for line in operator_commands(where.config))
     return f"""
 nutgate dev stack — for trying things out: the mint's ecash is play money.
   node           {node_url}
+  admin page     {node_url}/admin  (password: {where.admin_password})
   dev mint       {mint.url}  (Nutshell, FakeWallet; pid {mint.pid}; log {mint.log})
-  demo upstream  {upstream_url}/v1  ({UPSTREAM_LABEL})
+  demo upstream  {where.upstream_url}/v1  ({UPSTREAM_LABEL})
   models         {models}  (at ${BTC_USD:,.0f}/BTC)
   data           {data}
+  config         {shown(where.config)}
 
 test token ({amount} sat from the dev mint):
 {token}
@@ -225,5 +253,7 @@ OpenAI SDK (Python):
   print(reply.choices[0].message.content)
 
 Balance: curl {node_url}/v1/wallet/balance -H "Authorization: Bearer <the token>"
+Operator commands on this node's data (run them in another terminal, here):
+{commands}
 Ctrl-C stops the node, the demo upstream and the dev mint.
 """

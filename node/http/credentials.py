@@ -20,9 +20,16 @@ from aiohttp import web
 from node.http.web import REQUEST_ID
 from node.money.change import idempotency_hash
 from node.money.ledger import Ledger, hash_key
-from node.money.payments import Presented
+from node.money.payments import TOKEN_PREFIXES, Presented
 
 _LOOKUP = web.RequestKey("account_lookup", tuple)  # (secret, key hash, account id | None)
+
+
+def without_uri(value: str) -> str:
+    """A token as wallets copy it, `cashu:cashuB…` (the URI form), is the token."""
+    if value[:6].lower() == "cashu:" and value[6:].startswith(TOKEN_PREFIXES):
+        return value[6:]
+    return value
 
 
 def bearer(request: web.Request) -> str | None:
@@ -30,12 +37,12 @@ def bearer(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        return request.headers.get("x-api-key", "").strip() or None
-    return value.strip()
+        return without_uri(request.headers.get("x-api-key", "").strip()) or None
+    return without_uri(value.strip())
 
 
 def x_cashu(request: web.Request) -> str:
-    return request.headers.get("X-Cashu", "").strip()
+    return without_uri(request.headers.get("X-Cashu", "").strip())
 
 
 def credential(request: web.Request) -> str | None:

@@ -108,6 +108,10 @@ def middleware(metrics: Metrics) -> Middleware:
     return observe_middleware
 
 
+# Path parameters that are credentials: a Lightning invoice's id hands out the key it bought.
+SECRET_PARAMS = ("{invoice_id}",)
+
+
 def route_of(request: web.Request) -> str:
     resource = getattr(request.match_info.route, "resource", None)
     return resource.canonical if resource is not None else "unmatched"
@@ -128,8 +132,10 @@ def _record(
     for upstream, upstream_code in trace.upstream_errors:
         metrics.upstream_errors.labels(upstream, upstream_code).inc()
     # As sent (percent-encoded: a %0A cannot forge a log line), bounded, never the query
-    # string (it may carry a token).
+    # string (it may carry a token); a path holding a credential, as its route.
     path = request.rel_url.raw_path[:MAX_LOGGED_PATH]
+    if any(param in route for param in SECRET_PARAMS):
+        path = route
     fields = {
         "request_id": request.get(REQUEST_ID),
         "method": request.method,
@@ -151,6 +157,7 @@ async def _stamp_request_id(request: web.BaseRequest, response: web.StreamRespon
     request_id = request.get(REQUEST_ID)
     if request_id:
         response.headers.setdefault("x-request-id", request_id)
+        response.headers.setdefault("x-routstr-request-id", request_id)  # Routstr's name
 
 
 def setup(app: web.Application, metrics: Metrics) -> None:

@@ -158,6 +158,7 @@ class Limiter:
     store: RateStore
     ledger: Ledger | None = None  # which credentials open an account (set once it is built)
     clock: Callable[[], float] = time.monotonic
+    unlimited_above_msat: int = 0  # keys holding this much are not limited (0: none)
 
     def bucket(self, request: web.Request) -> tuple[str, str]:
         """(scope, bucket key): a known account's key hash, else the client's IP."""
@@ -168,6 +169,17 @@ class Limiter:
                 return "key", "key:" + key_hash
         return "ip", "ip:" + (request.remote or "unknown")
 
+    def unlimited(self, request: web.Request) -> bool:
+        """The request's key holds at least `unlimited_above_msat` (Botstrapp's unlimited
+        mode, here automatic): it is not rate limited, and still pays for what it uses."""
+        secret = credential(request)
+        if not self.unlimited_above_msat or self.ledger is None or secret is None:
+            return False
+        account_id = account_by_secret(request, self.ledger, secret)[1]
+        if account_id is None:
+            return False
+        return self.ledger.get(account_id).balance_msat >= self.unlimited_above_msat
+
 
 DECISION = web.RequestKey("rate_decision", Decision)
 
@@ -175,7 +187,9 @@ DECISION = web.RequestKey("rate_decision", Decision)
 def limiter_for(limits: LimitsSection) -> Limiter | None:
     """A limiter with the configured windows, in memory; None when every window is off."""
     windows = windows_from(limits)
-    return Limiter(MemoryRateStore(windows)) if windows else None
+    if not windows:
+        return None
+    return Limiter(MemoryRateStore(windows), unlimited_above_msat=limits.unlimited_above_msat)
 
 
 def middleware(limiter: Limiter | None, metrics: Metrics) -> Middleware:
@@ -187,6 +201,8 @@ def middleware(limiter: Limiter | None, metrics: Metrics) -> Middleware:
         if limiter is None or request.path in EXEMPT_PATHS:
             return await handler(request)
         scope, key = limiter.bucket(request)
+        if scope == "key" and limiter.unlimited(request):
+            return await handler(request)
         decision = limiter.store.hit(key, limiter.clock())
         request[DECISION] = decision
         if not decision.allowed:

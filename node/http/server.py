@@ -8,7 +8,9 @@ a log flood that costs nothing. Here the answer is OpenAI's error envelope (400,
 line or headers too large; `Connection: close`; none of the request's bytes), and the log gets
 one WARNING line without traceback, at most one a second, saying how many were left out.
 
-`NodeRunner` is `web.AppRunner` with that connection handler; `run` is `web.run_app` on it.
+`NodeRunner` is `web.AppRunner` with that connection handler, and the application's
+`[limits] max_header_bytes` for a request line or header (aiohttp's own is 8190 bytes: a
+cashu-ts token of 28 proofs with DLEQ is longer); `run` is `web.run_app` on it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from node.errors import BadRequest, NodeError, internal_error
-from node.http.web import error_response
+from node.http.web import MAX_HEADER_BYTES, error_response
 
 log = logging.getLogger("nutgate.http")
 
@@ -127,6 +129,10 @@ class NodeRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         made = await super()._make_server()
+        largest = self.app.get(MAX_HEADER_BYTES)  # [limits] max_header_bytes (aiohttp: 8190)
+        if largest is not None:
+            made._kwargs.setdefault("max_line_size", largest)
+            made._kwargs.setdefault("max_field_size", largest)
         return _Server(
             made.request_handler,
             request_factory=made.request_factory,

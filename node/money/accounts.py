@@ -1,4 +1,5 @@
-"""An account as the ledger reads it, and what its audit flags (see node.money.ledger)."""
+"""An account as the ledger reads it, what its audit flags, a key's cap on a reservation and a
+reservation left by a node that died (see node.money.ledger)."""
 
 from __future__ import annotations
 
@@ -61,3 +62,27 @@ class Mismatch:
     balance_msat: int
     entries_msat: int
     check: str = "balance"
+
+
+@dataclass(frozen=True)
+class Cap:
+    """A key's spending limit: what its requests may cost from `since` on (charged and held).
+    A key that owns its account (`whole_account`) counts every request paid from it, its
+    sub-keys' too; a sub-key counts its own."""
+
+    key_id: int
+    limit_msat: int
+    since: int
+    after_entry: int = 0  # a reset: only charges entered after this entry count
+    whole_account: bool = False
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A reservation whose node instance died, as `resolve_orphans` settles it."""
+
+    reservation_id: str
+    account_id: int
+    key_id: int | None
+    model: str | None
+    created_at: int

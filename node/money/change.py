@@ -23,7 +23,7 @@ import logging
 from typing import Any
 
 import wallet as cashu
-from node.errors import Conflict, NodeError
+from node.errors import Conflict, NodeError, NotFound, TooEarly
 from node.money.books import purpose
 from node.money.ledger import Account, Ledger, hash_key
 
@@ -41,9 +41,10 @@ class Change:
     def __init__(self, ledger: Ledger, wallet: cashu.Wallet):
         self.ledger, self.wallet = ledger, wallet
 
-    async def pay(self, account_id: int, request_id: str) -> str | None:
+    async def pay(self, account_id: int, request_id: str, *, v3: bool = False) -> str | None:
         """Pay back the most a one-shot account can pay once the payout's fee is in (None if
-        that is nothing, or the payout failed: the money stays in the account, claimable)."""
+        that is nothing, or the payout failed: the money stays in the account, claimable);
+        `v3`: as a cashuA token, for a client that paid with one."""
         what = purpose("change", account_id, request_id)
         try:
             done = await self.wallet.settle_payout(what)  # an earlier attempt left pending
@@ -53,7 +54,7 @@ class Change:
             if account.withdrawable_msat < 1000:
                 return None
             mint = self.mint_for(account.mint)
-            return await self.wallet.send_up_to(account.withdrawable_msat, what, mint)
+            return await self.wallet.send_up_to(account.withdrawable_msat, what, mint, v3=v3)
         except cashu.BudgetTooSmall:
             return None  # too little beside its fee: it stays, shown with the account's balance
         except (cashu.WalletError, NodeError) as exc:
@@ -92,6 +93,30 @@ class Change:
         balance = self.ledger.get(account.id).balance_msat
         # `pending`: changes whose payout the mint has not settled yet (asked again, they come)
         return {"changes": changes, "balance_msat": balance, "pending": pending}
+
+    async def swept(self, account: Account, sweep_id: str) -> cashu.PaidOut:
+        """Routstr's lazy refund: the latest change of a one-shot payment, paying what is
+        still due first. TooEarly while a request still runs on it (or the mint has not
+        settled it yet); NotFound when there is no change."""
+        if self.ledger.spender(account.id)[2]:  # a request still holds a reservation on it
+            raise TooEarly(
+                "Refund is pending: the request is still running; retry shortly",
+                code="refund_pending",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        listing = await self.listing(account, sweep_id)
+        prefix = purpose("change", account.id, "")
+        paid = [self.wallet.paid(prefix + c["request_id"]) for c in listing["changes"]]
+        done = [p for p in paid if p is not None]
+        if done:
+            return done[-1]
+        if listing["pending"]:
+            raise TooEarly(
+                "Refund is pending: the mint has not settled it yet; retry shortly",
+                code="refund_pending",
+                headers={"Retry-After": RETRY_AFTER_S},
+            )
+        raise NotFound("Refund not found: this payment left no change", code="refund_not_found")
 
     async def retried(self, account_id: int, key_hash: str | None) -> Conflict | None:
         """The answer to a paid request whose one-shot account is spent: if it came under the

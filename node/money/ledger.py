@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Sequence
 
 from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import PaymentRequired
-from node.money.accounts import Account, Mismatch
-from node.money.ledger_reports import LedgerReports
+from node.money.accounts import Account, Cap, Mismatch, Orphan
+from node.money.ledger_reports import LedgerReports, spent_sql
 from node.money.ledger_schema import (
     CHARGE,
     DEPOSIT,
@@ -45,8 +46,10 @@ __all__ = [
     "REFUND",
     "WITHDRAW",
     "Account",
+    "Cap",
     "Ledger",
     "Mismatch",
+    "Orphan",
     "hash_key",
 ]
 
@@ -71,6 +74,14 @@ _SPENDER = ", request_id = :rid"
 
 def _now() -> int:
     return int(time.time())
+
+
+def _recorder(record: Callable[[Connection, Orphan, int], None], orphan: Orphan) -> Also:
+    return lambda conn, charged: record(conn, orphan, charged)
+
+
+# A write joined to a settlement's transaction, told the msat charged (node.money.records).
+Also = Callable[[Connection, int], None]
 
 
 class Ledger(LedgerReports):
@@ -170,12 +181,18 @@ class Ledger(LedgerReports):
             self._entry(conn, account_id, PAYOUT_FEE, -fee_msat, ref)
 
     def _entry(
-        self, conn: Connection, account_id: int, kind: str, amount_msat: int, ref: str
+        self,
+        conn: Connection,
+        account_id: int,
+        kind: str,
+        amount_msat: int,
+        ref: str,
+        key_id: int | None = None,
     ) -> None:
         conn.execute(
-            "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (account_id, kind, amount_msat, ref, _now()),
+            "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (account_id, kind, amount_msat, ref, _now(), key_id),
         )
 
     # --- reservations ---------------------------------------------------------------------
@@ -192,28 +209,48 @@ class Ledger(LedgerReports):
         floor_msat: int = 0,
         model: str | None = None,
         untouched_msat: int | None = None,
+        key_id: int | None = None,
+        caps: Sequence[Cap] = (),
     ) -> bool:
         """Hold `amount_msat` for a request; False when the available balance is short.
 
         `untouched_msat`: also False unless the account holds exactly that and nothing is
-        reserved from it (a one-shot token's account, used by one request only)."""
+        reserved from it (a one-shot token's account, used by one request only).
+        `key_id`: the key the request came with; `caps`: also False when a key's spending
+        since `cap.since`, held and charged, would pass `cap.limit_msat` (checked in the
+        reservation's own write, so concurrent requests cannot overshoot it)."""
         return await self.commits.run(
-            lambda conn: self._reserve(
-                conn, account_id, reservation_id, amount_msat, floor_msat, model, untouched_msat
+            lambda conn: (
+                all(self._capped(conn, cap, amount_msat) for cap in caps)
+                and self._reserve(
+                    conn,
+                    account_id,
+                    reservation_id,
+                    amount_msat,
+                    floor_msat,
+                    model,
+                    untouched_msat,
+                    key_id,
+                )
             )
         )
 
-    async def settle(self, reservation_id: str, cost_msat: int) -> int:
+    def _capped(self, conn: Connection, cap: Cap, amount_msat: int) -> bool:
+        row = conn.execute(*spent_sql(cap)).fetchone()
+        return bool(int(row[0]) + amount_msat <= cap.limit_msat)
+
+    async def settle(self, reservation_id: str, cost_msat: int, also: Also | None = None) -> int:
         """Charge the real cost and release the rest. Returns the msat charged.
 
         The charge is capped at what the account can pay (this reservation plus its unreserved
-        balance), so an account never goes below zero. Settling twice charges once.
+        balance), so an account never goes below zero. Settling twice charges once. `also`
+        runs in the same transaction, told the charge, only when the reservation was there.
         """
         cost = max(0, cost_msat)
-        return await self.commits.run(lambda conn: self._settle(conn, reservation_id, cost))
+        return await self.commits.run(lambda conn: self._settle(conn, reservation_id, cost, also))
 
-    async def release(self, reservation_id: str) -> None:
-        await self.commits.run(lambda conn: self._settle(conn, reservation_id, 0))
+    async def release(self, reservation_id: str, also: Also | None = None) -> None:
+        await self.commits.run(lambda conn: self._settle(conn, reservation_id, 0, also))
 
     def _reserve(
         self,
@@ -224,6 +261,7 @@ class Ledger(LedgerReports):
         floor_msat: int,
         model: str | None,
         untouched_msat: int | None,
+        key_id: int | None = None,
     ) -> bool:
         now = _now()
         # a one-shot account keeps the id of the request that spends it (its change's name)
@@ -244,9 +282,14 @@ class Ledger(LedgerReports):
         )
         if cur.rowcount != 1:
             return False
+        if key_id is not None and key_id != account_id:  # a sub-key's use, counted on it
+            conn.execute(
+                "UPDATE accounts SET last_used_at = ?, requests = requests + 1 WHERE id = ?",
+                (now, key_id),
+            )
         conn.execute(
             "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
-            " created_at, instance) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " created_at, instance, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 reservation_id,
                 account_id,
@@ -255,19 +298,22 @@ class Ledger(LedgerReports):
                 model,
                 now,
                 self.db.instance,
+                key_id,
             ),
         )
         return True
 
-    def _settle(self, conn: Connection, reservation_id: str, cost_msat: int) -> int:
+    def _settle(
+        self, conn: Connection, reservation_id: str, cost_msat: int, also: Also | None = None
+    ) -> int:
         row = conn.execute(
-            "SELECT r.account_id, r.amount_msat, a.balance_msat, a.reserved_msat"
+            "SELECT r.account_id, r.amount_msat, a.balance_msat, a.reserved_msat, r.key_id"
             " FROM reservations r JOIN accounts a ON a.id = r.account_id WHERE r.id = ?",
             (reservation_id,),
         ).fetchone()
         if row is None:
             return 0
-        account_id, held, balance, reserved = row
+        account_id, held, balance, reserved, key_id = row
         charged = min(cost_msat, held + balance - reserved)
         conn.execute(  # a charge takes operator credit first
             "UPDATE accounts SET balance_msat = balance_msat - :c,"
@@ -278,22 +324,34 @@ class Ledger(LedgerReports):
         )
         conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
         if charged:
-            self._entry(conn, account_id, CHARGE, -charged, reservation_id)
+            self._entry(conn, account_id, CHARGE, -charged, reservation_id, key_id)
+        if also is not None:
+            also(conn, int(charged))
         return int(charged)
 
-    def resolve_orphans(self) -> int:
-        """Charge the floor of every reservation whose node instance is gone."""
+    def resolve_orphans(
+        self, record: Callable[[Connection, Orphan, int], None] | None = None
+    ) -> int:
+        """Charge the floor of every reservation whose node instance is gone; `record` writes,
+        in the same transaction, what each one was charged."""
         alive: dict[str, bool] = {}
         rows = [
             row
-            for row in self.db.query("SELECT id, floor_msat, instance FROM reservations")
+            for row in self.db.query(
+                "SELECT id, floor_msat, instance, account_id, key_id, model, created_at"
+                " FROM reservations"
+            )
             if not self._held_by_live_instance(row["instance"], alive)
         ]
         if not rows:
             return 0
         with self.db.transaction() as conn:
             for row in rows:
-                self._settle(conn, row["id"], row["floor_msat"])
+                orphan = Orphan(
+                    row["id"], row["account_id"], row["key_id"], row["model"], row["created_at"]
+                )
+                also = None if record is None else _recorder(record, orphan)
+                self._settle(conn, row["id"], row["floor_msat"], also)
         return len(rows)
 
     def _held_by_live_instance(self, instance: str | None, alive: dict[str, bool]) -> bool:

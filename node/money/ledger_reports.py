@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from node.db.store import Store
-from node.money.accounts import Mismatch
+from node.money.accounts import Cap, Mismatch
 from node.money.ledger_schema import CHARGE
 from wallet.store import Connection
 
@@ -28,6 +28,22 @@ REMAINDERS = (
     "COALESCE(SUM(CASE WHEN kind = 'oneshot' THEN balance_msat - credit_msat"
     " ELSE (balance_msat - credit_msat) % 1000 END), 0)"
 )
+# what a key spent since a time (and after an entry: a reset), and holds now: a sub-key's own
+# requests (key_id), or every request paid from a key's account (account_id)
+KEY_SPENT, ACCOUNT_SPENT = (
+    "SELECT (SELECT COALESCE(SUM(-amount_msat), 0) FROM entries"
+    f" WHERE {column} = :k AND kind = 'charge' AND created_at >= :since AND id > :after)"
+    f" + (SELECT COALESCE(SUM(amount_msat), 0) FROM reservations WHERE {column} = :k)"
+    for column in ("key_id", "account_id")
+)
+
+
+def spent_sql(cap: Cap) -> tuple[str, dict[str, int]]:
+    """The query of what a cap counts, and its parameters."""
+    params = {"k": cap.key_id, "since": cap.since, "after": cap.after_entry}
+    return (ACCOUNT_SPENT if cap.whole_account else KEY_SPENT), params
+
+
 _LIABILITIES = "SELECT COALESCE(SUM(balance_msat - credit_msat), 0) FROM accounts"
 
 
@@ -118,6 +134,25 @@ class LedgerReports:
             "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
             " ORDER BY id DESC LIMIT ?",
             (account_id, limit),
+        )
+        return [dict(row) for row in rows]
+
+    def cap_spent(self, cap: Cap) -> int:
+        """What a cap counts now: charged since its start, and held."""
+        row = self.db.query_one(*spent_sql(cap))
+        return int(row[0]) if row else 0
+
+    def last_entry(self, conn: Connection) -> int:
+        """The id of the latest entry (a key's reset counts its charges from the next)."""
+        row = conn.execute("SELECT COALESCE(MAX(id), 0) FROM entries").fetchone()
+        return int(row[0]) if row else 0
+
+    def moves_page(self, account_id: int, limit: int) -> list[dict[str, Any]]:
+        """An account's money in and out, charges aside, the newest first."""
+        rows = self.db.query(
+            "SELECT id, kind, amount_msat, ref, created_at FROM entries WHERE account_id = ?"
+            " AND kind != ? ORDER BY id DESC LIMIT ?",
+            (account_id, CHARGE, limit),
         )
         return [dict(row) for row in rows]
 

@@ -71,4 +71,14 @@ MIGRATIONS = [
               AND e.kind IN ('grant', 'charge')) END
     WHERE EXISTS (SELECT 1 FROM entries e WHERE e.account_id = accounts.id AND e.kind = 'grant');
     """,
+    # key_id: the key a request was made with, when it is not the account's own (a sub-key
+    # spends from its parent's balance): its period's spend is summed from its charges
+    """
+    ALTER TABLE reservations ADD COLUMN key_id INTEGER;
+    ALTER TABLE entries ADD COLUMN key_id INTEGER;
+    CREATE INDEX entries_key ON entries(key_id, created_at);
+    CREATE INDEX reservations_key ON reservations(key_id);
+    """,
+    # a key that owns its account counts its period's spending over the whole account
+    "CREATE INDEX entries_account_time ON entries(account_id, created_at);",
 ]

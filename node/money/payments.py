@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import wallet as cashu
@@ -29,7 +29,8 @@ from node.errors import (
 )
 from node.money.books import purpose, sat
 from node.money.change import Change
-from node.money.ledger import Ledger, hash_key
+from node.money.keys import KeyRules, Keys
+from node.money.ledger import Account, Ledger, hash_key
 
 TOKEN_PREFIXES = ("cashuA", "cashuB")
 MINT_RETRY_AFTER_S = "5"
@@ -62,7 +63,14 @@ class Presented:
 
 @dataclass
 class Payer:
-    account_id: int
+    account_id: int  # whose balance pays: a sub-key's parent
+    key_id: int | None = field(default=None, kw_only=True)  # the account of the key used
+    key: KeyRules | None = field(default=None, kw_only=True)  # that key's rules, if any
+
+    @property
+    def owner_id(self) -> int:
+        """The account the request is made as: the key's own (a sub-key's), else the payer."""
+        return self.account_id if self.key_id is None else self.key_id
 
     @property
     def untouched_msat(self) -> int | None:
@@ -82,13 +90,14 @@ class OneShotPayer(Payer):
     change: Change
     request_id: str
     credited_msat: int
+    v3: bool = False  # paid with a cashuA token: the change goes back as one
 
     @property
     def untouched_msat(self) -> int | None:
         return self.credited_msat
 
     async def finish(self, in_band: bool = False) -> dict[str, Any]:
-        token = await self.change.pay(self.account_id, self.request_id)
+        token = await self.change.pay(self.account_id, self.request_id, v3=self.v3)
         if token is None:
             return {}
         return {"x_cashu": token} if in_band else {"X-Cashu": token}
@@ -97,8 +106,8 @@ class OneShotPayer(Payer):
 class Payments:
     """Resolves payers and redeems tokens; one lock per token so a token redeems once."""
 
-    def __init__(self, ledger: Ledger, wallet: cashu.Wallet, mints: list[str]):
-        self.ledger, self.wallet, self.mints = ledger, wallet, mints
+    def __init__(self, ledger: Ledger, wallet: cashu.Wallet, mints: list[str], keys: Keys):
+        self.ledger, self.wallet, self.mints, self.keys = ledger, wallet, mints, keys
         self.change = Change(ledger, wallet)
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key hash -> (lock, users)
 
@@ -142,25 +151,41 @@ class Payments:
         assert account_id is not None
         return account_id
 
-    async def resolve(self, presented: Presented, quote: Callable[[], int]) -> Payer:
+    async def resolve(
+        self,
+        presented: Presented,
+        quote: Callable[[], int],
+        affords: Callable[[int], None] | None = None,
+    ) -> Payer:
         """Who pays for this request; with no payment at all, a 402 with a NUT-24 request.
 
         `quote()` checks the request and returns the most it can cost. It runs only where it
         matters (an sk- key's request is checked when it is planned): before a token is
-        redeemed, so bad input never spends one, and for the 402's amount.
+        redeemed, so bad input never spends one, and for the 402's amount. `affords(msat)`
+        raises if the request cannot run on that much: an X-Cashu token's face value is put
+        to it before any mint call, so a token too small is refused untouched (NUT-24).
         """
         if presented.x_cashu:
-            return await self.one_shot(presented, -(-quote() // 1000))
+            return await self.one_shot(presented, -(-quote() // 1000), affords)
         key = presented.bearer
         if key is None:
             raise self.payment_request(quote())
         if presented.account_id is not None:
-            return Payer(presented.account_id)
+            return self.key_payer(presented.account_id)
         if is_token(key):
             quote()
-        return Payer(await self._first_use(key, presented.key_hash))
+        account_id = await self._first_use(key, presented.key_hash)
+        return Payer(account_id, key_id=account_id)
 
-    async def one_shot(self, presented: Presented, most_sat: int) -> OneShotPayer:
+    def key_payer(self, account_id: int) -> Payer:
+        """The payer behind a key's account: its parent's balance for a sub-key."""
+        rules = self.keys.get(account_id)
+        parent = rules.parent_id if rules is not None else None
+        return Payer(parent if parent is not None else account_id, key_id=account_id, key=rules)
+
+    async def one_shot(
+        self, presented: Presented, most_sat: int, affords: Callable[[int], None] | None = None
+    ) -> OneShotPayer:
         token, key_hash = presented.x_cashu, presented.key_hash
         if not is_token(token):
             raise TokenRejected(
@@ -168,6 +193,10 @@ class Payments:
             )
         what = purpose("oneshot", key_hash)
         if presented.account_id is None:
+            with wallet_errors():
+                parsed = cashu.parse_token(token)
+            if affords is not None and parsed.unit == "sat":
+                affords(parsed.amount * 1000)  # its face value, before any mint call
             with wallet_errors(), contextlib.suppress(cashu.AlreadyCredited):
                 await self.wallet.receive(token, what, keep_at_most=most_sat)
         idem = presented.idempotency_hash
@@ -180,7 +209,14 @@ class Payments:
             raise await self.change.retried(account.id, idem) or token_spent()
         if idem is not None:
             self.ledger.remember_key(account.id, receipt.amount_msat, idem, presented.request_id)
-        return OneShotPayer(account.id, self.change, presented.request_id, receipt.amount_msat)
+        return OneShotPayer(
+            account.id,
+            self.change,
+            presented.request_id,
+            receipt.amount_msat,
+            v3=token.startswith("cashuA"),
+            key_id=account.id,
+        )
 
     def _untouched(self, key_hash: str, what: str) -> tuple[int, int]:
         """The account a redemption made and its credit, if nothing has been spent or reserved
@@ -239,28 +275,42 @@ class Payments:
     async def withdraw(
         self, account_id: int, sats: int | None, mint: str | None, key: str
     ) -> cashu.PaidOut:
-        """Pay `sats` out of the account (None: the most it can, its payout's fee beside it).
-        The account is debited the amount plus the payout's fee, or nothing if it is refused."""
+        """Pay `sats` out of the account (None: the most it can, its payout's fee beside it),
+        in `mint`, else in the account's own mint (a wallet takes no other mint's token for its
+        own), else where the node holds enough. The account is debited the amount plus the
+        payout's fee, or nothing if it is refused."""
         what = purpose("withdraw", account_id, key)
         account = self.ledger.get(account_id)
         refusal = account.refusal(max(sats or 0, 1) * 1000)
         if refusal is not None:  # before any mint call; the payout's debit checks it again
             raise refusal
+        own = self.change.mint_for(account.mint) if mint is None else None
         with wallet_errors():
-            if sats is None:
-                await self.wallet.send_up_to(account.withdrawable_msat, what, mint)
-            else:
-                await self.wallet.send(sats, what, mint)
+            try:
+                await self._send(account, sats, what, mint or own)
+            except cashu.InsufficientFunds:
+                if own is None:
+                    raise
+                await self._send(account, sats, what, None)  # its mint holds too little now
         paid = self.wallet.paid(what)
         assert paid is not None  # send returned: the payout is done
         return paid
+
+    async def _send(self, account: Account, sats: int | None, what: str, mint: str | None) -> None:
+        if sats is None:
+            await self.wallet.send_up_to(account.withdrawable_msat, what, mint)
+        else:
+            await self.wallet.send(sats, what, mint)
 
 
 # --- the wallet's errors ---------------------------------------------------------------------
 
 
 def token_spent() -> TokenRejected:
-    return TokenRejected("this token has already been spent", code="token_spent")
+    # "token already spent": the words Routstr's clients look for in this refusal
+    return TokenRejected(
+        "token already spent: this token has already been spent", code="token_spent"
+    )
 
 
 @contextlib.contextmanager

@@ -20,8 +20,12 @@ import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
 
 from node.errors import BadRequest
+from node.settings import UpstreamSection
 
 MAX_MODEL_ID_CHARS = 256
 PROMPT_OVERHEAD_TOKENS = 256  # template tokens no byte of the body stands for
@@ -46,6 +50,11 @@ STORED_REFERENCES = ("previous_response_id", "conversation", "prompt")
 # Tools the client runs (the upstream only writes the call): anything else runs upstream, per call.
 CLIENT_TOOLS = frozenset({"function", "custom"})
 SERVICE_TIERS = frozenset({"default", "flex"})  # billed at (or below) the listed price
+TIERED_PATHS = ("chat/completions", "responses")  # where OpenAI reads a missing tier as "auto"
+# OpenAI-compatible APIs that refuse a field they do not know, or read the tiers otherwise.
+NO_TIER_HOSTS = frozenset(
+    {"generativelanguage.googleapis.com", "api.anthropic.com", "api.groq.com", "api.mistral.ai"}
+)
 # Models that search the web on every request and bill each search on top of the tokens:
 # offered only at a per-request price (node/pricing/catalogue.py).
 PER_CALL_MODELS = ("*search*", "*deep-research*", "*sonar*", "*:online")
@@ -188,6 +197,19 @@ def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_kno
     return min(by_bytes, ceiling) if context_known else by_bytes
 
 
+def for_upstream(path: str, body: dict[str, Any], upstream: UpstreamSection) -> dict[str, Any]:
+    """The body as `upstream` gets it: a request that names no service tier names the one the
+    price holds for, since OpenAI (and OpenRouter) read a missing tier as "auto", which bills
+    the operator's project tier (priority: about twice the price)."""
+    if path not in TIERED_PATHS or body.get("service_tier") is not None:
+        return body
+    tier = upstream.service_tier
+    if tier is None:
+        host = urlsplit(upstream.base_url).hostname or ""
+        tier = "" if host in NO_TIER_HOSTS else "default"
+    return {**body, "service_tier": tier} if tier else body
+
+
 def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
     value = body.get(field, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
@@ -270,9 +292,41 @@ def _has_key(value: Any, key: str) -> bool:
     return False
 
 
+# In a prompt written by orjson (keys and strings as they are, no escapes), any of these means
+# it must be walked: an input whose tokens its bytes do not bound, or one refused.
+WALK_MARKERS = tuple(
+    f'"{name}"'.encode() for name in (*REFERENCE_KEYS, *AUDIO_TYPES, "cache_control")
+)
+COMMON_TEXT_TYPES = ("text", "input_text", "message", "output_text")  # counted first
+TEXT_TYPE_MARKERS = tuple(
+    f'"type":"{kind}"'.encode()
+    for kind in (*COMMON_TEXT_TYPES, *sorted(TEXT_TYPES.difference(COMMON_TEXT_TYPES)))
+)
+
+
+def _plain_text(given: Any) -> bool:
+    """True when the prompt is text alone, read at C speed from orjson's rendering of it:
+    no key or value that needs a look, and every "type" one of the text types. A prompt of
+    many tiny parts then costs no walk in Python; anything else is walked."""
+    try:
+        text = orjson.dumps(given)
+    except orjson.JSONEncodeError:
+        return False
+    if any(marker in text for marker in WALK_MARKERS):
+        return False
+    types, text_types = text.count(b'"type":'), 0
+    for marker in TEXT_TYPE_MARKERS:
+        if text_types == types:
+            break
+        text_types += text.count(marker)
+    return text_types == types
+
+
 def _scan_prompt(given: Any, field: str) -> bool:
     """Walk the prompt (iteratively: nesting can be 1000 deep); True if its bytes bound its
     tokens. Audio and prompt-cache writes are refused: both bill above the input price."""
+    if _plain_text(given):
+        return True
     bounded = True
     stack = [given]
     while stack:

@@ -3,6 +3,7 @@
 A model id is found, first match wins, as:
 
     alias        [[models]].aliases → the model's id
+    selector     model/name=<id> and bot/id=<preset> (node/pricing/selectors.py)
     preset/<n>   a [[presets]] entry: another model plus a system prompt (node/pricing/presets.py)
     explicit     a [[models]] entry: its `upstream` then its `upstreams`
     listed       in an upstream's GET /models (every upstream listing it, in config order)
@@ -26,14 +27,14 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from node.errors import BadRequest, NotFound
-from node.pricing import billing
-from node.pricing.prices import Price, exact
+from node.pricing import billing, selectors
+from node.pricing.prices import Price, dearest, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
-from node.settings import ModelSection, PresetSection, Settings, UpstreamSection
+from node.settings import ModelSection, PresetSection, RouterSection, Settings, UpstreamSection
 
 log = logging.getLogger(__name__)
 
-PRESET_PREFIX = "preset/"
+PRESET_PREFIX = selectors.PRESET_PREFIX
 MAX_PREFIXED = 1000  # prefix-routed models remembered (clients choose the ids)
 
 # Which model ids each well-known provider serves (the routing rules of reference 001).
@@ -53,6 +54,15 @@ class Route:
 
 
 @dataclass(frozen=True)
+class _Priced:
+    upstreams: tuple[UpstreamSection, ...]
+    price: Price
+    context: int | None
+    max_output: int | None
+    context_known: bool
+
+
+@dataclass(frozen=True)
 class Model:
     id: str
     routes: tuple[Route, ...]  # failover order
@@ -62,10 +72,15 @@ class Model:
     created: int
     image_usd: Fraction | None = None  # per image generated
     audio_minute_usd: Fraction | None = None  # per minute transcribed (else by token)
+    max_audio_seconds: int = 1500  # the longest clip its upstreams transcribe
     preset: PresetSection | None = None
     description: str = ""
     token_priced: bool = True  # False: priced per image / per minute only, never per token
     context_known: bool = True  # False: no source gave context_length (a default stands in)
+    completions: bool = False  # the upstream serves it on /completions as well as chat
+    about: tuple[tuple[str, Any], ...] = ()  # its upstream listing's name, description, …
+    name: str = ""  # the operator's display name
+    router: RouterSection | None = None  # a router: its candidates are the models it may use
 
     @property
     def upstream(self) -> UpstreamSection:
@@ -184,11 +199,12 @@ class Catalogue:
     def _rebuild(self) -> None:
         models: dict[str, Model] = {}
         aliases: dict[str, str] = {}
+        explicit = {section.id for section in self.settings.models}  # priced by their entry
         for upstream in self.settings.upstreams:
             if not upstream.list_models:
                 continue
             for model_id in self._listings.get(upstream.name, {}):
-                if model_id not in models:
+                if model_id not in models and model_id not in explicit:
                     found = self._listed(model_id)
                     if found is not None:
                         models[model_id] = found
@@ -207,21 +223,28 @@ class Catalogue:
         chosen = [self._upstreams[n] for n in dict.fromkeys(names)]
         upstreams = chosen or self.settings.upstreams[:1]
         upstream_model = section.upstream_model or section.id
-        found = price_for(section.id, upstreams[0], self._listings.get(upstreams[0].name), section)
+        found = self._priced(section.id, upstreams, section)
         if found is None and _token_priced(section):
             return None
+        token_priced = found is not None
         # Priced per image or minute only: token endpoints refuse it (see node/proxy/meters.py).
-        price, context, max_output = found or (Price(Fraction(0), Fraction(0)), None, None)
+        if found is None:
+            found = _Priced(tuple(upstreams), Price(Fraction(0), Fraction(0)), None, None, False)
         return Model(
             id=section.id,
-            routes=tuple(Route(u, upstream_model) for u in upstreams),
-            price=price,
-            context_length=context or section.context_length,
-            max_output_tokens=max_output or section.max_output_tokens,
+            routes=tuple(Route(u, upstream_model) for u in found.upstreams),
+            price=found.price,
+            context_length=found.context or section.context_length,
+            max_output_tokens=found.max_output or section.max_output_tokens,
             created=self._created,
             image_usd=_usd(section.image_output_usd),
             audio_minute_usd=_usd(section.audio_usd_per_minute),
-            token_priced=found is not None,
+            max_audio_seconds=section.max_audio_seconds,
+            token_priced=token_priced,
+            completions=_completions(section.completions, upstream_model),
+            name=section.name,
+            description=section.description,
+            about=self._about(upstreams[0], upstream_model),
         )
 
     def _listed(self, model_id: str) -> Model | None:
@@ -235,23 +258,54 @@ class Catalogue:
     def _routed(
         self, model_id: str, upstreams: list[UpstreamSection], prefixed: bool = False
     ) -> Model | None:
-        if not upstreams:
-            return None
-        listing = self._listings.get(upstreams[0].name)
-        found = price_for(model_id, upstreams[0], listing, prefixed=prefixed)
+        found = self._priced(model_id, upstreams, prefixed=prefixed)
         if found is None:
             return None
-        price, context, max_output = found
         defaults = ModelSection(id=model_id)
         return Model(
             id=model_id,
-            routes=tuple(Route(u, model_id) for u in upstreams),
-            price=price,
-            context_length=context or defaults.context_length,
-            max_output_tokens=max_output or defaults.max_output_tokens,
+            routes=tuple(Route(u, model_id) for u in found.upstreams),
+            price=found.price,
+            context_length=found.context or defaults.context_length,
+            max_output_tokens=found.max_output or defaults.max_output_tokens,
             created=self._created,
-            context_known=context is not None,
+            context_known=found.context_known,
+            max_audio_seconds=defaults.max_audio_seconds,
+            completions=_completions(None, model_id),
+            about=self._about(found.upstreams[0], model_id),
         )
+
+    def _priced(
+        self,
+        model_id: str,
+        upstreams: list[UpstreamSection],
+        section: ModelSection | None = None,
+        prefixed: bool = False,
+    ) -> _Priced | None:
+        """The upstreams that price the model, and a price and context that hold whichever
+        of them answers (a failover bills at the next one's price): the dearest price, the
+        largest context (an upstream bills no prompt past its own)."""
+        priced = []
+        for upstream in upstreams:
+            listing = self._listings.get(upstream.name)
+            found = price_for(model_id, upstream, listing, section, prefixed=prefixed)
+            if found is not None:
+                priced.append((upstream, found))
+        if not priced:
+            return None
+        contexts = [found[1] for _, found in priced]
+        known = [c for c in contexts if c is not None]
+        return _Priced(
+            upstreams=tuple(u for u, _ in priced),
+            price=dearest([found[0] for _, found in priced]),
+            context=max(known) if known else None,
+            max_output=priced[0][1][2],
+            context_known=len(known) == len(contexts),
+        )
+
+    def _about(self, upstream: UpstreamSection, upstream_model: str) -> tuple[tuple[str, Any], ...]:
+        entry = self._listings.get(upstream.name, {}).get(upstream_model)
+        return entry.about if entry is not None else ()
 
     # --- finding ---------------------------------------------------------------------------
 
@@ -259,10 +313,11 @@ class Catalogue:
         billing.check_model_id(model_id)  # before any lookup, memo or log line
         if not isinstance(model_id, str) or not model_id:
             raise NotFound("no model given", param="model", code="model_not_found")
+        model_id = selectors.resolve(model_id)
         if model_id.startswith(PRESET_PREFIX):
             return self._preset(model_id)
         model_id = self._aliases.get(model_id, model_id)
-        model = self._models.get(model_id) or self._by_prefix(model_id)
+        model = self._models.get(model_id) or self._router(model_id) or self._by_prefix(model_id)
         if model is None:
             raise NotFound(
                 f"the model {model_id!r} does not exist on this node",
@@ -295,7 +350,7 @@ class Catalogue:
                 code="invalid_model_selector",
             )
         try:
-            if preset.model.startswith(PRESET_PREFIX):  # one layer: a chain could loop forever
+            if selectors.resolve(preset.model).startswith(PRESET_PREFIX):  # one layer: no loops
                 raise NotFound(f"preset {selector!r} runs on another preset")
             target = self.get(preset.model)
         except NotFound as exc:
@@ -306,8 +361,25 @@ class Catalogue:
             ) from exc
         return replace(target, id=selector, preset=preset, description=preset.description)
 
+    def _router(self, name: str) -> Model | None:
+        """A router, shown as its first candidate (chosen per request: node/proxy/router.py)."""
+        router = next((r for r in self.settings.routers if r.name == name), None)
+        if router is None:
+            return None
+        for candidate in router.candidates:
+            model = self._models.get(self._aliases.get(candidate, candidate))
+            if model is not None:
+                return replace(model, id=name, router=router, description=router.description)
+        return None
+
+    def candidates(self, router: RouterSection) -> list[Model]:
+        """The models a router may choose among, those this node offers, in its order."""
+        found = [self._models.get(self._aliases.get(c, c)) for c in router.candidates]
+        return [m for m in found if m is not None]
+
     def all(self) -> list[Model]:
         models = list(self._models.values())
+        models += [m for r in self.settings.routers if (m := self._router(r.name)) is not None]
         for preset in self.settings.presets:
             try:
                 models.append(self._preset(PRESET_PREFIX + preset.name))
@@ -319,6 +391,15 @@ class Catalogue:
         return [
             m for m in self._models.values() if any(r.upstream.name == upstream for r in m.routes)
         ]
+
+
+COMPLETIONS_MODELS = ("*instruct*", "davinci-*", "babbage-*")  # the rest speak chat only
+
+
+def _completions(given: bool | None, upstream_model: str) -> bool:
+    if given is not None:
+        return given
+    return any(fnmatch.fnmatchcase(upstream_model.lower(), p) for p in COMPLETIONS_MODELS)
 
 
 def _usd(value: float | None) -> Fraction | None:

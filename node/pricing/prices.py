@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from enum import StrEnum
 from fractions import Fraction
@@ -87,6 +87,32 @@ class Price:
         return {name: _decimal_str(value) for name, value in fields.items()}
 
 
+def dearest(prices: list[Price]) -> Price:
+    """A price no cheaper than any of `prices` for any usage: each field at its highest, at
+    every prompt size (the tiers of all of them). A model several upstreams serve is sold at
+    this, whichever of them answers."""
+    first = prices[0]
+    if all(p == first for p in prices):
+        return first
+    thresholds = sorted({above for p in prices for above, _ in p.tiers})
+    tiers = tuple((t, _highest([p.for_prompt(t + 1) for p in prices])) for t in thresholds)
+    return replace(_highest([p.for_prompt(0) for p in prices]), tiers=tiers)
+
+
+def _highest(flat: list[Price]) -> Price:
+    prompt = max(p.prompt for p in flat)
+    completion = max(p.completion for p in flat)
+    cached = [p.cached_prompt if p.cached_prompt is not None else p.prompt for p in flat]
+    reasoning = [p.reasoning if p.reasoning is not None else p.completion for p in flat]
+    return Price(
+        prompt,
+        completion,
+        None if all(p.cached_prompt is None for p in flat) else max(cached),
+        None if all(p.reasoning is None for p in flat) else max(reasoning),
+        max(p.request for p in flat),
+    )
+
+
 class PriceSource(StrEnum):
     CONFIG = "config"
     UPSTREAM = "upstream"
@@ -139,6 +165,10 @@ class Usage:
         )
         cached = _count(prompt_details, "cached_tokens") or 0
         reasoning = _count(output_details, "reasoning_tokens") or 0
+        if output:  # some upstreams (Gemini's OpenAI-compatible API) leave the thinking out of
+            # completion_tokens, though they bill it: it is in reasoning_tokens and the total
+            total = _count(usage, "total_tokens") or 0
+            completion = max(completion, reasoning, total - prompt)
         return cls(prompt, completion, min(cached, prompt), min(reasoning, completion))
 
     @classmethod

@@ -67,6 +67,9 @@ def config_price(section: ModelSection) -> SourcedPrice | None:
     """The [[models]] price override, or None when the entry sets no price."""
     prompt = _per_token(_written(section, "input_usd_per_mtok"))
     completion = _per_token(_written(section, "output_usd_per_mtok"))
+    request = read_decimal(section.request_usd) or Fraction(0)
+    if prompt is None and completion is None and request:  # a flat price per request only
+        prompt = completion = Fraction(0)
     if prompt is None or completion is None:
         if prompt is not None or completion is not None:
             log.warning(
@@ -75,7 +78,7 @@ def config_price(section: ModelSection) -> SourcedPrice | None:
                 section.id,
             )
         return None
-    if prompt == completion == 0:
+    if prompt == completion == 0 and not request:
         # What a saved-and-reloaded entry with the 0.0 defaults looks like: not a price.
         log.warning("[[models]] %s: both prices are 0, not taken as a price", section.id)
         return None
@@ -84,7 +87,7 @@ def config_price(section: ModelSection) -> SourcedPrice | None:
         completion,
         or_default(_per_token(_cache_read(section)), prompt),
         or_default(_per_token(section.reasoning_usd_per_mtok), completion),
-        read_decimal(section.request_usd) or Fraction(0),
+        request,
         cache_write=_per_token(section.cache_write_usd_per_mtok) or None,
         model_id=section.id,
         source=PriceSource.CONFIG,
@@ -115,6 +118,11 @@ class CatalogueEntry:
     why_unpriced: str = ""
     context_length: int | None = None
     max_output_tokens: int | None = None
+    about: tuple[tuple[str, Any], ...] = ()  # what else it lists (ABOUT_FIELDS), as given
+
+
+# What an upstream's listing says of a model beyond its price (OpenRouter's field names).
+ABOUT_FIELDS = ("created", "name", "description", "architecture", "supported_parameters")
 
 
 class CatalogueError(Exception):
@@ -184,6 +192,7 @@ def parse_catalogue(payload: Any) -> dict[str, CatalogueEntry]:
             why_unpriced=why,
             context_length=_positive_int(item.get("context_length")),
             max_output_tokens=_positive_int(top.get("max_completion_tokens")),
+            about=tuple((k, item[k]) for k in ABOUT_FIELDS if k in item),
         )
     return entries
 
@@ -258,6 +267,10 @@ def resolve_price(
         level = logging.DEBUG if quiet else logging.WARNING
         log.log(level, "model %s is not offered: %s", model_id, _why(section, catalogue, entry))
         return None
+    flat = read_decimal(section.request_usd) if section else None
+    if flat is not None:  # the operator's per-request price, on any source and every tier
+        tiers = tuple((above, replace(tier, request=flat)) for above, tier in price.tiers)
+        price = replace(price, request=flat, tiers=tiers)
     return replace(
         price,
         model_id=model_id,

@@ -7,8 +7,10 @@ import struct
 from dataclasses import dataclass
 from fractions import Fraction
 
-# Compressed audio runs at 16 kbit/s or more; dividing its size by this errs long, never short.
-MIN_BYTES_PER_SECOND = 2000
+# Chunks read from a WAV's header before giving up on it (the `fmt ` and `data` chunks come
+# within the first few), and after its first `data` chunk before counting the rest as audio.
+MAX_WAV_CHUNKS = 32
+TO_THE_END = (0, 0xFFFFFFFF)  # a data size a decoder reads as "up to the end of the file"
 
 # WAV clips whose duration is read from their header: PCM (1) or IEEE float (3), directly or as
 # the subformat of WAVE_FORMAT_EXTENSIBLE, with ordinary sample sizes, channels and rates.
@@ -29,25 +31,47 @@ class Upload:
 
 
 def wav_seconds(data: bytes) -> Fraction | None:
-    """A RIFF/WAVE clip's exact duration, as a decoder reads it: its data chunk's bytes over
-    sample rate x channels x bytes per sample. None (so the size bound applies) unless the clip
-    is plain PCM or float whose byte rate and block align agree with those fields: a decoder
-    goes by the sample rate and block align, so a byte rate that disagrees (a forged one, say
-    50x the real) would otherwise make a 50 s clip pass for 1 s."""
+    """A RIFF/WAVE clip's duration as a decoder plays it, or longer; None (so the model's
+    longest clip bounds it) unless each `fmt ` chunk before the first `data` chunk is plain PCM
+    or float whose byte rate and block align agree with its other fields: a decoder goes by the
+    sample rate and block align, so a byte rate that disagrees (a forged one, say 50x the real)
+    would otherwise make a 50 s clip pass for 1 s.
+
+    Read as FFmpeg does, erring long: the slowest of the `fmt ` chunks (FFmpeg takes the first,
+    others the last); the audio is every later `data` chunk (FFmpeg plays them all), one whose
+    size is 0 or 0xFFFFFFFF running to the end of the file, as does all past MAX_WAV_CHUNKS."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
-    pos, frame_rate = 12, 0
-    while pos + 8 <= len(data):
+    pos, rates = 12, []
+    for _ in range(MAX_WAV_CHUNKS):
+        if pos + 8 > len(data):
+            return None
+        chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
+        if chunk_id == b"fmt ":
+            rates.append(_bytes_per_second(data[pos + 8 : pos + 8 + min(size, 40)]))
+        elif chunk_id == b"data":
+            if not rates or not all(rates):
+                return None
+            return Fraction(_audio_bytes(data, pos), min(rates))
+        pos += 8 + size + (size & 1)
+    return None
+
+
+def _audio_bytes(data: bytes, pos: int) -> int:
+    """The bytes of the `data` chunks from `pos` on, the rest of the file once one runs to
+    its end or MAX_WAV_CHUNKS were read."""
+    total = 0
+    for _ in range(MAX_WAV_CHUNKS):
+        if pos + 8 > len(data):
+            return total
         chunk_id, size = data[pos : pos + 4], struct.unpack_from("<I", data, pos + 4)[0]
         body = pos + 8
-        if chunk_id == b"fmt ":
-            frame_rate = _bytes_per_second(data[body : body + min(size, 40)])
-        elif chunk_id == b"data":
-            if not frame_rate:
-                return None
-            return Fraction(min(size, len(data) - body), frame_rate)
+        if chunk_id == b"data" and size in TO_THE_END:
+            return total + len(data) - body
+        if chunk_id == b"data":
+            total += min(size, len(data) - body)
         pos = body + size + (size & 1)
-    return None
+    return total + max(0, len(data) - pos)
 
 
 def _bytes_per_second(fmt: bytes) -> int:
@@ -70,12 +94,14 @@ def _bytes_per_second(fmt: bytes) -> int:
     return int(rate * frame)
 
 
-def seconds_bound(data: bytes) -> tuple[Fraction, bool]:
-    """(the most seconds the clip can last, whether that is exact)."""
+def seconds_bound(data: bytes, longest: int) -> tuple[Fraction, bool]:
+    """(the most seconds the clip can last, whether read from the clip): a WAV's duration, else
+    `longest`, the model's longest clip. Nothing else bounds compressed audio: a few hundred
+    bytes of FLAC or Opus may hold minutes of silence, and a header can say anything."""
     exact = wav_seconds(data)
     if exact is not None:
         return exact, True
-    return Fraction(len(data), MIN_BYTES_PER_SECOND), False
+    return Fraction(longest), False
 
 
 def encode_multipart(fields: list[tuple[str, str]], uploads: list[Upload]) -> tuple[bytes, str]:

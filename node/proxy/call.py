@@ -10,17 +10,24 @@ goes away, an exception — the `finally` of `run` settles it:
 
 - an answer: its real cost from the upstream's usage, else an estimate from what was sent and
   received; an answer past the read limit: the reservation's most (the upstream wrote it all);
+- a stream the client left: the node reads the rest of it (relaying nothing) for its usage;
+  one not read out within DRAIN_S: the reservation's most (the upstream writes on, and bills);
 - every other call the upstream may bill (`upstream.Attempt.sent`: a timeout, a client gone
-  while waiting, a malformed answer): the prompt's cost, `plan.floor_msat`;
+  while waiting, a malformed answer): the reservation's most, `plan.max_cost_msat`, since the
+  upstream goes on writing the whole answer, and bills it, whether or not the node waits;
 - nothing sent, or only refused with an error status: nothing (a release).
 
-A model with several upstreams reserves one floor more per extra upstream, so a failover after
-a timeout still has its earlier, billed attempts covered by the reservation.
+A model with several upstreams reserves that most once more per extra upstream (as far as
+the balance holds it), so a failover after a timeout still has its earlier, billed attempts
+covered by the reservation; when the balance cannot hold another, no further one is tried.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,20 +35,34 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from node.errors import NodeError, PaymentRequired, UpstreamError, UpstreamTimeout
+from node.errors import (
+    NodeError,
+    PaymentRequired,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
-from node.money.ledger import Ledger
+from node.money import records
+from node.money.keys import Keys
+from node.money.ledger import Cap, Ledger
 from node.money.payments import Payer, token_spent
+from node.money.records import Record, Records
+from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
+from node.proxy.sse import SseReader, model_renamed
 from node.proxy.stored import Recorder, StoredObjects
 from node.proxy.wires import StreamReader, Wire, wire_for
+from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
+
+DRAIN_S = 600.0  # how long a stream the client dropped is read on for its usage
 
 
 @dataclass(frozen=True)
@@ -55,6 +76,8 @@ class CallParts:
     monitor: ProviderMonitor
     http: aiohttp.ClientSession
     stored: StoredObjects
+    records: Records
+    keys: Keys
 
 
 class MeteredCall:
@@ -67,20 +90,25 @@ class MeteredCall:
         self.meter, self.path = meter, meter.path
         self.pricer = parts.pricer  # one price from reserving to settling
         self.request_id = request[REQUEST_ID]
+        self.record_id = self.request_id  # its record's id (a fallback's later calls: id.n)
         self.trace = trace_of(request)
         self.trace.model = model.id
         self.cost_msat = 0
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
         self.oversized = False  # the answer passed the read limit: it was all written and billed
+        self.unfinished = False  # the client went away and the upstream's stream was not read out
         self.attempts: list[upstream.Attempt] = []  # one per upstream tried, the last current
-        self.spare_floors = 0  # failed attempts the reservation covers beyond the answer
+        self.spare_attempts = 0  # failed attempts the reservation covers beyond the answer
         self.reserved_msat = 0
         self.settled = False
         self.reserving = False
         self.route: Route | None = None  # the one that answered
+        self.complete = False  # the whole answer was read and is being sent
+        self.started_at, self.started = int(time.time()), time.perf_counter()
         self.wire: Wire | None = None  # how it was spoken to (node/proxy/wires.py)
         self.recorder: Recorder | None = None  # the stored objects the answer makes
+        self.usage_asked = True  # a stream's client asked for the usage chunk (include_usage)
 
     @property
     def usage(self) -> Usage | None:
@@ -90,10 +118,12 @@ class MeteredCall:
     async def run(self, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
         stream = self.meter.streams and bool(body.get("stream"))
         self.recorder = Recorder.of(self.parts.stored, self.payer, self.path, body)
+        asked = body.get("model")
+        self.asked_model = asked if isinstance(asked, str) else self.model.id
         try:
             self.plan = await self._reserve(body, raw)
             if stream:
-                self.meter.prepare_stream(body)
+                self.usage_asked = self.meter.prepare_stream(body)
             answer = await self._first_answer(body, stream)
             if stream:
                 return await self._stream(answer)
@@ -109,45 +139,71 @@ class MeteredCall:
     async def _reserve(self, body: dict[str, Any], raw: bytes) -> Plan:
         """Plan as if the balance were unlimited and reserve that, which saves reading the
         balance on the usual path; only if the account cannot hold it, read what it has and
-        plan within that."""
-        ledger, payer = self.parts.ledger, self.payer
+        plan within that. A key with a spending limit reserves within it too, in the same
+        write (`Cap`); when the limit is what is short, the refusal names it."""
+        payer = self.payer
+        caps = [] if payer.key is None else self.parts.keys.admit(payer.key, self.model.id)
         available: int | None = None
+        tightest: Cap | None = None  # the key's limit, not the balance, is what is short
         while True:
-            limit = UNLIMITED_MSAT if available is None else available
-            plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
-            self.spare_floors = self._spare_floors(plan, available)
-            self.reserved_msat = plan.max_cost_msat + plan.floor_msat * self.spare_floors
-            self.reserving = True  # the reservation may exist from here, even if cancelled
-            if await ledger.reserve(
-                payer.account_id,
-                self.request_id,
-                self.reserved_msat,
-                plan.floor_msat,
-                self.model.id,
-                payer.untouched_msat,
-            ):
-                return plan
-            if available is not None:
-                raise PaymentRequired("insufficient balance: the balance is held by other requests")
-            account = ledger.get(payer.account_id)
-            if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
-                raise token_spent()  # a racing request with the same one-shot token got there
-            available = account.available_msat
+            try:
+                plan = self._plan(body, raw, available)
+                if await self.parts.ledger.reserve(
+                    payer.account_id,
+                    self.request_id,
+                    self.reserved_msat,
+                    plan.floor_msat,
+                    self.model.id,
+                    payer.untouched_msat,
+                    payer.key_id,
+                    caps,
+                ):
+                    return plan
+                if available is not None:
+                    raise PaymentRequired(
+                        "insufficient balance: the balance is held by other requests"
+                    )
+            except PaymentRequired as exc:
+                if tightest is not None:
+                    raise _over_limit(tightest, exc, payer.key_id) from None
+                raise
+            available, tightest = self._available(caps)
 
-    def _spare_floors(self, plan: Plan, available: int | None) -> int:
+    def _plan(self, body: dict[str, Any], raw: bytes, available: int | None) -> Plan:
+        limit = UNLIMITED_MSAT if available is None else available
+        plan = self.meter.plan(self.pricer, self.model, body, raw, limit)
+        self.spare_attempts = self._spare_attempts(plan, available)
+        self.reserved_msat = plan.max_cost_msat * (1 + self.spare_attempts)
+        self.reserving = True  # the reservation may exist from here, even if cancelled
+        return plan
+
+    def _available(self, caps: list[Cap]) -> tuple[int, Cap | None]:
+        """What the payer may still reserve, and the key's cap that bounds it, if one does."""
+        ledger, payer = self.parts.ledger, self.payer
+        account = ledger.get(payer.account_id)
+        if payer.untouched_msat is not None and not account.untouched(payer.untouched_msat):
+            raise token_spent()  # a racing request with the same one-shot token got there
+        available, tightest = account.available_msat, None
+        for cap in caps:
+            left = cap.limit_msat - ledger.cap_spent(cap)
+            if left < available:
+                available, tightest = left, cap
+        return available, tightest
+
+    def _spare_attempts(self, plan: Plan, available: int | None) -> int:
         """How many failed attempts the upstreams may bill beyond the answer: one per extra
-        upstream, as far as the balance (when it is short) holds their floors."""
+        upstream, as far as the balance (when it is short) holds their most each."""
         spare = len(self.model.routes) - 1
-        if available is None or not plan.floor_msat:
+        if available is None or not plan.max_cost_msat:
             return spare
-        return max(0, min(spare, (available - plan.max_cost_msat) // plan.floor_msat))
+        return max(0, min(spare, (available - plan.max_cost_msat) // plan.max_cost_msat))
 
     async def _first_answer(self, body: dict[str, Any], stream: bool) -> upstream.Answer:
         """Try the model's upstreams in turn (healthy ones first) until one answers, while the
-        reservation covers the floors of the attempts that failed after being sent."""
+        reservation covers the attempts that failed after being sent."""
         last: NodeError | None = None
         for route in self.parts.monitor.order(self.model.routes):
-            if sum(a.sent for a in self.attempts) > self.spare_floors:
+            if sum(a.sent for a in self.attempts) > self.spare_attempts:
                 break  # another billed attempt would pass the reservation
             wire = wire_for(self.meter, self.model, route, body, self.request.headers)
             if wire is None:  # an upstream that cannot serve this endpoint
@@ -155,7 +211,10 @@ class MeteredCall:
             attempt = upstream.Attempt()
             self.attempts.append(attempt)
             body["model"] = route.upstream_model
-            payload, content_type = wire.encode(body)
+            sent = body
+            if wire.path == self.path and route.upstream.kind != "anthropic":
+                sent = billing.for_upstream(self.path, body, route.upstream)
+            payload, content_type = wire.encode(sent)
             self.trace.upstream = route.upstream.name
             try:
                 with self.trace.upstream_call():
@@ -191,36 +250,71 @@ class MeteredCall:
             return
         cost = self._cost()
         if cost is None:
-            await self.parts.ledger.release(self.request_id)
+            await self.parts.ledger.release(self.request_id, self._record)
             return
         self.cost_msat = self.trace.cost_msat = await self.parts.ledger.settle(
-            self.request_id, cost
+            self.request_id, cost, self._record
         )
         if self.produced and self.measured.usage is None and self.measured.units is None:
             log.warning("request %s: no usage from upstream, charged an estimate", self.request_id)
 
+    def _record(self, conn: Connection, charged_msat: int) -> None:
+        """The request's record, written in its settlement's transaction."""
+        usage = Usage()
+        if self.produced:
+            usage = self.measured.usage or Usage(
+                self.plan.prompt_tokens, self.measured.output_tokens
+            )
+        status = records.OK if self.complete else records.FAILED
+        if self.produced and not self.complete:
+            status = records.INCOMPLETE
+        record = Record(
+            self.record_id,
+            self.payer.account_id,
+            self.payer.key_id,
+            self.started_at,
+            self.path,
+            self.model.id,
+            self.trace.upstream,
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+            usage.reasoning_tokens,
+            charged_msat,
+            status,
+            int((time.perf_counter() - self.started) * 1000),
+        )
+        self.parts.records.write(conn, record)
+
     def _cost(self) -> int | None:
         """What the upstreams may bill for this request; None when they bill nothing.
 
-        The last attempt is the current one; each earlier one failed, and is charged its
-        floor if it was sent."""
+        The last attempt is the current one; each earlier one failed, and is charged the
+        reservation's most if it was sent."""
         if not self.attempts:
             return None
-        floor = self.plan.floor_msat
-        earlier = floor * sum(a.sent for a in self.attempts[:-1])
-        if self.produced:
+        *failed, last = self.attempts
+        earlier = sum(self._failed_cost(a) for a in failed)
+        if self.produced and not (self.unfinished and self.measured.usage is None):
             return earlier + self.meter.cost(self.pricer, self.model, self.plan, self.measured)
-        if self.oversized:
+        if self.produced or self.oversized:
             return earlier + self.plan.max_cost_msat
-        if self.attempts[-1].sent:
-            return earlier + floor
+        if last.sent:
+            return earlier + self._failed_cost(last)
         return earlier if earlier else None
+
+    def _failed_cost(self, attempt: upstream.Attempt) -> int:
+        """What an upstream may bill for a call that gave no answer: nothing unless it was
+        sent; its prompt if it ended its answer empty; else the most the answer could cost."""
+        if not attempt.sent:
+            return 0
+        return self.plan.floor_msat if attempt.ended else self.plan.max_cost_msat
 
     async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
         parsed = _json_object(answer.head)
         if parsed is None and ("json" in answer.content_type or not self.meter.text_answers):
             raise UpstreamError("upstream answered with malformed JSON")
-        self.produced = True
+        self.produced = self.complete = True
         if parsed is None:  # a transcription as text, srt or vtt: passed on as it came
             self.measured = self.meter.measure_text(answer.head)
             await self._settle()
@@ -235,18 +329,52 @@ class MeteredCall:
         usage_out = parsed.get("usage") if isinstance(parsed.get("usage"), dict) else None
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
-        usage_out["cost_msat"] = self.cost_msat
-        headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
+        self.meter.answer_out(parsed)  # the legacy `functions` format, for a caller who used it
+        usage_out.update(self._cost_fields())
+        if isinstance(parsed.get("model"), str):  # the model as the client named it
+            parsed["model"] = self.asked_model
+        headers = {**self._cost_headers(), **await self.payer.finish()}
+        headers["X-Model"] = self.model.id  # the model charged for (a router's choice)
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
         )
+
+    def _cost_fields(self) -> dict[str, Any]:
+        """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
+        fields: dict[str, Any] = {"cost_msat": self.cost_msat, "cost_sats": self.cost_msat / 1000}
+        with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
+            fields["cost"] = float(self.cost_msat / self.pricer.msat_per_usd())
+        return fields
+
+    def _cost_headers(self) -> dict[str, str]:
+        """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
+        seen = self.measured.usage
+        prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
+        cached = seen.cached_tokens if seen is not None else 0
+        prompt_msat = min(
+            self.cost_msat, self.pricer.cost_msat(self.model.price, Usage(prompt, 0, cached))
+        )
+        headers = {
+            "X-Cost-Msat": str(self.cost_msat),
+            "X-Routstr-Cost-Msats": str(self.cost_msat),
+            "X-Routstr-Input-Cost-Msats": str(prompt_msat),
+            "X-Routstr-Output-Cost-Msats": str(self.cost_msat - prompt_msat),
+        }
+        usd = self._cost_fields().get("cost")
+        if usd is not None:
+            headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
+        return headers
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
         assert self.wire is not None
         reader = self.wire.reader(self.plan)
         out = EventStream(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Model": self.model.id,
+            }
         )
         async with answer.resp:
             await out.prepare(self.request)
@@ -260,6 +388,7 @@ class MeteredCall:
                     await out.write(b"".join(last))
             except ConnectionResetError:
                 log.info("request %s: client went away mid-stream", self.request_id)
+                await self._drain(answer, reader)
                 return out
             except (aiohttp.ClientError, TimeoutError) as exc:
                 self._note(reader)
@@ -273,22 +402,46 @@ class MeteredCall:
         await self._end_stream(out, reader)
         return out
 
+    async def _drain(self, answer: upstream.Answer, reader: StreamReader) -> None:
+        """The client went away: read the rest of the upstream's stream, relaying nothing, for
+        the usage it ends with. The upstream goes on writing (and billing) whether or not the
+        node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
+        yet, is charged the reservation."""
+        self.unfinished = True
+        try:
+            async with asyncio.timeout(DRAIN_S):
+                async for data in upstream.chunks(answer.upstream, answer.resp):
+                    reader.feed(data)
+                    if self.recorder is not None:
+                        await self.recorder.note(reader.response)
+            reader.close()
+            self.unfinished = False
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
+
     async def _relay(self, out: web.StreamResponse, reader: StreamReader, data: bytes) -> None:
         events = reader.feed(data)
         if self.recorder is not None:  # before the client sees the ids it may name later
             await self.recorder.note(reader.response)
         if events:
-            await out.write(b"".join(events))
+            joined = b"".join(self.meter.event_out(e) for e in events)
+            if self.route is not None and self.route.upstream_model != self.asked_model:
+                joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
+            await out.write(joined)
 
     def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
 
     async def _end_stream(self, out: web.StreamResponse, reader: StreamReader) -> None:
         """Settle, then send the stream's end with the cost (and any change)."""
+        self.complete = True
         await self._settle()
         fallback = self.meter.usage_json(self.plan, self.measured)
+        if isinstance(reader, SseReader):  # an OpenAI stream: the model asked, a last choice
+            closing = None if self.usage_asked else _closing_choice(self.path, reader.finish_reason)
+            reader.dress(self.asked_model, closing, self.meter.event_out)
         extras = await self.payer.finish(in_band=True)
-        await self._write_safely(out, reader.ending(self.cost_msat, extras, fallback))
+        await self._write_safely(out, reader.ending(self._cost_fields(), extras, fallback))
 
     async def _write_safely(self, out: web.StreamResponse, data: bytes) -> None:
         try:
@@ -304,6 +457,24 @@ class EventStream(web.StreamResponse):
     first byte it waits for."""
 
     _send_headers_immediately = False
+
+
+def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
+    """The last chunk's choice for a client that did not ask for usage: empty, repeating how
+    the first answer ended; the usage (with the cost) and any change ride along on it."""
+    empty: dict[str, Any] = {"text": ""} if path == "completions" else {"delta": {}}
+    ended = finish_reason if isinstance(finish_reason, str) else "stop"
+    return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
+
+
+def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> PaymentRequired:
+    """A refusal naming the key's spending limit, when it is what stands in the way."""
+    whose = "this key's" if cap.key_id == key_id else "its parent key's"
+    return PaymentRequired(
+        f"{whose} spending limit of {cap.limit_msat} msat is reached for its period "
+        f"({short.message})",
+        code="key_limit_reached",
+    )
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

@@ -118,21 +118,21 @@ class MessagesReader:
                 self.output_chars += len(delta[field])
                 self.output_chunks += 1
 
-    def ending(self, cost_msat: int, extras: Json, fallback: Json) -> bytes:
+    def ending(self, cost: Json, extras: Json, fallback: Json) -> bytes:
         """message_delta with the cost (and change), then message_stop; or the upstream's error
         (or ours, if it ended early) with them."""
         if self.error is not None or self.delta is None:
             error = self.error or {"type": "error", "error": {"type": "api_error",
                                                               "message": EARLY_END}}  # fmt: skip
-            return encode_anthropic_event(error | {"cost_msat": cost_msat} | extras)
-        return _delta_and_stop(self.delta, self.messages_usage or fallback, cost_msat, extras)
+            return encode_anthropic_event(error | cost | extras)
+        return _delta_and_stop(self.delta, self.messages_usage or fallback, cost, extras)
 
     def failure(self, error: NodeError, extras: Json) -> bytes:
         return anthropic_failure(error, extras)
 
 
-def _delta_and_stop(delta: Json, usage: Json, cost_msat: int, extras: Json) -> bytes:
-    final = delta | {"usage": usage | {"cost_msat": cost_msat}} | extras
+def _delta_and_stop(delta: Json, usage: Json, cost: Json, extras: Json) -> bytes:
+    final = delta | {"usage": usage | cost} | extras
     return encode_anthropic_event(final) + encode_anthropic_event({"type": "message_stop"})
 
 
@@ -183,7 +183,7 @@ class ChatAsMessages:
                 out.append(encode_anthropic_event(event))
         return out
 
-    def ending(self, cost_msat: int, extras: Json, fallback: Json) -> bytes:
+    def ending(self, cost: Json, extras: Json, fallback: Json) -> bytes:
         head: list[bytes] = []
         if self._chat.usage_event is not None:  # the usage chunk, held by the chat reader
             head += self._keep(self._to.feed(self._chat.usage_event))
@@ -195,7 +195,7 @@ class ChatAsMessages:
                                                                "message": EARLY_END}}  # fmt: skip
             return b"".join(head) + encode_anthropic_event(error | extras)
         usage = self._to.usage.as_messages_usage() if self._to.usage is not None else fallback
-        return b"".join(head) + _delta_and_stop(self._delta, usage, cost_msat, extras)
+        return b"".join(head) + _delta_and_stop(self._delta, usage, cost, extras)
 
     def failure(self, error: NodeError, extras: Json) -> bytes:
         return anthropic_failure(error, extras)
@@ -223,7 +223,7 @@ class MessagesAsChat:
     def close(self) -> list[bytes]:
         return [encode_chat_chunk(c) for e in self._events.rest() for c in self._to.feed(e)]
 
-    def ending(self, cost_msat: int, extras: Json, fallback: Json) -> bytes:
+    def ending(self, cost: Json, extras: Json, fallback: Json) -> bytes:
         if self._events.error is not None:
             chunks = self._to.feed(self._events.error)  # the error chunk comes last
             if chunks:
@@ -236,7 +236,7 @@ class MessagesAsChat:
         usage = found.as_chat_usage() if found is not None else dict(fallback)
         final = {"id": self._to.id, "object": "chat.completion.chunk", "created": self._to.created,
                  "model": self._to.model, "choices": [],
-                 "usage": usage | {"cost_msat": cost_msat}} | extras  # fmt: skip
+                 "usage": usage | cost} | extras  # fmt: skip
         return out + encode_chat_chunk(final) + CHAT_DONE
 
     def failure(self, error: NodeError, extras: Json) -> bytes:

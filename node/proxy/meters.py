@@ -4,7 +4,7 @@
     MessagesMeter    messages (Anthropic's)                     tokens in (four kinds) and out
     EmbeddingsMeter  embeddings                                  tokens in
     ImagesMeter      images/generations                          per image made
-    AudioMeter       audio/transcriptions                        per minute, or tokens
+    AudioMeter       audio/transcriptions, audio/translations    per minute, or tokens
 
 `plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
 `measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
@@ -14,6 +14,7 @@ said nothing. The proxy (node/proxy/call.py) does the rest the same way for all 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -27,13 +28,15 @@ from node.pricing.prices import Price, Pricer, Usage
 from node.proxy.audio import Upload, encode_multipart, seconds_bound
 from node.proxy.sse import output_chars
 
+_REASONING = re.compile(r"^(o\d|gpt-5)")  # OpenAI's reasoning models, by id
 MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
 AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
 
 
 @dataclass
 class Plan:
-    prompt_tokens: int  # an estimate: charged when the answer has no usage, and the floor
+    prompt_tokens: int  # charged when the answer has no usage, and the floor: an estimate
+    # from the bytes, or the bound when the bytes do not hold the prompt's tokens
     max_output_tokens: int
     max_cost_msat: int
     floor_msat: int  # the prompt's cost: charged if the node dies mid-request
@@ -103,11 +106,20 @@ class Meter:
     def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
         return orjson.dumps(body), "application/json"
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
-        """Ask the upstream for usage at the end of a stream."""
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
+        """Ask the upstream for usage at the end of a stream; True if the client asked for it
+        too (else it gets no chunk without choices: see MeteredCall._end_stream)."""
+        return True
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage")))
+
+    def answer_out(self, answer: dict[str, Any]) -> None:
+        """Reshape a plain JSON answer for the client, in place, once it has been measured."""
+
+    def event_out(self, event: bytes) -> bytes:
+        """Reshape one streamed event for the client, once it has been read."""
+        return event
 
     def measure_text(self, raw: bytes) -> Measured:
         """A non-JSON answer (a transcription as text/srt/vtt): only its size is known."""
@@ -150,12 +162,13 @@ class ChatMeter(Meter):
     ) -> Plan:
         _need_token_price(model)
         shape = self.shape(model, body)
-        fields = [f for f in self.limit_fields if f in body] or [self.limit_fields[-1]]
+        fields = [f for f in self.limit_fields if f in body] or [self._default_limit(model)]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
         requested = min(limits, default=model.max_output_tokens)
         choices = shape.answers
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
-        prompt = min(estimate_prompt_tokens(raw), bound)
+        # Images, files, stored items: their tokens are not in the bytes; without usage, the bound
+        prompt = bound if shape.unbounded else min(estimate_prompt_tokens(raw), bound)
         wanted = min(requested, model.max_output_tokens)
         writes = bound if self.cache_writes and _writes_dearer(model.price.for_prompt(bound)) else 0
         affordable = pricer.completion_tokens_affordable(model.price, bound, available, writes)
@@ -178,17 +191,26 @@ class ChatMeter(Meter):
             prompt_bound=bound,
         )
 
+    def _default_limit(self, model: Model) -> str:
+        """The field the node sets when the client set none: OpenAI's reasoning models (o1,
+        o3, o4-mini, gpt-5…) refuse `max_tokens` and take only `max_completion_tokens`."""
+        if "max_completion_tokens" in self.limit_fields and _REASONING.match(
+            model.upstream_model.rsplit("/", 1)[-1]
+        ):
+            return "max_completion_tokens"
+        return self.limit_fields[-1]
+
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
         return billing.shape(self.path, body)
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":
-            return  # Responses streams end with response.completed, which carries usage
+            return True  # Responses streams end with response.completed, which carries usage
         options = body.get("stream_options")
-        body["stream_options"] = {
-            **(options if isinstance(options, dict) else {}),
-            "include_usage": True,
-        }
+        options = options if isinstance(options, dict) else {}
+        asked = options.get("include_usage") is True
+        body["stream_options"] = {**options, "include_usage": True}
+        return asked
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
@@ -211,8 +233,9 @@ class MessagesMeter(ChatMeter):
             raise BadRequest("max_tokens: a positive integer is required", param="max_tokens")
         return billing.messages_shape(body, model.price.cache_write is not None)
 
-    def prepare_stream(self, body: dict[str, Any]) -> None:
+    def prepare_stream(self, body: dict[str, Any]) -> bool:
         """Anthropic's streams end with their usage (message_delta): nothing to ask."""
+        return True
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_anthropic(answer.get("usage")))
@@ -255,7 +278,8 @@ class EmbeddingsMeter(Meter):
         shape = billing.shape(self.path, body)
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
         # Token-id inputs can be 2 bytes a token: count each number once more to err high.
-        prompt = min(estimate_prompt_tokens(raw) + raw.count(b","), bound)
+        estimate = estimate_prompt_tokens(raw) + raw.count(b",")
+        prompt = bound if shape.unbounded else min(estimate, bound)
         cost = pricer.cost_msat(model.price, Usage(bound, 0))
         if cost > available:
             raise _short(cost, available)
@@ -316,15 +340,16 @@ class ImagesMeter(_UnitMeter):
 
 
 class AudioMeter(_UnitMeter):
-    """Transcriptions: per minute when the model has a minute price, else by token."""
+    """Transcriptions and translations: per minute when the model has a minute price, else by
+    token."""
 
-    path = "audio/transcriptions"
     text_answers = True  # response_format text, srt, vtt
     usage_names = ("input_tokens", "output_tokens")
 
-    def __init__(self, fields: list[tuple[str, str]], upload: Upload):
-        self.fields, self.upload = fields, upload
-        self.seconds, self.exact = seconds_bound(upload.data)
+    def __init__(
+        self, fields: list[tuple[str, str]], upload: Upload, path: str = "audio/transcriptions"
+    ):
+        self.fields, self.upload, self.path = fields, upload, path
 
     def unit_usd(self, model: Model) -> Fraction:
         return (model.audio_minute_usd or Fraction(0)) / 60
@@ -336,22 +361,24 @@ class AudioMeter(_UnitMeter):
     def plan(
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
+        # Once sent, the clip is decoded and billed whatever follows: its cost is the floor.
+        seconds = math.ceil(seconds_bound(self.upload.data, model.max_audio_seconds)[0])
         if model.audio_minute_usd is not None:
-            seconds = Fraction(math.ceil(self.seconds))  # upstreams bill whole seconds
-            cost = self.unit_cost(pricer, model, seconds)
-            floor = cost if self.exact else 0
+            units = Fraction(seconds)  # upstreams bill whole seconds
+            cost = self.unit_cost(pricer, model, units)
             if cost > available:
                 raise _short(cost, available)
-            return Plan(0, 0, cost, floor, units=seconds)
+            return Plan(0, 0, cost, cost, units=units)
         _need_token_price(model)
         # the audio's tokens, and the text of a `prompt` field (a token a byte at most)
         text = sum(len(v.encode()) for k, v in self.fields if k == "prompt")
-        prompt = int(self.seconds * AUDIO_TOKENS_PER_SECOND) + 16 + text
+        prompt = seconds * AUDIO_TOKENS_PER_SECOND + 16 + text
         output = model.max_output_tokens
         cost = pricer.cost_msat(model.price, Usage(prompt, output))
         if cost > available:
             raise _short(cost, available)
-        return Plan(prompt, output, cost, 0)
+        floor = pricer.cost_msat(model.price, Usage(prompt, 0))
+        return Plan(prompt, output, cost, floor, prompt_bound=prompt)
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         usage = answer.get("usage")

@@ -8,6 +8,7 @@ over a last event that lacks only its blank line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -63,6 +64,10 @@ class SseReader:
         self.done = False
         self.output_chars = 0
         self.output_chunks = 0
+        self.finish_reason: Any = None  # how the first answer (choice 0) ended, once it has
+        self._model: str | None = None
+        self._closing: dict[str, Any] | None = None
+        self._reshape: Callable[[bytes], bytes] = bytes
 
     def feed(self, data: bytes) -> list[bytes]:
         """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
@@ -73,18 +78,32 @@ class SseReader:
         event = self._split.rest()
         return [event] if event is not None and self._inspect(event) else []
 
-    def ending(self, cost_msat: int, extras: dict[str, Any], fallback: dict[str, Any]) -> bytes:
-        """The end of the stream, after settling: the usage event with the cost (the upstream's,
-        else `fallback`, an estimate) and `extras` (change), then [DONE]."""
+    def dress(
+        self, model: str, closing: dict[str, Any] | None, reshape: Callable[[bytes], bytes]
+    ) -> None:
+        """The ending names `model` (the one the client asked for), carries `closing` (a last
+        choice, for a client that did not ask for the usage chunk: every chunk has one) and
+        is reshaped as every event before it (the legacy `functions` format)."""
+        self._model, self._closing, self._reshape = model, closing, reshape
+
+    def ending(
+        self, cost: dict[str, Any], extras: dict[str, Any], fallback: dict[str, Any]
+    ) -> bytes:
+        """The end of the stream, after settling: the usage event with the cost (the upstream's
+        usage, else `fallback`, an estimate) and `extras` (change), then [DONE]."""
         final = self.usage_event or {"object": "chat.completion.chunk", "choices": []}
         holder = final["response"] if isinstance(final.get("response"), dict) else final
         usage = holder.get("usage") if isinstance(holder.get("usage"), dict) else None
         if usage is None:
             usage = holder["usage"] = dict(fallback)
-        usage["cost_msat"] = cost_msat
+        usage.update(cost)
+        if self._model is not None and isinstance(final.get("model"), str):
+            final["model"] = self._model
+        if self._closing is not None:
+            final["choices"] = [self._closing]
         final.update(extras)
         head = b"event: " + self.usage_event_name + b"\n" if self.usage_event_name else b""
-        return head + encode_event(final) + b"data: [DONE]\n\n"
+        return head + self._reshape(encode_event(final)) + b"data: [DONE]\n\n"
 
     def failure(self, error: NodeError, extras: dict[str, Any]) -> bytes:
         """The end of a stream the upstream broke: the error, with `extras` (change)."""
@@ -123,6 +142,10 @@ class SseReader:
         return True
 
     def _count_output(self, chunk: dict[str, Any]) -> None:
+        choices = chunk.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            if isinstance(choice, dict) and choice.get("index", 0) == 0:
+                self.finish_reason = choice.get("finish_reason") or self.finish_reason
         chars = output_chars(chunk.get("choices"), "delta")
         delta = chunk.get("delta")  # Responses API text deltas
         if isinstance(delta, str):
@@ -184,3 +207,12 @@ def _text_len(value: Any) -> int:
 
 def encode_event(chunk: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def model_renamed(event: bytes, upstream_id: str, asked: str) -> bytes:
+    """An event naming the model by the upstream's id, named as the client asked for it (an
+    alias, a preset): the id is found in the JSON as written, with or without a space."""
+    was, now = orjson.dumps(upstream_id), orjson.dumps(asked)
+    for sep in (b":", b": "):
+        event = event.replace(b'"model"' + sep + was, b'"model"' + sep + now)
+    return event

@@ -30,6 +30,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
+
 from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import BadRequest
@@ -138,7 +140,10 @@ def _input_items(items: Any) -> Iterator[tuple[str, str, str]]:
 
 def _files(value: Any, where: str) -> Iterator[tuple[str, str, str]]:
     """File and vector-store ids anywhere under `value` (content parts, tools). A stack, not
-    recursion: a client may nest a body as deep as the JSON parser allows."""
+    recursion: a client may nest a body as deep as the JSON parser allows. Paths are made only
+    for a body that names one: a body of many tiny parts costs one cheap walk."""
+    if not _names_files(value):
+        return
     stack = [(value, where)]
     while stack:
         value, where = stack.pop()
@@ -154,6 +159,37 @@ def _files(value: Any, where: str) -> Iterator[tuple[str, str, str]]:
                 (v, f"{where}[{i}]") for i, v in enumerate(value) if isinstance(v, dict | list)
             ]
         stack.extend(reversed(inner))
+
+
+FILE_KEYS = frozenset(FILE_FIELDS)
+SCHEMA_KEYS = frozenset(SCHEMA_FIELDS)
+
+
+def _names_files(value: Any) -> bool:
+    """Whether a file field with a value sits anywhere under `value`, schemas aside. orjson
+    writes every key as it is (no escapes), at C speed: a value that never names a file field
+    needs no walk in Python."""
+    try:
+        text = orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        text = b""
+    if text and not any(f'"{key}":'.encode() in text for key in FILE_FIELDS):
+        return False
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if FILE_KEYS.isdisjoint(item) and SCHEMA_KEYS.isdisjoint(item):
+                stack.extend(item.values())
+                continue
+            for key, inner in item.items():
+                if key in FILE_KEYS and inner:
+                    return True
+                if key not in SCHEMA_KEYS:
+                    stack.append(inner)
+    return False
 
 
 def _containers_and_audio(body: dict[str, Any]) -> Iterator[tuple[str, str, str]]:
@@ -182,7 +218,7 @@ class Recorder:
         """A recorder for a Responses request by an account that can name them later."""
         if path != "responses" or payer.untouched_msat is not None:  # X-Cashu: one use only
             return None
-        return cls(stored, payer.account_id, body.get("store") is not False)
+        return cls(stored, payer.owner_id, body.get("store") is not False)
 
     async def note(self, response: Any) -> None:
         """Record the ids of `response` (an answer, or a snapshot of it in a stream)."""

@@ -11,7 +11,9 @@ a non-stream answer's headers come only once the whole answer is made), idle (be
 What an upstream may bill: each call records in its `Attempt` whether the request was sent —
 its head written to the upstream's connection (a trace hook of the session sees it) — and not
 refused with an error status, which providers do not bill. A connect error is not sent; a
-timeout, a client gone while waiting, a broken or oversized answer are.
+timeout, a client gone while waiting, a broken or oversized answer are (the upstream may write,
+and bill, the whole answer); a stream the upstream ended before its first byte bills its prompt
+at most (`ended`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from typing import Any
 import aiohttp
 import orjson
 
-from node.errors import BadRequest, NodeError, RateLimited, UpstreamError, UpstreamTimeout
+from node.errors import (
+    BadRequest,
+    NodeError,
+    NotServed,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from node.settings import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
@@ -46,6 +55,7 @@ class Attempt:
     refused it with an error status."""
 
     sent: bool = False
+    ended: bool = False  # the upstream ended its answer having written nothing: no more to bill
 
 
 async def _head_sent(
@@ -131,6 +141,8 @@ async def call(
                     raise await _status_error(upstream, resp)
             head = await resp.content.readany() if stream else b""
             if stream and not head:  # closed before a byte: nothing sent, the next may answer
+                if attempt is not None:
+                    attempt.ended = True
                 resp.close()
                 raise UpstreamError(f"upstream {upstream.name} ended the stream before it began")
         if not stream:
@@ -196,7 +208,11 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     message = _error_message(raw) or f"HTTP {resp.status}"
     if upstream.api_key:  # some upstreams quote the key they were sent
         message = message.replace(upstream.api_key, "[redacted]")
-    if resp.status in (400, 404, 413, 415, 422):
+    if resp.status in (404, 405) and _error_field(raw, "param") is None:
+        if _error_field(raw, "code") == "model_not_found":  # a model the node sells for it
+            return UpstreamError(f"upstream {upstream.name} failed: {message}")
+        return NotServed(f"upstream {upstream.name} does not serve this endpoint: {message}")
+    if resp.status in (400, 404, 413, 415, 422):  # a field of the request: the client's
         return BadRequest(
             f"upstream {upstream.name} refused the request: {message}", code="upstream_rejected"
         )
@@ -210,6 +226,17 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
     if resp.status in (401, 403):
         message = "upstream refused the node's credentials"
     return UpstreamError(f"upstream {upstream.name} failed: {message}", code="upstream_error")
+
+
+def _error_field(raw: bytes, name: str) -> str | None:
+    """`code` or `param` of an OpenAI error envelope, if the body is one and has it."""
+    try:
+        body: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    error = body.get("error") if isinstance(body, dict) else None
+    value = error.get(name) if isinstance(error, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _error_message(raw: bytes) -> str:

@@ -11,21 +11,14 @@ from node.errors import NotFound
 from node.http.web import json_response
 from node.parts import PARTS, Parts
 from node.pricing.catalogue import Model
+from node.pricing.listing import model_json
 from node.proxy.providers import Status
-from node.settings import UpstreamSection
+from node.settings import ENDPOINTS, UpstreamSection
 
 routes = web.RouteTableDef()
 
 # The node's nostr public key (hex), set by the nostr service when it runs.
 
-ENDPOINTS = [
-    "chat/completions",
-    "completions",
-    "embeddings",
-    "responses",
-    "images/generations",
-    "audio/transcriptions",
-]
 FEATURES = ["streaming", "function_calling", "failover", "presets"]
 
 
@@ -36,26 +29,44 @@ def _version() -> str:
         return "0.0.0"
 
 
+def endpoints(*upstreams: UpstreamSection) -> list[str]:
+    """What these upstreams serve together, in the node's order."""
+    return [e for e in ENDPOINTS if any(u.serves(e) for u in upstreams)]
+
+
 def public_url(parts: Parts) -> str:
     settings = parts.settings.node
     return settings.public_url or f"http://{settings.host}:{settings.port}"
 
 
+def _about(parts: Parts) -> dict[str, Any]:
+    return {
+        "name": parts.settings.node.name,
+        "description": parts.settings.node.description,
+        "version": _version(),
+        "public_url": public_url(parts),
+        "mints": parts.settings.cashu.mints,
+        "pubkey": parts.nostr.pubkey,
+        "npub": parts.nostr.npub,
+        "endpoints": endpoints(*parts.settings.upstreams),
+    }
+
+
 @routes.get("/v1/info")
 async def info(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
+    return json_response({**_about(parts), "models": len(parts.catalogue.all())})
+
+
+@routes.get("/")
+async def root(request: web.Request) -> web.Response:
+    """What Routstr's clients read at a node's root (routstr-core's shape): the node, its
+    mints, its URLs and the models with their prices."""
+    parts = request.app[PARTS]
+    models = [model_json(parts.pricer, m) for m in parts.catalogue.all()]
+    about = _about(parts)
     return json_response(
-        {
-            "name": parts.settings.node.name,
-            "description": parts.settings.node.description,
-            "version": _version(),
-            "public_url": public_url(parts),
-            "mints": parts.settings.cashu.mints,
-            "pubkey": parts.nostr.pubkey,
-            "npub": parts.nostr.npub,
-            "endpoints": ENDPOINTS,
-            "models": len(parts.catalogue.all()),
-        }
+        {**about, "http_url": about["public_url"], "onion_url": "", "models": models}
     )
 
 
@@ -72,7 +83,7 @@ async def providers(request: web.Request) -> web.Response:
                 {
                     "name": up.name,
                     "models": [m.id for m in parts.catalogue.served_by(up.name)],
-                    "endpoints": ENDPOINTS,
+                    "endpoints": endpoints(up),
                     "status": _status(request, up),
                 }
                 for up in parts.settings.upstreams
@@ -94,7 +105,7 @@ async def provider(request: web.Request) -> web.Response:
             "display_name": up.display_name or up.name,
             "description": up.description,
             "models": [_model(m) for m in parts.catalogue.served_by(up.name)],
-            "endpoints": ENDPOINTS,
+            "endpoints": endpoints(up),
             "features": FEATURES,
             "status": _status(request, up),
         }

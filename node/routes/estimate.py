@@ -46,5 +46,6 @@ async def estimate(request: web.Request) -> web.Response:
             "output_tokens": usage.completion_tokens,
             "cost_msat": cost,
             "cost_sat": -(-cost // 1000),
+            "pricing": model.price.to_json(),  # USD per token, and `request`: flat per request
         }
     )

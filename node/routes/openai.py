@@ -9,7 +9,11 @@ from aiohttp import web
 
 from node.errors import BadRequest
 from node.http.web import json_response, read_body, read_json
-from node.parts import PARTS
+from node.parts import PARTS, Parts
+from node.pricing import metadata
+from node.pricing.catalogue import Model
+from node.pricing.listing import model_json
+from node.proxy import legacy, text
 from node.proxy.audio import Upload
 from node.proxy.meters import (
     AudioMeter,
@@ -17,6 +21,7 @@ from node.proxy.meters import (
     EmbeddingsMeter,
     ImagesMeter,
 )
+from node.routes import memory as memory_routes
 from node.routes.paid import metered
 
 routes = web.RouteTableDef()
@@ -33,8 +38,19 @@ def _check_messages(body: dict[str, Any]) -> None:
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
-    request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
+    if "models" not in body:  # with a fallback list, each is looked up in turn
+        request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
+    return await _chat(request, body, raw)
+
+
+async def _chat(request: web.Request, body: dict[str, Any], raw: bytes) -> web.StreamResponse:
     _check_messages(body)
+    if legacy.uses_functions(body):  # the legacy format, over upstreams that speak tools
+        legacy.to_tools(body)
+        return await metered(request, legacy.FunctionsMeter(), body, orjson.dumps(body))
+    remembered = await memory_routes.remembered_chat(request, body, metered)
+    if remembered is not None:  # a preset with memory
+        return remembered
     return await metered(request, ChatMeter("chat/completions"), body, raw)
 
 
@@ -42,8 +58,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 async def chat_completions_for(request: web.Request) -> web.StreamResponse:
     body, _ = await read_json(request)
     body["model"] = request.match_info["model_id"]
-    _check_messages(body)
-    return await metered(request, ChatMeter("chat/completions"), body, orjson.dumps(body))
+    return await _chat(request, body, orjson.dumps(body))
 
 
 @routes.post("/v1/completions")
@@ -52,6 +67,19 @@ async def completions(request: web.Request) -> web.StreamResponse:
     if not isinstance(body.get("prompt"), str | list):
         raise BadRequest("prompt must be a string or an array", param="prompt")
     return await metered(request, ChatMeter("completions"), body, raw)
+
+
+@routes.post("/v1/text/generations")
+async def text_generations(request: web.Request) -> web.StreamResponse:
+    """A prompt's text: by /completions when the model has it, else wrapped into chat."""
+    body, raw = await read_json(request)
+    model = request.app[PARTS].catalogue.get(body.get("model"))
+    if not isinstance(body.get("prompt"), str) or not body["prompt"]:
+        raise BadRequest("prompt must be a non-empty string", param="prompt")
+    if model.completions:
+        return await metered(request, ChatMeter("completions"), body, raw)
+    chat = text.to_chat(body)
+    return await metered(request, text.WrappedTextMeter(), chat, orjson.dumps(chat))
 
 
 @routes.post("/v1/responses")
@@ -78,6 +106,16 @@ async def images(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/v1/audio/transcriptions")
 async def transcriptions(request: web.Request) -> web.StreamResponse:
+    return await _audio(request, "audio/transcriptions")
+
+
+@routes.post("/v1/audio/translations")
+async def translations(request: web.Request) -> web.StreamResponse:
+    """Audio into English text: metered exactly as a transcription of the same clip."""
+    return await _audio(request, "audio/translations")
+
+
+async def _audio(request: web.Request, path: str) -> web.StreamResponse:
     if not request.content_type.startswith("multipart/"):
         raise BadRequest("send the audio as multipart/form-data")
     try:
@@ -89,19 +127,33 @@ async def transcriptions(request: web.Request) -> web.StreamResponse:
         raise BadRequest("file is required: the audio to transcribe", param="file")
     fields = [(k, v) for k, v in form.items() if isinstance(v, str)]
     audio = Upload("file", upload.filename, upload.content_type, upload.file.read())
-    meter = AudioMeter(fields, audio)
+    meter = AudioMeter(fields, audio, path)
     return await metered(request, meter, {"model": form.get("model")}, b"")
 
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
-    data = [m.to_json(parts.pricer.sats_pricing(m.price)) for m in parts.catalogue.all()]
+    data = [_model_json(parts, m) for m in parts.catalogue.all()]
     return json_response({"object": "list", "data": data})
+
+
+def _model_json(parts: Parts, model: Model) -> dict[str, Any]:
+    """Its price (USD and sat) and the OpenRouter-style metadata (node.pricing.metadata)."""
+    return model_json(parts.pricer, model) | metadata.describe(model)
 
 
 @routes.get("/v1/models/{model_id:.+}")
 async def get_model(request: web.Request) -> web.Response:
     parts = request.app[PARTS]
     model = parts.catalogue.get(request.match_info["model_id"])
-    return json_response(model.to_json(parts.pricer.sats_pricing(model.price)))
+    return json_response(_model_json(parts, model))
+
+
+def unprefixed() -> list[web.RouteDef]:
+    """The same endpoints without `/v1`, which clients send when their base URL lacks it."""
+    return [
+        web.route(r.method, r.path.removeprefix("/v1"), r.handler)
+        for r in routes
+        if isinstance(r, web.RouteDef)
+    ]

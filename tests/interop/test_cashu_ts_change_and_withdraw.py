@@ -1,7 +1,5 @@
 """The tokens the node hands back (X-Cashu change, withdrawals, Routstr refunds) as real wallets
 take them: cashu-ts 4.x, strict about DLEQ proofs and the mint it belongs to, and Nutshell's wallet.
-
-Strict xfails mark what issue 22 says breaks these wallets today; each flips when its fix lands.
 """
 
 from __future__ import annotations
@@ -23,7 +21,7 @@ from tests.interop.flows import (
     stream_chat,
     withdraw,
 )
-from tests.support.cashu_ts import CashuTs, CashuTsError
+from tests.support.cashu_ts import CashuTs
 from tests.support.mints import MintInfo, RefWallet
 
 # A flow: pay `sat` with a fresh cashu-ts token, return the token the node gives back and the
@@ -82,11 +80,6 @@ async def test_nutshell_wallet_takes_every_token_the_node_gives(
 
 
 @pytest.mark.parametrize("flow", FLOWS)
-@pytest.mark.xfail(
-    strict=True,
-    raises=CashuTsError,
-    reason="issue 22 point 5: change and withdraw tokens carry no DLEQ proofs (NUT-12)",
-)
 async def test_cashu_ts_requiring_dleq_takes_every_token_the_node_gives(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, flow: Flow
 ) -> None:
@@ -112,11 +105,6 @@ async def test_withdraw_naming_the_mint_pays_there(
 
 
 @pytest.mark.parametrize("route", ["withdraw", "refund"])
-@pytest.mark.xfail(
-    strict=True,
-    raises=CashuTsError,
-    reason="issue 22 point 2: withdraw and refund without `mint` pay in the node's richest mint",
-)
 async def test_withdraw_and_refund_pay_in_the_accounts_own_mint(
     two_mint_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, fee_mint: MintInfo, route: str
 ) -> None:
@@ -160,11 +148,6 @@ async def test_fee_mint_amounts_are_exact_both_ways(
     two_mint_node.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 22 point 8: a V3 (cashuA) payer gets V4 (cashuB) change",
-)
 async def test_v3_payer_gets_v3_change(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo
 ) -> None:

@@ -1,12 +1,9 @@
 """cashu-ts 4.x tokens of 1, 64 and 200 proofs (DLEQ included, cashu-ts's default) pay the node
 every way a client can: as a Bearer key, through /v1/wallet/create, in X-Cashu (plain and
-streamed); every change and withdraw token goes back into a cashu-ts wallet, to the sat, and the
-node keeps exactly the sub-sat rest.
+streamed); every change and withdraw token goes back into a cashu-ts wallet that requires DLEQ
+proofs (`requireDleq`), to the sat, and the node keeps exactly the sub-sat rest.
 
-The change and withdraw tokens are received with `requireDleq` off: the node does not send DLEQ
-proofs yet (issue 22 point 5, pinned in test_cashu_ts_change_and_withdraw.py). Tokens over 8 KB in
-a header are refused today (issue 22 point 3): those cases are strict xfails that flip once the
-node takes 64 KB headers.
+Tokens of ~59 KB go in a header ([limits] max_header_bytes, 64 KB by default).
 """
 
 from __future__ import annotations
@@ -27,20 +24,10 @@ from tests.support.mints import MintInfo
 
 # (sat, proofs): a 64-proof token with DLEQ is ~19 KB encoded, a 200-proof one ~59 KB.
 ONE, SIXTY_FOUR, TWO_HUNDRED = (64, 1), (100, 64), (300, 200)
-OVER_8KB = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 22 point 3: a token over 8 KB in a header gets aiohttp's plain-text 400",
-)
 SIZES = [
     pytest.param(ONE, id="1-proof"),
     pytest.param(SIXTY_FOUR, id="64-proofs"),
     pytest.param(TWO_HUNDRED, id="200-proofs"),
-]
-SIZES_IN_A_HEADER = [
-    pytest.param(ONE, id="1-proof"),
-    pytest.param(SIXTY_FOUR, id="64-proofs", marks=OVER_8KB),
-    pytest.param(TWO_HUNDRED, id="200-proofs", marks=OVER_8KB),
 ]
 
 
@@ -50,13 +37,12 @@ async def withdraw_into_cashu_ts(
     """Withdraw everything; cashu-ts redeems it to the sat, the sub-sat rest stays on the node."""
     token, amount = await withdraw(node, secret)
     assert amount == held_msat // 1000
-    assert await cashu_ts.receive(mint.url, token) == amount
+    assert await cashu_ts.receive(mint.url, token, require_dleq=True) == amount
     assert node.balance(secret) == held_msat % 1000
     node.assert_clean()
 
 
-@pytest.mark.parametrize("size", SIZES_IN_A_HEADER)
-@pytest.mark.usefixtures("forgive_header_echo")
+@pytest.mark.parametrize("size", SIZES)
 async def test_token_as_bearer_key_pays_and_withdraws(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, size: tuple[int, int]
 ) -> None:
@@ -80,8 +66,7 @@ async def test_wallet_create_takes_any_size_and_withdraws(
     await withdraw_into_cashu_ts(wallet_node, cashu_ts, mint, key, sat * 1000 - paid.cost_msat)
 
 
-@pytest.mark.parametrize("size", SIZES_IN_A_HEADER)
-@pytest.mark.usefixtures("forgive_header_echo")
+@pytest.mark.parametrize("size", SIZES)
 async def test_x_cashu_pays_and_change_goes_back_to_cashu_ts(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, size: tuple[int, int]
 ) -> None:
@@ -89,13 +74,14 @@ async def test_x_cashu_pays_and_change_goes_back_to_cashu_ts(
     token = await cashu_ts.token(mint.url, sat, proofs=proofs)
     paid = await chat(wallet_node, {"X-Cashu": token})
     assert paid.change is not None
-    assert await cashu_ts.receive(mint.url, paid.change) == change_due(sat, paid.cost_msat)
+    assert await cashu_ts.receive(mint.url, paid.change, require_dleq=True) == change_due(
+        sat, paid.cost_msat
+    )
     assert wallet_node.balance(token) == (sat * 1000 - paid.cost_msat) % 1000
     wallet_node.assert_clean()
 
 
-@pytest.mark.parametrize("size", SIZES_IN_A_HEADER)
-@pytest.mark.usefixtures("forgive_header_echo")
+@pytest.mark.parametrize("size", SIZES)
 async def test_x_cashu_stream_change_goes_back_to_cashu_ts(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo, size: tuple[int, int]
 ) -> None:
@@ -103,6 +89,8 @@ async def test_x_cashu_stream_change_goes_back_to_cashu_ts(
     token = await cashu_ts.token(mint.url, sat, proofs=proofs)
     paid = await stream_chat(wallet_node, {"X-Cashu": token})
     assert paid.change is not None
-    assert await cashu_ts.receive(mint.url, paid.change) == change_due(sat, paid.cost_msat)
+    assert await cashu_ts.receive(mint.url, paid.change, require_dleq=True) == change_due(
+        sat, paid.cost_msat
+    )
     assert wallet_node.balance(token) == (sat * 1000 - paid.cost_msat) % 1000
     wallet_node.assert_clean()

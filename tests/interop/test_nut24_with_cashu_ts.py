@@ -1,7 +1,5 @@
 """NUT-24 as a cashu-ts client lives it: call, get a 402 whose X-Cashu holds a NUT-18 payment
 request, decode it with cashu-ts, pay it with a token in X-Cashu, take the change.
-
-Strict xfails mark what issue 22 says breaks NUT-24 clients today; each flips when its fix lands.
 """
 
 from __future__ import annotations
@@ -46,11 +44,6 @@ def fee_node(make_node: Any, mint: MintInfo) -> NodeHandle:
     return node
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 22 point 4: a token worth less than the least cost is redeemed, then 402",
-)
 async def test_token_below_the_least_cost_is_400_and_untouched(
     fee_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo
 ) -> None:
@@ -66,11 +59,6 @@ async def test_token_below_the_least_cost_is_400_and_untouched(
     fee_node.assert_clean()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 22 point 4: a 402's X-Cashu holds a refund token, not a payment request",
-)
 async def test_a_402_never_spends_the_token_and_holds_a_payment_request(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo
 ) -> None:
@@ -90,11 +78,6 @@ async def test_a_402_never_spends_the_token_and_holds_a_payment_request(
     assert await cashu_ts.states(mint.url, token) == ["UNSPENT"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="issue 22 point 8: `X-Cashu: cashu:cashuB…` (the URI form wallets copy) is refused",
-)
 async def test_x_cashu_takes_the_cashu_uri_form(
     wallet_node: NodeHandle, cashu_ts: CashuTs, mint: MintInfo
 ) -> None:

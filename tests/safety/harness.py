@@ -113,6 +113,8 @@ class NodeProcess:
         return int(
             self.scalar("SELECT COUNT(*) FROM wallet_swaps")
             + self.scalar("SELECT COUNT(*) FROM wallet_payouts WHERE state = 'pending'")
+            + self.scalar("SELECT COUNT(*) FROM wallet_invoices WHERE state = 'minting'")
+            + self.scalar("SELECT COUNT(*) FROM wallet_melts WHERE state = 'pending'")
         )
 
     def kill(self) -> int:

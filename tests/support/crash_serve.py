@@ -3,7 +3,8 @@
     python -m tests.support.crash_serve --crash-at receive-after-swap serve --config FILE
 
 The wallet calls its checkpoint by name between a mint's answer and its own commit
-(`receive-after-swap`, `send-after-swap`); the one armed here SIGKILLs the process there, as
+(`receive-after-swap`, `send-after-swap`), and the request records between a settlement's
+record and its commit (`settle-recorded`); the one armed here SIGKILLs the process there, as
 a power cut would. The production wallet's checkpoint does nothing, and reads no variable.
 """
 

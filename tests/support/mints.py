@@ -1,7 +1,7 @@
 """Real Cashu mints (Nutshell 0.20.2, FakeWallet backend) and Nutshell's wallet, for the tests.
 
 A pytest plugin, registered in tests/conftest.py (`pytest_plugins = ["tests.support.mints"]`).
-Needs `.venv-mint` (made by `make install`). Session-scoped fixtures:
+Needs `.venv-mint` (made by `make dev`). Session-scoped fixtures:
 
     mint        MintInfo(url, fee_ppk=0)    a plain mint
     fee_mint    MintInfo(url, fee_ppk=100)  a mint charging input fees (0.1 sat per input, NUT-02)
@@ -118,6 +118,7 @@ def _mint_env(port: int, fee_ppk: int, name: str, data: Path) -> dict[str, str]:
         "MINT_INPUT_FEE_PPK": str(fee_ppk),
         "MINT_RATE_LIMIT": "false",
         "FAKEWALLET_DELAY_INCOMING_PAYMENT": "0",
+        "FAKEWALLET_DELAY_OUTGOING_PAYMENT": "0",  # melts pay at once
         "DEBUG": "false",
         "LOG_LEVEL": "INFO",
     }
@@ -125,7 +126,7 @@ def _mint_env(port: int, fee_ppk: int, name: str, data: Path) -> dict[str, str]:
 
 def _start_mint(name: str, fee_ppk: int) -> _Process:
     if not MINT_PYTHON.exists():
-        pytest.fail(f"{MINT_PYTHON} missing: run `make install`")
+        pytest.fail(f"{MINT_PYTHON} missing: run `make dev`")
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix=f"nutgate-{name}-data-"))
     env = _mint_env(port, fee_ppk, name, data)

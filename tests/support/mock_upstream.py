@@ -10,8 +10,10 @@ so costs can be asserted exactly. Behaviour is chosen by the model name:
 
 A behaviour followed by `@<name>` (`test-fail500@a`) applies only on the mock of that name, so
 one model can fail on one upstream and answer on another. `down = True` makes every call
-(GET /models too) a 503. `mock` fields: prompt_tokens, completion_tokens, pause_s; and
-`report_usage` (any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
+(GET /models too) a 503. A chat whose `tool_choice` names a function calls it (arguments from
+`mock.arguments`); the legacy `functions` field is refused, as current providers do. `mock`
+fields: prompt_tokens, completion_tokens, pause_s; and `report_usage`
+(any JSON), sent as the `usage` of chat answers instead of the true one; `merge`
 (an object) laid over a plain chat, completion or responses answer; `pad_bytes`, a padding
 field that size added to a plain chat or completion answer; `extra_chunk` (an object) sent
 as one more event after a stream's first chunk; `images`, how many images to answer with whatever
@@ -20,8 +22,9 @@ received is recorded (path, headers, JSON body or form fields) in `received`. Pl
 completion answers set a cookie, as providers behind a CDN do.
 
 Endpoints: chat/completions, completions, responses (plain and SSE), embeddings,
-images/generations (per image), audio/transcriptions (WAV; usage in seconds, or in tokens for
-models named *tokens*), GET /models (the ids in `listed`).
+images/generations (per image), audio/transcriptions and audio/translations (WAV; usage in
+seconds, or in tokens for models named *tokens*), GET /models (the ids in `listed`, with
+the fields `about` gives each).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class MockUpstream:
         self.name = name
         self.listed = list(listed if listed is not None else ["mock-model"])
         self.down = False
+        self.about: dict[str, dict[str, Any]] = {}  # more fields of a listed model, by id
         self.received: list[dict[str, Any]] = []
         self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
@@ -57,6 +61,7 @@ class MockUpstream:
                 web.post("/v1/embeddings", self.embeddings),
                 web.post("/v1/images/generations", self.images),
                 web.post("/v1/audio/transcriptions", self.transcriptions),
+                web.post("/v1/audio/translations", self.transcriptions),
                 web.get("/v1/models", self.models),
             ]
         )
@@ -100,7 +105,10 @@ class MockUpstream:
         return None
 
     async def models(self, request: web.Request) -> web.Response:
-        data = [{"id": m, "object": "model", "owned_by": self.name} for m in self.listed]
+        data = [
+            {"id": m, "object": "model", "owned_by": self.name, **self.about.get(m, {})}
+            for m in self.listed
+        ]
         return web.json_response({"object": "list", "data": data})
 
     # --- chat and completions ------------------------------------------------------------
@@ -109,10 +117,16 @@ class MockUpstream:
         body = request[BODY]
         model = str(body.get("model", ""))
         prompt, completion = usage_for(body)
+        if "functions" in body:  # as current providers: the legacy format is gone
+            return web.json_response({"error": {"message": "use tools"}}, status=400)
+        call = _tool_call(body)
         if body.get("stream"):
-            return await self._stream(request, body, prompt, completion)
-        message = {"role": "assistant", "content": WORD * completion}
+            return await self._stream(request, body, prompt, completion, call)
+        message: dict[str, Any] = {"role": "assistant", "content": WORD * completion}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
+        if call is not None:
+            message.update(content=None, tool_calls=[call])
+            choice["finish_reason"] = "tool_calls"
         return self._answer(model, "chat.completion", choice, prompt, completion, body)
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
@@ -149,7 +163,12 @@ class MockUpstream:
         return response
 
     async def _stream(
-        self, request: web.Request, body: dict[str, Any], prompt: int, completion: int
+        self,
+        request: web.Request,
+        body: dict[str, Any],
+        prompt: int,
+        completion: int,
+        call: dict[str, Any] | None = None,
     ) -> web.StreamResponse:
         model = str(body["model"])
         out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -167,7 +186,14 @@ class MockUpstream:
                 assert request.transport is not None
                 request.transport.close()
                 return out
-        await out.write(_event(_chunk(model, {}, finish="stop")))
+        if call is not None:
+            start = {**call, "index": 0, "function": {"name": call["function"]["name"],
+                                                      "arguments": ""}}  # fmt: skip
+            await out.write(_event(_chunk(model, {"tool_calls": [start]})))
+            rest = {"index": 0, "function": {"arguments": call["function"]["arguments"]}}
+            await out.write(_event(_chunk(model, {"tool_calls": [rest]})))
+        finish = "stop" if call is None else "tool_calls"
+        await out.write(_event(_chunk(model, {}, finish=finish)))
         options = body.get("stream_options") or {}
         if options.get("include_usage") and "nousage" not in model:
             final = _chunk(model, {}) | {
@@ -256,6 +282,8 @@ class MockUpstream:
             return failure
         seconds = _duration(audio)
         text = "hello from the mock transcription"
+        if request.path.endswith("/translations"):
+            text = "hello from the mock translation"
         if fields.get("response_format") == "text":
             return web.Response(text=text, content_type="text/plain")
         reported = float(fields["mock_seconds"]) if "mock_seconds" in fields else math.ceil(seconds)
@@ -274,6 +302,20 @@ def _duration(audio: bytes) -> float:
     bits = struct.unpack_from("<H", audio, 34)[0]
     size = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
     return size / (rate * channels * bits // 8)
+
+
+def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The call a `tool_choice` naming a function forces (arguments from `mock.arguments`)."""
+    choice = body.get("tool_choice")
+    if not body.get("tools") or not isinstance(choice, dict):
+        return None
+    name = str(choice.get("function", {}).get("name", ""))
+    arguments = str(_mock(body).get("arguments", "{}"))
+    return {
+        "id": "call_mock",
+        "type": "function",
+        "function": {"name": name, "arguments": arguments},
+    }
 
 
 def usage_for(body: dict[str, Any]) -> tuple[int, int]:

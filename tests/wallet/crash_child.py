@@ -2,6 +2,8 @@
 
     python -m tests.wallet.crash_child CRASH_AT DB SEED_HEX MINT receive TOKEN PURPOSE
     python -m tests.wallet.crash_child CRASH_AT DB SEED_HEX MINT send AMOUNT PURPOSE
+    python -m tests.wallet.crash_child CRASH_AT DB SEED_HEX MINT invoice AMOUNT PURPOSE
+    python -m tests.wallet.crash_child CRASH_AT DB SEED_HEX MINT melt BOLT11 PURPOSE
 
 The wallet's checkpoint CRASH_AT (e.g. receive-after-swap) SIGKILLs this process.
 """
@@ -29,6 +31,11 @@ async def main(
         w = Wallet(db, bytes.fromhex(seed_hex), [mint], http, *hooks, checkpoint=kill_at(crash_at))
         if op == "receive":
             print(await w.receive(arg, purpose))
+        elif op == "invoice":  # ref = purpose; FakeWallet pays it at once
+            await w.create_invoice(mint, int(arg), purpose, purpose)
+            print(await w.settle_invoice(purpose))
+        elif op == "melt":
+            print(await w.pay_invoice(arg, purpose, mint))
         else:
             print(await w.send(int(arg), purpose))
 

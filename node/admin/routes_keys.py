@@ -1,0 +1,94 @@
+"""/admin/api keys and requests: each account's request records and keys (its own rules and
+its sub-keys, with their spend); the operator sets any key's limits and expiry, or revokes it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from node.admin.http import guarded, int_query, parts_of
+from node.errors import BadRequest, NotFound
+from node.http.web import json_response, read_json
+from node.money.keys import KeyRules, Rules
+from node.parts import Parts
+from node.routes.rules import parse_rules
+
+routes = web.RouteTableDef()
+
+MAX_PAGE = 200
+
+
+def _account_id(request: web.Request) -> int:
+    raw = request.match_info["id"].removeprefix("key_")
+    # ASCII digits only ("²".isdigit() is true), and within SQLite's 64-bit integers
+    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
+        raise BadRequest("the account id is a whole number below 2^63", param="id")
+    return int(raw)
+
+
+def _key(parts: Parts, account_id: int) -> KeyRules:
+    """A key's rules, made empty for a key that had none (an account that is a key)."""
+    if parts.ledger.account_row(account_id) is None:
+        raise NotFound("no account with this id", code="account_not_found")
+    key = parts.keys.get(account_id)
+    if key is None:
+        parts.keys.set_rules(account_id, Rules())
+        key = parts.keys.get(account_id)
+    assert key is not None
+    return key
+
+
+def _described(parts: Parts, key: KeyRules) -> dict[str, Any]:
+    now = int(time.time())
+    return {"account_id": key.account_id, **key.to_json(parts.keys.spent(key, now), now)}
+
+
+@routes.get("/admin/api/accounts/{id}/requests")
+@guarded
+async def requests(request: web.Request) -> web.Response:
+    parts, account_id = parts_of(request), _account_id(request)
+    limit = int_query(request, "limit", 50, 1, MAX_PAGE)
+    rows, more = parts.records.page([account_id], limit, request.query.get("before") or None)
+    data = [{**r.to_json(), "key_id": r.key_id} for r in rows]
+    last = rows[-1].request_id if more and rows else None
+    return json_response({"object": "list", "data": data, "has_more": more, "next_before": last})
+
+
+@routes.get("/admin/api/accounts/{id}/keys")
+@guarded
+async def keys(request: web.Request) -> web.Response:
+    parts, account_id = parts_of(request), _account_id(request)
+    if parts.ledger.account_row(account_id) is None:
+        raise NotFound("no account with this id", code="account_not_found")
+    own = parts.keys.get(account_id)
+    children = parts.keys.children(account_id)
+    return json_response(
+        {
+            "account_id": account_id,
+            "rules": _described(parts, own) if own is not None else None,
+            "sub_keys": [_described(parts, k) for k in children],
+        }
+    )
+
+
+@routes.patch("/admin/api/keys/{id}")
+@guarded
+async def change(request: web.Request) -> web.Response:
+    body, _ = await read_json(request)
+    parts = parts_of(request)
+    found = parse_rules(body)
+    key = parts.keys.update(_key(parts, _account_id(request)), **found)
+    return json_response(_described(parts, key))
+
+
+@routes.post("/admin/api/keys/{id}/revoke")
+@guarded
+async def revoke(request: web.Request) -> web.Response:
+    parts = parts_of(request)
+    key = _key(parts, _account_id(request))
+    parts.keys.revoke(key)
+    revoked = parts.keys.get(key.account_id)
+    assert revoked is not None
+    return json_response(_described(parts, revoked))

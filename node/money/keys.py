@@ -1,0 +1,279 @@
+"""Keys' rules: sub-keys drawing on a parent's balance, spending limits, expiry, model lists.
+
+The one owner of `key_rules`, one row per `sk-` key that has any rule. A sub-key is an
+account of kind `subkey` (balance 0, made in the same transaction as its rules) whose
+requests reserve and charge its parent's balance; the ledger tags their reservations and
+charges with the sub-key's id, which is how its spending is summed (`Ledger.cap_spent`) and
+capped: the limit is checked in the reservation's own write (`Cap`), so concurrent requests
+cannot pass it. A limit counts over a period — `day`, `week` or `month` (30 days), windows
+from the key's creation — or, with no period, over the key's life; a reset
+(`/v1/balance/child-key/reset`) starts the count again. An expired or revoked key spends
+nothing more (its own balance, if any, can still be withdrawn); a sub-key cannot withdraw,
+top up or make sub-keys.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+from node.db.store import Store
+from node.errors import Forbidden, NodeError, RateLimited, Unauthorized
+from node.money.ledger import Cap, Ledger, hash_key
+
+MIGRATIONS = [
+    """
+    CREATE TABLE key_rules (
+        account_id INTEGER PRIMARY KEY,
+        parent_id INTEGER,
+        name TEXT NOT NULL DEFAULT '',
+        spend_limit_msat INTEGER,
+        limit_period TEXT,
+        reset_at INTEGER NOT NULL DEFAULT 0,
+        reset_entry INTEGER NOT NULL DEFAULT 0,
+        expires_at INTEGER,
+        models TEXT,
+        per_minute INTEGER,
+        revoked_at INTEGER,
+        created_at INTEGER NOT NULL
+    );
+    CREATE INDEX key_rules_parent ON key_rules(parent_id);
+    """
+]
+
+SUBKEY = "subkey"  # the accounts kind of a sub-key
+PERIODS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400}
+_COLUMNS = (
+    "account_id, parent_id, name, spend_limit_msat, limit_period, reset_at, reset_entry,"
+    " expires_at, models, per_minute, revoked_at, created_at"
+)
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a key may do; every field optional (None: no such rule)."""
+
+    name: str = ""
+    spend_limit_msat: int | None = None
+    limit_period: str | None = None
+    expires_at: int | None = None
+    models: tuple[str, ...] | None = None
+    per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class KeyRules:
+    account_id: int
+    parent_id: int | None
+    rules: Rules
+    reset_at: int
+    reset_entry: int
+    revoked_at: int | None
+    created_at: int
+
+    @property
+    def public_id(self) -> str:
+        return f"key_{self.account_id}"
+
+    def period_start(self, now: int) -> int:
+        """Where the current period's count begins (a reset also starts it again)."""
+        length = PERIODS.get(self.rules.limit_period or "")
+        start = 0
+        if length:
+            start = self.created_at + (now - self.created_at) // length * length
+        return max(start, self.reset_at)
+
+    def period_end(self, now: int) -> int | None:
+        length = PERIODS.get(self.rules.limit_period or "")
+        return self.period_start(now) + length if length else None
+
+    def counted(self, now: int, limit_msat: int = 0) -> Cap:
+        """What this key's period counts (a key that owns its account: its sub-keys too)."""
+        start = self.period_start(now)
+        own = self.parent_id is None
+        return Cap(self.account_id, limit_msat, start, self.reset_entry, whole_account=own)
+
+    def cap(self, now: int) -> Cap | None:
+        limit = self.rules.spend_limit_msat
+        return None if limit is None else self.counted(now, limit)
+
+    def refusal(self, now: int, model: str | None) -> NodeError | None:
+        """Why this key may not spend now (on `model`), or None."""
+        if self.revoked_at is not None:
+            return Unauthorized("this key has been revoked", code="key_revoked")
+        expires = self.rules.expires_at
+        if expires is not None and now >= expires:
+            return Unauthorized(f"this key expired at {expires} (unix time)", code="key_expired")
+        allowed = self.rules.models
+        if model is not None and allowed is not None and model not in allowed:
+            return Forbidden(
+                f"this key may not use the model {model!r} (allowed: {', '.join(allowed)})",
+                code="model_not_allowed",
+                param="model",
+            )
+        return None
+
+    def to_json(self, spent_msat: int, now: int) -> dict[str, Any]:
+        r = self.rules
+        return {
+            "id": self.public_id,
+            "object": "key",
+            "kind": SUBKEY if self.parent_id is not None else "key",
+            "name": r.name,
+            "spend_limit_msat": r.spend_limit_msat,
+            "limit_period": r.limit_period,
+            "period_start": self.period_start(now),
+            "period_end": self.period_end(now),
+            "spent_msat": spent_msat,
+            "remaining_msat": None
+            if r.spend_limit_msat is None
+            else max(0, r.spend_limit_msat - spent_msat),
+            "expires_at": r.expires_at,
+            "models": list(r.models) if r.models is not None else None,
+            "per_minute": r.per_minute,
+            "revoked": self.revoked_at is not None,
+            "revoked_at": self.revoked_at,
+            "created_at": self.created_at,
+        }
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _from_row(row: Any) -> KeyRules:
+    models = json.loads(row["models"]) if row["models"] is not None else None
+    rules = Rules(
+        row["name"],
+        row["spend_limit_msat"],
+        row["limit_period"],
+        row["expires_at"],
+        tuple(models) if models is not None else None,
+        row["per_minute"],
+    )
+    return KeyRules(
+        row["account_id"],
+        row["parent_id"],
+        rules,
+        row["reset_at"],
+        row["reset_entry"],
+        row["revoked_at"],
+        row["created_at"],
+    )
+
+
+def _values(rules: Rules) -> dict[str, Any]:
+    return {
+        "name": rules.name,
+        "lim": rules.spend_limit_msat,
+        "period": rules.limit_period,
+        "exp": rules.expires_at,
+        "models": json.dumps(list(rules.models)) if rules.models is not None else None,
+        "pm": rules.per_minute,
+    }
+
+
+class Keys:
+    def __init__(self, db: Store, ledger: Ledger) -> None:
+        self.db, self.ledger = db, ledger
+        self._recent: dict[int, deque[float]] = {}  # key -> its requests' times, last minute
+
+    def get(self, account_id: int) -> KeyRules | None:
+        row = self.db.query_one(
+            f"SELECT {_COLUMNS} FROM key_rules WHERE account_id = ?", (account_id,)
+        )
+        return _from_row(row) if row else None
+
+    def children(self, parent_id: int) -> list[KeyRules]:
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM key_rules WHERE parent_id = ? ORDER BY account_id",
+            (parent_id,),
+        )
+        return [_from_row(r) for r in rows]
+
+    def set_rules(self, account_id: int, rules: Rules) -> None:
+        """An account's own key gets (or keeps, on a retried creation) its rules."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                f"INSERT INTO key_rules ({_COLUMNS}) VALUES (:id, NULL, :name, :lim, :period, 0, 0,"
+                " :exp, :models, :pm, NULL, :now) ON CONFLICT (account_id) DO NOTHING",
+                {"id": account_id, "now": _now(), **_values(rules)},
+            )
+
+    def create_child(self, parent_id: int, rules: Rules, count: int = 1) -> list[tuple[str, int]]:
+        """`count` new sub-keys of `parent_id`: [(the key, its account id)]. A sub-key's
+        parent is never itself a sub-key."""
+        made: list[tuple[str, int]] = []
+        with self.db.transaction() as conn:
+            for _ in range(count):
+                key = "sk-" + secrets.token_urlsafe(32)
+                account_id = self.ledger.create_account(conn, hash_key(key), SUBKEY)
+                conn.execute(
+                    f"INSERT INTO key_rules ({_COLUMNS}) VALUES (:id, :parent, :name, :lim,"
+                    " :period, 0, 0, :exp, :models, :pm, NULL, :now)",
+                    {"id": account_id, "parent": parent_id, "now": _now(), **_values(rules)},
+                )
+                made.append((key, account_id))
+        return made
+
+    def update(self, key: KeyRules, **changes: Any) -> KeyRules:
+        rules = replace(key.rules, **changes)
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE key_rules SET name = :name, spend_limit_msat = :lim,"
+                " limit_period = :period, expires_at = :exp, models = :models, per_minute = :pm"
+                " WHERE account_id = :id",
+                {"id": key.account_id, **_values(rules)},
+            )
+        return replace(key, rules=rules)
+
+    def revoke(self, key: KeyRules) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE key_rules SET revoked_at = COALESCE(revoked_at, :now)"
+                " WHERE account_id = :id",
+                {"id": key.account_id, "now": _now()},
+            )
+
+    def reset(self, key: KeyRules) -> None:
+        """Start the key's spending count again from now."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE key_rules SET reset_at = :now, reset_entry = :entry WHERE account_id = :id",
+                {"id": key.account_id, "now": _now(), "entry": self.ledger.last_entry(conn)},
+            )
+
+    def spent(self, key: KeyRules, now: int) -> int:
+        return self.ledger.cap_spent(key.counted(now))
+
+    def admit(self, key: KeyRules, model: str | None) -> list[Cap]:
+        """Refuse a request the key may not make (revoked, expired, model, per minute), or
+        its parent key may not; else the caps its reservation must respect (the key's own,
+        and its parent's, which counts its sub-keys' spending too)."""
+        now = _now()
+        parent = self.get(key.parent_id) if key.parent_id is not None else None
+        refusal = key.refusal(now, model) or (parent and parent.refusal(now, model))
+        if refusal:
+            raise refusal
+        if key.rules.per_minute is not None:
+            self._count(key.account_id, key.rules.per_minute)
+        caps = [key.cap(now), parent.cap(now) if parent is not None else None]
+        return [cap for cap in caps if cap is not None]
+
+    def _count(self, account_id: int, per_minute: int) -> None:
+        now = time.monotonic()
+        recent = self._recent.setdefault(account_id, deque())
+        while recent and recent[0] <= now - 60:
+            recent.popleft()
+        if len(recent) >= per_minute:
+            raise RateLimited(
+                f"this key's limit of {per_minute} requests per minute is reached",
+                headers={"Retry-After": str(max(1, int(recent[0] + 60 - now) + 1))},
+            )
+        recent.append(now)
+        if len(self._recent) > 100_000:
+            self._recent.clear()  # a bound on memory
