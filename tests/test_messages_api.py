@@ -313,7 +313,7 @@ async def test_models_list_the_dialects(mnode: NodeHandle) -> None:
     assert by_id["claude-mock"]["dialects"] == ["openai", "anthropic"]
     assert by_id["claude-mock"]["upstream_dialects"] == ["anthropic"]
     assert by_id["test-model"]["upstream_dialects"] == ["openai"]
-    assert by_id["claude-mock"]["pricing"]["input_cache_write"] == "0.00000375"
+    assert float(by_id["claude-mock"]["pricing"]["input_cache_write"]) == 3.75e-06
 
 
 async def test_an_error_event_mid_stream_reaches_the_sdk_with_the_change(
