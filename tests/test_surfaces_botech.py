@@ -105,6 +105,6 @@ def test_one_models_full_metadata(text_node: NodeHandle) -> None:
     assert extra["name"] == "Test Model" and extra["description"] == "For tests"
     assert extra["architecture"]["input_modalities"] == ["text"]
     assert "tools" in extra["supported_parameters"]
-    assert extra["context_length"] == 128_000 and extra["pricing"]["prompt"] == "0.000001"
+    assert extra["context_length"] == 128_000 and float(extra["pricing"]["prompt"]) == 0.000001
     listed = {m.id: m.model_extra for m in client(text_node, key).models.list()}
     assert listed["test-instruct"]["name"] == "test-instruct"  # type: ignore[index]

@@ -76,7 +76,7 @@ def test_a_flat_price_is_reserved_up_front(flat_node: NodeHandle) -> None:
 
 def test_the_flat_price_is_shown(flat_node: NodeHandle) -> None:
     models = {m["id"]: m for m in get(flat_node, "/v1/models")["data"]}
-    assert models["flat"]["pricing"]["request"] == "0.01"
+    assert float(models["flat"]["pricing"]["request"]) == 0.01
     catalog = {m["id"]: m for m in get(flat_node, "/v1/catalog")["data"]}
     assert catalog["flat"]["pricing"]["request"] == "0.01"
     estimate = get(flat_node, "/v1/estimate?model=flat&input_tokens=5000&output_tokens=900")

@@ -75,7 +75,8 @@ def _candidates(
     if chosen is not None:  # a router: the candidates that fit, best first
         fitting = parts.catalogue.candidates(chosen)
         models = router.choose(chosen, fitting, body, raw, parts.monitor.status, pricer)
-    return [_candidate(m, meter, body, raw, len(models) > 1) for m in models]
+    several = len(models) > 1 or chosen is not None  # a router's answer names its choice
+    return [_candidate(m, meter, body, raw, several) for m in models]
 
 
 def _candidate(
