@@ -107,13 +107,29 @@ def keys_create(node: NodeHandle, tmp_path: Path, *flags: str) -> str:
 
 async def test_nutgate_keys_create_sets_expiry_and_models(node: NodeHandle, tmp_path: Path) -> None:
     allowed = keys_create(node, tmp_path, "--models", "test-model", "--spend-limit-msat", "5000")
+    expired = keys_create(node, tmp_path, "--expires-at", str(int(time.time()) - 1))
     assert (await chat(node, allowed))[0] == 200
     status, body = await chat(node, allowed, model="test-slow")
     assert status == 403 and body["error"]["code"] == "model_not_allowed"
     status, _, me = await call(node, "GET", "/v1/me", allowed)
     assert me["models"] == ["test-model"] and me["spend_limit_msat"] == 5000
-    expired = keys_create(node, tmp_path, "--expires-at", str(int(time.time()) - 1))
     status, body = await chat(node, expired)
-    assert status == 401 and body["error"]["code"] == "key_expired"
+    assert status == 401 and body["error"]["code"] == "key_expired", body
     status, _, me = await call(node, "GET", "/v1/me", expired)
     assert status == 200 and me["expired"] is True and me["balance_msat"] == 100_000
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="found after merging main: on SQLite a key that "
+    "`nutgate keys create` makes after the node served a request is unknown to it",
+)
+async def test_a_key_made_while_the_node_serves_is_known_at_once(
+    node: NodeHandle, tmp_path: Path
+) -> None:
+    if node.settings.store.url:
+        pytest.skip("seen on SQLite")
+    first = keys_create(node, tmp_path)
+    assert (await chat(node, first))[0] == 200
+    second = keys_create(node, tmp_path)
+    assert (await chat(node, second))[0] == 200

@@ -47,12 +47,16 @@ async def _account(request: web.Request) -> int:
     """The account a key owns, to move money in or out of: never a sub-key's."""
     account_id = await _key_account(request)
     if request.app[PARTS].payments.key_payer(account_id).account_id != account_id:
-        raise Forbidden(
-            "a sub-key spends from its parent's balance: it cannot top up, withdraw or make "
-            "sub-keys; use the parent key",
-            code="subkey_not_allowed",
-        )
+        raise _subkey_refused()
     return account_id
+
+
+def _subkey_refused() -> Forbidden:
+    return Forbidden(
+        "a sub-key spends from its parent's balance: it cannot top up, withdraw or make "
+        "sub-keys; use the parent key",
+        code="subkey_not_allowed",
+    )
 
 
 async def holder(request: web.Request) -> Payer:
@@ -389,7 +393,8 @@ async def refund(request: web.Request) -> web.Response:
         raise Unauthorized(
             "Key not found: deposit first via /v1/wallet/create", code="key_not_found"
         )
-    await _account(request)  # a sub-key's refund is refused (403): its parent's to make
+    if parts.payments.key_payer(account_id).account_id != account_id:
+        raise _subkey_refused()
     if parts.ledger.get(account_id).balance_msat < 1000:  # routstr-core's words
         raise BadRequest("No balance to refund", code="no_balance")
     paid = await _withdraw(request, {})
