@@ -202,6 +202,7 @@ def test_estimate_agrees_with_what_a_request_is_charged(node: NodeHandle) -> Non
 
     params = {"model": "test-model", "input_tokens": 1000, "output_tokens": 500}
     _, estimate = get(params)
+    assert estimate.pop("pricing")["prompt"] == "0.000001"  # the model's prices, per token
     assert estimate == {
         "model": "test-model",
         "input_tokens": 1000,
