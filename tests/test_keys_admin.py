@@ -119,11 +119,6 @@ async def test_nutgate_keys_create_sets_expiry_and_models(node: NodeHandle, tmp_
     assert status == 200 and me["expired"] is True and me["balance_msat"] == 100_000
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found after merging main: on SQLite a key that "
-    "`nutgate keys create` makes after the node served a request is unknown to it",
-)
 async def test_a_key_made_while_the_node_serves_is_known_at_once(
     node: NodeHandle, tmp_path: Path
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import random
 from collections.abc import Coroutine
@@ -99,7 +98,7 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
     if raw.count(b'{"') > MAX_JSON_OBJECTS or raw.count(b"[]") > MAX_JSON_OBJECTS:
         raise BadRequest(f"the request body holds more than {MAX_JSON_OBJECTS} JSON objects")
     try:
-        body = _loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
@@ -112,25 +111,6 @@ async def read_json(request: web.Request) -> tuple[dict[str, Any], bytes]:
                 f"the request body is nested more than {MAX_JSON_DEPTH} levels deep"
             ) from None
     return body, raw
-
-
-def _loads(raw: bytes) -> Any:
-    """orjson.loads without the cyclic garbage collector's passes over what it makes. JSON
-    makes no cycles, yet the collector would run every 700 objects, over all the young ones,
-    and again once the parse is done: a 10 MB body of tiny parts (over a million objects)
-    would cost four times its parse. So the collector waits during the parse, and the objects
-    are then filed with the old ones (freeze, then unfreeze: two list splices), which the
-    collector rarely goes over; they are freed with the request, by their reference counts."""
-    if not gc.isenabled():
-        return orjson.loads(raw)
-    gc.disable()
-    try:
-        parsed = orjson.loads(raw)
-        gc.freeze()
-        gc.unfreeze()
-        return parsed
-    finally:
-        gc.enable()
 
 
 async def read_body(request: web.Request, reading: Coroutine[Any, Any, T]) -> T:
