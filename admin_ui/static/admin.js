@@ -81,7 +81,7 @@ $("#logout").addEventListener("click", () => api("POST", "/logout").catch(() => 
 // --- tabs -----------------------------------------------------------------------------------
 
 const loaders = { dashboard: loadDashboard, settings: () => loadSettings(), upstreams: loadUpstreams,
-  accounts: loadAccounts, earnings: loadEarnings };
+  accounts: loadAccounts, requests: () => loadRequests(), earnings: loadEarnings };
 
 function showTab(name) {
   for (const b of $$("nav button")) b.classList.toggle("active", b.dataset.tab === name);
