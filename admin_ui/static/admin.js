@@ -217,7 +217,7 @@ async function loadAccounts() {
   $("#accounts-totals").textContent =
     `${t.accounts} accounts, ${sat(t.ecash_balance_msat)} sat owed as ecash, ${sat(t.credit_msat)} sat operator credit ` +
     `(spend-only), ${sat(t.remainders_msat)} sat in remainders, ${sat(t.reserved_msat)} sat reserved, ${t.requests} requests`;
-  fill($("#accounts-table tbody"), data.accounts.map((a) => el("tr", { class: "click", onclick: () => loadEntries(a.id) },
+  fill($("#accounts-table tbody"), data.accounts.map((a) => el("tr", { class: "click", "data-id": a.id, onclick: () => { loadEntries(a.id); showKey(a.id); } },
     el("td", {}, a.id), el("td", {}, a.kind), el("td", {}, a.balance_msat.toLocaleString()),
     el("td", {}, a.credit_msat.toLocaleString()), el("td", {}, a.reserved_msat.toLocaleString()),
     el("td", {}, a.requests), el("td", {}, when(a.last_used_at)))));
