@@ -16,8 +16,6 @@ const requestRow = (r) => el("tr", { "data-id": r.request_id },
   el("td", { class: "status-" + r.status }, r.status), el("td", {}, `${r.prompt_tokens} / ${r.completion_tokens}`),
   el("td", {}, r.cost_msat.toLocaleString()), el("td", {}, r.duration_ms), el("td", { class: "mono" }, r.request_id));
 
-const emptyRow = (cols, text) => el("tr", { class: "empty" }, el("td", { colspan: cols }, text));
-
 async function loadRequests(more = false) {
   const params = requestsQuery();
   const spot = $('[data-error="requests"]');
@@ -34,13 +32,12 @@ async function loadRequests(more = false) {
   const body = $("#requests-table tbody");
   const rows = data.data.map(requestRow);
   if (more) body.append(...rows);
-  else fill(body, rows.length ? rows : [emptyRow(8, "No requests recorded yet (or none match the filter).")]);
+  else fill(body, rows, "No requests recorded yet (or none match the filter).");
   requestsBefore = data.next_before;
   $("#requests-more").hidden = !data.has_more;
-  fill($("#by-model-table tbody"), data.by_model.length
-    ? data.by_model.map((m) => el("tr", { "data-model": m.model }, el("td", {}, m.model || "—"), el("td", {}, m.requests),
-      el("td", {}, sat(m.cost_msat)), el("td", {}, m.prompt_tokens), el("td", {}, m.completion_tokens)))
-    : [emptyRow(5, "Nothing to break down yet.")]);
+  fill($("#by-model-table tbody"), data.by_model.map((m) => el("tr", { "data-model": m.model },
+    el("td", {}, m.model || "—"), el("td", {}, m.requests), el("td", {}, sat(m.cost_msat)),
+    el("td", {}, m.prompt_tokens), el("td", {}, m.completion_tokens))), "Nothing to break down yet.");
   if (!more) await fillModels();
 }
 
