@@ -119,7 +119,7 @@ async def test_operator_credit_over_http_is_spend_only_idempotent_and_checked(
         assert sum(1 for _, b in results if b["credited"]) == 1
         account = keys_node.ledger.get(account_id)
         assert account.balance_msat == account.credit_msat == 15_000
-        for bad in (0, -1, "5", 1.5, True, None):
+        for bad in (0, -1, "5", 1.5, True, None, 2**62 - 1):
             status, body = await fund(bad, {**headers, "Idempotency-Key": f"bad-{bad}"})
             assert status == 400 and body["error"]["param"] == "amount_msat", (bad, body)
         status, body = await fund(5_000, {"Idempotency-Key": "no-csrf"})
@@ -130,6 +130,23 @@ async def test_operator_credit_over_http_is_spend_only_idempotent_and_checked(
             headers=headers,
         ) as r:
             assert r.status == 404
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(
+                keys_node.url + "/v1/keys",
+                json={"name": "child"},
+                headers={"Authorization": f"Bearer {key}"},
+            ) as r,
+        ):
+            assert r.status == 201
+            child = keys_node.ledger.find(hash_key((await r.json())["api_key"]))
+        assert child is not None
+        async with admin.session.post(
+            f"{keys_node.url}/admin/api/keys/{child.id}/credit",
+            json={"amount_msat": 1},
+            headers={**headers, "Idempotency-Key": "child"},
+        ) as r:
+            assert r.status == 400  # a sub-key spends its parent's balance
         for bad_body in ({"credit_msat": -5}, {"credit_msat": "1"}, {"limit_period": "yearly"}):
             status, body, _ = await admin.call("POST", "/admin/api/keys", bad_body)
             assert status == 400, bad_body

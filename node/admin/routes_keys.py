@@ -106,6 +106,8 @@ async def fund(request: web.Request) -> web.Response:
     row = parts.ledger.account_row(account_id)
     if row is None:
         raise NotFound("no account with this id", code="account_not_found")
+    if int(row["balance_msat"]) + amount >= 2**62:  # far beyond any real balance
+        raise BadRequest("amount_msat would take the balance past 2^62 msat", param="amount_msat")
     if row["kind"] == SUBKEY:
         raise BadRequest("a sub-key spends its parent's balance: fund the parent", param="id")
     key, _ = idempotency_key(request)
