@@ -258,6 +258,11 @@ function showToken(payout, said) {
   shownPayout = payout.id;
   $("#withdraw-said").textContent = said;
   $("#withdraw-token").value = payout.cashu_token;
+  try {
+    $("#withdraw-qr").replaceChildren(qrSvg(payout.cashu_token));
+  } catch { // longer than a QR code holds: the text and Copy remain
+    $("#withdraw-qr").replaceChildren(el("p", { class: "help" }, "Too long for a QR code: copy the text."));
+  }
   $("#token-status").textContent = "";
   $("#withdraw-result").hidden = false;
   $("#withdraw-result").scrollIntoView({ block: "nearest" });
