@@ -14,7 +14,7 @@ from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
 from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
 
-TABS = ["dashboard", "settings", "upstreams", "accounts", "earnings"]
+TABS = ["dashboard", "settings", "upstreams", "accounts", "requests", "earnings"]
 OVERFLOW = """() => {
   const width = document.documentElement.clientWidth;
   const wide = [...document.querySelectorAll('body *')].filter((e) => {

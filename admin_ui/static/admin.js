@@ -41,7 +41,9 @@ async function api(method, path, body, extra = {}) {
 
 const sat = (msat) => (msat / 1000).toLocaleString(undefined, { maximumFractionDigits: 3 });
 const when = (t) => (t ? new Date(t * 1000).toLocaleString() : "—");
-const fill = (tbody, rows) => tbody.replaceChildren(...rows);
+// A table's rows, or when there is none, one row saying so (an empty state, not a blank).
+const fill = (tbody, rows, empty) => tbody.replaceChildren(...(rows.length || !empty ? rows
+  : [el("tr", { class: "empty" }, el("td", { colspan: tbody.closest("table").tHead.rows[0].cells.length }, empty))]));
 
 const formData = (form) => Object.fromEntries(new FormData(form).entries());
 
@@ -81,7 +83,7 @@ $("#logout").addEventListener("click", () => api("POST", "/logout").catch(() => 
 // --- tabs -----------------------------------------------------------------------------------
 
 const loaders = { dashboard: loadDashboard, settings: () => loadSettings(), upstreams: loadUpstreams,
-  accounts: loadAccounts, earnings: loadEarnings };
+  accounts: loadAccounts, requests: () => loadRequests(), earnings: loadEarnings };
 
 function showTab(name) {
   for (const b of $$("nav button")) b.classList.toggle("active", b.dataset.tab === name);
@@ -117,6 +119,7 @@ async function loadDashboard() {
     card("Solvent", money.solvent ? "yes" : "NO", !money.solvent),
   );
   drawChart($("#chart"), series.points, period);
+  $("#chart-empty").hidden = requests > 0;
 }
 
 for (const b of $$("#periods button")) {
@@ -150,11 +153,13 @@ async function loadUpstreams() {
     el("td", {}, u.api_key_set ? "set" : "—"), el("td", {}, u.models.join(", ") || "—"),
     el("td", {},
       el("button", { class: "small", onclick: () => testUpstream(u.name) }, "Test"), " ",
-      el("button", { class: "small danger", onclick: () => removeEntry("upstreams", u.name) }, "Remove")))));
+      el("button", { class: "small danger", onclick: () => removeEntry("upstreams", u.name) }, "Remove")))),
+    "No upstream yet: add one below (an OpenAI-compatible base URL and its key).");
   fill($("#models-table tbody"), data.models.map((m) => el("tr", {},
     el("td", {}, m.id), el("td", {}, m.upstream || "(first)"), el("td", {}, m.upstream_model || "—"),
     el("td", {}, m.input_usd_per_mtok), el("td", {}, m.output_usd_per_mtok),
-    el("td", {}, el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))));
+    el("td", {}, el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))),
+    "No model priced yet: add one below; until then nothing is sold.");
   $("#model-form select").replaceChildren(...data.upstreams.map((u) => el("option", { value: u.name }, u.name)));
 }
 
@@ -217,10 +222,11 @@ async function loadAccounts() {
   $("#accounts-totals").textContent =
     `${t.accounts} accounts, ${sat(t.ecash_balance_msat)} sat owed as ecash, ${sat(t.credit_msat)} sat operator credit ` +
     `(spend-only), ${sat(t.remainders_msat)} sat in remainders, ${sat(t.reserved_msat)} sat reserved, ${t.requests} requests`;
-  fill($("#accounts-table tbody"), data.accounts.map((a) => el("tr", { class: "click", onclick: () => loadEntries(a.id) },
+  fill($("#accounts-table tbody"), data.accounts.map((a) => el("tr", { class: "click", "data-id": a.id, onclick: () => { loadEntries(a.id); showKey(a.id); } },
     el("td", {}, a.id), el("td", {}, a.kind), el("td", {}, a.balance_msat.toLocaleString()),
     el("td", {}, a.credit_msat.toLocaleString()), el("td", {}, a.reserved_msat.toLocaleString()),
-    el("td", {}, a.requests), el("td", {}, when(a.last_used_at)))));
+    el("td", {}, a.requests), el("td", {}, when(a.last_used_at)))),
+    "No account yet: one appears when a client pays with a token, or create a key above.");
 }
 
 async function loadEntries(id) {
@@ -229,7 +235,7 @@ async function loadEntries(id) {
   $("#entries-title").textContent = `Entries of account ${id}`;
   fill($("#entries-table tbody"), data.entries.map((e) => el("tr", {},
     el("td", {}, when(e.created_at)), el("td", {}, e.kind), el("td", {}, e.amount_msat.toLocaleString()),
-    el("td", { class: "mono" }, e.ref))));
+    el("td", { class: "mono" }, e.ref))), "No entries on this account.");
 }
 
 // --- earnings -------------------------------------------------------------------------------
@@ -242,7 +248,8 @@ async function loadEarnings() {
     : (p.collected ? "collected" : "—");
   fill($("#payouts-table tbody"), data.payouts.map((p) => el("tr", { "data-id": p.id },
     el("td", {}, when(p.created_at)), el("td", {}, p.amount_sat), el("td", {}, p.fee_sat),
-    el("td", { class: "mono" }, p.mint), el("td", {}, p.state), el("td", {}, tokenCell(p)))));
+    el("td", { class: "mono" }, p.mint), el("td", {}, p.state), el("td", {}, tokenCell(p)))),
+    "No withdrawal yet: earnings withdrawn above are listed here.");
 }
 
 // The token on show: kept in "Earlier withdrawals" until the operator marks it collected.
@@ -251,6 +258,11 @@ function showToken(payout, said) {
   shownPayout = payout.id;
   $("#withdraw-said").textContent = said;
   $("#withdraw-token").value = payout.cashu_token;
+  try {
+    $("#withdraw-qr").replaceChildren(qrSvg(payout.cashu_token));
+  } catch { // longer than a QR code holds: the text and Copy remain
+    $("#withdraw-qr").replaceChildren(el("p", { class: "help" }, "Too long for a QR code: copy the text."));
+  }
   $("#token-status").textContent = "";
   $("#withdraw-result").hidden = false;
   $("#withdraw-result").scrollIntoView({ block: "nearest" });

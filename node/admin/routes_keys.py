@@ -1,8 +1,10 @@
 """/admin/api keys and requests: each account's request records and keys (its own rules and
-its sub-keys, with their spend); the operator sets any key's limits and expiry, or revokes it."""
+its sub-keys, with their spend); the operator creates a key funded with operator credit
+(spend-only, never paid out), adds credit, sets any key's limits and expiry, or revokes it."""
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
@@ -10,10 +12,12 @@ from aiohttp import web
 
 from node.admin.http import guarded, int_query, parts_of
 from node.errors import BadRequest, NotFound
+from node.http.credentials import idempotency_key
 from node.http.web import json_response, read_json
-from node.money.keys import KeyRules, Rules
+from node.money.keys import SUBKEY, KeyRules, Rules
+from node.money.ledger import GRANT, hash_key
 from node.parts import Parts
-from node.routes.rules import parse_rules
+from node.routes.rules import parse_rules, whole
 
 routes = web.RouteTableDef()
 
@@ -69,6 +73,52 @@ async def keys(request: web.Request) -> web.Response:
             "account_id": account_id,
             "rules": _described(parts, own) if own is not None else None,
             "sub_keys": [_described(parts, k) for k in children],
+        }
+    )
+
+
+@routes.post("/admin/api/keys")
+@guarded
+async def create(request: web.Request) -> web.Response:
+    """A new `sk-` key holding `credit_msat` of operator credit, with the rules the body sets.
+    The key is in this answer only: the node keeps its hash."""
+    body, _ = await read_json(request)
+    parts = parts_of(request)
+    credit = whole(body, "credit_msat") or 0
+    rules = Rules(**parse_rules(body))
+    key = "sk-" + secrets.token_urlsafe(32)
+    account_id = parts.ledger.grant(hash_key(key), credit, "operator:admin")
+    parts.keys.set_rules(account_id, rules)
+    made = parts.keys.get(account_id)
+    assert made is not None
+    return json_response({"key": key, **_described(parts, made)}, status=201)
+
+
+@routes.post("/admin/api/keys/{id}/credit")
+@guarded
+async def fund(request: web.Request) -> web.Response:
+    """Add operator credit (spend-only) to an account; once per Idempotency-Key."""
+    body, _ = await read_json(request)
+    parts, account_id = parts_of(request), _account_id(request)
+    amount = whole(body, "amount_msat", least=1)
+    if amount is None:
+        raise BadRequest("amount_msat is required: msat, at least 1", param="amount_msat")
+    row = parts.ledger.account_row(account_id)
+    if row is None:
+        raise NotFound("no account with this id", code="account_not_found")
+    if int(row["balance_msat"]) + amount >= 2**62:  # far beyond any real balance
+        raise BadRequest("amount_msat would take the balance past 2^62 msat", param="amount_msat")
+    if row["kind"] == SUBKEY:
+        raise BadRequest("a sub-key spends its parent's balance: fund the parent", param="id")
+    key, _ = idempotency_key(request)
+    credited = parts.ledger.fund(account_id, amount, f"operator:{GRANT}:{key}")
+    account = parts.ledger.get(account_id)
+    return json_response(
+        {
+            "account_id": account_id,
+            "credited": credited,
+            "balance_msat": account.balance_msat,
+            "credit_msat": account.credit_msat,
         }
     )
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from node.admin import routes, routes_keys, routes_money, ui
+from node.admin import routes, routes_keys, routes_money, routes_requests, ui
 from node.parts import PARTS
 
 log = logging.getLogger("nutgate.admin")
@@ -19,6 +19,7 @@ def setup(app: web.Application) -> None:
     app.add_routes(routes.routes)
     app.add_routes(routes_money.routes)
     app.add_routes(routes_keys.routes)
+    app.add_routes(routes_requests.routes)
     app.add_routes(ui.routes)
 
 

@@ -135,6 +135,15 @@ class Ledger(LedgerReports):
             self.credit(conn, account_id, amount_msat, GRANT, ref)
         return account_id
 
+    def fund(self, account_id: int, amount_msat: int, ref: str) -> bool:
+        """Operator credit (spend-only) for an account, once per `ref`: False if already given."""
+        with self.db.transaction() as conn:
+            given = "SELECT 1 FROM entries WHERE account_id = ? AND kind = ? AND ref = ?"
+            if conn.execute(given, (account_id, GRANT, ref)).fetchone() is not None:
+                return False
+            self.credit(conn, account_id, amount_msat, GRANT, ref)
+        return True
+
     # --- balance changes inside a caller's transaction ------------------------------------
 
     def credit(

@@ -188,6 +188,33 @@ class Records:
             rows = [{group_by: r["grp"], **_sums(r)} for r in found]
         return {"totals": _sums(total), "data": rows}
 
+    def search(
+        self, found: Filter, limit: int, before: str | None = None
+    ) -> tuple[list[Record], bool]:
+        """The operator's view across accounts: newest first, filtered; (rows, more)."""
+        where, params = found.where()
+        if before is not None:
+            where += " AND id < COALESCE((SELECT id FROM request_records WHERE request_id = ?), 0)"
+            params.append(before)
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM request_records WHERE {where} ORDER BY id DESC LIMIT ?",
+            [*params, limit + 1],
+        )
+        records = [Record(**dict(r)) for r in rows]
+        return records[:limit], len(records) > limit
+
+    def by_model(self, found: Filter) -> list[dict[str, Any]]:
+        """Requests, cost and tokens per model, over the records the filter keeps."""
+        where, params = found.where()
+        rows = self.db.query(
+            "SELECT model, COUNT(*) AS requests, COALESCE(SUM(cost_msat), 0) AS cost_msat,"
+            " COALESCE(SUM(prompt_tokens), 0) AS prompt_tokens,"
+            " COALESCE(SUM(completion_tokens), 0) AS completion_tokens"
+            f" FROM request_records WHERE {where} GROUP BY model ORDER BY cost_msat DESC, model",
+            params,
+        )
+        return [dict(r) for r in rows]
+
     def spent_by_key(self, key_ids: list[int]) -> dict[int, int]:
         """What each key's kept records cost (for the admin)."""
         if not key_ids:
@@ -199,6 +226,30 @@ class Records:
             key_ids,
         )
         return {int(r["key_id"]): int(r["spent"]) for r in rows}
+
+
+@dataclass(frozen=True)
+class Filter:
+    """The admin's filter: one account (its own requests and its sub-keys'), model, status."""
+
+    account_id: int | None = None
+    model: str | None = None
+    status: str | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        where, params = "1 = 1", list[Any]()
+        if self.account_id is not None:
+            where, params = _owned([self.account_id])
+        if self.model is not None:
+            where += " AND model = ?"
+            params.append(self.model)
+        if self.status is not None:
+            where += " AND status = ?"
+            params.append(self.status)
+        return where, params
+
+
+STATUSES = (OK, INCOMPLETE, FAILED, INTERRUPTED)
 
 
 def _owned(account_ids: list[int]) -> tuple[str, list[Any]]:
