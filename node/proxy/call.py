@@ -25,7 +25,6 @@ covered by the reservation; when the balance cannot hold another, no further one
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -38,9 +37,7 @@ from aiohttp import web
 from node.errors import (
     NodeError,
     PaymentRequired,
-    ServiceUnavailable,
     UpstreamError,
-    UpstreamTimeout,
 )
 from node.http.observe import trace_of
 from node.http.web import REQUEST_ID
@@ -52,7 +49,7 @@ from node.money.records import Record, Records
 from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Pricer, Usage
-from node.proxy import upstream
+from node.proxy import dress, upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
 from node.proxy.sse import SseReader, model_renamed
@@ -311,7 +308,7 @@ class MeteredCall:
         return self.plan.floor_msat if attempt.ended else self.plan.max_cost_msat
 
     async def _plain(self, answer: upstream.Answer) -> web.StreamResponse:
-        parsed = _json_object(answer.head)
+        parsed = dress.json_object(answer.head)
         if parsed is None and ("json" in answer.content_type or not self.meter.text_answers):
             raise UpstreamError("upstream answered with malformed JSON")
         self.produced = self.complete = True
@@ -319,7 +316,7 @@ class MeteredCall:
             self.measured = self.meter.measure_text(answer.head)
             await self._settle()
             headers = {"X-Cost-Msat": str(self.cost_msat), **await self.payer.finish()}
-            return web.Response(body=answer.head, headers=headers, content_type=_mime(answer))
+            return web.Response(body=answer.head, headers=headers, content_type=dress.mime(answer))
         assert self.wire is not None
         self.measured = self.wire.measure(parsed)
         await self._settle()
@@ -340,36 +337,19 @@ class MeteredCall:
         )
 
     def _cost_fields(self) -> dict[str, Any]:
-        """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
-        fields: dict[str, Any] = {"cost_msat": self.cost_msat, "cost_sats": self.cost_msat / 1000}
-        with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
-            fields["cost"] = float(self.cost_msat / self.pricer.msat_per_usd())
-        return fields
+        return dress.cost_fields(self.pricer, self.cost_msat)
 
     def _cost_headers(self) -> dict[str, str]:
-        """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
         seen = self.measured.usage
         prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
         cached = seen.cached_tokens if seen is not None else 0
-        prompt_msat = min(
-            self.cost_msat, self.pricer.cost_msat(self.model.price, Usage(prompt, 0, cached))
-        )
-        headers = {
-            "X-Cost-Msat": str(self.cost_msat),
-            "X-Routstr-Cost-Msats": str(self.cost_msat),
-            "X-Routstr-Input-Cost-Msats": str(prompt_msat),
-            "X-Routstr-Output-Cost-Msats": str(self.cost_msat - prompt_msat),
-        }
-        usd = self._cost_fields().get("cost")
-        if usd is not None:
-            headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
-        return headers
+        return dress.cost_headers(self.pricer, self.model, self.cost_msat, prompt, cached)
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered
         assert self.wire is not None
         reader = self.wire.reader(self.plan)
-        out = EventStream(
+        out = dress.EventStream(
             headers={
                 "Content-Type": "text/event-stream",
                 "Cache-Control": "no-cache",
@@ -395,7 +375,7 @@ class MeteredCall:
                 await self._settle()  # before the client can see the error
                 self.trace.upstream_failed("upstream_stream_broken")
                 extras = await self.payer.finish(in_band=True)
-                await self._write_safely(out, reader.failure(_stream_error(exc), extras))
+                await self._write_safely(out, reader.failure(dress.stream_error(exc), extras))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
                 self._note(reader)
@@ -438,7 +418,9 @@ class MeteredCall:
         await self._settle()
         fallback = self.meter.usage_json(self.plan, self.measured)
         if isinstance(reader, SseReader):  # an OpenAI stream: the model asked, a last choice
-            closing = None if self.usage_asked else _closing_choice(self.path, reader.finish_reason)
+            closing = (
+                None if self.usage_asked else dress.closing_choice(self.path, reader.finish_reason)
+            )
             reader.dress(self.asked_model, closing, self.meter.event_out)
         extras = await self.payer.finish(in_band=True)
         await self._write_safely(out, reader.ending(self._cost_fields(), extras, fallback))
@@ -451,22 +433,6 @@ class MeteredCall:
             log.info("request %s: client went away before the stream's end", self.request_id)
 
 
-class EventStream(web.StreamResponse):
-    """A streamed answer whose headers leave with its first events, in one write: a
-    StreamResponse otherwise sends them alone, which costs the client a wake-up before the
-    first byte it waits for."""
-
-    _send_headers_immediately = False
-
-
-def _closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
-    """The last chunk's choice for a client that did not ask for usage: empty, repeating how
-    the first answer ended; the usage (with the cost) and any change ride along on it."""
-    empty: dict[str, Any] = {"text": ""} if path == "completions" else {"delta": {}}
-    ended = finish_reason if isinstance(finish_reason, str) else "stop"
-    return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
-
-
 def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> PaymentRequired:
     """A refusal naming the key's spending limit, when it is what stands in the way."""
     whose = "this key's" if cap.key_id == key_id else "its parent key's"
@@ -475,21 +441,3 @@ def _over_limit(cap: Cap, short: PaymentRequired, key_id: int | None) -> Payment
         f"({short.message})",
         code="key_limit_reached",
     )
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    try:
-        parsed = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    return parsed if isinstance(parsed, dict) else None
-
-
-def _mime(answer: upstream.Answer) -> str:
-    return answer.content_type.split(";")[0].strip() or "text/plain"
-
-
-def _stream_error(exc: BaseException) -> NodeError:
-    if isinstance(exc, TimeoutError):
-        return UpstreamTimeout("upstream stopped sending")
-    return UpstreamError("upstream connection failed mid-stream")

@@ -1,0 +1,76 @@
+"""How a metered answer is presented to its client: the cost in its fields and headers (the
+node's, Routstr's and OpenRouter's names), a stream's last choice, and the small shapes the
+call needs. Pure, but for the StreamResponse it streams through."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from node.errors import NodeError, ServiceUnavailable, UpstreamError, UpstreamTimeout
+from node.pricing.catalogue import Model
+from node.pricing.prices import Pricer, Usage
+from node.proxy import upstream
+
+
+class EventStream(web.StreamResponse):
+    """A streamed answer whose headers leave with its first events, in one write: a
+    StreamResponse otherwise sends them alone, which costs the client a wake-up before the
+    first byte it waits for."""
+
+    _send_headers_immediately = False
+
+
+def cost_fields(pricer: Pricer, cost_msat: int) -> dict[str, Any]:
+    """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
+    fields: dict[str, Any] = {"cost_msat": cost_msat, "cost_sats": cost_msat / 1000}
+    with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
+        fields["cost"] = float(cost_msat / pricer.msat_per_usd())
+    return fields
+
+
+def cost_headers(
+    pricer: Pricer, model: Model, cost_msat: int, prompt_tokens: int, cached_tokens: int
+) -> dict[str, str]:
+    """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
+    prompt = Usage(prompt_tokens, 0, cached_tokens)
+    prompt_msat = min(cost_msat, pricer.cost_msat(model.price, prompt))
+    headers = {
+        "X-Cost-Msat": str(cost_msat),
+        "X-Routstr-Cost-Msats": str(cost_msat),
+        "X-Routstr-Input-Cost-Msats": str(prompt_msat),
+        "X-Routstr-Output-Cost-Msats": str(cost_msat - prompt_msat),
+    }
+    usd = cost_fields(pricer, cost_msat).get("cost")
+    if usd is not None:
+        headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
+    return headers
+
+
+def closing_choice(path: str, finish_reason: Any) -> dict[str, Any]:
+    """The last chunk's choice for a client that did not ask for usage: empty, repeating how
+    the first answer ended; the usage (with the cost) and any change ride along on it."""
+    empty: dict[str, Any] = {"text": ""} if path == "completions" else {"delta": {}}
+    ended = finish_reason if isinstance(finish_reason, str) else "stop"
+    return {"index": 0, **empty, "logprobs": None, "finish_reason": ended}
+
+
+def json_object(raw: bytes) -> dict[str, Any] | None:
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
+
+
+def mime(answer: upstream.Answer) -> str:
+    return answer.content_type.split(";")[0].strip() or "text/plain"
+
+
+def stream_error(exc: BaseException) -> NodeError:
+    if isinstance(exc, TimeoutError):
+        return UpstreamTimeout("upstream stopped sending")
+    return UpstreamError("upstream connection failed mid-stream")
