@@ -53,7 +53,6 @@ REFUSED = {
     "tool_choice-hosted": ("tool_choice", responses(tool_choice={"type": "file_search"})),
     "tool_choice-allowed-hosted": ("tool_choice", responses(tool_choice={
         "type": "allowed_tools", "mode": "auto", "tools": [{"type": "web_search_preview"}]})),
-    "models-fallback": ("models", chat(models=["bill-model", "some-dearer-model"])),
     "provider-routing": ("provider", chat(provider={"order": ["dearest"]})),
     "gemini-cached_content": ("extra_body", chat(extra_body={"google": {
         "cached_content": "cachedContents/abc"}})),

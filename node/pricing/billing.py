@@ -241,7 +241,6 @@ REFUSED_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("modalities", _audio_out, "audio output tokens bill far above text tokens"),
     ("audio", _present, "audio output tokens bill far above text tokens"),
     ("prediction", _present, "rejected prediction tokens bill beyond the output limit"),
-    ("models", _present, "fallback models bill at their own prices"),
     ("provider", _present, "provider routing may pick an endpoint dearer than the price"),
     ("extra_body", _names_cached_content, "cached_content re-reads (and bills) stored tokens"),
 )
