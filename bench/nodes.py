@@ -5,7 +5,6 @@ other accounts seeded straight into its database through `Ledger.grant`.
 from __future__ import annotations
 
 import secrets
-import subprocess
 import time
 from pathlib import Path
 
@@ -59,26 +58,6 @@ max_output_tokens = 1000
     return path
 
 
-def operator_key(config: Path) -> str:
-    out = subprocess.run(
-        [
-            PY,
-            "-m",
-            "node.cli",
-            "keys",
-            "create",
-            "--config",
-            str(config),
-            "--balance-msat",
-            str(BALANCE_MSAT),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
-
-
 def seed(config: Path, accounts: int) -> tuple[list[str], float]:
     """`accounts` more funded keys, one `Ledger.grant` each; returns them and the seconds taken."""
     db = open_database(load_settings(config))
@@ -107,7 +86,7 @@ class BenchNode:
         self.port = free_port()
         self.data_dir = workdir / name
         self.config = write_config(self.data_dir, self.port, upstream, mint, store_url)
-        self.keys = keys if keys is not None else [operator_key(self.config)]
+        self.keys = keys if keys is not None else seed(self.config, 1)[0]
         self.keys_file = self.data_dir / "keys.txt"
         self.seed_s = 0.0
         self.proc = Proc(
