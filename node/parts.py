@@ -22,7 +22,9 @@ import asyncio
 import importlib.metadata
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 from aiohttp import web
@@ -101,6 +103,7 @@ class Parts:
 
 
 PARTS = web.AppKey("parts", Parts)
+T = TypeVar("T")
 
 
 def open_database(settings: Settings) -> Store:
@@ -276,19 +279,25 @@ async def keep_up(parts: Parts) -> None:
 async def watch_invoices(parts: Parts) -> None:
     """Settle the node's open Lightning invoices every `[lightning] watch_interval_s` (one
     paid while no client polls is credited all the same), pay the refunds due on expiry and,
-    past its threshold, the operator's earnings."""
+    past its threshold, the operator's earnings. Each step is guarded on its own: a mint that
+    fails one does not hold up the others."""
     while True:
         await asyncio.sleep(parts.settings.lightning.watch_interval_s)
-        try:
-            credited = await parts.lightning.watch()
-            if credited:
-                log.info("credited %d paid Lightning invoice(s)", credited)
-            refunded = await parts.refunds.pay_due()
-            if refunded:
-                log.info("paid %d refund(s) on expiry to Lightning", refunded)
-            await parts.autopay.run()
-        except Exception:
-            log.exception("watching invoices failed; trying again")
+        credited = await _guarded("watching invoices", parts.lightning.watch())
+        if credited:
+            log.info("credited %d paid Lightning invoice(s)", credited)
+        refunded = await _guarded("paying refunds on expiry", parts.refunds.pay_due())
+        if refunded:
+            log.info("paid %d refund(s) on expiry to Lightning", refunded)
+        await _guarded("paying earnings to Lightning", parts.autopay.run())
+
+
+async def _guarded(what: str, step: Awaitable[T]) -> T | None:
+    try:
+        return await step
+    except Exception:
+        log.exception("%s failed; trying again", what)
+        return None
 
 
 def _settle_orphans_and_announce(parts: Parts) -> None:
