@@ -32,6 +32,12 @@ from node.settings import LightningSection
 log = logging.getLogger(__name__)
 
 
+def fee_margin_sat(sats: int) -> int:
+    """What a payment of all of `sats` keeps back for its fees: a mint's usual Lightning fee
+    reserve (1%, at least 2 sat) and an input fee."""
+    return max(2, -(-sats // 100)) + 1
+
+
 def _unavailable(message: str) -> ServiceUnavailable:
     return ServiceUnavailable(
         message, code="lightning_unavailable", headers={"Retry-After": MINT_RETRY_AFTER_S}
