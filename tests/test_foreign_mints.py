@@ -29,7 +29,8 @@ async def test_a_foreign_token_is_credited_its_value_less_the_quoted_fees(
     make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
 ) -> None:
     node = make_node(
-        cashu={"mints": [mint.url], "accept_foreign": True}, lightning={"watch_interval_s": 0.2}
+        cashu={"mints": [mint.url], "accept_foreign": True},
+        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},  # fee_mint: loopback
     )
     token = await ref_wallet.token(fee_mint.url, 100)  # fee_mint: not trusted by this node
     status, _, quoted = await call(node, "POST", CREATE, json={"cashu_token": token})
@@ -60,3 +61,20 @@ async def test_a_foreign_token_is_credited_its_value_less_the_quoted_fees(
     status, _, added = await call(node, "POST", "/v1/wallet/topup", key, json=body)
     assert status == 200 and 50 <= added["amount_added"] < 60, added
     solvent(node)
+
+
+async def test_a_foreign_token_of_a_mint_on_a_private_address_is_refused_before_any_contact(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """The client names the mint: the node must not reach inside its own network for it."""
+    node = make_node(
+        cashu={"mints": [mint.url], "accept_foreign": True}, lightning={"watch_interval_s": 0.2}
+    )
+    token = await ref_wallet.token(fee_mint.url, 100)  # fee_mint: on a loopback address
+    body = {"cashu_token": token, "accept_fees_sat": 10}
+    status, _, refused = await call(node, "POST", CREATE, json=body)
+    assert status == 400 and refused["error"]["code"] == "lnurl_host_refused", refused
+    assert refused["error"]["param"] == "cashu_token"
+    assert node.db.query_one("SELECT COUNT(*) FROM wallet_invoices")[0] == 0  # no quote asked
+    await ref_wallet.receive(token)  # the token was not melted: it is still its owner's
+    node.assert_clean()

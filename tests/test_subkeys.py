@@ -12,6 +12,7 @@ from typing import Any
 import openai
 import pytest
 
+from node.money.keys import MAX_SUBKEYS
 from tests.conftest import NodeHandle
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.money import call
@@ -266,4 +267,22 @@ async def test_a_sub_keys_requests_per_minute(
     status, body = await chat(keys_node, key)
     assert status == 429 and "2 requests per minute" in body["error"]["message"]
     assert (await chat(keys_node, parent))[0] == 200  # the parent is not held by it
+    keys_node.assert_clean()
+
+
+async def test_a_key_makes_at_most_max_subkeys_free_of_charge(
+    keys_node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo
+) -> None:
+    """Sub-keys cost nothing: without a bound, any key could fill the database with them."""
+    parent = await funded_key(keys_node, ref_wallet, mint, 10)
+    path = "/v1/balance/child-key"
+    for _ in range(MAX_SUBKEYS // 50):
+        status, _, made = await call(keys_node, "POST", path, parent, json={"count": 50})
+        assert status == 200, made
+    status, _, refused = await call(keys_node, "POST", "/v1/keys", parent, json={})
+    assert status == 409 and refused["error"]["code"] == "too_many_subkeys", refused
+    status, _, refused = await call(keys_node, "POST", path, parent, json={"count": 1})
+    assert status == 409 and refused["error"]["code"] == "too_many_subkeys", refused
+    count = "SELECT COUNT(*) FROM key_rules WHERE parent_id IS NOT NULL"
+    assert keys_node.db.query_one(count)[0] == MAX_SUBKEYS
     keys_node.assert_clean()

@@ -12,7 +12,7 @@ import time
 from node.errors import NodeError
 from node.money.books import earnings_msat
 from node.money.ledger import Ledger
-from node.money.lightning import Lightning
+from node.money.lightning import Lightning, fee_margin_sat
 from node.settings import LightningSection
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ class EarningsAutopay:
         earned = earnings_msat(self.ledger) // 1000
         if earned < threshold:
             return False
-        margin = max(2, -(-earned // 100)) + 1  # a Lightning fee reserve and an input fee
+        margin = fee_margin_sat(earned)
         key = f"autopay-{time.time_ns()}"
         try:
             melted = await self.lightning.pay_earnings(None, address, earned - margin, key, None)

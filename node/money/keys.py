@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from node.db.store import Store
-from node.errors import Forbidden, NodeError, RateLimited, Unauthorized
+from node.errors import Conflict, Forbidden, NodeError, RateLimited, Unauthorized
 from node.money.ledger import Cap, Ledger, hash_key
 
 MIGRATIONS = [
@@ -46,6 +46,7 @@ MIGRATIONS = [
 ]
 
 SUBKEY = "subkey"  # the accounts kind of a sub-key
+MAX_SUBKEYS = 1000  # per parent, revoked ones included
 PERIODS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400}
 _COLUMNS = (
     "account_id, parent_id, name, spend_limit_msat, limit_period, reset_at, reset_entry,"
@@ -206,9 +207,16 @@ class Keys:
 
     def create_child(self, parent_id: int, rules: Rules, count: int = 1) -> list[tuple[str, int]]:
         """`count` new sub-keys of `parent_id`: [(the key, its account id)]. A sub-key's
-        parent is never itself a sub-key."""
+        parent is never itself a sub-key; a parent has at most `MAX_SUBKEYS`, counted in the
+        write (they cost nothing, so nothing else bounds the rows a key can make)."""
         made: list[tuple[str, int]] = []
         with self.db.transaction() as conn:
+            had = conn.execute("SELECT COUNT(*) FROM key_rules WHERE parent_id = ?", (parent_id,))
+            if int(had.fetchone()[0]) + count > MAX_SUBKEYS:  # free to make: rows are bounded
+                raise Conflict(
+                    f"a key has at most {MAX_SUBKEYS} sub-keys (revoked ones count)",
+                    code="too_many_subkeys",
+                )
             for _ in range(count):
                 key = "sk-" + secrets.token_urlsafe(32)
                 account_id = self.ledger.create_account(conn, hash_key(key), SUBKEY)

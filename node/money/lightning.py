@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -29,6 +30,12 @@ from node.money.payments import MINT_RETRY_AFTER_S, wallet_errors
 from node.settings import LightningSection
 
 log = logging.getLogger(__name__)
+
+
+def fee_margin_sat(sats: int) -> int:
+    """What a payment of all of `sats` keeps back for its fees: a mint's usual Lightning fee
+    reserve (1%, at least 2 sat) and an input fee."""
+    return max(2, -(-sats // 100)) + 1
 
 
 def _unavailable(message: str) -> ServiceUnavailable:
@@ -110,7 +117,13 @@ class Lightning:
         self, token: str, account_id: int | None, max_fee_sat: int
     ) -> tuple[cashu.Invoice, str | None]:
         """An untrusted mint's token melted into one of the node's invoices, credited to a new
-        key (returned) or to `account_id`; fees above `max_fee_sat`: a 400 naming them."""
+        key (returned) or to `account_id`; fees above `max_fee_sat`: a 400 naming them. A mint on a
+        private or loopback address is refused before any contact, as a Lightning address's
+        host is (unless `[lightning] lnurl_allow_local`)."""
+        if not self.settings.lnurl_allow_local:  # the client chose the mint: no inside host
+            with wallet_errors():
+                host = urlsplit(cashu.parse_token(token).mint).hostname or ""
+            await lnurl.refuse_local(host, "the token's mint", "cashu_token")
         ref = "fx_" + self.wallet.claim_secret(token)[:40]
         if account_id is None:
             key: str | None = self.api_key_of(ref)

@@ -114,7 +114,7 @@ def _check(bolt11: str, amount_msat: int, metadata: str, host: str) -> None:
 async def _get(session: aiohttp.ClientSession, url: str, allow_local: bool) -> dict[str, Any]:
     host = urlsplit(url).hostname or ""
     if not allow_local:
-        await _refuse_local(host)
+        await refuse_local(host, "the Lightning address's host", "lightning_address")
     try:
         async with session.get(url, timeout=TIMEOUT, allow_redirects=False) as resp:
             raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
@@ -135,18 +135,18 @@ async def _get(session: aiohttp.ClientSession, url: str, allow_local: bool) -> d
     return payload
 
 
-async def _refuse_local(host: str) -> None:
+async def refuse_local(host: str, what: str, param: str) -> None:
+    """A 400 if `host` (a client's choice) resolves to a private, loopback or link-local
+    address: the node would reach inside its own network."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, 443, type=socket.SOCK_STREAM)
     except OSError:
-        raise LnurlError(
-            f"the Lightning address's host {host} cannot be resolved", code="lnurl_unreachable"
-        ) from None
+        raise LnurlError(f"{what} {host} cannot be resolved", code="lnurl_unreachable") from None
     for info in infos:
         ip = ipaddress.ip_address(info[4][0])
         if not ip.is_global:
             raise BadRequest(
-                f"the Lightning address's host {host} is not on the public internet",
+                f"{what} {host} is not on the public internet",
                 code="lnurl_host_refused",
-                param="lightning_address",
+                param=param,
             )

@@ -15,7 +15,7 @@ import time
 from node.db.store import Store
 from node.errors import NodeError
 from node.money.ledger import Ledger
-from node.money.lightning import Lightning
+from node.money.lightning import Lightning, fee_margin_sat
 
 log = logging.getLogger(__name__)
 MAX_TRIES = 5
@@ -73,7 +73,7 @@ class Refunds:
 
     async def _pay(self, account_id: int, address: str) -> int:
         sats = self.ledger.get(account_id).withdrawable_msat // 1000
-        reserve = max(2, -(-sats // 100)) + 1  # a Lightning fee reserve and an input fee
+        reserve = fee_margin_sat(sats)
         if sats - reserve <= 0:
             self._finish(account_id, "paid", 0, 0)  # nothing worth paying out
             return 0
