@@ -26,6 +26,7 @@ from node.dialects.chat_to_messages import chat_answer, messages_request
 from node.dialects.errors import DialectError
 from node.dialects.messages_to_chat import ChatOptions, chat_request, messages_answer
 from node.errors import BadRequest, NodeError, UpstreamError
+from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Usage
 from node.proxy.messages_sse import ChatAsMessages, MessagesAsChat, MessagesReader
@@ -88,12 +89,16 @@ class MessagesOverChat(Wire):
     def __init__(self, meter: Meter, model: Model, route: Route, stops: Any) -> None:
         super().__init__(meter, model)
         self.path = "chat/completions"
+        self.upstream = route.upstream
         self.options = chat_options(route)
         self.stops = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
         self._chat = ChatMeter("chat/completions")
 
     def encode(self, body: Json) -> tuple[bytes, str]:
-        return orjson.dumps(_translated(chat_request, body, self.options)), "application/json"
+        chat = _translated(chat_request, body, self.options)
+        # the tier the price holds for, as on a chat request (an absent one bills as "auto")
+        chat = billing.for_upstream(self.path, chat, self.upstream)
+        return orjson.dumps(chat), "application/json"
 
     def measure(self, answer: Json) -> Measured:
         return self._chat.measure(answer)
