@@ -85,3 +85,21 @@ async def test_a_long_context_beta_only_where_the_context_bounds_it(
     sent = claude_upstream.mock.received[-1]["headers"]  # type: ignore[attr-defined]
     assert sent["anthropic-beta"] == "claude-code-20250219,interleaved-thinking-2025-05-14"
     mnode.assert_clean()
+
+
+async def test_inference_geo_never_a_dearer_one(
+    mnode: NodeHandle, claude_upstream: ThreadedServer
+) -> None:
+    """`inference_geo: "us"` bills 1.1x the listed price (Anthropic's data residency):
+    refused before payment; the default, "global", goes on."""
+    key = mnode.new_key(1_000_000)
+    body = {"model": "claude-mock", "max_tokens": 20, "messages": HI, "inference_geo": "global"}
+    status, _, _ = await call(mnode, "POST", "/v1/messages", key, json=body)
+    assert status == 200 and sent_body(claude_upstream)["inference_geo"] == "global"
+    left = mnode.balance(key)
+    status, _, answer = await call(
+        mnode, "POST", "/v1/messages", key, json=body | {"inference_geo": "us"}
+    )
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
+    assert "inference_geo" in answer["error"]["message"] and mnode.balance(key) == left
+    mnode.assert_clean()

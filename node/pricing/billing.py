@@ -139,6 +139,9 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         body["service_tier"] = "standard_only"
     elif tier is not None and tier not in MESSAGES_TIERS:
         raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
+    geo = body.get("inference_geo")
+    if geo is not None and geo != "global":  # "us": billed at 1.1x the listed price
+        raise _refused("inference_geo", f"{str(geo)[:32]!r} is billed above the listed price")
     _limit_cache_writes(body, cache_writes_priced)
     bounded = _messages_bounded(body.get("system")) and _messages_bounded(body.get("messages"))
     return Shape(unbounded=None if bounded else "messages")
