@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import NodeHandle
 from tests.support.messages_node import HI, sdk
 from tests.support.money import call
@@ -87,19 +89,22 @@ async def test_a_long_context_beta_only_where_the_context_bounds_it(
     mnode.assert_clean()
 
 
-async def test_inference_geo_never_a_dearer_one(
-    mnode: NodeHandle, claude_upstream: ThreadedServer
+@pytest.mark.parametrize(
+    ("field", "listed", "dearer"),
+    [("inference_geo", "global", "us"), ("speed", "standard", "fast")],
+)
+async def test_never_a_dearer_geography_or_speed(
+    mnode: NodeHandle, claude_upstream: ThreadedServer, field: str, listed: str, dearer: str
 ) -> None:
-    """`inference_geo: "us"` bills 1.1x the listed price (Anthropic's data residency):
-    refused before payment; the default, "global", goes on."""
+    """`inference_geo: "us"` bills 1.1x the listed price (Anthropic's data residency),
+    `speed: "fast"` several times it (fast mode): refused before payment; the value billed
+    at the listed price goes on."""
     key = mnode.new_key(1_000_000)
-    body = {"model": "claude-mock", "max_tokens": 20, "messages": HI, "inference_geo": "global"}
+    body = {"model": "claude-mock", "max_tokens": 20, "messages": HI, field: listed}
     status, _, _ = await call(mnode, "POST", "/v1/messages", key, json=body)
-    assert status == 200 and sent_body(claude_upstream)["inference_geo"] == "global"
+    assert status == 200 and sent_body(claude_upstream)[field] == listed
     left = mnode.balance(key)
-    status, _, answer = await call(
-        mnode, "POST", "/v1/messages", key, json=body | {"inference_geo": "us"}
-    )
+    status, _, answer = await call(mnode, "POST", "/v1/messages", key, json=body | {field: dearer})
     assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
-    assert "inference_geo" in answer["error"]["message"] and mnode.balance(key) == left
+    assert field in answer["error"]["message"] and mnode.balance(key) == left
     mnode.assert_clean()
