@@ -17,7 +17,7 @@ from tests.support.billing import pay
 from tests.support.servers import ThreadedServer
 
 
-@pytest.mark.parametrize("path", ["chat/completions", "responses"])
+@pytest.mark.parametrize("path", ["chat/completions", "responses", "messages"])
 async def test_a_request_without_service_tier_goes_upstream_as_default(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer, path: str
 ) -> None:
@@ -29,7 +29,8 @@ async def test_a_request_without_service_tier_goes_upstream_as_default(
     forwards a request without the field unchanged, which means the same thing upstream.
 
     Impact: every request of every client that omits the field (the OpenAI SDK's default),
-    billed up to 2x what the node charged, on such a project.
+    billed up to 2x what the node charged, on such a project. The same for a Messages request
+    translated into chat for an OpenAI-compatible upstream: the translation carries no tier.
 
     Expected: absent and "auto" are treated alike: the node sends "default" (to upstreams that
     take OpenAI's tiers), or docs/billing.md says the operator's project must keep the default
@@ -39,7 +40,7 @@ async def test_a_request_without_service_tier_goes_upstream_as_default(
     node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
     prompt: dict[str, Any] = (
         {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
-        if path == "chat/completions"
+        if path in ("chat/completions", "messages")  # messages: translated into chat
         else {"input": "hi", "max_output_tokens": 16}
     )
     outcome = await pay(

@@ -177,3 +177,30 @@ async def test_a_body_of_many_empty_arrays_is_refused_before_it_is_parsed(
     assert statuses == {402}
     assert hostile == {400}
     assert stalled < baseline + 0.4, (stalled, baseline)
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        b'{ "role": "user", "content": [{ "type": "text", "text": ""}]},' * 150_000,  # spaced
+        b'{"role": "user", "content": "x"},' + b"[0]," * 2_000_000,  # arrays of one number
+    ],
+    ids=["spaced-objects", "arrays-of-one"],
+)
+async def test_a_body_of_many_containers_in_any_spelling_is_refused_before_it_is_parsed(
+    node: NodeHandle, parts: bytes
+) -> None:
+    """The same attack spelled past a count of `{"` and `[]`: a space after each `{`, or
+    arrays that are not empty. Before, each answered 402 after 3-4 s of event loop."""
+    hostile_body = (
+        b'{"model": "test-model", "messages": [' + parts + b'{"role": "user", "content": "x"}]}'
+    )
+    one = orjson.dumps(
+        {"model": "test-model", "messages": [{"role": "user", "content": "x" * len(hostile_body)}]}
+    )
+    assert len(hostile_body) < BODY_BYTES
+    baseline, statuses = await stall_s(node, post_json(node, one))
+    stalled, hostile = await stall_s(node, post_json(node, hostile_body))
+    assert statuses == {402}
+    assert hostile == {400}
+    assert stalled < baseline + 0.4, (stalled, baseline)

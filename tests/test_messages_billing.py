@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.conftest import NodeHandle
 from tests.support.messages_node import HI, sdk
 from tests.support.money import call
@@ -66,4 +68,43 @@ async def test_service_tier_never_a_dearer_one(
         mnode, "POST", "/v1/messages", key, json=body | {"service_tier": "priority"}
     )
     assert status == 400 and answer["error"]["type"] == "invalid_request_error"
+    mnode.assert_clean()
+
+
+async def test_a_long_context_beta_only_where_the_context_bounds_it(
+    mnode: NodeHandle, claude_upstream: ThreadedServer
+) -> None:
+    """Anthropic's `context-1m-…` beta takes prompts past the 200 000 tokens claude-mock's
+    context says (billed at a dearer rate past them), which the node would reserve and charge
+    only up to that context: the beta is not passed on, the others are."""
+    key = mnode.new_key(1_000_000)
+    body = {"model": "claude-mock", "max_tokens": 20, "messages": HI}
+    betas = "claude-code-20250219, context-1m-2025-08-07,interleaved-thinking-2025-05-14"
+    status, _, _ = await call(
+        mnode, "POST", "/v1/messages", key, json=body, headers={"anthropic-beta": betas}
+    )
+    assert status == 200
+    sent = claude_upstream.mock.received[-1]["headers"]  # type: ignore[attr-defined]
+    assert sent["anthropic-beta"] == "claude-code-20250219,interleaved-thinking-2025-05-14"
+    mnode.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("field", "listed", "dearer"),
+    [("inference_geo", "global", "us"), ("speed", "standard", "fast")],
+)
+async def test_never_a_dearer_geography_or_speed(
+    mnode: NodeHandle, claude_upstream: ThreadedServer, field: str, listed: str, dearer: str
+) -> None:
+    """`inference_geo: "us"` bills 1.1x the listed price (Anthropic's data residency),
+    `speed: "fast"` several times it (fast mode): refused before payment; the value billed
+    at the listed price goes on."""
+    key = mnode.new_key(1_000_000)
+    body = {"model": "claude-mock", "max_tokens": 20, "messages": HI, field: listed}
+    status, _, _ = await call(mnode, "POST", "/v1/messages", key, json=body)
+    assert status == 200 and sent_body(claude_upstream)[field] == listed
+    left = mnode.balance(key)
+    status, _, answer = await call(mnode, "POST", "/v1/messages", key, json=body | {field: dearer})
+    assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
+    assert field in answer["error"]["message"] and mnode.balance(key) == left
     mnode.assert_clean()

@@ -145,3 +145,30 @@ async def test_x_cashu_fallback_pays_once_and_returns_the_change(  # type: ignor
     )
     assert status == 200 and body["cashu_token"] == change  # named by the request's id
     node.assert_clean()
+
+
+async def test_x_cashu_fallback_stops_at_a_billed_failure(  # type: ignore[no-untyped-def]
+    make_node, mint, ref_wallet, upstream
+) -> None:
+    """A one-shot token pays one call: after a failure the upstream bills (a timeout), the
+    next model is not asked; the token pays that failure once, and the rest comes back."""
+    from tests.test_payments import http
+
+    node = make_node(cashu={"mints": [mint.url]})
+    token = await ref_wallet.token(mint.url, 20)
+    since = len(upstream.mock.received)
+    body = {
+        "model": "test-hang",
+        "models": ["test-model"],
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 5,
+    }
+    status, headers, _ = await http(
+        node, "POST", "/v1/chat/completions", json=body, headers={"X-Cashu": token}
+    )
+    assert status == 504
+    assert sent_models(upstream, since) == ["test-hang"]  # the fallback was not asked
+    cost = int(headers["X-Cost-Msat"])
+    assert 0 < cost < 20_000
+    assert await ref_wallet.receive(headers["X-Cashu"]) == (20_000 - cost) // 1000
+    node.assert_clean()

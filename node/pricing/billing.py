@@ -120,6 +120,9 @@ def shape(path: str, body: dict[str, Any]) -> Shape:
 # and search results are not in the bytes (bounded by the context).
 MESSAGES_TEXT_TYPES = frozenset({"text", "tool_use", "tool_result", "thinking"})
 MESSAGES_TIERS = frozenset({"standard_only"})  # "auto" may bill the operator's priority tier
+# Fields whose other values bill at a multiple of the listed price: US-only inference (1.1x),
+# fast mode (several times the price); only the value billed at the listed price goes on.
+MESSAGES_AT_LIST_PRICE = {"inference_geo": "global", "speed": "standard"}
 
 
 def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
@@ -139,6 +142,10 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         body["service_tier"] = "standard_only"
     elif tier is not None and tier not in MESSAGES_TIERS:
         raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
+    for field, listed in MESSAGES_AT_LIST_PRICE.items():
+        value = body.get(field)
+        if value is not None and value != listed:
+            raise _refused(field, f"{str(value)[:32]!r} is billed above the listed price")
     _limit_cache_writes(body, cache_writes_priced)
     bounded = _messages_bounded(body.get("system")) and _messages_bounded(body.get("messages"))
     return Shape(unbounded=None if bounded else "messages")

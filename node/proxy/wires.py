@@ -26,6 +26,7 @@ from node.dialects.chat_to_messages import chat_answer, messages_request
 from node.dialects.errors import DialectError
 from node.dialects.messages_to_chat import ChatOptions, chat_request, messages_answer
 from node.errors import BadRequest, NodeError, UpstreamError
+from node.pricing import billing
 from node.pricing.catalogue import Model, Route
 from node.pricing.prices import Usage
 from node.proxy.messages_sse import ChatAsMessages, MessagesAsChat, MessagesReader
@@ -35,6 +36,9 @@ from node.proxy.sse import SseReader
 Json = dict[str, Any]
 PASSED_HEADERS = ("anthropic-version", "anthropic-beta")  # to an Anthropic upstream
 TRANSLATED = ("chat/completions", "messages")  # the paths an Anthropic upstream can serve
+# Betas that open a context past Anthropic's standard one (billed above it at a dearer rate):
+# passed on only for a model the node knows to have that context, so its bound holds them.
+LONG_CONTEXT_BETA, STANDARD_CONTEXT = "context-1m-", 200_000
 
 
 class StreamReader(Protocol):
@@ -75,7 +79,9 @@ class Wire:
 class MessagesPassthrough(Wire):
     def __init__(self, meter: Meter, model: Model, client_headers: Mapping[str, str]) -> None:
         super().__init__(meter, model)
-        self.headers = {h: v for h in PASSED_HEADERS if (v := client_headers.get(h, "").strip())}
+        passed = {h: client_headers.get(h, "").strip() for h in PASSED_HEADERS}
+        passed["anthropic-beta"] = _betas(passed["anthropic-beta"], model)
+        self.headers = {h: v for h, v in passed.items() if v}
 
     def measure(self, answer: Json) -> Measured:
         return measure_messages(answer)
@@ -88,12 +94,16 @@ class MessagesOverChat(Wire):
     def __init__(self, meter: Meter, model: Model, route: Route, stops: Any) -> None:
         super().__init__(meter, model)
         self.path = "chat/completions"
+        self.upstream = route.upstream
         self.options = chat_options(route)
         self.stops = [s for s in stops if isinstance(s, str)] if isinstance(stops, list) else []
         self._chat = ChatMeter("chat/completions")
 
     def encode(self, body: Json) -> tuple[bytes, str]:
-        return orjson.dumps(_translated(chat_request, body, self.options)), "application/json"
+        chat = _translated(chat_request, body, self.options)
+        # the tier the price holds for, as on a chat request (an absent one bills as "auto")
+        chat = billing.for_upstream(self.path, chat, self.upstream)
+        return orjson.dumps(chat), "application/json"
 
     def measure(self, answer: Json) -> Measured:
         return self._chat.measure(answer)
@@ -124,6 +134,18 @@ class ChatOverMessages(Wire):
 
     def reader(self, plan: Plan) -> StreamReader:
         return MessagesAsChat(self.model.id)
+
+
+def _betas(given: str, model: Model) -> str:
+    """The client's betas but a long context one the model's bound would not hold: an
+    upstream bills a prompt past the standard context, which the bound (the model's
+    context) would neither reserve nor charge."""
+    if LONG_CONTEXT_BETA not in given or (
+        model.context_known and model.context_length > STANDARD_CONTEXT
+    ):
+        return given
+    betas = [b.strip() for b in given.split(",")]
+    return ",".join(b for b in betas if b and not b.startswith(LONG_CONTEXT_BETA))
 
 
 def wire_for(
