@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from node.app import create_app
-from node.dev import devstack
+from node.dev import devdata, devstack
 from node.http import server
 from node.http.web import server_options
 from node.logs import configure_logging, secrets_of
@@ -27,7 +27,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         sys.exit(f"nutgate: {exc}")
 
 
-DEV_CONFIG = Path("data/dev/nutgate.toml")  # written by `nutgate run` (`make run`)
+DEV_CONFIG = devdata.NODE_DIR / devdata.CONFIG  # written by `nutgate run` (`make run`)
 
 
 def used_by_a_node(settings: Settings) -> bool:
@@ -43,10 +43,11 @@ def _node_settings(args: argparse.Namespace) -> Settings:
     """The settings of a node's data for a command that reads or changes it. Without --config
     here the dev stack's config is used when ./data is no node's; a database that no node has
     used is refused (the command would act on a stray database the node never reads)."""
-    if args.config is None and DEV_CONFIG.exists() and not used_by_a_node(_settings(args)):
+    settings = _settings(args)
+    if args.config is None and DEV_CONFIG.exists() and not used_by_a_node(settings):
         print(f"nutgate: no --config given: using the dev stack's {DEV_CONFIG}", file=sys.stderr)
         args.config = str(DEV_CONFIG)
-    settings = _settings(args)
+        settings = _settings(args)
     if not used_by_a_node(settings):
         where = f"--config {args.config}" if args.config else "no --config (defaults)"
         sys.exit(

@@ -12,6 +12,7 @@ from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
 from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.money import call
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
@@ -65,8 +66,8 @@ async def test_log_in_and_rename_the_node(chromium: Any, page_node: NodeHandle) 
     assert node.settings.node.name == "Browser-named node"
     assert node.nostr._announcement.name == "Browser-named node"
     status, info = await get_json(page_node.url + "/v1/info")
-    if status == 200:  # /v1/info lands with the discovery routes
-        assert info["name"] == "Browser-named node"
+    assert status == 200, info
+    assert info["name"] == "Browser-named node"
     assert page.errors == []
 
 
@@ -93,14 +94,9 @@ async def test_dashboard_chart_and_withdrawing_earnings(
     ref_wallet: Any,
 ) -> None:
     token = await ref_wallet.token(mint.url, 100)
-    async with aiohttp.ClientSession() as s:
-        for _ in range(3):
-            async with s.post(
-                page_node.url + "/v1/chat/completions",
-                json=HELLO,
-                headers={"Authorization": f"Bearer {token}"},
-            ) as r:
-                assert r.status == 200
+    for _ in range(3):
+        status, _, _ = await call(page_node, "POST", "/v1/chat/completions", token, json=HELLO)
+        assert status == 200
     page = await log_in(chromium, page_node)
     await page.wait_for_selector("#chart svg path.balances_msat")
     assert await page.locator("#chart svg rect.bar").count() >= 1
@@ -136,14 +132,9 @@ async def test_a_withdrawn_token_is_retrievable_after_a_reload_until_marked_coll
     ref_wallet: Any,
 ) -> None:
     token = await ref_wallet.token(mint.url, 100)
-    async with aiohttp.ClientSession() as s:
-        for _ in range(2):
-            async with s.post(
-                page_node.url + "/v1/chat/completions",
-                json=HELLO,
-                headers={"Authorization": f"Bearer {token}"},
-            ) as r:
-                assert r.status == 200
+    for _ in range(2):
+        status, _, _ = await call(page_node, "POST", "/v1/chat/completions", token, json=HELLO)
+        assert status == 200
     page = await log_in(chromium, page_node)
     await page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     await page.click("nav button[data-tab=earnings]")

@@ -11,7 +11,7 @@ import aiohttp
 from node.admin.auth import FREE_FAILURES
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
-from tests.support.browser import chromium, new_page  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium  # noqa: F401 (chromium: a fixture)
 
 FEE_MSAT = 5000
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -70,15 +70,6 @@ async def test_withdrawing_all_earnings_at_a_fee_mint_leaves_the_node_solvent(
         assert status == 400 and body["error"]["code"] == "exceeds_earnings"
 
 
-async def log_in(browser: Any, node: NodeHandle) -> Any:
-    page = await new_page(browser)
-    await page.goto(node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
-    return page
-
-
 async def test_a_double_click_on_withdraw_pays_out_once(
     chromium: Any,  # noqa: F811
     make_node: Callable[..., NodeHandle],
@@ -94,7 +85,7 @@ async def test_a_double_click_on_withdraw_pays_out_once(
     token = await ref_wallet.token(mint.url, 63)  # several proofs: a payout leaves some free
     for _ in range(3):
         await chat(node, token)
-    page = await log_in(chromium, node)
+    page = await admin_page(chromium, node.url)
     await page.click("nav button[data-tab=earnings]")
     await page.wait_for_selector("#withdrawable:has-text('15')")
     await page.fill("#withdraw-amount", "2")

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
 
 EMPTY = {
     "dashboard": [("#chart-empty", "No paid request in this period")],
@@ -27,11 +27,7 @@ async def test_every_tab_of_a_new_node_shows_an_empty_state(
     make_node: Callable[..., NodeHandle],
 ) -> None:
     node = make_node(node={"admin_password": PASSWORD}, models=[])
-    page = await new_page(chromium)
-    await page.goto(node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
+    page = await admin_page(chromium, node.url)
     for tab, spots in EMPTY.items():
         await page.click(f"nav button[data-tab={tab}]")
         for selector, said in spots:

@@ -14,7 +14,8 @@ import pytest
 from node.money.ledger import hash_key
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.money import call
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
@@ -25,26 +26,15 @@ def keys_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 async def ask(node: NodeHandle, key: str) -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            node.url + "/v1/chat/completions",
-            json=HELLO,
-            headers={"Authorization": f"Bearer {key}"},
-        ) as r,
-    ):
-        return r.status, await r.json(content_type=None)
+    status, _, body = await call(node, "POST", "/v1/chat/completions", key, json=HELLO)
+    return status, body
 
 
 async def test_create_fund_limit_and_revoke_a_key_from_the_page(
     chromium: Any,  # noqa: F811
     keys_node: NodeHandle,
 ) -> None:
-    page = await new_page(chromium)
-    await page.goto(keys_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
+    page = await admin_page(chromium, keys_node.url)
     await page.click("nav button[data-tab=accounts]")
     form = "#key-create"
     await page.fill(f"{form} input[name=name]", "team")
@@ -130,16 +120,9 @@ async def test_operator_credit_over_http_is_spend_only_idempotent_and_checked(
             headers=headers,
         ) as r:
             assert r.status == 404
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                keys_node.url + "/v1/keys",
-                json={"name": "child"},
-                headers={"Authorization": f"Bearer {key}"},
-            ) as r,
-        ):
-            assert r.status == 201
-            child = keys_node.ledger.find(hash_key((await r.json())["api_key"]))
+        status, _, made = await call(keys_node, "POST", "/v1/keys", key, json={"name": "child"})
+        assert status == 201
+        child = keys_node.ledger.find(hash_key(made["api_key"]))
         assert child is not None
         async with admin.session.post(
             f"{keys_node.url}/admin/api/keys/{child.id}/credit",
@@ -156,13 +139,6 @@ async def test_operator_credit_over_http_is_spend_only_idempotent_and_checked(
 
     # spend-only: the key spends its credit, but cannot withdraw it as ecash
     assert (await ask(keys_node, key))[0] == 200
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            keys_node.url + "/v1/wallet/withdraw",
-            json={},
-            headers={"Authorization": f"Bearer {key}"},
-        ) as r,
-    ):
-        assert r.status in (400, 403), await r.text()
+    status, _, body = await call(keys_node, "POST", "/v1/wallet/withdraw", key, json={})
+    assert status in (400, 403), body
     keys_node.assert_clean()

@@ -6,13 +6,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 from node.settings import PricingSection
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.money import call
+
+HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 TABS = ["dashboard", "settings", "upstreams", "accounts", "requests", "earnings"]
 OVERFLOW = """() => {
@@ -39,14 +41,7 @@ async def test_every_tab_fits_the_width_without_scrolling_sideways(
     layout_node: NodeHandle,
     width: int,
 ) -> None:
-    context = await chromium.new_context(viewport={"width": width, "height": 900})
-    page = await context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    await page.goto(layout_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
+    page = await admin_page(chromium, layout_node.url, width)
     for tab in TABS:
         await page.click(f"nav button[data-tab={tab}]")
         await page.wait_for_load_state("networkidle")
@@ -54,19 +49,15 @@ async def test_every_tab_fits_the_width_without_scrolling_sideways(
         measured = await page.evaluate(OVERFLOW)
         assert measured["scroll"] <= measured["width"], (tab, measured)
         assert measured["wide"] == [], (tab, measured)
-    assert errors == []
-    await context.close()
+    assert page.errors == []
+    await page.context.close()
 
 
 async def test_settings_show_descriptions_units_choices_and_when_a_change_applies(
     chromium: Any,  # noqa: F811
     layout_node: NodeHandle,
 ) -> None:
-    page = await new_page(chromium)
-    await page.goto(layout_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
+    page = await admin_page(chromium, layout_node.url)
     await page.click("nav button[data-tab=settings]")
     fee = page.locator("label.setting:has(input[name='pricing.request_fee_msat'])")
     await fee.wait_for()
@@ -105,19 +96,10 @@ async def test_the_chart_has_axes_a_period_selector_and_a_tooltip_per_bucket(
     layout_node: NodeHandle,
 ) -> None:
     key = layout_node.new_key(1_000_000)
-    hello = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
-    async with aiohttp.ClientSession() as session:
-        for _ in range(2):
-            async with session.post(
-                layout_node.url + "/v1/chat/completions",
-                json=hello | {"max_tokens": 5},
-                headers={"Authorization": f"Bearer {key}"},
-            ) as resp:
-                assert resp.status == 200
-    page = await new_page(chromium)
-    await page.goto(layout_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
+    for _ in range(2):
+        status, _, _ = await call(layout_node, "POST", "/v1/chat/completions", key, json=HELLO)
+        assert status == 200
+    page = await admin_page(chromium, layout_node.url)
     await page.wait_for_selector("#chart svg rect.bar")
     labels = await page.locator("#chart svg text.panel-label").all_text_contents()
     assert labels == ["requests", "revenue (sat)", "balances (sat)"]  # one scale each

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 
 import wallet as cashu
@@ -13,6 +12,7 @@ from node.errors import Conflict
 from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
+from tests.support.money import call
 
 FEE_MSAT = 5000  # a flat fee per request, so a couple of requests earn whole sats
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -28,16 +28,9 @@ def money_node(make_node: Callable[..., NodeHandle], mint: Any) -> NodeHandle:
 
 
 async def chat(node: NodeHandle, key: str) -> int:
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            node.url + "/v1/chat/completions",
-            json=HELLO,
-            headers={"Authorization": f"Bearer {key}"},
-        ) as r,
-    ):
-        assert r.status == 200, await r.text()
-        return int(r.headers["x-cost-msat"])
+    status, headers, body = await call(node, "POST", "/v1/chat/completions", key, json=HELLO)
+    assert status == 200, body
+    return int(headers["x-cost-msat"])
 
 
 async def test_accounts_entries_and_totals(money_node: NodeHandle) -> None:

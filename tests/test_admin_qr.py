@@ -7,14 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import aiohttp
 import pytest
 import qrcode
 import qrcode.util
 
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.money import call
+
+HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 
 TEXTS = ["a", "cashuB" + "x" * 40, "hello ✓ wörld " * 12, "cashuBo2F0gaJhaUgA" * 40]
 TEXTS += ["q" * 1500, "y" * 2330]  # version 32 (its own alignment step) and 40
@@ -71,20 +73,10 @@ async def test_the_withdrawn_token_is_shown_as_a_qr_code(
     ref_wallet: Any,
 ) -> None:
     token = await ref_wallet.token(mint.url, 100)
-    hello = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
-    async with aiohttp.ClientSession() as s:
-        for _ in range(2):
-            async with s.post(
-                qr_node.url + "/v1/chat/completions",
-                json=hello | {"max_tokens": 5},
-                headers={"Authorization": f"Bearer {token}"},
-            ) as r:
-                assert r.status == 200
-    page = await new_page(chromium)
-    await page.goto(qr_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
+    for _ in range(2):
+        status, _, _ = await call(qr_node, "POST", "/v1/chat/completions", token, json=HELLO)
+        assert status == 200
+    page = await admin_page(chromium, qr_node.url)
     await page.click("nav button[data-tab=earnings]")
     await page.wait_for_selector("#withdrawable:has-text('10')")
     await page.click("#withdraw-button")

@@ -14,8 +14,9 @@ import pytest
 
 from node.money.ledger import hash_key
 from tests.conftest import NodeHandle
-from tests.support.admin_client import PASSWORD
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.admin_client import PASSWORD, AdminClient
+from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.money import call
 
 PROMPT = "a secret prompt that no record keeps"
 
@@ -27,16 +28,8 @@ def log_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 async def ask(node: NodeHandle, key: str, model: str) -> int:
     body = {"model": model, "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 5}
-    async with (
-        aiohttp.ClientSession() as s,
-        s.post(
-            node.url + "/v1/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {key}"},
-        ) as r,
-    ):
-        await r.read()
-        return r.status
+    status, _, _ = await call(node, "POST", "/v1/chat/completions", key, json=body)
+    return status
 
 
 async def traffic(node: NodeHandle) -> tuple[int, int]:
@@ -51,23 +44,12 @@ async def traffic(node: NodeHandle) -> tuple[int, int]:
     return ids[0], ids[1]
 
 
-async def admin_session(node: NodeHandle) -> aiohttp.ClientSession:
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-    async with session.post(node.url + "/admin/api/login", json={"password": PASSWORD}) as r:
-        assert r.status == 200
-    return session
-
-
 async def test_the_request_log_filters_breaks_down_by_model_and_exports(
     chromium: Any,  # noqa: F811
     log_node: NodeHandle,
 ) -> None:
     a, b = await traffic(log_node)
-    page = await new_page(chromium)
-    await page.goto(log_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
-    await page.wait_for_selector("#app:not([hidden])")
+    page = await admin_page(chromium, log_node.url)
     await page.click("nav button[data-tab=requests]")
     await page.wait_for_selector("#requests-table tbody tr[data-id]")
     assert await page.locator("#requests-table tbody tr").count() == 4
@@ -120,8 +102,9 @@ async def test_the_csv_export_over_http(log_node: NodeHandle) -> None:
     url = log_node.url + "/admin/api/requests.csv"
     async with aiohttp.ClientSession() as anonymous, anonymous.get(url) as r:
         assert r.status == 401  # the admin's session, as every admin API
-    session = await admin_session(log_node)
-    async with session:
+    async with AdminClient(log_node.url) as admin:
+        assert (await admin.login())[0] == 200
+        session = admin.session
         async with session.get(url) as r:
             assert r.status == 200
             assert r.headers["Content-Type"].startswith("text/csv")

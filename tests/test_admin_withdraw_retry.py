@@ -14,7 +14,7 @@ import pytest
 import wallet as cashu
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
 from tests.support.proxy import MintProxy
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -107,10 +107,7 @@ async def test_the_page_retries_under_the_same_key(
     proxy: MintProxy,
     ref_wallet: Any,
 ) -> None:
-    page = await new_page(chromium)
-    await page.goto(earning_node.url + "/admin")
-    await page.fill("#password", PASSWORD)
-    await page.click("#login-form button")
+    page = await admin_page(chromium, earning_node.url)
     await page.click("nav button[data-tab=earnings]")
     await page.wait_for_selector("#withdrawable:has-text('15')")
     await page.fill("#withdraw-amount", "3")

@@ -17,29 +17,17 @@ import pytest
 
 from node.dialects.sse import parse_events
 from tests.support.anthropic_upstream import API_KEY, MockAnthropic
+from tests.support.dialect_payloads import CITY_WEATHER
 from tests.support.httpfetch import fetch
-from tests.support.servers import ThreadedServer
+from tests.support.servers import ThreadedServer, serve_mock
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
-WEATHER = {
-    "name": "get_weather",
-    "description": "The weather in a city",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 HI: Any = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[ThreadedServer]:
-    mock = MockAnthropic(listed=["claude-mock", "claude-other"])
-    running = ThreadedServer(lambda: mock.app).start()
-    running.mock = mock  # type: ignore[attr-defined]
-    yield running
-    running.stop()
+    yield from serve_mock(MockAnthropic(listed=["claude-mock", "claude-other"]))
 
 
 @pytest.fixture
@@ -87,7 +75,7 @@ def test_messages_stream_tool_use(client: anthropic.Anthropic) -> None:
         model="claude-mock",
         max_tokens=100,
         messages=HI,
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[CITY_WEATHER],  # type: ignore[list-item]
         extra_body={"mock": {"tool_input": {"city": "Zürich", "note": 'say "hi"'}}},
     ) as stream:
         events = list(stream)
@@ -102,7 +90,9 @@ def test_messages_stream_tool_use(client: anthropic.Anthropic) -> None:
 
 
 def test_a_tool_result_turn_is_answered_with_text(client: anthropic.Anthropic) -> None:
-    first = client.messages.create(model="claude-mock", max_tokens=50, messages=HI, tools=[WEATHER])  # type: ignore[list-item]
+    first = client.messages.create(
+        model="claude-mock", max_tokens=50, messages=HI, tools=[CITY_WEATHER]
+    )  # type: ignore[list-item]
     tool = first.content[-1]
     assert tool.type == "tool_use"
     turns: Any = [
@@ -114,7 +104,7 @@ def test_a_tool_result_turn_is_answered_with_text(client: anthropic.Anthropic) -
         },
     ]
     second = client.messages.create(
-        model="claude-mock", max_tokens=50, messages=turns, tools=[WEATHER]
+        model="claude-mock", max_tokens=50, messages=turns, tools=[CITY_WEATHER]
     )  # type: ignore[list-item]
     assert second.stop_reason == "end_turn" and second.content[0].type == "text"
 

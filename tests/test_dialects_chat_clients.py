@@ -14,31 +14,14 @@ import pytest
 from node.dialects.chat_to_messages import chat_answer, messages_request
 from node.dialects.errors import InvalidRequest, UnreadableAnswer
 from tests.support.anthropic_upstream import MockAnthropic
-from tests.support.servers import ThreadedServer
+from tests.support.dialect_payloads import CITY_WEATHER_FUNCTION, PNG
+from tests.support.servers import ThreadedServer, serve_mock
 from tests.support.translating_transport import openai_over_messages
-
-PNG = "iVBORw0KGgo="
-WEATHER_FUNCTION = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 
 
 @pytest.fixture(scope="module")
 def anthropic_mock() -> Iterator[ThreadedServer]:
-    mock = MockAnthropic()
-    server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
-    yield server
-    server.stop()
+    yield from serve_mock(MockAnthropic())
 
 
 def chat_body(**extra: Any) -> dict[str, Any]:
@@ -94,7 +77,7 @@ def test_the_top_level_fields_become_messages_fields() -> None:
         stop="END",
         temperature=1.6,
         top_p=0.9,
-        tools=[WEATHER_FUNCTION],
+        tools=[CITY_WEATHER_FUNCTION],
         tool_choice="required",
         parallel_tool_calls=False,
         user="user-7",
@@ -106,7 +89,7 @@ def test_the_top_level_fields_become_messages_fields() -> None:
     assert out["max_tokens"] == 300 and out["stop_sequences"] == ["END"]
     assert out["temperature"] == 1.0 and out["top_p"] == 0.9
     assert out["metadata"] == {"user_id": "user-7"} and out["stream"] is True
-    schema = WEATHER_FUNCTION["function"]["parameters"]  # type: ignore[index]
+    schema = CITY_WEATHER_FUNCTION["function"]["parameters"]  # type: ignore[index]
     description = "The weather in a city"
     tool = {"name": "get_weather", "description": description, "input_schema": schema}
     assert out["tools"] == [tool]
@@ -132,7 +115,7 @@ def test_max_tokens_defaults_to_the_callers_value() -> None:
     ],
 )
 def test_tool_choice_maps_to_messages(choice: Any, expected: dict[str, Any]) -> None:
-    body = chat_body(tools=[WEATHER_FUNCTION], tool_choice=choice)
+    body = chat_body(tools=[CITY_WEATHER_FUNCTION], tool_choice=choice)
     assert messages_request(body, default_max_tokens=100)["tool_choice"] == expected
 
 
@@ -310,7 +293,7 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
     first = client.chat.completions.create(
         model="claude-mock",
         messages=messages,
-        tools=[WEATHER_FUNCTION],
+        tools=[CITY_WEATHER_FUNCTION],
         user=user,  # type: ignore[list-item]
     )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
@@ -326,7 +309,7 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
     second = client.chat.completions.create(
         model="claude-mock",
         messages=messages,
-        tools=[WEATHER_FUNCTION],  # type: ignore[list-item]
+        tools=[CITY_WEATHER_FUNCTION],  # type: ignore[list-item]
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "tok " * 10

@@ -9,20 +9,11 @@ from collections.abc import Callable
 
 from tests.conftest import NodeHandle
 from tests.support.mints import MintInfo, RefWallet, RefWalletError
-from tests.support.money import call
+from tests.support.money import assert_proofs_cover, call
 from tests.support.sdk import async_openai
 from tests.test_lightning import HELLO
 
 CREATE = "/v1/wallet/create"
-
-
-def solvent(node: NodeHandle) -> None:
-    held = node.db.query_one(
-        "SELECT COALESCE(SUM(amount), 0) FROM wallet_proofs WHERE state = 'unspent'"
-    )[0]
-    owed = node.db.query_one("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts")[0]
-    assert held * 1000 >= owed, (held, owed)
-    node.assert_clean()
 
 
 async def test_a_foreign_token_is_credited_its_value_less_the_quoted_fees(
@@ -60,7 +51,7 @@ async def test_a_foreign_token_is_credited_its_value_less_the_quoted_fees(
     body = {"cashu_token": topup, "accept_fees_sat": 10}
     status, _, added = await call(node, "POST", "/v1/wallet/topup", key, json=body)
     assert status == 200 and 50 <= added["amount_added"] < 60, added
-    solvent(node)
+    assert_proofs_cover(node)
 
 
 async def test_a_foreign_token_of_a_mint_on_a_private_address_is_refused_before_any_contact(

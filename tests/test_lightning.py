@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import NodeHandle
 from tests.support.logcheck import Recorder
 from tests.support.mints import MintInfo
-from tests.support.money import call
+from tests.support.money import assert_proofs_cover, call
 from tests.support.pg import BOTH_BACKENDS
 from tests.support.sdk import async_openai
 from wallet import decode_bolt11
@@ -187,16 +187,8 @@ async def test_a_fee_charging_mint_never_costs_the_node_money(
     node = make_node(cashu={"mints": [fee_mint.url]}, lightning={"watch_interval_s": 0.2})
     payee = make_node(cashu={"mints": [mint.url]})
 
-    def solvent() -> None:
-        held = node.db.query_one(
-            "SELECT COALESCE(SUM(amount), 0) FROM wallet_proofs WHERE state = 'unspent'"
-        )[0]
-        owed = node.db.query_one("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts")[0]
-        assert held * 1000 >= owed, (held, owed)
-        node.assert_clean()
-
     key = await key_by_invoice(node, 1000)
-    solvent()
+    assert_proofs_cover(node)
     paid_sat = 0
     bolt11 = await payee_invoice(payee, 1)  # more in fees than the amount: refused
     status, _, refused = await call(
@@ -213,10 +205,10 @@ async def test_a_fee_charging_mint_never_costs_the_node_money(
         assert paid["fee_sat"] >= 1  # the input fee at least, taken from the account
         paid_sat += sats + paid["fee_sat"]
         assert node.balance(key) == (1000 - paid_sat) * 1000
-        solvent()
+        assert_proofs_cover(node)
     status, _, token = await call(node, "POST", "/v1/wallet/withdraw", key, json={"amount": 50})
     assert status == 200, token
-    solvent()
+    assert_proofs_cover(node)
     status, _, rest = await call(node, "POST", "/v1/wallet/withdraw", key, json={})
     assert status == 200, rest
-    solvent()
+    assert_proofs_cover(node)

@@ -17,20 +17,12 @@ import pytest
 
 from tests.conftest import NodeHandle
 from tests.support.anthropic_upstream import API_KEY
+from tests.support.dialect_payloads import CITY_WEATHER
 from tests.support.messages_node import HI, claude_cost, sdk
 from tests.support.money import call
 from tests.support.servers import ThreadedServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
-WEATHER = {
-    "name": "get_weather",
-    "description": "The weather in a city",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
-}
 # within the prompt's bound (its bytes): a count past it is never charged
 CACHED = {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 40,
           "cache_read_input_tokens": 100}  # fmt: skip
@@ -74,7 +66,7 @@ def test_stream_text_and_tool_use_with_input_json_delta(
     assert mnode.balance(key) == 1_000_000 - spent
     kinds: list[str] = []
     with client.messages.stream(
-        model="claude-mock", max_tokens=200, messages=HI, tools=[WEATHER]
+        model="claude-mock", max_tokens=200, messages=HI, tools=[CITY_WEATHER]
     ) as stream:
         for event in stream:
             kinds.append(event.type)
@@ -95,7 +87,7 @@ def test_a_full_tool_use_round_trip(mnode: NodeHandle) -> None:
     key = mnode.new_key(1_000_000)
     client = sdk(mnode, key)
     first = client.messages.create(
-        model="claude-mock", max_tokens=100, messages=HI, tools=[WEATHER]
+        model="claude-mock", max_tokens=100, messages=HI, tools=[CITY_WEATHER]
     )
     tool = next(block for block in first.content if block.type == "tool_use")
     turns: Any = [
@@ -105,7 +97,7 @@ def test_a_full_tool_use_round_trip(mnode: NodeHandle) -> None:
             {"type": "tool_result", "tool_use_id": tool.id, "content": "sunny, 21 C"}]},
     ]  # fmt: skip
     second = client.messages.create(
-        model="claude-mock", max_tokens=100, messages=turns, tools=[WEATHER]
+        model="claude-mock", max_tokens=100, messages=turns, tools=[CITY_WEATHER]
     )
     assert second.stop_reason == "end_turn" and second.content[0].type == "text"
     spent = claude_cost(first.usage) + claude_cost(second.usage)

@@ -14,22 +14,11 @@ from typing import Any
 import openai
 
 from tests.conftest import NodeHandle
+from tests.support.dialect_payloads import CITY_WEATHER_FUNCTION
 from tests.support.messages_node import HI, claude_cost, sdk
 from tests.support.sdk import async_openai
 from tests.support.servers import ThreadedServer
 
-FUNCTION = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "The weather in a city",
-        "parameters": {
-            "type": "object",
-            "properties": {"city": {"type": "string"}},
-            "required": ["city"],
-        },
-    },
-}
 # the mock Anthropic upstream reads its usage from metadata.user_id (the chat `user`)
 CACHE_READS = "mock:output_tokens=3,cache_read_input_tokens=100,cache_creation_input_tokens=20"
 
@@ -84,7 +73,7 @@ async def test_openai_stream_and_tool_calls_on_an_anthropic_upstream(mnode: Node
     assert mnode.balance(key) == 1_000_000 - spent
 
     stream = await api.chat.completions.create(
-        model="claude-mock", messages=HI, max_tokens=50, stream=True, tools=[FUNCTION]
+        model="claude-mock", messages=HI, max_tokens=50, stream=True, tools=[CITY_WEATHER_FUNCTION]
     )
     chunks = [chunk async for chunk in stream]
     pieces = [
@@ -101,7 +90,7 @@ async def test_openai_stream_and_tool_calls_on_an_anthropic_upstream(mnode: Node
     assert mnode.balance(key) == 1_000_000 - spent - cost
 
     plain = await api.chat.completions.create(
-        model="claude-mock", messages=HI, max_tokens=50, tools=[FUNCTION]
+        model="claude-mock", messages=HI, max_tokens=50, tools=[CITY_WEATHER_FUNCTION]
     )
     calls = plain.choices[0].message.tool_calls
     assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]

@@ -81,12 +81,14 @@ class SqliteStore(Store):
 
 
 def _private(path: Path) -> None:
-    """The database holds the proofs: 0600, like the keys (SQLite gives its -wal and -shm
-    files the database's mode). An older, wider file is narrowed when this process owns it.
+    """The database holds the proofs: 0600, like the keys (SQLite gives the -wal and -shm files
+    it creates the database's mode). An older, wider file is narrowed when this process owns
+    it, and so are the -wal and -shm an older install's crash left (SQLite reuses them).
     An existing file is never opened here: closing any descriptor of a file drops every
     POSIX lock this process holds on it, the locks of a connection already open included."""
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
-    with contextlib.suppress(OSError):
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        with contextlib.suppress(OSError):  # a missing file, or one this process does not own
+            if file.stat().st_mode & 0o077:
+                os.chmod(file, 0o600)

@@ -24,6 +24,7 @@ from node.dev.devmint import DevStackError
 from node.parts import open_database
 from node.settings import Settings
 
+NODE_DIR = Path("data/dev")  # relative to where `nutgate run` starts (`make run`: the checkout)
 MARKER = "devstack.json"
 CONFIG = "nutgate.toml"
 

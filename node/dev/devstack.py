@@ -88,7 +88,7 @@ def _dirs(fresh: bool) -> Dirs:
     if fresh:
         temp = Path(tempfile.mkdtemp(prefix="nutgate-dev-"))
         return Dirs(temp / "node", temp / "mint", temp)
-    return Dirs(Path("data/dev").absolute(), Path("data/devmint").absolute(), None)
+    return Dirs(devdata.NODE_DIR.absolute(), Path("data/devmint").absolute(), None)
 
 
 def _check_port_free(port: int, flag: str) -> None:
@@ -120,9 +120,9 @@ def dev_config(port: int, data_dir: Path, mint_url: str, upstream_url: str) -> d
     }
 
 
-def dev_settings(port: int, data_dir: Path, mint_url: str, upstream_url: str) -> Settings:
+def dev_settings(config: dict[str, Any]) -> Settings:
     try:
-        return load_settings(None, **dev_config(port, data_dir, mint_url, upstream_url))
+        return load_settings(None, **config)
     except ConfigError as exc:  # only NUTGATE_* variables from outside can cause this
         raise DevStackError(str(exc)) from exc
 
@@ -161,8 +161,8 @@ async def _stack(args: argparse.Namespace) -> None:
             await mint.wait_ready(session, Progress("starting the dev mint"))
             demo = DemoUpstream([str(m["id"]) for m in DEMO_MODELS])
             upstream_url = await _serve(cleanups, demo.app, 0)
-            settings = dev_settings(args.port, dirs.node, mint_url, upstream_url)
             config = dev_config(args.port, dirs.node, mint_url, upstream_url)
+            settings = dev_settings(config)
             config_file = devdata.write_config(dirs.node, config)
             devdata.set_admin_password(settings, password)
             node = create_app(settings)

@@ -25,7 +25,7 @@ import pytest
 import wallet as cashu
 from node.money.ledger import hash_key
 from tests.support.billing_upstream import Bill, BillingUpstream, bill_msat
-from tests.support.servers import ThreadedServer
+from tests.support.servers import ThreadedServer, serve_mock
 
 if TYPE_CHECKING:
     from tests.conftest import NodeHandle
@@ -50,11 +50,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=60)
 
 @pytest.fixture(scope="session")
 def billing_upstream() -> Iterator[ThreadedServer]:
-    mock = BillingUpstream(CONTEXTS, IMAGE_MULTIPLIERS)
-    server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
-    yield server
-    server.stop()
+    yield from serve_mock(BillingUpstream(CONTEXTS, IMAGE_MULTIPLIERS))
 
 
 @pytest.fixture

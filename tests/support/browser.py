@@ -5,6 +5,7 @@ the browser tests are skipped, saying so. Screenshots go to tests/artifacts/ (gi
 
     async def test_x(chromium):
         page = await new_page(chromium)       # console errors are collected in page.errors
+        page = await admin_page(chromium, node.url)  # the same, logged in to /admin
         ...
         await shot(page, "name")              # tests/artifacts/name.png
 """
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.admin_client import PASSWORD
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -41,14 +44,24 @@ async def chromium() -> AsyncIterator[Any]:
         await browser.close()
 
 
-async def new_page(browser: Any) -> Any:
+async def new_page(browser: Any, width: int = 1200) -> Any:
     """A fresh context (own cookies) and page; console errors and CSP reports land in .errors."""
-    context = await browser.new_context(viewport={"width": 1200, "height": 900})
+    context = await browser.new_context(viewport={"width": width, "height": 900})
     page = await context.new_page()
     page.errors = []
     page.on("console", lambda msg: _console(page, msg))
     page.on("pageerror", lambda exc: page.errors.append(str(exc)))
     page.on("dialog", lambda dialog: dialog.accept())
+    return page
+
+
+async def admin_page(browser: Any, url: str, width: int = 1200) -> Any:
+    """A new page logged in to the node's admin page at `url`, its app shown."""
+    page = await new_page(browser, width)
+    await page.goto(url + "/admin")
+    await page.fill("#password", PASSWORD)
+    await page.click("#login-form button")
+    await page.wait_for_selector("#app:not([hidden])")
     return page
 
 

@@ -22,6 +22,23 @@ WEATHER_FUNCTION = {
         "parameters": WEATHER["input_schema"],
     },
 }
+# the same tool with `city` alone: a mock upstream's call of it is {"city": "mock value"}
+CITY_WEATHER = {
+    **WEATHER,
+    "input_schema": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+CITY_WEATHER_FUNCTION = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city",
+        "parameters": CITY_WEATHER["input_schema"],
+    },
+}
 
 
 def messages_body(**extra: Any) -> dict[str, Any]:

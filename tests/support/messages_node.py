@@ -19,7 +19,7 @@ import anthropic
 import pytest
 
 from tests.support.anthropic_upstream import API_KEY, MockAnthropic
-from tests.support.servers import ThreadedServer
+from tests.support.servers import ThreadedServer, serve_mock
 
 if TYPE_CHECKING:
     from tests.conftest import NodeHandle
@@ -44,11 +44,7 @@ def claude_cost(usage: Any) -> int:
 
 @pytest.fixture(scope="module")
 def claude_upstream() -> Iterator[ThreadedServer]:
-    mock = MockAnthropic(listed=["claude-mock"])
-    server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
-    yield server
-    server.stop()
+    yield from serve_mock(MockAnthropic(listed=["claude-mock"]))
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ and tokens merged as a client would before redeeming them in one swap.
 
     status, headers, body = await call(node, "POST", "/v1/wallet/withdraw", key, json={...})
     report = await admin_audit(node)   # needs node={"admin_password": PASSWORD}
+    assert_proofs_cover(node)          # its unspent proofs cover its balances (database)
     one = merge_tokens([t1, t2, t3])   # one token of every proof (same mint)
 """
 
@@ -59,6 +60,16 @@ def assert_solvent(report: dict[str, Any]) -> None:
     assert not report["spent_behind_our_back"], report["spent_behind_our_back"]
     assert report["verified_assets_msat"] >= report["liabilities_msat"], report
     assert report["solvent"] is True, report
+
+
+def assert_proofs_cover(node: Any) -> None:
+    """The unspent proofs the node holds (its database) cover every balance it owes; clean."""
+    held = node.db.query_one(
+        "SELECT COALESCE(SUM(amount), 0) FROM wallet_proofs WHERE state = 'unspent'"
+    )[0]
+    owed = node.db.query_one("SELECT COALESCE(SUM(balance_msat), 0) FROM accounts")[0]
+    assert held * 1000 >= owed, (held, owed)
+    node.assert_clean()
 
 
 def merge_tokens(tokens: list[str]) -> str:

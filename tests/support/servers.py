@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
+from typing import Any
 
 from aiohttp import web
 
@@ -54,3 +55,12 @@ class ThreadedServer:
             self.call(self._runner.cleanup())
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=10)
+
+
+def serve_mock(mock: Any) -> Iterator[ThreadedServer]:
+    """A mock upstream (anything with an `.app`) served for a fixture's life, as `.mock` on
+    its server: `yield from serve_mock(MockAnthropic())`."""
+    server = ThreadedServer(lambda: mock.app).start()
+    server.mock = mock  # type: ignore[attr-defined]
+    yield server
+    server.stop()
