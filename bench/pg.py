@@ -1,25 +1,32 @@
-"""Several node instances on one PostgreSQL database: throughput of two instances vs one.
+"""Several node instances on one PostgreSQL database across a network: one and two instances
+against one SQLite instance, with the event loop's lag under that load.
 
     .venv/bin/python -m bench.pg                 # ~2 min: 3 alternating rounds of 8 s
-    .venv/bin/python -m bench.pg --rounds 1 --seconds 3
+    .venv/bin/python -m bench.pg --rounds 1 --seconds 3 --delay-ms 0
 
 Processes: the bench upstream, node A and node B on one new PostgreSQL database (dropped at the
-end), and for reference a node on SQLite. "two" loads A and B at once, half the connections
-each (as a load balancer would spread them); "one" loads A alone with all of them. Nothing is
-pinned to a CPU: on a small machine the load generator, the upstream, PostgreSQL and the nodes
-share the cores, which caps what a second instance can add. Prints medians; afterwards the
-ledger's audit must be clean and no reservation left.
+end), and for reference a node on SQLite. The nodes reach PostgreSQL through a TCP proxy in
+this process that holds every packet `--delay-ms` (1 ms) in each direction, as a database on
+another host would; the round trip it adds is measured and printed. "two" loads A and B at
+once, half the connections each (as a load balancer would spread them); "one" loads A alone
+with all of them. Each node runs the loop-lag monitor (node/http/looplag.py); a run's lag is
+the p99 and the maximum of its samples. Nothing is pinned to a CPU: on a small machine the load
+generator, the upstream, the proxy, PostgreSQL and the nodes share the cores. Prints medians;
+afterwards the ledger's audit must be clean and no reservation left.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import concurrent.futures
 import datetime
+import json
 import os
 import secrets
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -28,12 +35,14 @@ import psycopg
 from bench import load
 from bench.nodes import BenchNode
 from bench.procs import Proc, mock_upstream
-from bench.report import machine
+from bench.report import machine, pct
+from node.http.looplag import ENV as LOOPLAG
 from node.money.ledger import Ledger
 from node.parts import open_database
 from node.settings import load_settings
 
 SERVER = os.environ.get("NUTGATE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432")
+PG_HOST, PG_PORT = "127.0.0.1", 5432
 
 
 def options() -> argparse.Namespace:
@@ -41,7 +50,74 @@ def options() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds")
     p.add_argument("--seconds", type=float, default=8.0, help="seconds per run")
     p.add_argument("--conns", type=int, default=32, help="connections in all")
+    p.add_argument("--delay-ms", type=float, default=1.0, help="added each way to PostgreSQL")
     return p.parse_args()
+
+
+class DelayProxy:
+    """A TCP proxy to PostgreSQL that delivers each chunk `delay_s` after it arrived, in order,
+    in both directions: a network's latency without its bandwidth limit. Its own event loop
+    runs in a thread of the bench."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> DelayProxy:
+        threading.Thread(target=self._main, name="delay-proxy", daemon=True).start()
+        self._ready.wait(10)
+        return self
+
+    def _main(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_r, up_w = await asyncio.open_connection(PG_HOST, PG_PORT)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    writer.close()
+                    return
+                if (wait := due - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+
+        sender = asyncio.create_task(deliver())
+        try:
+            while data := await reader.read(1 << 16):
+                queue.put_nowait((loop.time() + self.delay_s, data))
+        except OSError:
+            pass
+        queue.put_nowait((0.0, b""))
+        await sender
+
+
+def round_trip_ms(url: str, n: int = 300) -> float:
+    """The median time of `SELECT 1` over `url`, in ms."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000
 
 
 def admin(sql: str) -> None:
@@ -49,27 +125,45 @@ def admin(sql: str) -> None:
         conn.execute(sql.encode())
 
 
-def load_all(nodes: list[BenchNode], conns: int, seconds: float) -> float:
-    """Requests per second over `nodes` loaded at once, `conns` split evenly."""
+def lag_ms(nodes: list[BenchNode], start: float, end: float) -> list[float]:
+    """The loop-lag samples the nodes wrote between `start` and `end` (wall clock)."""
+    samples: list[float] = []
+    for node in nodes:
+        path = node.data_dir / "looplag.jsonl"
+        if path.exists():
+            for line in path.read_text().splitlines():
+                entry = json.loads(line)
+                if start + 1.0 <= entry["t"] <= end:  # the first second ramps up
+                    samples += entry["lag_ms"]
+    return samples
+
+
+def load_all(nodes: list[BenchNode], conns: int, seconds: float) -> tuple[float, list[float]]:
+    """Requests per second over `nodes` loaded at once, `conns` split evenly; lag samples."""
     share = max(1, conns // len(nodes))
+    start = time.time()
     with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
         runs = [pool.submit(load.run, n.url, n.keys_file, share, seconds, None) for n in nodes]
         results = [r.result() for r in runs]
+    time.sleep(1.2)  # the monitors' last lines
     errors = sum(r.errors for r in results)
     if errors:
         raise RuntimeError(f"{errors} errors")
-    return sum(r.rps for r in results)
+    return sum(r.rps for r in results), lag_ms(nodes, start, start + seconds)
 
 
 def main() -> None:
     args = options()
     name = f"nutgate_bench_{secrets.token_hex(4)}"
-    url = f"{SERVER}/{name}"
+    proxy = DelayProxy(args.delay_ms / 1000).start()
+    server = f"postgresql://postgres@127.0.0.1:{proxy.port}"
+    url = f"{server}/{name}"
     admin(f"CREATE DATABASE {name}")
     procs: list[Proc] = []
     with tempfile.TemporaryDirectory(prefix="nutgate-bench-pg-") as tmp:
         work = Path(tmp)
         try:
+            rtt = (round_trip_ms(f"{SERVER}/{name}"), round_trip_ms(url))
             upstream = mock_upstream(work)
             procs.append(upstream)
             upstream.wait_ready("/v1/models")
@@ -77,14 +171,18 @@ def main() -> None:
             b = BenchNode("pg-b", work, upstream.url, None, None, store_url=url, keys=a.keys)
             lite = BenchNode("sqlite", work, upstream.url, None, None)
             for node in (a, b, lite):
+                node.proc.env[LOOPLAG] = str(node.data_dir / "looplag.jsonl")
                 node.start()
                 procs.append(node.proc)
-            figures: dict[str, list[float]] = {"sqlite, one": [], "pg, one": [], "pg, two": []}
+            runs = {"sqlite, one": [lite], "pg, one": [a], "pg, two": [a, b]}
+            figures: dict[str, list[float]] = {k: [] for k in runs}
+            lags: dict[str, list[float]] = {k: [] for k in runs}
             for _ in range(args.rounds):
-                figures["sqlite, one"].append(load_all([lite], args.conns, args.seconds))
-                figures["pg, one"].append(load_all([a], args.conns, args.seconds))
-                figures["pg, two"].append(load_all([a, b], args.conns, args.seconds))
-            report(args, figures, url, a)
+                for k, nodes in runs.items():
+                    rps, lag = load_all(nodes, args.conns, args.seconds)
+                    figures[k].append(rps)
+                    lags[k] += lag
+            report(args, figures, lags, rtt, a)
         finally:
             for proc in procs:
                 proc.stop()
@@ -92,7 +190,11 @@ def main() -> None:
 
 
 def report(
-    args: argparse.Namespace, figures: dict[str, list[float]], url: str, a: BenchNode
+    args: argparse.Namespace,
+    figures: dict[str, list[float]],
+    lags: dict[str, list[float]],
+    rtt: tuple[float, float],
+    a: BenchNode,
 ) -> None:
     ledger = Ledger(open_database(load_settings(a.config)))
     deadline = time.monotonic() + 30  # requests cut off at the end of a run finish first
@@ -106,10 +208,20 @@ def report(
     print(
         f"nutgate bench.pg, {date}; {m['nproc']} CPU ({m['cpu']}), {m['memory']}, "
         f"python {m['python']}; load: {'wrk' if load.have_wrk() else 'aiohttp client'}, "
-        f"{args.conns} connections, {args.rounds} x {args.seconds:g} s"
+        f"{args.conns} connections, {args.rounds} x {args.seconds:g} s; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"  PostgreSQL round trip (SELECT 1, median): {rtt[0]:.2f} ms direct, {rtt[1]:.2f} ms "
+        f"through the proxy ({args.delay_ms:g} ms each way asked)"
     )
     for k, v in figures.items():
-        print(f"  {k:12s} median {med[k]:8.0f} req/s   runs: {', '.join(f'{x:.0f}' for x in v)}")
+        lag = lags[k]
+        print(
+            f"  {k:12s} median {med[k]:8.0f} req/s   runs: {', '.join(f'{x:.0f}' for x in v)}"
+            f"   loop lag p50 {pct(lag, 0.5):.1f} p99 {pct(lag, 0.99):.1f}"
+            f" max {max(lag, default=float('nan')):.1f} ms ({len(lag)} samples)"
+        )
     print(f"  two / one on PostgreSQL: {med['pg, two'] / med['pg, one']:.2f}")
     print(f"  PostgreSQL / SQLite, one instance: {med['pg, one'] / med['sqlite, one']:.2f}")
     print(f"  audit after the runs: {audit or 'clean'}, open reservations: {open_reservations}")
