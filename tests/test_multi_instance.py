@@ -128,6 +128,27 @@ async def test_100_requests_on_one_key_across_both_never_overdraw(pair: Pair) ->
     assert_books_clean(pair)
 
 
+async def test_200_paid_requests_on_both_at_once_are_each_charged_and_recorded_once(
+    pair: Pair,
+) -> None:
+    """Each instance's settlements run in pipelined batches on its writer thread, under the
+    one write lock: the two instances' batches never lose or double a charge."""
+    keys = ["sk-" + secrets.token_urlsafe(16) for _ in range(8)]
+    for key in keys:
+        pair.ledger.grant(hash_key(key), 100_000)
+    async with aiohttp.ClientSession(timeout=TIMEOUT) as session:
+        results = await asyncio.gather(*(chat(session, pair[i], keys[i % 8]) for i in range(200)))
+    assert {status for status, _ in results} == {200}
+    for j, key in enumerate(keys):
+        account = pair.ledger.find(hash_key(key))
+        assert account is not None
+        charged = sum(cost for i, (_, cost) in enumerate(results) if i % 8 == j)
+        assert 0 < charged == 100_000 - account.balance_msat
+    row = pair.ledger.db.query_one("SELECT COUNT(*), SUM(cost_msat) FROM request_records")
+    assert row is not None and tuple(row) == (200, sum(cost for _, cost in results))
+    assert_books_clean(pair)
+
+
 async def test_one_token_sent_to_both_at_once_is_credited_once(
     pair: Pair, mint: MintInfo, ref_wallet: RefWallet
 ) -> None:

@@ -3,15 +3,22 @@
 A request's reservation and settlement are each committed before the request goes on (the
 reservation before the upstream call, so that a crash charges its floor; the settlement
 before the answer, so that the answer is paid for). Committed one by one they cost a
-transaction each, most of it the commit. Here every write asked for in one turn of the event
-loop joins one transaction, committed on the next turn, and each asker resumes once its write
-is committed: the same guarantee, at one commit per batch instead of one per write.
+transaction each, most of it the commit. Here every write asked for while no batch is running
+joins one transaction, and each asker resumes once its write is committed: the same guarantee,
+at one commit per batch instead of one per write.
 
-A write is a function of the connection, run inside the batch's transaction. It must touch
-nothing but the database, because it may run twice: if any write of a batch raises, the batch
-is rolled back and each of its writes runs again in a transaction of its own, so one bad
-write fails alone. A write, once asked for, is made even if its asker was cancelled meanwhile
-(a settlement must not be lost because the client went away).
+Where a batch runs is the store's choice (store.py): with SQLite, here on the event loop, on
+the turn after the first write was asked for; with PostgreSQL, on the store's writer thread,
+one batch at a time, while the loop goes on serving (the writes asked for meanwhile form the
+next batch, started as soon as this one is committed).
+
+A write is a function of the connection, run inside the batch's transaction (maybe on another
+thread). It must touch nothing but the database, because it may run twice: if any write of a
+batch raises, the batch is rolled back and each of its writes runs again in a transaction of
+its own, so one bad write fails alone. It may return a `Then` (store.py) to read its
+statements' answers after the batch's other writes have sent theirs. A write, once asked for,
+is made even if its asker was cancelled meanwhile (a settlement must not be lost because the
+client went away).
 """
 
 from __future__ import annotations
@@ -19,13 +26,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from node.db.store import Store
+from node.db.store import Store, Write
 from wallet.store import Connection
 
 T = TypeVar("T")
-Write = Callable[[Connection], Any]
+Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
+Batch = list[tuple[Write, asyncio.Future[Any]]]
 
 log = logging.getLogger("nutgate.store")
 
@@ -33,48 +42,74 @@ log = logging.getLogger("nutgate.store")
 class GroupCommit:
     def __init__(self, db: Store) -> None:
         self.db = db
-        self._queue: list[tuple[Write, asyncio.Future[Any]]] = []
+        self._queue: Batch = []
+        self._running: tuple[Batch, Future[list[Outcome]]] | None = None  # on the writer
 
     async def run(self, write: Callable[[Connection], T]) -> T:
         """Run `write` in the next batch; its result once the batch is committed."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._queue.append((write, done))
-        if len(self._queue) == 1:
-            loop.call_soon(self.commit)
+        if len(self._queue) == 1 and self._running is None:
+            loop.call_soon(self._start)
         return await done
 
+    def _start(self) -> None:
+        if self._running is not None or not self._queue:
+            return  # the running batch starts the next one when it lands
+        batch, self._queue = self._queue, []
+        if self.db.writer is None:
+            _resolve(batch, self._apply([write for write, _ in batch]))
+            return
+        loop = asyncio.get_running_loop()
+        job = self.db.writer.submit(self._apply, [write for write, _ in batch])
+        self._running = (batch, job)
+        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._landed, job))
+
+    def _landed(self, job: Future[list[Outcome]]) -> None:
+        if self._running is None or self._running[1] is not job:
+            return  # commit() has resolved it already
+        batch, self._running = self._running[0], None
+        _resolve(batch, job.result())
+        self._start()
+
     def commit(self) -> None:
-        """Run and commit every queued write now (also at shutdown, so none is dropped)."""
+        """Wait for the running batch, then run and commit every queued write now (at
+        shutdown, so that none is dropped)."""
+        if self._running is not None:
+            (batch, job), self._running = self._running, None
+            _resolve(batch, job.result())
         batch, self._queue = self._queue, []
         if not batch:
             return
+        writes = [write for write, _ in batch]
+        if self.db.writer is None:
+            _resolve(batch, self._apply(writes))
+        else:
+            _resolve(batch, self.db.writer.submit(self._apply, writes).result())
+
+    def _apply(self, writes: list[Write]) -> list[Outcome]:
+        """The batch in one transaction; if it fails, each write alone. Never raises."""
         try:
-            with self.db.transaction() as conn:
-                results = [write(conn) for write, _ in batch]
+            return [(True, result) for result in self.db.apply(writes)]
         except Exception as exc:
-            if len(batch) == 1:
-                _fail(batch[0][1], exc)
-                return
-            log.warning("a batch of %d writes failed; retrying each alone", len(batch))
-            for item in batch:
-                self._alone(*item)
-            return
-        for (_, done), result in zip(batch, results, strict=True):
-            if not done.done():
-                done.set_result(result)
-
-    def _alone(self, write: Write, done: asyncio.Future[Any]) -> None:
-        try:
-            with self.db.transaction() as conn:
-                result = write(conn)
-        except Exception as exc:
-            _fail(done, exc)
-            return
-        if not done.done():
-            done.set_result(result)
+            if len(writes) == 1:
+                return [(False, exc)]
+            log.warning("a batch of %d writes failed; retrying each alone", len(writes))
+        outcomes: list[Outcome] = []
+        for write in writes:
+            try:
+                outcomes.append((True, self.db.apply([write])[0]))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
 
 
-def _fail(done: asyncio.Future[Any], exc: Exception) -> None:
-    if not done.done():  # a cancelled asker has nobody to tell
-        done.set_exception(exc)
+def _resolve(batch: Batch, outcomes: list[Outcome]) -> None:
+    for (_, done), (ok, value) in zip(batch, outcomes, strict=True):
+        if done.done():  # a cancelled asker has nobody to tell
+            continue
+        if ok:
+            done.set_result(value)
+        else:
+            done.set_exception(value)

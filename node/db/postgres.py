@@ -2,9 +2,13 @@
 
 Same interface and semantics as the SQLite store, so the ledger and the wallet run unchanged:
 
-- One connection per process, in autocommit; `transaction()` is BEGIN + a transaction-scoped
-  advisory lock, the one write lock of every instance (what `BEGIN IMMEDIATE` is in SQLite).
-  Read Committed then sees, statement by statement, everything committed before the lock.
+- One connection per process for the loop, in autocommit; `transaction()` is BEGIN + a
+  transaction-scoped advisory lock, the one write lock of every instance (what `BEGIN
+  IMMEDIATE` is in SQLite). Read Committed then sees, statement by statement, everything
+  committed before the lock.
+- A second connection on the `writer` thread for the group commit's batches (see store.py):
+  each batch is one pipeline — BEGIN, the lock, every write's statements, COMMIT — so it waits
+  for the server once per `Then` round and once at the end, however many writes it holds.
 - Each instance holds a session advisory lock named after its `instance` id for as long as its
   connection lives; PostgreSQL drops it when the process dies, which is how another instance
   tells a dead writer's rows (`instance_alive`) without heartbeats.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -27,14 +32,15 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from node.db.store import IntegrityError, Migrations, Params, Store
+from node.db.store import IntegrityError, Migrations, Params, Store, Write, finish
 from wallet.store import Row
 
 # Advisory locks as (first key, second key): "ng" plus a kind; named locks hash their name.
 LOCKS = 0x6E67_0000
 WRITE, MIGRATE = 1, 2  # second keys under LOCKS
 INSTANCE, SINGLETON = LOCKS + 1, LOCKS + 2  # first keys, with hashtext(name) second
-BEGIN_LOCKED = f"BEGIN; SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
+LOCK_WRITE = f"SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
+BEGIN_LOCKED = b"BEGIN; " + LOCK_WRITE
 
 _ID_TABLE = re.compile(r"CREATE TABLE (\w+)\s*\(\s*id INTEGER PRIMARY KEY", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
@@ -122,22 +128,41 @@ def _integrity() -> Iterator[None]:
 
 
 class PgCursor:
-    def __init__(self, cursor: psycopg.Cursor[Any], returning_id: bool) -> None:
+    """A statement's result. In a pipeline (a group commit's batch) the result arrives later:
+    reading it (rowcount, a row, lastrowid) waits for it, so a statement nobody reads costs
+    no round trip of its own."""
+
+    def __init__(
+        self, cursor: psycopg.Cursor[Any], returning_id: bool, pipeline: psycopg.Pipeline | None
+    ) -> None:
         self._cursor = cursor
-        self.lastrowid: int | None = None
-        if returning_id:
-            row = cursor.fetchone()
-            self.lastrowid = None if row is None else int(row[0])
+        self._returning_id = returning_id
+        self._pipeline = pipeline
+        self._id: int | None = None
+
+    def _arrived(self) -> psycopg.Cursor[Any]:
+        pipeline = self._pipeline
+        if pipeline is not None and self._cursor.pgresult is None:
+            with _integrity():
+                pipeline.sync()
+        return self._cursor
+
+    @property
+    def lastrowid(self) -> int | None:
+        if self._returning_id and self._id is None:
+            row = self._arrived().fetchone()
+            self._id = None if row is None else int(row[0])
+        return self._id
 
     @property
     def rowcount(self) -> int:
-        return self._cursor.rowcount
+        return self._arrived().rowcount
 
     def fetchone(self) -> Row:
-        return None if self.lastrowid is not None else self._cursor.fetchone()
+        return None if self._returning_id else self._arrived().fetchone()
 
     def fetchall(self) -> list[Row]:
-        return [] if self.lastrowid is not None else self._cursor.fetchall()
+        return [] if self._returning_id else self._arrived().fetchall()
 
     def __iter__(self) -> Iterator[Row]:
         return iter(self.fetchall())
@@ -149,12 +174,13 @@ class PgConnection:
     def __init__(self, conn: psycopg.Connection[Any], id_tables: frozenset[str]) -> None:
         self._conn = conn
         self._id_tables = id_tables
+        self.pipeline: psycopg.Pipeline | None = None  # set while a batch runs in one
 
     def execute(self, sql: str, params: Params = (), /) -> PgCursor:
         text, returning = translate(sql, isinstance(params, Mapping), self._id_tables)
         with _integrity():
             cursor = self._conn.execute(text.encode(), _params(params))
-            return PgCursor(cursor, returning)
+            return PgCursor(cursor, returning, self.pipeline)
 
     def executemany(self, sql: str, params: Iterable[Params], /) -> PgCursor:
         rows = list(params)
@@ -163,7 +189,7 @@ class PgConnection:
         cursor = self._conn.cursor()
         with _integrity():
             cursor.executemany(text.encode(), [_params(p) for p in rows])
-        return PgCursor(cursor, False)
+        return PgCursor(cursor, False, self.pipeline)
 
 
 class PostgresStore(Store):
@@ -181,6 +207,35 @@ class PostgresStore(Store):
         self._sql = PgConnection(self.conn, self._id_tables)
         self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (INSTANCE, self.instance))
         self._migrate(migrations)
+        self._writer_conn: psycopg.Connection[Any] = psycopg.connect(
+            url, autocommit=True, row_factory=_row_factory
+        )
+        self._writer_sql = PgConnection(self._writer_conn, self._id_tables)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nutgate-db-writer")
+        self.writer = self._thread
+
+    def apply(self, writes: Sequence[Write]) -> list[Any]:
+        """On the writer thread: the batch as one pipeline (see the module's docstring)."""
+        conn, sql = self._writer_conn, self._writer_sql
+        try:
+            with _integrity(), conn.pipeline() as pipeline:
+                sql.pipeline = pipeline
+                conn.execute(b"BEGIN")
+                conn.execute(LOCK_WRITE)
+                results = finish(sql, [write(sql) for write in writes])
+                conn.execute(b"COMMIT")
+        except BaseException:
+            sql.pipeline = None
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                conn.execute(b"ROLLBACK")
+            raise
+        sql.pipeline = None
+        return results
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)  # the group commit has flushed its last batch
+        self._writer_conn.close()
+        super().close()
 
     def _begin(self) -> None:
         try:

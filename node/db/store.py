@@ -1,15 +1,28 @@
 """The database behind one interface, `Store`: SQLite (embedded, the default) or PostgreSQL.
 
-    node.db.store      Store, the interface; Migrations, Params, IntegrityError
-    node.db.sqlite     SqliteStore: one file, one connection, serialized writes
-    node.db.postgres   PostgresStore: several node instances on one database
-    node.db.open       open_store(url, path, migrations): the one that fits the URL
+    node.db.store         Store, the interface; Then; Migrations, Params, IntegrityError
+    node.db.sqlite        SqliteStore: one file, one connection, serialized writes
+    node.db.postgres      PostgresStore: several node instances on one database
+    node.db.open          open_store(url, path, migrations): the one that fits the URL
+    node.db.group_commit  the hot path's writes, many requests' in one transaction
 
-Every write runs in `transaction()`, which takes the one write lock up front — SQLite's
-`BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock — so no two transactions
-interleave, whichever process or node instance runs them. Calls are synchronous and short; on
-the event loop they cannot interleave either, which is what makes each transaction atomic with
-respect to concurrent requests of the same process.
+Every write runs in a transaction that takes the one write lock up front — SQLite's
+`BEGIN IMMEDIATE`, PostgreSQL's transaction-scoped advisory lock — so no two write transactions
+interleave, whichever process, node instance, connection or thread runs them. That lock, and
+nothing about the event loop, is what makes each transaction atomic: a transaction's
+statements all run while it holds the lock, and a reader sees only what was committed.
+
+Where transactions run:
+- `transaction()`, `query()`: synchronously, on the caller's thread (the event loop), on the
+  store's connection. With SQLite they take microseconds, and the group commit's batches run
+  here too.
+- With PostgreSQL, where each statement is a network round trip, the group commit's batches
+  run on the store's `writer`: one thread with a connection of its own, each batch pipelined
+  (its statements sent without waiting, one round trip or two in all), while the loop serves
+  other requests. A `transaction()` on the loop meanwhile waits for the write lock as it would
+  for another instance's transaction. So code outside a transaction must already expect other
+  transactions to commit between any two of its statements — it had to with several instances
+  anyway — and inside one, nothing else writes.
 
 Rows written for work in flight (reservations, pending swaps and payouts) carry the `instance`
 that wrote them. Another instance takes them over only once `instance_alive()` says their
@@ -26,7 +39,8 @@ from __future__ import annotations
 import secrets
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Executor
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,13 +49,26 @@ from wallet.store import Connection, IntegrityError, Row
 Migrations = Mapping[str, Sequence[str]]
 Params = Sequence[Any] | Mapping[str, Any]
 
-__all__ = ["IntegrityError", "Migrations", "Params", "Store"]
+__all__ = ["IntegrityError", "Migrations", "Params", "Store", "Then"]
+
+Write = Callable[[Connection], Any]
+
+
+class Then:
+    """What a batched write returns when its result needs the answers of statements it sent
+    without waiting: `finish(conn)`, run in the same transaction once every write of the batch
+    has sent its statements (so a batch waits for the server once, not once per write)."""
+
+    def __init__(self, finish: Callable[[Connection], Any]) -> None:
+        self.finish = finish
 
 
 class Store(ABC):
     """What the ledger, the wallet and the admin use; see the module's docstring."""
 
     kind: str
+    # Where the group commit runs its batches: None for here and now (SQLite), else a thread.
+    writer: Executor | None = None
 
     # Set by each store: the driver's connection (BEGIN, COMMIT, ROLLBACK, close) and where
     # statements run (for PostgreSQL, an adapter that translates SQLite's dialect).
@@ -50,7 +77,7 @@ class Store(ABC):
 
     def __init__(self) -> None:
         self._instance = secrets.token_hex(8)
-        self._lock = threading.RLock()  # guards against a stray thread; the loop is the writer
+        self._lock = threading.RLock()  # the store's connection, for one thread at a time
         self._in_txn = False
 
     @property
@@ -79,6 +106,12 @@ class Store(ABC):
             finally:
                 self._in_txn = False
 
+    def apply(self, writes: Sequence[Write]) -> list[Any]:
+        """Run `writes` in one transaction, in order, then finish those that returned a `Then`;
+        their results. On the `writer` when there is one (only the group commit calls this)."""
+        with self.transaction() as conn:
+            return finish(conn, [write(conn) for write in writes])
+
     def query(self, sql: str, params: Params = ()) -> list[Row]:
         with self._lock:
             return self._sql.execute(sql, params).fetchall()
@@ -98,3 +131,7 @@ class Store(ABC):
     @abstractmethod
     def try_singleton(self, name: str) -> bool:
         """True if this instance is (now) the only one doing `name`, e.g. announcing."""
+
+
+def finish(conn: Connection, results: list[Any]) -> list[Any]:
+    return [r.finish(conn) if isinstance(r, Then) else r for r in results]

@@ -24,7 +24,9 @@ from collections.abc import Callable, Sequence
 from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import PaymentRequired
+from node.money import ledger_pg
 from node.money.accounts import Account, Cap, Mismatch, Orphan
+from node.money.ledger_pg import Also
 from node.money.ledger_reports import LedgerReports, spent_sql
 from node.money.ledger_schema import (
     CHARGE,
@@ -78,10 +80,6 @@ def _now() -> int:
 
 def _recorder(record: Callable[[Connection, Orphan, int], None], orphan: Orphan) -> Also:
     return lambda conn, charged: record(conn, orphan, charged)
-
-
-# A write joined to a settlement's transaction, told the msat charged (node.money.records).
-Also = Callable[[Connection, int], None]
 
 
 class Ledger(LedgerReports):
@@ -228,6 +226,18 @@ class Ledger(LedgerReports):
         `key_id`: the key the request came with; `caps`: also False when a key's spending
         since `cap.since`, held and charged, would pass `cap.limit_msat` (checked in the
         reservation's own write, so concurrent requests cannot overshoot it)."""
+        if self.db.kind == "postgres" and not caps:  # one statement, the same effects
+            write = ledger_pg.reserve(
+                account_id,
+                reservation_id,
+                amount_msat,
+                floor_msat,
+                model,
+                untouched_msat,
+                key_id,
+                self.db.instance,
+            )
+            return bool(await self.commits.run(write))
         return await self.commits.run(
             lambda conn: (
                 all(self._capped(conn, cap, amount_msat) for cap in caps)
@@ -256,10 +266,12 @@ class Ledger(LedgerReports):
         runs in the same transaction, told the charge, only when the reservation was there.
         """
         cost = max(0, cost_msat)
+        if self.db.kind == "postgres":  # one statement (ledger_pg), the same effects
+            return int(await self.commits.run(ledger_pg.settle(reservation_id, cost, also)))
         return await self.commits.run(lambda conn: self._settle(conn, reservation_id, cost, also))
 
     async def release(self, reservation_id: str, also: Also | None = None) -> None:
-        await self.commits.run(lambda conn: self._settle(conn, reservation_id, 0, also))
+        await self.settle(reservation_id, 0, also)
 
     def _reserve(
         self,

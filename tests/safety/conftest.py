@@ -14,13 +14,22 @@ from typing import Any
 import aiohttp
 import pytest
 
+from node.db.open import open_store
 from node.db.sqlite import SqliteStore
+from node.db.store import Store
 from tests.conftest import node_config
 from tests.safety.faulty_mint import FaultyMint
 from tests.safety.harness import NodeProcess
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.servers import ThreadedServer
-from wallet import MIGRATIONS, Wallet, load_or_create_seed, parse_token, serialize_v4
+from wallet import (
+    MIGRATIONS,
+    Wallet,
+    load_or_create_seed,
+    parse_token,
+    serialize_v4,
+    shared_seed,
+)
 
 MakeNodeProcess = Callable[..., NodeProcess]
 
@@ -97,9 +106,14 @@ def _refuse(*args: Any) -> None:
 
 
 async def proof_states(proc: NodeProcess, mints: list[str]) -> list[Any]:
-    """NUT-07 states, asked of the mints, of every proof the node's database holds."""
-    db = SqliteStore(proc.db_path, {"wallet": MIGRATIONS})
-    seed = load_or_create_seed(proc.data_dir / "wallet.seed")
+    """NUT-07 states, asked of the mints, of every proof the node's database holds (SQLite,
+    or the PostgreSQL database its config names)."""
+    if proc.store_url:
+        db: Store = open_store(proc.store_url, proc.db_path, {"wallet": MIGRATIONS})
+        seed = shared_seed(db, proc.data_dir / "wallet.seed")
+    else:
+        db = SqliteStore(proc.db_path, {"wallet": MIGRATIONS})
+        seed = load_or_create_seed(proc.data_dir / "wallet.seed")
     try:
         async with aiohttp.ClientSession() as http:
             inspector = Wallet(db, seed, mints, http, _refuse, _refuse, _refuse)

@@ -1,22 +1,33 @@
 """SIGKILL the node between a request's record and the settlement's commit (they are one
 transaction): after a restart the request is charged once, at its prompt's cost, and has
-exactly one record, whose cost is the ledger's charge."""
+exactly one record, whose cost is the ledger's charge. On SQLite, and on PostgreSQL, where the
+settlement runs on the store's writer thread in a pipelined batch: the kill lands after the
+batch's statements were sent, before its COMMIT."""
 
 from __future__ import annotations
 
 import aiohttp
+import pytest
 
 from node.money.records import INTERRUPTED, RECORDED
 from tests.safety.conftest import MakeNodeProcess, Secrets, assert_books_intact, auth, call
 from tests.support.mints import MintInfo, RefWallet
+from tests.support.pg import Databases
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 20}
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_kill_between_the_record_and_the_commit_charges_and_records_once(
-    node_process: MakeNodeProcess, mint: MintInfo, ref_wallet: RefWallet, secrets: Secrets
+    backend: str,
+    node_process: MakeNodeProcess,
+    mint: MintInfo,
+    ref_wallet: RefWallet,
+    secrets: Secrets,
+    pg_databases: Databases,
 ) -> None:
-    proc = await node_process().start(crash_at=RECORDED)
+    store = {"store": {"url": pg_databases.new()}} if backend == "postgres" else {}
+    proc = await node_process(**store).start(crash_at=RECORDED)
     token = await ref_wallet.token(mint.url, 100)
     secrets.add(token)
     status, body = await call(proc, "GET", "/v1/wallet/balance", headers=auth(token))

@@ -1,0 +1,120 @@
+"""The reservation and the settlement as one statement each, for PostgreSQL.
+
+The same effects as Ledger._reserve and Ledger._settle (ledger.py), written as data-modifying
+CTEs so that each is a single statement whose answer is read only after the group commit's
+batch has sent every write (a `Then`, see node.db.store): the batch then waits for the server
+once, instead of once per statement. SQLite has no data-modifying CTEs; it keeps the
+statement-by-statement writes, which cost it no round trip.
+
+Each statement runs under the write lock, like every write: it sees every earlier statement of
+its transaction and nothing else changes the rows meanwhile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from node.db.store import Then, Write
+from node.money.ledger_schema import CHARGE
+from wallet.store import Connection
+
+# A write joined to a settlement's transaction, told the msat charged (node.money.records).
+Also = Callable[[Connection, int], None]
+
+_UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
+
+# Hold :a on the account when its available balance covers it; count the use on the sub-key
+# (when it is one); the reservation's row. No row back: refused, and nothing was written.
+_RESERVE = """
+WITH held AS (
+    UPDATE accounts SET reserved_msat = reserved_msat + :a, last_used_at = :now,
+        requests = requests + 1{spender}
+    WHERE id = :id AND balance_msat - reserved_msat >= :a{untouched}
+    RETURNING id
+), used AS (
+    UPDATE accounts SET last_used_at = :now, requests = requests + 1
+    WHERE id = :key AND :key <> :id AND EXISTS (SELECT 1 FROM held)
+)
+INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model, created_at,
+    instance, key_id)
+SELECT :rid, id, :a, :floor, :model, :now, :instance, :key FROM held
+RETURNING 1
+"""
+
+# Delete the reservation; charge the cost, capped at what the account can pay (the held
+# amount plus the unreserved balance), operator credit first; release the rest; the charge's
+# entry. No row back: the reservation was settled already, and nothing was written.
+_SETTLE = f"""
+WITH r AS (
+    DELETE FROM reservations WHERE id = :rid RETURNING account_id, amount_msat, key_id
+), c AS (
+    SELECT r.account_id, r.amount_msat AS held, r.key_id,
+        LEAST(:cost, r.amount_msat + a.balance_msat - a.reserved_msat) AS charged
+    FROM r JOIN accounts a ON a.id = r.account_id
+), u AS (
+    UPDATE accounts SET balance_msat = balance_msat - c.charged,
+        reserved_msat = reserved_msat - c.held,
+        credit_msat = CASE WHEN credit_msat > c.charged THEN credit_msat - c.charged ELSE 0 END
+    FROM c WHERE accounts.id = c.account_id
+), e AS (
+    INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)
+    SELECT account_id, '{CHARGE}', -charged, :rid, :now, key_id FROM c WHERE charged > 0
+)
+SELECT charged FROM c
+"""
+
+
+def reserve(
+    account_id: int,
+    reservation_id: str,
+    amount_msat: int,
+    floor_msat: int,
+    model: str | None,
+    untouched_msat: int | None,
+    key_id: int | None,
+    instance: str,
+) -> Write:
+    """The write for Ledger.reserve (no caps); Then: whether the amount was held."""
+    spends = untouched_msat is not None  # a one-shot account: untouched, and named spent
+    sql = _RESERVE.format(
+        spender=", request_id = :rid" if spends else "", untouched=_UNTOUCHED if spends else ""
+    )
+    params = {
+        "a": amount_msat,
+        "id": account_id,
+        "rid": reservation_id,
+        "now": int(time.time()),
+        "floor": min(floor_msat, amount_msat),
+        "model": model,
+        "instance": instance,
+        "key": key_id,
+        "untouched": untouched_msat,
+    }
+
+    def write(conn: Connection) -> Then:
+        cur = conn.execute(sql, params)
+        return Then(lambda _: cur.fetchone() is not None)
+
+    return write
+
+
+def settle(reservation_id: str, cost_msat: int, also: Also | None) -> Write:
+    """The write for Ledger.settle; Then: the msat charged (0 when already settled). `also`
+    runs, told the charge, only when the reservation was there."""
+    params = {"rid": reservation_id, "cost": cost_msat, "now": int(time.time())}
+
+    def write(conn: Connection) -> Then:
+        cur = conn.execute(_SETTLE, params)
+
+        def charged(conn: Connection) -> int:
+            row = cur.fetchone()
+            if row is None:
+                return 0
+            if also is not None:
+                also(conn, int(row[0]))
+            return int(row[0])
+
+        return Then(charged)
+
+    return write

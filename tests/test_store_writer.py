@@ -1,0 +1,102 @@
+"""Where the store's writes run: PostgreSQL's group commit on a writer thread (the event loop
+keeps turning while a batch is out, and two instances' batches never interleave), SQLite's WAL
+checkpoints on a thread of their own (never in a commit on the loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.db.sqlite import AUTOCHECKPOINT_PAGES, SqliteStore
+from node.money.ledger import MIGRATIONS, Ledger, hash_key
+from tests.support.pg import Databases, Opener, eventually, store_opener
+
+
+@pytest.fixture
+def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
+    with store_opener(tmp_path, "postgres", pg_databases, {"node": MIGRATIONS}) as open_db:
+        yield open_db
+
+
+async def test_the_loop_turns_while_a_postgres_batch_is_out(pg: Opener) -> None:
+    ledger = Ledger(pg())
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.02)
+    before = ticks
+    slept = await ledger.commits.run(lambda c: c.execute("SELECT pg_sleep(0.3)").fetchone())
+    during = ticks - before
+    ticker.cancel()
+    assert slept is not None
+    assert during >= 10  # a batch run on the loop would have let it tick once at most
+
+
+async def test_two_instances_paying_at_once_charge_each_request_once(pg: Opener) -> None:
+    """400 reservations and settlements at once on two instances (two stores, two writer
+    threads) over five accounts: every charge lands once, no balance goes below zero."""
+    first, second = Ledger(pg()), Ledger(pg())
+    accounts = [first.grant(hash_key(f"sk-{i}"), 50_000) for i in range(5)]
+    rng = random.Random(28)
+    jobs = [
+        (rng.choice(accounts), rng.randrange(100, 2_000), rng.randrange(0, 2_500))
+        for _ in range(400)
+    ]
+
+    async def pay(i: int, account: int, held: int, cost: int) -> int:
+        ledger = (first, second)[i % 2]
+        if not await ledger.reserve(account, f"r{i}", held, floor_msat=held // 4):
+            return -1
+        await asyncio.sleep(rng.random() / 100)
+        return await ledger.settle(f"r{i}", cost)
+
+    charged = await asyncio.gather(*(pay(i, *job) for i, job in enumerate(jobs)))
+    assert -1 in charged and any(c > 0 for c in charged)  # some refused, most paid
+    for account in accounts:
+        paid = sum(c for c, job in zip(charged, jobs, strict=True) if job[0] == account and c > 0)
+        state = first.get(account)
+        assert state.balance_msat == 50_000 - paid >= 0
+        assert state.reserved_msat == 0
+    assert first.audit() == [] and first.open_reservations() == 0
+    entries = first.db.query_one("SELECT COUNT(*) FROM entries WHERE kind = 'charge'")
+    assert entries is not None and entries[0] == sum(c > 0 for c in charged)
+
+
+async def test_two_settlements_of_one_reservation_on_two_instances_charge_once(
+    pg: Opener,
+) -> None:
+    first, second = Ledger(pg()), Ledger(pg())
+    account = first.grant(hash_key("sk-a"), 10_000)
+    assert await first.reserve(account, "r", 5_000)
+    results = await asyncio.gather(*(ledger.settle("r", 3_000) for ledger in (first, second) * 5))
+    assert sorted(results) == [0] * 9 + [3_000]
+    assert first.get(account).balance_msat == 7_000 and first.audit() == []
+
+
+def test_sqlite_checkpoints_the_wal_off_the_writing_connection(tmp_path: Path) -> None:
+    """SQLite would checkpoint in the commit that crosses 1 000 pages, on the event loop; here
+    that bound is far away and the checkpoint thread copies the WAL into the database."""
+    path = tmp_path / "db.sqlite3"
+    db = SqliteStore(path, {"test": ["CREATE TABLE blobs (id INTEGER PRIMARY KEY, b BLOB)"]})
+    try:
+        assert db.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == AUTOCHECKPOINT_PAGES
+        for _ in range(40):  # ~10 MB, ~2 500 pages: past SQLite's own 1 000, short of the bound
+            with db.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO blobs (b) VALUES (?)", [(random.randbytes(4096),)] * 64
+                )
+        checkpoints = db.checkpoints
+        assert checkpoints is not None
+        eventually(lambda: checkpoints.done and path.stat().st_size > 8_000_000, timeout_s=10)
+    finally:
+        db.close()
