@@ -6,7 +6,7 @@ against one SQLite instance, with the event loop's lag under that load.
 
 Processes: the bench upstream, node A and node B on one new PostgreSQL database (dropped at the
 end), and for reference a node on SQLite. The nodes reach PostgreSQL through a TCP proxy in
-this process that holds every packet `--delay-ms` (1 ms) in each direction, as a database on
+a process of its own that holds every packet `--delay-ms` (1 ms) in each direction, as a database on
 another host would; the round trip it adds is measured and printed. "two" loads A and B at
 once, half the connections each (as a load balancer would spread them); "one" loads A alone
 with all of them. Each node runs the loop-lag monitor (node/http/looplag.py); a run's lag is
@@ -20,14 +20,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime
 import json
+import multiprocessing
 import os
 import secrets
 import statistics
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import psycopg
@@ -56,26 +60,35 @@ def options() -> argparse.Namespace:
 
 class DelayProxy:
     """A TCP proxy to PostgreSQL that delivers each chunk `delay_s` after it arrived, in order,
-    in both directions: a network's latency without its bandwidth limit. Its own event loop
-    runs in a thread of the bench."""
+    in both directions: a network's latency without its bandwidth limit. It runs in a process
+    of its own at a raised priority where allowed (a network takes no CPU from the hosts), its
+    event loop serving every connection."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
         self.port = 0
-        self._ready = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proc: multiprocessing.process.BaseProcess | None = None
 
     def start(self) -> DelayProxy:
-        threading.Thread(target=self._main, name="delay-proxy", daemon=True).start()
-        self._ready.wait(10)
+        ctx = multiprocessing.get_context("fork")
+        ours, theirs = ctx.Pipe()
+        self._proc = ctx.Process(target=self._main, args=(theirs,), daemon=True)
+        self._proc.start()
+        self.port = ours.recv()
         return self
 
-    def _main(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        server = self._loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port = server.sockets[0].getsockname()[1]
-        self._ready.set()
-        self._loop.run_forever()
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.join()
+
+    def _main(self, report: Connection) -> None:
+        with contextlib.suppress(OSError):
+            os.nice(-10)
+        loop = asyncio.new_event_loop()
+        server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        report.send(server.sockets[0].getsockname()[1])
+        loop.run_forever()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -138,18 +151,46 @@ def lag_ms(nodes: list[BenchNode], start: float, end: float) -> list[float]:
     return samples
 
 
-def load_all(nodes: list[BenchNode], conns: int, seconds: float) -> tuple[float, list[float]]:
+@dataclass
+class Run:
+    rps: float
+    cpu_us: float  # the nodes' CPU time per request
+    lag_ms: list[float]
+    rtt_ms: list[float]  # SELECT 1 through the proxy during the run (PostgreSQL runs only)
+
+
+def probe(url: str, stop: threading.Event) -> list[float]:
+    """Round trips of `SELECT 1` over `url` every 20 ms until `stop`, in ms: the network the
+    nodes saw under load (the proxy shares the CPUs with everything else)."""
+    times = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        while not stop.wait(0.02):
+            t0 = time.perf_counter()
+            conn.execute("SELECT 1").fetchone()
+            times.append((time.perf_counter() - t0) * 1000)
+    return times
+
+
+def load_all(nodes: list[BenchNode], conns: int, seconds: float, db_url: str) -> Run:
     """Requests per second over `nodes` loaded at once, `conns` split evenly; lag samples."""
     share = max(1, conns // len(nodes))
-    start = time.time()
-    with concurrent.futures.ThreadPoolExecutor(len(nodes)) as pool:
+    start, cpu = time.time(), sum(n.proc.cpu_s() for n in nodes)
+    stop = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(len(nodes) + 1) as pool:
+        rtt = pool.submit(probe, db_url, stop) if db_url else None
         runs = [pool.submit(load.run, n.url, n.keys_file, share, seconds, None) for n in nodes]
         results = [r.result() for r in runs]
+        stop.set()
+        rtt_ms = rtt.result() if rtt else []
+    cpu = sum(n.proc.cpu_s() for n in nodes) - cpu
     time.sleep(1.2)  # the monitors' last lines
     errors = sum(r.errors for r in results)
     if errors:
         raise RuntimeError(f"{errors} errors")
-    return sum(r.rps for r in results), lag_ms(nodes, start, start + seconds)
+    requests = sum(r.requests for r in results)
+    rps = sum(r.rps for r in results)
+    lags = lag_ms(nodes, start, start + seconds)
+    return Run(rps, cpu / max(1, requests) * 1e6, lags, rtt_ms)
 
 
 def main() -> None:
@@ -175,26 +216,21 @@ def main() -> None:
                 node.start()
                 procs.append(node.proc)
             runs = {"sqlite, one": [lite], "pg, one": [a], "pg, two": [a, b]}
-            figures: dict[str, list[float]] = {k: [] for k in runs}
-            lags: dict[str, list[float]] = {k: [] for k in runs}
+            figures: dict[str, list[Run]] = {k: [] for k in runs}
             for _ in range(args.rounds):
                 for k, nodes in runs.items():
-                    rps, lag = load_all(nodes, args.conns, args.seconds)
-                    figures[k].append(rps)
-                    lags[k] += lag
-            report(args, figures, lags, rtt, a)
+                    db = url if nodes[0] is not lite else ""
+                    figures[k].append(load_all(nodes, args.conns, args.seconds, db))
+            report(args, figures, rtt, a)
         finally:
             for proc in procs:
                 proc.stop()
             admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            proxy.stop()
 
 
 def report(
-    args: argparse.Namespace,
-    figures: dict[str, list[float]],
-    lags: dict[str, list[float]],
-    rtt: tuple[float, float],
-    a: BenchNode,
+    args: argparse.Namespace, figures: dict[str, list[Run]], rtt: tuple[float, float], a: BenchNode
 ) -> None:
     ledger = Ledger(open_database(load_settings(a.config)))
     deadline = time.monotonic() + 30  # requests cut off at the end of a run finish first
@@ -202,7 +238,7 @@ def report(
         time.sleep(0.2)
     audit, open_reservations = ledger.audit(), ledger.open_reservations()
     ledger.db.close()
-    med = {k: statistics.median(v) for k, v in figures.items()}
+    med = {k: statistics.median(r.rps for r in v) for k, v in figures.items()}
     m = machine()
     date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     print(
@@ -215,13 +251,21 @@ def report(
         f"  PostgreSQL round trip (SELECT 1, median): {rtt[0]:.2f} ms direct, {rtt[1]:.2f} ms "
         f"through the proxy ({args.delay_ms:g} ms each way asked)"
     )
-    for k, v in figures.items():
-        lag = lags[k]
+    for k, runs in figures.items():
+        lag = [x for r in runs for x in r.lag_ms]
+        cpu = statistics.median(r.cpu_us for r in runs)
+        each = ", ".join(f"{r.rps:.0f}" for r in runs)
+        worst = max(lag, default=float("nan"))
         print(
-            f"  {k:12s} median {med[k]:8.0f} req/s   runs: {', '.join(f'{x:.0f}' for x in v)}"
-            f"   loop lag p50 {pct(lag, 0.5):.1f} p99 {pct(lag, 0.99):.1f}"
-            f" max {max(lag, default=float('nan')):.1f} ms ({len(lag)} samples)"
+            f"  {k:12s} median {med[k]:6.0f} req/s (runs {each})  node CPU {cpu:5.0f} us/req"
+            f"  loop lag p50 {pct(lag, 0.5):.1f} p99 {pct(lag, 0.99):.1f} max {worst:.1f} ms"
+            f" ({len(lag)} samples)"
         )
+    rtt_load = [x for k in ("pg, one", "pg, two") for r in figures[k] for x in r.rtt_ms]
+    print(
+        f"  round trip through the proxy under load: p50 {pct(rtt_load, 0.5):.2f}"
+        f" p99 {pct(rtt_load, 0.99):.2f} ms"
+    )
     print(f"  two / one on PostgreSQL: {med['pg, two'] / med['pg, one']:.2f}")
     print(f"  PostgreSQL / SQLite, one instance: {med['pg, one'] / med['sqlite, one']:.2f}")
     print(f"  audit after the runs: {audit or 'clean'}, open reservations: {open_reservations}")

@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from node.db.sqlite import AUTOCHECKPOINT_PAGES, SqliteStore
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
 from tests.support.pg import Databases, Opener, eventually, store_opener
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -22,24 +25,40 @@ def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
         yield open_db
 
 
+class Ticker:
+    """Counts the turns a task sleeping 5 ms at a time gets while something is awaited."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    async def during(self, awaited: Awaitable[T]) -> tuple[T, int]:
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(0.005)
+                self.ticks += 1
+
+        ticker = asyncio.create_task(tick())
+        await asyncio.sleep(0.02)
+        before = self.ticks
+        try:
+            return await awaited, self.ticks - before
+        finally:
+            ticker.cancel()
+
+
 async def test_the_loop_turns_while_a_postgres_batch_is_out(pg: Opener) -> None:
     ledger = Ledger(pg())
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    await asyncio.sleep(0.02)
-    before = ticks
-    slept = await ledger.commits.run(lambda c: c.execute("SELECT pg_sleep(0.3)").fetchone())
-    during = ticks - before
-    ticker.cancel()
+    write = ledger.commits.run(lambda c: c.execute("SELECT pg_sleep(0.3)").fetchone())
+    slept, ticks = await Ticker().during(write)
     assert slept is not None
-    assert during >= 10  # a batch run on the loop would have let it tick once at most
+    assert ticks >= 10  # a batch run on the loop would have let it tick once at most
+
+
+async def test_the_loop_turns_while_a_postgres_read_is_out(pg: Opener) -> None:
+    db = pg()
+    rows, ticks = await Ticker().during(db.read("SELECT 7 AS n FROM pg_sleep(0.3)"))
+    assert [row["n"] for row in rows] == [7]
+    assert ticks >= 10
 
 
 async def test_two_instances_paying_at_once_charge_each_request_once(pg: Opener) -> None:

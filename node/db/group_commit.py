@@ -8,9 +8,11 @@ joins one transaction, and each asker resumes once its write is committed: the s
 at one commit per batch instead of one per write.
 
 Where a batch runs is the store's choice (store.py): with SQLite, here on the event loop, on
-the turn after the first write was asked for; with PostgreSQL, on the store's writer thread,
-one batch at a time, while the loop goes on serving (the writes asked for meanwhile form the
-next batch, started as soon as this one is committed).
+the turn after the first write was asked for; with PostgreSQL, on the store's writer threads,
+up to `db.writers` batches at once, while the loop goes on serving (the writes asked for
+meanwhile form the next batch). Batches at once are still one after the other in the
+database, under the write lock: what running two buys is that the second one's statements
+wait at the server, not in this process, while the first one commits.
 
 A write is a function of the connection, run inside the batch's transaction (maybe on another
 thread). It must touch nothing but the database, because it may run twice: if any write of a
@@ -43,41 +45,41 @@ class GroupCommit:
     def __init__(self, db: Store) -> None:
         self.db = db
         self._queue: Batch = []
-        self._running: tuple[Batch, Future[list[Outcome]]] | None = None  # on the writer
+        self._running: dict[Future[list[Outcome]], Batch] = {}  # on the writer threads
 
     async def run(self, write: Callable[[Connection], T]) -> T:
         """Run `write` in the next batch; its result once the batch is committed."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[T] = loop.create_future()
         self._queue.append((write, done))
-        if len(self._queue) == 1 and self._running is None:
+        if len(self._queue) == 1 and len(self._running) < self.db.writers:
             loop.call_soon(self._start)
         return await done
 
     def _start(self) -> None:
-        if self._running is not None or not self._queue:
-            return  # the running batch starts the next one when it lands
+        if len(self._running) >= max(1, self.db.writers) or not self._queue:
+            return  # a running batch starts the next one when it lands
         batch, self._queue = self._queue, []
         if self.db.writer is None:
             _resolve(batch, self._apply([write for write, _ in batch]))
             return
         loop = asyncio.get_running_loop()
         job = self.db.writer.submit(self._apply, [write for write, _ in batch])
-        self._running = (batch, job)
+        self._running[job] = batch
         job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._landed, job))
 
     def _landed(self, job: Future[list[Outcome]]) -> None:
-        if self._running is None or self._running[1] is not job:
+        batch = self._running.pop(job, None)
+        if batch is None:
             return  # commit() has resolved it already
-        batch, self._running = self._running[0], None
         _resolve(batch, job.result())
         self._start()
 
     def commit(self) -> None:
-        """Wait for the running batch, then run and commit every queued write now (at
+        """Wait for the running batches, then run and commit every queued write now (at
         shutdown, so that none is dropped)."""
-        if self._running is not None:
-            (batch, job), self._running = self._running, None
+        running, self._running = self._running, {}
+        for job, batch in running.items():
             _resolve(batch, job.result())
         batch, self._queue = self._queue, []
         if not batch:

@@ -21,8 +21,11 @@ Same interface and semantics as the SQLite store, so the ledger and the wallet r
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,13 +35,15 @@ from typing import Any
 import psycopg
 from psycopg import errors as pg_errors
 
-from node.db.store import IntegrityError, Migrations, Params, Store, Write, finish
+from node.db.store import IntegrityError, Migrations, Params, Store, Then, Write, finish
 from wallet.store import Row
 
 # Advisory locks as (first key, second key): "ng" plus a kind; named locks hash their name.
 LOCKS = 0x6E67_0000
 WRITE, MIGRATE = 1, 2  # second keys under LOCKS
 INSTANCE, SINGLETON = LOCKS + 1, LOCKS + 2  # first keys, with hashtext(name) second
+READERS = 4  # reader threads (and connections), for the hot path's awaited reads
+WRITERS = 2  # writer threads (and connections), for the group commit's batches
 LOCK_WRITE = f"SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
 BEGIN_LOCKED = b"BEGIN; " + LOCK_WRITE
 
@@ -172,7 +177,7 @@ class PgConnection:
     """What `transaction()` hands out: sqlite3.Connection's execute/executemany."""
 
     def __init__(self, conn: psycopg.Connection[Any], id_tables: frozenset[str]) -> None:
-        self._conn = conn
+        self._conn = self.driver = conn
         self._id_tables = id_tables
         self.pipeline: psycopg.Pipeline | None = None  # set while a batch runs in one
 
@@ -207,34 +212,46 @@ class PostgresStore(Store):
         self._sql = PgConnection(self.conn, self._id_tables)
         self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (INSTANCE, self.instance))
         self._migrate(migrations)
-        self._writer_conn: psycopg.Connection[Any] = psycopg.connect(
-            url, autocommit=True, row_factory=_row_factory
-        )
-        self._writer_sql = PgConnection(self._writer_conn, self._id_tables)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="nutgate-db-writer")
-        self.writer = self._thread
+        self._url = url
+        self._writer_conns = [self._connect() for _ in range(WRITERS)]
+        self._writers: queue.SimpleQueue[PgConnection] = queue.SimpleQueue()
+        for driver in self._writer_conns:
+            self._writers.put(PgConnection(driver, self._id_tables))
+        self._thread = ThreadPoolExecutor(WRITERS, thread_name_prefix="nutgate-db-writer")
+        self.writer, self.writers = self._thread, WRITERS
+        self._reader = threading.local()  # each reader thread's connection
+        self._readers: list[psycopg.Connection[Any]] = []
+        self._reading = ThreadPoolExecutor(READERS, thread_name_prefix="nutgate-db-reader")
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
+
+    async def read(self, sql: str, params: Params = ()) -> list[Row]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reading, self._read, sql, params)
+
+    def _read(self, sql: str, params: Params) -> list[Row]:
+        conn: PgConnection | None = getattr(self._reader, "conn", None)
+        if conn is None:
+            driver = self._connect()
+            with self._lock:
+                self._readers.append(driver)
+            conn = self._reader.conn = PgConnection(driver, self._id_tables)
+        return conn.execute(sql, params).fetchall()
 
     def apply(self, writes: Sequence[Write]) -> list[Any]:
-        """On the writer thread: the batch as one pipeline (see the module's docstring)."""
-        conn, sql = self._writer_conn, self._writer_sql
+        """On a writer thread: the batch as one pipeline (see the module's docstring)."""
+        sql = self._writers.get()  # as many connections as writer threads: never waits
         try:
-            with _integrity(), conn.pipeline() as pipeline:
-                sql.pipeline = pipeline
-                conn.execute(b"BEGIN")
-                conn.execute(LOCK_WRITE)
-                results = finish(sql, [write(sql) for write in writes])
-                conn.execute(b"COMMIT")
-        except BaseException:
-            sql.pipeline = None
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute(b"ROLLBACK")
-            raise
-        sql.pipeline = None
-        return results
+            return _pipelined(sql, writes)
+        finally:
+            self._writers.put(sql)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)  # the group commit has flushed its last batch
-        self._writer_conn.close()
+        self._reading.shutdown(wait=True)
+        for driver in [*self._writer_conns, *self._readers]:
+            driver.close()
         super().close()
 
     def _begin(self) -> None:
@@ -297,3 +314,25 @@ class PostgresStore(Store):
                 "INSERT INTO schema_migrations (series, version) VALUES (%s, %s)",
                 (series, version),
             )
+
+
+def _pipelined(sql: PgConnection, writes: Sequence[Write]) -> list[Any]:
+    """BEGIN, the lock, the writes, COMMIT in one pipeline. The server's answers are awaited
+    once before COMMIT if a write's `Then` writes more, and once at the end."""
+    conn = sql.driver
+    try:
+        with _integrity(), conn.pipeline() as pipeline:
+            sql.pipeline = pipeline
+            conn.execute(b"BEGIN")
+            conn.execute(LOCK_WRITE)
+            results = [write(sql) for write in writes]
+            if any(isinstance(r, Then) and r.writes for r in results):
+                results = finish(sql, results)
+            conn.execute(b"COMMIT")
+        return finish(sql, results)  # the answers of writes that only read them
+    except BaseException:
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.execute(b"ROLLBACK")
+        raise
+    finally:
+        sql.pipeline = None

@@ -189,6 +189,14 @@ class Keys:
         )
         return _from_row(row) if row else None
 
+    async def read(self, account_id: int) -> KeyRules | None:
+        """`get` for the hot path (every paid request): awaited, off the event loop where the
+        database is across a network (Store.read)."""
+        rows = await self.db.read(
+            f"SELECT {_COLUMNS} FROM key_rules WHERE account_id = ?", (account_id,)
+        )
+        return _from_row(rows[0]) if rows else None
+
     def children(self, parent_id: int) -> list[KeyRules]:
         rows = self.db.query(
             f"SELECT {_COLUMNS} FROM key_rules WHERE parent_id = ? ORDER BY account_id",

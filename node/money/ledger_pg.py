@@ -94,7 +94,7 @@ def reserve(
 
     def write(conn: Connection) -> Then:
         cur = conn.execute(sql, params)
-        return Then(lambda _: cur.fetchone() is not None)
+        return Then(lambda _: cur.fetchone() is not None, writes=False)
 
     return write
 
@@ -115,6 +115,6 @@ def settle(reservation_id: str, cost_msat: int, also: Also | None) -> Write:
                 also(conn, int(row[0]))
             return int(row[0])
 
-        return Then(charged)
+        return Then(charged, writes=also is not None)
 
     return write

@@ -171,7 +171,8 @@ class Payments:
         if key is None:
             raise self.payment_request(quote())
         if presented.account_id is not None:
-            return self.key_payer(presented.account_id)
+            rules = await self.keys.read(presented.account_id)  # the one read of a paid request
+            return _payer(presented.account_id, rules)
         if is_token(key):
             quote()
         account_id = await self._first_use(key, presented.key_hash)
@@ -179,9 +180,7 @@ class Payments:
 
     def key_payer(self, account_id: int) -> Payer:
         """The payer behind a key's account: its parent's balance for a sub-key."""
-        rules = self.keys.get(account_id)
-        parent = rules.parent_id if rules is not None else None
-        return Payer(parent if parent is not None else account_id, key_id=account_id, key=rules)
+        return _payer(account_id, self.keys.get(account_id))
 
     async def one_shot(
         self, presented: Presented, most_sat: int, affords: Callable[[int], None] | None = None
@@ -358,3 +357,8 @@ def wallet_errors() -> Iterator[None]:
         ) from exc
     except cashu.MintError as exc:
         raise UpstreamError(f"the mint refused: {exc}", code="mint_error") from exc
+
+
+def _payer(account_id: int, rules: KeyRules | None) -> Payer:
+    parent = rules.parent_id if rules is not None else None
+    return Payer(parent if parent is not None else account_id, key_id=account_id, key=rules)
