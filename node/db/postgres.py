@@ -6,9 +6,11 @@ Same interface and semantics as the SQLite store, so the ledger and the wallet r
   transaction-scoped advisory lock, the one write lock of every instance (what `BEGIN
   IMMEDIATE` is in SQLite). Read Committed then sees, statement by statement, everything
   committed before the lock.
-- A second connection on the `writer` thread for the group commit's batches (see store.py):
-  each batch is one pipeline — BEGIN, the lock, every write's statements, COMMIT — so it waits
-  for the server once per `Then` round and once at the end, however many writes it holds.
+- WRITERS more connections, one per `writer` thread, for the group commit's batches (see
+  store.py): each batch is one pipeline — BEGIN, the lock, every write's statements, COMMIT —
+  so it waits for the server once, or twice when a write's `Then` writes more, however many
+  writes it holds.
+- Up to READERS async connections on the event loop for `read()`, the hot path's queries.
 - Each instance holds a session advisory lock named after its `instance` id for as long as its
   connection lives; PostgreSQL drops it when the process dies, which is how another instance
   tells a dead writer's rows (`instance_alive`) without heartbeats.
@@ -25,10 +27,10 @@ import asyncio
 import functools
 import queue
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -42,7 +44,7 @@ from wallet.store import Row
 LOCKS = 0x6E67_0000
 WRITE, MIGRATE = 1, 2  # second keys under LOCKS
 INSTANCE, SINGLETON = LOCKS + 1, LOCKS + 2  # first keys, with hashtext(name) second
-READERS = 4  # reader threads (and connections), for the hot path's awaited reads
+READERS = 4  # async connections for the hot path's awaited reads (AsyncReaders)
 WRITERS = 2  # writer threads (and connections), for the group commit's batches
 LOCK_WRITE = f"SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
 BEGIN_LOCKED = b"BEGIN; " + LOCK_WRITE
@@ -197,6 +199,57 @@ class PgConnection:
         return PgCursor(cursor, False, self.pipeline)
 
 
+@dataclass
+class _Reader:
+    conn: psycopg.AsyncConnection[Any]
+    busy: int = 0
+
+
+class AsyncReaders:
+    """Store.read's connections: psycopg's async ones, on the event loop (no thread to hand
+    the query to and back), READERS of them opened at the first read; each read goes to an
+    idle one, or else to the least busy (a connection runs one query at a time)."""
+
+    def __init__(self, url: str, id_tables: frozenset[str]) -> None:
+        self._url, self._id_tables = url, id_tables
+        self._readers: list[_Reader] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def read(self, sql: str, params: Params) -> list[Row]:
+        reader = min(await self._open(), key=lambda r: r.busy)
+        reader.busy += 1
+        try:
+            text, _ = translate(sql, isinstance(params, Mapping), self._id_tables)
+            with _integrity():
+                cursor = await reader.conn.execute(text.encode(), _params(params))
+                return await cursor.fetchall()
+        finally:
+            reader.busy -= 1
+
+    async def _open(self) -> list[_Reader]:
+        loop = asyncio.get_running_loop()
+        if self._readers and self._loop is loop:
+            return self._readers
+        if self._loop is not loop:  # connections serve the loop they were made on
+            self.close()
+            self._loop, self._opening = loop, asyncio.Lock()
+        assert self._opening is not None
+        async with self._opening:  # many first reads at once open READERS connections in all
+            if not self._readers:
+                for _ in range(READERS):
+                    conn = await psycopg.AsyncConnection.connect(
+                        self._url, autocommit=True, row_factory=_row_factory
+                    )
+                    self._readers.append(_Reader(conn))
+        return self._readers
+
+    def close(self) -> None:
+        for reader in self._readers:
+            reader.conn.pgconn.finish()  # no await needed to end a session
+        self._readers = []
+
+
 class PostgresStore(Store):
     kind = "postgres"
 
@@ -219,25 +272,13 @@ class PostgresStore(Store):
             self._writers.put(PgConnection(driver, self._id_tables))
         self._thread = ThreadPoolExecutor(WRITERS, thread_name_prefix="nutgate-db-writer")
         self.writer, self.writers = self._thread, WRITERS
-        self._reader = threading.local()  # each reader thread's connection
-        self._readers: list[psycopg.Connection[Any]] = []
-        self._reading = ThreadPoolExecutor(READERS, thread_name_prefix="nutgate-db-reader")
+        self._async = AsyncReaders(url, self._id_tables)
 
     def _connect(self) -> psycopg.Connection[Any]:
         return psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
 
     async def read(self, sql: str, params: Params = ()) -> list[Row]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reading, self._read, sql, params)
-
-    def _read(self, sql: str, params: Params) -> list[Row]:
-        conn: PgConnection | None = getattr(self._reader, "conn", None)
-        if conn is None:
-            driver = self._connect()
-            with self._lock:
-                self._readers.append(driver)
-            conn = self._reader.conn = PgConnection(driver, self._id_tables)
-        return conn.execute(sql, params).fetchall()
+        return await self._async.read(sql, params)
 
     def apply(self, writes: Sequence[Write]) -> list[Any]:
         """On a writer thread: the batch as one pipeline (see the module's docstring)."""
@@ -249,8 +290,8 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)  # the group commit has flushed its last batch
-        self._reading.shutdown(wait=True)
-        for driver in [*self._writer_conns, *self._readers]:
+        self._async.close()
+        for driver in self._writer_conns:
             driver.close()
         super().close()
 

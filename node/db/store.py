@@ -16,9 +16,9 @@ Where transactions run:
 - `transaction()`, `query()`: synchronously, on the caller's thread (the event loop), on the
   store's connection. With SQLite they take microseconds, and the group commit's batches run
   here too. `read()` is the awaitable query of the hot path: with PostgreSQL it runs on
-  reader threads, each with a connection of its own.
+  psycopg's async connections, on the loop without blocking it.
 - With PostgreSQL, where each statement is a network round trip, the group commit's batches
-  run on the store's `writer`: one thread with a connection of its own, each batch pipelined
+  run on the store's `writer`: threads with a connection each, each batch pipelined
   (its statements sent without waiting, one round trip or two in all), while the loop serves
   other requests. A `transaction()` on the loop meanwhile waits for the write lock as it would
   for another instance's transaction. So code outside a transaction must already expect other
@@ -128,7 +128,7 @@ class Store(ABC):
 
     async def read(self, sql: str, params: Params = ()) -> list[Row]:
         """`query()` for the hot path: off the event loop where a query is a network round
-        trip (PostgreSQL: on a reader thread with a connection of its own), in place where it
+        trip (PostgreSQL: on an async connection of its own), in place where it
         takes microseconds (SQLite). It sees what was committed, as `query()` does."""
         return self.query(sql, params)
 
