@@ -3,6 +3,7 @@ against one SQLite instance, with the event loop's lag under that load.
 
     .venv/bin/python -m bench.pg                 # ~2 min: 3 alternating rounds of 8 s
     .venv/bin/python -m bench.pg --rounds 1 --seconds 3 --delay-ms 0
+    .venv/bin/python -m bench.pg --wal            # SQLite: commit stalls from WAL checkpoints
 
 Processes: the bench upstream, node A and node B on one new PostgreSQL database (dropped at the
 end), and for reference a node on SQLite. The nodes reach PostgreSQL through a TCP proxy in
@@ -40,6 +41,7 @@ from bench import load
 from bench.nodes import BenchNode
 from bench.procs import Proc, mock_upstream
 from bench.report import machine, pct
+from node.db.sqlite import SqliteStore
 from node.http.looplag import ENV as LOOPLAG
 from node.money.ledger import Ledger
 from node.parts import open_database
@@ -55,6 +57,9 @@ def options() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=8.0, help="seconds per run")
     p.add_argument("--conns", type=int, default=32, help="connections in all")
     p.add_argument("--delay-ms", type=float, default=1.0, help="added each way to PostgreSQL")
+    p.add_argument(
+        "--wal", action="store_true", help="only SQLite's commit stalls from checkpoints"
+    )
     return p.parse_args()
 
 
@@ -193,8 +198,45 @@ def load_all(nodes: list[BenchNode], conns: int, seconds: float, db_url: str) ->
     return Run(rps, cpu / max(1, requests) * 1e6, lags, rtt_ms)
 
 
+def commit_times(db: SqliteStore, seconds: float) -> tuple[list[float], int]:
+    """Small commits (four rows each, 0.5 ms apart) for `seconds`: each one's ms, and the WAL's
+    largest size in KB."""
+    times, wal, end = [], 0, time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        with db.transaction() as conn:
+            conn.executemany("INSERT INTO t (k, v) VALUES (?, ?)", [(t0, os.urandom(200))] * 4)
+        times.append((time.perf_counter() - t0) * 1000)
+        wal = max(wal, Path(f"{db.path}-wal").stat().st_size // 1024)
+        time.sleep(0.0005)
+    return times, wal
+
+
+def wal_stalls(work: Path, seconds: float) -> None:
+    """SQLite's checkpoints in the commit that crosses 1 000 pages (its default, as before)
+    against the store's checkpoint thread: the commits' p99.9 and slowest."""
+    schema = {"t": ["CREATE TABLE t (id INTEGER PRIMARY KEY, k REAL, v BLOB)"]}
+    own = SqliteStore(work / "own.sqlite3", schema)
+    if own.checkpoints is not None:  # as before: no thread, SQLite's 1 000-page checkpoints
+        own.checkpoints.stop()
+        own.checkpoints = None
+    own.conn.execute("PRAGMA wal_autocheckpoint=1000")
+    store = SqliteStore(work / "store.sqlite3", schema)
+    for name, db in (("in the commit (SQLite's default)", own), ("checkpoint thread", store)):
+        times, wal = commit_times(db, seconds)
+        print(
+            f"  SQLite commits, checkpoints {name}: {len(times)} commits, p99.9"
+            f" {pct(times, 0.999):.2f} ms, slowest {max(times):.1f} ms, WAL up to {wal} KB"
+        )
+        db.close()
+
+
 def main() -> None:
     args = options()
+    if args.wal:
+        with tempfile.TemporaryDirectory(prefix="nutgate-bench-wal-") as tmp:
+            wal_stalls(Path(tmp), args.seconds)
+        return
     name = f"nutgate_bench_{secrets.token_hex(4)}"
     proxy = DelayProxy(args.delay_ms / 1000).start()
     server = f"postgresql://postgres@127.0.0.1:{proxy.port}"

@@ -5,8 +5,11 @@ node's failure model); `durability = "full"` also survives a power cut, at an fs
 
 Checkpoints (copying the WAL into the database file, with its fsyncs) run on a thread of their
 own, every CHECKPOINT_EVERY_S, never blocking a writer (PASSIVE). SQLite's own automatic
-checkpoint would run them in the commit that crosses 1 000 pages, on the event loop; it stays
-only as a bound (AUTOCHECKPOINT_PAGES) should that thread fall far behind.
+checkpoint would run them in the commit that crosses 1 000 pages, on the event loop. Under
+steady writes a passive checkpoint never finds the WAL idle, so the WAL cannot start over by
+itself: SQLite's automatic checkpoint stays, at AUTOCHECKPOINT_PAGES, and the commit that
+crosses that bound copies only what the thread has not (a quarter second of writes at most),
+after which the WAL starts over from its beginning (bench/RESULTS-postgres.md, SQLite part).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from pathlib import Path
 
 from node.db.store import Migrations, Store
 
-CHECKPOINT_EVERY_S = 1.0
-AUTOCHECKPOINT_PAGES = 20_000  # ~80 MB of WAL: reached only if the checkpoint thread is stuck
+CHECKPOINT_EVERY_S = 0.25
+AUTOCHECKPOINT_PAGES = 8_000  # ~32 MB of WAL, then it starts over
 
 log = logging.getLogger("nutgate.store")
 
