@@ -182,11 +182,15 @@ async function loadUpstreams() {
       el("button", { class: "small", onclick: () => testUpstream(u.name) }, "Test"), " ",
       el("button", { class: "small danger", onclick: () => removeEntry("upstreams", u.name) }, "Remove")))),
     "No upstream yet: add one below (an OpenAI-compatible base URL and its key).");
-  fill($("#models-table tbody"), data.models.map((m) => el("tr", {},
+  const names = data.upstreams.map((u) => u.name);
+  fill($("#models-table tbody"), data.models.map((m) => el("tr", { "data-model": m.id },
     el("td", {}, m.id), el("td", {}, m.upstream || "(first)"), el("td", {}, m.upstream_model || "—"),
     el("td", {}, m.input_usd_per_mtok), el("td", {}, m.output_usd_per_mtok),
-    el("td", {}, el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))),
+    el("td", {},
+      el("button", { class: "small", onclick: (ev) => editModel(m, ev.target.closest("tr"), names).catch(console.error) }, "Edit"), " ",
+      el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))),
     "No model priced yet: add one below; until then nothing is sold.");
+  $("#model-status").textContent = "";
   $("#model-form select").replaceChildren(...data.upstreams.map((u) => el("option", { value: u.name }, u.name)));
 }
 
