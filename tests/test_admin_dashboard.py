@@ -18,6 +18,7 @@ from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
 from tests.support.money import call
+from tests.support.pg import BOTH_BACKENDS
 from tests.test_admin_layout import OVERFLOW
 
 FEE = 1000
@@ -52,6 +53,7 @@ def old_record(node: NodeHandle, days: int) -> None:
         Records(node.db, 30).write(conn, record)
 
 
+@BOTH_BACKENDS
 async def test_per_model_revenue_errors_and_upstream_cost_over_http(
     marked_node: NodeHandle,
 ) -> None:
