@@ -54,8 +54,8 @@ from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
-from node.pricing.prices import Pricer, Usage
-from node.pricing.upstream_cost import UpstreamCost
+from node.pricing.prices import Pricer, Usage, exact
+from node.pricing.upstream_cost import UpstreamCost, from_charge
 from node.proxy import memory, stored
 from node.proxy.call import CallParts
 from node.proxy.memory import Memory
@@ -197,6 +197,9 @@ async def build_parts(
         _share_limits(limiter, ledger, settings)
     records = Records(db, settings.accounts.history_days, checkpoint)
     keys = Keys(db, ledger)
+    # Orphans settle before there is a catalogue: what their upstream billed, from the charge.
+    fee, markup = settings.pricing.request_fee_msat, exact(settings.pricing.markup)
+    records.coster = lambda r: from_charge(r.cost_msat, fee, markup)
     orphans = ledger.resolve_orphans(records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) left by a previous run", orphans)

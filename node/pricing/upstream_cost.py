@@ -10,6 +10,7 @@ request's record, so they count at the input price.
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 
 from node.errors import NodeError
 from node.pricing.catalogue import Catalogue
@@ -30,7 +31,7 @@ class UpstreamCost:
                     return self._without_markup(pricer).cost_msat(model.price, usage)
             except NodeError:  # the model was removed since, or there is no BTC rate now
                 pass
-        return max(0, charged_msat - pricer.request_fee_msat) // pricer.markup
+        return from_charge(charged_msat, pricer.request_fee_msat, pricer.markup)
 
     def _without_markup(self, pricer: Pricer) -> Pricer:
         """The node's pricer at markup 1 and no fees (kept: it memoizes its tariffs)."""
@@ -39,3 +40,8 @@ class UpstreamCost:
             bare = Pricer(pricer.rate)
             self._bare = (pricer, bare)
         return bare
+
+
+def from_charge(charged_msat: int, request_fee_msat: int, markup: Fraction) -> int:
+    """The charge less the node's request fee, divided by its markup."""
+    return int(max(0, charged_msat - request_fee_msat) // markup)
