@@ -82,7 +82,7 @@ async function saveModel(form, model) {
       input.setAttribute("aria-invalid", "true");
       input.focus();
     }
-    spot.textContent = err.message;
+    spot.textContent = err.message.replace(/^models\.\d+\./, ""); // the entry is the one on show
     return;
   }
   await loadUpstreams();
