@@ -200,7 +200,7 @@ async def apply_settings(parts: Parts, new: Settings) -> None:
         old_wallet = parts.wallet
         events, checkpoint = old_wallet.events, old_wallet.checkpoint
         wallet = build_wallet(new, parts.db, parts.ledger, parts.http, events, checkpoint)
-        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys)
+        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys, parts.payments)
     old_rate, old_nostr = parts.rate, parts.nostr
     parts.settings = new
     parts.records.history_days = new.accounts.history_days
