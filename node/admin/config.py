@@ -201,7 +201,7 @@ async def apply_settings(parts: Parts, new: Settings) -> None:
         old_wallet = parts.wallet
         events, checkpoint = old_wallet.events, old_wallet.checkpoint
         wallet = build_wallet(new, parts.db, parts.ledger, parts.http, events, checkpoint)
-        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys)
+        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys, parts.payments)
     catalogue, monitor = await _catalogue_and_monitor(parts, new)
     old_rate, old_nostr, old_monitor = parts.rate, parts.nostr, parts.monitor
     parts.settings = new
