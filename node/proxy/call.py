@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -356,13 +357,14 @@ class MeteredCall:
                 "X-Model": self.model.id,
             }
         )
+        chunks = upstream.Chunks(answer.upstream, answer.resp)
         async with answer.resp:
             await out.prepare(self.request)
             try:  # the events of one upstream chunk leave in one write
-                await self._relay(out, reader, answer.head)
-                chunks = upstream.chunks(answer.upstream, answer.resp)
-                async for data in self.trace.timed(chunks):
-                    await self._relay(out, reader, data)
+                relay = self._relayer(out, reader)
+                await relay(answer.head)
+                async for data in chunks:
+                    await relay(data)
                 last = reader.close()  # an upstream may end without the last blank line
                 if last:
                     await out.write(b"".join(last))
@@ -378,6 +380,8 @@ class MeteredCall:
                 await self._write_safely(out, reader.failure(dress.stream_error(exc), extras))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
+                chunks.close()
+                self.trace.upstream_s += chunks.waited_s
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
@@ -388,9 +392,10 @@ class MeteredCall:
         node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
         yet, is charged the reservation."""
         self.unfinished = True
+        chunks = upstream.Chunks(answer.upstream, answer.resp)
         try:
             async with asyncio.timeout(DRAIN_S):
-                async for data in upstream.chunks(answer.upstream, answer.resp):
+                async for data in chunks:
                     reader.feed(data)
                     if self.recorder is not None:
                         await self.recorder.note(reader.response)
@@ -398,16 +403,33 @@ class MeteredCall:
             self.unfinished = False
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
+        finally:
+            chunks.close()
 
-    async def _relay(self, out: web.StreamResponse, reader: StreamReader, data: bytes) -> None:
-        events = reader.feed(data)
-        if self.recorder is not None:  # before the client sees the ids it may name later
-            await self.recorder.note(reader.response)
-        if events:
-            joined = b"".join(self.meter.event_out(e) for e in events)
-            if self.route is not None and self.route.upstream_model != self.asked_model:
-                joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
-            await out.write(joined)
+    def _relayer(
+        self, out: web.StreamResponse, reader: StreamReader
+    ) -> Callable[[bytes], Awaitable[None]]:
+        """The relay of one upstream chunk: what it needs decided once per stream, not per chunk
+        (a stream of thousands of chunks, thousands of streams at once)."""
+        feed, write, recorder = reader.feed, out.write, self.recorder
+        reshape = None if type(self.meter).event_out is Meter.event_out else self.meter.event_out
+        renamed = self.route is not None and self.route.upstream_model != self.asked_model
+        was, now = (self.route.upstream_model if self.route else ""), self.asked_model
+
+        async def relay(data: bytes) -> None:
+            events = feed(data)
+            if recorder is not None:  # before the client sees the ids it may name later
+                await recorder.note(reader.response)
+            if not events:
+                return
+            if reshape is not None:
+                events = [reshape(e) for e in events]
+            joined = events[0] if len(events) == 1 else b"".join(events)
+            if renamed:
+                joined = model_renamed(joined, was, now)
+            await write(joined)
+
+        return relay
 
     def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
