@@ -372,6 +372,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         bare = bare_proxy(work, mock.url, keys, None).wait_ready("/health")
         db = node.data_dir / "nutgate.sqlite3"
         targets = [Target("bare", bare, bare.url), Target("node", node.proc, node.url, db)]
+        targets = [t for t in targets if t.name in args.targets]
         bench = Bench(args, work, keys, lag)
         results = []
         try:
@@ -427,6 +428,7 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=300)
     p.add_argument("--interval-ms", type=float, default=20.0)
     p.add_argument("--ramp", type=float, default=3.0, help="seconds over which streams open")
+    p.add_argument("--targets", default="bare,node", help="one of them alone, to profile it")
     p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the mock upstream's port
     p.add_argument("--interval", type=float, help=argparse.SUPPRESS)
     p.add_argument("--client", help=argparse.SUPPRESS)  # a client process: the target's URL
@@ -450,6 +452,7 @@ def main() -> None:
         return
     args.n = [int(x) for x in (args.n or ("200,1000" if args.quick else "1000,5000")).split(",")]
     args.rounds = args.rounds or (1 if args.quick else 2)
+    args.targets = args.targets.split(",")
     results = run(args)
     print(json.dumps({"summary": summary(results)}, indent=2))
 
