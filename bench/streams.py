@@ -2,30 +2,30 @@
 
     python -m bench.streams [--quick] [--n 1000,5000] [--chunks 300] [--interval-ms 20]
 
-A mock upstream (this module, --serve) answers every chat request with a stream of `--chunks`
+A mock upstream (bench/stream_ends.py) answers every chat request with a stream of `--chunks`
 chunks `--interval-ms` apart, then a usage chunk and [DONE]. Each chunk carries the monotonic
 time it was written (`"t"`): one timer writes the same chunk to every stream of a slot, the
 streams spread over 20 slots of the interval. For each N, and each round, the bare proxy
 (bench/bare_proxy.py) and the node (one key per 100 streams) take N streams in turn, opened
-over `--ramp` seconds by two client processes (this module, --client): one reads all but P
+over `--ramp` seconds by two client processes (bench/stream_ends.py): one reads all but P
 streams and only checks their ends, the other reads P probe streams and times every chunk.
 
 Per target and N: CPU per relayed chunk (the process's CPU time over the chunks it relayed),
 RSS per open stream (its peak RSS with all N open, less its RSS before the first phase), the
 delay of each probe chunk after the upstream wrote it (p50/p99) and the added inter-chunk gap
-(the client's gap less the upstream's, p99), the first-byte time (p50/p99), statuses; for the
+(the client's gap less the upstream's, p50/p99), the first-byte time (p50/p99), statuses; for the
 node also the event-loop lag (node/http/lag.py: max and p99 of a 10 ms sleep's lateness) and
 the ledger after each phase: every stream charged exactly once at its usage's cost, no
 reservation left, the balance down by exactly the charges.
 
 On 2 cores shared by the mock, the clients and the proxy, large N saturate the CPU: the figures
-then tell what the machine allows, and say so (`cpu_busy`).
+then tell what the machine allows, and say so: `cpu_busy` (the target's share of one core)
+and `load_1m` (the machine's load average, other work included) with each phase.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sqlite3
 import subprocess
@@ -34,189 +34,14 @@ import time
 from collections import Counter
 from pathlib import Path
 from statistics import median
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aiohttp import web
+from bench.nodes import BenchNode
+from bench.procs import PY, Proc, bare_proxy
+from node.dev.procs import free_port
 
-if TYPE_CHECKING:
-    from bench.procs import Proc
-
-SLOTS = 20
 START_S = 2.0  # for the client processes to start up before they open streams
 PROBES = 50
-CHUNK = (
-    b'{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench-model",'
-    b'"choices":[{"index":0,"delta":{"content":"tok "},"finish_reason":null}],"t":%.6f}'
-)
-FINISH = (
-    b'{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench-model",'
-    b'"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
-)
-USAGE = (
-    b'{"id":"chatcmpl-bench","object":"chat.completion.chunk","created":0,"model":"bench-model",'
-    b'"choices":[],"usage":{"prompt_tokens":20,"completion_tokens":%d,"total_tokens":%d}}'
-)
-
-
-def _frame(payload: bytes) -> bytes:
-    """One SSE event as one HTTP/1.1 chunk."""
-    event = b"data: " + payload + b"\n\n"
-    return b"%x\r\n%s\r\n" % (len(event), event)
-
-
-# --- the mock upstream -------------------------------------------------------------------
-
-
-class _Stream:
-    def __init__(self, transport: asyncio.Transport, left: int) -> None:
-        self.transport, self.left = transport, left
-        self.done = asyncio.get_running_loop().create_future()
-
-
-class Upstream:
-    def __init__(self, chunks: int, interval_s: float) -> None:
-        self.chunks, self.slot_s = chunks, interval_s / SLOTS
-        self.slots: list[list[_Stream]] = [[] for _ in range(SLOTS)]
-        self.joined = 0
-        self.end = _frame(FINISH) + _frame(USAGE % (chunks, chunks + 20)) + _frame(b"[DONE]")
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._tick(loop, loop.time(), -1)
-
-    def _tick(self, loop: asyncio.AbstractEventLoop, t0: float, done: int) -> None:
-        """The slots due since the last tick, each once (a late tick catches up, but no stream
-        gets two chunks in one), then the next tick at the next slot's time."""
-        due = int((loop.time() - t0) / self.slot_s)
-        for k in range(max(done + 1, due - SLOTS + 1), due + 1):
-            self._write(self.slots[k % SLOTS])
-        loop.call_at(t0 + (due + 1) * self.slot_s, self._tick, loop, t0, due)
-
-    def _write(self, slot: list[_Stream]) -> None:
-        if not slot:
-            return
-        frame = _frame(CHUNK % time.monotonic())
-        kept = []
-        for s in slot:
-            if s.transport.is_closing():
-                s.done.set_result(None)
-                continue
-            s.transport.write(frame)
-            s.left -= 1
-            if s.left > 0:
-                kept.append(s)
-            else:
-                s.transport.write(self.end)
-                s.done.set_result(None)
-        slot[:] = kept
-
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        await request.read()
-        out = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await out.prepare(request)
-        assert request.transport is not None
-        stream = _Stream(request.transport, self.chunks - 1)
-        stream.transport.write(_frame(CHUNK % time.monotonic()))  # the first at once
-        self.slots[self.joined % SLOTS].append(stream)
-        self.joined += 1
-        await stream.done
-        await out.write_eof()
-        return out
-
-
-async def _models(request: web.Request) -> web.Response:
-    return web.json_response({"object": "list", "data": [{"id": "bench-model"}]})
-
-
-def serve(port: int, chunks: int, interval_s: float) -> None:
-    from node.cli import new_event_loop
-
-    upstream = Upstream(chunks, interval_s)
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", upstream.chat)
-    app.router.add_get("/v1/models", _models)
-
-    async def ticker(app: web.Application):  # type: ignore[no-untyped-def]
-        upstream.start()
-        yield
-
-    app.cleanup_ctx.append(ticker)
-    web.run_app(
-        app, host="127.0.0.1", port=port, print=None, access_log=None, loop=new_event_loop()
-    )
-
-
-# --- the clients ---------------------------------------------------------------------------
-
-
-class _Client(asyncio.Protocol):
-    def __init__(self, request: bytes, probe: bool, done: asyncio.Future[None]) -> None:
-        self.request, self.probe, self.done = request, probe, done
-        self.sent = self.first = 0.0
-        self.head = self.tail = self.buffer = b""
-        self.delays: list[float] = []
-        self.gaps: list[float] = []
-        self._last: tuple[float, float] | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.sent = time.monotonic()
-        transport.write(self.request)  # type: ignore[attr-defined]
-
-    def data_received(self, data: bytes) -> None:
-        now = time.monotonic()
-        if not self.first:
-            self.first, self.head = now, data[:12]
-        self.tail = self.tail[-2048:] + data
-        if self.probe:
-            self._time(now, data)
-
-    def _time(self, now: float, data: bytes) -> None:
-        *events, self.buffer = (self.buffer + data).split(b"\n\n")
-        for event in events:
-            at = event.rfind(b'"t":')
-            if at < 0:
-                continue
-            wrote = float(event[at + 4 : event.index(b"}", at)])
-            self.delays.append(now - wrote)
-            if self._last is not None:
-                self.gaps.append((now - self._last[0]) - (wrote - self._last[1]))
-            self._last = (now, wrote)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
-            self.done.set_result(None)
-
-
-async def _clients(
-    url: str, keys: list[str], n: int, ramp_s: float, probe: bool, at: float
-) -> dict[str, Any]:
-    host, port = url.split("//")[1].split(":")
-    loop = asyncio.get_running_loop()
-    await asyncio.sleep(at - time.monotonic())  # both clients begin together, started up
-    body = b'{"model":"bench-model","max_tokens":400,"stream":true,"messages":[{"role":"user","content":"Stream, please."}]}'  # noqa: E501
-    clients, waits = [], []
-    start = loop.time()
-    for i in range(n):
-        await asyncio.sleep(max(0.0, start + ramp_s * i / max(n, 1) - loop.time()))
-        head = (
-            f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
-            f"Authorization: Bearer {keys[i % len(keys)]}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode()
-        done: asyncio.Future[None] = loop.create_future()
-        client = _Client(head + body, probe, done)
-        clients.append(client)
-        waits.append(done)
-        await loop.create_connection(lambda c=client: c, host, int(port))  # type: ignore[misc]
-    await asyncio.gather(*waits)
-    return {
-        "status": Counter(c.head[9:12].decode() for c in clients),
-        "ended": sum(b"data: [DONE]" in c.tail for c in clients),
-        "with_cost": sum(b'"cost_msat"' in c.tail for c in clients),
-        "first_byte": [c.first - c.sent for c in clients if c.first],
-        "delays": [d for c in clients for d in c.delays[5:]],  # past the first, ramp-time ones
-        "gaps": [g for c in clients for g in c.gaps[5:]],
-    }
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -276,10 +101,8 @@ class Bench:
     def clients(self, target: Target, n: int) -> tuple[dict[str, Any], int, float]:
         """N streams through `target`; the peak RSS (KB) seen while they ran."""
         probes = min(PROBES, max(1, n // 4))
-        from bench.procs import PY
-
         ramp, at = str(self.args.ramp), time.monotonic() + START_S
-        base = [PY, "-m", "bench.streams", "--client", target.url, "--keys", str(self.keys)]
+        base = [PY, "-m", "bench.stream_ends", "--client", target.url, "--keys", str(self.keys)]
         base += ["--at", str(at)]
         files = [self.work / "bulk.json", self.work / "probe.json"]
         procs = [
@@ -316,7 +139,8 @@ class Bench:
             "cpu_us_per_chunk": round(cpu / max(relayed, 1) * 1e6, 2),
             "rss_kb_per_stream": round((peak_kb - target.idle_kb) / n, 1),
             "chunk_delay_ms": {"p50": _pct(out["delays"], 0.5), "p99": _pct(out["delays"], 0.99)},
-            "added_gap_p99_ms": _pct(out["gaps"], 0.99),
+            "added_gap_ms": {"p50": _pct(out["gaps"], 0.5), "p99": _pct(out["gaps"], 0.99)},
+            "load_1m": float(Path("/proc/loadavg").read_text().split()[0]),  # the whole machine
             "first_byte_ms": {
                 "p50": _pct(out["first_byte"], 0.5),
                 "p99": _pct(out["first_byte"], 0.99),
@@ -351,16 +175,12 @@ def _round(value: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from bench.nodes import BenchNode
-    from bench.procs import PY, Proc, bare_proxy
-    from node.dev.procs import free_port
-
     with tempfile.TemporaryDirectory(prefix="nutgate-bench-streams-") as tmp:
         work = Path(tmp)
         port = free_port()
         interval = str(args.interval_ms / 1000)
         mock_args = ["--serve", str(port), "--chunks", str(args.chunks), "--interval", interval]
-        mock = Proc("upstream", [PY, "-m", "bench.streams", *mock_args], port, work).start()
+        mock = Proc("upstream", [PY, "-m", "bench.stream_ends", *mock_args], port, work).start()
         mock.wait_ready("/v1/models")
         lag = work / "lag.jsonl"
         node = BenchNode("node", work, mock.url, None, None)
@@ -392,32 +212,44 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per N: the medians over rounds of node / bare CPU per chunk, and the node's figures."""
+    """Per N: node / bare CPU per chunk (medians over rounds), and each figure's worst round."""
     out: dict[str, Any] = {}
     for n in sorted({r["n"] for r in results}):
         of = {t: [r for r in results if r["n"] == n and r["target"] == t] for t in ("node", "bare")}
-        cpu = {t: median(r["cpu_us_per_chunk"] for r in rs) for t, rs in of.items()}
+        cpu = {t: median(r["cpu_us_per_chunk"] for r in rs) for t, rs in of.items() if rs}
+
+        def worst(*path: str, of: dict[str, list[dict[str, Any]]] = of) -> dict[str, float]:
+            return {t: max(_at(r, path) for r in rs) for t, rs in of.items() if rs}
+
+        node = of["node"]
         out[str(n)] = {
-            "cpu_per_chunk_node_over_bare": round(cpu["node"] / cpu["bare"], 2),
+            "cpu_per_chunk_node_over_bare": round(cpu["node"] / cpu["bare"], 2)
+            if len(cpu) == 2
+            else None,
             "cpu_us_per_chunk": cpu,
-            "rss_kb_per_stream": {
-                t: max(r["rss_kb_per_stream"] for r in rs) for t, rs in of.items()
-            },
-            "chunk_delay_p99_ms": {
-                t: max(r["chunk_delay_ms"]["p99"] for r in rs) for t, rs in of.items()
-            },
-            "added_gap_p99_ms": {t: max(r["added_gap_p99_ms"] for r in rs) for t, rs in of.items()},
-            "first_byte_p50_ms": {
-                t: median(r["first_byte_ms"]["p50"] for r in rs) for t, rs in of.items()
-            },
-            "loop_lag_max_ms": max(r["loop_lag"].get("max_ms", 0) for r in of["node"]),
-            "loop_lag_p99_ms": max(r["loop_lag"].get("p99_ms", 0) for r in of["node"]),
+            "rss_kb_per_stream": worst("rss_kb_per_stream"),
+            "chunk_delay_p50_ms": worst("chunk_delay_ms", "p50"),
+            "chunk_delay_p99_ms": worst("chunk_delay_ms", "p99"),
+            "added_gap_p50_ms": worst("added_gap_ms", "p50"),
+            "added_gap_p99_ms": worst("added_gap_ms", "p99"),
+            "first_byte_p50_ms": worst("first_byte_ms", "p50"),
+            "first_byte_p99_ms": worst("first_byte_ms", "p99"),
+            "loop_lag_max_ms": max((r["loop_lag"].get("max_ms", 0) for r in node), default=None),
+            "loop_lag_p99_ms": max((r["loop_lag"].get("p99_ms", 0) for r in node), default=None),
             "non_200": sum(
-                v for r in results if r["n"] == n for s, v in r["status"].items() if s != "200"
+                v for rs in of.values() for r in rs for s, v in r["status"].items() if s != "200"
             ),
-            "every_stream_charged_once": all(r["ledger"]["every_stream_once"] for r in of["node"]),
+            "every_stream_charged_once": all(r["ledger"]["every_stream_once"] for r in node),
+            "load_1m": worst("load_1m"),
         }
     return out
+
+
+def _at(result: dict[str, Any], path: tuple[str, ...]) -> float:
+    value: Any = result
+    for key in path:
+        value = value[key]
+    return float(value)
 
 
 def main() -> None:
@@ -429,27 +261,7 @@ def main() -> None:
     p.add_argument("--interval-ms", type=float, default=20.0)
     p.add_argument("--ramp", type=float, default=3.0, help="seconds over which streams open")
     p.add_argument("--targets", default="bare,node", help="one of them alone, to profile it")
-    p.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the mock upstream's port
-    p.add_argument("--interval", type=float, help=argparse.SUPPRESS)
-    p.add_argument("--client", help=argparse.SUPPRESS)  # a client process: the target's URL
-    p.add_argument("--keys", help=argparse.SUPPRESS)
-    p.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
-    p.add_argument("--at", type=float, help=argparse.SUPPRESS)  # when the clients begin
     args = p.parse_args()
-    if args.serve:
-        serve(args.serve, args.chunks, args.interval)
-        return
-    if args.client:
-        from node.cli import new_event_loop
-
-        keys = Path(args.keys).read_text().split()
-        loop = new_event_loop()
-        n = int(args.n)
-        at = args.at
-        out = loop.run_until_complete(_clients(args.client, keys, n, args.ramp, args.probe, at))
-        args.out.write_text(json.dumps(out))
-        return
     args.n = [int(x) for x in (args.n or ("200,1000" if args.quick else "1000,5000")).split(",")]
     args.rounds = args.rounds or (1 if args.quick else 2)
     args.targets = args.targets.split(",")
