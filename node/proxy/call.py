@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +52,7 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import dress, upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, model_renamed
+from node.proxy.sse import SseReader
 from node.proxy.stored import Recorder, StoredObjects
 from node.proxy.wires import StreamReader, Wire, wire_for
 from wallet.store import Connection
@@ -361,7 +360,9 @@ class MeteredCall:
         async with answer.resp:
             await out.prepare(self.request)
             try:  # the events of one upstream chunk leave in one write
-                relay = self._relayer(out, reader)
+                reshape = self.meter.event_out if self.meter.reshapes_events else None
+                was = self.route.upstream_model if self.route is not None else self.asked_model
+                relay = dress.relayer(out, reader, self.recorder, reshape, (was, self.asked_model))
                 await relay(answer.head)
                 async for data in chunks:
                     await relay(data)
@@ -405,31 +406,6 @@ class MeteredCall:
             log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
         finally:
             chunks.close()
-
-    def _relayer(
-        self, out: web.StreamResponse, reader: StreamReader
-    ) -> Callable[[bytes], Awaitable[None]]:
-        """The relay of one upstream chunk: what it needs decided once per stream, not per chunk
-        (a stream of thousands of chunks, thousands of streams at once)."""
-        feed, write, recorder = reader.feed, out.write, self.recorder
-        reshape = None if type(self.meter).event_out is Meter.event_out else self.meter.event_out
-        renamed = self.route is not None and self.route.upstream_model != self.asked_model
-        was, now = (self.route.upstream_model if self.route else ""), self.asked_model
-
-        async def relay(data: bytes) -> None:
-            events = feed(data)
-            if recorder is not None:  # before the client sees the ids it may name later
-                await recorder.note(reader.response)
-            if not events:
-                return
-            if reshape is not None:
-                events = [reshape(e) for e in events]
-            joined = events[0] if len(events) == 1 else b"".join(events)
-            if renamed:
-                joined = model_renamed(joined, was, now)
-            await write(joined)
-
-        return relay
 
     def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())

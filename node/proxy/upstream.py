@@ -161,12 +161,16 @@ async def call(
 async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> bytes:
     parts: list[bytes] = []
     size = 0
+    body = Chunks(upstream, resp)
     async with resp:
-        async for chunk in Chunks(upstream, resp):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise AnswerTooLarge(f"upstream {upstream.name} answered with too large a body")
-            parts.append(chunk)
+        try:
+            async for chunk in body:
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge(f"upstream {upstream.name} answered with too large a body")
+                parts.append(chunk)
+        finally:
+            body.close()
     return b"".join(parts)
 
 
@@ -199,12 +203,12 @@ class Chunks:
         data = content.read_nowait()
         if data:
             return data
-        if content.at_eof():
-            raise StopAsyncIteration
-        data = await self._wait()
-        if not data:
-            raise StopAsyncIteration
-        return data
+        if not content.at_eof():
+            data = await self._wait()
+            if data:
+                return data
+        self.close()  # the end: no timer is left to hold the answer for its idle limit
+        raise StopAsyncIteration
 
     async def _wait(self) -> bytes:
         self.waiting_since = since = self.loop.time()
@@ -237,6 +241,7 @@ class Chunks:
             self._task.cancel()
 
     def close(self) -> None:
+        """No more waits: the timer goes (else it holds the answer until the idle limit)."""
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
