@@ -19,6 +19,7 @@ at most (`ended`).
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -212,6 +213,7 @@ class Chunks:
 
     async def _wait(self) -> bytes:
         self.waiting_since = since = self.loop.time()
+        started = time.perf_counter()  # the loop's clock is coarse (uvloop: ms, once a turn)
         if self.timer is None:
             if self._task is None:
                 self._task = asyncio.current_task()
@@ -226,7 +228,7 @@ class Chunks:
             raise
         finally:
             self.waiting_since = None
-            self.waited_s += self.loop.time() - since
+            self.waited_s += time.perf_counter() - started
 
     def _check(self) -> None:
         self.timer = None
