@@ -181,10 +181,8 @@ class Chunks:
     A stream waits for most of its chunks, and a timer per wait (asyncio.timeout) was a good
     part of the relay's work per chunk with thousands of streams open. Here one timer serves
     a whole stream: armed at a wait when none is, it checks on firing whether the wait now
-    under way is as old as the limit, and if not, re-arms for when it would be. Chunks that
-    have already arrived are taken without waiting or timing (most bodies, and a busy stream's).
-    It times only its own waits: a consumer that stops iterating (a client gone) is never
-    cancelled by it."""
+    under way is as old as the limit, and if not, re-arms for when it would be. It times only
+    its own waits: a consumer that stops iterating (a client gone) is never cancelled by it."""
 
     def __init__(self, upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> None:
         self.content, self.limit_s = resp.content, upstream.idle_timeout_s
@@ -200,14 +198,9 @@ class Chunks:
         return self
 
     async def __anext__(self) -> bytes:
-        content = self.content
-        data = content.read_nowait()
+        data = await self._wait()  # at once when a chunk has arrived; b"" at the end
         if data:
             return data
-        if not content.at_eof():
-            data = await self._wait()
-            if data:
-                return data
         self.close()  # the end: no timer is left to hold the answer for its idle limit
         raise StopAsyncIteration
 
