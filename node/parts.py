@@ -22,7 +22,7 @@ import asyncio
 import importlib.metadata
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -48,13 +48,14 @@ from node.money.keys import Keys
 from node.money.ledger import Ledger
 from node.money.lightning import Lightning
 from node.money.payments import Payments
-from node.money.records import Records
+from node.money.records import Record, Records
 from node.money.refunds import Refunds
 from node.nostr.keys import Announcement, NostrKeyError, load_or_create_keys
 from node.nostr.service import NostrService
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
-from node.pricing.prices import Pricer
+from node.pricing.prices import Pricer, Usage, exact
+from node.pricing.upstream_cost import UpstreamCost, from_charge
 from node.proxy import memory, stored
 from node.proxy.call import CallParts
 from node.proxy.memory import Memory
@@ -196,6 +197,9 @@ async def build_parts(
         _share_limits(limiter, ledger, settings)
     records = Records(db, settings.accounts.history_days, checkpoint)
     keys = Keys(db, ledger)
+    # Orphans settle before there is a catalogue: what their upstream billed, from the charge.
+    fee, markup = settings.pricing.request_fee_msat, exact(settings.pricing.markup)
+    records.coster = lambda r: from_charge(r.cost_msat, fee, markup)
     orphans = ledger.resolve_orphans(records.orphan)
     if orphans:
         log.warning("settled %d reservation(s) left by a previous run", orphans)
@@ -210,7 +214,7 @@ async def build_parts(
     monitor = ProviderMonitor(settings.upstreams, catalogue, http)
     await monitor.start()
     lightning = _lightning(settings, ledger, wallet, http)
-    return Parts(
+    parts = Parts(
         settings=settings,
         db=db,
         ledger=ledger,
@@ -233,6 +237,19 @@ async def build_parts(
         records=records,
         keys=keys,
     )
+    records.coster = _upstream_coster(parts)
+    return parts
+
+
+def _upstream_coster(parts: Parts) -> Callable[[Record], int]:
+    """What the upstream billed for a record's request, by the parts in use at its write."""
+    costs = UpstreamCost(lambda: parts.catalogue, lambda: parts.pricer)
+
+    def cost(r: Record) -> int:
+        usage = Usage(r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens)
+        return costs.msat(r.model, usage, r.cost_msat)
+
+    return cost
 
 
 def _lightning(

@@ -147,8 +147,9 @@ class LightningSection(Section):
     )
     lnurl_allow_local: bool = Field(
         False,
-        description="Pay Lightning addresses whose host is on a private or loopback address, "
-        "over plain http (local setups and tests only)",
+        description="Pay Lightning addresses, and accept foreign tokens (accept_foreign) of mints, "
+        "whose host is on a private or loopback address, over plain http (local setups and tests "
+        "only)",
     )
 
     earnings_address: str = Field(

@@ -11,7 +11,7 @@ import pytest
 from node.parts import PARTS
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import chromium, new_page, shot, until  # noqa: F401 (chromium: a fixture)
 from tests.support.money import call
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -52,8 +52,8 @@ async def test_log_in_and_rename_the_node(chromium: Any, page_node: NodeHandle) 
     await page.click("#settings-save")
     error = page.locator("[data-error='pricing.markup']")
     await error.wait_for()
-    await page.wait_for_function(
-        "document.querySelector(\"[data-error='pricing.markup']\").textContent.length > 0"
+    await until(
+        page, "document.querySelector(\"[data-error='pricing.markup']\").textContent.length > 0"
     )
     assert "greater than 0" in await error.text_content()
     await shot(page, "admin-settings-invalid")

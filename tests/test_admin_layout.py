@@ -11,7 +11,7 @@ import pytest
 from node.settings import PricingSection
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, shot, until  # noqa: F401 (chromium: a fixture)
 from tests.support.money import call
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -111,9 +111,7 @@ async def test_the_chart_has_axes_a_period_selector_and_a_tooltip_per_bucket(
     for button, title, buckets in (("168", "Last 7 days", 28), ("720", "Last 30 days", 30)):
         await page.click(f"#periods button[data-hours='{button}']")
         await page.wait_for_selector(f"#chart-title:has-text('{title}')")
-        await page.wait_for_function(
-            f"document.querySelectorAll('#chart svg rect.hit').length === {buckets}"
-        )
+        await until(page, f"document.querySelectorAll('#chart svg rect.hit').length === {buckets}")
         assert "requests: 2" in (await tips.last.text_content() or "")
     await shot(page, "admin-dashboard-30d")
     assert page.errors == []

@@ -13,7 +13,7 @@ import qrcode.util
 
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
-from tests.support.browser import admin_page, chromium, new_page, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, new_page, shot, until  # noqa: F401 (chromium: a fixture)
 from tests.support.money import call
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -55,7 +55,7 @@ async def test_the_encoder_matches_the_reference_for_every_mask(
 ) -> None:
     page = await new_page(chromium)
     await page.goto(qr_node.url + "/admin")
-    await page.wait_for_function("typeof qrMatrix === 'function'")
+    await until(page, "typeof qrMatrix === 'function'")
     for text in TEXTS:
         ours = await page.evaluate("(t) => qrMatrix(t)", text)
         version = (len(ours) - 17) // 4

@@ -15,7 +15,7 @@ import pytest
 from node.money.ledger import hash_key
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
-from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)
+from tests.support.browser import admin_page, chromium, shot, until  # noqa: F401 (chromium: a fixture)
 from tests.support.money import call
 
 PROMPT = "a secret prompt that no record keeps"
@@ -61,25 +61,19 @@ async def test_the_request_log_filters_breaks_down_by_model_and_exports(
 
     await page.fill("#requests-filter input[name=account_id]", str(a))
     await page.click("#requests-filter button[type=submit]")
-    await page.wait_for_function(
-        "document.querySelectorAll('#requests-table tbody tr[data-id]').length === 2"
-    )
+    await until(page, "document.querySelectorAll('#requests-table tbody tr[data-id]').length === 2")
     assert await by_model.count() == 1
     await page.fill("#requests-filter input[name=account_id]", str(b))
     await page.select_option("#requests-filter select[name=status]", "failed")
     await page.click("#requests-filter button[type=submit]")
-    await page.wait_for_function(
-        "document.querySelectorAll('#requests-table tbody tr[data-id]').length === 1"
-    )
+    await until(page, "document.querySelectorAll('#requests-table tbody tr[data-id]').length === 1")
     row = page.locator("#requests-table tbody tr[data-id]")
     assert "test-fail500" in (await row.text_content() or "")
     await page.fill("#requests-filter input[name=account_id]", "")
     await page.select_option("#requests-filter select[name=status]", "")
     await page.select_option("#requests-filter select[name=model]", "test-output-only")
     await page.click("#requests-filter button[type=submit]")
-    await page.wait_for_function(
-        "document.querySelectorAll('#requests-table tbody tr[data-id]').length === 1"
-    )
+    await until(page, "document.querySelectorAll('#requests-table tbody tr[data-id]').length === 1")
     href = await page.locator("#requests-csv").get_attribute("href")
     assert href == "/admin/api/requests.csv?model=test-output-only"
     async with page.expect_download() as info:

@@ -1,4 +1,5 @@
-"""docker/: checked statically (no docker engine on these machines).
+"""docker/: checked statically (no docker engine or image registry on these machines), and by
+Compose itself (`docker compose config`, or v1's `docker-compose config`) where it is installed.
 
 The compose file parses with the expected services, volumes and health checks; the Dockerfiles
 copy paths that exist, run only commands the slim Python image has, drop root, and start a
@@ -11,6 +12,7 @@ import asyncio
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -188,3 +190,24 @@ async def test_the_faucet_prints_a_token_of_the_mint_it_is_given(
     )
     assert refused.returncode != 0 and "faucet: no token from" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def compose_tool() -> list[str] | None:
+    """Compose v2 (`docker compose`) or v1 (`docker-compose`), whichever this machine has."""
+    if shutil.which("docker"):
+        v2 = subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=30)
+        if v2.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+def test_compose_config_validates_with_docker_compose() -> None:
+    """Compose itself reads the file (`make compose` installs it; no engine is needed)."""
+    tool = compose_tool()
+    if tool is None:
+        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+    run = [*tool, "-f", str(DOCKER / "compose.yaml"), "--profile", "tools"]
+    done = subprocess.run([*run, "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run([*run, "config", "--services"], capture_output=True, text=True)
+    assert set(listed.stdout.split()) == {"mint", "node", "faucet"}, listed.stderr

@@ -118,8 +118,35 @@ async function loadDashboard() {
     card(`Requests, ${title.replace("Last ", "")}`, requests),
     card("Solvent", money.solvent ? "yes" : "NO", !money.solvent),
   );
+  $("#cards").append(rateCard(series.btc_rate, card));
   drawChart($("#chart"), series.points, period);
   $("#chart-empty").hidden = requests > 0;
+  drawModels(series, title);
+}
+
+// The BTC rate prices are charged at, and where it comes from.
+function rateCard(rate, card) {
+  const src = rate.source;
+  const from = src.kind === "fixed" ? `fixed by ${src.setting}`
+    : `median of ${src.median_of} of ${src.exchanges.length} exchanges (${src.exchanges.join(", ")})` +
+      (src.age_s == null ? "" : `, ${src.age_s} s old`);
+  const shown = card("BTC rate in use", rate.usd ? "$" + Number(rate.usd).toLocaleString() : "none", !rate.usd);
+  shown.id = "btc-rate";
+  shown.append(el("div", { class: "help" }, rate.usd ? from : `${rate.error} (${from})`));
+  return shown;
+}
+
+function drawModels(series, title) {
+  $("#models-title").textContent = `By model, ${title.replace("Last ", "last ")}`;
+  fill($("#dashboard-models tbody"), series.models.map((m) => el("tr", { "data-model": m.model },
+    el("td", {}, m.model || "—"), el("td", {}, m.requests.toLocaleString()),
+    el("td", { class: m.errors ? "bad" : "" }, m.errors.toLocaleString()),
+    el("td", {}, sat(m.revenue_msat)), el("td", {}, sat(m.upstream_cost_msat)),
+    el("td", { class: m.revenue_msat < m.upstream_cost_msat ? "bad" : "" }, sat(m.revenue_msat - m.upstream_cost_msat)))),
+    "No request in this period yet.");
+  $("#models-kept").textContent = series.history_days > 0
+    ? `From the request records, kept ${series.history_days} days ([accounts] history_days).`
+    : "Request records are off ([accounts] history_days = 0): no per-model figures.";
 }
 
 for (const b of $$("#periods button")) {
@@ -155,11 +182,15 @@ async function loadUpstreams() {
       el("button", { class: "small", onclick: () => testUpstream(u.name) }, "Test"), " ",
       el("button", { class: "small danger", onclick: () => removeEntry("upstreams", u.name) }, "Remove")))),
     "No upstream yet: add one below (an OpenAI-compatible base URL and its key).");
-  fill($("#models-table tbody"), data.models.map((m) => el("tr", {},
+  const names = data.upstreams.map((u) => u.name);
+  fill($("#models-table tbody"), data.models.map((m) => el("tr", { "data-model": m.id },
     el("td", {}, m.id), el("td", {}, m.upstream || "(first)"), el("td", {}, m.upstream_model || "—"),
     el("td", {}, m.input_usd_per_mtok), el("td", {}, m.output_usd_per_mtok),
-    el("td", {}, el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))),
+    el("td", {},
+      el("button", { class: "small", onclick: (ev) => editModel(m, ev.target.closest("tr"), names).catch(console.error) }, "Edit"), " ",
+      el("button", { class: "small danger", onclick: () => removeEntry("models", m.id) }, "Remove")))),
     "No model priced yet: add one below; until then nothing is sold.");
+  $("#model-status").textContent = "";
   $("#model-form select").replaceChildren(...data.upstreams.map((u) => el("option", { value: u.name }, u.name)));
 }
 

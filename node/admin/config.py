@@ -29,6 +29,7 @@ from node.parts import VERSION, Parts, build_wallet, start_nostr
 from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
+from node.proxy.providers import ProviderMonitor
 from node.settings import ConfigError, PricingSection, Settings, load_settings
 
 log = logging.getLogger("nutgate.admin")
@@ -200,19 +201,35 @@ async def apply_settings(parts: Parts, new: Settings) -> None:
         old_wallet = parts.wallet
         events, checkpoint = old_wallet.events, old_wallet.checkpoint
         wallet = build_wallet(new, parts.db, parts.ledger, parts.http, events, checkpoint)
-        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys)
-    old_rate, old_nostr = parts.rate, parts.nostr
+        payments = Payments(parts.ledger, wallet, new.cashu.mints, parts.keys, parts.payments)
+    catalogue, monitor = await _catalogue_and_monitor(parts, new)
+    old_rate, old_nostr, old_monitor = parts.rate, parts.nostr, parts.monitor
     parts.settings = new
     parts.records.history_days = new.accounts.history_days
-    parts.catalogue = Catalogue.from_settings(new)
+    parts.catalogue, parts.monitor = catalogue, monitor
     parts.pricer = Pricer.from_settings(rate.current, new.pricing)
     parts.rate, parts.wallet, parts.payments, parts.nostr = rate, wallet, payments, nostr
     nostr.update(Announcement.from_settings(new, VERSION))
+    if monitor is not old_monitor:
+        await old_monitor.stop()
     if rate is not old_rate:
         await old_rate.stop()
     if nostr is not old_nostr:
         await old_nostr.stop()
         await nostr.start()
+
+
+async def _catalogue_and_monitor(parts: Parts, new: Settings) -> tuple[Catalogue, ProviderMonitor]:
+    """The new catalogue keeps the upstreams' listings; the monitor fills the new catalogue from
+    now on (a new one, with the health known so far, when the upstreams changed)."""
+    catalogue = parts.catalogue.rebuilt(new)
+    if new.upstreams == parts.settings.upstreams:
+        parts.monitor.catalogue = catalogue
+        return catalogue, parts.monitor
+    monitor = ProviderMonitor(new.upstreams, catalogue, parts.http)
+    monitor.status.update({k: v for k, v in parts.monitor.status.items() if k in monitor.status})
+    await monitor.start()  # lists the new upstreams' models before they are sold
+    return catalogue, monitor
 
 
 def _rate_changed(old: PricingSection, new: PricingSection) -> bool:

@@ -1,5 +1,6 @@
 """What the settings page shows of each setting: its description (from the settings model),
-its kind, unit and choices, and when a change takes effect (see config.py)."""
+its kind, unit and choices, and when a change takes effect (see config.py); and the same of each
+field of a [[models]] entry, for its editor on the upstreams page (all apply live)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from node.admin.config import NEXT_START, SECRETS, STARTUP_ONLY, TABLE_SECTIONS
-from node.settings import Settings
+from node.settings import ModelSection, Settings
 
 UNITS = [  # by the key's ending, first match
     ("_usd_per_mtok", "USD per million tokens"),
@@ -19,6 +20,8 @@ UNITS = [  # by the key's ending, first match
     ("_sat", "sat"),
     ("_bytes", "bytes"),
     ("_s", "seconds"),
+    ("_seconds", "seconds"),
+    ("_tokens", "tokens"),
     ("_usd", "USD"),
     ("per_minute", "requests"),
     ("per_hour", "requests"),
@@ -48,6 +51,22 @@ def settings_fields() -> list[dict[str, Any]]:
                 }
             )
     return fields
+
+
+def model_fields() -> list[dict[str, Any]]:
+    """Every field of a [[models]] entry, in the model's order; `optional`: may be left empty."""
+    return [
+        {
+            "key": key,
+            "description": field.description or "",
+            "kind": _kind(field.annotation),
+            "choices": _choices(field.annotation),
+            "unit": next((u for end, u in UNITS if key.endswith(end)), ""),
+            "optional": _bare(field.annotation) is not field.annotation,
+            "required": field.is_required(),
+        }
+        for key, field in ModelSection.model_fields.items()
+    ]
 
 
 def _applies(section: str, key: str) -> str:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from node.admin import upstreams
 from node.admin.config import redacted, update_settings
-from node.admin.fields import settings_fields
+from node.admin.fields import model_fields, settings_fields
 from node.admin.http import (
     COOKIE,
     guarded,
@@ -127,6 +127,13 @@ async def remove_upstream(request: web.Request) -> web.Response:
 async def test_upstream(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     return json_response(await upstreams.test_connection(parts_of(request), name))
+
+
+@routes.get("/admin/api/models/fields")
+@guarded
+async def get_model_fields(request: web.Request) -> web.Response:
+    """What the page's model editor shows of each [[models]] field."""
+    return json_response({"fields": model_fields()})
 
 
 @routes.post("/admin/api/models")

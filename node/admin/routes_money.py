@@ -80,4 +80,7 @@ async def collected(request: web.Request) -> web.Response:
 async def series(request: web.Request) -> web.Response:
     hours = int_query(request, "hours", 24, 1, 24 * 366)
     bucket_s = int_query(request, "bucket_s", 3600, 60, 86400 * 7)
-    return json_response(stats.series(parts_of(request), hours, bucket_s))
+    parts = parts_of(request)
+    answer = stats.series(parts, hours, bucket_s)
+    answer.update(stats.per_model(parts, hours), btc_rate=stats.btc_rate(parts))
+    return json_response(answer)

@@ -32,6 +32,7 @@ CSV_COLUMNS = (
     "cached_tokens",
     "reasoning_tokens",
     "cost_msat",
+    "upstream_cost_msat",
     "duration_ms",
 )
 
@@ -54,7 +55,8 @@ def _filter(request: web.Request) -> Filter:
 
 
 def _row(record: Record) -> dict[str, Any]:
-    return {**record.to_json(), "account_id": record.account_id, "key_id": record.key_id}
+    ids = {"account_id": record.account_id, "key_id": record.key_id}
+    return {**record.to_json(), **ids, "upstream_cost_msat": record.upstream_cost_msat}
 
 
 @routes.get("/admin/api/requests")

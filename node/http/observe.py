@@ -7,7 +7,7 @@ Handlers and the metered call fill in the trace as they learn things:
     trace = trace_of(request)
     trace.model, trace.upstream = model.id, route.upstream.name
     with trace.upstream_call(): answer = await upstream.call(...)   # upstream time
-    async for chunk in trace.timed(upstream.chunks(...)): ...        # streamed upstream time
+    trace.upstream_s += chunks.waited_s                              # a stream's waits
     trace.upstream_failed(code)                                      # an upstream call failed
     trace.cost_msat = charged
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -60,16 +60,6 @@ class Trace:
             yield
         finally:
             self.upstream_s += time.perf_counter() - start
-
-    async def timed(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass chunks through, adding the time spent waiting for each to the upstream time."""
-        while True:
-            with self.upstream_call():
-                try:
-                    chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    return
-            yield chunk
 
 
 TRACE = web.RequestKey("trace", Trace)

@@ -106,10 +106,20 @@ class OneShotPayer(Payer):
 class Payments:
     """Resolves payers and redeems tokens; one lock per token so a token redeems once."""
 
-    def __init__(self, ledger: Ledger, wallet: cashu.Wallet, mints: list[str], keys: Keys):
+    def __init__(
+        self,
+        ledger: Ledger,
+        wallet: cashu.Wallet,
+        mints: list[str],
+        keys: Keys,
+        after: Payments | None = None,
+    ):
+        """`after`: the Payments this one replaces (a settings change), whose token locks it
+        takes over, so a redemption running on the old one still excludes the same token's."""
         self.ledger, self.wallet, self.mints, self.keys = ledger, wallet, mints, keys
         self.change = Change(ledger, wallet)
-        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # key hash -> (lock, users)
+        # key hash -> (lock, users)
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {} if after is None else after._locks
 
     @contextlib.asynccontextmanager
     async def _one_at_a_time(self, key_hash: str) -> AsyncIterator[None]:

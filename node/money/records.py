@@ -13,9 +13,10 @@ operator's admin; the account ids given are those whose requests the reader may 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from node.db.store import Store
@@ -44,14 +45,19 @@ MIGRATIONS = [
     CREATE INDEX request_records_account ON request_records(account_id, created_at);
     CREATE INDEX request_records_key ON request_records(key_id, created_at);
     CREATE INDEX request_records_created ON request_records(created_at);
-    """
+    """,
+    # What the upstream billed, at the node's rate (see Records.coster); 0 for older rows.
+    "ALTER TABLE request_records ADD COLUMN upstream_cost_msat INTEGER NOT NULL DEFAULT 0;",
 ]
+
+log = logging.getLogger(__name__)
 
 DAY_S = 86_400
 MAX_PAGE = 200
 _COLUMNS = (
     "request_id, account_id, key_id, created_at, route, model, upstream, prompt_tokens,"
-    " completion_tokens, cached_tokens, reasoning_tokens, cost_msat, status, duration_ms"
+    " completion_tokens, cached_tokens, reasoning_tokens, cost_msat, status, duration_ms,"
+    " upstream_cost_msat"
 )
 _GROUPS = {"day": f"(created_at / {DAY_S}) * {DAY_S}", "model": "model"}
 
@@ -78,10 +84,12 @@ class Record:
     cost_msat: int
     status: str
     duration_ms: int
+    upstream_cost_msat: int = 0  # set by Records.write from its coster
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         del data["account_id"], data["key_id"]  # the reader knows whose they are
+        del data["upstream_cost_msat"]  # the operator's business: shown in /admin only
         return data
 
 
@@ -95,18 +103,31 @@ class Records:
         self.db = db
         self.history_days = history_days
         self.checkpoint = checkpoint  # the crash tests' seam (tests/support/crash_serve.py)
+        # What the upstream billed for a record's request (node.parts sets it: it needs the
+        # catalogue and the rate, which the ledger knows nothing of).
+        self.coster: Callable[[Record], int] | None = None
 
     def write(self, conn: Connection, record: Record) -> None:
         """Inside the settlement's transaction; nothing when history is off."""
         if self.history_days <= 0:
             return
+        if self.coster is not None and not record.upstream_cost_msat:
+            record = replace(record, upstream_cost_msat=self._upstream_cost(record))
         conn.execute(
             f"INSERT INTO request_records ({_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             tuple(asdict(record).values()),
         )
         if self.checkpoint is not None:
             self.checkpoint(RECORDED)
+
+    def _upstream_cost(self, record: Record) -> int:
+        assert self.coster is not None
+        try:
+            return max(0, self.coster(record))
+        except Exception:  # a report's figure must never undo the settlement it rides in
+            log.exception("request %s: upstream cost not computed", record.request_id)
+            return 0
 
     def orphan(self, conn: Connection, orphan: Orphan, charged_msat: int) -> None:
         """The record of a request whose node stopped mid-way (see Ledger.resolve_orphans)."""
@@ -214,6 +235,20 @@ class Records:
             params,
         )
         return [dict(r) for r in rows]
+
+    def per_model(self, since: int) -> list[dict[str, Any]]:
+        """The dashboard's table: per model since `since`, its requests, those that ended in
+        an error status (not ok), the revenue charged and what the upstreams billed."""
+        rows = self.db.query(
+            "SELECT model, COUNT(*) AS requests,"
+            " COALESCE(SUM(CASE WHEN status <> ? THEN 1 ELSE 0 END), 0) AS errors,"
+            " COALESCE(SUM(cost_msat), 0) AS revenue_msat,"
+            " COALESCE(SUM(upstream_cost_msat), 0) AS upstream_cost_msat"
+            " FROM request_records WHERE created_at >= ?"
+            " GROUP BY model ORDER BY revenue_msat DESC, model",
+            [OK, since],
+        )
+        return [{k: (v if k == "model" else int(v)) for k, v in dict(r).items()} for r in rows]
 
     def spent_by_key(self, key_ids: list[int]) -> dict[int, int]:
         """What each key's kept records cost (for the admin)."""

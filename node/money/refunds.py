@@ -93,7 +93,7 @@ class Refunds:
             conn.execute(
                 "UPDATE lightning_refunds SET tries = tries + 1, updated_at = ?,"
                 " state = CASE WHEN tries + 1 >= ? THEN 'gave_up' ELSE state END"
-                " WHERE account_id = ?",
+                " WHERE account_id = ? AND state = 'due'",  # a paid one stays paid
                 (int(time.time()), MAX_TRIES, account_id),
             )
 
@@ -101,6 +101,6 @@ class Refunds:
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE lightning_refunds SET state = ?, amount_sat = ?, fee_sat = ?,"
-                " updated_at = ? WHERE account_id = ?",
+                " updated_at = ? WHERE account_id = ? AND state = 'due'",
                 (state, amount_sat, fee_sat, int(time.time()), account_id),
             )

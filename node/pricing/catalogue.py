@@ -189,6 +189,13 @@ class Catalogue:
     def from_settings(cls, settings: Settings) -> Catalogue:
         return cls(settings)
 
+    def rebuilt(self, settings: Settings) -> Catalogue:
+        """The catalogue of new settings, keeping the listings of the upstreams still named
+        (an admin save must not drop listed models until the next refresh)."""
+        names = {u.name for u in settings.upstreams if u.list_models}
+        kept = {name: entries for name, entries in self._listings.items() if name in names}
+        return Catalogue(settings, kept)
+
     # --- building ------------------------------------------------------------------------
 
     def set_listing(self, upstream: str, entries: dict[str, CatalogueEntry]) -> None:

@@ -52,7 +52,7 @@ from node.pricing.prices import Pricer, Usage
 from node.proxy import dress, upstream
 from node.proxy.meters import UNLIMITED_MSAT, Measured, Meter, Plan
 from node.proxy.providers import ProviderMonitor
-from node.proxy.sse import SseReader, model_renamed
+from node.proxy.sse import SseReader
 from node.proxy.stored import Recorder, StoredObjects
 from node.proxy.wires import StreamReader, Wire, wire_for
 from wallet.store import Connection
@@ -356,13 +356,16 @@ class MeteredCall:
                 "X-Model": self.model.id,
             }
         )
+        chunks = upstream.Chunks(answer.upstream, answer.resp)
         async with answer.resp:
             await out.prepare(self.request)
             try:  # the events of one upstream chunk leave in one write
-                await self._relay(out, reader, answer.head)
-                chunks = upstream.chunks(answer.upstream, answer.resp)
-                async for data in self.trace.timed(chunks):
-                    await self._relay(out, reader, data)
+                reshape = self.meter.event_out if self.meter.reshapes_events else None
+                was = self.route.upstream_model if self.route is not None else self.asked_model
+                relay = dress.relayer(out, reader, self.recorder, reshape, (was, self.asked_model))
+                await relay(answer.head)
+                async for data in chunks:
+                    await relay(data)
                 last = reader.close()  # an upstream may end without the last blank line
                 if last:
                     await out.write(b"".join(last))
@@ -378,6 +381,8 @@ class MeteredCall:
                 await self._write_safely(out, reader.failure(dress.stream_error(exc), extras))
                 return out
             finally:  # however the stream ends (cancelled at shutdown too), charge what was sent
+                chunks.close()
+                self.trace.upstream_s += chunks.waited_s
                 self._note(reader)
         await self._end_stream(out, reader)
         return out
@@ -388,9 +393,10 @@ class MeteredCall:
         node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
         yet, is charged the reservation."""
         self.unfinished = True
+        chunks = upstream.Chunks(answer.upstream, answer.resp)
         try:
             async with asyncio.timeout(DRAIN_S):
-                async for data in upstream.chunks(answer.upstream, answer.resp):
+                async for data in chunks:
                     reader.feed(data)
                     if self.recorder is not None:
                         await self.recorder.note(reader.response)
@@ -398,16 +404,8 @@ class MeteredCall:
             self.unfinished = False
         except (aiohttp.ClientError, TimeoutError) as exc:
             log.info("request %s: the dropped stream's rest was not read: %r", self.request_id, exc)
-
-    async def _relay(self, out: web.StreamResponse, reader: StreamReader, data: bytes) -> None:
-        events = reader.feed(data)
-        if self.recorder is not None:  # before the client sees the ids it may name later
-            await self.recorder.note(reader.response)
-        if events:
-            joined = b"".join(self.meter.event_out(e) for e in events)
-            if self.route is not None and self.route.upstream_model != self.asked_model:
-                joined = model_renamed(joined, self.route.upstream_model, self.asked_model)
-            await out.write(joined)
+        finally:
+            chunks.close()
 
     def _note(self, reader: StreamReader) -> None:
         self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())

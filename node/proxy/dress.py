@@ -5,6 +5,7 @@ call needs. Pure, but for the StreamResponse it streams through."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -14,6 +15,38 @@ from node.errors import NodeError, ServiceUnavailable, UpstreamError, UpstreamTi
 from node.pricing.catalogue import Model
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
+from node.proxy.sse import model_renamed
+from node.proxy.stored import Recorder
+from node.proxy.wires import StreamReader
+
+
+def relayer(
+    out: web.StreamResponse,
+    reader: StreamReader,
+    recorder: Recorder | None,
+    reshape: Callable[[bytes], bytes] | None,
+    names: tuple[str, str],
+) -> Callable[[bytes], Awaitable[None]]:
+    """The relay of one upstream chunk to `out`: its whole events, `reshape`d if the endpoint
+    reshapes them, the model renamed from the upstream's id to the client's (`names`) if they
+    differ, in one write. What it needs is decided here, once per stream, not per chunk."""
+    feed, write = reader.feed, out.write
+    was, now = names
+
+    async def relay(data: bytes) -> None:
+        events = feed(data)
+        if recorder is not None:  # before the client sees the ids it may name later
+            await recorder.note(reader.response)
+        if not events:
+            return
+        if reshape is not None:
+            events = [reshape(e) for e in events]
+        joined = events[0] if len(events) == 1 else b"".join(events)
+        if was != now:
+            joined = model_renamed(joined, was, now)
+        await write(joined)
+
+    return relay
 
 
 class EventStream(web.StreamResponse):

@@ -117,6 +117,11 @@ class Meter:
     def answer_out(self, answer: dict[str, Any]) -> None:
         """Reshape a plain JSON answer for the client, in place, once it has been measured."""
 
+    @property
+    def reshapes_events(self) -> bool:
+        """Whether event_out is more than the identity (the relay calls it only then)."""
+        return type(self).event_out is not Meter.event_out
+
     def event_out(self, event: bytes) -> bytes:
         """Reshape one streamed event for the client, once it has been read."""
         return event

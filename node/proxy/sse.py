@@ -32,14 +32,8 @@ class EventSplitter:
         self._cr = data.endswith(b"\r")
         if b"\r" in data:  # CRLF and CR end lines too (most upstreams send LF alone)
             data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        self._buffer += data
-        out: list[bytes] = []
-        while True:
-            end = self._buffer.find(b"\n\n")
-            if end < 0:
-                return out
-            event, self._buffer = self._buffer[: end + 2], self._buffer[end + 2 :]
-            out.append(event)
+        *events, self._buffer = (self._buffer + data).split(b"\n\n")
+        return [event + b"\n\n" for event in events]
 
     def rest(self) -> bytes | None:
         """The stream has ended: its last event, if it lacks only its blank line (strict SSE
@@ -160,6 +154,8 @@ class SseReader:
 
 
 def _data_of(event: bytes) -> bytes | None:
+    if event.startswith(b"data: ") and event.find(b"\n") == len(event) - 2:  # one line: most
+        return event[6:-2]
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
 

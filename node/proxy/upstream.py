@@ -19,7 +19,7 @@ at most (`ended`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -162,28 +162,84 @@ async def call(
 async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> bytes:
     parts: list[bytes] = []
     size = 0
+    body = Chunks(upstream, resp)
     async with resp:
-        async for chunk in chunks(upstream, resp):
-            size += len(chunk)
-            if size > MAX_ANSWER_BYTES:
-                raise AnswerTooLarge(f"upstream {upstream.name} answered with too large a body")
-            parts.append(chunk)
+        try:
+            async for chunk in body:
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    raise AnswerTooLarge(f"upstream {upstream.name} answered with too large a body")
+                parts.append(chunk)
+        finally:
+            body.close()
     return b"".join(parts)
 
 
-async def chunks(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    """The rest of the body, chunk by chunk; TimeoutError after `idle_timeout_s` of silence."""
-    content = resp.content
-    while True:
-        data = content.read_nowait()  # what has arrived already needs no timer (most bodies)
-        if not data:
-            if content.at_eof():
-                return
-            async with asyncio.timeout(upstream.idle_timeout_s):
-                data = await content.readany()
-            if not data:
-                return
-        yield data
+class Chunks:
+    """The rest of the body, chunk by chunk; TimeoutError after `idle_timeout_s` of silence.
+
+    A stream waits for most of its chunks, and a timer per wait (asyncio.timeout) was a good
+    part of the relay's work per chunk with thousands of streams open. Here one timer serves
+    a whole stream: armed at a wait when none is, it checks on firing whether the wait now
+    under way is as old as the limit, and if not, re-arms for when it would be. It times only
+    its own waits: a consumer that stops iterating (a client gone) is never cancelled by it."""
+
+    def __init__(self, upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> None:
+        self.content, self.limit_s = resp.content, upstream.idle_timeout_s
+        self.loop = asyncio.get_running_loop()
+        self.waiting_since: float | None = None  # the wait under way, on the loop's clock
+        self.timer: asyncio.TimerHandle | None = None
+        self.expired = False
+        self.waited_s = 0.0  # the time spent waiting for the upstream, all told
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelling = 0
+
+    def __aiter__(self) -> Chunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        data = await self._wait()  # at once when a chunk has arrived; b"" at the end
+        if data:
+            return data
+        self.close()  # the end: no timer is left to hold the answer for its idle limit
+        raise StopAsyncIteration
+
+    async def _wait(self) -> bytes:
+        self.waiting_since = since = self.loop.time()
+        started = time.perf_counter()  # the loop's clock is coarse (uvloop: ms, once a turn)
+        if self.timer is None:
+            if self._task is None:
+                self._task = asyncio.current_task()
+                self._cancelling = self._task.cancelling() if self._task is not None else 0
+            self.timer = self.loop.call_at(since + self.limit_s, self._check)
+        try:
+            return await self.content.readany()
+        except asyncio.CancelledError:
+            task = self._task
+            if self.expired and task is not None and task.uncancel() <= self._cancelling:
+                raise TimeoutError from None
+            raise
+        finally:
+            self.waiting_since = None
+            self.waited_s += time.perf_counter() - started
+
+    def _check(self) -> None:
+        self.timer = None
+        since = self.waiting_since
+        if since is None:  # not waiting: the next wait arms it again
+            return
+        due = since + self.limit_s
+        if self.loop.time() < due:
+            self.timer = self.loop.call_at(due, self._check)
+        elif self._task is not None and not self.expired:
+            self.expired = True
+            self._task.cancel()
+
+    def close(self) -> None:
+        """No more waits: the timer goes (else it holds the answer until the idle limit)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 async def healthy(session: aiohttp.ClientSession, upstream: UpstreamSection) -> bool:

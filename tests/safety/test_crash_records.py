@@ -49,6 +49,8 @@ async def test_kill_between_the_record_and_the_commit_charges_and_records_once(
     await proc.start()  # no crash point: the orphan is settled, and recorded, at start
     records = proc.query("SELECT request_id, cost_msat, status FROM request_records")
     assert [tuple(r) for r in records] == [(request_id, floor, INTERRUPTED)]
+    # what the upstream billed, from the charge (markup 1, no request fee here)
+    assert proc.scalar("SELECT upstream_cost_msat FROM request_records") == floor
     charged = proc.scalar(
         "SELECT COALESCE(SUM(-amount_msat), 0) FROM entries WHERE kind = 'charge' AND ref = ?",
         (request_id,),

@@ -8,10 +8,12 @@ the browser tests are skipped, saying so. Screenshots go to tests/artifacts/ (gi
         page = await admin_page(chromium, node.url)  # the same, logged in to /admin
         ...
         await shot(page, "name")              # tests/artifacts/name.png
+        await until(page, "document.title")   # poll an expression until it is truthy
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,18 @@ async def shot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
+
+
+async def until(page: Any, expression: str, timeout_s: float = 10.0) -> Any:
+    """Poll `expression` until it is truthy. Not `page.wait_for_function`: its polling builds
+    the predicate with eval, which the admin page's CSP refuses unless the first try holds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while not (value := await page.evaluate(expression)):
+        if loop.time() > deadline:
+            raise AssertionError(f"never true: {expression}")
+        await asyncio.sleep(0.05)
+    return value
 
 
 def _console(page: Any, msg: Any) -> None:
