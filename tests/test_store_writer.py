@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from node.db.sqlite import AUTOCHECKPOINT_PAGES, SqliteStore
+from node.money import records
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
+from node.money.records import Record, Records
 from tests.support.pg import Databases, Opener, eventually, store_opener
+from wallet.store import Connection
 
 T = TypeVar("T")
 
 
 @pytest.fixture
 def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
-    with store_opener(tmp_path, "postgres", pg_databases, {"node": MIGRATIONS}) as open_db:
+    migrations = {"node": MIGRATIONS, "records": records.MIGRATIONS}
+    with store_opener(tmp_path, "postgres", pg_databases, migrations) as open_db:
         yield open_db
 
 
@@ -100,6 +104,38 @@ async def test_two_settlements_of_one_reservation_on_two_instances_charge_once(
     results = await asyncio.gather(*(ledger.settle("r", 3_000) for ledger in (first, second) * 5))
     assert sorted(results) == [0] * 9 + [3_000]
     assert first.get(account).balance_msat == 7_000 and first.audit() == []
+
+
+async def test_settlements_sent_with_their_records_record_each_charge_once(pg: Opener) -> None:
+    """A settlement's record goes with it, before its answer (node.money.ledger_pg.Settling):
+    each settled reservation gets one record of its exact charge, in batches of several; one
+    the account cannot pay in full (its batch fails, then runs each write alone) is recorded
+    with the charge it got; settling again records nothing."""
+    db = pg()
+    ledger, book = Ledger(db), Records(db, history_days=30)
+    rich, poor = (
+        ledger.grant(hash_key("sk-rich"), 100_000),
+        ledger.grant(hash_key("sk-poor"), 10_000),
+    )
+
+    def record(rid: str, account: int) -> Callable[[Connection, int], None]:
+        def write(conn: Connection, charged: int) -> None:
+            made = Record(rid, account, None, 0, "/v1/x", "m", "u", 1, 2, 0, 0, charged, "ok", 5)
+            book.write(conn, made)
+
+        return write
+
+    assert await ledger.reserve(poor, "p", 5_000)
+    for i in range(6):
+        assert await ledger.reserve(rich, f"r{i}", 5_000)
+    settle = [ledger.settle(f"r{i}", 1_000 + i, record(f"r{i}", rich)) for i in range(6)]
+    settle += [ledger.settle("p", 20_000, record("p", poor))]  # 10 000 is all it has
+    settle += [ledger.settle("r0", 9, record("r0", rich))]  # settled already
+    charged = await asyncio.gather(*settle)
+    assert charged == [1_000, 1_001, 1_002, 1_003, 1_004, 1_005, 10_000, 0]
+    rows = db.query("SELECT request_id, cost_msat FROM request_records ORDER BY request_id")
+    assert [tuple(r) for r in rows] == [("p", 10_000)] + [(f"r{i}", 1_000 + i) for i in range(6)]
+    assert ledger.get(poor).balance_msat == 0 and ledger.audit() == []
 
 
 def test_sqlite_checkpoints_the_wal_off_the_writing_connection(tmp_path: Path) -> None:

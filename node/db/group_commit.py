@@ -17,8 +17,9 @@ wait at the server, not in this process, while the first one commits.
 A write is a function of the connection, run inside the batch's transaction (maybe on another
 thread). It must touch nothing but the database, because it may run twice: if any write of a
 batch raises, the batch is rolled back and each of its writes runs again in a transaction of
-its own, so one bad write fails alone. It may return a `Then` (store.py) to read its
-statements' answers after the batch's other writes have sent theirs. A write, once asked for,
+its own, so one bad write fails alone (a write may then send its statements otherwise). It
+may return a `Then` (store.py) to read its statements' answers after the batch's other writes
+have sent theirs. A write, once asked for,
 is made even if its asker was cancelled meanwhile (a settlement must not be lost because the
 client went away).
 """
@@ -94,9 +95,9 @@ class GroupCommit:
         """The batch in one transaction; if it fails, each write alone. Never raises."""
         try:
             return [(True, result) for result in self.db.apply(writes)]
-        except Exception as exc:
-            if len(writes) == 1:
-                return [(False, exc)]
+        except Exception:
+            # each alone, even a batch of one: a write may be sent otherwise the second time
+            # (a settlement that sent its record before its answer, node.money.ledger_pg)
             log.warning("a batch of %d writes failed; retrying each alone", len(writes))
         outcomes: list[Outcome] = []
         for write in writes:

@@ -13,11 +13,12 @@ its transaction and nothing else changes the rows meanwhile.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from node.db.store import Then, Write
+from node.db.store import Params, Then, Write
 from node.money.ledger_schema import CHARGE
-from wallet.store import Connection
+from wallet.store import Connection, Cursor
 
 # A write joined to a settlement's transaction, told the msat charged (node.money.records).
 Also = Callable[[Connection, int], None]
@@ -42,9 +43,14 @@ SELECT :rid, id, :a, :floor, :model, :now, :instance, :key FROM held
 RETURNING 1
 """
 
+# What the transaction's last settlement did, for the statements sent with it (`Settling`):
+# the reservation it settled ('' if it found none) and the msat it charged.
+SETTLED, CHARGED = "nutgate.settled", "nutgate.charged"
+
 # Delete the reservation; charge the cost, capped at what the account can pay (the held
 # amount plus the unreserved balance), operator credit first; release the rest; the charge's
-# entry. No row back: the reservation was settled already, and nothing was written.
+# entry. Its one row: the msat charged, NULL if the reservation was settled already (and
+# nothing was written); it also sets SETTLED and CHARGED, for the rest of the transaction.
 _SETTLE = f"""
 WITH r AS (
     DELETE FROM reservations WHERE id = :rid RETURNING account_id, amount_msat, key_id
@@ -61,7 +67,9 @@ WITH r AS (
     INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)
     SELECT account_id, '{CHARGE}', -charged, :rid, :now, key_id FROM c WHERE charged > 0
 )
-SELECT charged FROM c
+SELECT (SELECT charged FROM c),
+    set_config('{SETTLED}', COALESCE((SELECT :rid FROM c), ''), true),
+    set_config('{CHARGED}', COALESCE((SELECT charged::text FROM c), ''), true)
 """
 
 
@@ -101,20 +109,64 @@ def reserve(
 
 def settle(reservation_id: str, cost_msat: int, also: Also | None) -> Write:
     """The write for Ledger.settle; Then: the msat charged (0 when already settled). `also`
-    runs, told the charge, only when the reservation was there."""
+    runs, told the charge, only when the reservation was there.
+
+    The first time it runs, `also` is sent with the settlement, before its answer, told the
+    charge it will be when the account can pay it all (`Settling`): the batch then waits for
+    the server once. Should the account be short, the batch fails and the group commit runs
+    this write again, alone: then the settlement's answer is awaited before `also` runs."""
     params = {"rid": reservation_id, "cost": cost_msat, "now": int(time.time())}
+    runs = 0
 
     def write(conn: Connection) -> Then:
+        nonlocal runs
+        runs += 1
         cur = conn.execute(_SETTLE, params)
 
         def charged(conn: Connection) -> int:
             row = cur.fetchone()
-            if row is None:
+            if row is None or row[0] is None:
                 return 0
-            if also is not None:
+            if also is not None and not sent:
                 also(conn, int(row[0]))
             return int(row[0])
 
-        return Then(charged, writes=also is not None)
+        sent = also is not None and runs == 1
+        if sent:
+            assert also is not None
+            also(Settling(conn, reservation_id, cost_msat), cost_msat)
+        return Then(charged, writes=also is not None and not sent)
 
     return write
+
+
+class Settling:
+    """The connection an `also` is given when it is sent with its settlement, before the
+    settlement's answer: its rows are inserted only if the settlement found the reservation
+    (else nothing is written), and only with the charge it was told (else the statement
+    fails, and with it the batch). Only `insert` is offered: any other statement fails the
+    batch, which the group commit then runs again, each write alone and answered in turn."""
+
+    def __init__(self, conn: Connection, reservation_id: str, charged_msat: int) -> None:
+        self._conn = conn
+        self._rid = reservation_id
+        self._charged = charged_msat
+
+    def insert(self, table: str, row: Mapping[str, Any], charged: str) -> None:
+        """INSERT `row` into `table` if the reservation was settled, its column `charged`
+        being the charge (NULL, which its NOT NULL refuses, if the charge was another)."""
+        values = [f":{name}" for name in row]
+        values[list(row).index(charged)] = (
+            f"CASE WHEN current_setting('{CHARGED}') = :charged_ THEN :{charged} END"
+        )
+        self._conn.execute(
+            f"INSERT INTO {table} ({', '.join(row)}) SELECT {', '.join(values)}"
+            f" WHERE current_setting('{SETTLED}') = :settled_",
+            {**row, "charged_": str(self._charged), "settled_": self._rid},
+        )
+
+    def execute(self, sql: str, params: Params = (), /) -> Cursor:
+        raise NotImplementedError("only insert() is sent with a settlement")
+
+    def executemany(self, sql: str, params: Iterable[Params], /) -> Cursor:
+        raise NotImplementedError("only insert() is sent with a settlement")

@@ -21,6 +21,7 @@ from typing import Any
 
 from node.db.store import Store
 from node.money.ledger import Orphan
+from node.money.ledger_pg import Settling
 from wallet.store import Connection
 
 MIGRATIONS = [
@@ -113,11 +114,14 @@ class Records:
             return
         if self.coster is not None and not record.upstream_cost_msat:
             record = replace(record, upstream_cost_msat=self._upstream_cost(record))
-        conn.execute(
-            f"INSERT INTO request_records ({_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            tuple(asdict(record).values()),
-        )
+        if isinstance(conn, Settling):  # sent with its settlement (PostgreSQL)
+            conn.insert("request_records", asdict(record), charged="cost_msat")
+        else:
+            conn.execute(
+                f"INSERT INTO request_records ({_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                tuple(asdict(record).values()),
+            )
         if self.checkpoint is not None:
             self.checkpoint(RECORDED)
 
