@@ -47,6 +47,7 @@ MIGRATIONS = [
 
 SUBKEY = "subkey"  # the accounts kind of a sub-key
 MAX_SUBKEYS = 1000  # per parent, revoked ones included
+RULELESS_KEPT = 100_000  # keys known to have no rules (Keys.read)
 PERIODS = {"day": 86_400, "week": 7 * 86_400, "month": 30 * 86_400}
 _COLUMNS = (
     "account_id, parent_id, name, spend_limit_msat, limit_period, reset_at, reset_entry,"
@@ -182,6 +183,7 @@ class Keys:
     def __init__(self, db: Store, ledger: Ledger) -> None:
         self.db, self.ledger = db, ledger
         self._recent: dict[int, deque[float]] = {}  # key -> its requests' times, last minute
+        ledger.recheck = self._recheck
 
     def get(self, account_id: int) -> KeyRules | None:
         row = self.db.query_one(
@@ -191,11 +193,29 @@ class Keys:
 
     async def read(self, account_id: int) -> KeyRules | None:
         """`get` for the hot path (every paid request): awaited, off the event loop where the
-        database is across a network (Store.read)."""
+        database is across a network (Store.read). There, a key found to have no rules is
+        answered from memory afterwards (`Ledger.ruleless`): its reservation checks that it
+        still has none, and else reads them again (`_recheck`)."""
+        if account_id in self.ledger.ruleless:
+            return None
+        rules = await self._read(account_id)
+        if rules is None and self.db.kind == "postgres":
+            if len(self.ledger.ruleless) >= RULELESS_KEPT:
+                self.ledger.ruleless.clear()  # a bound on memory; the busy keys come back
+            self.ledger.ruleless.add(account_id)
+        return rules
+
+    async def _read(self, account_id: int) -> KeyRules | None:
         rows = await self.db.read(
             f"SELECT {_COLUMNS} FROM key_rules WHERE account_id = ?", (account_id,)
         )
         return _from_row(rows[0]) if rows else None
+
+    async def _recheck(self, account_id: int, model: str | None) -> list[Cap]:
+        """For a reservation of a key answered from memory as having no rules, that found it
+        may have some: the caps it must reserve within; raises its refusal if it has one."""
+        rules = await self._read(account_id)
+        return [] if rules is None else self.admit(rules, model)
 
     def children(self, parent_id: int) -> list[KeyRules]:
         rows = self.db.query(
@@ -206,6 +226,7 @@ class Keys:
 
     def set_rules(self, account_id: int, rules: Rules) -> None:
         """An account's own key gets (or keeps, on a retried creation) its rules."""
+        self.ledger.ruleless.discard(account_id)  # else its next reservation finds them
         with self.db.transaction() as conn:
             conn.execute(
                 f"INSERT INTO key_rules ({_COLUMNS}) VALUES (:id, NULL, :name, :lim, :period, 0, 0,"

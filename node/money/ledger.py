@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from node.db.group_commit import GroupCommit
 from node.db.store import Store
@@ -90,6 +90,12 @@ class Ledger(LedgerReports):
         self.db = db
         self.commits = GroupCommit(db)
         self._ids: dict[str, int] = {}  # key hash -> account id
+        # PostgreSQL: the keys found to have no rules, which node.money.keys then answers from
+        # memory; a reservation for one checks in its own statement that it still has none,
+        # and if it may have some now, `recheck(key, model)` reads them: the caps to reserve
+        # within, or it raises the key's refusal.
+        self.ruleless: set[int] = set()
+        self.recheck: Callable[[int, str | None], Awaitable[Sequence[Cap]]] | None = None
 
     # --- accounts -------------------------------------------------------------------------
 
@@ -226,18 +232,25 @@ class Ledger(LedgerReports):
         `key_id`: the key the request came with; `caps`: also False when a key's spending
         since `cap.since`, held and charged, would pass `cap.limit_msat` (checked in the
         reservation's own write, so concurrent requests cannot overshoot it)."""
+        args = (account_id, reservation_id, amount_msat, floor_msat, model, untouched_msat)
         if self.db.kind == "postgres" and not caps:  # one statement, the same effects
-            write = ledger_pg.reserve(
-                account_id,
-                reservation_id,
-                amount_msat,
-                floor_msat,
-                model,
-                untouched_msat,
-                key_id,
-                self.db.instance,
-            )
-            return bool(await self.commits.run(write))
+            ruleless = key_id == account_id and key_id in self.ruleless
+            if await self._reserve_pg(*args, key_id, ruleless):
+                return True
+            if not ruleless or self.recheck is None:
+                return False
+            # short of balance, or the key has rules now: again, within its caps if any
+            self.ruleless.discard(account_id)
+            caps = await self.recheck(account_id, model)
+            if not caps:
+                return await self._reserve_pg(*args, key_id, False)
+            if not await self.reserve(*args, key_id, caps):
+                # not False: the caller would try again without the caps it does not know of
+                raise PaymentRequired(
+                    "insufficient balance, or this key's spending limit is reached",
+                    code="key_limit_reached",
+                )
+            return True
         return await self.commits.run(
             lambda conn: (
                 all(self._capped(conn, cap, amount_msat) for cap in caps)
@@ -253,6 +266,30 @@ class Ledger(LedgerReports):
                 )
             )
         )
+
+    async def _reserve_pg(
+        self,
+        account_id: int,
+        reservation_id: str,
+        amount_msat: int,
+        floor_msat: int,
+        model: str | None,
+        untouched_msat: int | None,
+        key_id: int | None,
+        ruleless: bool,
+    ) -> bool:
+        write = ledger_pg.reserve(
+            account_id,
+            reservation_id,
+            amount_msat,
+            floor_msat,
+            model,
+            untouched_msat,
+            key_id,
+            self.db.instance,
+            ruleless,
+        )
+        return bool(await self.commits.run(write))
 
     def _capped(self, conn: Connection, cap: Cap, amount_msat: int) -> bool:
         row = conn.execute(*spent_sql(cap)).fetchone()

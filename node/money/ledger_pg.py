@@ -24,6 +24,7 @@ from wallet.store import Connection, Cursor
 Also = Callable[[Connection, int], None]
 
 _UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
+_RULELESS = " AND NOT EXISTS (SELECT 1 FROM key_rules WHERE account_id = :key)"
 
 # Hold :a on the account when its available balance covers it; count the use on the sub-key
 # (when it is one); the reservation's row. No row back: refused, and nothing was written.
@@ -31,7 +32,7 @@ _RESERVE = """
 WITH held AS (
     UPDATE accounts SET reserved_msat = reserved_msat + :a, last_used_at = :now,
         requests = requests + 1{spender}
-    WHERE id = :id AND balance_msat - reserved_msat >= :a{untouched}
+    WHERE id = :id AND balance_msat - reserved_msat >= :a{untouched}{ruleless}
     RETURNING id
 ), used AS (
     UPDATE accounts SET last_used_at = :now, requests = requests + 1
@@ -82,11 +83,15 @@ def reserve(
     untouched_msat: int | None,
     key_id: int | None,
     instance: str,
+    ruleless: bool = False,
 ) -> Write:
-    """The write for Ledger.reserve (no caps); Then: whether the amount was held."""
+    """The write for Ledger.reserve (no caps); Then: whether the amount was held.
+    `ruleless`: also not held if the key has rules (it had none when it was read)."""
     spends = untouched_msat is not None  # a one-shot account: untouched, and named spent
     sql = _RESERVE.format(
-        spender=", request_id = :rid" if spends else "", untouched=_UNTOUCHED if spends else ""
+        spender=", request_id = :rid" if spends else "",
+        untouched=_UNTOUCHED if spends else "",
+        ruleless=_RULELESS if ruleless else "",
     )
     params = {
         "a": amount_msat,

@@ -1,0 +1,75 @@
+"""On PostgreSQL a key found to have no rules is answered from memory afterwards (no read per
+paid request); its reservation checks, in its own statement, that it still has none. Rules
+given to it meanwhile by another instance apply to its next reservation all the same."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from node.errors import PaymentRequired, Unauthorized
+from node.money import keys
+from node.money.keys import Keys, Rules
+from node.money.ledger import MIGRATIONS, Ledger, hash_key
+from tests.support.pg import Databases, Opener, store_opener
+
+
+@pytest.fixture
+def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
+    migrations = {"node": MIGRATIONS, "keys": keys.MIGRATIONS}
+    with store_opener(tmp_path, "postgres", pg_databases, migrations) as open_db:
+        yield open_db
+
+
+def instance(open_db: Opener) -> tuple[Ledger, Keys]:
+    ledger = Ledger(open_db())
+    return ledger, Keys(ledger.db, ledger)
+
+
+async def test_a_key_without_rules_is_read_once_then_reserves(pg: Opener) -> None:
+    ledger, here = instance(pg)
+    account = ledger.grant(hash_key("sk-a"), 10_000)
+    assert await here.read(account) is None
+    ledger.db.close()  # answered from memory now: no read
+    assert await here.read(account) is None
+    here.db = ledger.db = ledger.commits.db = pg()
+    assert await ledger.reserve(account, "r1", 4_000, key_id=account)
+    assert not await ledger.reserve(account, "r2", 7_000, key_id=account)  # short of balance
+    assert await ledger.settle("r1", 1_000) == 1_000
+    assert ledger.get(account).balance_msat == 9_000 and ledger.audit() == []
+
+
+async def test_a_key_revoked_on_another_instance_is_refused_at_its_reservation(
+    pg: Opener,
+) -> None:
+    ledger, here = instance(pg)
+    _, there = instance(pg)
+    account = ledger.grant(hash_key("sk-a"), 10_000)
+    assert await here.read(account) is None
+    there.set_rules(account, Rules())  # as the admin does for a key without rules
+    made = there.get(account)
+    assert made is not None
+    there.revoke(made)
+    assert await here.read(account) is None  # from memory: the reservation finds out
+    with pytest.raises(Unauthorized) as refused:
+        await ledger.reserve(account, "r", 1_000, key_id=account)
+    assert refused.value.code == "key_revoked"
+    assert ledger.open_reservations() == 0
+    assert (await here.read(account)) is not None  # read again from now on
+
+
+async def test_a_limit_set_on_another_instance_caps_the_next_reservation(pg: Opener) -> None:
+    ledger, here = instance(pg)
+    _, there = instance(pg)
+    account = ledger.grant(hash_key("sk-a"), 10_000)
+    assert await here.read(account) is None
+    there.set_rules(account, Rules(spend_limit_msat=3_000))
+    with pytest.raises(PaymentRequired) as refused:  # not False: the caller knows no cap
+        await ledger.reserve(account, "r1", 4_000, key_id=account)
+    assert refused.value.code == "key_limit_reached"
+    rules = await here.read(account)
+    assert rules is not None and rules.rules.spend_limit_msat == 3_000
+    assert await ledger.reserve(account, "r2", 2_000, key_id=account, caps=here.admit(rules, None))
+    assert ledger.open_reservations() == 1
