@@ -72,6 +72,8 @@ KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
 _ACCOUNT = "id, kind, balance_msat, reserved_msat, mint, credit_msat"
 _UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
 _SPENDER = ", request_id = :rid"
+# a reservation's account, id, amount, floor, model and untouched balance
+_Reserve = tuple[int, str, int, int, str | None, int | None]
 
 
 def _now() -> int:
@@ -235,7 +237,7 @@ class Ledger(LedgerReports):
         args = (account_id, reservation_id, amount_msat, floor_msat, model, untouched_msat)
         if self.db.kind == "postgres" and not caps:  # one statement, the same effects
             ruleless = key_id == account_id and key_id in self.ruleless
-            if await self._reserve_pg(*args, key_id, ruleless):
+            if await self._reserve_pg(args, key_id, ruleless):
                 return True
             if not ruleless or self.recheck is None:
                 return False
@@ -243,7 +245,7 @@ class Ledger(LedgerReports):
             self.ruleless.discard(account_id)
             caps = await self.recheck(account_id, model)
             if not caps:
-                return await self._reserve_pg(*args, key_id, False)
+                return await self._reserve_pg(args, key_id, False)
             if not await self.reserve(*args, key_id, caps):
                 # not False: the caller would try again without the caps it does not know of
                 raise PaymentRequired(
@@ -267,28 +269,8 @@ class Ledger(LedgerReports):
             )
         )
 
-    async def _reserve_pg(
-        self,
-        account_id: int,
-        reservation_id: str,
-        amount_msat: int,
-        floor_msat: int,
-        model: str | None,
-        untouched_msat: int | None,
-        key_id: int | None,
-        ruleless: bool,
-    ) -> bool:
-        write = ledger_pg.reserve(
-            account_id,
-            reservation_id,
-            amount_msat,
-            floor_msat,
-            model,
-            untouched_msat,
-            key_id,
-            self.db.instance,
-            ruleless,
-        )
+    async def _reserve_pg(self, args: _Reserve, key_id: int | None, rules: bool) -> bool:
+        write = ledger_pg.reserve(*args, key_id, self.db.instance, rules)
         return bool(await self.commits.run(write))
 
     def _capped(self, conn: Connection, cap: Cap, amount_msat: int) -> bool:
