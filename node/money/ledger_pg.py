@@ -3,8 +3,11 @@
 The same effects as Ledger._reserve and Ledger._settle (ledger.py), written as data-modifying
 CTEs so that each is a single statement whose answer is read only after the group commit's
 batch has sent every write (a `Then`, see node.db.store): the batch then waits for the server
-once, instead of once per statement. SQLite has no data-modifying CTEs; it keeps the
-statement-by-statement writes, which cost it no round trip.
+once, instead of once per statement. The settlement's record (its `also`) is sent with it,
+before its answer (`Settling`), so a batch of settlements waits once too. A reservation may
+also check that its key still has no rules (`ruleless`: node.money.keys answers such a key
+from memory). SQLite has no data-modifying CTEs; it keeps the statement-by-statement writes,
+which cost it no round trip.
 
 Each statement runs under the write lock, like every write: it sees every earlier statement of
 its transaction and nothing else changes the rows meanwhile.

@@ -181,7 +181,7 @@ class Payments:
         if key is None:
             raise self.payment_request(quote())
         if presented.account_id is not None:
-            rules = await self.keys.read(presented.account_id)  # the one read of a paid request
+            rules = await self.keys.read(presented.account_id)  # a paid request's one read, if any
             return _payer(presented.account_id, rules)
         if is_token(key):
             quote()
