@@ -37,7 +37,7 @@ def client(server: ThreadedServer) -> Iterator[anthropic.Anthropic]:
 
 
 def last_request(server: ThreadedServer) -> dict[str, Any]:
-    received: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    received: dict[str, Any] = server.mock.received[-1]
     return received
 
 

@@ -313,7 +313,7 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "tok " * 10
-    sent = anthropic_mock.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    sent = anthropic_mock.mock.received[-1]["body"]
     assert sent["messages"][1]["content"][-1] == {
         "type": "tool_use",
         "id": call.id,

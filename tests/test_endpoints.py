@@ -39,7 +39,7 @@ def api_node(make_node: Callable[..., NodeHandle], upstream: ThreadedServer) -> 
 
 
 def last_body(upstream: ThreadedServer) -> dict[str, Any]:
-    return upstream.mock.received[-1]["body"]  # type: ignore[attr-defined,no-any-return]
+    return upstream.mock.received[-1]["body"]  # type: ignore[no-any-return]
 
 
 def spent(node: NodeHandle, key: str) -> int:

@@ -29,7 +29,7 @@ CACHED = {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 
 
 
 def received(server: ThreadedServer) -> dict[str, Any]:
-    last: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    last: dict[str, Any] = server.mock.received[-1]
     return last
 
 
@@ -111,10 +111,10 @@ def test_count_tokens_is_free(mnode: NodeHandle, claude_upstream: ThreadedServer
     assert received(claude_upstream)["path"] == "/v1/messages/count_tokens"
     assert mnode.balance(key) == 1_000_000
     # no account: the node's own estimate, and nothing goes upstream
-    before = len(claude_upstream.mock.received)  # type: ignore[attr-defined]
+    before = len(claude_upstream.mock.received)
     estimate = sdk(mnode, "sk-nobody").messages.count_tokens(model="claude-mock", messages=HI)
     assert estimate.input_tokens > 0
-    assert len(claude_upstream.mock.received) == before  # type: ignore[attr-defined]
+    assert len(claude_upstream.mock.received) == before
 
 
 # --- paid with ecash ---------------------------------------------------------------------------

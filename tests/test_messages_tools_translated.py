@@ -24,7 +24,7 @@ def chat_cost(usage: Any) -> int:
 
 
 def last_sent(server: ThreadedServer) -> dict[str, Any]:
-    sent: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    sent: dict[str, Any] = server.mock.received[-1]
     return sent
 
 

@@ -28,7 +28,7 @@ def chat_client(node: NodeHandle, key: str) -> openai.AsyncOpenAI:
 
 
 def last_sent(server: ThreadedServer) -> dict[str, Any]:
-    sent: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    sent: dict[str, Any] = server.mock.received[-1]
     return sent
 
 
@@ -105,7 +105,7 @@ def test_anthropic_sdk_on_an_openai_upstream(mnode: NodeHandle, upstream: Thread
     )
     message = raw.parse()
     assert message.content[0].type == "text" and message.content[0].text
-    sent = upstream.mock.received[-1]  # type: ignore[attr-defined]
+    sent = upstream.mock.received[-1]
     assert sent["path"] == "/v1/chat/completions"
     assert sent["body"]["messages"][0] == {"role": "system", "content": "be brief"}
     # $1 in, $2 out per Mtok: a msat a prompt token, two an output token

@@ -76,7 +76,7 @@ def test_unterminated_done_ends_the_stream_once(raw_node, raw, ending: bytes) ->
         f"{node.url}/v1/chat/completions",
         "POST",
         {"Authorization": f"Bearer {key}"},
-        hello(model, stream=True, **PAD),
+        {**hello(model), "stream": True, **PAD},
     )
     assert reply.status == 200
     events = [e for e in reply.body.split(b"\n\n") if e]

@@ -32,7 +32,7 @@ def say(node: NodeHandle, key: str, text: str, model: str = "preset/friend", **k
 
 
 def sent(upstream: ThreadedServer) -> list[Any]:
-    return [m["content"] for m in upstream.mock.received[-1]["body"]["messages"]]  # type: ignore[attr-defined]
+    return [m["content"] for m in upstream.mock.received[-1]["body"]["messages"]]
 
 
 def memory(node: NodeHandle, key: str, method: str = "GET") -> Any:

@@ -28,8 +28,8 @@ ABOUT = {
 def test_metadata_from_the_upstreams_listing(
     make_node: Callable[..., NodeHandle], fresh_upstream: ThreadedServer
 ) -> None:
-    fresh_upstream.mock.listed = ["meta-model", "plain-model"]  # type: ignore[attr-defined]
-    fresh_upstream.mock.about = {"meta-model": ABOUT}  # type: ignore[attr-defined]
+    fresh_upstream.mock.listed = ["meta-model", "plain-model"]
+    fresh_upstream.mock.about = {"meta-model": ABOUT}
     node = make_node(
         upstreams=[upstream_conf("c", fresh_upstream)],
         models=[{"id": "meta-model", "upstream": "c", **PRICE},
@@ -70,19 +70,19 @@ def fb_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def sent_models(upstream: ThreadedServer, since: int) -> list[str]:
-    return [r["body"]["model"] for r in upstream.mock.received[since:]]  # type: ignore[attr-defined]
+    return [r["body"]["model"] for r in upstream.mock.received[since:]]
 
 
 def test_fallbacks_are_tried_in_order(fb_node: NodeHandle, upstream: ThreadedServer) -> None:
     key = fb_node.new_key(BALANCE)
-    since = len(upstream.mock.received)  # type: ignore[attr-defined]
+    since = len(upstream.mock.received)
     answer = client(fb_node, key).chat.completions.create(
         **hello("test-fail500", max_tokens=500),
         extra_body={**EXACT, "models": ["dear", "test-model"]},
     )
     assert answer.choices[0].message.content
     assert sent_models(upstream, since) == ["test-fail500", "test-model"]
-    assert "models" not in upstream.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    assert "models" not in upstream.mock.received[-1]["body"]
     assert BALANCE - fb_node.balance(key) == 4000  # refused with a 500: free; dear's price
     fb_node.assert_clean()
 

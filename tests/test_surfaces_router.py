@@ -30,7 +30,7 @@ def router_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def sent(upstream: ThreadedServer) -> str:
-    return str(upstream.mock.received[-1]["body"]["model"])  # type: ignore[attr-defined]
+    return str(upstream.mock.received[-1]["body"]["model"])
 
 
 def test_a_short_prompt_goes_to_the_cheapest(

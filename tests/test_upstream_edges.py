@@ -57,14 +57,14 @@ class RawUpstream:
 def raw() -> Iterator[ThreadedServer]:
     mock = RawUpstream()
     server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
+    server.mock = mock
     yield server
     server.stop()
 
 
 def script(server: ThreadedServer, model: str, chunks: list[bytes], status: int = 200,
            headers: dict[str, str] | None = None) -> None:  # fmt: skip
-    server.mock.scripts[model] = (status, headers or SSE, chunks)  # type: ignore[attr-defined]
+    server.mock.scripts[model] = (status, headers or SSE, chunks)
 
 
 @pytest.fixture

@@ -115,7 +115,7 @@ BALANCES = st.integers(1_000, 400_000)  # msat: from less than a request to a fe
 def test_charge_covers_the_upstream_bill_for_any_request_body(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer
 ) -> None:
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
 
     @FUZZ
     @given(request=REQUESTS, balance=BALANCES)

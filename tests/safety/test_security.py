@@ -46,7 +46,7 @@ async def test_secrets_never_go_upstream_nor_into_the_database(
     assert status == 200
     key = created["api_key"]
     secrets.add(token, x_cashu, key)
-    mock = upstream.mock  # type: ignore[attr-defined]
+    mock = upstream.mock
     seen_before = len(mock.received)
     for headers in ({"Authorization": f"Bearer {token}"}, {"X-Cashu": x_cashu}):
         status, _ = await call(proc, "POST", "/v1/chat/completions", json=HELLO, headers=headers)

@@ -41,7 +41,7 @@ from typing import Any
 from aiohttp import web
 
 WORD = "tok "
-BODY = web.RequestKey("mock_body", dict)
+BODY = web.RequestKey[dict[str, Any]]("mock_body")
 FAILURES = ("fail500", "fail429", "badjson")
 
 
@@ -300,8 +300,9 @@ def _duration(audio: bytes) -> float:
     rate x channels x bytes per sample (the byte rate and block align fields play no part)."""
     channels, rate = struct.unpack_from("<HI", audio, 22)
     bits = struct.unpack_from("<H", audio, 34)[0]
-    size = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
-    return size / (rate * channels * bits // 8)
+    size: int = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
+    per_second: int = rate * channels * bits // 8
+    return size / per_second
 
 
 def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:
