@@ -64,9 +64,13 @@ class PricedUpstream:
 def two_upstreams() -> Iterator[tuple[ThreadedServer, ThreadedServer]]:
     cheap = PricedUpstream(("1", "2"), fails=True)  # $1/$2 per Mtok, answering 503 today
     dear = PricedUpstream(("10", "20"), fails=False)  # $10/$20 per Mtok
-    servers = [ThreadedServer(lambda m=m: m.app).start() for m in (cheap, dear)]
-    for server, mock in zip(servers, (cheap, dear), strict=True):
+
+    def serve(mock: PricedUpstream) -> ThreadedServer:
+        server = ThreadedServer(lambda: mock.app).start()
         server.mock = mock
+        return server
+
+    servers = [serve(cheap), serve(dear)]
     yield servers[0], servers[1]
     for server in servers:
         server.stop()

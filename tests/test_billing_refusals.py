@@ -81,7 +81,7 @@ async def test_a_field_the_node_cannot_bound_is_refused_before_payment(
     token = await ref_wallet.token(mint.url, 200)
     key = node.new_key(10**9)
     for payer in ({"token": token}, {"key": key}):
-        outcome = await pay(node, mock, path, body, **payer)  # type: ignore[arg-type]
+        outcome = await pay(node, mock, path, body, **payer)
         assert outcome.status == 400, outcome.body
         named = outcome.error()["param"]  # or a part of it: tools[0].vector_store_ids
         assert named == param or named.startswith((param + "[", param + ".")), named

@@ -89,7 +89,7 @@ def test_the_top_level_fields_become_messages_fields() -> None:
     assert out["max_tokens"] == 300 and out["stop_sequences"] == ["END"]
     assert out["temperature"] == 1.0 and out["top_p"] == 0.9
     assert out["metadata"] == {"user_id": "user-7"} and out["stream"] is True
-    schema = CITY_WEATHER_FUNCTION["function"]["parameters"]  # type: ignore[index]
+    schema = CITY_WEATHER_FUNCTION["function"]["parameters"]
     description = "The weather in a city"
     tool = {"name": "get_weather", "description": description, "input_schema": schema}
     assert out["tools"] == [tool]
@@ -294,7 +294,7 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
         model="claude-mock",
         messages=messages,
         tools=[CITY_WEATHER_FUNCTION],
-        user=user,  # type: ignore[list-item]
+        user=user,
     )
     call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
     assert first.choices[0].finish_reason == "tool_calls"
@@ -309,7 +309,7 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
     second = client.chat.completions.create(
         model="claude-mock",
         messages=messages,
-        tools=[CITY_WEATHER_FUNCTION],  # type: ignore[list-item]
+        tools=[CITY_WEATHER_FUNCTION],
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "tok " * 10

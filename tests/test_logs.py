@@ -105,6 +105,7 @@ def test_configured_secrets_are_redacted_on_every_root_handler(tmp_path: Path) -
     saved_handlers, saved_level = list(root.handlers), root.level
     try:
         handler = configure_logging("WARNING", "json", secrets_of(settings))
+        assert isinstance(handler, logging.StreamHandler)
         out = io.StringIO()
         handler.setStream(out)
         logging.getLogger("nutgate.test").warning("password is correct horse battery")

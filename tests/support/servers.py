@@ -10,7 +10,7 @@ import ssl
 import threading
 from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
@@ -39,7 +39,7 @@ class ThreadedServer:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
-    def start(self) -> ThreadedServer:
+    def start(self) -> Self:
         self._thread.start()
         self.call(self._start())
         return self
