@@ -21,7 +21,7 @@ from tests.support.servers import ThreadedServer
 EXAMPLES = int(os.environ.get("NUTGATE_FUZZ_EXAMPLES", "8")) * 3
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
 MODELS = st.sampled_from(["bill-model", "bill-vision-mini", "bill-small-context"])
 LIMIT = st.none() | st.integers(1, 1200)
 DETAIL = st.sampled_from(["low", "high", "auto"])

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -120,7 +121,7 @@ async def test_a_token_of_an_untrusted_mint_is_refused_without_contacting_it(
     key = await ref_wallet.token(mint.url, 10)
     token = await moved_token(ref_wallet, mint, recorder.url, 5)  # real proofs, foreign mint
     secrets.add(key, token)
-    attempts = [
+    attempts: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/v1/chat/completions", {"json": HELLO, "headers": auth(token)}),
         ("POST", "/v1/chat/completions", {"json": HELLO, "headers": {"X-Cashu": token}}),
         ("POST", "/v1/wallet/create", {"json": {"cashu_token": token}}),
