@@ -296,12 +296,15 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
         tools=[CITY_WEATHER_FUNCTION],
         user=user,
     )
-    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert first.choices[0].finish_reason == "tool_calls"
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    assert call.function.arguments == '{"city": "mock value"}'  # type: ignore[union-attr]
+    calls = first.choices[0].message.tool_calls
+    assert calls is not None
+    call = calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.type == "function"
+    assert call.function.name == "get_weather"
+    assert call.function.arguments == '{"city": "mock value"}'
     assert first.usage is not None and first.usage.prompt_tokens == 53
-    assert first.usage.prompt_tokens_details.cached_tokens == 40  # type: ignore[union-attr]
+    assert first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cached_tokens == 40
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "18 C, sunny"},

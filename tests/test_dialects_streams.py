@@ -206,12 +206,14 @@ def test_the_anthropic_sdk_streams_a_translated_openai_upstream(upstream: Thread
     ) as stream:
         texts = list(stream.text_stream)
         final = stream.get_final_message()
-    assert texts == ["tok "] * 5 and final.content[0].text == "tok " * 5  # type: ignore[union-attr]
+    block = final.content[0]
+    assert texts == ["tok "] * 5 and block.type == "text" and block.text == "tok " * 5
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == 5
     plain = client.messages.create(
         model="mock-model", max_tokens=3, messages=[{"role": "user", "content": "hi"}]
     )
-    assert plain.content[0].text == "tok " * 3 and plain.usage.output_tokens == 3  # type: ignore[union-attr]
+    text = plain.content[0]
+    assert text.type == "text" and text.text == "tok " * 3 and plain.usage.output_tokens == 3
 
 
 def test_the_anthropic_sdk_accumulates_translated_tool_calls() -> None:
@@ -225,10 +227,9 @@ def test_the_anthropic_sdk_accumulates_translated_tool_calls() -> None:
         json_events = [e for e in stream if e.type == "input_json"]
         final = stream.get_final_message()
     assert len(json_events) == len(cuts(3)) + 1  # and the second call's arguments in one piece
-    assert [(b.type, b.input) for b in final.content] == [  # type: ignore[union-attr]
-        ("tool_use", json.loads(ARGUMENTS)),
-        ("tool_use", {"tz": "UTC"}),
-    ]
+    assert [b.type for b in final.content] == ["tool_use", "tool_use"]
+    inputs = [b.input for b in final.content if b.type == "tool_use"]
+    assert inputs == [json.loads(ARGUMENTS), {"tz": "UTC"}]
     assert final.stop_reason == "tool_use" and final.usage.cache_read_input_tokens == 30
 
 
@@ -375,10 +376,11 @@ def test_the_openai_sdk_streams_a_translated_anthropic_upstream(
     )
     chunks = list(stream)
     arguments = "".join(
-        call.function.arguments or ""  # type: ignore[union-attr]
+        call.function.arguments or ""
         for c in chunks
         if c.choices
         for call in c.choices[0].delta.tool_calls or []
+        if call.function is not None
     )
     assert json.loads(arguments) == {"city": "mock value", "days": 1}
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]

@@ -93,7 +93,8 @@ async def test_openai_stream_and_tool_calls_on_an_anthropic_upstream(mnode: Node
         model="claude-mock", messages=HI, max_tokens=50, tools=[CITY_WEATHER_FUNCTION]
     )
     calls = plain.choices[0].message.tool_calls
-    assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    assert calls and calls[0].type == "function"
+    assert calls[0].function.name == "get_weather"
     mnode.assert_clean()
 
 

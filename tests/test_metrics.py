@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import wallet as cashu
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.servers import ThreadedServer
 
 # (the pad: a body with the bytes of the 1000 prompt tokens charged, see docs/billing.md)
@@ -104,7 +105,9 @@ def test_broken_stream_counts_as_an_upstream_error(node: NodeHandle) -> None:
     )
 
 
-async def test_ecash_in_out_and_mint_failures_are_counted(make_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_ecash_in_out_and_mint_failures_are_counted(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     dead_mint = "http://127.0.0.1:9"  # trusted, but nothing listens there
     node = make_node(cashu={"mints": [mint.url, dead_mint]})
     token = await ref_wallet.token(mint.url, 50)

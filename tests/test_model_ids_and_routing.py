@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ def entries(model: str) -> list[tuple[str, str, dict[str, Any]]]:
     """Every way a model id enters the node: (method, path, request options)."""
     form = aiohttp.FormData({"model": model})
     form.add_field("file", b"RIFF", filename="a.wav", content_type="audio/wav")
-    quoted = aiohttp.helpers.quote(model, safe="")  # type: ignore[attr-defined]
+    quoted = urllib.parse.quote(model, safe="")
     return [
         ("POST", "/v1/chat/completions", {"json": {"model": model, "messages": HI}}),
         ("POST", "/v1/completions", {"json": {"model": model, "prompt": "hi"}}),

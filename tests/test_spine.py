@@ -120,7 +120,7 @@ async def test_concurrent_requests_never_overdraw(node: NodeHandle) -> None:
             return True
         except openai.APIStatusError as exc:
             assert exc.status_code == 402
-            assert exc.body["type"] == "insufficient_quota"  # type: ignore[index]
+            assert isinstance(exc.body, dict) and exc.body["type"] == "insufficient_quota"
             return False
 
     results = await asyncio.gather(*(one() for _ in range(50)))
@@ -145,7 +145,8 @@ async def test_concurrent_requests_on_a_short_balance_never_overdraw(
             return "paid"
         except openai.APIStatusError as exc:
             assert exc.status_code == 402
-            return str(exc.body["message"])  # type: ignore[index]
+            assert isinstance(exc.body, dict)
+            return str(exc.body["message"])
 
     outcomes = await asyncio.gather(*(one() for _ in range(20)))
     paid = outcomes.count("paid")

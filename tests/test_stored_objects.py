@@ -57,9 +57,10 @@ def sent_upstream(upstream: ThreadedServer) -> int:
 
 async def respond(node: NodeHandle, key: str, **extra: Any) -> dict[str, Any]:
     """A plain Responses answer for `key`."""
+    answer: dict[str, Any]
     status, answer = await post(node, "responses", {**ASK, **extra}, **bearer(key))
     assert status == 200, answer
-    return answer  # type: ignore[no-any-return]
+    return answer
 
 
 async def assert_refused(

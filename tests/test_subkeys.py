@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -28,8 +29,8 @@ LONG: dict[str, Any] = {"max_tokens": 300, "extra_body": {"mock": {"completion_t
 
 
 @pytest.fixture
-def keys_node(make_node, mint: MintInfo) -> NodeHandle:  # type: ignore[no-untyped-def]
-    return make_node(cashu={"mints": [mint.url]}, limits=NO_LIMITS)  # type: ignore[no-any-return]
+def keys_node(make_node: Callable[..., NodeHandle], mint: MintInfo) -> NodeHandle:
+    return make_node(cashu={"mints": [mint.url]}, limits=NO_LIMITS)
 
 
 async def funded_key(node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo, sat: int) -> str:
@@ -40,10 +41,11 @@ async def funded_key(node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo, sa
 
 
 async def sub_key(node: NodeHandle, parent: str, **rules: Any) -> dict[str, Any]:
+    made: dict[str, Any]
     status, _, made = await call(node, "POST", "/v1/keys", parent, json=rules)
     assert status == 201, made
     assert made["api_key"].startswith("sk-") and made["id"].startswith("key_")
-    return made  # type: ignore[no-any-return]
+    return made
 
 
 async def chat(node: NodeHandle, key: str, **extra: Any) -> tuple[int, Any]:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello
 from tests.test_upstreams import upstream_conf
@@ -125,8 +126,8 @@ def test_bad_fallback_lists_are_refused(fb_node: NodeHandle, models: Any) -> Non
     assert fb_node.balance(key) == BALANCE
 
 
-async def test_x_cashu_fallback_pays_once_and_returns_the_change(  # type: ignore[no-untyped-def]
-    make_node, mint, ref_wallet
+async def test_x_cashu_fallback_pays_once_and_returns_the_change(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
 ) -> None:
     from tests.test_payments import http, sdk
 
@@ -147,8 +148,11 @@ async def test_x_cashu_fallback_pays_once_and_returns_the_change(  # type: ignor
     node.assert_clean()
 
 
-async def test_x_cashu_fallback_stops_at_a_billed_failure(  # type: ignore[no-untyped-def]
-    make_node, mint, ref_wallet, upstream
+async def test_x_cashu_fallback_stops_at_a_billed_failure(
+    make_node: Callable[..., NodeHandle],
+    mint: MintInfo,
+    ref_wallet: RefWallet,
+    upstream: ThreadedServer,
 ) -> None:
     """A one-shot token pays one call: after a failure the upstream bills (a timeout), the
     next model is not asked; the token pays that failure once, and the rest comes back."""

@@ -69,8 +69,8 @@ def test_a_prompt_past_the_cheapest_context_goes_to_the_next(
 def test_the_router_is_listed_and_refuses_what_nothing_fits(router_node: NodeHandle) -> None:
     key = router_node.new_key(BALANCE)
     api = client(router_node, key)
-    listed = {m.id: m.model_extra for m in api.models.list()}
-    assert listed["auto"]["description"] == "the cheapest that fits"  # type: ignore[index]
+    listed = {m.id: m.model_extra or {} for m in api.models.list()}
+    assert listed["auto"]["description"] == "the cheapest that fits"
     huge: list[ChatCompletionMessageParam] = [{"role": "user", "content": "word " * 100_000}]
     with pytest.raises(openai.BadRequestError) as caught:
         api.chat.completions.create(model="auto", messages=huge)

@@ -30,7 +30,8 @@ def bot_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def sent(upstream: ThreadedServer) -> dict[str, Any]:
-    return upstream.mock.received[-1]["body"]  # type: ignore[no-any-return]
+    body: dict[str, Any] = upstream.mock.received[-1]["body"]
+    return body
 
 
 def test_model_name_selector_is_the_plain_model(
@@ -50,8 +51,11 @@ def test_bot_id_selector_extends_the_presets_system_prompt(
     bot_node: NodeHandle, upstream: ThreadedServer
 ) -> None:
     key = bot_node.new_key(BALANCE)
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
-    client(bot_node, key).chat.completions.create(model="bot/id=pirate", messages=messages)  # type: ignore[arg-type]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+    client(bot_node, key).chat.completions.create(model="bot/id=pirate", messages=messages)
     body = sent(upstream)
     assert body["model"] == "test-model"
     contents = [m["content"] for m in body["messages"]]

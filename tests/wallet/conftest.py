@@ -78,7 +78,9 @@ class Env:
     path: Path
 
     def pending_swaps(self) -> int:
-        return int(self.db.query_one("SELECT COUNT(*) FROM wallet_swaps")[0])  # type: ignore[index]
+        row = self.db.query_one("SELECT COUNT(*) FROM wallet_swaps")
+        assert row is not None
+        return int(row[0])
 
     def payouts(self) -> list[Any]:
         return self.db.query("SELECT * FROM wallet_payouts ORDER BY id")
