@@ -38,6 +38,7 @@ import asyncio
 import itertools
 import json
 import math
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,7 +87,7 @@ class MockAnthropic:
         self.listed = list(listed if listed is not None else ["claude-mock"])
         self.api_key = api_key
         self.down = False
-        self.received: list[dict[str, Any]] = []
+        self.received: MutableSequence[dict[str, Any]] = []  # the benches keep a deque
         self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
             [

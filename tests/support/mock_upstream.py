@@ -36,6 +36,7 @@ import math
 import secrets
 import struct
 import time
+from collections.abc import MutableSequence
 from typing import Any
 
 from aiohttp import web
@@ -51,7 +52,7 @@ class MockUpstream:
         self.listed = list(listed if listed is not None else ["mock-model"])
         self.down = False
         self.about: dict[str, dict[str, Any]] = {}  # more fields of a listed model, by id
-        self.received: list[dict[str, Any]] = []
+        self.received: MutableSequence[dict[str, Any]] = []  # the benches keep a deque
         self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
             [
