@@ -18,6 +18,7 @@ import argparse
 import logging
 import random
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -123,7 +124,7 @@ def make_app(
         # The balances dict now maps each key to its account.
         app[BALANCES] = {k: ledger.grant(hash_key(k), 10**15, ref="bench") for k in keys}
 
-    async def session(app: web.Application):  # type: ignore[no-untyped-def]
+    async def session(app: web.Application) -> AsyncIterator[None]:
         app[SESSION] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
         yield
         await app[SESSION].close()

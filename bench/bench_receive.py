@@ -35,9 +35,12 @@ from wallet import (
 )
 from wallet.mint_client import BlindedMessage, MintClient
 from wallet.outputs import input_fee, split_amount
+from wallet.tokens import Proof
 
 
-async def raw_swap_inputs(client: MintClient, token: str) -> tuple[list, list[BlindedMessage]]:
+async def raw_swap_inputs(
+    client: MintClient, token: str
+) -> tuple[list[Proof], list[BlindedMessage]]:
     tok = parse_token(token)
     listing = {k.id: k for k in await client.keysets()}
     active = next(k for k in listing.values() if k.active and k.unit == "sat")

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from bench.load import BODY
+from node.dev.procs import free_port
 from tests.support import mints
 from wallet import crypto
 from wallet.outputs import split_amount
@@ -31,7 +32,7 @@ class CashuStack:
 
     def __init__(self) -> None:
         self.mint = mints._start_mint("bench-mint", 0)
-        port = mints.free_port()
+        port = free_port()
         script = str(mints.ROOT / "tests" / "support" / "ref_wallet_service.py")
         self.wallet_proc = mints._Process(
             "bench-ref-wallet",

@@ -141,7 +141,10 @@ async def _client(url: str, keys: list[str], conns: int, seconds: float, stream:
         await asyncio.gather(*(worker(session, i) for i in range(conns)))
     took = time.perf_counter() - t0
     lat.sort()
-    pct = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6 if lat else 0  # noqa: E731
+
+    def pct(q: float) -> float:
+        return lat[min(len(lat) - 1, int(q * len(lat)))] * 1e6 if lat else 0
+
     return "BENCH " + json.dumps(
         {
             "requests": len(lat),

@@ -93,7 +93,8 @@ def serve(kind: str, port: int) -> None:
     from tests.support.mock_upstream import MockUpstream
 
     mock = MockAnthropic() if kind == "anthropic" else MockUpstream()
-    mock.received = deque(maxlen=1)  # type: ignore[assignment]
+    mock.received = deque(maxlen=1)
+    # this bench process times aiohttp's own first write of each answer
     web.StreamResponse.write = _stamped_write  # type: ignore[method-assign]
     mock.app.middlewares.insert(0, _first_write)
     web.run_app(mock.app, host="127.0.0.1", port=port, print=None, access_log=None)

@@ -7,6 +7,7 @@ import re
 import statistics
 import subprocess
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -19,7 +20,7 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
 
 
-def slope(points: list[tuple[float, float]]) -> float:
+def slope(points: Sequence[tuple[float, float]]) -> float:
     """Least-squares slope of y over x."""
     if len(points) < 2:
         return 0.0

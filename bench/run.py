@@ -73,6 +73,8 @@ class Bench:
         self.args = args
         self.work = Path(tempfile.mkdtemp(prefix="nutgate-bench-"))
         two = (os.cpu_count() or 1) >= 2
+        self.load_cpu: int | None
+        self.server_cpu: int | None
         self.load_cpu, self.server_cpu = (0, 1) if two else (None, None)
         self.out: dict[str, Any] = {"machine": machine(), "args": vars(args) | {"json": None}}
         self.procs: list[Proc] = []
@@ -142,6 +144,7 @@ class Bench:
         if proc is None or self.load_cpu is None or proc is self.upstream:
             yield
             return
+        assert self.server_cpu is not None  # both set, or neither (__init__)
         os.sched_setaffinity(proc.pid, {self.load_cpu})
         try:
             yield

@@ -12,8 +12,9 @@ import asyncio
 import json
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -110,7 +111,7 @@ def serve(port: int, chunks: int, interval_s: float) -> None:
     app.router.add_post("/v1/chat/completions", upstream.chat)
     app.router.add_get("/v1/models", _models)
 
-    async def ticker(app: web.Application):  # type: ignore[no-untyped-def]
+    async def ticker(app: web.Application) -> AsyncIterator[None]:
         upstream.start()
         yield
 
@@ -121,6 +122,10 @@ def serve(port: int, chunks: int, interval_s: float) -> None:
 
 
 # --- the clients ---------------------------------------------------------------------------
+
+
+def _returning(client: _Client) -> Callable[[], _Client]:
+    return lambda: client
 
 
 class _Client(asyncio.Protocol):
@@ -134,7 +139,8 @@ class _Client(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.sent = time.monotonic()
-        transport.write(self.request)  # type: ignore[attr-defined]
+        # a TCP connection's transport (uvloop's is no asyncio.Transport subclass)
+        cast(asyncio.WriteTransport, transport).write(self.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic()
@@ -181,7 +187,7 @@ async def _clients(
         client = _Client(head + body, probe, done)
         clients.append(client)
         waits.append(done)
-        await loop.create_connection(lambda c=client: c, host, int(port))  # type: ignore[misc]
+        await loop.create_connection(_returning(client), host, int(port))
     await asyncio.gather(*waits)
     return {
         "status": Counter(c.head[9:12].decode() for c in clients),

@@ -20,7 +20,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     mock = MockUpstream()
-    mock.received = collections.deque(maxlen=1)  # type: ignore[assignment]
+    mock.received = collections.deque(maxlen=1)
     web.run_app(mock.app, host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 

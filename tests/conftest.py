@@ -39,7 +39,7 @@ BEHAVIOURS = ["nousage", "slow", "fail500", "fail429", "badjson", "cut"]
 def start_mock(name: str = "a", listed: list[str] | None = None) -> ThreadedServer:
     mock = MockUpstream(name, listed)
     server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
+    server.mock = mock
     return server
 
 

@@ -194,7 +194,8 @@ async def test_a_change_applies_live_and_updates_the_announcement(admin_node: No
         assert body["node"]["name"] == "Renamed" and body["pricing"]["markup"] == 2
         assert body["node"]["description"] == "new about"
     assert node.settings.node.name == "Renamed"
-    assert node.nostr._announcement.name == "Renamed"  # what the next event will carry
+    announced = node.nostr._announcement  # what the next event will carry
+    assert announced is not None and announced.name == "Renamed"
     assert node.pricer.markup == 2
 
 

@@ -64,7 +64,8 @@ async def test_log_in_and_rename_the_node(chromium: Any, page_node: NodeHandle) 
     await shot(page, "admin-settings-saved")
     node = page_node.server.app[PARTS]
     assert node.settings.node.name == "Browser-named node"
-    assert node.nostr._announcement.name == "Browser-named node"
+    announced = node.nostr._announcement
+    assert announced is not None and announced.name == "Browser-named node"
     status, info = await get_json(page_node.url + "/v1/info")
     assert status == 200, info
     assert info["name"] == "Browser-named node"

@@ -21,7 +21,7 @@ from tests.support.servers import ThreadedServer
 def listing_node(
     make_node: Callable[..., NodeHandle], upstream: ThreadedServer, fresh_upstream: ThreadedServer
 ) -> NodeHandle:
-    fresh_upstream.mock.listed = ["listed-b"]  # type: ignore[attr-defined]
+    fresh_upstream.mock.listed = ["listed-b"]
     lister = {
         "name": "lister",
         "base_url": f"{fresh_upstream.url}/v1",
@@ -69,13 +69,13 @@ async def test_a_save_keeps_the_listed_models_and_their_refresh(
         assert await ask(node, key, "listed-b") == 200
         parts = node.server.app[PARTS]
         assert parts.monitor.catalogue is parts.catalogue
-        fresh_upstream.mock.listed = ["listed-b", "listed-c"]  # type: ignore[attr-defined]
+        fresh_upstream.mock.listed = ["listed-b", "listed-c"]
         await until_offered(node, "listed-c")  # the refresh reaches the catalogue in use
 
         # An upstream's edit starts a new monitor for the new upstreams, on the new catalogue.
         await client.send("PATCH", "/admin/api/upstreams/lister", {"idle_timeout_s": 60})
         assert {"listed-b", "listed-c"} <= await offered(node)
-        fresh_upstream.mock.listed = ["listed-d"]  # type: ignore[attr-defined]
+        fresh_upstream.mock.listed = ["listed-d"]
         await until_offered(node, "listed-d")
         assert parts.monitor.catalogue is parts.catalogue
         assert await ask(node, key, "listed-d") == 200

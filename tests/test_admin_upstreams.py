@@ -59,7 +59,7 @@ async def test_add_an_upstream_test_it_and_sell_one_of_its_models(
             headers={"Authorization": f"Bearer {key}"},
         )
         assert status == 200
-        seen = upstream.mock.received[-1]["headers"]  # type: ignore[attr-defined]
+        seen = upstream.mock.received[-1]["headers"]
         assert seen["Authorization"] == "Bearer sk-second-secret"
 
 

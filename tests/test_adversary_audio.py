@@ -40,7 +40,7 @@ def pcm_seconds(seconds: int, rate: int = 8000) -> bytes:
 def exact_upstream(request: pytest.FixtureRequest) -> Iterator[ThreadedServer]:
     mock = ExactUpstream(delay_s=getattr(request, "param", 0.0))
     server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
+    server.mock = mock
     yield server
     server.stop()
 
@@ -111,7 +111,7 @@ async def test_a_wav_is_reserved_as_long_as_the_decoder_plays_it(
     key = audio_node.new_key(BALANCE)
     assert decoded_seconds(clip) >= 50
     assert await transcribe(audio_node, key, clip, "clip.wav") == 200
-    billed = exact_upstream.mock.billed_seconds[-1]  # type: ignore[attr-defined]
+    billed = exact_upstream.mock.billed_seconds[-1]
     charged = BALANCE - audio_node.balance(key)
     assert charged >= billed * MSAT_A_SECOND, (charged, billed * MSAT_A_SECOND)
     audio_node.assert_clean()
@@ -136,7 +136,7 @@ async def test_compressed_audio_is_reserved_as_long_as_it_decodes(
     clip = flac_silence(600)
     assert len(clip) < 2000 and decoded_seconds(clip) == 600
     assert await transcribe(audio_node, key, clip, "silence.flac") == 200
-    billed = exact_upstream.mock.billed_seconds[-1]  # type: ignore[attr-defined]
+    billed = exact_upstream.mock.billed_seconds[-1]
     charged = BALANCE - audio_node.balance(key)
     assert charged >= billed * MSAT_A_SECOND, (charged, billed * MSAT_A_SECOND)
     audio_node.assert_clean()
@@ -161,7 +161,7 @@ async def test_a_transcription_that_times_out_is_charged_what_was_sent(
     key = audio_node.new_key(BALANCE)
     clip = flac_silence(60)
     assert await transcribe(audio_node, key, clip, "minute.flac") == 504
-    billed = exact_upstream.mock.billed_seconds[-1]  # type: ignore[attr-defined]
+    billed = exact_upstream.mock.billed_seconds[-1]
     charged = BALANCE - audio_node.balance(key)
     assert charged >= min(billed, 1) * MSAT_A_SECOND, (charged, billed * MSAT_A_SECOND)
     audio_node.assert_clean()

@@ -37,7 +37,7 @@ async def test_a_request_without_service_tier_goes_upstream_as_default(
     tier and the node checks the answer's `service_tier` (charging a priority answer at its
     price) (node/billing.py `_refuse_billed_extras`).
     """
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     prompt: dict[str, Any] = (
         {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
         if path in ("chat/completions", "messages")  # messages: translated into chat

@@ -64,9 +64,13 @@ class PricedUpstream:
 def two_upstreams() -> Iterator[tuple[ThreadedServer, ThreadedServer]]:
     cheap = PricedUpstream(("1", "2"), fails=True)  # $1/$2 per Mtok, answering 503 today
     dear = PricedUpstream(("10", "20"), fails=False)  # $10/$20 per Mtok
-    servers = [ThreadedServer(lambda m=m: m.app).start() for m in (cheap, dear)]
-    for server, mock in zip(servers, (cheap, dear), strict=True):
-        server.mock = mock  # type: ignore[attr-defined]
+
+    def serve(mock: PricedUpstream) -> ThreadedServer:
+        server = ThreadedServer(lambda: mock.app).start()
+        server.mock = mock
+        return server
+
+    servers = [serve(cheap), serve(dear)]
     yield servers[0], servers[1]
     for server in servers:
         server.stop()
@@ -100,7 +104,7 @@ def test_a_failover_is_charged_at_the_price_of_the_upstream_that_answered(
         messages=[{"role": "user", "content": "x " * 1000}],
         max_tokens=COMPLETION,
     )
-    assert dear.mock.bills == [(PROMPT, COMPLETION)]  # type: ignore[attr-defined]
+    assert dear.mock.bills == [(PROMPT, COMPLETION)]
     billed = PROMPT * 10 + COMPLETION * 20  # msat at $10/$20 per Mtok, $100 000/BTC
     charged = BALANCE - node.balance(key)
     assert charged >= billed, (charged, billed)

@@ -105,7 +105,7 @@ class ThinkingUpstream:
 def thinker() -> Iterator[ThreadedServer]:
     mock = ThinkingUpstream()
     server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
+    server.mock = mock
     yield server
     server.stop()
 
@@ -160,7 +160,7 @@ async def test_a_stream_dropped_after_its_first_chunk_is_charged_what_the_upstre
     body = {"model": "thinker", "stream": True, "max_tokens": 1000,
             "messages": [{"role": "user", "content": "think hard, then say hi"}]}  # fmt: skip
     await drop_after_first_chunk(node, key, body)
-    prompt, completion = thinker.mock.billed[-1]  # type: ignore[attr-defined]
+    prompt, completion = thinker.mock.billed[-1]
     charged = BALANCE - node.balance(key)
     assert charged >= bill_msat(prompt, completion), (charged, bill_msat(prompt, completion))
 
@@ -192,7 +192,7 @@ async def test_an_image_prompt_dropped_mid_stream_is_charged_what_the_upstream_b
             "messages": [{"role": "user", "content": [{"type": "text", "text": "what is it?"},
                                                       image]}]}  # fmt: skip
     await drop_after_first_chunk(node, key, body)
-    prompt, completion = thinker.mock.billed[-1]  # type: ignore[attr-defined]
+    prompt, completion = thinker.mock.billed[-1]
     assert prompt > 40_000
     charged = BALANCE - node.balance(key)
     assert charged >= bill_msat(prompt, completion), (charged, bill_msat(prompt, completion))
@@ -227,7 +227,7 @@ async def test_a_plain_request_that_times_out_is_charged_what_the_upstream_bills
     ):
         assert resp.status == 504
     await asyncio.sleep(2.5)  # the mock answers (and bills) 3 s after it got the request
-    sent = upstream.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    sent = upstream.mock.received[-1]["body"]
     assert sent["model"] == "test-hang"
     billed_output = min(900, sent["max_tokens"])  # what the upstream wrote for it
     charged = BALANCE - node.balance(key)  # the prompt aside: the output alone is what is missed

@@ -37,7 +37,7 @@ def client(server: ThreadedServer) -> Iterator[anthropic.Anthropic]:
 
 
 def last_request(server: ThreadedServer) -> dict[str, Any]:
-    received: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    received: dict[str, Any] = server.mock.received[-1]
     return received
 
 
@@ -75,7 +75,7 @@ def test_messages_stream_tool_use(client: anthropic.Anthropic) -> None:
         model="claude-mock",
         max_tokens=100,
         messages=HI,
-        tools=[CITY_WEATHER],  # type: ignore[list-item]
+        tools=[CITY_WEATHER],
         extra_body={"mock": {"tool_input": {"city": "Zürich", "note": 'say "hi"'}}},
     ) as stream:
         events = list(stream)
@@ -92,7 +92,7 @@ def test_messages_stream_tool_use(client: anthropic.Anthropic) -> None:
 def test_a_tool_result_turn_is_answered_with_text(client: anthropic.Anthropic) -> None:
     first = client.messages.create(
         model="claude-mock", max_tokens=50, messages=HI, tools=[CITY_WEATHER]
-    )  # type: ignore[list-item]
+    )
     tool = first.content[-1]
     assert tool.type == "tool_use"
     turns: Any = [
@@ -105,7 +105,7 @@ def test_a_tool_result_turn_is_answered_with_text(client: anthropic.Anthropic) -
     ]
     second = client.messages.create(
         model="claude-mock", max_tokens=50, messages=turns, tools=[CITY_WEATHER]
-    )  # type: ignore[list-item]
+    )
     assert second.stop_reason == "end_turn" and second.content[0].type == "text"
 
 
@@ -144,18 +144,18 @@ def test_count_tokens_and_models(client: anthropic.Anthropic) -> None:
     ],
 )
 def test_failures_by_model_name(
-    client: anthropic.Anthropic, model: str, error: type[Exception], status: int, kind: str
+    client: anthropic.Anthropic,
+    model: str,
+    error: type[anthropic.APIStatusError],
+    status: int,
+    kind: str,
 ) -> None:
     with pytest.raises(error) as failed:
         client.messages.create(model=model, max_tokens=10, messages=HI)
-    assert failed.value.status_code == status  # type: ignore[attr-defined]
-    assert failed.value.body == {
-        "type": "error",
-        "error": {
-            "type": kind,  # type: ignore[attr-defined]
-            "message": failed.value.body["error"]["message"],
-        },
-    }  # type: ignore[attr-defined]
+    assert failed.value.status_code == status
+    body = failed.value.body
+    assert isinstance(body, dict)
+    assert body == {"type": "error", "error": {"type": kind, "message": body["error"]["message"]}}
 
 
 def test_a_mid_stream_error_event_raises_in_the_sdk(client: anthropic.Anthropic) -> None:

@@ -77,11 +77,11 @@ async def test_a_field_the_node_cannot_bound_is_refused_before_payment(
     ref_wallet: RefWallet,
 ) -> None:
     param, (path, body) = REFUSED[name]
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     token = await ref_wallet.token(mint.url, 200)
     key = node.new_key(10**9)
     for payer in ({"token": token}, {"key": key}):
-        outcome = await pay(node, mock, path, body, **payer)  # type: ignore[arg-type]
+        outcome = await pay(node, mock, path, body, **payer)
         assert outcome.status == 400, outcome.body
         named = outcome.error()["param"]  # or a part of it: tools[0].vector_store_ids
         assert named == param or named.startswith((param + "[", param + ".")), named
@@ -95,7 +95,7 @@ async def test_service_tier_auto_goes_upstream_as_default(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer
 ) -> None:
     """ "auto" may pick the operator's priority or scale tier, billed above the listed price."""
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     path, body = chat(service_tier="auto", max_tokens=5)
     outcome = await pay(node, mock, path, body, key=node.new_key(10**6))
     assert outcome.status == 200 and outcome.bills[0].sent["service_tier"] == "default"

@@ -129,7 +129,7 @@ async def test_the_upstream_never_bills_more_than_the_node_charged(
     ref_wallet: RefWallet,
 ) -> None:
     row = ROWS[name]
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     body = dict(row.body)
     sat = await quote_sat(node, row.path, body)
     assert sat > 0, "an unpaid request is answered with a 402 asking for a token"
@@ -175,7 +175,7 @@ async def test_a_stored_response_is_reserved_up_to_the_context(
     """previous_response_id: the upstream reads the stored conversation again, which the body
     does not hold. Only the account that was answered with it may name it (node/proxy/stored.py),
     so each key makes its own first; a key left with little can then not afford the context."""
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     served = 0
     for balance in (4_000, 10**6):
         key = node.new_key(balance)

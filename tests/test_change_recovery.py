@@ -22,6 +22,7 @@ from tests.support.mints import MintInfo, RefWallet
 from tests.support.money import call
 from tests.support.pg import BOTH_BACKENDS
 from tests.support.sdk import async_openai
+from tests.test_spine import Hello
 
 pytestmark = BOTH_BACKENDS
 
@@ -32,7 +33,7 @@ MODELS = [
     # the mock answers a model named *hang* after 3 s: longer than the client below waits
     {"id": "test-patient", "upstream": "mock", "upstream_model": "test-hang", **PRICE},
 ]
-PATIENT = {"model": "test-patient", "messages": [{"role": "user", "content": "hi"}]}
+PATIENT: Hello = {"model": "test-patient", "messages": [{"role": "user", "content": "hi"}]}
 IMPATIENT = aiohttp.ClientTimeout(total=1)
 
 
@@ -55,11 +56,12 @@ async def lost_answer(node: NodeHandle, token: str, **headers: str) -> None:
 async def changes_once_done(node: NodeHandle, token: str) -> dict[str, Any]:
     """The change listing, once the node has finished the lost request (about 3 s)."""
     deadline = time.monotonic() + 20
+    listing: dict[str, Any]
     while True:
         status, _, listing = await call(node, "GET", "/v1/wallet/change", x_cashu=token)
         assert status == 200, listing
         if listing["changes"] or time.monotonic() > deadline:
-            return listing  # type: ignore[no-any-return]
+            return listing
         await asyncio.sleep(0.2)
 
 

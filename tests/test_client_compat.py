@@ -27,7 +27,7 @@ def alias_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def last_body(upstream: ThreadedServer) -> dict[str, Any]:
-    body: dict[str, Any] = upstream.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    body: dict[str, Any] = upstream.mock.received[-1]["body"]
     return body
 
 

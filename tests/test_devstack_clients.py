@@ -9,19 +9,20 @@ import re
 import shutil
 import subprocess
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionFunctionToolParam, ChatCompletionMessageParam
 
 from node.dev.demo_upstream import ENDPOINTS
 from tests.support.devstack import DevStack
 from tests.support.mints import MINT_PYTHON
 
 OPENAI_JS = Path(__file__).resolve().parent / "interop" / "openai_js"
-WEATHER = {
+WEATHER: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -59,8 +60,8 @@ def call_endpoint(client: OpenAI, endpoint: str) -> str:
     """One call of `endpoint` as an SDK user makes it; the text (or a summary) it got back."""
     model = "demo-small"
     if endpoint == "chat/completions":
-        hello = [{"role": "user", "content": "hi"}]
-        reply = client.chat.completions.create(model=model, messages=hello)  # type: ignore[arg-type]
+        hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
+        reply = client.chat.completions.create(model=model, messages=hello)
         return reply.choices[0].message.content or ""
     if endpoint == "completions":
         return client.completions.create(model=model, prompt="hi").choices[0].text
@@ -88,25 +89,26 @@ def test_discovery_lists_only_what_the_demo_upstream_serves_and_each_one_answers
         assert "canned answer" in call_endpoint(client, endpoint), endpoint
 
     # Streams and tools, in OpenAI's shapes: one id, the role first, a tool call, then text.
-    hello = [{"role": "user", "content": "stream"}]
+    hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "stream"}]
     chunks = list(
         client.chat.completions.create(
             model="demo-small",
-            messages=hello,  # type: ignore[arg-type]
+            messages=hello,
             stream=True,
             stream_options={"include_usage": True},
         )
     )
     assert len({c.id for c in chunks}) == 1 and chunks[0].choices[0].delta.role == "assistant"
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
-    asked = [{"role": "user", "content": "weather in Lisbon?"}]
+    asked: list[ChatCompletionMessageParam] = [{"role": "user", "content": "weather in Lisbon?"}]
     called = client.chat.completions.create(
         model="demo-small",
-        messages=asked,  # type: ignore[arg-type]
-        tools=[WEATHER],  # type: ignore[list-item]
+        messages=asked,
+        tools=[WEATHER],
     ).choices[0]
     assert called.finish_reason == "tool_calls" and called.message.tool_calls
     call = called.message.tool_calls[0]
+    assert call.type == "function"
     assert call.function.name == "get_weather" and "city" in json.loads(call.function.arguments)
     events = list(client.responses.create(model="demo-small", input="hi", stream=True))
     assert events[-1].type == "response.completed"
@@ -114,10 +116,11 @@ def test_discovery_lists_only_what_the_demo_upstream_serves_and_each_one_answers
 
     # Not served: 501 before any payment, not the client's 400; the token is untouched.
     no_pay = OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0)
-    for attempt in (
+    attempts: list[Callable[[], object]] = [
         lambda: no_pay.images.generate(model="demo-small", prompt="a cat"),
         lambda: client.images.generate(model="demo-small", prompt="a cat"),
-    ):
+    ]
+    for attempt in attempts:
         with pytest.raises(Exception) as refused:
             attempt()
         assert getattr(refused.value, "status_code", None) == 501, refused.value

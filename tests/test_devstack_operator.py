@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from openai import OpenAI
+from openai.types.chat import ChatCompletionMessageParam
 
 from node.dev import devstack
 from tests.support.admin_client import AdminClient
@@ -67,10 +68,10 @@ def test_the_banners_operator_commands_act_on_the_running_node(dev: DevStack) ->
     assert asyncio.run(logs_in(url, password))
     token = re.search(r"^(cashuB\S+)$", banner, re.M)
     assert token
-    hello = [{"role": "user", "content": "hi"}]
+    hello: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
     OpenAI(base_url=url + "/v1", api_key=token.group(1), max_retries=0).chat.completions.create(
         model="demo-small",
-        messages=hello,  # type: ignore[arg-type]
+        messages=hello,
     )
 
     created = run(commands["keys"], dev.home)
@@ -78,7 +79,7 @@ def test_the_banners_operator_commands_act_on_the_running_node(dev: DevStack) ->
     key = created.stdout.strip()
     reply = OpenAI(base_url=url + "/v1", api_key=key, max_retries=0).chat.completions.create(
         model="demo-small",
-        messages=hello,  # type: ignore[arg-type]
+        messages=hello,
     )
     assert "canned answer" in (reply.choices[0].message.content or "")
 

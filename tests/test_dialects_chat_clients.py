@@ -89,7 +89,7 @@ def test_the_top_level_fields_become_messages_fields() -> None:
     assert out["max_tokens"] == 300 and out["stop_sequences"] == ["END"]
     assert out["temperature"] == 1.0 and out["top_p"] == 0.9
     assert out["metadata"] == {"user_id": "user-7"} and out["stream"] is True
-    schema = CITY_WEATHER_FUNCTION["function"]["parameters"]  # type: ignore[index]
+    schema = CITY_WEATHER_FUNCTION["function"]["parameters"]
     description = "The weather in a city"
     tool = {"name": "get_weather", "description": description, "input_schema": schema}
     assert out["tools"] == [tool]
@@ -294,14 +294,17 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
         model="claude-mock",
         messages=messages,
         tools=[CITY_WEATHER_FUNCTION],
-        user=user,  # type: ignore[list-item]
+        user=user,
     )
-    call = first.choices[0].message.tool_calls[0]  # type: ignore[index]
-    assert first.choices[0].finish_reason == "tool_calls"
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
-    assert call.function.arguments == '{"city": "mock value"}'  # type: ignore[union-attr]
+    calls = first.choices[0].message.tool_calls
+    assert calls is not None
+    call = calls[0]
+    assert first.choices[0].finish_reason == "tool_calls" and call.type == "function"
+    assert call.function.name == "get_weather"
+    assert call.function.arguments == '{"city": "mock value"}'
     assert first.usage is not None and first.usage.prompt_tokens == 53
-    assert first.usage.prompt_tokens_details.cached_tokens == 40  # type: ignore[union-attr]
+    assert first.usage.prompt_tokens_details is not None
+    assert first.usage.prompt_tokens_details.cached_tokens == 40
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": call.id, "content": "18 C, sunny"},
@@ -309,11 +312,11 @@ def test_a_tool_use_round_trip_with_the_openai_sdk_through_the_mock(
     second = client.chat.completions.create(
         model="claude-mock",
         messages=messages,
-        tools=[CITY_WEATHER_FUNCTION],  # type: ignore[list-item]
+        tools=[CITY_WEATHER_FUNCTION],
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "tok " * 10
-    sent = anthropic_mock.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    sent = anthropic_mock.mock.received[-1]["body"]
     assert sent["messages"][1]["content"][-1] == {
         "type": "tool_use",
         "id": call.id,

@@ -16,6 +16,8 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+from anthropic.types import ToolParam
+from openai.types.chat import ChatCompletionFunctionToolParam
 
 from node.dialects.chat_to_messages import EventsToChunks
 from node.dialects.messages_to_chat import ChunksToEvents
@@ -31,16 +33,14 @@ from tests.support.translating_transport import (
 )
 
 ARGUMENTS = '{"city": "Zürich", "days": 3, "units": {"temp": "C"}, "note": "a \\"quoted\\" word"}'
-WEATHER_TOOL = {
-    "name": "get_weather",
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-    },
+WEATHER_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
 }
-WEATHER_FUNCTION = {
+WEATHER_TOOL: ToolParam = {"name": "get_weather", "input_schema": WEATHER_SCHEMA}
+WEATHER_FUNCTION: ChatCompletionFunctionToolParam = {
     "type": "function",
-    "function": {"name": "get_weather", "parameters": WEATHER_TOOL["input_schema"]},
+    "function": {"name": "get_weather", "parameters": WEATHER_SCHEMA},
 }
 
 
@@ -206,12 +206,14 @@ def test_the_anthropic_sdk_streams_a_translated_openai_upstream(upstream: Thread
     ) as stream:
         texts = list(stream.text_stream)
         final = stream.get_final_message()
-    assert texts == ["tok "] * 5 and final.content[0].text == "tok " * 5  # type: ignore[union-attr]
+    block = final.content[0]
+    assert texts == ["tok "] * 5 and block.type == "text" and block.text == "tok " * 5
     assert final.stop_reason == "end_turn" and final.usage.output_tokens == 5
     plain = client.messages.create(
         model="mock-model", max_tokens=3, messages=[{"role": "user", "content": "hi"}]
     )
-    assert plain.content[0].text == "tok " * 3 and plain.usage.output_tokens == 3  # type: ignore[union-attr]
+    text = plain.content[0]
+    assert text.type == "text" and text.text == "tok " * 3 and plain.usage.output_tokens == 3
 
 
 def test_the_anthropic_sdk_accumulates_translated_tool_calls() -> None:
@@ -220,15 +222,14 @@ def test_the_anthropic_sdk_accumulates_translated_tool_calls() -> None:
         model="m",
         max_tokens=100,
         messages=[{"role": "user", "content": "go"}],
-        tools=[WEATHER_TOOL],  # type: ignore[list-item]
+        tools=[WEATHER_TOOL],
     ) as stream:
         json_events = [e for e in stream if e.type == "input_json"]
         final = stream.get_final_message()
     assert len(json_events) == len(cuts(3)) + 1  # and the second call's arguments in one piece
-    assert [(b.type, b.input) for b in final.content] == [  # type: ignore[union-attr]
-        ("tool_use", json.loads(ARGUMENTS)),
-        ("tool_use", {"tz": "UTC"}),
-    ]
+    assert [b.type for b in final.content] == ["tool_use", "tool_use"]
+    inputs = [b.input for b in final.content if b.type == "tool_use"]
+    assert inputs == [json.loads(ARGUMENTS), {"tz": "UTC"}]
     assert final.stop_reason == "tool_use" and final.usage.cache_read_input_tokens == 30
 
 
@@ -355,7 +356,10 @@ def test_odd_mock_streams_end_cleanly(
         assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
         assert translator.usage is None  # no final counts: the caller estimates the output
         partial = translator.partial_usage
-        assert partial is None if ending == "no usage" else partial.input_tokens > 0
+        if ending == "no usage":
+            assert partial is None
+        else:
+            assert partial is not None and partial.input_tokens > 0
 
 
 def test_the_openai_sdk_streams_a_translated_anthropic_upstream(
@@ -367,22 +371,23 @@ def test_the_openai_sdk_streams_a_translated_anthropic_upstream(
         messages=[{"role": "user", "content": "weather?"}],
         stream=True,
         tools=[WEATHER_FUNCTION],
-        stream_options={"include_usage": True},  # type: ignore[list-item]
+        stream_options={"include_usage": True},
         user="mock:cache_read_input_tokens=12",
     )
     chunks = list(stream)
     arguments = "".join(
-        call.function.arguments or ""  # type: ignore[union-attr]
+        call.function.arguments or ""
         for c in chunks
         if c.choices
         for call in c.choices[0].delta.tool_calls or []
+        if call.function is not None
     )
     assert json.loads(arguments) == {"city": "mock value", "days": 1}
     finishes = [c.choices[0].finish_reason for c in chunks if c.choices]
     assert finishes[-1] == "tool_calls"
-    assert (
-        chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens_details.cached_tokens == 12
-    )  # type: ignore[union-attr]
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens_details is not None
+    assert usage.prompt_tokens_details.cached_tokens == 12
     with pytest.raises(openai.APIError):
         list(
             client.chat.completions.create(

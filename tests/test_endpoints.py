@@ -7,9 +7,11 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import NodeHandle
 from tests.support.audio import wav_clip
+from tests.support.sdk import extra
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, PAD, client, hello
 
@@ -39,7 +41,8 @@ def api_node(make_node: Callable[..., NodeHandle], upstream: ThreadedServer) -> 
 
 
 def last_body(upstream: ThreadedServer) -> dict[str, Any]:
-    return upstream.mock.received[-1]["body"]  # type: ignore[attr-defined,no-any-return]
+    body: dict[str, Any] = upstream.mock.received[-1]["body"]
+    return body
 
 
 def spent(node: NodeHandle, key: str) -> int:
@@ -155,18 +158,21 @@ def test_preset_prompt_comes_before_the_clients_system_message(
 ) -> None:
     key = api_node.new_key(BALANCE)
     api = client(api_node, key)
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
-    api.chat.completions.create(model="preset/pirate", messages=messages)  # type: ignore[arg-type]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+    api.chat.completions.create(model="preset/pirate", messages=messages)
     sent = last_body(upstream)
     assert sent["model"] == "test-model"
     assert [m["content"] for m in sent["messages"]] == ["Talk like a pirate.", "Be brief.", "hi"]
     assert sent["temperature"] == 0.3
-    api.chat.completions.create(model="preset/pirate", messages=messages, temperature=1.5)  # type: ignore[arg-type]
+    api.chat.completions.create(model="preset/pirate", messages=messages, temperature=1.5)
     assert last_body(upstream)["temperature"] == 1.5  # the client's own value wins
     api.responses.create(model="preset/pirate", input="hi")
     assert last_body(upstream)["input"][0]["content"] == "Talk like a pirate."
     listed = {m.id: m for m in api.models.list()}
-    assert listed["preset/pirate"].model_extra["description"] == "Arr"  # type: ignore[index]
+    assert extra(listed["preset/pirate"])["description"] == "Arr"
     api_node.assert_clean()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -81,7 +82,7 @@ async def test_insufficient_balance_is_402(node: NodeHandle) -> None:
     assert node.balance(key) == 1
 
 
-async def test_body_over_the_limit_is_413(make_node) -> None:  # type: ignore[no-untyped-def]
+async def test_body_over_the_limit_is_413(make_node: Callable[..., NodeHandle]) -> None:
     node = make_node(limits={"max_body_bytes": 1024})
     key = node.new_key(50_000)
     big = {**GOOD, "messages": [{"role": "user", "content": "x" * 5000}]}
@@ -118,7 +119,7 @@ async def test_unknown_route_and_method(node: NodeHandle) -> None:
     assert_envelope(body)
 
 
-async def test_unreachable_upstream_is_502(make_node) -> None:  # type: ignore[no-untyped-def]
+async def test_unreachable_upstream_is_502(make_node: Callable[..., NodeHandle]) -> None:
     gone = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
     node = make_node(upstreams=[{"name": n, "base_url": gone} for n in ("mock", "impatient")])
     key = node.new_key(50_000)

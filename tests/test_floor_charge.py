@@ -110,7 +110,9 @@ async def test_a_request_refused_with_a_status_stays_free(node: NodeHandle, mode
     node.assert_clean()
 
 
-async def test_an_upstream_that_cannot_be_reached_is_free(make_node) -> None:  # type: ignore[no-untyped-def]
+async def test_an_upstream_that_cannot_be_reached_is_free(
+    make_node: Callable[..., NodeHandle],
+) -> None:
     gone = "http://127.0.0.1:9/v1"  # nothing listens on the discard port
     node = make_node(upstreams=[{"name": n, "base_url": gone} for n in ("mock", "impatient")])
     key = node.new_key(BALANCE)

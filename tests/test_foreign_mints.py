@@ -66,6 +66,7 @@ async def test_a_foreign_token_of_a_mint_on_a_private_address_is_refused_before_
     status, _, refused = await call(node, "POST", CREATE, json=body)
     assert status == 400 and refused["error"]["code"] == "lnurl_host_refused", refused
     assert refused["error"]["param"] == "cashu_token"
-    assert node.db.query_one("SELECT COUNT(*) FROM wallet_invoices")[0] == 0  # no quote asked
+    row = node.db.query_one("SELECT COUNT(*) FROM wallet_invoices")
+    assert row is not None and row[0] == 0  # no quote asked
     await ref_wallet.receive(token)  # the token was not melted: it is still its owner's
     node.assert_clean()

@@ -22,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
+from tests.support.logcheck import fields_of
 
 CHAT = b'{"model":"test-model","messages":[{"role":"user","content":"hi"}]}'
 
@@ -220,7 +221,7 @@ async def test_a_client_gone_mid_body_is_a_499_logged_without_a_traceback(
     while not (access := [r for r in caplog.records if r.getMessage().startswith("POST")]):
         assert time.monotonic() < deadline, "no access line"
         await asyncio.sleep(0.05)
-    fields = access[0].fields  # type: ignore[attr-defined]
+    fields = fields_of(access[0])
     assert (fields["status"], fields["error"]) == (499, "client_closed")
     assert access[0].levelno == logging.INFO
     failed = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,8 @@ HELLO: dict[str, Any] = {
 
 
 @pytest.fixture
-def admin_node(make_node) -> NodeHandle:  # type: ignore[no-untyped-def]
-    return make_node(node={"admin_password": PASSWORD})  # type: ignore[no-any-return]
+def admin_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
+    return make_node(node={"admin_password": PASSWORD})
 
 
 async def chat(node: NodeHandle, key: str, **extra: Any) -> tuple[int, Any]:

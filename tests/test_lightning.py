@@ -41,11 +41,12 @@ def ln_node(make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: Mint
 
 async def paid_status(node: NodeHandle, invoice_id: str) -> dict[str, Any]:
     deadline = time.monotonic() + 20
+    body: dict[str, Any]
     while True:
         status, _, body = await call(node, "GET", f"{INVOICE}/{invoice_id}/status")
         assert status == 200, body
         if body["status"] == "paid" or time.monotonic() > deadline:
-            return body  # type: ignore[no-any-return]
+            return body
         await asyncio.sleep(0.1)
 
 

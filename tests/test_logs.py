@@ -27,6 +27,8 @@ from node.logs import (
 from node.settings import load_settings
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
+from tests.support.logcheck import fields_of
+from tests.support.servers import ThreadedServer
 
 TOKEN_A = "cashuAeyJ0b2tlbiI6W3sibWludCI6Imh0dHA6Ly9taW50In1dfQ=="
 TOKEN_B = "cashuBo2FteCJodHRwczovL21pbnQuZXhhbXBsZS5jb21hdWNzYXRhdIGiYWlI"
@@ -105,6 +107,7 @@ def test_configured_secrets_are_redacted_on_every_root_handler(tmp_path: Path) -
     saved_handlers, saved_level = list(root.handlers), root.level
     try:
         handler = configure_logging("WARNING", "json", secrets_of(settings))
+        assert isinstance(handler, logging.StreamHandler)
         out = io.StringIO()
         handler.setStream(out)
         logging.getLogger("nutgate.test").warning("password is correct horse battery")
@@ -140,7 +143,7 @@ def test_each_request_is_one_access_line_with_no_secret(
     assert (paid.status, refused.status) == (200, 400)
     time.sleep(0.1)  # the access line is written as the handler returns, after the body
     access = {
-        r.fields["request_id"]: r.fields  # type: ignore[attr-defined]
+        fields_of(r)["request_id"]: fields_of(r)
         for r in caplog.records
         if r.name == "nutgate.access"
     }
@@ -153,7 +156,7 @@ def test_each_request_is_one_access_line_with_no_secret(
     assert all(secret not in everything for secret in [TOKEN_A, TOKEN_B, key])
 
 
-def test_serve_writes_json_lines_without_secrets(tmp_path: Path, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_serve_writes_json_lines_without_secrets(tmp_path: Path, upstream: ThreadedServer) -> None:
     port = free_port()
     config = tmp_path / "nutgate.toml"
     config.write_text(

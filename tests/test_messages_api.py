@@ -20,6 +20,7 @@ from tests.support.anthropic_upstream import API_KEY
 from tests.support.dialect_payloads import CITY_WEATHER
 from tests.support.messages_node import HI, claude_cost, sdk
 from tests.support.money import call
+from tests.support.sdk import extra
 from tests.support.servers import ThreadedServer
 
 FIXTURES = Path(__file__).parent / "fixtures" / "claude_code"
@@ -29,7 +30,7 @@ CACHED = {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 
 
 
 def received(server: ThreadedServer) -> dict[str, Any]:
-    last: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    last: dict[str, Any] = server.mock.received[-1]
     return last
 
 
@@ -46,7 +47,7 @@ def test_create_charges_the_four_counts_at_their_prices(mnode: NodeHandle) -> No
     assert message.content[0].type == "text" and message.stop_reason == "end_turn"
     cost = claude_cost(message.usage)
     assert cost == 15 + 150 + 30 + 45
-    assert int(raw.headers["x-cost-msat"]) == cost == message.usage.model_extra["cost_msat"]
+    assert int(raw.headers["x-cost-msat"]) == cost == extra(message.usage)["cost_msat"]
     assert mnode.balance(key) == 1_000_000 - cost
     mnode.assert_clean()
 
@@ -71,7 +72,7 @@ def test_stream_text_and_tool_use_with_input_json_delta(
         for event in stream:
             kinds.append(event.type)
             if event.type == "message_delta":
-                cost = event.usage.model_extra["cost_msat"]
+                cost = extra(event.usage)["cost_msat"]
         final = stream.get_final_message()
     assert "input_json" in kinds and kinds[-1] == "message_stop"
     tool = final.content[-1]
@@ -111,10 +112,10 @@ def test_count_tokens_is_free(mnode: NodeHandle, claude_upstream: ThreadedServer
     assert received(claude_upstream)["path"] == "/v1/messages/count_tokens"
     assert mnode.balance(key) == 1_000_000
     # no account: the node's own estimate, and nothing goes upstream
-    before = len(claude_upstream.mock.received)  # type: ignore[attr-defined]
+    before = len(claude_upstream.mock.received)
     estimate = sdk(mnode, "sk-nobody").messages.count_tokens(model="claude-mock", messages=HI)
     assert estimate.input_tokens > 0
-    assert len(claude_upstream.mock.received) == before  # type: ignore[attr-defined]
+    assert len(claude_upstream.mock.received) == before
 
 
 # --- paid with ecash ---------------------------------------------------------------------------
@@ -150,7 +151,7 @@ async def test_x_cashu_gets_change_in_the_header_and_in_the_stream(
     def streamed() -> tuple[Any, str]:
         with client.messages.stream(model="claude-mock", max_tokens=50, messages=HI) as stream:
             deltas = [e for e in stream if e.type == "message_delta"]
-            return stream.get_final_message(), deltas[-1].model_extra["x_cashu"]
+            return stream.get_final_message(), extra(deltas[-1])["x_cashu"]
 
     final, change = await asyncio.to_thread(streamed)
     cost = claude_cost(final.usage)

@@ -24,7 +24,7 @@ IMAGE: Any = [{"role": "user", "content": [
 
 
 def sent_body(server: ThreadedServer) -> dict[str, Any]:
-    body: dict[str, Any] = server.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    body: dict[str, Any] = server.mock.received[-1]["body"]
     return body
 
 
@@ -84,7 +84,7 @@ async def test_a_long_context_beta_only_where_the_context_bounds_it(
         mnode, "POST", "/v1/messages", key, json=body, headers={"anthropic-beta": betas}
     )
     assert status == 200
-    sent = claude_upstream.mock.received[-1]["headers"]  # type: ignore[attr-defined]
+    sent = claude_upstream.mock.received[-1]["headers"]
     assert sent["anthropic-beta"] == "claude-code-20250219,interleaved-thinking-2025-05-14"
     mnode.assert_clean()
 

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from anthropic.types import MessageParam, ToolChoiceToolParam
+
 from tests.conftest import NodeHandle
 from tests.support.dialect_payloads import CITY_WEATHER
 from tests.support.messages_node import sdk
 from tests.support.servers import ThreadedServer
 
-ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
-FORCED = {"type": "tool", "name": "get_weather"}
+ASK: list[MessageParam] = [{"role": "user", "content": "What is the weather in Paris?"}]
+FORCED: ToolChoiceToolParam = {"type": "tool", "name": "get_weather"}
 
 
 def chat_cost(usage: Any) -> int:
@@ -24,7 +26,7 @@ def chat_cost(usage: Any) -> int:
 
 
 def last_sent(server: ThreadedServer) -> dict[str, Any]:
-    sent: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    sent: dict[str, Any] = server.mock.received[-1]
     return sent
 
 

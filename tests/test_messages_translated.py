@@ -16,7 +16,7 @@ import openai
 from tests.conftest import NodeHandle
 from tests.support.dialect_payloads import CITY_WEATHER_FUNCTION
 from tests.support.messages_node import HI, claude_cost, sdk
-from tests.support.sdk import async_openai
+from tests.support.sdk import async_openai, extra
 from tests.support.servers import ThreadedServer
 
 # the mock Anthropic upstream reads its usage from metadata.user_id (the chat `user`)
@@ -28,7 +28,7 @@ def chat_client(node: NodeHandle, key: str) -> openai.AsyncOpenAI:
 
 
 def last_sent(server: ThreadedServer) -> dict[str, Any]:
-    sent: dict[str, Any] = server.mock.received[-1]  # type: ignore[attr-defined]
+    sent: dict[str, Any] = server.mock.received[-1]
     return sent
 
 
@@ -69,7 +69,7 @@ async def test_openai_stream_and_tool_calls_on_an_anthropic_upstream(mnode: Node
     chunks = [chunk async for chunk in stream]
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "tok " * 10
-    spent = chunks[-1].usage.model_extra["cost_msat"]  # type: ignore[union-attr]
+    spent = extra(chunks[-1].usage)["cost_msat"]
     assert mnode.balance(key) == 1_000_000 - spent
 
     stream = await api.chat.completions.create(
@@ -86,14 +86,15 @@ async def test_openai_stream_and_tool_calls_on_an_anthropic_upstream(mnode: Node
     assert len(pieces) > 2  # the arguments stream in pieces, as input_json_delta did
     assert "city" in json.loads("".join(pieces))
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
-    cost = chunks[-1].usage.model_extra["cost_msat"]  # type: ignore[union-attr]
+    cost = extra(chunks[-1].usage)["cost_msat"]
     assert mnode.balance(key) == 1_000_000 - spent - cost
 
     plain = await api.chat.completions.create(
         model="claude-mock", messages=HI, max_tokens=50, tools=[CITY_WEATHER_FUNCTION]
     )
     calls = plain.choices[0].message.tool_calls
-    assert calls and calls[0].function.name == "get_weather"  # type: ignore[union-attr]
+    assert calls and calls[0].type == "function"
+    assert calls[0].function.name == "get_weather"
     mnode.assert_clean()
 
 
@@ -105,7 +106,7 @@ def test_anthropic_sdk_on_an_openai_upstream(mnode: NodeHandle, upstream: Thread
     )
     message = raw.parse()
     assert message.content[0].type == "text" and message.content[0].text
-    sent = upstream.mock.received[-1]  # type: ignore[attr-defined]
+    sent = upstream.mock.received[-1]
     assert sent["path"] == "/v1/chat/completions"
     assert sent["body"]["messages"][0] == {"role": "system", "content": "be brief"}
     # $1 in, $2 out per Mtok: a msat a prompt token, two an output token
@@ -117,7 +118,9 @@ def test_anthropic_sdk_on_an_openai_upstream(mnode: NodeHandle, upstream: Thread
     text = "".join(e.text for e in events if e.type == "text")
     assert text and final.stop_reason in ("end_turn", "max_tokens")
     assert [e.type for e in events][-2:] == ["message_delta", "message_stop"]
-    streamed = events[-2].usage.model_extra["cost_msat"]  # type: ignore[union-attr]
+    delta = events[-2]
+    assert delta.type == "message_delta"
+    streamed = extra(delta.usage)["cost_msat"]
     assert streamed == final.usage.input_tokens + 2 * final.usage.output_tokens
     assert mnode.balance(key) == 1_000_000 - cost - streamed
     mnode.assert_clean()

@@ -51,11 +51,12 @@ def test_odd_completion_count_in_usage_is_still_charged(
     node: NodeHandle, usage: dict[str, Any], stream: bool
 ) -> None:
     key = node.new_key(BALANCE)
-    request = hello("test-output-only", max_tokens=500, extra_body=reporting(usage))
+    request, reported = hello("test-output-only", max_tokens=500), reporting(usage)
+    api = client(node, key).chat.completions
     if stream:
-        assert len(list(client(node, key).chat.completions.create(**request, stream=True))) > 500
+        assert len(list(api.create(**request, stream=True, extra_body=reported))) > 500
     else:
-        client(node, key).chat.completions.create(**request)
+        api.create(**request, extra_body=reported)
     assert spent(node, key) == OUTPUT_500
     node.assert_clean()
 
@@ -85,8 +86,8 @@ def test_every_output_limit_sent_upstream_is_within_the_reservation(
     # An upstream may read either field (many OpenAI-compatible servers know only max_tokens):
     # neither may let it write more than the 50 tokens the balance pays for.
     key = node.new_key(100)
-    client(node, key).chat.completions.create(**hello("test-output-only", extra_body=limits))
-    seen = upstream.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    client(node, key).chat.completions.create(**hello("test-output-only"), extra_body=limits)
+    seen = upstream.mock.received[-1]["body"]
     assert (seen["max_tokens"], seen["max_completion_tokens"]) == (sent, sent)
     node.assert_clean()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +42,7 @@ def entries(model: str) -> list[tuple[str, str, dict[str, Any]]]:
     """Every way a model id enters the node: (method, path, request options)."""
     form = aiohttp.FormData({"model": model})
     form.add_field("file", b"RIFF", filename="a.wav", content_type="audio/wav")
-    quoted = aiohttp.helpers.quote(model, safe="")  # type: ignore[attr-defined]
+    quoted = urllib.parse.quote(model, safe="")
     return [
         ("POST", "/v1/chat/completions", {"json": {"model": model, "messages": HI}}),
         ("POST", "/v1/completions", {"json": {"model": model, "prompt": "hi"}}),
@@ -122,7 +123,7 @@ async def model_status(node: NodeHandle, model: str) -> int:
 async def test_prefix_routed_ids_without_a_price_of_their_own_are_not_offered(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer, model: str
 ) -> None:
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     assert await model_status(node, model) == 404
     body = {"model": model, "messages": HI}
     outcome = await pay(node, mock, "chat/completions", body, key=node.new_key(10**9))
@@ -141,7 +142,7 @@ async def test_a_listed_search_model_needs_a_per_request_price(
 ) -> None:
     """Listed by the upstream and priced per token (here by the upstream's default), a model
     that searches on every request is still not offered: the searches are billed apart."""
-    fresh_upstream.mock.listed[:] = ["acme-search-1", "acme-chat-1"]  # type: ignore[attr-defined]
+    fresh_upstream.mock.listed[:] = ["acme-search-1", "acme-chat-1"]
     upstream = {"name": "acme", "base_url": f"{fresh_upstream.url}/v1",
                 "default_input_usd_per_mtok": 1.0, "default_output_usd_per_mtok": 2.0}  # fmt: skip
     node = billing_node(upstreams=[upstream], models=[])
@@ -156,7 +157,7 @@ async def test_a_listed_search_model_needs_a_per_request_price(
 async def test_a_per_request_price_is_charged_on_top_of_tokens(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer
 ) -> None:
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
     _, listed = await call(node, "GET", "/v1/models/bill-search")
     assert listed["pricing"]["request"] == 0.03
     body = {"model": "bill-search", "messages": HI, "max_tokens": 10}

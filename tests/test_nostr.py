@@ -26,6 +26,7 @@ from node.nostr.keys import (
 )
 from node.nostr.service import NostrService
 from node.settings import load_settings
+from tests.conftest import NodeHandle
 from tests.support.relay import (
     PermissiveRelay,
     RelayHandle,
@@ -327,7 +328,7 @@ async def test_stop_is_prompt_with_a_dead_relay(services: Start) -> None:
     assert time.monotonic() - began < 3
 
 
-def test_info_names_the_node_key(node) -> None:  # type: ignore[no-untyped-def]
+def test_info_names_the_node_key(node: NodeHandle) -> None:
     import json
     import urllib.request
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 import wallet as cashu
 from tests.conftest import NodeHandle
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.pg import BOTH_BACKENDS
 from tests.support.proxy import MintProxy
 
@@ -20,8 +22,10 @@ CLIENT_TIMEOUT = aiohttp.ClientTimeout(total=45)
 
 
 @pytest.fixture
-def paid_node(make_node, mint, fee_mint) -> NodeHandle:  # type: ignore[no-untyped-def]
-    return make_node(cashu={"mints": [mint.url, fee_mint.url]})  # type: ignore[no-any-return]
+def paid_node(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo
+) -> NodeHandle:
+    return make_node(cashu={"mints": [mint.url, fee_mint.url]})
 
 
 async def http(node: NodeHandle, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
@@ -40,7 +44,9 @@ def forged(token: str, **changes: Any) -> str:
 G = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"  # a valid point
 
 
-async def test_token_the_mint_finds_invalid_is_a_4xx(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_token_the_mint_finds_invalid_is_a_4xx(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     """A forged signature (mint code 10001) or an amount no key signs (code 0) is a bad token,
     the client's fault: 400 token_invalid, not the 502 of a failing mint."""
     token = await ref_wallet.token(mint.url, 8)
@@ -58,7 +64,9 @@ async def test_token_the_mint_finds_invalid_is_a_4xx(paid_node, mint, ref_wallet
     paid_node.assert_clean()
 
 
-async def test_token_worth_more_than_all_bitcoin_is_a_4xx(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_token_worth_more_than_all_bitcoin_is_a_4xx(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     """msat of such an amount overflow a 64-bit column: it was a 500 before the mint was asked."""
     token = await ref_wallet.token(mint.url, 8)
     huge = forged(token, amount=2**60)
@@ -73,8 +81,8 @@ async def test_token_worth_more_than_all_bitcoin_is_a_4xx(paid_node, mint, ref_w
 
 
 async def test_keyless_withdraw_left_in_doubt_can_still_be_collected(
-    make_node, mint, ref_wallet
-) -> None:  # type: ignore[no-untyped-def]
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     """The mint takes the payout's swap and its answer is lost: the account is debited and the
     node settles the payout later. A client that sent no Idempotency-Key must still be able to
     fetch that token, or the withdrawn sats are gone for it."""

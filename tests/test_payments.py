@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -11,6 +12,7 @@ import pytest
 
 import wallet as cashu
 from tests.conftest import NodeHandle
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.pg import BOTH_BACKENDS
 from tests.support.sdk import async_openai
 
@@ -20,8 +22,10 @@ HELLO: dict[str, Any] = {"model": "test-model", "messages": [{"role": "user", "c
 
 
 @pytest.fixture
-def paid_node(make_node, mint, fee_mint) -> NodeHandle:  # type: ignore[no-untyped-def]
-    return make_node(cashu={"mints": [mint.url, fee_mint.url]})  # type: ignore[no-any-return]
+def paid_node(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo
+) -> NodeHandle:
+    return make_node(cashu={"mints": [mint.url, fee_mint.url]})
 
 
 def sdk(node: NodeHandle, key: str = "unused", **headers: str) -> openai.AsyncOpenAI:
@@ -44,7 +48,9 @@ def balance_of(node: NodeHandle, token: str) -> int:
     return node.balance(token)
 
 
-async def test_token_as_api_key_pays_and_withdraws_the_rest(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_token_as_api_key_pays_and_withdraws_the_rest(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 100)
     api = sdk(paid_node, token)
     answer = await api.chat.completions.with_raw_response.create(**HELLO, max_tokens=10)
@@ -52,7 +58,7 @@ async def test_token_as_api_key_pays_and_withdraws_the_rest(paid_node, mint, ref
     assert paid_node.balance(token) == 100_000 - cost
     stream = await api.chat.completions.create(**HELLO, max_tokens=10, stream=True)
     chunks = [c async for c in stream]
-    streamed = chunks[-1].usage.model_extra["cost_msat"]  # type: ignore[union-attr]
+    streamed = chunks[-1].usage.model_extra["cost_msat"]
     assert paid_node.balance(token) == 100_000 - cost - streamed
     rest_sat = (100_000 - cost - streamed) // 1000
     status, _, body = await http(
@@ -67,7 +73,9 @@ async def test_token_as_api_key_pays_and_withdraws_the_rest(paid_node, mint, ref
     paid_node.assert_clean()
 
 
-async def test_v3_token_and_fee_mint_credit_net_of_fees(paid_node, fee_mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_v3_token_and_fee_mint_credit_net_of_fees(
+    paid_node: NodeHandle, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(fee_mint.url, 64, version=3)
     proofs = len(cashu.parse_token(token).proofs)
     fee_sat = -(-proofs * 100 // 1000)  # 0.1 sat per input, rounded up (NUT-02)
@@ -78,7 +86,9 @@ async def test_v3_token_and_fee_mint_credit_net_of_fees(paid_node, fee_mint, ref
     assert body["balance_msat"] == (64 - fee_sat) * 1000 and body["currency"] == "sat"
 
 
-async def test_x_cashu_returns_exact_change(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_x_cashu_returns_exact_change(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 50)
     api = sdk(paid_node, **{"X-Cashu": token})
     raw = await api.chat.completions.with_raw_response.create(**HELLO, max_tokens=10)
@@ -88,7 +98,9 @@ async def test_x_cashu_returns_exact_change(paid_node, mint, ref_wallet) -> None
     paid_node.assert_clean()
 
 
-async def test_x_cashu_change_is_in_the_paying_mint(paid_node, mint, fee_mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_x_cashu_change_is_in_the_paying_mint(
+    paid_node: NodeHandle, mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     richer = await ref_wallet.token(mint.url, 200)  # the node now holds the most at `mint`
     assert (await http(paid_node, "GET", "/v1/wallet/balance", headers=bearer(richer)))[0] == 200
     token = await ref_wallet.token(fee_mint.url, 50)
@@ -105,7 +117,9 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_x_cashu_stream_brings_change_in_band(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_x_cashu_stream_brings_change_in_band(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 50)
     api = sdk(paid_node, **{"X-Cashu": token})
     loop = asyncio.get_running_loop()
@@ -118,13 +132,15 @@ async def test_x_cashu_stream_brings_change_in_band(paid_node, mint, ref_wallet)
         chunks.append((loop.time() - started, chunk))
     assert chunks[0][0] < 1.0 and chunks[-1][0] >= 2.0  # not held back
     final = chunks[-1][1]
-    cost = final.usage.model_extra["cost_msat"]  # type: ignore[union-attr]
-    change = final.model_extra["x_cashu"]  # type: ignore[index]
+    cost = final.usage.model_extra["cost_msat"]
+    change = final.model_extra["x_cashu"]
     assert await ref_wallet.receive(change) == (50_000 - cost) // 1000
     paid_node.assert_clean()
 
 
-async def test_lost_change_can_be_fetched_again(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_lost_change_can_be_fetched_again(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 20)
     raw = await sdk(paid_node, **{"X-Cashu": token}).chat.completions.with_raw_response.create(
         **HELLO, max_tokens=5
@@ -140,7 +156,9 @@ async def test_lost_change_can_be_fetched_again(paid_node, mint, ref_wallet) -> 
     assert status == 404
 
 
-async def test_x_cashu_upstream_failure_returns_everything(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_x_cashu_upstream_failure_returns_everything(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 30)
     api = sdk(paid_node, **{"X-Cashu": token})
     with pytest.raises(openai.APIStatusError) as caught:
@@ -150,7 +168,9 @@ async def test_x_cashu_upstream_failure_returns_everything(paid_node, mint, ref_
     paid_node.assert_clean()
 
 
-async def test_one_token_sent_twelve_times_pays_once(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_one_token_sent_twelve_times_pays_once(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 50)
 
     async def attempt() -> tuple[int, int]:
@@ -159,7 +179,7 @@ async def test_one_token_sent_twelve_times_pays_once(paid_node, mint, ref_wallet
             raw = await api.chat.completions.with_raw_response.create(**HELLO, max_tokens=5)
         except openai.APIStatusError as exc:
             assert 400 <= exc.status_code < 500
-            assert exc.body["code"] == "token_spent"  # type: ignore[index]
+            assert isinstance(exc.body, dict) and exc.body["code"] == "token_spent"
             return 0, 0
         change = await ref_wallet.receive(raw.headers["x-cashu"])
         return int(raw.headers["x-cost-msat"]), change
@@ -172,7 +192,9 @@ async def test_one_token_sent_twelve_times_pays_once(paid_node, mint, ref_wallet
     paid_node.assert_clean()
 
 
-async def test_x_cashu_changes_racing_a_withdraw_pay_exactly(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_x_cashu_changes_racing_a_withdraw_pay_exactly(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     """Change is cut from proofs the node holds, which a withdraw on the same mint also draws
     on: at once, each gets exactly its due and nothing is left reserved or unaccounted."""
     key = await ref_wallet.token(mint.url, 64)
@@ -188,7 +210,9 @@ async def test_x_cashu_changes_racing_a_withdraw_pay_exactly(paid_node, mint, re
     paid_node.assert_clean()
 
 
-async def test_one_bearer_token_twelve_times_is_credited_once(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_one_bearer_token_twelve_times_is_credited_once(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 100)
     api = sdk(paid_node, token)
     answers = await asyncio.gather(
@@ -199,7 +223,9 @@ async def test_one_bearer_token_twelve_times_is_credited_once(paid_node, mint, r
     paid_node.assert_clean()
 
 
-async def test_topup_racing_withdraw_keeps_every_msat(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_topup_racing_withdraw_keeps_every_msat(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     status, _, created = await http(
         paid_node,
         "POST",
@@ -229,7 +255,9 @@ async def test_topup_racing_withdraw_keeps_every_msat(paid_node, mint, ref_walle
     paid_node.assert_clean()
 
 
-async def test_withdraw_retry_returns_the_same_token(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_withdraw_retry_returns_the_same_token(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 30)
     headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": "w-1"}
     first = await http(
@@ -243,7 +271,9 @@ async def test_withdraw_retry_returns_the_same_token(paid_node, mint, ref_wallet
     assert paid_node.balance(token) == 20_000
 
 
-async def test_routstr_aliases(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_routstr_aliases(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 12)
     status, _, created = await http(
         paid_node, "GET", "/v1/balance/create", params={"initial_balance_token": token}
@@ -256,7 +286,9 @@ async def test_routstr_aliases(paid_node, mint, ref_wallet) -> None:  # type: ig
     assert status == 200 and await ref_wallet.receive(refund["token"]) == 12
 
 
-async def test_unpaid_request_gets_a_nut24_payment_request(paid_node, mint, fee_mint) -> None:  # type: ignore[no-untyped-def]
+async def test_unpaid_request_gets_a_nut24_payment_request(
+    paid_node: NodeHandle, mint: MintInfo, fee_mint: MintInfo
+) -> None:
     status, headers, body = await http(paid_node, "POST", "/v1/chat/completions", json=HELLO)
     assert status == 402 and body["error"]["code"] == "payment_required"
     request = cashu.parse_request(headers["X-Cashu"])
@@ -265,7 +297,9 @@ async def test_unpaid_request_gets_a_nut24_payment_request(paid_node, mint, fee_
     assert request.amount is not None and request.amount >= 1
 
 
-async def test_bad_tokens_get_specific_codes(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_bad_tokens_get_specific_codes(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     spent = await ref_wallet.token(mint.url, 5)
     await ref_wallet.receive(spent)
     cases = [
@@ -288,7 +322,9 @@ async def test_bad_tokens_get_specific_codes(paid_node, mint, ref_wallet) -> Non
     paid_node.assert_clean()
 
 
-async def test_untrusted_mint_is_refused(make_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_untrusted_mint_is_refused(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     node = make_node(cashu={"mints": ["http://127.0.0.1:9"]})
     token = await ref_wallet.token(mint.url, 5)
     got, _, body = await http(
@@ -302,7 +338,9 @@ async def test_untrusted_mint_is_refused(make_node, mint, ref_wallet) -> None:  
     assert await ref_wallet.receive(token) == 5  # untouched
 
 
-async def test_unreachable_mint_is_503_with_retry_after(make_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_unreachable_mint_is_503_with_retry_after(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     token = await ref_wallet.token(mint.url, 5)
     parsed = cashu.parse_token(token)
     moved = cashu.serialize_v4(parsed.with_mint("http://127.0.0.1:9"))
@@ -319,7 +357,9 @@ async def test_unreachable_mint_is_503_with_retry_after(make_node, mint, ref_wal
     node.assert_clean()
 
 
-async def test_token_too_small_is_402_and_nothing_is_lost(paid_node, mint, ref_wallet) -> None:  # type: ignore[no-untyped-def]
+async def test_token_too_small_is_402_and_nothing_is_lost(
+    paid_node: NodeHandle, mint: MintInfo, ref_wallet: RefWallet
+) -> None:
     """Worth less than this request needs: a 402 asking for what it needs (NUT-24), and the
     token never redeemed: the wallet still holds it."""
     token = await ref_wallet.token(mint.url, 1)

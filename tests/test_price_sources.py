@@ -15,13 +15,12 @@ import pytest
 from aiohttp import web
 
 from node.dev.procs import free_port
-from node.pricing.prices import SourcedPrice
+from node.pricing.bundled import genai_price
+from node.pricing.prices import PriceSource, SourcedPrice
 from node.pricing.sources import (
     CatalogueError,
-    PriceSource,
     config_price,
     fetch_catalogue,
-    genai_price,
     parse_catalogue,
     resolve_price,
 )

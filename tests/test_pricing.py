@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import TypedDict, Unpack
 
 import pytest
 from hypothesis import given
@@ -12,8 +13,14 @@ from node.pricing.btc_rate import NoRate
 from node.pricing.prices import Price, Pricer, Usage
 
 
-def pricer(**kwargs: object) -> Pricer:
-    return Pricer(rate=lambda: Fraction(100_000), **kwargs)  # type: ignore[arg-type]
+class Options(TypedDict, total=False):
+    markup: float
+    request_fee_msat: int
+    min_charge_msat: int
+
+
+def pricer(**kwargs: Unpack[Options]) -> Pricer:
+    return Pricer(rate=lambda: Fraction(100_000), **kwargs)
 
 
 def test_contract_example_is_2000_msat() -> None:

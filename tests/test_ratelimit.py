@@ -75,7 +75,9 @@ def test_buckets_are_keyed_by_a_hash_never_the_secret(
     node = make_node(limits=THREE_A_MINUTE)
     key = node.new_key(1000)
     models(node, key)
-    store = node.server.app[PARTS].limiter.store  # type: ignore[union-attr]
+    limiter = node.server.app[PARTS].limiter
+    assert limiter is not None
+    store = limiter.store
     assert isinstance(store, MemoryRateStore)
     keys = list(store._buckets)
     assert keys == ["key:" + hash_key(key)]

@@ -17,8 +17,8 @@ import pytest
 from node.db.open import open_store
 from node.db.store import Store
 from tests.conftest import node_config
-from tests.safety.harness import ROOT, NodeProcess
-from tests.support.mints import MintInfo, RefWallet
+from tests.safety.harness import NodeProcess
+from tests.support.mints import ROOT, MintInfo, RefWallet
 from tests.support.pg import Databases
 from tests.support.servers import ThreadedServer
 
@@ -139,7 +139,8 @@ def test_an_instance_migrating_while_another_writes_never_deadlocks_it(
             conn.execute("UPDATE second SET n = n + 1")
         thread.join(30)
         assert failed == []
-        assert running.query_one("SELECT n, x FROM first")[0] == 1
+        row = running.query_one("SELECT n, x FROM first")
+        assert row is not None and row[0] == 1
     finally:
         thread.join(30)
         running.close()

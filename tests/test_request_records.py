@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -60,8 +61,8 @@ async def dropped_stream(node: NodeHandle, key: str) -> None:
 
 
 @pytest.fixture
-def paid_node(make_node, mint: MintInfo) -> NodeHandle:  # type: ignore[no-untyped-def]
-    return make_node(cashu={"mints": [mint.url]})  # type: ignore[no-any-return]
+def paid_node(make_node: Callable[..., NodeHandle], mint: MintInfo) -> NodeHandle:
+    return make_node(cashu={"mints": [mint.url]})
 
 
 async def test_usage_totals_equal_the_answers_costs_and_the_ledgers_charges(
@@ -75,7 +76,7 @@ async def test_usage_totals_equal_the_answers_costs_and_the_ledgers_charges(
         seen += int(raw.headers["x-cost-msat"])
     stream = await api.chat.completions.create(**ask(max_tokens=10, stream=True))
     chunks = [c async for c in stream]
-    seen += chunks[-1].usage.model_extra["cost_msat"]  # type: ignore[union-attr]
+    seen += chunks[-1].usage.model_extra["cost_msat"]
     await dropped_stream(paid_node, key)  # the client never sees this one's cost
     # X-Cashu: its own one-shot account, its own records
     token = await ref_wallet.token(mint.url, 50)
@@ -168,7 +169,7 @@ async def test_no_record_holds_the_prompt_or_the_answer(node: NodeHandle) -> Non
         assert SECRET_WORDS.encode() not in path.read_bytes(), path
 
 
-async def test_with_history_days_0_nothing_is_kept(make_node) -> None:  # type: ignore[no-untyped-def]
+async def test_with_history_days_0_nothing_is_kept(make_node: Callable[..., NodeHandle]) -> None:
     node = make_node(accounts={"history_days": 0})
     key = node.new_key(1_000_000)
     api = async_openai(f"{node.url}/v1", key)
@@ -181,7 +182,9 @@ async def test_with_history_days_0_nothing_is_kept(make_node) -> None:  # type: 
     node.assert_clean()
 
 
-async def test_records_older_than_the_retention_are_purged(make_node) -> None:  # type: ignore[no-untyped-def]
+async def test_records_older_than_the_retention_are_purged(
+    make_node: Callable[..., NodeHandle],
+) -> None:
     node = make_node(accounts={"history_days": 2})
     key = node.new_key(1_000_000)
     api = async_openai(f"{node.url}/v1", key)

@@ -22,7 +22,9 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_file_is_read_and_env_overrides_a_single_key(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_file_is_read_and_env_overrides_a_single_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = write(tmp_path, '[node]\nname = "From file"\nport = 8100\n[pricing]\nbtc_usd = 50000\n')
     monkeypatch.setenv("NUTGATE_NODE__PORT", "8200")
     settings = load_settings(path)

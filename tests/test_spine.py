@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
+from typing import Any, TypedDict, Unpack
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import NodeHandle
 from tests.support.sdk import async_openai
+from tests.support.servers import ThreadedServer
 
 # The node never charges more prompt tokens than the request has bytes (docs/billing.md): a
 # request the mock reports 1000 prompt tokens for carries that many bytes.
@@ -26,8 +30,18 @@ def aclient(node: NodeHandle, key: str) -> openai.AsyncOpenAI:
     return async_openai(f"{node.url}/v1", key)
 
 
-def hello(model: str = "test-model", **kwargs: object) -> dict[str, object]:
-    return {"model": model, "messages": [{"role": "user", "content": "hello"}], **kwargs}
+class Extra(TypedDict, total=False):
+    max_tokens: int
+
+
+class Hello(Extra):
+    model: str
+    messages: list[ChatCompletionMessageParam]
+
+
+def hello(model: str = "test-model", **extra: Unpack[Extra]) -> Hello:
+    """A chat request saying hello, as the SDK's `create` takes it: `create(**hello())`."""
+    return {"model": model, "messages": [{"role": "user", "content": "hello"}], **extra}
 
 
 def test_completion_is_charged_exactly_the_contract_cost(node: NodeHandle) -> None:
@@ -54,7 +68,9 @@ def test_stream_is_charged_exactly_and_reports_its_cost(node: NodeHandle) -> Non
     node.assert_clean()
 
 
-def test_cost_header_and_upstream_sees_only_its_own_key(node: NodeHandle, upstream) -> None:
+def test_cost_header_and_upstream_sees_only_its_own_key(
+    node: NodeHandle, upstream: ThreadedServer
+) -> None:
     key = node.new_key(1_000_000)
     raw = client(node, key).chat.completions.with_raw_response.create(**hello(max_tokens=5))
     assert int(raw.headers["x-cost-msat"]) > 0
@@ -64,7 +80,9 @@ def test_cost_header_and_upstream_sees_only_its_own_key(node: NodeHandle, upstre
     assert key not in str(seen)
 
 
-def test_a_cookie_the_upstream_sets_never_goes_back_upstream(make_node, upstream) -> None:
+def test_a_cookie_the_upstream_sets_never_goes_back_upstream(
+    make_node: Callable[..., NodeHandle], upstream: ThreadedServer
+) -> None:
     # The node's one upstream session serves every client: a cookie kept from one client's
     # answer would go out with the next client's request. (By host name: cookies from a bare
     # IP address are refused anyway.)
@@ -102,7 +120,7 @@ async def test_concurrent_requests_never_overdraw(node: NodeHandle) -> None:
             return True
         except openai.APIStatusError as exc:
             assert exc.status_code == 402
-            assert exc.body["type"] == "insufficient_quota"  # type: ignore[index]
+            assert isinstance(exc.body, dict) and exc.body["type"] == "insufficient_quota"
             return False
 
     results = await asyncio.gather(*(one() for _ in range(50)))
@@ -112,7 +130,7 @@ async def test_concurrent_requests_never_overdraw(node: NodeHandle) -> None:
 
 
 async def test_concurrent_requests_on_a_short_balance_never_overdraw(
-    node: NodeHandle, upstream
+    node: NodeHandle, upstream: ThreadedServer
 ) -> None:
     # No max_tokens: each request first tries to hold the model's whole answer (2000 msat),
     # fails, reads the balance and tries again for what it affords (50 tokens) while the
@@ -127,7 +145,8 @@ async def test_concurrent_requests_on_a_short_balance_never_overdraw(
             return "paid"
         except openai.APIStatusError as exc:
             assert exc.status_code == 402
-            return str(exc.body["message"])  # type: ignore[index]
+            assert isinstance(exc.body, dict)
+            return str(exc.body["message"])
 
     outcomes = await asyncio.gather(*(one() for _ in range(20)))
     paid = outcomes.count("paid")
@@ -139,7 +158,9 @@ async def test_concurrent_requests_on_a_short_balance_never_overdraw(
     node.assert_clean()
 
 
-def test_capped_max_tokens_when_balance_is_short(node: NodeHandle, upstream) -> None:
+def test_capped_max_tokens_when_balance_is_short(
+    node: NodeHandle, upstream: ThreadedServer
+) -> None:
     key = node.new_key(100)  # 50 output tokens at most
     answer = client(node, key).chat.completions.create(**hello("test-output-only"))
     assert upstream.mock.received[-1]["body"]["max_tokens"] == 50
@@ -192,7 +213,7 @@ def test_estimate_agrees_with_what_a_request_is_charged(node: NodeHandle) -> Non
     import urllib.parse
     import urllib.request
 
-    def get(query: dict[str, object]) -> tuple[int, dict[str, object]]:
+    def get(query: dict[str, object]) -> tuple[int, dict[str, Any]]:
         url = f"{node.url}/v1/estimate?{urllib.parse.urlencode(query)}"
         try:
             with urllib.request.urlopen(url) as resp:
@@ -214,7 +235,7 @@ def test_estimate_agrees_with_what_a_request_is_charged(node: NodeHandle) -> Non
     client(node, key).chat.completions.create(**hello(max_tokens=500), extra_body=EXACT)
     assert node.balance(key) == 10_000 - estimate["cost_msat"]
     status, bad = get({**params, "input_tokens": "-4"})
-    assert status == 400 and bad["error"]["param"] == "input_tokens"  # type: ignore[index]
+    assert status == 400 and bad["error"]["param"] == "input_tokens"
 
 
 def test_models_list_prices_in_usd_and_sat(node: NodeHandle) -> None:

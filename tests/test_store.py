@@ -47,6 +47,7 @@ def test_the_same_sql_gives_the_same_rows(opener: Opener) -> None:
         ).fetchone()
         assert tuple(row) == (first, "100%")
     row = db.query_one("SELECT * FROM things WHERE id = ?", (first,))
+    assert row is not None
     assert (row["name"], row[2], row["flag"], bytes(row["blob"])) == ("a", 2**40, 1, b"\x00\x01")
     assert dict(row)["note"] == "100%"
     total = db.query_one("SELECT COALESCE(SUM(msat), 0) AS total FROM things")

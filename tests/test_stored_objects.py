@@ -52,14 +52,15 @@ def bearer(key: str) -> dict[str, str]:
 
 
 def sent_upstream(upstream: ThreadedServer) -> int:
-    return len(upstream.mock.received)  # type: ignore[attr-defined]
+    return len(upstream.mock.received)
 
 
 async def respond(node: NodeHandle, key: str, **extra: Any) -> dict[str, Any]:
     """A plain Responses answer for `key`."""
+    answer: dict[str, Any]
     status, answer = await post(node, "responses", {**ASK, **extra}, **bearer(key))
     assert status == 200, answer
-    return answer  # type: ignore[no-any-return]
+    return answer
 
 
 async def assert_refused(
@@ -94,7 +95,7 @@ async def test_a_response_is_continued_by_its_own_account_only(
     )
     status, answer = await post(node, "responses", follow, **bearer(alice))
     assert status == 200, answer
-    assert upstream.mock.received[-1]["body"]["previous_response_id"] == first["id"]  # type: ignore[attr-defined]
+    assert upstream.mock.received[-1]["body"]["previous_response_id"] == first["id"]
 
 
 async def test_a_streamed_response_is_recorded_for_its_account(

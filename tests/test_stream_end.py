@@ -8,12 +8,15 @@ from its usage, not an estimate. An unterminated `data: [DONE]` is still the end
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from node.proxy.sse import SseReader
+from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
+from tests.support.servers import ThreadedServer
 from tests.test_spine import PAD, client, hello
 from tests.test_upstream_edges import chunk, raw, raw_node, script, usage_chunk
 
@@ -43,8 +46,12 @@ def usage_on_finish(model: str) -> dict[str, Any]:
 @pytest.mark.parametrize("one_chunk", [False, True], ids=["own-chunk", "all-in-first-chunk"])
 @pytest.mark.parametrize("ending", [b"\n", b""], ids=["newline", "no-newline"])
 @pytest.mark.parametrize("carrier", ["usage-event", "usage-on-finish-chunk"])
-def test_unterminated_last_event_reaches_the_client_and_is_charged_from(  # type: ignore[no-untyped-def]
-    raw_node, raw, carrier: str, ending: bytes, one_chunk: bool
+def test_unterminated_last_event_reaches_the_client_and_is_charged_from(
+    raw_node: Callable[..., NodeHandle],
+    raw: ThreadedServer,
+    carrier: str,
+    ending: bytes,
+    one_chunk: bool,
 ) -> None:
     model = f"end-{carrier}-{len(ending)}-{one_chunk}"
     last = usage_chunk(model, 1000, 500) if carrier == "usage-event" else usage_on_finish(model)
@@ -66,7 +73,9 @@ def test_unterminated_last_event_reaches_the_client_and_is_charged_from(  # type
 
 
 @pytest.mark.parametrize("ending", [b"\n", b""], ids=["newline", "no-newline"])
-def test_unterminated_done_ends_the_stream_once(raw_node, raw, ending: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_unterminated_done_ends_the_stream_once(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer, ending: bytes
+) -> None:
     model = f"done-{len(ending)}"
     usage = wire(usage_chunk(model, 1000, 500)) + b"\n\n"
     script(raw, model, stream_chunks(model, usage + b"data: [DONE]" + ending, one_chunk=False))
@@ -76,7 +85,7 @@ def test_unterminated_done_ends_the_stream_once(raw_node, raw, ending: bytes) ->
         f"{node.url}/v1/chat/completions",
         "POST",
         {"Authorization": f"Bearer {key}"},
-        hello(model, stream=True, **PAD),
+        {**hello(model), "stream": True, **PAD},
     )
     assert reply.status == 200
     events = [e for e in reply.body.split(b"\n\n") if e]
@@ -89,7 +98,9 @@ def test_unterminated_done_ends_the_stream_once(raw_node, raw, ending: bytes) ->
     node.assert_clean()
 
 
-def test_last_event_cut_short_is_dropped_and_an_estimate_charged(raw_node, raw) -> None:  # type: ignore[no-untyped-def]
+def test_last_event_cut_short_is_dropped_and_an_estimate_charged(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
+) -> None:
     """Half an event is not whole: the client must not get broken JSON, and without usage
     the node charges its estimate (as before)."""
     model = "cut-short"

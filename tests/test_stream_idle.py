@@ -9,11 +9,14 @@ the limit ends with an error event and is charged what was produced.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import openai
 import pytest
 
+from tests.conftest import NodeHandle
+from tests.support.servers import ThreadedServer
 from tests.test_spine import PAD, client, hello
 from tests.test_upstream_edges import chunk, raw, raw_node, script, usage_chunk
 
@@ -28,8 +31,8 @@ def wire(event: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
-def test_a_stream_longer_than_the_idle_limit_with_short_pauses_ends_and_is_charged(  # type: ignore[no-untyped-def]
-    raw_node, raw
+def test_a_stream_longer_than_the_idle_limit_with_short_pauses_ends_and_is_charged(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
 ) -> None:
     model = "idle-long-stream"
     words = [wire(chunk(model, {"content": "tok "})) for _ in range(24)]  # ~1.2 s in all
@@ -47,8 +50,8 @@ def test_a_stream_longer_than_the_idle_limit_with_short_pauses_ends_and_is_charg
     node.assert_clean()
 
 
-def test_a_pause_past_the_idle_limit_ends_the_stream_and_charges_what_was_produced(  # type: ignore[no-untyped-def]
-    raw_node, raw
+def test_a_pause_past_the_idle_limit_ends_the_stream_and_charges_what_was_produced(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
 ) -> None:
     model = "idle-stalled-stream"
     words = [wire(chunk(model, {"content": "tok "})) for _ in range(10)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import openai
@@ -28,8 +29,8 @@ LONG: dict[str, Any] = {"max_tokens": 300, "extra_body": {"mock": {"completion_t
 
 
 @pytest.fixture
-def keys_node(make_node, mint: MintInfo) -> NodeHandle:  # type: ignore[no-untyped-def]
-    return make_node(cashu={"mints": [mint.url]}, limits=NO_LIMITS)  # type: ignore[no-any-return]
+def keys_node(make_node: Callable[..., NodeHandle], mint: MintInfo) -> NodeHandle:
+    return make_node(cashu={"mints": [mint.url]}, limits=NO_LIMITS)
 
 
 async def funded_key(node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo, sat: int) -> str:
@@ -40,10 +41,11 @@ async def funded_key(node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo, sa
 
 
 async def sub_key(node: NodeHandle, parent: str, **rules: Any) -> dict[str, Any]:
+    made: dict[str, Any]
     status, _, made = await call(node, "POST", "/v1/keys", parent, json=rules)
     assert status == 201, made
     assert made["api_key"].startswith("sk-") and made["id"].startswith("key_")
-    return made  # type: ignore[no-any-return]
+    return made
 
 
 async def chat(node: NodeHandle, key: str, **extra: Any) -> tuple[int, Any]:
@@ -238,14 +240,15 @@ async def test_any_key_can_be_created_with_an_expiry_and_limit(
     keys_node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo
 ) -> None:
     token = await ref_wallet.token(mint.url, 50)
-    body = {"cashu_token": token, "expires_at": int(time.time()) + 8, "spend_limit_msat": 10**6}
+    expires_at = int(time.time()) + 8
+    body = {"cashu_token": token, "expires_at": expires_at, "spend_limit_msat": 10**6}
     status, _, made = await call(keys_node, "POST", "/v1/wallet/create", json=body)
     assert status == 200, made
     key = made["api_key"]
     status, _, me = await call(keys_node, "GET", "/v1/me", key)
     assert me["kind"] == "key" and me["expires_at"] == body["expires_at"] and not me["expired"]
     assert (await chat(keys_node, key))[0] == 200
-    await asyncio.sleep(body["expires_at"] - time.time() + 0.2)
+    await asyncio.sleep(expires_at - time.time() + 0.2)
     status, answer = await chat(keys_node, key)
     assert status == 401 and answer["error"]["code"] == "key_expired"
     status, _, paid = await call(keys_node, "POST", "/v1/wallet/withdraw", key, json={})
@@ -284,5 +287,6 @@ async def test_a_key_makes_at_most_max_subkeys_free_of_charge(
     status, _, refused = await call(keys_node, "POST", path, parent, json={"count": 1})
     assert status == 409 and refused["error"]["code"] == "too_many_subkeys", refused
     count = "SELECT COUNT(*) FROM key_rules WHERE parent_id IS NOT NULL"
-    assert keys_node.db.query_one(count)[0] == MAX_SUBKEYS
+    row = keys_node.db.query_one(count)
+    assert row is not None and row[0] == MAX_SUBKEYS
     keys_node.assert_clean()

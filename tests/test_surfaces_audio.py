@@ -36,7 +36,7 @@ def test_translation_is_charged_per_minute(
         model="whisper-minute", file=("clip.wav", wav_clip(3), "audio/wav"), prompt="names"
     )
     assert answer.text == "hello from the mock translation"
-    sent = upstream.mock.received[-1]  # type: ignore[attr-defined]
+    sent = upstream.mock.received[-1]
     assert sent["path"] == "/v1/audio/translations"
     assert sent["body"]["prompt"] == "names"
     assert BALANCE - audio_node.balance(key) == 300  # 3 s at $0.006/min, as a transcription

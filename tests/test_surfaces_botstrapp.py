@@ -111,10 +111,10 @@ def test_catalog_availability_follows_upstream_health(
 
     wait_for(lambda: status() == {"c-model": "available"})
     assert get(node, "/v1/catalog")["data"][0]["provider"] == "Provider C"
-    fresh_upstream.mock.down = True  # type: ignore[attr-defined]
+    fresh_upstream.mock.down = True
     wait_for(lambda: status("?show_all=true") == {"c-model": "unavailable"})
     assert status() == {}  # hidden unless show_all
-    fresh_upstream.mock.down = False  # type: ignore[attr-defined]
+    fresh_upstream.mock.down = False
     wait_for(lambda: status() == {"c-model": "available"})
 
 

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
@@ -27,12 +28,12 @@ def memory_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def say(node: NodeHandle, key: str, text: str, model: str = "preset/friend", **kw: Any) -> None:
-    messages = [{"role": "user", "content": text}]
-    client(node, key).chat.completions.create(model=model, messages=messages, max_tokens=3, **kw)  # type: ignore[arg-type,call-overload]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": text}]
+    client(node, key).chat.completions.create(model=model, messages=messages, max_tokens=3, **kw)
 
 
 def sent(upstream: ThreadedServer) -> list[Any]:
-    return [m["content"] for m in upstream.mock.received[-1]["body"]["messages"]]  # type: ignore[attr-defined]
+    return [m["content"] for m in upstream.mock.received[-1]["body"]["messages"]]
 
 
 def memory(node: NodeHandle, key: str, method: str = "GET") -> Any:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import NodeHandle
 from tests.support.httpfetch import fetch
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello
 from tests.test_upstreams import upstream_conf
@@ -28,8 +29,8 @@ ABOUT = {
 def test_metadata_from_the_upstreams_listing(
     make_node: Callable[..., NodeHandle], fresh_upstream: ThreadedServer
 ) -> None:
-    fresh_upstream.mock.listed = ["meta-model", "plain-model"]  # type: ignore[attr-defined]
-    fresh_upstream.mock.about = {"meta-model": ABOUT}  # type: ignore[attr-defined]
+    fresh_upstream.mock.listed = ["meta-model", "plain-model"]
+    fresh_upstream.mock.about = {"meta-model": ABOUT}
     node = make_node(
         upstreams=[upstream_conf("c", fresh_upstream)],
         models=[{"id": "meta-model", "upstream": "c", **PRICE},
@@ -70,19 +71,19 @@ def fb_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def sent_models(upstream: ThreadedServer, since: int) -> list[str]:
-    return [r["body"]["model"] for r in upstream.mock.received[since:]]  # type: ignore[attr-defined]
+    return [r["body"]["model"] for r in upstream.mock.received[since:]]
 
 
 def test_fallbacks_are_tried_in_order(fb_node: NodeHandle, upstream: ThreadedServer) -> None:
     key = fb_node.new_key(BALANCE)
-    since = len(upstream.mock.received)  # type: ignore[attr-defined]
+    since = len(upstream.mock.received)
     answer = client(fb_node, key).chat.completions.create(
         **hello("test-fail500", max_tokens=500),
         extra_body={**EXACT, "models": ["dear", "test-model"]},
     )
     assert answer.choices[0].message.content
     assert sent_models(upstream, since) == ["test-fail500", "test-model"]
-    assert "models" not in upstream.mock.received[-1]["body"]  # type: ignore[attr-defined]
+    assert "models" not in upstream.mock.received[-1]["body"]
     assert BALANCE - fb_node.balance(key) == 4000  # refused with a 500: free; dear's price
     fb_node.assert_clean()
 
@@ -125,8 +126,8 @@ def test_bad_fallback_lists_are_refused(fb_node: NodeHandle, models: Any) -> Non
     assert fb_node.balance(key) == BALANCE
 
 
-async def test_x_cashu_fallback_pays_once_and_returns_the_change(  # type: ignore[no-untyped-def]
-    make_node, mint, ref_wallet
+async def test_x_cashu_fallback_pays_once_and_returns_the_change(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
 ) -> None:
     from tests.test_payments import http, sdk
 
@@ -147,8 +148,11 @@ async def test_x_cashu_fallback_pays_once_and_returns_the_change(  # type: ignor
     node.assert_clean()
 
 
-async def test_x_cashu_fallback_stops_at_a_billed_failure(  # type: ignore[no-untyped-def]
-    make_node, mint, ref_wallet, upstream
+async def test_x_cashu_fallback_stops_at_a_billed_failure(
+    make_node: Callable[..., NodeHandle],
+    mint: MintInfo,
+    ref_wallet: RefWallet,
+    upstream: ThreadedServer,
 ) -> None:
     """A one-shot token pays one call: after a failure the upstream bills (a timeout), the
     next model is not asked; the token pays that failure once, and the rest comes back."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.conftest import NodeHandle
 from tests.support.servers import ThreadedServer
@@ -30,7 +31,7 @@ def router_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def sent(upstream: ThreadedServer) -> str:
-    return str(upstream.mock.received[-1]["body"]["model"])  # type: ignore[attr-defined]
+    return str(upstream.mock.received[-1]["body"]["model"])
 
 
 def test_a_short_prompt_goes_to_the_cheapest(
@@ -51,12 +52,14 @@ def test_a_prompt_past_the_cheapest_context_goes_to_the_next(
     router_node: NodeHandle, upstream: ThreadedServer
 ) -> None:
     key = router_node.new_key(BALANCE)
-    long = [{"role": "user", "content": "word " * 400}]  # ~500 tokens: past test-small's 300
+    long: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "word " * 400}
+    ]  # ~500 tokens: past test-small's 300
     raw = client(router_node, key).chat.completions.with_raw_response.create(
         model="auto",
         messages=long,
         max_tokens=500,
-        extra_body={"mock": MOCK},  # type: ignore[arg-type]
+        extra_body={"mock": MOCK},
     )
     assert sent(upstream) == "test-big" == raw.headers["x-model"] == raw.parse().model
     assert BALANCE - router_node.balance(key) == 6000  # 1000 in at $3 + 500 out at $6 per Mtok
@@ -66,10 +69,10 @@ def test_a_prompt_past_the_cheapest_context_goes_to_the_next(
 def test_the_router_is_listed_and_refuses_what_nothing_fits(router_node: NodeHandle) -> None:
     key = router_node.new_key(BALANCE)
     api = client(router_node, key)
-    listed = {m.id: m.model_extra for m in api.models.list()}
-    assert listed["auto"]["description"] == "the cheapest that fits"  # type: ignore[index]
-    huge = [{"role": "user", "content": "word " * 100_000}]
+    listed = {m.id: m.model_extra or {} for m in api.models.list()}
+    assert listed["auto"]["description"] == "the cheapest that fits"
+    huge: list[ChatCompletionMessageParam] = [{"role": "user", "content": "word " * 100_000}]
     with pytest.raises(openai.BadRequestError) as caught:
-        api.chat.completions.create(model="auto", messages=huge)  # type: ignore[arg-type]
+        api.chat.completions.create(model="auto", messages=huge)
     assert caught.value.code == "no_route"
     assert router_node.balance(key) == BALANCE

@@ -8,13 +8,15 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.chat.completion_create_params import Function
 
 from tests.conftest import NodeHandle
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello
 
 BALANCE = 1_000_000
-WEATHER = {
+WEATHER: Function = {
     "name": "get_weather",
     "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
@@ -28,7 +30,8 @@ def bot_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
 
 
 def sent(upstream: ThreadedServer) -> dict[str, Any]:
-    return upstream.mock.received[-1]["body"]  # type: ignore[attr-defined,no-any-return]
+    body: dict[str, Any] = upstream.mock.received[-1]["body"]
+    return body
 
 
 def test_model_name_selector_is_the_plain_model(
@@ -48,8 +51,11 @@ def test_bot_id_selector_extends_the_presets_system_prompt(
     bot_node: NodeHandle, upstream: ThreadedServer
 ) -> None:
     key = bot_node.new_key(BALANCE)
-    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]
-    client(bot_node, key).chat.completions.create(model="bot/id=pirate", messages=messages)  # type: ignore[arg-type]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "hi"},
+    ]
+    client(bot_node, key).chat.completions.create(model="bot/id=pirate", messages=messages)
     body = sent(upstream)
     assert body["model"] == "test-model"
     contents = [m["content"] for m in body["messages"]]
@@ -85,7 +91,7 @@ def test_legacy_functions_over_an_upstream_that_speaks_tools(
     bot_node: NodeHandle, upstream: ThreadedServer
 ) -> None:
     key = bot_node.new_key(BALANCE)
-    history = [
+    history: list[ChatCompletionMessageParam] = [
         {"role": "user", "content": "weather in Paris?"},
         {"role": "assistant", "content": None,
          "function_call": {"name": "get_weather", "arguments": '{"city": "Paris"}'}},
@@ -94,8 +100,8 @@ def test_legacy_functions_over_an_upstream_that_speaks_tools(
     ]  # fmt: skip
     answer = client(bot_node, key).chat.completions.create(
         model="test-model",
-        messages=history,  # type: ignore[arg-type]
-        functions=[WEATHER],  # type: ignore[list-item]
+        messages=history,
+        functions=[WEATHER],
         function_call={"name": "get_weather"},
         extra_body={"mock": {"arguments": '{"city": "Rome"}'}},
     )
@@ -118,8 +124,8 @@ def test_legacy_functions_streamed(bot_node: NodeHandle) -> None:
     key = bot_node.new_key(BALANCE)
     chunks = list(
         client(bot_node, key).chat.completions.create(
-            **hello(),  # type: ignore[arg-type]
-            functions=[WEATHER],  # type: ignore[list-item]
+            **hello(),
+            functions=[WEATHER],
             function_call={"name": "get_weather"},
             stream=True,
             extra_body={"mock": {"arguments": '{"city": "Oslo"}'}},
@@ -143,12 +149,12 @@ def test_bad_legacy_functions_are_a_400(bot_node: NodeHandle) -> None:
     key = bot_node.new_key(BALANCE)
     api = client(bot_node, key)
     with pytest.raises(openai.BadRequestError) as caught:
-        api.chat.completions.create(**hello(), extra_body={"functions": "nope"})  # type: ignore[arg-type]
+        api.chat.completions.create(**hello(), extra_body={"functions": "nope"})
     assert caught.value.param == "functions"
     with pytest.raises(openai.BadRequestError) as caught:
         api.chat.completions.create(
-            **hello(),  # type: ignore[arg-type]
-            functions=[WEATHER],  # type: ignore[list-item]
+            **hello(),
+            functions=[WEATHER],
             extra_body={"function_call": 7},
         )
     assert caught.value.param == "function_call"

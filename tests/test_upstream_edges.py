@@ -57,14 +57,14 @@ class RawUpstream:
 def raw() -> Iterator[ThreadedServer]:
     mock = RawUpstream()
     server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
+    server.mock = mock
     yield server
     server.stop()
 
 
 def script(server: ThreadedServer, model: str, chunks: list[bytes], status: int = 200,
            headers: dict[str, str] | None = None) -> None:  # fmt: skip
-    server.mock.scripts[model] = (status, headers or SSE, chunks)  # type: ignore[attr-defined]
+    server.mock.scripts[model] = (status, headers or SSE, chunks)
 
 
 @pytest.fixture
@@ -99,7 +99,9 @@ def usage_chunk(model: str, prompt: int, completion: int) -> dict[str, Any]:
 # --- SSE framing -----------------------------------------------------------------------------
 
 
-def test_crlf_events_split_between_cr_and_lf_all_reach_the_client(raw_node, raw) -> None:  # type: ignore[no-untyped-def]
+def test_crlf_events_split_between_cr_and_lf_all_reach_the_client(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
+) -> None:
     """TCP may cut `\\r\\n\\r\\n` anywhere: each event must still leave whole, none lost."""
     model = "crlf-split"
     events = [chunk(model, {"content": "Hel"}), chunk(model, {"content": "lo"}),
@@ -125,7 +127,9 @@ def test_crlf_events_split_between_cr_and_lf_all_reach_the_client(raw_node, raw)
 # --- failover --------------------------------------------------------------------------------
 
 
-def test_stream_that_ends_before_any_byte_fails_over(raw_node, raw, upstream_b) -> None:  # type: ignore[no-untyped-def]
+def test_stream_that_ends_before_any_byte_fails_over(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer, upstream_b: ThreadedServer
+) -> None:
     """A 200 stream closed empty sent the client nothing: the next upstream answers. The
     empty one had taken the request (it may bill the prompt): it is charged its floor."""
     model = "test-model"
@@ -150,7 +154,9 @@ def test_stream_that_ends_before_any_byte_fails_over(raw_node, raw, upstream_b) 
 
 
 @pytest.mark.parametrize("status", [400, 500])
-def test_upstream_error_echoing_its_key_does_not_pass_it_on(raw_node, raw, status: int) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_error_echoing_its_key_does_not_pass_it_on(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer, status: int
+) -> None:
     model = f"echo-key-{status}"
     body = {"error": {"message": f"Incorrect API key provided: {RAW_KEY}."}}
     script(raw, model, [json.dumps(body).encode()], status, {"Content-Type": "application/json"})
@@ -183,7 +189,9 @@ def test_preset_on_a_preset_loop_does_not_break_the_model_list(
 # --- health ----------------------------------------------------------------------------------
 
 
-def test_upstream_without_a_model_list_is_not_reported_down(raw_node, raw) -> None:  # type: ignore[no-untyped-def]
+def test_upstream_without_a_model_list_is_not_reported_down(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
+) -> None:
     """An upstream that answers 404 to GET /models (no listing endpoint) is up."""
     raw.mock.models_status = 404
     node = raw_node({"id": "x", "upstream": "raw"}, list_models=False)
@@ -196,7 +204,9 @@ def test_upstream_without_a_model_list_is_not_reported_down(raw_node, raw) -> No
     assert status() == "active"
 
 
-def test_usage_in_the_last_content_chunk_is_what_the_final_event_reports(raw_node, raw) -> None:  # type: ignore[no-untyped-def]
+def test_usage_in_the_last_content_chunk_is_what_the_final_event_reports(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
+) -> None:
     """Some upstreams put usage on the finish chunk (choices not empty): the node's closing
     usage event must show that usage, the one charged, not an estimate."""
     model = "usage-on-finish"
@@ -230,7 +240,9 @@ def _refusal(node: NodeHandle, key: str, model: str) -> openai.APIStatusError:
     return caught.value
 
 
-def test_an_upstreams_404_for_the_endpoint_is_a_501_not_the_clients_400(raw_node, raw) -> None:  # type: ignore[no-untyped-def]
+def test_an_upstreams_404_for_the_endpoint_is_a_501_not_the_clients_400(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer
+) -> None:
     script(raw, "no-route", NOT_FOUND_TEXT, 404, {"Content-Type": "text/plain"})
     unknown = {"error": {"message": "no such model", "param": None, "code": "model_not_found"}}
     script(raw, "unknown-model", [json.dumps(unknown).encode()], 404, JSON)
@@ -250,7 +262,9 @@ def test_an_upstreams_404_for_the_endpoint_is_a_501_not_the_clients_400(raw_node
     node.assert_clean()
 
 
-def test_a_404_fails_over_to_an_upstream_serving_the_endpoint(raw_node, raw, upstream_b) -> None:  # type: ignore[no-untyped-def]
+def test_a_404_fails_over_to_an_upstream_serving_the_endpoint(
+    raw_node: Callable[..., NodeHandle], raw: ThreadedServer, upstream_b: ThreadedServer
+) -> None:
     script(raw, "test-model", NOT_FOUND_TEXT, 404, {"Content-Type": "text/plain"})
     node = raw_node({"id": "test-model", "upstream": "raw", "upstreams": ["b"]})
     key = node.new_key(1_000_000)
@@ -259,7 +273,9 @@ def test_a_404_fails_over_to_an_upstream_serving_the_endpoint(raw_node, raw, ups
     assert received(upstream_b, "test-model") == before + 1
 
 
-def test_configured_endpoints_route_and_list_only_what_the_upstream_serves(raw_node) -> None:  # type: ignore[no-untyped-def]
+def test_configured_endpoints_route_and_list_only_what_the_upstream_serves(
+    raw_node: Callable[..., NodeHandle],
+) -> None:
     node = raw_node({"id": "embed-only", "upstream": "raw"}, endpoints=["embeddings"])
     refused = _refusal(node, "sk-no-such-key", "embed-only")  # before any payment is looked at
     assert refused.status_code == 501 and "/v1/chat/completions" in refused.message

@@ -29,7 +29,7 @@ def upstream_conf(name: str, server: ThreadedServer | None, **extra: Any) -> dic
 
 
 def received(server: ThreadedServer, model: str) -> int:
-    return sum(1 for r in server.mock.received if r["body"].get("model") == model)  # type: ignore[attr-defined]
+    return sum(1 for r in server.mock.received if r["body"].get("model") == model)
 
 
 @pytest.fixture
@@ -68,7 +68,9 @@ def wait_for(check: Callable[[], bool], seconds: float = 5.0) -> None:
 # --- routing ---------------------------------------------------------------------------------
 
 
-def test_explicit_model_goes_to_its_upstream(ab_node, upstream, upstream_b) -> None:  # type: ignore[no-untyped-def]
+def test_explicit_model_goes_to_its_upstream(
+    ab_node: Callable[..., NodeHandle], upstream: ThreadedServer, upstream_b: ThreadedServer
+) -> None:
     node = ab_node({"id": "routed-to-b", "upstream": "b"})
     key = node.new_key(1_000_000)
     answer = client(node, key).chat.completions.create(**hello("routed-to-b"))
@@ -76,7 +78,9 @@ def test_explicit_model_goes_to_its_upstream(ab_node, upstream, upstream_b) -> N
     assert received(upstream_b, "routed-to-b") == 1 and received(upstream, "routed-to-b") == 0
 
 
-def test_listed_model_is_offered_and_routed_to_the_upstream_listing_it(ab_node) -> None:  # type: ignore[no-untyped-def]
+def test_listed_model_is_offered_and_routed_to_the_upstream_listing_it(
+    ab_node: Callable[..., NodeHandle],
+) -> None:
     node = ab_node()
     key = node.new_key(1_000_000)
     ids = [m.id for m in client(node, key).models.list()]
@@ -88,17 +92,21 @@ def test_listed_model_is_offered_and_routed_to_the_upstream_listing_it(ab_node) 
     node.assert_clean()
 
 
-def test_model_list_is_refreshed(make_node, fresh_upstream: ThreadedServer) -> None:  # type: ignore[no-untyped-def]
+def test_model_list_is_refreshed(
+    make_node: Callable[..., NodeHandle], fresh_upstream: ThreadedServer
+) -> None:
     conf = upstream_conf("c", fresh_upstream, default_input_usd_per_mtok=1.0,
                          default_output_usd_per_mtok=1.0)  # fmt: skip
     node = make_node(upstreams=[conf], models=[])
     api = client(node, node.new_key(1000))
     assert [m.id for m in api.models.list()] == []
-    fresh_upstream.mock.listed.append("arrived-later")  # type: ignore[attr-defined]
+    fresh_upstream.mock.listed.append("arrived-later")
     wait_for(lambda: [m.id for m in api.models.list()] == ["arrived-later"])
 
 
-def test_prefix_rule_routes_unlisted_models(ab_node, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_prefix_rule_routes_unlisted_models(
+    ab_node: Callable[..., NodeHandle], upstream: ThreadedServer
+) -> None:
     node = ab_node(prefixes=["claude-*"], default_input_usd_per_mtok=1.0,
                    default_output_usd_per_mtok=2.0)  # fmt: skip
     key = node.new_key(1_000_000)
@@ -120,7 +128,9 @@ def test_builtin_prefix_rules_follow_the_providers_host() -> None:
     assert rules("https://llm.example/v1") == ()
 
 
-def test_alias_reaches_the_model_under_its_upstream_name(ab_node, upstream) -> None:  # type: ignore[no-untyped-def]
+def test_alias_reaches_the_model_under_its_upstream_name(
+    ab_node: Callable[..., NodeHandle], upstream: ThreadedServer
+) -> None:
     node = ab_node({"id": "nice-name", "upstream_model": "test-model", "aliases": ["nn"]})
     key = node.new_key(1_000_000)
     client(node, key).chat.completions.create(**hello("nn"))
@@ -139,7 +149,11 @@ def test_alias_reaches_the_model_under_its_upstream_name(ab_node, upstream) -> N
     ],
 )  # after a timeout it charges the timed-out floor too: tests/test_floor_charge.py
 def test_failover_answers_from_the_next_upstream_and_charges_once(
-    ab_node, upstream_b: ThreadedServer, model: str, upstreams: list[str], stream: bool
+    ab_node: Callable[..., NodeHandle],
+    upstream_b: ThreadedServer,
+    model: str,
+    upstreams: list[str],
+    stream: bool,
 ) -> None:
     node = ab_node({"id": model, "upstream": upstreams[0], "upstreams": upstreams[1:]})
     key = node.new_key(1_000_000)
@@ -160,7 +174,7 @@ def test_failover_answers_from_the_next_upstream_and_charges_once(
 
 @pytest.mark.parametrize("model", ["test-cut@a", "test-slow@a"])
 def test_no_failover_once_the_stream_has_begun(
-    ab_node, upstream_b: ThreadedServer, model: str
+    ab_node: Callable[..., NodeHandle], upstream_b: ThreadedServer, model: str
 ) -> None:
     node = ab_node({"id": model, "upstream": "a", "upstreams": ["b"]}, idle_timeout_s=0.5)
     key = node.new_key(1_000_000)
@@ -172,7 +186,9 @@ def test_no_failover_once_the_stream_has_begun(
     node.assert_clean()
 
 
-def test_all_upstreams_failing_gives_the_last_error_and_charges_nothing(ab_node) -> None:  # type: ignore[no-untyped-def]
+def test_all_upstreams_failing_gives_the_last_error_and_charges_nothing(
+    ab_node: Callable[..., NodeHandle],
+) -> None:
     node = ab_node({"id": "test-fail500", "upstream": "dead", "upstreams": ["a", "b"]})
     key = node.new_key(1_000_000)
     with pytest.raises(openai.InternalServerError) as caught:
@@ -186,7 +202,7 @@ def test_all_upstreams_failing_gives_the_last_error_and_charges_nothing(ab_node)
 
 
 def test_providers_follow_an_upstream_going_down_and_coming_back(
-    make_node, fresh_upstream: ThreadedServer
+    make_node: Callable[..., NodeHandle], fresh_upstream: ThreadedServer
 ) -> None:
     node = make_node(
         upstreams=[upstream_conf("c", fresh_upstream, display_name="Provider C")],
@@ -198,9 +214,9 @@ def test_providers_follow_an_upstream_going_down_and_coming_back(
         return str(listing[0]["status"])
 
     wait_for(lambda: status() == "active")
-    fresh_upstream.mock.down = True  # type: ignore[attr-defined]
+    fresh_upstream.mock.down = True
     wait_for(lambda: status() == "down")
-    fresh_upstream.mock.down = False  # type: ignore[attr-defined]
+    fresh_upstream.mock.down = False
     wait_for(lambda: status() == "active")
     detail = get_json(f"{node.url}/v1/providers/c")[1]
     assert detail["display_name"] == "Provider C"

@@ -21,7 +21,7 @@ from tests.support.servers import ThreadedServer
 EXAMPLES = int(os.environ.get("NUTGATE_FUZZ_EXAMPLES", "8")) * 3
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 
-TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=300)
+TEXT = st.text(st.characters(exclude_categories=["Cs"]), max_size=300)
 MODELS = st.sampled_from(["bill-model", "bill-vision-mini", "bill-small-context"])
 LIMIT = st.none() | st.integers(1, 1200)
 DETAIL = st.sampled_from(["low", "high", "auto"])
@@ -115,7 +115,7 @@ BALANCES = st.integers(1_000, 400_000)  # msat: from less than a request to a fe
 def test_charge_covers_the_upstream_bill_for_any_request_body(
     billing_node: Callable[..., NodeHandle], billing_upstream: ThreadedServer
 ) -> None:
-    node, mock = billing_node(), billing_upstream.mock  # type: ignore[attr-defined]
+    node, mock = billing_node(), billing_upstream.mock
 
     @FUZZ
     @given(request=REQUESTS, balance=BALANCES)

@@ -19,12 +19,13 @@ from tests.safety.conftest import (
     moved_token,
 )
 from tests.safety.faulty_mint import FaultyMint
+from tests.safety.harness import NodeProcess
 from tests.support.mints import MintInfo, RefWallet
 
 HELLO = {"model": "test-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
-async def balance_msat(proc, key: str) -> int:  # type: ignore[no-untyped-def]
+async def balance_msat(proc: NodeProcess, key: str) -> int:
     status, body = await call(proc, "GET", "/v1/wallet/balance", headers=auth(key))
     assert status == 200, body
     return int(body["balance_msat"])

@@ -237,7 +237,7 @@ SWAPS = [("withdraw", 2), ("withdraw", 5), ("topup", 9), ("withdraw", None), ("r
 @example(steps=CHANGE_CHAIN)
 @example(steps=SWAPS)
 def test_no_sequence_of_payouts_and_payments_creates_money(
-    fee_nodes: Callable[[], NodeHandle],
+    fee_nodes: Callable[[], contextlib.AbstractContextManager[NodeHandle]],
     fee_mint: MintInfo,
     ref_wallet: RefWallet,
     tmp_path: Path,

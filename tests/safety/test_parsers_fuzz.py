@@ -9,6 +9,7 @@ import contextlib
 import json
 import math
 import os
+from collections.abc import Callable
 from fractions import Fraction
 
 import cbor2
@@ -44,7 +45,7 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def only_token_invalid(parse, text: str) -> None:  # type: ignore[no-untyped-def]
+def only_token_invalid(parse: Callable[[str], object], text: str) -> None:
     with contextlib.suppress(wallet.TokenInvalid):
         parse(text)
 

@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from typing import Any
 
 import aiohttp
 import pytest
@@ -46,7 +47,7 @@ async def test_secrets_never_go_upstream_nor_into_the_database(
     assert status == 200
     key = created["api_key"]
     secrets.add(token, x_cashu, key)
-    mock = upstream.mock  # type: ignore[attr-defined]
+    mock = upstream.mock
     seen_before = len(mock.received)
     for headers in ({"Authorization": f"Bearer {token}"}, {"X-Cashu": x_cashu}):
         status, _ = await call(proc, "POST", "/v1/chat/completions", json=HELLO, headers=headers)
@@ -120,7 +121,7 @@ async def test_a_token_of_an_untrusted_mint_is_refused_without_contacting_it(
     key = await ref_wallet.token(mint.url, 10)
     token = await moved_token(ref_wallet, mint, recorder.url, 5)  # real proofs, foreign mint
     secrets.add(key, token)
-    attempts = [
+    attempts: list[tuple[str, str, dict[str, Any]]] = [
         ("POST", "/v1/chat/completions", {"json": HELLO, "headers": auth(token)}),
         ("POST", "/v1/chat/completions", {"json": HELLO, "headers": {"X-Cashu": token}}),
         ("POST", "/v1/wallet/create", {"json": {"cashu_token": token}}),

@@ -101,7 +101,8 @@ def flac_silence(seconds: int, rate: int = 16000, block: int = 65535) -> bytes:
 
 
 def _wav_seconds(clip: bytes) -> float:
-    pos, fmt, data_at = 12, None, None
+    pos, data_at = 12, None
+    fmt: tuple[int, ...] | None = None
     while pos + 8 <= len(clip):
         cid, size = clip[pos : pos + 4], struct.unpack_from("<I", clip, pos + 4)[0]
         if cid == b"fmt " and fmt is None:

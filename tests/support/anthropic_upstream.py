@@ -38,6 +38,7 @@ import asyncio
 import itertools
 import json
 import math
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,7 +46,7 @@ from aiohttp import web
 
 API_KEY = "sk-ant-mock"
 WORD = "tok "
-BODY = web.RequestKey("anthropic_body", dict)
+BODY = web.RequestKey[dict[str, Any]]("anthropic_body")
 FAILURES = {
     "fail500": (500, "api_error", "Internal server error"),
     "overloaded": (529, "overloaded_error", "Overloaded"),
@@ -86,7 +87,7 @@ class MockAnthropic:
         self.listed = list(listed if listed is not None else ["claude-mock"])
         self.api_key = api_key
         self.down = False
-        self.received: list[dict[str, Any]] = []
+        self.received: MutableSequence[dict[str, Any]] = []  # the benches keep a deque
         self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
             [
@@ -319,7 +320,9 @@ def _usage(body: dict[str, Any], settings: dict[str, Any]) -> dict[str, int]:
 
 def _tool_call(body: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any] | None:
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and "input_schema" in t]
-    choice = body.get("tool_choice") if isinstance(body.get("tool_choice"), dict) else {}
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        choice = {}
     kind = choice.get("type", "auto")
     if not tools or kind == "none":
         return None
@@ -339,8 +342,8 @@ def _tool_call(body: dict[str, Any], settings: dict[str, Any]) -> dict[str, Any]
 
 def _input_for(schema: Any) -> dict[str, Any]:
     """An input that fits the schema's top-level properties."""
-    samples = {"string": "mock value", "integer": 1, "number": 1.5, "boolean": True,
-               "array": [], "object": {}}  # fmt: skip
+    samples: dict[object, object] = {"string": "mock value", "integer": 1, "number": 1.5,
+                                     "boolean": True, "array": [], "object": {}}  # fmt: skip
     properties = schema.get("properties") if isinstance(schema, dict) else None
     if not isinstance(properties, dict):
         return {}

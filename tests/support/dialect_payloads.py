@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from anthropic.types import ToolParam
+from openai.types.chat import ChatCompletionFunctionToolParam
+
 PNG = "iVBORw0KGgo="
 WEATHER = {
     "name": "get_weather",
@@ -23,20 +26,22 @@ WEATHER_FUNCTION = {
     },
 }
 # the same tool with `city` alone: a mock upstream's call of it is {"city": "mock value"}
-CITY_WEATHER = {
-    **WEATHER,
-    "input_schema": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}},
-        "required": ["city"],
-    },
+CITY_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}},
+    "required": ["city"],
 }
-CITY_WEATHER_FUNCTION = {
+CITY_WEATHER: ToolParam = {
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "input_schema": CITY_SCHEMA,
+}
+CITY_WEATHER_FUNCTION: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
         "description": "The weather in a city",
-        "parameters": CITY_WEATHER["input_schema"],
+        "parameters": CITY_SCHEMA,
     },
 }
 

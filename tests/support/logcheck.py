@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,13 @@ from node.logs import JsonFormatter, redact
 # Loggers of the clients the tests drive the node with (the OpenAI and Anthropic SDKs and their
 # HTTP stack): at DEBUG they print the change tokens the node hands back, the client's business.
 CLIENT_LOGGERS = ("httpcore", "httpx", "openai", "anthropic")
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's structured fields (`extra={"fields": {...}}`); a record without fails."""
+    fields = getattr(record, "fields", None)
+    assert isinstance(fields, dict), record
+    return fields
 
 
 class Recorder(logging.Handler):

@@ -32,8 +32,10 @@ CLAUDE = {"input_usd_per_mtok": 3.0, "output_usd_per_mtok": 15.0,
 
 def claude_cost(usage: Any) -> int:
     """msat, from Anthropic's four counts (an SDK Usage or a dict)."""
-    get = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name)
-    usd = (
+    get: Callable[[str], Any] = (
+        usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name)
+    )
+    usd: Fraction = (
         3 * get("input_tokens")
         + Fraction(15, 4) * (get("cache_creation_input_tokens") or 0)
         + Fraction(3, 10) * (get("cache_read_input_tokens") or 0)

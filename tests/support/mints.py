@@ -203,14 +203,18 @@ class RefWallet:
 
     async def receive(self, token: str) -> int:
         """Redeem `token` into Nutshell's wallet; returns the sat it kept (after fees)."""
-        return int((await self._post("/receive", {"token": token}))["amount"])  # type: ignore[call-overload]
+        amount = (await self._post("/receive", {"token": token}))["amount"]
+        assert isinstance(amount, int), amount
+        return amount
 
     def token_sync(self, mint_url: str, amount: int, version: int = 4) -> str:
         body = {"mint": mint_url, "amount": amount, "version": version}
         return str(self._post_sync("/token", body)["token"])
 
     def receive_sync(self, token: str) -> int:
-        return int(self._post_sync("/receive", {"token": token})["amount"])  # type: ignore[call-overload]
+        amount = self._post_sync("/receive", {"token": token})["amount"]
+        assert isinstance(amount, int), amount
+        return amount
 
 
 @pytest.fixture(scope="session")

@@ -36,12 +36,13 @@ import math
 import secrets
 import struct
 import time
+from collections.abc import MutableSequence
 from typing import Any
 
 from aiohttp import web
 
 WORD = "tok "
-BODY = web.RequestKey("mock_body", dict)
+BODY = web.RequestKey[dict[str, Any]]("mock_body")
 FAILURES = ("fail500", "fail429", "badjson")
 
 
@@ -51,7 +52,7 @@ class MockUpstream:
         self.listed = list(listed if listed is not None else ["mock-model"])
         self.down = False
         self.about: dict[str, dict[str, Any]] = {}  # more fields of a listed model, by id
-        self.received: list[dict[str, Any]] = []
+        self.received: MutableSequence[dict[str, Any]] = []  # the benches keep a deque
         self.app = web.Application(middlewares=[self._gate])
         self.app.add_routes(
             [
@@ -300,8 +301,9 @@ def _duration(audio: bytes) -> float:
     rate x channels x bytes per sample (the byte rate and block align fields play no part)."""
     channels, rate = struct.unpack_from("<HI", audio, 22)
     bits = struct.unpack_from("<H", audio, 34)[0]
-    size = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
-    return size / (rate * channels * bits // 8)
+    size: int = struct.unpack_from("<I", audio, audio.index(b"data") + 4)[0]
+    per_second: int = rate * channels * bits // 8
+    return size / per_second
 
 
 def _tool_call(body: dict[str, Any]) -> dict[str, Any] | None:

@@ -14,6 +14,7 @@ ambiguous case (the mint signed, we never heard) the wallet must recover from.
 from __future__ import annotations
 
 import asyncio
+from typing import Self
 
 import aiohttp
 from aiohttp import web
@@ -32,7 +33,7 @@ class MintProxy:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
 
-    async def start(self) -> MintProxy:
+    async def start(self) -> Self:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, handler_cancellation=True)

@@ -8,17 +8,23 @@ from __future__ import annotations
 import asyncio
 import ssl
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from aiohttp import web
 
 from node.dev.procs import free_port
 from node.http.server import NodeRunner
 
+T = TypeVar("T")
+
 
 class ThreadedServer:
+    # The mock upstream this server serves, when it serves one (serve_mock, start_mock): each
+    # mock class has its own knobs and records, for the tests to read and set.
+    mock: Any
+
     def __init__(
         self,
         make_app: Callable[[], web.Application],
@@ -33,7 +39,7 @@ class ThreadedServer:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._runner: web.AppRunner | None = None
 
-    def start(self) -> ThreadedServer:
+    def start(self) -> Self:
         self._thread.start()
         self.call(self._start())
         return self
@@ -45,9 +51,9 @@ class ThreadedServer:
         site = web.TCPSite(self._runner, "127.0.0.1", self.port, ssl_context=self.ssl_context)
         await site.start()
 
-    def call(self, coro):  # type: ignore[no-untyped-def]
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run a coroutine on the server's loop and wait for its result."""
-        future: Future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[type-arg]
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self.loop)
         return future.result(timeout=60)
 
     def stop(self) -> None:
@@ -61,6 +67,6 @@ def serve_mock(mock: Any) -> Iterator[ThreadedServer]:
     """A mock upstream (anything with an `.app`) served for a fixture's life, as `.mock` on
     its server: `yield from serve_mock(MockAnthropic())`."""
     server = ThreadedServer(lambda: mock.app).start()
-    server.mock = mock  # type: ignore[attr-defined]
+    server.mock = mock
     yield server
     server.stop()

@@ -7,7 +7,6 @@ the same seed and fresh counters would send the mint the same outputs (refused, 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from node.db.open import open_store
 from node.db.sqlite import SqliteStore
 from node.db.store import Store
 from wallet import MIGRATIONS, InsufficientFunds, Wallet
+from wallet.store import Connection
 
 if TYPE_CHECKING:
     from tests.support.pg import Databases
@@ -41,15 +41,13 @@ class Ledger:
         self.db = db
         self.refuse_debits = False
 
-    def credit(self, conn: sqlite3.Connection, purpose: str, amount_msat: int, mint: str) -> None:
+    def credit(self, conn: Connection, purpose: str, amount_msat: int, mint: str) -> None:
         conn.execute(
             "INSERT INTO t_events (kind, purpose, amount_msat, mint) VALUES ('credit', ?, ?, ?)",
             (purpose, amount_msat, mint),
         )
 
-    def debit(
-        self, conn: sqlite3.Connection, purpose: str, amount_msat: int, fee_msat: int
-    ) -> None:
+    def debit(self, conn: Connection, purpose: str, amount_msat: int, fee_msat: int) -> None:
         """Records what the account pays: the payout's amount plus its fee."""
         if self.refuse_debits:
             raise InsufficientFunds("account balance too low")
@@ -58,7 +56,7 @@ class Ledger:
             (purpose, amount_msat + fee_msat),
         )
 
-    def refund(self, conn: sqlite3.Connection, purpose: str, amount_msat: int) -> None:
+    def refund(self, conn: Connection, purpose: str, amount_msat: int) -> None:
         conn.execute(
             "INSERT INTO t_events (kind, purpose, amount_msat) VALUES ('refund', ?, ?)",
             (purpose, amount_msat),
@@ -80,7 +78,9 @@ class Env:
     path: Path
 
     def pending_swaps(self) -> int:
-        return int(self.db.query_one("SELECT COUNT(*) FROM wallet_swaps")[0])  # type: ignore[index]
+        row = self.db.query_one("SELECT COUNT(*) FROM wallet_swaps")
+        assert row is not None
+        return int(row[0])
 
     def payouts(self) -> list[Any]:
         return self.db.query("SELECT * FROM wallet_payouts ORDER BY id")
