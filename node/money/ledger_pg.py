@@ -47,15 +47,11 @@ SELECT :rid, id, :a, :floor, :model, :now, :instance, :key FROM held
 RETURNING 1
 """
 
-# What the transaction's last settlement did, for the statements sent with it (`Settling`):
-# the reservation it settled ('' if it found none) and the msat it charged.
-SETTLED, CHARGED = "nutgate.settled", "nutgate.charged"
-
 # Delete the reservation; charge the cost, capped at what the account can pay (the held
 # amount plus the unreserved balance), operator credit first; release the rest; the charge's
-# entry. Its one row: the msat charged, NULL if the reservation was settled already (and
-# nothing was written); it also sets SETTLED and CHARGED, for the rest of the transaction.
-_SETTLE = f"""
+# entry; the rows of an `also` sent with it (`Settling`). No row back: the reservation was
+# settled already, and nothing was written; else the msat charged.
+_SETTLE_CTES = f"""
 WITH r AS (
     DELETE FROM reservations WHERE id = :rid RETURNING account_id, amount_msat, key_id
 ), c AS (
@@ -71,10 +67,11 @@ WITH r AS (
     INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)
     SELECT account_id, '{CHARGE}', -charged, :rid, :now, key_id FROM c WHERE charged > 0
 )
-SELECT (SELECT charged FROM c),
-    set_config('{SETTLED}', COALESCE((SELECT :rid FROM c), ''), true),
-    set_config('{CHARGED}', COALESCE((SELECT charged::text FROM c), ''), true)
 """
+_CHARGED = """
+SELECT charged FROM c
+"""
+_SETTLE = _SETTLE_CTES + _CHARGED
 
 
 def reserve(
@@ -129,20 +126,23 @@ def settle(reservation_id: str, cost_msat: int, also: Also | None) -> Write:
     def write(conn: Connection) -> Then:
         nonlocal runs
         runs += 1
-        cur = conn.execute(_SETTLE, params)
+        sent = also is not None and runs == 1
+        sql, values = _SETTLE, params
+        if sent:
+            assert also is not None
+            rows = Settling()
+            also(rows, cost_msat)
+            sql, values = rows.statement(params)
+        cur = conn.execute(sql, values)
 
         def charged(conn: Connection) -> int:
             row = cur.fetchone()
-            if row is None or row[0] is None:
+            if row is None:
                 return 0
             if also is not None and not sent:
                 also(conn, int(row[0]))
             return int(row[0])
 
-        sent = also is not None and runs == 1
-        if sent:
-            assert also is not None
-            also(Settling(conn, reservation_id, cost_msat), cost_msat)
         return Then(charged, writes=also is not None and not sent)
 
     return write
@@ -150,28 +150,32 @@ def settle(reservation_id: str, cost_msat: int, also: Also | None) -> Write:
 
 class Settling:
     """The connection an `also` is given when it is sent with its settlement, before the
-    settlement's answer: its rows are inserted only if the settlement found the reservation
-    (else nothing is written), and only with the charge it was told (else the statement
-    fails, and with it the batch). Only `insert` is offered: any other statement fails the
-    batch, which the group commit then runs again, each write alone and answered in turn."""
+    settlement's answer: its rows are inserted by the settlement's own statement, only if it
+    finds the reservation (else nothing is written), and only with the charge `also` was
+    told (else the statement fails, and with it the batch). Only `insert` is offered: any
+    other statement fails the batch, which the group commit then runs again, each write
+    alone and answered in turn."""
 
-    def __init__(self, conn: Connection, reservation_id: str, charged_msat: int) -> None:
-        self._conn = conn
-        self._rid = reservation_id
-        self._charged = charged_msat
+    def __init__(self) -> None:
+        self._rows: list[tuple[str, Mapping[str, Any], str]] = []
 
     def insert(self, table: str, row: Mapping[str, Any], charged: str) -> None:
-        """INSERT `row` into `table` if the reservation was settled, its column `charged`
-        being the charge (NULL, which its NOT NULL refuses, if the charge was another)."""
-        values = [f":{name}" for name in row]
-        values[list(row).index(charged)] = (
-            f"CASE WHEN current_setting('{CHARGED}') = :charged_ THEN :{charged} END"
-        )
-        self._conn.execute(
-            f"INSERT INTO {table} ({', '.join(row)}) SELECT {', '.join(values)}"
-            f" WHERE current_setting('{SETTLED}') = :settled_",
-            {**row, "charged_": str(self._charged), "settled_": self._rid},
-        )
+        """INSERT `row` into `table` with the settlement, its column `charged` the charge."""
+        self._rows.append((table, row, charged))
+
+    def statement(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The settlement's statement and parameters, with the rows inserted."""
+        ctes, values = [], dict(params)
+        for i, (table, row, charged) in enumerate(self._rows):
+            names = [f":also{i}_{name}" for name in row]
+            # NULL, which the column refuses, if the charge is not what `also` was told
+            names[list(row).index(charged)] = "CASE WHEN charged = :cost THEN charged END"
+            ctes.append(
+                f", also{i} AS (INSERT INTO {table} ({', '.join(row)})"
+                f" SELECT {', '.join(names)} FROM c)"
+            )
+            values.update({f"also{i}_{name}": value for name, value in row.items()})
+        return _SETTLE_CTES + "".join(ctes) + _CHARGED, values
 
     def execute(self, sql: str, params: Params = (), /) -> Cursor:
         raise NotImplementedError("only insert() is sent with a settlement")
