@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from node.db.store import Store
@@ -59,6 +59,9 @@ _COLUMNS = (
     " completion_tokens, cached_tokens, reasoning_tokens, cost_msat, status, duration_ms,"
     " upstream_cost_msat"
 )
+_INSERT = (
+    f"INSERT INTO request_records ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _GROUPS = {"day": f"(created_at / {DAY_S}) * {DAY_S}", "model": "model"}
 
 # statuses
@@ -93,6 +96,9 @@ class Record:
         return data
 
 
+# Records.write names the fields one by one, in the columns' order
+assert [f.name for f in fields(Record)] == [c.strip() for c in _COLUMNS.split(",")]
+
 RECORDED = "settle-recorded"  # the crash tests' checkpoint: record written, not committed
 
 
@@ -111,13 +117,18 @@ class Records:
         """Inside the settlement's transaction; nothing when history is off."""
         if self.history_days <= 0:
             return
-        if self.coster is not None and not record.upstream_cost_msat:
-            record = replace(record, upstream_cost_msat=self._upstream_cost(record))
+        upstream_cost = record.upstream_cost_msat
+        if self.coster is not None and not upstream_cost:
+            upstream_cost = self._upstream_cost(record)
+        r = record  # its fields in _COLUMNS' order (asdict would deep-copy each one)
         conn.execute(
-            f"INSERT INTO request_records ({_COLUMNS})"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            tuple(asdict(record).values()),
-        )
+            _INSERT,
+            (
+                r.request_id, r.account_id, r.key_id, r.created_at, r.route, r.model, r.upstream,
+                r.prompt_tokens, r.completion_tokens, r.cached_tokens, r.reasoning_tokens,
+                r.cost_msat, r.status, r.duration_ms, upstream_cost,
+            ),
+        )  # fmt: skip
         if self.checkpoint is not None:
             self.checkpoint(RECORDED)
 

@@ -19,6 +19,7 @@ at most (`ended`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -93,6 +94,11 @@ class Answer:
     content_type: str
 
 
+@functools.lru_cache(maxsize=64)
+def _timeout(connect_s: float) -> aiohttp.ClientTimeout:  # immutable: one per value will do
+    return aiohttp.ClientTimeout(total=None, sock_connect=connect_s)
+
+
 def _headers(upstream: UpstreamSection, content_type: str) -> dict[str, str]:
     """The upstream's own credentials: Bearer, or Anthropic's x-api-key and anthropic-version."""
     headers = {"Content-Type": content_type, "Accept-Encoding": "identity"}
@@ -123,7 +129,7 @@ async def call(
     tells, whatever happens, whether the upstream may bill the call. `extra_headers`: the
     client's that the upstream's dialect reads (anthropic-version, anthropic-beta).
     """
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=upstream.connect_timeout_s)
+    timeout = _timeout(upstream.connect_timeout_s)
     resp: aiohttp.ClientResponse | None = None
     try:
         async with asyncio.timeout(upstream.first_byte_timeout_s):
@@ -160,6 +166,12 @@ async def call(
 
 
 async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> bytes:
+    if resp.content.is_eof():  # the whole answer came with its head (a short one): no wait
+        async with resp:
+            whole = resp.content.read_nowait()
+            if len(whole) > MAX_ANSWER_BYTES:
+                raise AnswerTooLarge(f"upstream {upstream.name} answered with too large a body")
+        return whole
     parts: list[bytes] = []
     size = 0
     body = Chunks(upstream, resp)
