@@ -61,7 +61,8 @@ def cost_fields(pricer: Pricer, cost_msat: int) -> dict[str, Any]:
     """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
     fields: dict[str, Any] = {"cost_msat": cost_msat, "cost_sats": cost_msat / 1000}
     with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
-        fields["cost"] = float(cost_msat / pricer.msat_per_usd())
+        per_usd = pricer.msat_per_usd()  # the exact quotient, rounded once: int / int
+        fields["cost"] = cost_msat * per_usd.denominator / per_usd.numerator
     return fields
 
 
