@@ -27,8 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -62,8 +61,7 @@ log = logging.getLogger("nutgate.proxy")
 DRAIN_S = 600.0  # how long a stream the client dropped is read on for its usage
 
 
-@dataclass(frozen=True)
-class CallParts:
+class CallParts(NamedTuple):
     """The node's parts one metered call uses, read from the registry once (node.parts): the
     same pricer prices its quote, its reservation and its settlement, whatever the admin
     saves meanwhile."""
