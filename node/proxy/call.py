@@ -325,10 +325,11 @@ class MeteredCall:
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
         self.meter.answer_out(parsed)  # the legacy `functions` format, for a caller who used it
-        usage_out.update(self._cost_fields())
+        cost = self._cost_fields()
+        usage_out.update(cost)
         if isinstance(parsed.get("model"), str):  # the model as the client named it
             parsed["model"] = self.asked_model
-        headers = {**self._cost_headers(), **await self.payer.finish()}
+        headers = {**self._cost_headers(cost.get("cost")), **await self.payer.finish()}
         headers["X-Model"] = self.model.id  # the model charged for (a router's choice)
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
@@ -337,11 +338,11 @@ class MeteredCall:
     def _cost_fields(self) -> dict[str, Any]:
         return dress.cost_fields(self.pricer, self.cost_msat)
 
-    def _cost_headers(self) -> dict[str, str]:
+    def _cost_headers(self, usd: float | None) -> dict[str, str]:
         seen = self.measured.usage
         prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
         cached = seen.cached_tokens if seen is not None else 0
-        return dress.cost_headers(self.pricer, self.model, self.cost_msat, prompt, cached)
+        return dress.cost_headers(self.pricer, self.model, self.cost_msat, prompt, cached, usd)
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered

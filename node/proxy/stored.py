@@ -142,7 +142,7 @@ def _files(value: Any, where: str) -> Iterator[tuple[str, str, str]]:
     """File and vector-store ids anywhere under `value` (content parts, tools). A stack, not
     recursion: a client may nest a body as deep as the JSON parser allows. Paths are made only
     for a body that names one: a body of many tiny parts costs one cheap walk."""
-    if not _names_files(value):
+    if not isinstance(value, dict | list) or not _names_files(value):  # most: absent
         return
     stack = [(value, where)]
     while stack:
