@@ -60,7 +60,22 @@ def _suspect(text: str) -> bool:
     if not text.isascii():
         return _SUSPECT.search(text) is not None
     lowered = text.lower()
-    return any(word in lowered for word in _SUSPECT_WORDS)
+    for word in _SUSPECT_WORDS:  # noqa: SIM110 (a loop costs less than any() of a generator)
+        if word in lowered:
+            return True
+    return False
+
+
+def _flat_texts(fields: dict[str, Any]) -> str | None:
+    """An access line's fields are flat scalars: their strings joined for one search over
+    them all, not one per value (None: a value is something else, to be walked)."""
+    texts = []
+    for value in fields.values():
+        if isinstance(value, str):
+            texts.append(value)
+        elif value is not None and not isinstance(value, int | float):
+            return None
+    return "\n".join(texts)
 
 
 def redact(text: str, literals: Iterable[str] = ()) -> str:
@@ -86,28 +101,30 @@ class RedactFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a bad format string must not lose the record
             message = f"{record.msg!r} {record.args!r}"
-        record.msg, record.args = self._clean(message), None
+        fields = getattr(record, "fields", None)
+        flat = _flat_texts(fields) if isinstance(fields, dict) else None
+        if flat is not None and not self._may_hide(f"{message}\n{flat}"):
+            record.msg, record.args = message, None  # an access line: one search, no rewrite
+            fields = None
+        else:
+            record.msg, record.args = self._clean(message), None
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
             record.exc_text = self._clean(record.exc_text)
         if record.stack_info:
             record.stack_info = self._clean(record.stack_info)
-        fields = getattr(record, "fields", None)
         if isinstance(fields, dict) and self._may_hide_secret(fields):
             record.fields = {k: self._clean_value(v) for k, v in fields.items()}
         return True
 
     def _may_hide_secret(self, fields: dict[str, Any]) -> bool:
-        # An access line's fields are flat scalars: one search over them all, not one per value.
-        texts = []
-        for value in fields.values():
-            if isinstance(value, str):
-                texts.append(value)
-            elif value is not None and not isinstance(value, int | float):
-                return True
-        joined = "\n".join(texts)
-        return _suspect(joined) or any(s in joined for s in self.literals)
+        flat = _flat_texts(fields)
+        return flat is None or self._may_hide(flat)
+
+    def _may_hide(self, text: str) -> bool:
+        """Whether `_clean` could change `text` (a secret's shape, or a literal secret)."""
+        return _suspect(text) or any(s in text for s in self.literals)
 
     def _clean(self, text: str) -> str:
         return redact(text, self.literals)

@@ -235,8 +235,10 @@ class Pricer:
             return None
 
     def msat_per_usd(self) -> Fraction:
-        rate = self.rate()
-        if rate != self._memo[0]:  # the rate moves every few minutes; requests come far oftener
+        rate, known = self.rate(), self._memo[0]
+        # the rate moves every few minutes; requests come far oftener (and most often it is
+        # the very same object: no Fraction comparison, in Python, needed)
+        if rate is not known and rate != known:
             self._memo = (rate, self.markup * MSAT_PER_BTC / rate)
             self._tariffs = {}
         return self._memo[1]

@@ -27,8 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -62,8 +61,7 @@ log = logging.getLogger("nutgate.proxy")
 DRAIN_S = 600.0  # how long a stream the client dropped is read on for its usage
 
 
-@dataclass(frozen=True)
-class CallParts:
+class CallParts(NamedTuple):
     """The node's parts one metered call uses, read from the registry once (node.parts): the
     same pricer prices its quote, its reservation and its settlement, whatever the admin
     saves meanwhile."""
@@ -327,10 +325,11 @@ class MeteredCall:
         if usage_out is None:
             usage_out = parsed["usage"] = self.meter.usage_json(self.plan, self.measured)
         self.meter.answer_out(parsed)  # the legacy `functions` format, for a caller who used it
-        usage_out.update(self._cost_fields())
+        cost = self._cost_fields()
+        usage_out.update(cost)
         if isinstance(parsed.get("model"), str):  # the model as the client named it
             parsed["model"] = self.asked_model
-        headers = {**self._cost_headers(), **await self.payer.finish()}
+        headers = {**self._cost_headers(cost.get("cost")), **await self.payer.finish()}
         headers["X-Model"] = self.model.id  # the model charged for (a router's choice)
         return web.Response(
             body=orjson.dumps(parsed), headers=headers, content_type="application/json"
@@ -339,11 +338,11 @@ class MeteredCall:
     def _cost_fields(self) -> dict[str, Any]:
         return dress.cost_fields(self.pricer, self.cost_msat)
 
-    def _cost_headers(self) -> dict[str, str]:
+    def _cost_headers(self, usd: float | None) -> dict[str, str]:
         seen = self.measured.usage
         prompt = seen.prompt_tokens if seen is not None else self.plan.prompt_tokens
         cached = seen.cached_tokens if seen is not None else 0
-        return dress.cost_headers(self.pricer, self.model, self.cost_msat, prompt, cached)
+        return dress.cost_headers(self.pricer, self.model, self.cost_msat, prompt, cached, usd)
 
     async def _stream(self, answer: upstream.Answer) -> web.StreamResponse:
         self.produced = True  # the prompt went upstream and is being answered

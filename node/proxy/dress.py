@@ -61,14 +61,21 @@ def cost_fields(pricer: Pricer, cost_msat: int) -> dict[str, Any]:
     """The cost in the usage: msat, sat (Routstr) and USD (`cost`, as OpenRouter)."""
     fields: dict[str, Any] = {"cost_msat": cost_msat, "cost_sats": cost_msat / 1000}
     with contextlib.suppress(ServiceUnavailable):  # the BTC rate went stale meanwhile
-        fields["cost"] = float(cost_msat / pricer.msat_per_usd())
+        per_usd = pricer.msat_per_usd()  # the exact quotient, rounded once: int / int
+        fields["cost"] = cost_msat * per_usd.denominator / per_usd.numerator
     return fields
 
 
 def cost_headers(
-    pricer: Pricer, model: Model, cost_msat: int, prompt_tokens: int, cached_tokens: int
+    pricer: Pricer,
+    model: Model,
+    cost_msat: int,
+    prompt_tokens: int,
+    cached_tokens: int,
+    usd: float | None,
 ) -> dict[str, str]:
-    """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest)."""
+    """X-Cost-Msat, and Routstr's X-Routstr-Cost-* (the prompt's part and the rest); `usd`:
+    the cost's `cost` field (cost_fields), if there is one."""
     prompt = Usage(prompt_tokens, 0, cached_tokens)
     prompt_msat = min(cost_msat, pricer.cost_msat(model.price, prompt))
     headers = {
@@ -77,7 +84,6 @@ def cost_headers(
         "X-Routstr-Input-Cost-Msats": str(prompt_msat),
         "X-Routstr-Output-Cost-Msats": str(cost_msat - prompt_msat),
     }
-    usd = cost_fields(pricer, cost_msat).get("cost")
     if usd is not None:
         headers["X-Routstr-Cost-Usd"] = f"{usd:.9f}"
     return headers

@@ -49,7 +49,7 @@ class Plan:
 class Measured:
     usage: Usage | None = None  # as the upstream reported it
     units: Fraction | None = None  # images made / seconds transcribed, as reported
-    output_tokens: int = 0  # estimated from the text received
+    output_tokens: int = 0  # estimated from the text received: read only when usage is None
 
 
 def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:
@@ -218,8 +218,11 @@ class ChatMeter(Meter):
         return asked
 
     def measure(self, answer: dict[str, Any]) -> Measured:
+        usage = Usage.from_openai(answer.get("usage"))
+        if usage is not None:  # the estimate stands in for a usage only: none is needed
+            return Measured(usage)
         chars = output_chars(answer.get("choices"), "message") + _responses_chars(answer)
-        return Measured(Usage.from_openai(answer.get("usage")), output_tokens=-(-chars // 4))
+        return Measured(None, output_tokens=-(-chars // 4))
 
 
 class MessagesMeter(ChatMeter):

@@ -142,7 +142,7 @@ def _files(value: Any, where: str) -> Iterator[tuple[str, str, str]]:
     """File and vector-store ids anywhere under `value` (content parts, tools). A stack, not
     recursion: a client may nest a body as deep as the JSON parser allows. Paths are made only
     for a body that names one: a body of many tiny parts costs one cheap walk."""
-    if not _names_files(value):
+    if not isinstance(value, dict | list) or not _names_files(value):  # most: absent
         return
     stack = [(value, where)]
     while stack:
@@ -163,6 +163,7 @@ def _files(value: Any, where: str) -> Iterator[tuple[str, str, str]]:
 
 FILE_KEYS = frozenset(FILE_FIELDS)
 SCHEMA_KEYS = frozenset(SCHEMA_FIELDS)
+FILE_MARKERS = tuple(f'"{key}":'.encode() for key in FILE_FIELDS)  # as orjson writes a key
 
 
 def _names_files(value: Any) -> bool:
@@ -173,7 +174,7 @@ def _names_files(value: Any) -> bool:
         text = orjson.dumps(value)
     except orjson.JSONEncodeError:
         text = b""
-    if text and not any(f'"{key}":'.encode() in text for key in FILE_FIELDS):
+    if text and not any(marker in text for marker in FILE_MARKERS):
         return False
     stack = [value]
     while stack:

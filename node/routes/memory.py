@@ -30,8 +30,10 @@ async def remembered_chat(
     if "models" in body:
         return None
     preset = parts.catalogue.get(body.get("model")).preset
+    if preset is None or not preset.memory_turns:  # most chats: no payer to look at
+        return None
     owner = credentials.presented(request, parts.ledger).owner
-    if preset is None or not preset.memory_turns or owner is None:
+    if owner is None:
         return None
     system = [m for m in body["messages"] if m.get("role") == "system"]
     said = [m for m in body["messages"] if m.get("role") != "system"]
