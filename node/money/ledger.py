@@ -414,25 +414,3 @@ class Ledger(LedgerReports):
                 + _UNTOUCHED,
                 {"k": key_hash, "rid": request_id, "id": account_id, "untouched": untouched_msat},
             )
-
-    def spender(self, account_id: int) -> tuple[str | None, str | None, bool]:
-        """(the id of the request that spent a one-shot account, its Idempotency-Key hash,
-        whether a request still holds a reservation on it)."""
-        row = self.db.query_one(
-            "SELECT request_id, idempotency_key,"
-            " EXISTS (SELECT 1 FROM reservations r WHERE r.account_id = a.id) AS busy"
-            " FROM accounts a WHERE a.id = ?",
-            (account_id,),
-        )
-        if row is None:
-            return None, None, False
-        return row["request_id"], row["idempotency_key"], bool(row["busy"])
-
-    def payout_refs(self, account_id: int, prefix: str) -> list[str]:
-        """The purposes of the payouts debited from an account that start with `prefix`, oldest
-        first (a failed one, refunded, may have been tried again under the same purpose)."""
-        rows = self.db.query(
-            "SELECT ref FROM entries WHERE account_id = ? AND kind = ? ORDER BY id",
-            (account_id, WITHDRAW),
-        )
-        return list(dict.fromkeys(r["ref"] for r in rows if str(r["ref"]).startswith(prefix)))

@@ -1,7 +1,8 @@
 """What the ledger's tables tell its readers: the audit, liabilities, totals, pages, series.
 
 Read-only queries over accounts, entries and reservations, for the admin's money and stats
-pages, the metrics and `nutgate audit`; `Ledger` (ledger.py) inherits them, so the ledger's
+pages, the metrics, `nutgate audit`, and the payments' look at a one-shot account's spender
+and an account's payouts; `Ledger` (ledger.py) inherits them, so the ledger's
 tables are read and written by the ledger's two modules alone.
 
 Remainders are the part of the liabilities that cannot leave as ecash: each account's msat
@@ -17,7 +18,7 @@ from typing import Any
 
 from node.db.store import Store
 from node.money.accounts import Cap, Mismatch
-from node.money.ledger_schema import CHARGE
+from node.money.ledger_schema import CHARGE, WITHDRAW
 from wallet.store import Connection
 
 ACCOUNT_COLUMNS = (
@@ -171,3 +172,27 @@ class LedgerReports:
             {"start": start, "end": end, "b": bucket_s, "charge": CHARGE},
         )
         return (int(before[0]) if before else 0), {int(r["i"]): r for r in rows}
+
+    # --- one-shot accounts and payouts ---------------------------------------------------
+
+    def spender(self, account_id: int) -> tuple[str | None, str | None, bool]:
+        """(the id of the request that spent a one-shot account, its Idempotency-Key hash,
+        whether a request still holds a reservation on it)."""
+        row = self.db.query_one(
+            "SELECT request_id, idempotency_key,"
+            " EXISTS (SELECT 1 FROM reservations r WHERE r.account_id = a.id) AS busy"
+            " FROM accounts a WHERE a.id = ?",
+            (account_id,),
+        )
+        if row is None:
+            return None, None, False
+        return row["request_id"], row["idempotency_key"], bool(row["busy"])
+
+    def payout_refs(self, account_id: int, prefix: str) -> list[str]:
+        """The purposes of the payouts debited from an account that start with `prefix`, oldest
+        first (a failed one, refunded, may have been tried again under the same purpose)."""
+        rows = self.db.query(
+            "SELECT ref FROM entries WHERE account_id = ? AND kind = ? ORDER BY id",
+            (account_id, WITHDRAW),
+        )
+        return list(dict.fromkeys(r["ref"] for r in rows if str(r["ref"]).startswith(prefix)))
