@@ -19,7 +19,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from node.errors import BadRequest, NodeError
+from node.dialects.messages_check import check_request
+from node.errors import NodeError
 from node.http import credentials
 from node.http.web import json_response, read_json
 from node.parts import PARTS
@@ -31,22 +32,11 @@ from node.routes.paid import metered
 routes = web.RouteTableDef()
 
 
-def _check(body: dict[str, Any]) -> None:
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("messages: a non-empty list is required", param="messages")
-    if not all(isinstance(m, dict) and m.get("role") in ("user", "assistant") for m in messages):
-        raise BadRequest("messages: each must be an object with role user or assistant")
-
-
 @routes.post("/v1/messages")
 async def messages(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
-    _check(body)
-    max_tokens = body.get("max_tokens")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise BadRequest("max_tokens: a positive integer is required", param="max_tokens")
+    check_request(body)
     return await metered(request, MessagesMeter(), body, raw)
 
 
@@ -55,7 +45,7 @@ async def count_tokens(request: web.Request) -> web.Response:
     body, raw = await read_json(request)
     parts = request.app[PARTS]
     model = parts.catalogue.get(body.get("model"))
-    _check(body)
+    check_request(body, counting=True)
     secret = credentials.credential(request)
     known = secret is not None and credentials.account_by_secret(request, parts.ledger, secret)[1]
     counted = await _upstream_count(request, model, body) if known else None
