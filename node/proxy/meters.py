@@ -206,6 +206,7 @@ class ChatMeter(Meter):
         return self.limit_fields[-1]
 
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
+        _check_stream_fields(body)
         return billing.shape(self.path, body)
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
@@ -247,6 +248,16 @@ class MessagesMeter(ChatMeter):
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_anthropic(answer.get("usage")))
+
+
+def _check_stream_fields(body: dict[str, Any]) -> None:
+    """The node reads these itself (whether to relay a stream, whether the client asked for
+    its usage): a wrong type is the client's 400, not a guess ("yes" is not true)."""
+    stream, options = body.get("stream"), body.get("stream_options")
+    if stream is not None and not isinstance(stream, bool):
+        raise BadRequest("stream: a boolean is required", param="stream")
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("stream_options: an object is required", param="stream_options")
 
 
 def _writes_dearer(price: Price) -> bool:
