@@ -62,14 +62,15 @@ class NodeError(Exception):
 
     def anthropic_envelope(self, request_id: str | None = None) -> dict[str, Any]:
         """Anthropic's error body: its type for this status (402: billing_error)."""
-        kind = ANTHROPIC_TYPES.get(self.status, "api_error")
+        kind = anthropic_type(self.status)
         body: dict[str, Any] = {"type": "error", "error": {"type": kind, "message": self.message}}
         if request_id is not None:
             body["request_id"] = request_id
         return body
 
 
-# Anthropic's error types by status (its API reference, "Errors"); others: api_error.
+# Anthropic's error types by status (its API reference, "Errors"); another 4xx is an
+# invalid_request_error there ("also used for other 4XX status codes"), a 5xx an api_error.
 ANTHROPIC_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -85,6 +86,10 @@ ANTHROPIC_TYPES = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+
+def anthropic_type(status: int) -> str:
+    return ANTHROPIC_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
 
 
 class BadRequest(NodeError):

@@ -114,3 +114,16 @@ async def test_documented_and_unknown_shapes_pass(
     counting = {k: body[k] for k in ("model", "system", "messages", "tools", "tool_choice")}
     status, _, answer = await call(mnode, "POST", "/v1/messages/count_tokens", key, json=counting)
     assert status == 200 and isinstance(answer["input_tokens"], int), answer
+
+
+async def test_a_client_error_without_its_own_anthropic_type_is_an_invalid_request_error(
+    mnode: NodeHandle,
+) -> None:
+    """Anthropic uses invalid_request_error for the 4xx it lists no type for (a 405 here);
+    api_error is its 500."""
+    key = mnode.new_key(100_000)
+    for method in ("GET", "PUT", "DELETE"):
+        status, _, answer = await call(mnode, method, "/v1/messages", key)
+        assert status == 405 and answer["type"] == "error", answer
+        assert answer["error"]["type"] == "invalid_request_error", answer
+    assert mnode.balance(key) == 100_000
