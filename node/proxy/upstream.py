@@ -69,10 +69,14 @@ class _Request(aiohttp.ClientRequest):
     objects) aiohttp sends per request once one trace is configured, ~15 µs a call."""
 
     async def send(self, conn: Connection) -> aiohttp.ClientResponse:
+        # returns once the head is written (or buffered, to leave with the body's first
+        # bytes): where a trace's on_request_headers_sent would fire, not before, so that a
+        # head aiohttp could not write leaves the attempt unsent
+        response = await super().send(conn)
         attempt = _ATTEMPT.get()
         if attempt is not None:
             attempt.sent = True
-        return await super().send(conn)
+        return response
 
 
 def new_session() -> aiohttp.ClientSession:
