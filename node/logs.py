@@ -102,7 +102,8 @@ class RedactFilter(logging.Filter):
         except Exception:  # a bad format string must not lose the record
             message = f"{record.msg!r} {record.args!r}"
         fields = getattr(record, "fields", None)
-        flat = _flat_texts(fields) if isinstance(fields, dict) else None
+        fields = fields if isinstance(fields, dict) else None
+        flat = None if fields is None else _flat_texts(fields)
         if flat is not None and not self._may_hide(f"{message}\n{flat}"):
             record.msg, record.args = message, None  # an access line: one search, no rewrite
             fields = None
@@ -114,13 +115,10 @@ class RedactFilter(logging.Filter):
             record.exc_text = self._clean(record.exc_text)
         if record.stack_info:
             record.stack_info = self._clean(record.stack_info)
-        if isinstance(fields, dict) and self._may_hide_secret(fields):
+        # fields not flat (None) are walked; flat ones rewritten only where a secret may be
+        if fields is not None and (flat is None or self._may_hide(flat)):
             record.fields = {k: self._clean_value(v) for k, v in fields.items()}
         return True
-
-    def _may_hide_secret(self, fields: dict[str, Any]) -> bool:
-        flat = _flat_texts(fields)
-        return flat is None or self._may_hide(flat)
 
     def _may_hide(self, text: str) -> bool:
         """Whether `_clean` could change `text` (a secret's shape, or a literal secret)."""

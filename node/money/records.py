@@ -117,14 +117,12 @@ class Records:
         """Inside the settlement's transaction; nothing when history is off."""
         if self.history_days <= 0:
             return
-        row: tuple[Any, ...] = record
         if self.coster is not None and not record.upstream_cost_msat:
-            row = (*record[:-1], self._upstream_cost(record))
+            record = record._replace(upstream_cost_msat=self._upstream_cost(record))
         if isinstance(conn, Settling):  # sent with its settlement (PostgreSQL)
-            values = dict(zip(Record._fields, row, strict=True))
-            conn.insert("request_records", values, charged="cost_msat")
+            conn.insert("request_records", record._asdict(), charged="cost_msat")
         else:
-            conn.execute(_INSERT, row)
+            conn.execute(_INSERT, record)
         if self.checkpoint is not None:
             self.checkpoint(RECORDED)
 

@@ -238,8 +238,7 @@ class MessagesMeter(ChatMeter):
         self.usage_names = ("input_tokens", "output_tokens")
 
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
-        if body.get("max_tokens") is None:
-            raise BadRequest("max_tokens: a positive integer is required", param="max_tokens")
+        # the route checked the request's types first (node.dialects.messages_check)
         return billing.messages_shape(body, model.price.cache_write is not None)
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
