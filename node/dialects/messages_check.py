@@ -15,6 +15,7 @@ from node.errors import BadRequest
 
 ROLES = ("user", "assistant")
 TOOL_CHOICES = ("auto", "any", "tool", "none")
+SOURCE_FIELDS = {"base64": "data", "url": "url", "text": "data", "file": "file_id"}  # by type
 
 
 def check_request(body: dict[str, Any], *, counting: bool = False) -> None:
@@ -75,7 +76,7 @@ def _blocks(blocks: list[Any], where: str) -> None:
 def _source(source: Any, where: str) -> None:
     if not isinstance(source, dict) or not isinstance(source.get("type"), str):
         raise BadRequest(f"{where}: an object with a string 'type' is required", param=where)
-    field = {"base64": "data", "url": "url", "text": "data", "file": "file_id"}.get(source["type"])
+    field = SOURCE_FIELDS.get(source["type"])
     if field is not None and not isinstance(source.get(field), str):
         raise BadRequest(f"{where}.{field}: a string is required", param=where)
 
