@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import datetime
@@ -34,6 +35,7 @@ import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import cast
 
 import psycopg
 
@@ -41,6 +43,7 @@ from bench import load
 from bench.nodes import BenchNode
 from bench.procs import Proc, mock_upstream
 from bench.report import machine, pct
+from node.cli import new_event_loop
 from node.db.sqlite import SqliteStore
 from node.http.lag import ENV as LOOPLAG
 from node.money.ledger import Ledger
@@ -66,8 +69,9 @@ def options() -> argparse.Namespace:
 class DelayProxy:
     """A TCP proxy to PostgreSQL that delivers each chunk `delay_s` after it arrived, in order,
     in both directions: a network's latency without its bandwidth limit. It runs in a process
-    of its own at a raised priority where allowed (a network takes no CPU from the hosts), its
-    event loop serving every connection."""
+    of its own at a raised priority where allowed, with protocol callbacks and one timer per
+    direction rather than streams and tasks: a network takes no CPU from the hosts, so the
+    proxy should take as little of the machine's as it can. `cpu_s()` is its CPU time."""
 
     def __init__(self, delay_s: float) -> None:
         self.delay_s = delay_s
@@ -82,6 +86,11 @@ class DelayProxy:
         self.port = ours.recv()
         return self
 
+    def cpu_s(self) -> float:
+        assert self._proc is not None and self._proc.pid is not None
+        fields = Path(f"/proc/{self._proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         if self._proc is not None:
             self._proc.terminate()
@@ -90,41 +99,73 @@ class DelayProxy:
     def _main(self, report: Connection) -> None:
         with contextlib.suppress(OSError):
             os.nice(-10)
-        loop = asyncio.new_event_loop()
-        server = loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
+        loop = new_event_loop()
+        server = loop.run_until_complete(
+            loop.create_server(lambda: _Client(self.delay_s), "127.0.0.1", 0)
+        )
         report.send(server.sockets[0].getsockname()[1])
         loop.run_forever()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+
+class _Delayed(asyncio.Protocol):
+    """One direction's receiving end: what arrives is written to `peer` `delay_s` later, in
+    order (one timer for the queue's head, not one per chunk)."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.peer: asyncio.Transport | None = None
+        self.transport: asyncio.Transport | None = None
+        self._queue: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        self._later(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._later(b"")  # the close, after what came before it
+
+    def _later(self, data: bytes) -> None:
+        due = self._loop.time() + self.delay_s
+        self._queue.append((due, data))
+        if self._timer is None:
+            self._timer = self._loop.call_at(due, self._deliver)
+
+    def _deliver(self) -> None:
+        self._timer = None
+        now = self._loop.time() + 0.0001
+        while self.peer is not None and self._queue and self._queue[0][0] <= now:
+            _, data = self._queue.popleft()
+            if data:
+                self.peer.write(data)
+            else:
+                self.peer.close()
+        if self.peer is not None and self._queue:  # else the connect delivers them
+            self._timer = self._loop.call_at(self._queue[0][0], self._deliver)
+
+
+class _Client(_Delayed):
+    """The node's side: connects to PostgreSQL; bytes that arrive before that are queued."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._loop.create_task(self._connect())
+
+    async def _connect(self) -> None:
+        assert self.transport is not None
         try:
-            up_r, up_w = await asyncio.open_connection(PG_HOST, PG_PORT)
+            upstream, server = await self._loop.create_connection(
+                lambda: _Delayed(self.delay_s), PG_HOST, PG_PORT
+            )
         except OSError:
-            writer.close()
+            self.transport.close()
             return
-        await asyncio.gather(self._pipe(reader, up_w), self._pipe(up_r, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def deliver() -> None:
-            while True:
-                due, data = await queue.get()
-                if not data:
-                    writer.close()
-                    return
-                if (wait := due - loop.time()) > 0:
-                    await asyncio.sleep(wait)
-                writer.write(data)
-
-        sender = asyncio.create_task(deliver())
-        try:
-            while data := await reader.read(1 << 16):
-                queue.put_nowait((loop.time() + self.delay_s, data))
-        except OSError:
-            pass
-        queue.put_nowait((0.0, b""))
-        await sender
+        server.peer, self.peer = self.transport, upstream
+        if self._timer is None:
+            self._deliver()
 
 
 def round_trip_ms(url: str, n: int = 300) -> float:
@@ -164,6 +205,7 @@ class Run:
     cpu_us: float  # the nodes' CPU time per request
     lag_ms: list[float]
     rtt_ms: list[float]  # SELECT 1 through the proxy during the run (PostgreSQL runs only)
+    proxy_us: float  # the proxy's CPU time per request
 
 
 def probe(url: str, stop: threading.Event) -> list[float]:
@@ -178,10 +220,13 @@ def probe(url: str, stop: threading.Event) -> list[float]:
     return times
 
 
-def load_all(nodes: list[BenchNode], conns: int, seconds: float, db_url: str) -> Run:
+def load_all(
+    nodes: list[BenchNode], conns: int, seconds: float, db_url: str, proxy: DelayProxy
+) -> Run:
     """Requests per second over `nodes` loaded at once, `conns` split evenly; lag samples."""
     share = max(1, conns // len(nodes))
     start, cpu = time.monotonic(), sum(n.proc.cpu_s() for n in nodes)
+    proxy_cpu = proxy.cpu_s()
     stop = threading.Event()
     with concurrent.futures.ThreadPoolExecutor(len(nodes) + 1) as pool:
         rtt = pool.submit(probe, db_url, stop) if db_url else None
@@ -190,6 +235,7 @@ def load_all(nodes: list[BenchNode], conns: int, seconds: float, db_url: str) ->
         stop.set()
         rtt_ms = rtt.result() if rtt else []
     cpu = sum(n.proc.cpu_s() for n in nodes) - cpu
+    proxy_cpu = proxy.cpu_s() - proxy_cpu
     time.sleep(1.2)  # the monitors' last lines
     errors = sum(r.errors for r in results)
     if errors:
@@ -197,7 +243,8 @@ def load_all(nodes: list[BenchNode], conns: int, seconds: float, db_url: str) ->
     requests = sum(r.requests for r in results)
     rps = sum(r.rps for r in results)
     lags = lag_ms(nodes, start, start + seconds)
-    return Run(rps, cpu / max(1, requests) * 1e6, lags, rtt_ms)
+    per_request = 1e6 / max(1, requests)
+    return Run(rps, cpu * per_request, lags, rtt_ms, proxy_cpu * per_request)
 
 
 def commit_times(db: SqliteStore, seconds: float) -> tuple[list[float], int]:
@@ -264,7 +311,7 @@ def main() -> None:
             for _ in range(args.rounds):
                 for k, nodes in runs.items():
                     db = url if nodes[0] is not lite else ""
-                    figures[k].append(load_all(nodes, args.conns, args.seconds, db))
+                    figures[k].append(load_all(nodes, args.conns, args.seconds, db, proxy))
             report(args, figures, rtt, a)
         finally:
             for proc in procs:
@@ -298,10 +345,12 @@ def report(
     for k, runs in figures.items():
         lag = [x for r in runs for x in r.lag_ms]
         cpu = statistics.median(r.cpu_us for r in runs)
+        proxy = statistics.median(r.proxy_us for r in runs)
         each = ", ".join(f"{r.rps:.0f}" for r in runs)
         worst = max(lag, default=float("nan"))
         print(
             f"  {k:12s} median {med[k]:6.0f} req/s (runs {each})  node CPU {cpu:5.0f} us/req"
+            f" (proxy {proxy:3.0f})"
             f"  loop lag p50 {pct(lag, 0.5):.1f} p99 {pct(lag, 0.99):.1f} max {worst:.1f} ms"
             f" ({len(lag)} samples)"
         )
