@@ -156,7 +156,7 @@ async def test_a_transcription_that_times_out_is_charged_what_was_sent(
 
     Expected: once the clip was sent, it is charged at least the reservation's audio (the
     upstream bills decoding whatever follows), as for a timed-out chat prompt
-    (node/metering.py AudioMeter.plan: floor = the audio's cost).
+    (node/proxy/unit_meters.py AudioMeter.plan: floor = the audio's cost).
     """
     key = audio_node.new_key(BALANCE)
     clip = flac_silence(60)

@@ -3,8 +3,8 @@
     ChatMeter        chat/completions, completions, responses   tokens in and out
     MessagesMeter    messages (Anthropic's)                     tokens in (four kinds) and out
     EmbeddingsMeter  embeddings                                  tokens in
-    ImagesMeter      images/generations                          per image made
-    AudioMeter       audio/transcriptions, audio/translations    per minute, or tokens
+    ImagesMeter      images/generations                          per image made (unit_meters.py)
+    AudioMeter       audio/transcriptions, audio/translations    per minute, or tokens (ditto)
 
 `plan` runs before the reservation (and caps the answer so it cannot cost more than reserved);
 `measure` reads the answer; `cost` prices what was measured, or an estimate when the upstream
@@ -13,7 +13,6 @@ said nothing. The proxy (node/proxy/call.py) does the rest the same way for all 
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -25,12 +24,10 @@ from node.errors import BadRequest, PaymentRequired
 from node.pricing import billing
 from node.pricing.catalogue import Model
 from node.pricing.prices import Price, Pricer, Usage
-from node.proxy.audio import Upload, encode_multipart, seconds_bound
 from node.proxy.sse import output_chars
 
 _REASONING = re.compile(r"^(o\d|gpt-5)")  # OpenAI's reasoning models, by id
 MIN_ANSWER_TOKENS = 16  # fewer than this affordable: refuse rather than cut an answer to nothing
-AUDIO_TOKENS_PER_SECOND = 20  # errs high: OpenAI's audio models use ~10 input tokens a second
 
 
 @dataclass
@@ -75,7 +72,7 @@ def estimate_prompt_tokens(raw_body: bytes) -> int:
     return len(raw_body) // 4 + 16
 
 
-def _need_token_price(model: Model) -> None:
+def need_token_price(model: Model) -> None:
     if not model.token_priced:
         raise BadRequest(
             f"the model {model.id!r} is not priced per token on this node",
@@ -84,7 +81,7 @@ def _need_token_price(model: Model) -> None:
         )
 
 
-def _short(need: int, available: int) -> PaymentRequired:
+def short_of(need: int, available: int) -> PaymentRequired:
     return PaymentRequired(
         f"insufficient balance: this request needs at least {need} msat, "
         f"{max(available, 0)} msat available",
@@ -165,7 +162,7 @@ class ChatMeter(Meter):
     def plan(
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
-        _need_token_price(model)
+        need_token_price(model)
         shape = self.shape(model, body)
         fields = [f for f in self.limit_fields if f in body] or [self._default_limit(model)]
         limits = [n for f in fields if (n := _output_limit(body, f)) is not None]
@@ -182,7 +179,7 @@ class ChatMeter(Meter):
             least = Usage(
                 bound, min(MIN_ANSWER_TOKENS, wanted) * choices, cache_write_tokens=writes
             )
-            raise _short(pricer.cost_msat(model.price, least), available)
+            raise short_of(pricer.cost_msat(model.price, least), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
             body[field] = output
@@ -292,7 +289,7 @@ class EmbeddingsMeter(Meter):
     def plan(
         self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
     ) -> Plan:
-        _need_token_price(model)
+        need_token_price(model)
         shape = billing.shape(self.path, body)
         bound = billing.prompt_bound(shape, len(raw), model.context_length, model.context_known)
         # Token-id inputs can be 2 bytes a token: count each number once more to err high.
@@ -300,117 +297,10 @@ class EmbeddingsMeter(Meter):
         prompt = bound if shape.unbounded else min(estimate, bound)
         cost = pricer.cost_msat(model.price, Usage(bound, 0))
         if cost > available:
-            raise _short(cost, available)
+            raise short_of(cost, available)
         return Plan(
             prompt, 0, cost, pricer.cost_msat(model.price, Usage(prompt, 0)), prompt_bound=bound
         )
 
     def measure(self, answer: dict[str, Any]) -> Measured:
         return Measured(Usage.from_openai(answer.get("usage"), output=False))
-
-
-class _UnitMeter(Meter):
-    """Priced per unit (image, second of audio), plus the model's per-request price."""
-
-    def unit_usd(self, model: Model) -> Fraction:
-        raise NotImplementedError
-
-    def unit_cost(self, pricer: Pricer, model: Model, units: Fraction) -> int:
-        usd = model.price.request + units * self.unit_usd(model)
-        return pricer.cost_msat(Price(Fraction(0), Fraction(0), request=usd), Usage())
-
-    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
-        # No more than reserved: an upstream reporting absurd units cannot drain an account.
-        units = plan.units if seen.units is None else min(seen.units, plan.units)
-        return self.unit_cost(pricer, model, units)
-
-
-class ImagesMeter(_UnitMeter):
-    path = "images/generations"
-
-    def unit_usd(self, model: Model) -> Fraction:
-        assert model.image_usd is not None
-        return model.image_usd
-
-    def plan(
-        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
-    ) -> Plan:
-        if model.image_usd is None:
-            raise BadRequest(
-                f"the model {model.id!r} has no per-image price on this node",
-                param="model",
-                code="model_not_priced",
-            )
-        if body.get("stream"):
-            raise BadRequest("streamed image generation is not offered", param="stream")
-        images = Fraction(billing.positive_int(body, "n", 1, 10))
-        cost = self.unit_cost(pricer, model, images)
-        if cost > available:
-            raise _short(cost, available)
-        return Plan(0, 0, cost, 0, units=images)
-
-    def measure(self, answer: dict[str, Any]) -> Measured:
-        data = answer.get("data")
-        return Measured(units=Fraction(len(data)) if isinstance(data, list) else None)
-
-    def usage_json(self, plan: Plan, seen: Measured) -> dict[str, Any]:
-        return {"images": int(seen.units if seen.units is not None else plan.units)}
-
-
-class AudioMeter(_UnitMeter):
-    """Transcriptions and translations: per minute when the model has a minute price, else by
-    token."""
-
-    text_answers = True  # response_format text, srt, vtt
-    usage_names = ("input_tokens", "output_tokens")
-
-    def __init__(
-        self, fields: list[tuple[str, str]], upload: Upload, path: str = "audio/transcriptions"
-    ):
-        self.fields, self.upload, self.path = fields, upload, path
-
-    def unit_usd(self, model: Model) -> Fraction:
-        return (model.audio_minute_usd or Fraction(0)) / 60
-
-    def encode(self, body: dict[str, Any]) -> tuple[bytes, str]:
-        fields = [(k, v) for k, v in self.fields if k != "model"] + [("model", body["model"])]
-        return encode_multipart(fields, [self.upload])
-
-    def plan(
-        self, pricer: Pricer, model: Model, body: dict[str, Any], raw: bytes, available: int
-    ) -> Plan:
-        # Once sent, the clip is decoded and billed whatever follows: its cost is the floor.
-        seconds = math.ceil(seconds_bound(self.upload.data, model.max_audio_seconds)[0])
-        if model.audio_minute_usd is not None:
-            units = Fraction(seconds)  # upstreams bill whole seconds
-            cost = self.unit_cost(pricer, model, units)
-            if cost > available:
-                raise _short(cost, available)
-            return Plan(0, 0, cost, cost, units=units)
-        _need_token_price(model)
-        # the audio's tokens, and the text of a `prompt` field (a token a byte at most)
-        text = sum(len(v.encode()) for k, v in self.fields if k == "prompt")
-        prompt = seconds * AUDIO_TOKENS_PER_SECOND + 16 + text
-        output = model.max_output_tokens
-        cost = pricer.cost_msat(model.price, Usage(prompt, output))
-        if cost > available:
-            raise _short(cost, available)
-        floor = pricer.cost_msat(model.price, Usage(prompt, 0))
-        return Plan(prompt, output, cost, floor, prompt_bound=prompt)
-
-    def measure(self, answer: dict[str, Any]) -> Measured:
-        usage = answer.get("usage")
-        seconds = usage.get("seconds") if isinstance(usage, dict) else answer.get("duration")
-        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds < 0:
-            seconds = None
-        text = answer.get("text")
-        return Measured(
-            usage=Usage.from_openai(usage),
-            units=Fraction(str(seconds)) if seconds is not None else None,
-            output_tokens=-(-len(text) // 4) if isinstance(text, str) else 0,
-        )
-
-    def cost(self, pricer: Pricer, model: Model, plan: Plan, seen: Measured) -> int:
-        if model.audio_minute_usd is not None:
-            return super().cost(pricer, model, plan, seen)
-        return Meter.cost(self, pricer, model, plan, seen)

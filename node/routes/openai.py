@@ -15,12 +15,8 @@ from node.pricing.catalogue import Model
 from node.pricing.listing import model_json
 from node.proxy import legacy, text
 from node.proxy.audio import Upload
-from node.proxy.meters import (
-    AudioMeter,
-    ChatMeter,
-    EmbeddingsMeter,
-    ImagesMeter,
-)
+from node.proxy.meters import ChatMeter, EmbeddingsMeter
+from node.proxy.unit_meters import AudioMeter, ImagesMeter
 from node.routes import memory as memory_routes
 from node.routes.paid import metered
 
