@@ -30,7 +30,8 @@ from node.errors import BadRequest, NotFound
 from node.pricing import billing, selectors
 from node.pricing.prices import Price, dearest, exact
 from node.pricing.sources import CatalogueEntry, resolve_price
-from node.settings import ModelSection, PresetSection, RouterSection, Settings, UpstreamSection
+from node.settings import Settings
+from node.settings.catalogue import ModelSection, PresetSection, RouterSection, UpstreamSection
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import aiohttp
 from node.pricing.catalogue import Catalogue, Route
 from node.pricing.sources import CatalogueError, fetch_catalogue
 from node.proxy import upstream as upstream_calls
-from node.settings import UpstreamSection
+from node.settings.catalogue import UpstreamSection
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from node.pricing.catalogue import Model
 from node.pricing.prices import Pricer
 from node.proxy.meters import estimate_prompt_tokens
 from node.proxy.providers import Status
-from node.settings import RouterSection
+from node.settings.catalogue import RouterSection
 
 
 def availability(status: dict[str, Status], model: Model) -> str:

@@ -13,7 +13,7 @@ from node.parts import PARTS, Parts
 from node.pricing.catalogue import Model
 from node.pricing.listing import model_json
 from node.proxy.providers import Status
-from node.settings import ENDPOINTS, UpstreamSection
+from node.settings.catalogue import ENDPOINTS, UpstreamSection
 
 routes = web.RouteTableDef()
 
