@@ -14,7 +14,7 @@ from typing import Any
 
 from node.errors import BadRequest
 from node.pricing import metadata
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Pricer
 from node.proxy.meters import estimate_prompt_tokens
 from node.proxy.providers import Status
