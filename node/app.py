@@ -23,6 +23,7 @@ from node.routes import (
     messages,
     nodes,
     openai,
+    payouts,
     usage,
 )
 from node.routes import lightning as lightning_routes
@@ -70,6 +71,7 @@ def create_app(settings: Settings, *, checkpoint: Checkpoint | None = None) -> w
     app.add_routes(openai.unprefixed())  # /chat/completions, /models…: a base URL without /v1
     app.add_routes(messages.routes)
     app.add_routes(wallet_routes.routes)
+    app.add_routes(payouts.routes)
     app.add_routes(lightning_routes.routes)
     app.add_routes(usage.routes)
     app.add_routes(keys.routes)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from node.settings import PricingSection
+from node.settings.money import PricingSection
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD
 from tests.support.browser import admin_page, chromium, shot, until  # noqa: F401 (chromium: a fixture)

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from node.settings import ModelSection
+from node.settings.catalogue import ModelSection
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.browser import admin_page, chromium, shot  # noqa: F401 (chromium: a fixture)

@@ -12,7 +12,7 @@ import pytest
 
 from node.errors import ServiceUnavailable
 from node.pricing.btc_rate import BtcRate, NoRate, parse_price, source_format
-from node.settings import PricingSection
+from node.settings.money import PricingSection
 from tests.support.fake_exchanges import SHAPES, FakeExchange, down_url
 
 Exchanges = Callable[..., Awaitable[FakeExchange]]

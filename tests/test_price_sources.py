@@ -24,7 +24,7 @@ from node.pricing.sources import (
     parse_catalogue,
     resolve_price,
 )
-from node.settings import ModelSection
+from node.settings.catalogue import ModelSection
 
 M = 10**6  # tokens per Mtok
 
@@ -148,7 +148,7 @@ def test_upstream_model_is_what_gets_priced_and_limits_merge() -> None:
 
 
 class FutureModelSection(ModelSection):
-    """The [[models]] fields proposed for settings.py, to show they are read once added."""
+    """The [[models]] fields proposed for the settings, to show they are read once added."""
 
     cached_input_usd_per_mtok: float | None = None
     reasoning_usd_per_mtok: float | None = None

@@ -13,7 +13,7 @@ from aiohttp import web
 from node.dev.procs import free_port
 from node.errors import UpstreamError, UpstreamTimeout
 from node.proxy import upstream
-from node.settings import UpstreamSection
+from node.settings.catalogue import UpstreamSection
 
 BODY = b'{"model": "m", "messages": [{"role": "user", "content": "hi"}]}'
 

@@ -14,7 +14,7 @@ import pytest
 
 from node.dev.procs import free_port
 from node.pricing.catalogue import prefixes_of
-from node.settings import UpstreamSection
+from node.settings.catalogue import UpstreamSection
 from tests.conftest import NodeHandle
 from tests.support.servers import ThreadedServer
 from tests.test_spine import EXACT, client, hello

@@ -30,7 +30,8 @@ from node.pricing.btc_rate import BtcRate
 from node.pricing.catalogue import Catalogue
 from node.pricing.prices import Pricer
 from node.proxy.providers import ProviderMonitor
-from node.settings import ConfigError, PricingSection, Settings, load_settings
+from node.settings import ConfigError, Settings, load_settings
+from node.settings.money import PricingSection
 
 log = logging.getLogger("nutgate.admin")
 

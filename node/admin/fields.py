@@ -10,7 +10,8 @@ from typing import Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from node.admin.config import NEXT_START, SECRETS, STARTUP_ONLY, TABLE_SECTIONS
-from node.settings import ModelSection, Settings
+from node.settings import Settings
+from node.settings.catalogue import ModelSection
 
 UNITS = [  # by the key's ending, first match
     ("_usd_per_mtok", "USD per million tokens"),

@@ -21,7 +21,7 @@ from node.errors import BadRequest, NotFound
 from node.money.books import EARNINGS, earnings_msat, purpose
 from node.money.payments import wallet_errors
 from node.parts import Parts
-from node.routes.wallet import melt_json, payout_json
+from node.routes.payouts import melt_json, payout_json
 
 MAX_PAGE = 500
 PAYOUTS_SHOWN = 50

@@ -9,7 +9,7 @@ from node.admin.http import guarded, int_query, parts_of
 from node.errors import BadRequest
 from node.http.credentials import idempotency_key
 from node.http.web import json_response, read_json
-from node.routes.wallet import payout_in_doubt
+from node.routes.payouts import payout_in_doubt
 
 routes = web.RouteTableDef()
 

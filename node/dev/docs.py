@@ -3,8 +3,8 @@
     python -m node.dev.docs            rewrite the table in README.md, between the markers
     python -m node.dev.docs --check    exit 1 if the table is stale or a setting has no description
 
-A setting added to `node/settings.py` needs a `description=`; the test suite fails otherwise,
-and fails while README.md still shows an older table.
+A setting added to a section in `node/settings/` needs a `description=`; the test suite fails
+otherwise, and fails while README.md still shows an older table.
 """
 
 from __future__ import annotations

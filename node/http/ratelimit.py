@@ -35,7 +35,7 @@ from node.http.credentials import account_by_secret, credential
 from node.http.metrics import Metrics
 from node.http.web import check_credential_headers
 from node.money.ledger import Ledger
-from node.settings import LimitsSection
+from node.settings.service import LimitsSection
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})  # for load balancers and scrapers
 SWEEP_EVERY_S = 60.0

@@ -13,7 +13,7 @@ from node.errors import NodeError
 from node.money.books import earnings_msat
 from node.money.ledger import Ledger
 from node.money.lightning import Lightning, fee_margin_sat
-from node.settings import LightningSection
+from node.settings.money import LightningSection
 
 log = logging.getLogger(__name__)
 RETRY_AFTER_FAILURE_S = 60.0

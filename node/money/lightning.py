@@ -27,7 +27,7 @@ from node.money import lnurl
 from node.money.books import EARNINGS, purpose
 from node.money.ledger import Ledger, hash_key
 from node.money.payments import MINT_RETRY_AFTER_S, wallet_errors
-from node.settings import LightningSection
+from node.settings.money import LightningSection
 
 log = logging.getLogger(__name__)
 

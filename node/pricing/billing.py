@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from node.errors import BadRequest
-from node.settings import UpstreamSection
+from node.settings.catalogue import UpstreamSection
 
 MAX_MODEL_ID_CHARS = 256
 PROMPT_OVERHEAD_TOKENS = 256  # template tokens no byte of the body stands for

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from node.errors import ServiceUnavailable
-from node.settings import PricingSection
+from node.settings.money import PricingSection
 
 log = logging.getLogger(__name__)
 

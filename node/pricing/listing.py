@@ -18,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.errors import ServiceUnavailable
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Pricer, Usage
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any
 
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Pricer, Usage
 
 CHAT_PARAMETERS = [

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from node.errors import BadRequest
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 
 
 def apply(model: Model, body: dict[str, Any], endpoint: str) -> None:

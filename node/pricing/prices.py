@@ -22,7 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from node.errors import ServiceUnavailable
-from node.settings import PricingSection
+from node.settings.money import PricingSection
 
 MSAT_PER_BTC = 10**11
 MTOK = 10**6

@@ -33,7 +33,7 @@ import aiohttp
 
 from node.pricing.bundled import genai_price
 from node.pricing.prices import MTOK, PriceSource, SourcedPrice, or_default
-from node.settings import ModelSection
+from node.settings.catalogue import ModelSection
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ from node.money.ledger import Cap, Ledger
 from node.money.payments import Payer, token_spent
 from node.money.records import Record, Records
 from node.pricing import billing
-from node.pricing.catalogue import Model, Route
+from node.pricing.model import Model, Route
 from node.pricing.prices import Pricer, Usage
 from node.proxy import dress, upstream
 from node.proxy.call_stream import StreamRelay

@@ -12,7 +12,7 @@ import orjson
 from aiohttp import web
 
 from node.errors import NodeError, ServiceUnavailable, UpstreamError, UpstreamTimeout
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Pricer, Usage
 from node.proxy import upstream
 from node.proxy.sse import model_renamed

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from node.errors import BadRequest
 from node.money.payments import Payer
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.proxy import upstream
 from node.proxy.call import CallParts, MeteredCall
 from node.proxy.meters import Meter

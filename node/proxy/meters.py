@@ -22,7 +22,7 @@ import orjson
 
 from node.errors import BadRequest, PaymentRequired
 from node.pricing import billing
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Price, Pricer, Usage
 from node.proxy.sse import output_chars
 

@@ -16,10 +16,11 @@ from enum import StrEnum
 
 import aiohttp
 
-from node.pricing.catalogue import Catalogue, Route
+from node.pricing.catalogue import Catalogue
+from node.pricing.model import Route
 from node.pricing.sources import CatalogueError, fetch_catalogue
 from node.proxy import upstream as upstream_calls
-from node.settings import UpstreamSection
+from node.settings.catalogue import UpstreamSection
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,11 @@ from typing import Any
 
 from node.errors import BadRequest
 from node.pricing import metadata
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Pricer
 from node.proxy.meters import estimate_prompt_tokens
 from node.proxy.providers import Status
-from node.settings import RouterSection
+from node.settings.catalogue import RouterSection
 
 
 def availability(status: dict[str, Status], model: Model) -> str:

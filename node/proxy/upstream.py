@@ -37,7 +37,7 @@ from node.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
-from node.settings import UpstreamSection
+from node.settings.catalogue import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
 MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a plain answer larger than this is not an LLM answer

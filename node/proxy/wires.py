@@ -27,7 +27,7 @@ from node.dialects.errors import DialectError
 from node.dialects.messages_to_chat import ChatOptions, chat_request, messages_answer
 from node.errors import BadRequest, NodeError, UpstreamError
 from node.pricing import billing
-from node.pricing.catalogue import Model, Route
+from node.pricing.model import Model, Route
 from node.pricing.prices import Usage
 from node.proxy.messages_sse import ChatAsMessages, MessagesAsChat, MessagesReader
 from node.proxy.meters import ChatMeter, Measured, Meter, Plan

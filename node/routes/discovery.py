@@ -10,10 +10,10 @@ from aiohttp import web
 from node.errors import NotFound
 from node.http.web import json_response
 from node.parts import PARTS, Parts
-from node.pricing.catalogue import Model
 from node.pricing.listing import model_json
+from node.pricing.model import Model
 from node.proxy.providers import Status
-from node.settings import ENDPOINTS, UpstreamSection
+from node.settings.catalogue import ENDPOINTS, UpstreamSection
 
 routes = web.RouteTableDef()
 

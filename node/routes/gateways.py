@@ -20,7 +20,7 @@ from node.errors import ServiceUnavailable
 from node.http.web import json_response
 from node.parts import PARTS, Parts
 from node.pricing import metadata
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.proxy import router
 from node.routes.discovery import _version, public_url
 

@@ -26,8 +26,8 @@ from node.money.keys import KeyRules, Rules
 from node.money.ledger import hash_key
 from node.money.payments import Payer
 from node.parts import PARTS, Parts
+from node.routes.holders import holder
 from node.routes.rules import moment, parse_rules, period, whole
-from node.routes.wallet import holder
 
 routes = web.RouteTableDef()
 

@@ -1,6 +1,6 @@
 """Lightning endpoints (Routstr's RIP-08, under /v1/balance/lightning/… as routstr-core serves
 them, and /lightning/…): an invoice that funds a new key or tops one up, its status, and the
-recovery of an invoice by its bolt11. Withdrawals to an invoice are in routes.wallet."""
+recovery of an invoice by its bolt11. Withdrawals to an invoice are in routes.payouts."""
 
 from __future__ import annotations
 

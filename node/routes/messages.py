@@ -24,7 +24,7 @@ from node.errors import NodeError
 from node.http import credentials
 from node.http.web import json_response, read_json
 from node.parts import PARTS
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.proxy import upstream
 from node.proxy.meters import MessagesMeter, estimate_prompt_tokens
 from node.routes.paid import metered

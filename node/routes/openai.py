@@ -11,8 +11,8 @@ from node.errors import BadRequest
 from node.http.web import json_response, read_body, read_json
 from node.parts import PARTS, Parts
 from node.pricing import metadata
-from node.pricing.catalogue import Model
 from node.pricing.listing import model_json
+from node.pricing.model import Model
 from node.proxy import legacy, text
 from node.proxy.audio import Upload
 from node.proxy.meters import ChatMeter, EmbeddingsMeter

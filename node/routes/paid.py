@@ -12,7 +12,7 @@ from node.errors import NodeError, NotServed, PaymentRequired, TokenRejected
 from node.http import credentials
 from node.parts import PARTS, Parts
 from node.pricing import presets
-from node.pricing.catalogue import Model, Route
+from node.pricing.model import Model, Route
 from node.pricing.prices import Pricer
 from node.proxy import fallback, router, stored, wires
 from node.proxy.meters import UNLIMITED_MSAT, Meter

@@ -25,7 +25,8 @@ from node.http.web import json_response
 from node.money.ledger import DEPOSIT, GRANT, PAYOUT_FEE, REFUND, WITHDRAW
 from node.money.payments import Payer
 from node.parts import PARTS, Parts
-from node.routes.wallet import balance_of, holder
+from node.routes.holders import holder
+from node.routes.wallet import balance_of
 
 routes = web.RouteTableDef()
 
