@@ -57,6 +57,20 @@ async def test_settle_never_takes_the_account_below_zero(ledger: Ledger) -> None
     assert ledger.audit() == []
 
 
+async def test_a_cost_above_the_reservation_is_charged_from_the_unreserved_balance(
+    ledger: Ledger,
+) -> None:
+    account = ledger.grant(hash_key("sk-a"), 100)
+    await ledger.reserve(account, "r1", 30)
+    await ledger.reserve(account, "r2", 40)
+    assert await ledger.settle("r1", 60) == 60  # its 30 and 30 of the 30 nobody holds
+    got = ledger.get(account)
+    assert (got.balance_msat, got.reserved_msat) == (40, 40)
+    assert await ledger.settle("r2", 41) == 40
+    assert ledger.get(account).balance_msat == 0
+    assert ledger.audit() == []
+
+
 async def test_orphaned_reservations_are_charged_their_floor_at_start(opener: Opener) -> None:
     first = Ledger(opener())
     account = first.grant(hash_key("sk-a"), 1000)

@@ -1,6 +1,7 @@
-"""On PostgreSQL a key found to have no rules is answered from memory afterwards (no read per
-paid request); its reservation checks, in its own statement, that it still has none. Rules
-given to it meanwhile by another instance apply to its next reservation all the same."""
+"""A key found to have no rules is answered from memory afterwards (no read per paid
+request); its reservation checks, in its own write, that it still has none. Rules given to it
+meanwhile by another instance (PostgreSQL) or process (SQLite: the CLI) apply to its next
+reservation all the same."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from node.errors import PaymentRequired, Unauthorized
 from node.money import keys
 from node.money.keys import Keys, Rules
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
-from tests.support.pg import Databases, Opener, store_opener
+from tests.support.pg import BOTH_BACKENDS, Databases, Opener, store_opener
+
+pytestmark = BOTH_BACKENDS
 
 
 @pytest.fixture
-def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
+def db(tmp_path: Path, store_backend: str, pg_databases: Databases) -> Iterator[Opener]:
     migrations = {"node": MIGRATIONS, "keys": keys.MIGRATIONS}
-    with store_opener(tmp_path, "postgres", pg_databases, migrations) as open_db:
+    with store_opener(tmp_path, store_backend, pg_databases, migrations) as open_db:
         yield open_db
 
 
@@ -28,13 +31,13 @@ def instance(open_db: Opener) -> tuple[Ledger, Keys]:
     return ledger, Keys(ledger.db, ledger)
 
 
-async def test_a_key_without_rules_is_read_once_then_reserves(pg: Opener) -> None:
-    ledger, here = instance(pg)
+async def test_a_key_without_rules_is_read_once_then_reserves(db: Opener) -> None:
+    ledger, here = instance(db)
     account = ledger.grant(hash_key("sk-a"), 10_000)
     assert await here.read(account) is None
     ledger.db.close()  # answered from memory now: no read
     assert await here.read(account) is None
-    here.db = ledger.db = ledger.commits.db = pg()
+    here.db = ledger.db = ledger.commits.db = db()
     assert await ledger.reserve(account, "r1", 4_000, key_id=account)
     assert not await ledger.reserve(account, "r2", 7_000, key_id=account)  # short of balance
     assert await ledger.settle("r1", 1_000) == 1_000
@@ -42,10 +45,10 @@ async def test_a_key_without_rules_is_read_once_then_reserves(pg: Opener) -> Non
 
 
 async def test_a_key_revoked_on_another_instance_is_refused_at_its_reservation(
-    pg: Opener,
+    db: Opener,
 ) -> None:
-    ledger, here = instance(pg)
-    _, there = instance(pg)
+    ledger, here = instance(db)
+    _, there = instance(db)
     account = ledger.grant(hash_key("sk-a"), 10_000)
     assert await here.read(account) is None
     there.set_rules(account, Rules())  # as the admin does for a key without rules
@@ -60,9 +63,9 @@ async def test_a_key_revoked_on_another_instance_is_refused_at_its_reservation(
     assert (await here.read(account)) is not None  # read again from now on
 
 
-async def test_a_limit_set_on_another_instance_caps_the_next_reservation(pg: Opener) -> None:
-    ledger, here = instance(pg)
-    _, there = instance(pg)
+async def test_a_limit_set_on_another_instance_caps_the_next_reservation(db: Opener) -> None:
+    ledger, here = instance(db)
+    _, there = instance(db)
     account = ledger.grant(hash_key("sk-a"), 10_000)
     assert await here.read(account) is None
     there.set_rules(account, Rules(spend_limit_msat=3_000))

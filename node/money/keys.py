@@ -193,13 +193,13 @@ class Keys:
 
     async def read(self, account_id: int) -> KeyRules | None:
         """`get` for the hot path (every paid request): awaited, off the event loop where the
-        database is across a network (Store.read). There, a key found to have no rules is
-        answered from memory afterwards (`Ledger.ruleless`): its reservation checks that it
-        still has none, and else reads them again (`_recheck`)."""
+        database is across a network (Store.read). A key found to have no rules is answered
+        from memory afterwards (`Ledger.ruleless`): its reservation checks that it still has
+        none, and else reads them again (`_recheck`)."""
         if account_id in self.ledger.ruleless:
             return None
         rules = await self._read(account_id)
-        if rules is None and self.db.kind == "postgres":
+        if rules is None:
             if len(self.ledger.ruleless) >= RULELESS_KEPT:
                 self.ledger.ruleless.clear()  # a bound on memory; the busy keys come back
             self.ledger.ruleless.add(account_id)

@@ -71,7 +71,34 @@ KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
 
 _ACCOUNT = "id, kind, balance_msat, reserved_msat, mint, credit_msat"
 _UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
-_SPENDER = ", request_id = :rid"
+# Hold :a on the account when its available balance covers it; a one-shot account (untouched)
+# keeps the id of the request that spends it (its change's name); a key answered from memory
+# as having no rules (ruleless) still has none. By (one-shot, ruleless); built once.
+_HOLD = {
+    (spends, ruleless): "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
+    " last_used_at = :now, requests = requests + 1"
+    + (", request_id = :rid" if spends else "")
+    + " WHERE id = :id AND balance_msat - reserved_msat >= :a"
+    + (_UNTOUCHED if spends else "")
+    + (ledger_pg.RULELESS if ruleless else "")
+    for spends in (False, True)
+    for ruleless in (False, True)
+}
+_USED = "UPDATE accounts SET last_used_at = ?, requests = requests + 1 WHERE id = ?"
+_RESERVATION = (
+    "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model, created_at,"
+    " instance, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_TAKE = "DELETE FROM reservations WHERE id = ? RETURNING account_id, amount_msat, key_id"
+_AVAILABLE = "SELECT balance_msat - reserved_msat FROM accounts WHERE id = ?"
+_CHARGE = (  # a charge takes operator credit first
+    "UPDATE accounts SET balance_msat = balance_msat - :c, reserved_msat = reserved_msat - :h,"
+    " credit_msat = CASE WHEN credit_msat > :c THEN credit_msat - :c ELSE 0 END WHERE id = :id"
+)
+_ENTRY = (
+    "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
 # a reservation's account, id, amount, floor, model and untouched balance
 _Reserve = tuple[int, str, int, int, str | None, int | None]
 
@@ -92,10 +119,11 @@ class Ledger(LedgerReports):
         self.db = db
         self.commits = GroupCommit(db)
         self._ids: dict[str, int] = {}  # key hash -> account id
-        # PostgreSQL: the keys found to have no rules, which node.money.keys then answers from
-        # memory; a reservation for one checks in its own statement that it still has none,
-        # and if it may have some now, `recheck(key, model)` reads them: the caps to reserve
-        # within, or it raises the key's refusal.
+        # The keys found to have no rules, which node.money.keys then answers from memory; a
+        # reservation for one checks in its own write that it still has none (rules may come
+        # from another node instance, or from the CLI's process), and if it may have some
+        # now, `recheck(key, model)` reads them: the caps to reserve within, or it raises the
+        # key's refusal.
         self.ruleless: set[int] = set()
         self.recheck: Callable[[int, str | None], Awaitable[Sequence[Cap]]] | None = None
 
@@ -204,11 +232,7 @@ class Ledger(LedgerReports):
         ref: str,
         key_id: int | None = None,
     ) -> None:
-        conn.execute(
-            "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (account_id, kind, amount_msat, ref, _now(), key_id),
-        )
+        conn.execute(_ENTRY, (account_id, kind, amount_msat, ref, _now(), key_id))
 
     # --- reservations ---------------------------------------------------------------------
 
@@ -235,43 +259,37 @@ class Ledger(LedgerReports):
         since `cap.since`, held and charged, would pass `cap.limit_msat` (checked in the
         reservation's own write, so concurrent requests cannot overshoot it)."""
         args = (account_id, reservation_id, amount_msat, floor_msat, model, untouched_msat)
-        if self.db.kind == "postgres" and not caps:  # one statement, the same effects
-            ruleless = key_id == account_id and key_id in self.ruleless
-            if await self._reserve_pg(args, key_id, ruleless):
-                return True
-            if not ruleless or self.recheck is None:
-                return False
-            # short of balance, or the key has rules now: again, within its caps if any
-            self.ruleless.discard(account_id)
-            caps = await self.recheck(account_id, model)
-            if not caps:
-                return await self._reserve_pg(args, key_id, False)
-            if not await self.reserve(*args, key_id, caps):
-                # not False: the caller would try again without the caps it does not know of
-                raise PaymentRequired(
-                    "insufficient balance, or this key's spending limit is reached",
-                    code="key_limit_reached",
-                )
-            return True
-        return await self.commits.run(
-            lambda conn: (
-                all(self._capped(conn, cap, amount_msat) for cap in caps)
-                and self._reserve(
-                    conn,
-                    account_id,
-                    reservation_id,
-                    amount_msat,
-                    floor_msat,
-                    model,
-                    untouched_msat,
-                    key_id,
+        if caps:
+            return await self.commits.run(
+                lambda conn: (
+                    all(self._capped(conn, cap, amount_msat) for cap in caps)
+                    and self._reserve(conn, *args, key_id)
                 )
             )
-        )
+        ruleless = key_id == account_id and key_id in self.ruleless
+        if await self._hold(args, key_id, ruleless):
+            return True
+        if not ruleless or self.recheck is None:
+            return False
+        # short of balance, or the key has rules now: again, within its caps if any
+        self.ruleless.discard(account_id)
+        caps = await self.recheck(account_id, model)
+        if not caps:
+            return await self._hold(args, key_id, False)
+        if not await self.reserve(*args, key_id, caps):
+            # not False: the caller would try again without the caps it does not know of
+            raise PaymentRequired(
+                "insufficient balance, or this key's spending limit is reached",
+                code="key_limit_reached",
+            )
+        return True
 
-    async def _reserve_pg(self, args: _Reserve, key_id: int | None, rules: bool) -> bool:
-        write = ledger_pg.reserve(*args, key_id, self.db.instance, rules)
-        return bool(await self.commits.run(write))
+    async def _hold(self, args: _Reserve, key_id: int | None, ruleless: bool) -> bool:
+        """A reservation without caps: one statement on PostgreSQL, the same effects."""
+        if self.db.kind == "postgres":
+            write = ledger_pg.reserve(*args, key_id, self.db.instance, ruleless)
+            return bool(await self.commits.run(write))
+        return await self.commits.run(lambda conn: self._reserve(conn, *args, key_id, ruleless))
 
     def _capped(self, conn: Connection, cap: Cap, amount_msat: int) -> bool:
         row = conn.execute(*spent_sql(cap)).fetchone()
@@ -302,67 +320,44 @@ class Ledger(LedgerReports):
         model: str | None,
         untouched_msat: int | None,
         key_id: int | None = None,
+        ruleless: bool = False,
     ) -> bool:
         now = _now()
-        # a one-shot account keeps the id of the request that spends it (its change's name)
-        untouched, spender = ("", "") if untouched_msat is None else (_UNTOUCHED, _SPENDER)
         cur = conn.execute(
-            "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
-            " last_used_at = :now, requests = requests + 1"
-            + spender
-            + " WHERE id = :id AND balance_msat - reserved_msat >= :a"
-            + untouched,
+            _HOLD[untouched_msat is not None, ruleless],
             {
                 "a": amount_msat,
                 "id": account_id,
                 "now": now,
                 "untouched": untouched_msat,
                 "rid": reservation_id,
+                "key": key_id,
             },
         )
         if cur.rowcount != 1:
             return False
         if key_id is not None and key_id != account_id:  # a sub-key's use, counted on it
-            conn.execute(
-                "UPDATE accounts SET last_used_at = ?, requests = requests + 1 WHERE id = ?",
-                (now, key_id),
-            )
-        conn.execute(
-            "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model,"
-            " created_at, instance, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                reservation_id,
-                account_id,
-                amount_msat,
-                min(floor_msat, amount_msat),
-                model,
-                now,
-                self.db.instance,
-                key_id,
-            ),
-        )
+            conn.execute(_USED, (now, key_id))
+        floor = min(floor_msat, amount_msat)
+        instance = self.db.instance
+        row = (reservation_id, account_id, amount_msat, floor, model, now, instance, key_id)
+        conn.execute(_RESERVATION, row)
         return True
 
     def _settle(
         self, conn: Connection, reservation_id: str, cost_msat: int, also: Also | None = None
     ) -> int:
-        row = conn.execute(
-            "SELECT r.account_id, r.amount_msat, a.balance_msat, a.reserved_msat, r.key_id"
-            " FROM reservations r JOIN accounts a ON a.id = r.account_id WHERE r.id = ?",
-            (reservation_id,),
-        ).fetchone()
+        row = conn.execute(_TAKE, (reservation_id,)).fetchone()
         if row is None:
             return 0
-        account_id, held, balance, reserved, key_id = row
-        charged = min(cost_msat, held + balance - reserved)
-        conn.execute(  # a charge takes operator credit first
-            "UPDATE accounts SET balance_msat = balance_msat - :c,"
-            " reserved_msat = reserved_msat - :h,"
-            " credit_msat = CASE WHEN credit_msat > :c THEN credit_msat - :c ELSE 0 END"
-            " WHERE id = :id",
-            {"c": charged, "h": held, "id": account_id},
-        )
-        conn.execute("DELETE FROM reservations WHERE id = ?", (reservation_id,))
+        account_id, held, key_id = row
+        # at most what the account can pay: the held amount, then its unreserved balance
+        # (never below 0: reserved <= balance), read only when the cost passes the former
+        charged = cost_msat
+        if cost_msat > held:
+            available = conn.execute(_AVAILABLE, (account_id,)).fetchone()[0]
+            charged = min(cost_msat, held + available)
+        conn.execute(_CHARGE, {"c": charged, "h": held, "id": account_id})
         if charged:
             self._entry(conn, account_id, CHARGE, -charged, reservation_id, key_id)
         if also is not None:

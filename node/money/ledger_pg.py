@@ -6,8 +6,8 @@ batch has sent every write (a `Then`, see node.db.store): the batch then waits f
 once, instead of once per statement. The settlement's record (its `also`) is sent with it,
 before its answer (`Settling`), so a batch of settlements waits once too. A reservation may
 also check that its key still has no rules (`ruleless`: node.money.keys answers such a key
-from memory). SQLite has no data-modifying CTEs; it keeps the statement-by-statement writes,
-which cost it no round trip.
+from memory), as SQLite's does. SQLite has no data-modifying CTEs; it keeps the
+statement-by-statement writes, which cost it no round trip.
 
 Each statement runs under the write lock, like every write: it sees every earlier statement of
 its transaction and nothing else changes the rows meanwhile.
@@ -27,7 +27,8 @@ from wallet.store import Connection, Cursor
 Also = Callable[[Connection, int], None]
 
 _UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
-_RULELESS = " AND NOT EXISTS (SELECT 1 FROM key_rules WHERE account_id = :key)"
+# also in Ledger._reserve (SQLite): the key it is for still has no rules
+RULELESS = " AND NOT EXISTS (SELECT 1 FROM key_rules WHERE account_id = :key)"
 
 # Hold :a on the account when its available balance covers it; count the use on the sub-key
 # (when it is one); the reservation's row. No row back: refused, and nothing was written.
@@ -91,7 +92,7 @@ def reserve(
     sql = _RESERVE.format(
         spender=", request_id = :rid" if spends else "",
         untouched=_UNTOUCHED if spends else "",
-        ruleless=_RULELESS if ruleless else "",
+        ruleless=RULELESS if ruleless else "",
     )
     params = {
         "a": amount_msat,
