@@ -16,7 +16,7 @@ from aiohttp import web
 
 from node.http.observe import Trace
 from node.money.payments import Payer
-from node.pricing.catalogue import Model, Route
+from node.pricing.model import Model, Route
 from node.proxy import dress, upstream
 from node.proxy.meters import Measured, Meter, Plan
 from node.proxy.sse import SseReader

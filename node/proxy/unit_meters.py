@@ -9,7 +9,7 @@ from typing import Any
 
 from node.errors import BadRequest
 from node.pricing import billing
-from node.pricing.catalogue import Model
+from node.pricing.model import Model
 from node.pricing.prices import Price, Pricer, Usage
 from node.proxy.audio import Upload, encode_multipart, seconds_bound
 from node.proxy.meters import Measured, Meter, Plan, need_token_price, short_of
