@@ -34,9 +34,9 @@ from bench.report import machine, median, pct, profile_top, slope
 
 RSS_CHUNKS = 4  # load runs of the RSS phase, at least, that its trend is taken over
 
-TARGETS = {  # issue 11
-    "throughput node/bare": ">= 0.85",
-    "added p50 at c=1": "<= 1 ms",
+TARGETS = {  # issue 11's, the first two as issue 28 restated them
+    "throughput node/bare": ">= 0.6",
+    "added p50 at c=1": "<= bare's + 0.7 ms",
     "first stream byte delay": "<= 1 ms",
     "x-cashu / (swap + upstream)": "<= 1.2",
     "100k accounts / 10 accounts": ">= 0.90",
@@ -304,18 +304,18 @@ class Bench:
 
 
 def _checks(o: dict[str, Any], accounts: int) -> list[tuple[str, str, bool]]:
-    """(figure, what was measured, target met) for each of issue 11's targets measured."""
+    """(figure, what was measured, target met) for each target measured."""
     checks = [
         (
             "throughput node/bare",
             f"{o['ratio_node_bare']:.3f} {_spread(o['ratio_node_bare_rounds'])}",
-            o["ratio_node_bare"] >= 0.85,
+            o["ratio_node_bare"] >= 0.6,
         ),
         (
             "added p50 at c=1",
             f"{o['added_p50_node_us'] / 1e3:.2f} ms (p99 {o['added_p99_node_us'] / 1e3:.2f} ms;"
             f" bare p50 {o['added_p50_bare_us'] / 1e3:.2f} ms)",
-            o["added_p50_node_us"] <= 1000,
+            o["added_p50_node_us"] <= o["added_p50_bare_us"] + 700,
         ),
     ]
     if "first_byte_delay_ms" in o:
