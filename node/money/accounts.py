@@ -49,7 +49,7 @@ class Account:
 
     def untouched(self, credited_msat: int) -> bool:
         """Nothing spent or reserved since the account was credited `credited_msat` (the
-        reservation's own write checks the same, see `_UNTOUCHED`)."""
+        reservation's own write checks the same, see `ledger_pg.UNTOUCHED`)."""
         return not self.reserved_msat and self.balance_msat == credited_msat
 
 

@@ -70,7 +70,6 @@ def hash_key(secret: str) -> str:
 KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
 
 _ACCOUNT = "id, kind, balance_msat, reserved_msat, mint, credit_msat"
-_UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
 # Hold :a on the account when its available balance covers it; a one-shot account (untouched)
 # keeps the id of the request that spends it (its change's name); a key answered from memory
 # as having no rules (ruleless) still has none. By (one-shot, ruleless); built once.
@@ -79,7 +78,7 @@ _HOLD = {
     " last_used_at = :now, requests = requests + 1"
     + (", request_id = :rid" if spends else "")
     + " WHERE id = :id AND balance_msat - reserved_msat >= :a"
-    + (_UNTOUCHED if spends else "")
+    + (ledger_pg.UNTOUCHED if spends else "")
     + (ledger_pg.RULELESS if ruleless else "")
     for spends in (False, True)
     for ruleless in (False, True)
@@ -406,6 +405,6 @@ class Ledger(LedgerReports):
         with self.db.transaction() as conn:
             conn.execute(
                 "UPDATE accounts SET idempotency_key = :k, request_id = :rid WHERE id = :id"
-                + _UNTOUCHED,
+                + ledger_pg.UNTOUCHED,
                 {"k": key_hash, "rid": request_id, "id": account_id, "untouched": untouched_msat},
             )

@@ -26,8 +26,9 @@ from wallet.store import Connection, Cursor
 # A write joined to a settlement's transaction, told the msat charged (node.money.records).
 Also = Callable[[Connection, int], None]
 
-_UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
-# also in Ledger._reserve (SQLite): the key it is for still has no rules
+# Shared with the ledger's SQLite statements: a one-shot account still untouched; the key a
+# reservation is for still has no rules.
+UNTOUCHED = " AND reserved_msat = 0 AND balance_msat = :untouched"
 RULELESS = " AND NOT EXISTS (SELECT 1 FROM key_rules WHERE account_id = :key)"
 
 # Hold :a on the account when its available balance covers it; count the use on the sub-key
@@ -47,6 +48,16 @@ INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model, create
 SELECT :rid, id, :a, :floor, :model, :now, :instance, :key FROM held
 RETURNING 1
 """
+# By (a one-shot account: untouched, and named spent; ruleless); built once.
+_RESERVES = {
+    (spends, ruleless): _RESERVE.format(
+        spender=", request_id = :rid" if spends else "",
+        untouched=UNTOUCHED if spends else "",
+        ruleless=RULELESS if ruleless else "",
+    )
+    for spends in (False, True)
+    for ruleless in (False, True)
+}
 
 # Delete the reservation; charge the cost, capped at what the account can pay (the held
 # amount plus the unreserved balance), operator credit first; release the rest; the charge's
@@ -88,12 +99,7 @@ def reserve(
 ) -> Write:
     """The write for Ledger.reserve (no caps); Then: whether the amount was held.
     `ruleless`: also not held if the key has rules (it had none when it was read)."""
-    spends = untouched_msat is not None  # a one-shot account: untouched, and named spent
-    sql = _RESERVE.format(
-        spender=", request_id = :rid" if spends else "",
-        untouched=_UNTOUCHED if spends else "",
-        ruleless=RULELESS if ruleless else "",
-    )
+    sql = _RESERVES[untouched_msat is not None, ruleless]
     params = {
         "a": amount_msat,
         "id": account_id,
