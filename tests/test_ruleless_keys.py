@@ -5,6 +5,7 @@ reservation all the same."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,28 @@ async def test_a_limit_set_on_another_instance_caps_the_next_reservation(db: Ope
     assert rules is not None and rules.rules.spend_limit_msat == 3_000
     assert await ledger.reserve(account, "r2", 2_000, key_id=account, caps=here.admit(rules, None))
     assert ledger.open_reservations() == 1
+
+
+async def test_concurrent_reservations_of_a_key_given_a_limit_meanwhile_stay_within_it(
+    db: Opener,
+) -> None:
+    """Twenty requests at once, each answered from memory as having no rules, after a limit
+    was set elsewhere: each reservation finds the rules in its own write, reads them, and the
+    limit holds across them all (exactly as many as fit, none past it)."""
+    ledger, here = instance(db)
+    _, there = instance(db)
+    account = ledger.grant(hash_key("sk-a"), 100_000)
+    assert await here.read(account) is None
+    there.set_rules(account, Rules(spend_limit_msat=10_000))
+
+    async def one(i: int) -> bool:
+        try:
+            return await ledger.reserve(account, f"r{i}", 1_000, key_id=account)
+        except PaymentRequired as refused:
+            assert refused.code == "key_limit_reached"
+            return False
+
+    held = await asyncio.gather(*(one(i) for i in range(20)))
+    assert sum(held) == 10
+    assert ledger.open_reservations() == 10
+    assert ledger.get(account).reserved_msat == 10_000 and ledger.audit() == []
