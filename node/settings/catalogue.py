@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from node.settings.section import MAX_PRICE_USD, MAX_TOKENS, Section
+from node.settings.section import MAX_PRICE_USD, MAX_TOKENS, Section, http_url
 
 ENDPOINTS = (  # the OpenAI endpoints the node sells, under /v1
     "chat/completions",
@@ -102,9 +102,7 @@ class UpstreamSection(Section):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, url: str) -> str:
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return url.rstrip("/")
+        return http_url(url)
 
 
 class ModelSection(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from node.settings.section import MAX_FEE_MSAT, MAX_MARKUP, MIN_BTC_USD, Section
+from node.settings.section import MAX_FEE_MSAT, MAX_MARKUP, MIN_BTC_USD, Section, http_url
 
 
 class CashuSection(Section):
@@ -24,10 +24,7 @@ class CashuSection(Section):
     @field_validator("mints")
     @classmethod
     def _strip_slash(cls, mints: list[str]) -> list[str]:
-        for url in mints:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"mint URL must start with http:// or https://: {url!r}")
-        return [url.rstrip("/") for url in mints]
+        return [http_url(url, "mint") for url in mints]
 
 
 class LightningSection(Section):
@@ -97,9 +94,7 @@ class LightningSection(Section):
     @field_validator("mint")
     @classmethod
     def _mint_url(cls, mint: str) -> str:
-        if mint and not mint.startswith(("http://", "https://")):
-            raise ValueError(f"mint URL must start with http:// or https://: {mint!r}")
-        return mint.rstrip("/")
+        return http_url(mint, "mint") if mint else mint
 
 
 class PricingSection(Section):

@@ -19,3 +19,12 @@ MAX_FEE_MSAT = 10**11  # request_fee_msat and min_charge_msat: 1 BTC
 class Section(BaseModel):
     # TOML and the environment can spell inf and nan; no timeout, rate or price may be either.
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def http_url(url: str, what: str = "") -> str:
+    """`url` without its trailing slash; ValueError unless it is http(s). `what` names the
+    URL in the message (a mint's, say), which then quotes it."""
+    if not url.startswith(("http://", "https://")):
+        named = f"{what} URL must start with http:// or https://: {url!r}"
+        raise ValueError(named if what else "must start with http:// or https://")
+    return url.rstrip("/")
