@@ -265,7 +265,7 @@ async def close_parts(parts: Parts) -> None:
     await parts.nostr.stop()  # the admin may have replaced them
     await parts.rate.stop()
     await parts.http.close()
-    parts.ledger.commits.commit()  # writes of requests cut short by the shutdown
+    await parts.ledger.commits.flush()  # writes of requests cut short by the shutdown
     parts.db.close()
 
 

@@ -200,7 +200,7 @@ async def test_writes_still_queued_at_shutdown_are_made(ledger: Ledger) -> None:
     account = ledger.grant(hash_key("sk-a"), 1000)
     askers = [asyncio.create_task(ledger.reserve(account, f"r{i}", 10)) for i in range(3)]
     await asyncio.sleep(0)  # queued, not yet committed
-    ledger.commits.commit()  # what the node does on its way down
+    await ledger.commits.flush()  # what the node does on its way down
     assert ledger.get(account).reserved_msat == 30
     assert await asyncio.gather(*askers) == [True, True, True]
 

@@ -8,8 +8,9 @@ joins one transaction, and each asker resumes once its write is committed: the s
 at one commit per batch instead of one per write.
 
 Where a batch runs is the store's choice (store.py): with SQLite, here on the event loop, on
-the turn after the first write was asked for; with PostgreSQL, on the store's writer threads,
-up to `db.writers` batches at once, while the loop goes on serving (the writes asked for
+the turn after the first write was asked for; with PostgreSQL, sent as one query from the
+loop (node.db.pg_batch) or, when it cannot be, on the store's writer threads, up to
+`db.writers` batches at once, while the loop goes on serving (the writes asked for
 meanwhile form the next batch). Batches at once are still one after the other in the
 database, under the write lock: what running two buys is that the second one's statements
 wait at the server, not in this process, while the first one commits.
@@ -29,9 +30,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from node.db.pg_batch import NotRecordable
 from node.db.store import Store, Write
 from wallet.store import Connection
 
@@ -46,7 +47,7 @@ class GroupCommit:
     def __init__(self, db: Store) -> None:
         self.db = db
         self._queue: Batch = []
-        self._running: dict[Future[list[Outcome]], Batch] = {}  # on the writer threads
+        self._running: dict[asyncio.Future[list[Outcome]], Batch] = {}  # sent, or on a thread
 
     async def run(self, write: Callable[[Connection], T]) -> T:
         """Run `write` in the next batch; its result once the batch is committed."""
@@ -61,35 +62,50 @@ class GroupCommit:
         if len(self._running) >= max(1, self.db.writers) or not self._queue:
             return  # a running batch starts the next one when it lands
         batch, self._queue = self._queue, []
-        if self.db.writer is None:
-            _resolve(batch, self._apply([write for write, _ in batch]))
+        writes = [write for write, _ in batch]
+        job: asyncio.Future[list[Outcome]]
+        if self.db.sends_batches:
+            job = asyncio.ensure_future(self._send(writes))
+        elif self.db.writer is None:
+            _resolve(batch, self._apply(writes))
             return
-        loop = asyncio.get_running_loop()
-        job = self.db.writer.submit(self._apply, [write for write, _ in batch])
+        else:
+            job = asyncio.wrap_future(self.db.writer.submit(self._apply, writes))
         self._running[job] = batch
-        job.add_done_callback(lambda _: loop.call_soon_threadsafe(self._landed, job))
+        job.add_done_callback(self._landed)
 
-    def _landed(self, job: Future[list[Outcome]]) -> None:
+    async def _send(self, writes: list[Write]) -> list[Outcome]:
+        """The batch sent from the loop; on the writer threads if it cannot be, or failed."""
+        try:
+            return [(True, result) for result in await self.db.send(writes)]
+        except NotRecordable:
+            apply = self._apply
+        except Exception:
+            log.warning("a batch of %d writes failed; retrying each alone", len(writes))
+            apply = self._each
+        assert self.db.writer is not None
+        return await asyncio.wrap_future(self.db.writer.submit(apply, writes))
+
+    def _landed(self, job: asyncio.Future[list[Outcome]]) -> None:
         batch = self._running.pop(job, None)
         if batch is None:
-            return  # commit() has resolved it already
-        _resolve(batch, job.result())
+            return
+        if job.cancelled():  # the loop is being torn down: its askers with it
+            for _, done in batch:
+                done.cancel()
+        else:
+            _resolve(batch, job.result())
         self._start()
 
-    def commit(self) -> None:
-        """Wait for the running batches, then run and commit every queued write now (at
+    async def flush(self) -> None:
+        """Wait for the running batches, then run and commit every queued write (at
         shutdown, so that none is dropped)."""
-        running, self._running = self._running, {}
-        for job, batch in running.items():
-            _resolve(batch, job.result())
-        batch, self._queue = self._queue, []
-        if not batch:
-            return
-        writes = [write for write, _ in batch]
-        if self.db.writer is None:
-            _resolve(batch, self._apply(writes))
-        else:
-            _resolve(batch, self.db.writer.submit(self._apply, writes).result())
+        while self._running or self._queue:
+            if self._running:
+                await asyncio.wait(list(self._running))
+                await asyncio.sleep(0)  # their callbacks: resolved, the next batch started
+            else:
+                self._start()
 
     def _apply(self, writes: list[Write]) -> list[Outcome]:
         """The batch in one transaction; if it fails, each write alone. Never raises."""
@@ -99,6 +115,9 @@ class GroupCommit:
             # each alone, even a batch of one: a write may be sent otherwise the second time
             # (a settlement that sent its record before its answer, node.money.ledger_pg)
             log.warning("a batch of %d writes failed; retrying each alone", len(writes))
+        return self._each(writes)
+
+    def _each(self, writes: list[Write]) -> list[Outcome]:
         outcomes: list[Outcome] = []
         for write in writes:
             try:

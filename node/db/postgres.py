@@ -6,37 +6,35 @@ Same interface and semantics as the SQLite store, so the ledger and the wallet r
   transaction-scoped advisory lock, the one write lock of every instance (what `BEGIN
   IMMEDIATE` is in SQLite). Read Committed then sees, statement by statement, everything
   committed before the lock.
-- WRITERS more connections, one per `writer` thread, for the group commit's batches (see
-  store.py): each batch is one pipeline — BEGIN, the lock, every write's statements, COMMIT —
-  so it waits for the server once, or twice when a write's `Then` writes more, however many
-  writes it holds.
+- The group commit's batches (see store.py) as one query each, sent from the loop on WRITERS
+  async connections of their own (node.db.pg_batch): one round trip however many writes a
+  batch holds. A batch that cannot be sent so (a write reads an answer as it runs, or its
+  `Then` writes more) runs on one of WRITERS `writer` threads instead, with a connection each,
+  as one pipeline — BEGIN, the lock, every write's statements, COMMIT — which waits for the
+  server once, or twice when a write's `Then` writes more.
 - Up to READERS async connections on the event loop for `read()`, the hot path's queries.
 - Each instance holds a session advisory lock named after its `instance` id for as long as its
   connection lives; PostgreSQL drops it when the process dies, which is how another instance
   tells a dead writer's rows (`instance_alive`) without heartbeats.
-- The dialect is translated here and nowhere else: `?` and `:name` parameters, `lastrowid`
-  (an INSERT into a table with an `id` key gets `RETURNING id`), rows readable by name and by
-  position, integral NUMERIC sums as int, booleans as 0/1, the migrations' DDL (INTEGER →
-  BIGINT, `id INTEGER PRIMARY KEY` → BIGSERIAL, the append-only triggers), and constraint
-  violations raised as the store's `IntegrityError`.
+- The dialect is translated by node.db.pg_dialect; constraint violations are raised as the
+  store's `IntegrityError`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import queue
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
 
+from node.db.pg_batch import BatchSender
+from node.db.pg_dialect import ID_TABLE, row_factory, sql_params, translate, translate_ddl
 from node.db.store import IntegrityError, Migrations, Params, Store, Then, Write, finish
 from wallet.store import Row
 
@@ -48,82 +46,6 @@ READERS = 4  # async connections for the hot path's awaited reads (AsyncReaders)
 WRITERS = 2  # writer threads (and connections), for the group commit's batches
 LOCK_WRITE = f"SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
 BEGIN_LOCKED = b"BEGIN; " + LOCK_WRITE
-
-_ID_TABLE = re.compile(r"CREATE TABLE (\w+)\s*\(\s*id INTEGER PRIMARY KEY", re.IGNORECASE)
-_INSERT = re.compile(r"^\s*INSERT INTO (\w+)", re.IGNORECASE)
-_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
-_TRIGGER = re.compile(
-    r"CREATE TRIGGER (\w+) BEFORE (UPDATE|DELETE) ON (\w+)\s+"
-    r"BEGIN SELECT RAISE\(ABORT, '([^']*)'\); END;",
-    re.IGNORECASE,
-)
-
-
-def translate_ddl(script: str) -> str:
-    """A migration written for SQLite, in PostgreSQL's dialect."""
-    script = re.sub(r"\bid INTEGER PRIMARY KEY\b", "id BIGSERIAL PRIMARY KEY", script)
-    script = re.sub(r"\bINTEGER\b", "BIGINT", script)
-    script = re.sub(r"\bBLOB\b", "BYTEA", script)
-    script = re.sub(r"\bREAL\b", "DOUBLE PRECISION", script)
-    return _TRIGGER.sub(
-        lambda m: (
-            f"CREATE FUNCTION {m[1]}_fn() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            f" RAISE EXCEPTION '{m[4]}' USING ERRCODE = 'integrity_constraint_violation';"
-            f" END $$;\nCREATE TRIGGER {m[1]} BEFORE {m[2]} ON {m[3]}"
-            f" FOR EACH ROW EXECUTE FUNCTION {m[1]}_fn();"
-        ),
-        script,
-    )
-
-
-@functools.lru_cache(maxsize=1024)
-def translate(sql: str, named: bool, id_tables: frozenset[str]) -> tuple[str, bool]:
-    """(PostgreSQL's text, whether `RETURNING id` was added for lastrowid)."""
-    sql = sql.replace("%", "%%")
-    sql = _NAMED.sub(r"%(\1)s", sql) if named else sql.replace("?", "%s")
-    insert = _INSERT.match(sql)
-    if insert and insert[1].lower() in id_tables and "RETURNING" not in sql.upper():
-        return sql + " RETURNING id", True
-    return sql, False
-
-
-class PgRow(tuple[Any, ...]):
-    """sqlite3.Row's behaviour: row["name"], row[0], unpacking, dict(row)."""
-
-    _index: dict[str, int]
-
-    def __getitem__(self, key: Any) -> Any:
-        if isinstance(key, str):
-            return super().__getitem__(self._index[key])
-        return super().__getitem__(key)
-
-    def keys(self) -> list[str]:
-        return list(self._index)
-
-
-def _value(value: Any) -> Any:
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)  # SUM() of BIGINT is NUMERIC in PostgreSQL
-    if isinstance(value, memoryview):
-        return bytes(value)
-    return value
-
-
-def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], PgRow]:
-    index = {column.name: i for i, column in enumerate(cursor.description or [])}
-
-    def make(values: Sequence[Any]) -> PgRow:
-        row = PgRow(_value(v) for v in values)
-        row._index = index
-        return row
-
-    return make
-
-
-def _params(params: Params) -> Params:
-    if isinstance(params, Mapping):
-        return {k: int(v) if isinstance(v, bool) else v for k, v in params.items()}
-    return [int(v) if isinstance(v, bool) else v for v in params]
 
 
 @contextmanager
@@ -186,7 +108,7 @@ class PgConnection:
     def execute(self, sql: str, params: Params = (), /) -> PgCursor:
         text, returning = translate(sql, isinstance(params, Mapping), self._id_tables)
         with _integrity():
-            cursor = self._conn.execute(text.encode(), _params(params))
+            cursor = self._conn.execute(text.encode(), sql_params(params))
             return PgCursor(cursor, returning, self.pipeline)
 
     def executemany(self, sql: str, params: Iterable[Params], /) -> PgCursor:
@@ -195,7 +117,7 @@ class PgConnection:
         text, _ = translate(sql.rstrip(), named, frozenset())
         cursor = self._conn.cursor()
         with _integrity():
-            cursor.executemany(text.encode(), [_params(p) for p in rows])
+            cursor.executemany(text.encode(), [sql_params(p) for p in rows])
         return PgCursor(cursor, False, self.pipeline)
 
 
@@ -222,7 +144,7 @@ class AsyncReaders:
         try:
             text, _ = translate(sql, isinstance(params, Mapping), self._id_tables)
             with _integrity():
-                cursor = await reader.conn.execute(text.encode(), _params(params))
+                cursor = await reader.conn.execute(text.encode(), sql_params(params))
                 return await cursor.fetchall()
         finally:
             reader.busy -= 1
@@ -239,7 +161,7 @@ class AsyncReaders:
             if not self._readers:
                 for _ in range(READERS):
                     conn = await psycopg.AsyncConnection.connect(
-                        self._url, autocommit=True, row_factory=_row_factory
+                        self._url, autocommit=True, row_factory=row_factory
                     )
                     self._readers.append(_Reader(conn))
         return self._readers
@@ -252,15 +174,16 @@ class AsyncReaders:
 
 class PostgresStore(Store):
     kind = "postgres"
+    sends_batches = True
 
     def __init__(self, url: str, migrations: Migrations) -> None:
         super().__init__()
         self.conn: psycopg.Connection[Any] = psycopg.connect(
-            url, autocommit=True, row_factory=_row_factory
+            url, autocommit=True, row_factory=row_factory
         )
         self._singletons: set[str] = set()
         scripts = [s for series in migrations.values() for s in series]
-        self._id_tables = frozenset(t.lower() for s in scripts for t in _ID_TABLE.findall(s))
+        self._id_tables = frozenset(t.lower() for s in scripts for t in ID_TABLE.findall(s))
         self._driver = self.conn
         self._sql = PgConnection(self.conn, self._id_tables)
         self.conn.execute("SELECT pg_advisory_lock(%s, hashtext(%s))", (INSTANCE, self.instance))
@@ -273,9 +196,13 @@ class PostgresStore(Store):
         self._thread = ThreadPoolExecutor(WRITERS, thread_name_prefix="nutgate-db-writer")
         self.writer, self.writers = self._thread, WRITERS
         self._async = AsyncReaders(url, self._id_tables)
+        self._batches = BatchSender(url, self._id_tables, LOCK_WRITE.decode(), WRITERS)
+
+    async def send(self, writes: Sequence[Write]) -> list[Any]:
+        return await self._batches.send(writes)
 
     def _connect(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self._url, autocommit=True, row_factory=_row_factory)
+        return psycopg.connect(self._url, autocommit=True, row_factory=row_factory)
 
     async def read(self, sql: str, params: Params = ()) -> list[Row]:
         return await self._async.read(sql, params)
@@ -291,6 +218,7 @@ class PostgresStore(Store):
     def close(self) -> None:
         self._thread.shutdown(wait=True)  # the group commit has flushed its last batch
         self._async.close()
+        self._batches.close()
         for driver in self._writer_conns:
             driver.close()
         super().close()

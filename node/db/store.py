@@ -18,9 +18,10 @@ Where transactions run:
   here too. `read()` is the awaitable query of the hot path: with PostgreSQL it runs on
   psycopg's async connections, on the loop without blocking it.
 - With PostgreSQL, where each statement is a network round trip, the group commit's batches
-  run on the store's `writer`: threads with a connection each, each batch pipelined
-  (its statements sent without waiting, one round trip or two in all), while the loop serves
-  other requests. A `transaction()` on the loop meanwhile waits for the write lock as it would
+  are each sent as one query from the loop (`send`, node.db.pg_batch), or, when a write must
+  read an answer as it runs, run on the store's `writer`: threads with a connection each, each
+  batch pipelined (one round trip or two in all); either way the loop serves other requests
+  meanwhile. A `transaction()` on the loop meanwhile waits for the write lock as it would
   for another instance's transaction. So code outside a transaction must already expect other
   transactions to commit between any two of its statements — it had to with several instances
   anyway — and inside one, nothing else writes.
@@ -75,6 +76,8 @@ class Store(ABC):
     # `writers` of them.
     writer: Executor | None = None
     writers = 1
+    # Whether the group commit's batches are first offered to `send` (PostgreSQL).
+    sends_batches = False
 
     # Set by each store: the driver's connection (BEGIN, COMMIT, ROLLBACK, close) and where
     # statements run (for PostgreSQL, an adapter that translates SQLite's dialect).
@@ -117,6 +120,12 @@ class Store(ABC):
         their results. On the `writer` when there is one (only the group commit calls this)."""
         with self.transaction() as conn:
             return finish(conn, [write(conn) for write in writes])
+
+    async def send(self, writes: Sequence[Write]) -> list[Any]:
+        """`apply` from the event loop, without a thread, where the store can (see
+        `sends_batches`); raises `NotRecordable` (node.db.pg_batch), having sent nothing,
+        for a batch that must go to the `writer` instead."""
+        raise NotImplementedError
 
     def query(self, sql: str, params: Params = ()) -> list[Row]:
         with self._lock:
