@@ -277,6 +277,4 @@ class BatchSender:
 
 def _literals_safe(conn: psycopg.AsyncConnection[Any]) -> bool:
     info = conn.info
-    return (
-        info.parameter_status("standard_conforming_strings") == "on" and info.encoding == "utf-8"
-    )
+    return info.parameter_status("standard_conforming_strings") == "on" and info.encoding == "utf-8"
