@@ -1,8 +1,8 @@
 """SIGKILL the node between a request's record and the settlement's commit (they are one
 transaction): after a restart the request is charged once, at its prompt's cost, and has
 exactly one record, whose cost is the ledger's charge. On SQLite, and on PostgreSQL, where the
-settlement runs on the store's writer thread in a pipelined batch: the kill lands after the
-batch's statements were sent, before its COMMIT."""
+settlement's batch goes to the server as one query ending in COMMIT: the kill lands as its
+statements are taken down, before the query is sent (once sent, the server commits it whole)."""
 
 from __future__ import annotations
 
