@@ -20,8 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -52,14 +50,25 @@ class Trace:
         """The current upstream failed: before the answer (then maybe failed over), or mid-way."""
         self.upstream_errors.append((self.upstream, code or "upstream_error"))
 
-    @contextmanager
-    def upstream_call(self) -> Iterator[None]:
+    def upstream_call(self) -> _UpstreamCall:
+        """`with trace.upstream_call():` adds the block's time to `upstream_s`."""
         self.reached_upstream = True
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            self.upstream_s += time.perf_counter() - start
+        return _UpstreamCall(self)
+
+
+class _UpstreamCall:
+    # a class, not @contextmanager: no generator to make, start and close per call
+    __slots__ = ("started", "trace")
+
+    def __init__(self, trace: Trace) -> None:
+        self.trace = trace
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.trace.upstream_s += time.perf_counter() - self.started
 
 
 TRACE = web.RequestKey("trace", Trace)

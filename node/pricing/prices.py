@@ -252,7 +252,7 @@ class Pricer:
             return -1
         tariff = self._tariff(price.for_prompt(prompt_tokens))
         left = (msat - self.request_fee_msat) * tariff.denominator
-        left -= tariff.numerator(Usage(prompt_tokens, 0, cache_write_tokens=cache_write_tokens))
+        left -= tariff.prompt_numerator(prompt_tokens, cache_write_tokens)
         if tariff.completion == 0:
             return 1 << 31 if left >= 0 else -1
         return left // tariff.completion
@@ -301,5 +301,14 @@ class _Tariff:
             + usage.cache_write_tokens * self.cache_write
             + (usage.completion_tokens - usage.reasoning_tokens) * self.completion
             + usage.reasoning_tokens * self.reasoning
+            + self.request
+        )
+
+    def prompt_numerator(self, prompt_tokens: int, cache_write_tokens: int = 0) -> int:
+        """`numerator` of a prompt alone (nothing cached, no output), without the Usage (a
+        frozen dataclass: ~1 µs to make) that planning each request would build for it."""
+        return (
+            (prompt_tokens - cache_write_tokens) * self.prompt
+            + cache_write_tokens * self.cache_write
             + self.request
         )

@@ -58,6 +58,8 @@ from wallet.store import Connection
 
 log = logging.getLogger("nutgate.proxy")
 
+NO_USAGE = Usage()  # a record's counts when nothing was produced (frozen: one will do)
+
 
 class CallParts(NamedTuple):
     """The node's parts one metered call uses, read from the registry once (node.parts): the
@@ -253,11 +255,12 @@ class MeteredCall(StreamRelay):
 
     def _record(self, conn: Connection, charged_msat: int) -> None:
         """The request's record, written in its settlement's transaction."""
-        usage = Usage()
         if self.produced:
             usage = self.measured.usage or Usage(
                 self.plan.prompt_tokens, self.measured.output_tokens
             )
+        else:
+            usage = NO_USAGE
         status = records.OK if self.complete else records.FAILED
         if self.produced and not self.complete:
             status = records.INCOMPLETE

@@ -37,6 +37,7 @@ from node.errors import (
     UpstreamError,
     UpstreamTimeout,
 )
+from node.proxy.deadlines import first_byte
 from node.settings.catalogue import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
@@ -140,7 +141,7 @@ async def call(
     timeout = _timeout(upstream.connect_timeout_s)
     resp: aiohttp.ClientResponse | None = None
     try:
-        async with asyncio.timeout(upstream.first_byte_timeout_s):
+        with first_byte(upstream.first_byte_timeout_s):
             marking = _ATTEMPT.set(attempt)  # for _Request.send
             try:
                 resp = await session.post(
