@@ -6,12 +6,12 @@ Same interface and semantics as the SQLite store, so the ledger and the wallet r
   transaction-scoped advisory lock, the one write lock of every instance (what `BEGIN
   IMMEDIATE` is in SQLite). Read Committed then sees, statement by statement, everything
   committed before the lock.
-- The group commit's batches (see store.py) as one query each, sent from the loop on WRITERS
-  async connections of their own (node.db.pg_batch): one round trip however many writes a
-  batch holds. A batch that cannot be sent so (a write reads an answer as it runs, or its
-  `Then` writes more) runs on one of WRITERS `writer` threads instead, with a connection each,
-  as one pipeline — BEGIN, the lock, every write's statements, COMMIT — which waits for the
-  server once, or twice when a write's `Then` writes more.
+- The group commit's batches (see store.py) as one query each, sent from the loop, up to
+  BATCHES at once on async connections of their own (node.db.pg_batch): one round trip
+  however many writes a batch holds. A batch that cannot be sent so (a write reads an answer
+  as it runs, or its `Then` writes more) runs on one of WRITERS `writer` threads instead,
+  with a connection each, as one pipeline — BEGIN, the lock, every write's statements,
+  COMMIT — which waits for the server once, or twice when a write's `Then` writes more.
 - Up to READERS async connections on the event loop for `read()`, the hot path's queries.
 - Each instance holds a session advisory lock named after its `instance` id for as long as its
   connection lives; PostgreSQL drops it when the process dies, which is how another instance
@@ -44,6 +44,9 @@ WRITE, MIGRATE = 1, 2  # second keys under LOCKS
 INSTANCE, SINGLETON = LOCKS + 1, LOCKS + 2  # first keys, with hashtext(name) second
 READERS = 4  # async connections for the hot path's awaited reads (AsyncReaders)
 WRITERS = 2  # writer threads (and connections), for the group commit's batches
+# Batches out at once, each on an async connection of its own: 4 did 5-14 % more requests a
+# second than 2 through a 1 ms delay (bench/RESULTS-postgres.md), 8 no more than 4.
+BATCHES = 4
 LOCK_WRITE = f"SELECT pg_advisory_xact_lock({LOCKS}, {WRITE})".encode()
 BEGIN_LOCKED = b"BEGIN; " + LOCK_WRITE
 
@@ -194,9 +197,9 @@ class PostgresStore(Store):
         for driver in self._writer_conns:
             self._writers.put(PgConnection(driver, self._id_tables))
         self._thread = ThreadPoolExecutor(WRITERS, thread_name_prefix="nutgate-db-writer")
-        self.writer, self.writers = self._thread, WRITERS
+        self.writer, self.writers = self._thread, BATCHES
         self._async = AsyncReaders(url, self._id_tables)
-        self._batches = BatchSender(url, self._id_tables, LOCK_WRITE.decode(), WRITERS)
+        self._batches = BatchSender(url, self._id_tables, LOCK_WRITE.decode(), BATCHES)
 
     async def send(self, writes: Sequence[Write]) -> list[Any]:
         return await self._batches.send(writes)
