@@ -131,3 +131,28 @@ async def test_a_transaction_on_the_loop_waits_for_a_batch_that_holds_the_lock(
     assert await slow == "slept"
     row = db.query_one("SELECT requests FROM accounts WHERE id = ?", (account,))
     assert row is not None and row[0] == 1
+
+
+async def test_a_then_that_sends_a_statement_after_the_commit_fails_alone_and_runs_once(
+    pg: Opener,
+) -> None:
+    db = pg()
+    ledger = Ledger(db)
+    account = ledger.grant(hash_key("sk-a"), 10_000)
+    runs = 0
+
+    def counts(conn: Connection) -> Any:
+        nonlocal runs
+        runs += 1
+        conn.execute("UPDATE accounts SET requests = requests + 1 WHERE id = ?", (account,))
+        return Then(lambda late: late.execute("SELECT 1").fetchone(), writes=False)
+
+    fine = Echo("fine")
+    results = await asyncio.gather(
+        ledger.commits.run(counts), ledger.commits.run(fine), return_exceptions=True
+    )
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] == "fine"
+    assert runs == 1  # committed once: not run again on a writer thread
+    row = db.query_one("SELECT requests FROM accounts WHERE id = ?", (account,))
+    assert row is not None and row[0] == 1

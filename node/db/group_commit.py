@@ -33,11 +33,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from node.db.pg_batch import NotRecordable
-from node.db.store import Store, Write
+from node.db.store import Outcome, Store, Write
 from wallet.store import Connection
 
 T = TypeVar("T")
-Outcome = tuple[bool, Any]  # (True, result) or (False, the exception)
 Batch = list[tuple[Write, asyncio.Future[Any]]]
 
 log = logging.getLogger("nutgate.store")
@@ -77,7 +76,7 @@ class GroupCommit:
     async def _send(self, writes: list[Write]) -> list[Outcome]:
         """The batch sent from the loop; on the writer threads if it cannot be, or failed."""
         try:
-            return [(True, result) for result in await self.db.send(writes)]
+            return await self.db.send(writes)
         except NotRecordable:
             apply = self._apply
         except Exception:

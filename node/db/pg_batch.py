@@ -31,7 +31,7 @@ from typing import Any
 import psycopg
 
 from node.db.pg_dialect import row_factory, sql_params, translate
-from node.db.store import Params, Then, Write, finish
+from node.db.store import Outcome, Params, Then, Write
 from wallet.store import Row
 
 Statement = tuple[str, Sequence[Any], "Recorded"]  # prepared text, its values, its answer
@@ -43,6 +43,10 @@ _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
 class NotRecordable(BaseException):
     """This batch is for the writer threads. A BaseException: a write's own `except
     Exception` must not take it for a failed statement."""
+
+
+class Committed(Exception):
+    """The batch was committed, but its answers could not be read (its cause says why)."""
 
 
 class Recorded:
@@ -100,14 +104,19 @@ class Recorder:
     def __init__(self, id_tables: frozenset[str]) -> None:
         self._id_tables = id_tables
         self.statements: list[Statement] = []
+        self.sent = False
 
     def execute(self, sql: str, params: Params = (), /) -> Recorded:
+        if self.sent:
+            raise RuntimeError("a statement after its batch was committed")
         text, returning = translate(sql, isinstance(params, Mapping), self._id_tables)
         cursor = Recorded(returning)
         self._take(text, params, cursor)
         return cursor
 
     def executemany(self, sql: str, params: Iterable[Params], /) -> Recorded:
+        if self.sent:
+            raise RuntimeError("a statement after its batch was committed")
         rows = list(params)
         named = bool(rows) and isinstance(rows[0], Mapping)
         text, _ = translate(sql.rstrip(), named, frozenset())
@@ -196,21 +205,25 @@ class _Connection:
         return ";\n".join(parts), slots
 
     async def send(self, statements: Sequence[Statement]) -> None:
-        """The batch, committed; each statement's answer handed to its `Recorded`."""
+        """The batch, committed, each statement's answer handed to its `Recorded`. Raises
+        only if it was not committed (or the connection was lost: then no one knows)."""
         text, slots = self.query(statements)
         cursor = self.conn.cursor()
         try:
             await cursor.execute(text.encode())  # no parameters: one simple query
-            for slot in slots:
-                if slot is not None:
-                    rows = await cursor.fetchall() if cursor.description else []
-                    slot.arrive(rows, cursor.rowcount)
-                cursor.nextset()
         except BaseException:
             self.prepared.clear()  # which of them the server kept is not known
             if not self.conn.closed:
                 await self._reset()
             raise
+        try:
+            for slot in slots:
+                if slot is not None:
+                    rows = await cursor.fetchall() if cursor.description else []
+                    slot.arrive(rows, cursor.rowcount)
+                cursor.nextset()
+        except Exception as exc:  # committed: it must not be run again
+            raise Committed from exc
 
     async def _reset(self) -> None:
         try:
@@ -232,9 +245,10 @@ class BatchSender:
         self._conns: list[_Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    async def send(self, writes: Sequence[Write]) -> list[Any]:
-        """Run `writes` in one transaction and commit it; their results. `NotRecordable`
-        before anything was sent when this batch is for the writer threads."""
+    async def send(self, writes: Sequence[Write]) -> list[Outcome]:
+        """Run `writes` in one transaction and commit it; their outcomes. `NotRecordable`
+        before anything was sent when this batch is for the writer threads; any other
+        exception: it was not committed (or the connection was lost)."""
         recorder = Recorder(self._id_tables)
         results = [write(recorder) for write in writes]
         if any(isinstance(r, Then) and r.writes for r in results):
@@ -242,9 +256,12 @@ class BatchSender:
         conn = await self._take()
         try:
             await conn.send(recorder.statements)
+        except Committed as exc:
+            return [(False, exc.__cause__)] * len(writes)
         finally:
             conn.busy = False
-        return finish(recorder, results)
+        recorder.sent = True  # from here a statement is a bug, not a batch for the threads
+        return [_finished(recorder, result) for result in results]
 
     async def _take(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -273,6 +290,14 @@ class BatchSender:
         for conn in self._conns:
             conn.conn.pgconn.finish()  # no await needed to end a session
         self._conns = []
+
+
+def _finished(recorder: Recorder, result: Any) -> Outcome:
+    """A write's outcome once its batch was committed: what its `Then` reads, or why not."""
+    try:
+        return True, result.finish(recorder) if isinstance(result, Then) else result
+    except Exception as exc:
+        return False, exc
 
 
 def _literals_safe(conn: psycopg.AsyncConnection[Any]) -> bool:

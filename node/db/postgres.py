@@ -35,7 +35,16 @@ from psycopg import errors as pg_errors
 
 from node.db.pg_batch import BatchSender
 from node.db.pg_dialect import ID_TABLE, row_factory, sql_params, translate, translate_ddl
-from node.db.store import IntegrityError, Migrations, Params, Store, Then, Write, finish
+from node.db.store import (
+    IntegrityError,
+    Migrations,
+    Outcome,
+    Params,
+    Store,
+    Then,
+    Write,
+    finish,
+)
 from wallet.store import Row
 
 # Advisory locks as (first key, second key): "ng" plus a kind; named locks hash their name.
@@ -201,7 +210,7 @@ class PostgresStore(Store):
         self._async = AsyncReaders(url, self._id_tables)
         self._batches = BatchSender(url, self._id_tables, LOCK_WRITE.decode(), BATCHES)
 
-    async def send(self, writes: Sequence[Write]) -> list[Any]:
+    async def send(self, writes: Sequence[Write]) -> list[Outcome]:
         return await self._batches.send(writes)
 
     def _connect(self) -> psycopg.Connection[Any]:

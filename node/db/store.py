@@ -54,6 +54,7 @@ Params = Sequence[Any] | Mapping[str, Any]
 __all__ = ["IntegrityError", "Migrations", "Params", "Store", "Then"]
 
 Write = Callable[[Connection], Any]
+Outcome = tuple[bool, Any]  # a write's: (True, its result) or (False, the exception)
 
 
 class Then:
@@ -121,10 +122,11 @@ class Store(ABC):
         with self.transaction() as conn:
             return finish(conn, [write(conn) for write in writes])
 
-    async def send(self, writes: Sequence[Write]) -> list[Any]:
+    async def send(self, writes: Sequence[Write]) -> list[Outcome]:
         """`apply` from the event loop, without a thread, where the store can (see
-        `sends_batches`); raises `NotRecordable` (node.db.pg_batch), having sent nothing,
-        for a batch that must go to the `writer` instead."""
+        `sends_batches`): each write's outcome once committed. Raises `NotRecordable`
+        (node.db.pg_batch), having sent nothing, for a batch that must go to the `writer`
+        instead; any other exception, if the batch was not committed."""
         raise NotImplementedError
 
     def query(self, sql: str, params: Params = ()) -> list[Row]:
