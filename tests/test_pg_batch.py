@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
+from node.db.open import open_store
 from node.db.store import IntegrityError, Store, Then
 from node.money import records
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
@@ -156,3 +158,23 @@ async def test_a_then_that_sends_a_statement_after_the_commit_fails_alone_and_ru
     assert runs == 1  # committed once: not run again on a writer thread
     row = db.query_one("SELECT requests FROM accounts WHERE id = ?", (account,))
     assert row is not None and row[0] == 1
+
+
+async def test_without_standard_conforming_strings_batches_go_to_the_threads(
+    tmp_path: Path, pg_databases: Databases
+) -> None:
+    """Where a backslash in '…' would escape, no literal is written: values still arrive."""
+    url = pg_databases.new()
+    with psycopg.connect(url, autocommit=True) as admin:
+        name = admin.info.dbname
+        admin.execute(f"ALTER DATABASE {name} SET standard_conforming_strings = off")
+    db = open_store(url, tmp_path / "unused", {"node": MIGRATIONS})
+    try:
+        ledger = Ledger(db)
+        for _ in range(2):
+            echoes = [Echo(text) for text in TEXTS]
+            got = await asyncio.gather(*(ledger.commits.run(echo) for echo in echoes))
+            assert got == TEXTS
+            assert all(echo.threads[-1] != threading.get_ident() for echo in echoes)
+    finally:
+        db.close()

@@ -244,11 +244,14 @@ class BatchSender:
         self._lock = lock  # the statement that takes the write lock
         self._conns: list[_Connection] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._unsafe = False  # the server's settings make literals unsafe: threads only
 
     async def send(self, writes: Sequence[Write]) -> list[Outcome]:
         """Run `writes` in one transaction and commit it; their outcomes. `NotRecordable`
         before anything was sent when this batch is for the writer threads; any other
         exception: it was not committed (or the connection was lost)."""
+        if self._unsafe:
+            raise NotRecordable("standard_conforming_strings is off, or not UTF-8")
         recorder = Recorder(self._id_tables)
         results = [write(recorder) for write in writes]
         if any(isinstance(r, Then) and r.writes for r in results):
@@ -280,6 +283,7 @@ class BatchSender:
         )
         if not _literals_safe(made):
             await made.close()
+            self._unsafe = True
             raise NotRecordable("standard_conforming_strings is off, or not UTF-8")
         conn = _Connection(made, self._lock)
         conn.busy = True
