@@ -45,6 +45,12 @@ def options() -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=8, help="alternating rounds (8)")
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per throughput run (5)")
     p.add_argument("--first-bytes", type=int, default=0, help="streamed requests per node (0)")
+    p.add_argument(
+        "--node-cpus",
+        default=str(SERVER_CPU),
+        help=f"CPUs the nodes may run on, e.g. 0,1: threads of theirs may then use the load's"
+        f" CPU when it idles ({SERVER_CPU})",
+    )
     return p.parse_args()
 
 
@@ -60,10 +66,18 @@ def start_node(name: str, checkout: Path, work: Path, upstream: str, accounts: i
     return node.start()
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of `pid` (a process's affinity is its threads' own, inherited at start)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(task.name), cpus)
+
+
 def rounds(nodes: dict[str, BenchNode], args: argparse.Namespace) -> Figures:
     figures: Figures = {n: {"rps": [], "cpu": [], "p50": []} for n in nodes}
+    cpus = {int(c) for c in args.node_cpus.split(",")}
     for i in range(args.rounds):
         for name, node in nodes.items():
+            pin(node.proc.pid, cpus)
             url, keys = node.url, node.keys_file
             run = load.measured(name, node.proc, url, keys, 32, args.seconds, LOAD_CPU)
             figures[name]["rps"].append(run.rps)
