@@ -32,8 +32,7 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from node.db.pg_batch import NotRecordable
-from node.db.store import Outcome, Store, Write
+from node.db.store import NotRecordable, Outcome, Store, Write
 from wallet.store import Connection
 
 T = TypeVar("T")

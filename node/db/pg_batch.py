@@ -31,18 +31,13 @@ from typing import Any
 import psycopg
 
 from node.db.pg_dialect import row_factory, sql_params, translate
-from node.db.store import Outcome, Params, Then, Write
+from node.db.store import NotRecordable, Outcome, Params, Then, Write
 from wallet.store import Row
 
 Statement = tuple[str, Sequence[Any], "Recorded"]  # prepared text, its values, its answer
 
 MAX_PREPARED = 200  # statements prepared on one connection before it forgets them all
 _PLACEHOLDER = re.compile(r"%\((\w+)\)s|%s|%%")
-
-
-class NotRecordable(BaseException):
-    """This batch is for the writer threads. A BaseException: a write's own `except
-    Exception` must not take it for a failed statement."""
 
 
 class Committed(Exception):

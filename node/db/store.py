@@ -57,6 +57,12 @@ Write = Callable[[Connection], Any]
 Outcome = tuple[bool, Any]  # a write's: (True, its result) or (False, the exception)
 
 
+class NotRecordable(BaseException):
+    """A batch `send` cannot take (node.db.pg_batch): it is for the `writer` threads. A
+    BaseException: a write's own `except Exception` must not take it for a failed
+    statement."""
+
+
 class Then:
     """What a batched write returns when its result needs the answers of statements it sent
     without waiting: `finish(conn)`, run once every write of the batch has sent its
@@ -124,8 +130,8 @@ class Store(ABC):
 
     async def send(self, writes: Sequence[Write]) -> list[Outcome]:
         """`apply` from the event loop, without a thread, where the store can (see
-        `sends_batches`): each write's outcome once committed. Raises `NotRecordable`
-        (node.db.pg_batch), having sent nothing, for a batch that must go to the `writer`
+        `sends_batches`): each write's outcome once committed. Raises `NotRecordable`,
+        having sent nothing, for a batch that must go to the `writer`
         instead; any other exception, if the batch was not committed."""
         raise NotImplementedError
 
