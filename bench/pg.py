@@ -320,6 +320,15 @@ def main() -> None:
             proxy.stop()
 
 
+def ratios(figures: dict[str, list[Run]], top: str, bottom: str) -> str:
+    """The ratio of the medians, and its range over the rounds (each round's pair ran in turn,
+    under the same load)."""
+    pairs = [a.rps / b.rps for a, b in zip(figures[top], figures[bottom], strict=True)]
+    median = statistics.median(r.rps for r in figures[top])
+    median /= statistics.median(r.rps for r in figures[bottom])
+    return f"{median:.2f} (rounds {min(pairs):.2f}-{max(pairs):.2f})"
+
+
 def report(
     args: argparse.Namespace, figures: dict[str, list[Run]], rtt: tuple[float, float], a: BenchNode
 ) -> None:
@@ -359,8 +368,8 @@ def report(
         f"  round trip through the proxy under load: p50 {pct(rtt_load, 0.5):.2f}"
         f" p99 {pct(rtt_load, 0.99):.2f} ms"
     )
-    print(f"  two / one on PostgreSQL: {med['pg, two'] / med['pg, one']:.2f}")
-    print(f"  PostgreSQL / SQLite, one instance: {med['pg, one'] / med['sqlite, one']:.2f}")
+    print(f"  two / one on PostgreSQL: {ratios(figures, 'pg, two', 'pg, one')}")
+    print(f"  PostgreSQL / SQLite, one instance: {ratios(figures, 'pg, one', 'sqlite, one')}")
     print(f"  audit after the runs: {audit or 'clean'}, open reservations: {open_reservations}")
 
 
