@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +16,9 @@ import pytest
 
 from node.db.open import open_store
 from node.db.store import IntegrityError, Store, Then
-from node.money import records
 from node.money.ledger import MIGRATIONS, Ledger, hash_key
-from tests.support.pg import Databases, Opener, store_opener
+from tests.support.pg import Databases, Opener
 from wallet.store import Connection
-
-
-@pytest.fixture
-def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
-    migrations = {"node": MIGRATIONS, "records": records.MIGRATIONS}
-    with store_opener(tmp_path, "postgres", pg_databases, migrations) as open_db:
-        yield open_db
 
 
 class Echo:

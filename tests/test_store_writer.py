@@ -6,27 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import pytest
-
 from node.db.sqlite import AUTOCHECKPOINT_PAGES, SqliteStore
-from node.money import records
-from node.money.ledger import MIGRATIONS, Ledger, hash_key
+from node.money.ledger import Ledger, hash_key
 from node.money.records import Record, Records
-from tests.support.pg import Databases, Opener, eventually, store_opener
+from tests.support.pg import Opener, eventually
 from wallet.store import Connection
 
 T = TypeVar("T")
-
-
-@pytest.fixture
-def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
-    migrations = {"node": MIGRATIONS, "records": records.MIGRATIONS}
-    with store_opener(tmp_path, "postgres", pg_databases, migrations) as open_db:
-        yield open_db
 
 
 class Ticker:

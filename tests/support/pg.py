@@ -19,6 +19,8 @@ import pytest
 
 from node.db.open import open_store
 from node.db.store import Migrations, Store
+from node.money import records
+from node.money.ledger import MIGRATIONS as LEDGER
 
 SERVER = os.environ.get("NUTGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 BACKENDS = ["sqlite", "postgres"]
@@ -106,3 +108,12 @@ def eventually(check: Callable[[], object], timeout_s: float = 5.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.01)
+
+
+@pytest.fixture
+def pg(tmp_path: Path, pg_databases: Databases) -> Iterator[Opener]:
+    """Opens one PostgreSQL database with the ledger's and the records' tables, again at each
+    call (another instance of the node on it)."""
+    migrations = {"node": LEDGER, "records": records.MIGRATIONS}
+    with store_opener(tmp_path, "postgres", pg_databases, migrations) as open_db:
+        yield open_db
