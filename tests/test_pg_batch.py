@@ -169,3 +169,11 @@ async def test_without_standard_conforming_strings_batches_go_to_the_threads(
             assert all(echo.threads[-1] != threading.get_ident() for echo in echoes)
     finally:
         db.close()
+
+
+async def test_booleans_are_sent_as_zero_and_one(pg: Opener) -> None:
+    ledger = Ledger(pg())
+    echoes = [Echo(flag, "SELECT CAST(:v AS BIGINT)") for flag in (True, False)]
+    got = await asyncio.gather(*(ledger.commits.run(echo) for echo in echoes))
+    assert list(got) == [1, 0]
+    assert all(echo.threads == [threading.get_ident()] for echo in echoes)  # sent, not threaded

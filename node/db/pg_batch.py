@@ -30,7 +30,7 @@ from typing import Any
 
 import psycopg
 
-from node.db.pg_dialect import row_factory, sql_params, translate
+from node.db.pg_dialect import row_factory, translate
 from node.db.store import NotRecordable, Outcome, Params, Then, Write
 from wallet.store import Row
 
@@ -123,8 +123,7 @@ class Recorder:
         return cursor
 
     def _take(self, text: str, params: Params, cursor: Recorded) -> None:
-        prepared, names = positional(text)
-        params = sql_params(params)
+        prepared, names = positional(text)  # a bool is written as 0 or 1 by literal()
         if isinstance(params, Mapping):
             values: Sequence[Any] = [params[name] for name in names]
         else:
