@@ -85,9 +85,7 @@ class GroupCommit:
         return await asyncio.wrap_future(self.db.writer.submit(apply, writes))
 
     def _landed(self, job: asyncio.Future[list[Outcome]]) -> None:
-        batch = self._running.pop(job, None)
-        if batch is None:
-            return
+        batch = self._running.pop(job)
         if job.cancelled():  # the loop is being torn down: its askers with it
             for _, done in batch:
                 done.cancel()
