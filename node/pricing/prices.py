@@ -295,18 +295,17 @@ class _Tariff:
         return cls(p, c, o, r, q, den, w)
 
     def numerator(self, usage: Usage) -> int:
+        uncached = usage.prompt_tokens - usage.cached_tokens  # read from the cache: cheaper
         return (
-            (usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens) * self.prompt
+            self.prompt_numerator(uncached, usage.cache_write_tokens)
             + usage.cached_tokens * self.cached_prompt
-            + usage.cache_write_tokens * self.cache_write
             + (usage.completion_tokens - usage.reasoning_tokens) * self.completion
             + usage.reasoning_tokens * self.reasoning
-            + self.request
         )
 
     def prompt_numerator(self, prompt_tokens: int, cache_write_tokens: int = 0) -> int:
-        """`numerator` of a prompt alone (nothing cached, no output), without the Usage (a
-        frozen dataclass: ~1 µs to make) that planning each request would build for it."""
+        """`numerator` of a prompt alone (nothing read from the cache, no output), without the
+        Usage (a frozen dataclass: ~1 µs to make) that planning each request would build."""
         return (
             (prompt_tokens - cache_write_tokens) * self.prompt
             + cache_write_tokens * self.cache_write
