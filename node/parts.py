@@ -191,18 +191,8 @@ async def build_parts(
 ) -> Parts:
     """Every part, started: the metrics and the limiter the middlewares already hold.
     `checkpoint`: the wallet's (see wallet.core.Checkpoint), for the crash tests only."""
-    db = open_database(settings)
-    ledger = Ledger(db)
-    if limiter is not None:
-        _share_limits(limiter, ledger, settings)
-    records = Records(db, settings.accounts.history_days, checkpoint)
+    db, ledger, records = _open_books(settings, limiter, checkpoint)
     keys = Keys(db, ledger)
-    # Orphans settle before there is a catalogue: what their upstream billed, from the charge.
-    fee, markup = settings.pricing.request_fee_msat, exact(settings.pricing.markup)
-    records.coster = lambda r: from_charge(r.cost_msat, fee, markup)
-    orphans = ledger.resolve_orphans(records.orphan)
-    if orphans:
-        log.warning("settled %d reservation(s) left by a previous run", orphans)
     metrics.watch_ledger(ledger)
     rate = BtcRate.from_settings(settings.pricing)
     await rate.start()
@@ -239,6 +229,25 @@ async def build_parts(
     )
     records.coster = _upstream_coster(parts)
     return parts
+
+
+def _open_books(
+    settings: Settings, limiter: Limiter | None, checkpoint: cashu.Checkpoint | None
+) -> tuple[Store, Ledger, Records]:
+    """The database, its ledger and request records, with the reservations a previous run
+    left settled."""
+    db = open_database(settings)
+    ledger = Ledger(db)
+    if limiter is not None:
+        _share_limits(limiter, ledger, settings)
+    records = Records(db, settings.accounts.history_days, checkpoint)
+    # Orphans settle before there is a catalogue: what their upstream billed, from the charge.
+    fee, markup = settings.pricing.request_fee_msat, exact(settings.pricing.markup)
+    records.coster = lambda r: from_charge(r.cost_msat, fee, markup)
+    orphans = ledger.resolve_orphans(records.orphan)
+    if orphans:
+        log.warning("settled %d reservation(s) left by a previous run", orphans)
+    return db, ledger, records
 
 
 def _upstream_coster(parts: Parts) -> Callable[[Record], int]:

@@ -138,20 +138,11 @@ async def call(
     tells, whatever happens, whether the upstream may bill the call. `extra_headers`: the
     client's that the upstream's dialect reads (anthropic-version, anthropic-beta).
     """
-    timeout = _timeout(upstream.connect_timeout_s)
+    headers = _headers(upstream, content_type) | (extra_headers or {})
     resp: aiohttp.ClientResponse | None = None
     try:
         with first_byte(upstream.first_byte_timeout_s):
-            marking = _ATTEMPT.set(attempt)  # for _Request.send
-            try:
-                resp = await session.post(
-                    f"{upstream.base_url}/{path}",
-                    data=payload,
-                    headers=_headers(upstream, content_type) | (extra_headers or {}),
-                    timeout=timeout,
-                )
-            finally:
-                _ATTEMPT.reset(marking)
+            resp = await _post(session, upstream, path, payload, headers, attempt)
             if resp.status != 200:
                 if attempt is not None:
                     attempt.sent = False  # refused: providers bill no error status
@@ -175,6 +166,26 @@ async def call(
         raise UpstreamError(f"upstream {upstream.name} could not be reached") from exc
     ctype = resp.headers.get("Content-Type", "application/json")
     return Answer(upstream, resp, head, ctype)
+
+
+async def _post(
+    session: aiohttp.ClientSession,
+    upstream: UpstreamSection,
+    path: str,
+    payload: bytes,
+    headers: dict[str, str],
+    attempt: Attempt | None,
+) -> aiohttp.ClientResponse:
+    marking = _ATTEMPT.set(attempt)  # for _Request.send
+    try:
+        return await session.post(
+            f"{upstream.base_url}/{path}",
+            data=payload,
+            headers=headers,
+            timeout=_timeout(upstream.connect_timeout_s),
+        )
+    finally:
+        _ATTEMPT.reset(marking)
 
 
 async def read_all(upstream: UpstreamSection, resp: aiohttp.ClientResponse) -> bytes:
