@@ -147,8 +147,7 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         if value is not None and value != listed:
             raise _refused(field, f"{str(value)[:32]!r} is billed above the listed price")
     _limit_cache_writes(body, cache_writes_priced)
-    bounded = _messages_bounded(body.get("system")) and _messages_bounded(body.get("messages"))
-    return Shape(unbounded=None if bounded else "messages")
+    return Shape(unbounded=None if _messages_bounded(body) else "messages")
 
 
 def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
@@ -167,21 +166,21 @@ def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
             stack.extend(item.values())
 
 
-def _messages_bounded(given: Any) -> bool:
-    stack = [given]
+def _messages_bounded(body: dict[str, Any]) -> bool:
+    """True when every content block (system's, each message's, a tool result's) is text.
+    Only the messages are told by their role: a block is one by where it is, whatever keys
+    it carries (an image with a `role` key is still an image to the upstream)."""
+    messages = body.get("messages")
+    turns = messages if isinstance(messages, list) else []
+    stack = [body.get("system"), *(m.get("content") for m in turns if isinstance(m, dict))]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if isinstance(kind, str) and kind not in MESSAGES_TEXT_TYPES and "role" not in item:
-            return False
-        content = item.get("content")
-        if content is not None:
-            stack.append(content)
+        elif isinstance(item, dict):
+            if item.get("type") not in MESSAGES_TEXT_TYPES:
+                return False
+            stack.append(item.get("content"))
     return True
 
 

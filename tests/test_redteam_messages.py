@@ -1,0 +1,49 @@
+"""Messages request shapes that tried to make the upstream bill past the reservation, or the
+node answer other than a clear 4xx (docs/billing.md, "/v1/messages"): each now bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.conftest import NodeHandle
+from tests.support.money import call
+from tests.support.servers import ThreadedServer
+
+URL_IMAGE: Any = {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}
+
+
+def asking(model: str, *blocks: Any) -> dict[str, Any]:
+    content = [*blocks, {"type": "text", "text": "?"}]
+    return {"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": content}]}
+
+
+@pytest.mark.parametrize(
+    ("model", "short_msat"),
+    [("claude-mock", 700_000), ("test-model", 100_000)],  # below the context's cost
+)
+@pytest.mark.parametrize(
+    "blocks",
+    [
+        [URL_IMAGE | {"role": "user"}],  # a stray key on the block
+        [{"type": "tool_result", "tool_use_id": "t1", "content": [URL_IMAGE | {"role": "user"}]}],
+    ],
+    ids=["block", "in-a-tool-result"],
+)
+async def test_an_image_with_a_role_key_is_still_reserved_at_the_context(
+    mnode: NodeHandle, claude_upstream: ThreadedServer, upstream: ThreadedServer,
+    model: str, short_msat: int, blocks: list[Any],
+) -> None:  # fmt: skip
+    """A `role` key made an image block look like a message, whose type is not a block's, so
+    its tokens (not in the body's bytes) were bounded by the bytes: the upstream (Anthropic's,
+    or an OpenAI-compatible one the block is translated for, which drops the key) billed the
+    image past the reservation."""
+    key = mnode.new_key(short_msat)
+    calls = len(claude_upstream.mock.received), len(upstream.mock.received)
+    status, _, answer = await call(mnode, "POST", "/v1/messages", key, json=asking(model, *blocks))
+    assert status == 402 and answer["error"]["type"] == "billing_error", answer
+    assert (len(claude_upstream.mock.received), len(upstream.mock.received)) == calls
+    assert mnode.balance(key) == short_msat
+    mnode.assert_clean()
