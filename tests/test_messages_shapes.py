@@ -58,6 +58,10 @@ BAD_ON_MESSAGES: list[tuple[str, dict[str, Any]]] = [
     ("top_k", {"top_k": -5}),
     ("stop_sequences", {"stop_sequences": "x"}),
     ("stop_sequences", {"stop_sequences": [1]}),
+    ("service_tier", {"service_tier": ["auto"]}),  # was a 500: a list is no set member
+    ("service_tier", {"service_tier": {"tier": "auto"}}),
+    ("inference_geo", {"inference_geo": ["us"]}),
+    ("speed", {"speed": 5}),
 ]
 
 
