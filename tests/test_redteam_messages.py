@@ -47,3 +47,24 @@ async def test_an_image_with_a_role_key_is_still_reserved_at_the_context(
     assert (len(claude_upstream.mock.received), len(upstream.mock.received)) == calls
     assert mnode.balance(key) == short_msat
     mnode.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/messages", {"max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}]}),  # translated
+    ],
+)
+async def test_a_request_without_service_tier_goes_to_anthropic_as_standard_only(
+    mnode: NodeHandle, claude_upstream: ThreadedServer, path: str, body: dict[str, Any]
+) -> None:
+    """Anthropic reads a missing `service_tier` as "auto" ("uses Priority Tier capacity if
+    available"), which the node already rewrites to "standard_only" when a client names it
+    (docs/billing.md): a request naming none, or a chat request translated for an Anthropic
+    upstream (the translation carries no tier), went upstream as "auto" all the same."""
+    key = mnode.new_key(1_000_000)
+    status, _, answer = await call(mnode, "POST", path, key, json={"model": "claude-mock", **body})
+    assert status == 200, answer
+    assert claude_upstream.mock.received[-1]["body"]["service_tier"] == "standard_only"
+    mnode.assert_clean()

@@ -216,6 +216,16 @@ def for_upstream(path: str, body: dict[str, Any], upstream: UpstreamSection) -> 
     return {**body, "service_tier": tier} if tier else body
 
 
+def for_anthropic(body: dict[str, Any], upstream: UpstreamSection) -> dict[str, Any]:
+    """A Messages body as an Anthropic upstream gets it: Anthropic reads a missing tier as
+    "auto" (priority capacity, if the operator has it), so one that names none names
+    "standard_only", as "auto" is rewritten (messages_shape); none to an upstream whose
+    `service_tier` is "" (an Anthropic-compatible API that refuses the field)."""
+    if body.get("service_tier") is not None or upstream.service_tier == "":
+        return body
+    return {**body, "service_tier": "standard_only"}
+
+
 def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
     value = body.get(field, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
