@@ -68,3 +68,42 @@ async def test_a_request_without_service_tier_goes_to_anthropic_as_standard_only
     assert status == 200, answer
     assert claude_upstream.mock.received[-1]["body"]["service_tier"] == "standard_only"
     mnode.assert_clean()
+
+
+HTTP_TOOL: Any = {"name": "fetch", "input_schema": {"type": "object", "properties": {
+    "url": {"type": "string"},
+    "cache_control": {"type": "object", "properties": {"ttl": {"type": "integer"}}}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("model", ["claude-mock", "claude-nocache"])
+async def test_a_property_named_cache_control_in_the_clients_json_is_left_alone(
+    mnode: NodeHandle, claude_upstream: ThreadedServer, model: str
+) -> None:
+    """Prompt-cache writes are limited by taking `cache_control` out (or its ttl) wherever it
+    is: also out of a tool's input_schema, a tool call's input and an output schema, where it
+    is the client's own data (a property an HTTP tool takes), not a cache breakpoint."""
+    key = mnode.new_key(1_000_000)
+    call_input = {"url": "https://example.com", "cache_control": {"ttl": 60}}
+    body = {
+        "model": model,
+        "max_tokens": 20,
+        "tools": [HTTP_TOOL | {"cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [
+            {"role": "user", "content": "fetch it"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "fetch", "input": call_input}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                                          "content": "ok"}]},
+        ],
+        "output_config": {"format": {"type": "json_schema", "schema": HTTP_TOOL["input_schema"]}},
+    }  # fmt: skip
+    status, _, answer = await call(mnode, "POST", "/v1/messages", key, json=body)
+    assert status == 200, answer
+    sent = claude_upstream.mock.received[-1]["body"]
+    assert sent["tools"][0]["input_schema"] == HTTP_TOOL["input_schema"]
+    assert sent["messages"][1]["content"][0]["input"] == call_input
+    assert sent["output_config"]["format"]["schema"] == HTTP_TOOL["input_schema"]
+    # the tool's own breakpoint: kept as the 5-minute kind where priced, else taken out
+    priced = model == "claude-mock"
+    assert sent["tools"][0].get("cache_control") == ({"type": "ephemeral"} if priced else None)
+    mnode.assert_clean()

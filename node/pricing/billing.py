@@ -150,6 +150,11 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
     return Shape(unbounded=None if _messages_bounded(body) else "messages")
 
 
+# Fields whose value is the client's own JSON (schemas, a tool call's input): a key named
+# cache_control in them is data, not a cache breakpoint, and is left as it is.
+MESSAGES_OPAQUE = frozenset({"input_schema", "input", "schema", "input_examples", "metadata"})
+
+
 def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
     stack: list[Any] = [body]
     while stack:
@@ -163,7 +168,7 @@ def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
                     del item["cache_control"]
                 else:
                     control.pop("ttl", None)
-            stack.extend(item.values())
+            stack.extend(v for k, v in item.items() if k not in MESSAGES_OPAQUE)
 
 
 def _messages_bounded(body: dict[str, Any]) -> bool:
