@@ -107,3 +107,43 @@ async def test_a_property_named_cache_control_in_the_clients_json_is_left_alone(
     priced = model == "claude-mock"
     assert sent["tools"][0].get("cache_control") == ({"type": "ephemeral"} if priced else None)
     mnode.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("edits", "refused"),
+    [
+        ([{"type": "compact_20260112"}], True),
+        ([{"type": "clear_tool_uses_20250919"}, {"type": "compact_20260112",
+                                                  "trigger": {"type": "input_tokens",
+                                                              "value": 50_000}}], True),
+        ([{"type": "some_future_edit"}], True),
+        ([{"type": "clear_tool_uses_20250919"}, {"type": "clear_thinking_20251015"}], False),
+    ],
+)  # fmt: skip
+async def test_server_side_compaction_is_refused_before_payment(
+    mnode: NodeHandle, claude_upstream: ThreadedServer, edits: list[Any], refused: bool
+) -> None:
+    """Anthropic's compaction (`context_management.edits` of type compact_20260112, beta
+    compact-2026-01-12) runs a second sampling pass in the request, over the whole prompt,
+    that writes a summary: billed on top, and reported in `usage.iterations`, not in the
+    top-level counts the node charges. The upstream billed up to twice the prompt's bound
+    and the summary past max_tokens; the node charged the final pass alone. Edits that only
+    clear earlier tool uses or thinking go on."""
+    key = mnode.new_key(1_000_000)
+    calls = len(claude_upstream.mock.received)
+    body = {"model": "claude-mock", "max_tokens": 20,
+            "messages": [{"role": "user", "content": "hi"}],
+            "context_management": {"edits": edits}}  # fmt: skip
+    status, _, answer = await call(
+        mnode, "POST", "/v1/messages", key, json=body,
+        headers={"anthropic-beta": "compact-2026-01-12,context-management-2025-06-27"},
+    )  # fmt: skip
+    if refused:
+        assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
+        assert "context_management" in answer["error"]["message"]
+        assert len(claude_upstream.mock.received) == calls
+        assert mnode.balance(key) == 1_000_000
+    else:
+        assert status == 200, answer
+        assert claude_upstream.mock.received[-1]["body"]["context_management"] == {"edits": edits}
+    mnode.assert_clean()

@@ -123,6 +123,7 @@ MESSAGES_TIERS = frozenset({"standard_only"})  # "auto" may bill the operator's 
 # Fields whose other values bill at a multiple of the listed price: US-only inference (1.1x),
 # fast mode (several times the price); only the value billed at the listed price goes on.
 MESSAGES_AT_LIST_PRICE = {"inference_geo": "global", "speed": "standard"}
+MESSAGES_CLEARING_EDITS = ("clear_tool_uses_", "clear_thinking_")  # context edits that only cut
 
 
 def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
@@ -137,6 +138,7 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         kind = tool.get("type", "custom") if isinstance(tool, dict) else None
         if kind != "custom":
             raise _refused("tools", f"{str(kind)[:32]!r} tools are not offered on this node")
+    _refuse_compaction(body.get("context_management"))
     tier = body.get("service_tier")
     if tier == "auto":
         body["service_tier"] = "standard_only"
@@ -148,6 +150,17 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
             raise _refused(field, f"{str(value)[:32]!r} is billed above the listed price")
     _limit_cache_writes(body, cache_writes_priced)
     return Shape(unbounded=None if _messages_bounded(body) else "messages")
+
+
+def _refuse_compaction(management: Any) -> None:
+    """Context edits that only clear earlier tool uses or thinking go on; any other (compaction:
+    a second sampling pass over the whole prompt, billed on top and reported apart from the
+    counts the node charges) is refused."""
+    edits = management.get("edits") if isinstance(management, dict) else management
+    for edit in edits if isinstance(edits, list) else [edits] if edits else []:
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not (isinstance(kind, str) and kind.startswith(MESSAGES_CLEARING_EDITS)):
+            raise _refused("context_management", f"{str(kind)[:32]!r} edits bill another pass")
 
 
 # Fields whose value is the client's own JSON (schemas, a tool call's input): a key named
@@ -264,6 +277,7 @@ REFUSED_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("prediction", _present, "rejected prediction tokens bill beyond the output limit"),
     ("provider", _present, "provider routing may pick an endpoint dearer than the price"),
     ("extra_body", _names_cached_content, "cached_content re-reads (and bills) stored tokens"),
+    ("context_management", bool, "server-side compaction bills another pass over the input"),
 )
 
 
