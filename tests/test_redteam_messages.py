@@ -4,11 +4,14 @@ node answer other than a clear 4xx (docs/billing.md, "/v1/messages"): each now b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from tests.conftest import NodeHandle
+from tests.support.anthropic_upstream import API_KEY
+from tests.support.messages_node import CLAUDE
 from tests.support.money import call
 from tests.support.servers import ThreadedServer
 
@@ -147,3 +150,29 @@ async def test_server_side_compaction_is_refused_before_payment(
         assert status == 200, answer
         assert claude_upstream.mock.received[-1]["body"]["context_management"] == {"edits": edits}
     mnode.assert_clean()
+
+
+async def test_the_long_context_beta_only_where_the_price_knows_the_long_context_rate(
+    make_node: Callable[..., NodeHandle], claude_upstream: ThreadedServer
+) -> None:
+    """Anthropic bills a prompt past 200 000 tokens under `context-1m-…` at its long-context
+    rate (Sonnet 4/4.5: $6/$22.50 for $3/$15): a model configured with a 1M context and one
+    flat price (what [[models]] can say) took the beta, and such prompts were reserved and
+    charged at half the input price Anthropic billed. The beta goes on only where the price
+    has a tier at 200 000 tokens (genai-prices' for claude-sonnet-4-5)."""
+    upstreams = [{"name": "claude", "kind": "anthropic", "base_url": f"{claude_upstream.url}/v1",
+                  "api_key": API_KEY, "list_models": False}]  # fmt: skip
+    models = [
+        {"id": "claude-long-flat", "upstream": "claude", **CLAUDE, "context_length": 1_000_000},
+        {"id": "claude-sonnet-4-5", "upstream": "claude", "context_length": 1_000_000},
+    ]
+    node = make_node(upstreams=upstreams, models=models)
+    key = node.new_key(100_000_000)
+    beta = {"anthropic-beta": "context-1m-2025-08-07,interleaved-thinking-2025-05-14"}
+    for model, passed in (("claude-long-flat", False), ("claude-sonnet-4-5", True)):
+        body = {"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}
+        status, _, answer = await call(node, "POST", "/v1/messages", key, json=body, headers=beta)
+        assert status == 200, answer
+        sent = claude_upstream.mock.received[-1]["headers"]["anthropic-beta"]
+        assert ("context-1m-2025-08-07" in sent) is passed, (model, sent)
+    node.assert_clean()

@@ -143,11 +143,13 @@ class ChatOverMessages(Wire):
 
 
 def _betas(given: str, model: Model) -> str:
-    """The client's betas but a long context one the model's bound would not hold: an
-    upstream bills a prompt past the standard context, which the bound (the model's
-    context) would neither reserve nor charge."""
+    """The client's betas but a long context one the model's bound and price would not hold:
+    an upstream bills a prompt past the standard context, at its long-context rate (twice the
+    input price), which neither the bound (the model's context) nor a flat price would
+    reserve or charge; only a price with a tier at the standard context knows that rate."""
+    long_rate = any(above <= STANDARD_CONTEXT for above, _ in model.price.tiers)
     if LONG_CONTEXT_BETA not in given or (
-        model.context_known and model.context_length > STANDARD_CONTEXT
+        model.context_known and model.context_length > STANDARD_CONTEXT and long_rate
     ):
         return given
     betas = [b.strip() for b in given.split(",")]
