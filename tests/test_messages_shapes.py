@@ -83,6 +83,21 @@ async def test_a_wrong_type_is_a_400_naming_the_field(
     assert mnode.balance(key) == 100_000
 
 
+async def test_an_odd_block_inside_a_tool_result_is_no_server_error(
+    mnode: NodeHandle, claude_upstream: ThreadedServer
+) -> None:
+    """Blocks inside a tool result are not type-checked here: one whose type is not a string
+    is the upstream's to refuse (it is not text, so the prompt is bounded by the context)."""
+    key = mnode.new_key(1_000_000)
+    for odd in ({"type": ["text"]}, {"type": {"a": 1}}, {"text": "no type"}):
+        result = {"type": "tool_result", "tool_use_id": "t1", "content": [odd]}
+        status, _, answer = await call(
+            mnode, "POST", "/v1/messages", key, json={**OK, "messages": user(result)}
+        )
+        assert status < 500 and answer is not None, answer
+    mnode.assert_clean()
+
+
 async def test_documented_and_unknown_shapes_pass(
     mnode: NodeHandle, claude_upstream: ThreadedServer
 ) -> None:

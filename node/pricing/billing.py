@@ -142,7 +142,7 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
     tier = body.get("service_tier")
     if tier == "auto":
         body["service_tier"] = "standard_only"
-    elif tier is not None and tier not in MESSAGES_TIERS:
+    elif tier is not None and not (isinstance(tier, str) and tier in MESSAGES_TIERS):
         raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
     for field, listed in MESSAGES_AT_LIST_PRICE.items():
         value = body.get(field)
@@ -153,9 +153,8 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
 
 
 def _refuse_compaction(management: Any) -> None:
-    """Context edits that only clear earlier tool uses or thinking go on; any other (compaction:
-    a second sampling pass over the whole prompt, billed on top and reported apart from the
-    counts the node charges) is refused."""
+    """Edits that only clear earlier tool uses or thinking go on; any other (compaction: another
+    pass over the whole prompt, billed on top, not in the counts the node charges) is refused."""
     edits = management.get("edits") if isinstance(management, dict) else management
     for edit in edits if isinstance(edits, list) else [edits] if edits else []:
         kind = edit.get("type") if isinstance(edit, dict) else None
@@ -163,17 +162,13 @@ def _refuse_compaction(management: Any) -> None:
             raise _refused("context_management", f"{str(kind)[:32]!r} edits bill another pass")
 
 
-# Fields whose value is the client's own JSON (schemas, a tool call's input): a key named
-# cache_control in them is data, not a cache breakpoint, and is left as it is.
+# The client's own JSON (schemas, a tool call's input): a cache_control key there is data.
 MESSAGES_OPAQUE = frozenset({"input_schema", "input", "schema", "input_examples", "metadata"})
 
 
 def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
-    try:  # most bodies name no cache_control: found at C speed, and no walk in Python
-        if b'"cache_control"' not in orjson.dumps(body):
-            return
-    except orjson.JSONEncodeError:
-        pass
+    if b'"cache_control"' not in orjson.dumps(body):  # most bodies: no walk in Python
+        return
     stack: list[Any] = [body]
     while stack:
         item = stack.pop()
@@ -201,7 +196,8 @@ def _messages_bounded(body: dict[str, Any]) -> bool:
         if isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
-            if item.get("type") not in MESSAGES_TEXT_TYPES:
+            kind = item.get("type")
+            if not isinstance(kind, str) or kind not in MESSAGES_TEXT_TYPES:
                 return False
             stack.append(item.get("content"))
     return True
