@@ -57,6 +57,8 @@ REFUSED = {
     "gemini-cached_content": ("extra_body", chat(extra_body={"google": {
         "cached_content": "cachedContents/abc"}})),
     "background-on-chat": ("background", chat(background=True)),
+    "context_management-compaction": ("context_management", responses(
+        context_management=[{"type": "compaction", "compact_threshold": 1000}])),
     "prompt-list-too-long": ("prompt", ("completions", {"model": "bill-model",
                                                         "prompt": ["x"] * 2049})),
     "n-too-many": ("n", chat(n=129)),

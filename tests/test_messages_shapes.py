@@ -58,6 +58,10 @@ BAD_ON_MESSAGES: list[tuple[str, dict[str, Any]]] = [
     ("top_k", {"top_k": -5}),
     ("stop_sequences", {"stop_sequences": "x"}),
     ("stop_sequences", {"stop_sequences": [1]}),
+    ("service_tier", {"service_tier": ["auto"]}),  # was a 500: a list is no set member
+    ("service_tier", {"service_tier": {"tier": "auto"}}),
+    ("inference_geo", {"inference_geo": ["us"]}),
+    ("speed", {"speed": 5}),
 ]
 
 
@@ -77,6 +81,21 @@ async def test_a_wrong_type_is_a_400_naming_the_field(
     assert field in answer["error"]["message"], answer
     assert len(claude_upstream.mock.received) == calls  # refused before the upstream
     assert mnode.balance(key) == 100_000
+
+
+async def test_an_odd_block_inside_a_tool_result_is_no_server_error(
+    mnode: NodeHandle, claude_upstream: ThreadedServer
+) -> None:
+    """Blocks inside a tool result are not type-checked here: one whose type is not a string
+    is the upstream's to refuse (it is not text, so the prompt is bounded by the context)."""
+    key = mnode.new_key(1_000_000)
+    for odd in ({"type": ["text"]}, {"type": {"a": 1}}, {"text": "no type"}):
+        result = {"type": "tool_result", "tool_use_id": "t1", "content": [odd]}
+        status, _, answer = await call(
+            mnode, "POST", "/v1/messages", key, json={**OK, "messages": user(result)}
+        )
+        assert status < 500 and answer is not None, answer
+    mnode.assert_clean()
 
 
 async def test_documented_and_unknown_shapes_pass(

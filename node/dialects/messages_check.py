@@ -34,6 +34,8 @@ def check_request(body: dict[str, Any], *, counting: bool = False) -> None:
     for name in ("temperature", "top_p"):
         _optional(body, name, _number, "a number")
     _optional(body, "top_k", lambda v: _int(v) and v >= 0, "a non-negative integer")
+    for name in ("service_tier", "inference_geo", "speed"):  # the node reads them (billing)
+        _optional(body, name, lambda v: isinstance(v, str), "a string")
     _optional(
         body,
         "stop_sequences",

@@ -123,6 +123,7 @@ MESSAGES_TIERS = frozenset({"standard_only"})  # "auto" may bill the operator's 
 # Fields whose other values bill at a multiple of the listed price: US-only inference (1.1x),
 # fast mode (several times the price); only the value billed at the listed price goes on.
 MESSAGES_AT_LIST_PRICE = {"inference_geo": "global", "speed": "standard"}
+MESSAGES_CLEARING_EDITS = ("clear_tool_uses_", "clear_thinking_")  # context edits that only cut
 
 
 def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
@@ -137,21 +138,37 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         kind = tool.get("type", "custom") if isinstance(tool, dict) else None
         if kind != "custom":
             raise _refused("tools", f"{str(kind)[:32]!r} tools are not offered on this node")
+    _refuse_compaction(body.get("context_management"))
     tier = body.get("service_tier")
     if tier == "auto":
         body["service_tier"] = "standard_only"
-    elif tier is not None and tier not in MESSAGES_TIERS:
+    elif tier is not None and not (isinstance(tier, str) and tier in MESSAGES_TIERS):
         raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
     for field, listed in MESSAGES_AT_LIST_PRICE.items():
         value = body.get(field)
         if value is not None and value != listed:
             raise _refused(field, f"{str(value)[:32]!r} is billed above the listed price")
     _limit_cache_writes(body, cache_writes_priced)
-    bounded = _messages_bounded(body.get("system")) and _messages_bounded(body.get("messages"))
-    return Shape(unbounded=None if bounded else "messages")
+    return Shape(unbounded=None if _messages_bounded(body) else "messages")
+
+
+def _refuse_compaction(management: Any) -> None:
+    """Edits that only clear earlier tool uses or thinking go on; any other (compaction: another
+    pass over the whole prompt, billed on top, not in the counts the node charges) is refused."""
+    edits = management.get("edits") if isinstance(management, dict) else management
+    for edit in edits if isinstance(edits, list) else [edits] if edits else []:
+        kind = edit.get("type") if isinstance(edit, dict) else None
+        if not (isinstance(kind, str) and kind.startswith(MESSAGES_CLEARING_EDITS)):
+            raise _refused("context_management", f"{str(kind)[:32]!r} edits bill another pass")
+
+
+# The client's own JSON (schemas, a tool call's input): a cache_control key there is data.
+MESSAGES_OPAQUE = frozenset({"input_schema", "input", "schema", "input_examples", "metadata"})
 
 
 def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
+    if b'"cache_control"' not in orjson.dumps(body):  # most bodies: no walk in Python
+        return
     stack: list[Any] = [body]
     while stack:
         item = stack.pop()
@@ -164,24 +181,25 @@ def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
                     del item["cache_control"]
                 else:
                     control.pop("ttl", None)
-            stack.extend(item.values())
+            stack.extend(v for k, v in item.items() if k not in MESSAGES_OPAQUE)
 
 
-def _messages_bounded(given: Any) -> bool:
-    stack = [given]
+def _messages_bounded(body: dict[str, Any]) -> bool:
+    """True when every content block (system's, each message's, a tool result's) is text.
+    Only the messages are told by their role: a block is one by where it is, whatever keys
+    it carries (an image with a `role` key is still an image to the upstream)."""
+    messages = body.get("messages")
+    turns = messages if isinstance(messages, list) else []
+    stack = [body.get("system"), *(m.get("content") for m in turns if isinstance(m, dict))]
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
-            continue
-        if not isinstance(item, dict):
-            continue
-        kind = item.get("type")
-        if isinstance(kind, str) and kind not in MESSAGES_TEXT_TYPES and "role" not in item:
-            return False
-        content = item.get("content")
-        if content is not None:
-            stack.append(content)
+        elif isinstance(item, dict):
+            kind = item.get("type")
+            if not isinstance(kind, str) or kind not in MESSAGES_TEXT_TYPES:
+                return False
+            stack.append(item.get("content"))
     return True
 
 
@@ -217,6 +235,16 @@ def for_upstream(path: str, body: dict[str, Any], upstream: UpstreamSection) -> 
     return {**body, "service_tier": tier} if tier else body
 
 
+def for_anthropic(body: dict[str, Any], upstream: UpstreamSection) -> dict[str, Any]:
+    """A Messages body as an Anthropic upstream gets it: Anthropic reads a missing tier as
+    "auto" (priority capacity, if the operator has it), so one that names none names
+    "standard_only", as "auto" is rewritten (messages_shape); none to an upstream whose
+    `service_tier` is "" (an Anthropic-compatible API that refuses the field)."""
+    if body.get("service_tier") is not None or upstream.service_tier == "":
+        return body
+    return {**body, "service_tier": "standard_only"}
+
+
 def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
     value = body.get(field, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
@@ -250,6 +278,7 @@ REFUSED_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("prediction", _present, "rejected prediction tokens bill beyond the output limit"),
     ("provider", _present, "provider routing may pick an endpoint dearer than the price"),
     ("extra_body", _names_cached_content, "cached_content re-reads (and bills) stored tokens"),
+    ("context_management", bool, "server-side compaction bills another pass over the input"),
 )
 
 

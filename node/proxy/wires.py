@@ -77,11 +77,17 @@ class Wire:
 
 
 class MessagesPassthrough(Wire):
-    def __init__(self, meter: Meter, model: Model, client_headers: Mapping[str, str]) -> None:
+    def __init__(
+        self, meter: Meter, model: Model, route: Route, client_headers: Mapping[str, str]
+    ) -> None:
         super().__init__(meter, model)
+        self.upstream = route.upstream
         passed = {h: client_headers.get(h, "").strip() for h in PASSED_HEADERS}
         passed["anthropic-beta"] = _betas(passed["anthropic-beta"], model)
         self.headers = {h: v for h, v in passed.items() if v}
+
+    def encode(self, body: Json) -> tuple[bytes, str]:
+        return self.meter.encode(billing.for_anthropic(body, self.upstream))
 
     def measure(self, answer: Json) -> Measured:
         return measure_messages(answer)
@@ -116,15 +122,15 @@ class MessagesOverChat(Wire):
 
 
 class ChatOverMessages(Wire):
-    def __init__(self, meter: Meter, model: Model) -> None:
+    def __init__(self, meter: Meter, model: Model, route: Route) -> None:
         super().__init__(meter, model)
         self.path = "messages"
+        self.upstream = route.upstream
 
     def encode(self, body: Json) -> tuple[bytes, str]:
         limit = self.model.max_output_tokens
-        return orjson.dumps(
-            _translated(messages_request, body, default_max_tokens=limit)
-        ), "application/json"
+        sent = _translated(messages_request, body, default_max_tokens=limit)
+        return orjson.dumps(billing.for_anthropic(sent, self.upstream)), "application/json"
 
     def measure(self, answer: Json) -> Measured:
         return measure_messages(answer)
@@ -137,11 +143,13 @@ class ChatOverMessages(Wire):
 
 
 def _betas(given: str, model: Model) -> str:
-    """The client's betas but a long context one the model's bound would not hold: an
-    upstream bills a prompt past the standard context, which the bound (the model's
-    context) would neither reserve nor charge."""
+    """The client's betas but a long context one the model's bound and price would not hold:
+    an upstream bills a prompt past the standard context, at its long-context rate (twice the
+    input price), which neither the bound (the model's context) nor a flat price would
+    reserve or charge; only a price with a tier at the standard context knows that rate."""
+    long_rate = any(above <= STANDARD_CONTEXT for above, _ in model.price.tiers)
     if LONG_CONTEXT_BETA not in given or (
-        model.context_known and model.context_length > STANDARD_CONTEXT
+        model.context_known and model.context_length > STANDARD_CONTEXT and long_rate
     ):
         return given
     betas = [b.strip() for b in given.split(",")]
@@ -155,11 +163,11 @@ def wire_for(
     anthropic = route.upstream.kind == "anthropic"
     if meter.path == "messages":
         if anthropic:
-            return MessagesPassthrough(meter, model, client_headers)
+            return MessagesPassthrough(meter, model, route, client_headers)
         return MessagesOverChat(meter, model, route, body.get("stop_sequences"))
     if not anthropic:
         return Wire(meter, model)
-    return ChatOverMessages(meter, model) if meter.path == "chat/completions" else None
+    return ChatOverMessages(meter, model, route) if meter.path == "chat/completions" else None
 
 
 def check(model: Model, path: str, body: Json) -> None:

@@ -80,7 +80,9 @@ class UpstreamSection(Section):
         description="service_tier sent with chat and responses requests that name none (OpenAI "
         "reads a missing one as 'auto': the project's tier, maybe priority, billed above the "
         "price); absent = 'default', except to hosts that refuse the field (Google, Anthropic, "
-        "Groq, Mistral); '' = send none (then keep the project on the default tier)",
+        "Groq, Mistral); Messages to an Anthropic upstream name 'standard_only' (Anthropic "
+        "reads a missing one as 'auto' too); '' = send none (then keep the project on the "
+        "default tier)",
     )
     endpoints: list[str] | None = Field(
         None,
