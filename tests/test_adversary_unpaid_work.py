@@ -204,3 +204,24 @@ async def test_a_body_of_many_containers_in_any_spelling_is_refused_before_it_is
     assert statuses == {402}
     assert hostile == {400}
     assert stalled < baseline + 0.4, (stalled, baseline)
+
+
+async def test_a_list_of_fallback_models_costs_no_more_than_one_model(node: NodeHandle) -> None:
+    """Attack: the same unpaid 9 MB body naming five models (`models`, the fallbacks). Each
+    one was given its own deep copy of the body (JSON out and back in) and its own pass
+    over it, and the 402's quote planned every one: five times the work of one model,
+    ~1 s of event loop where one model's request took ~0.3 s.
+
+    Expected: the body's shape is read once for all the models it names; a model gets a copy
+    of its own only where something would change it (its preset), and the bytes counted for
+    its estimate are the client's (which name every model, so never fewer than it sends)."""
+    part = {"role": "user", "content": [{"type": "text", "text": "x" * 280}]}
+    messages = [part] * 28_000  # 84 000 objects and arrays: under the bound
+    fallbacks = ["test-nousage", "test-slow", "test-fail500", "test-fail429"]
+    five = orjson.dumps({"model": "test-model", "models": fallbacks, "messages": messages})
+    one = orjson.dumps({"model": "test-model", "messages": messages})
+    assert len(five) < BODY_BYTES
+    baseline, statuses = await stall_s(node, post_json(node, one))
+    stalled, hostile = await stall_s(node, post_json(node, five))
+    assert statuses == hostile == {402}
+    assert stalled < baseline + 0.25, (stalled, baseline)

@@ -93,114 +93,25 @@ def bills_per_call(model_id: str) -> bool:
     return any(fnmatch.fnmatchcase(lowered, pattern) for pattern in PER_CALL_MODELS)
 
 
-def shape(path: str, body: dict[str, Any]) -> Shape:
+Reading = Callable[[Any, str, str], tuple[bool, int]]  # read_prompt, or a memo of it
+
+
+def shape(path: str, body: dict[str, Any], reading: Reading | None = None) -> Shape:
     """Refuse what the node cannot bound (a 400 naming the field), rewrite what it can make
-    bounded, and tell what the upstream will bill for the rest."""
+    bounded, and tell what the upstream will bill for the rest. `reading`: read_prompt's."""
     _refuse_billed_extras(body)
     field = PROMPT_FIELD.get(path, "")
-    unbounded = field if field and not _scan_prompt(body.get(field), field) else None
+    bounded, prompts = (reading or read_prompt)(body.get(field), field, path)
+    unbounded = None if bounded else field
     if path == "responses":
         unbounded = next((n for n in STORED_REFERENCES if body.get(n) is not None), unbounded)
-    prompts = _count_prompts(body.get(field), field) if path in ("completions", "embeddings") else 1
     if path == "embeddings":
-        inputs = body.get(field)
-        if inputs == "":
-            raise BadRequest(f"{field} must be a string or a non-empty array", param=field)
-        if isinstance(inputs, list) and any(isinstance(x, dict) for x in inputs):
-            unbounded = field  # multimodal inputs (an image to embed): not in the bytes
         return Shape(prompts, 0, unbounded)
     # n answers per prompt; best_of: the upstream writes (and bills) that many to return n
     per_prompt = positive_int(body, "n", 1, MAX_CHOICES)
     if body.get("best_of") is not None:
         per_prompt = max(per_prompt, positive_int(body, "best_of", 1, MAX_CHOICES))
     return Shape(prompts, prompts * per_prompt, unbounded)
-
-
-# Messages content blocks whose tokens are their text's; images, documents, redacted thinking
-# and search results are not in the bytes (bounded by the context).
-MESSAGES_TEXT_TYPES = frozenset({"text", "tool_use", "tool_result", "thinking"})
-MESSAGES_TIERS = frozenset({"standard_only"})  # "auto" may bill the operator's priority tier
-# Fields whose other values bill at a multiple of the listed price: US-only inference (1.1x),
-# fast mode (several times the price); only the value billed at the listed price goes on.
-MESSAGES_AT_LIST_PRICE = {"inference_geo": "global", "speed": "standard"}
-MESSAGES_CLEARING_EDITS = ("clear_tool_uses_", "clear_thinking_")  # context edits that only cut
-
-
-def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
-    """Anthropic's Messages: refuse what runs upstream per call, make cache writes what the
-    price covers (none when the model has no cache-write price; 5-minute ones, never the
-    1-hour ones billed at twice the input, when it has), and tell whether the bytes bound the
-    prompt."""
-    if body.get("mcp_servers"):
-        raise _refused("mcp_servers", "MCP tools run upstream and bill per call")
-    tools = body.get("tools")
-    for tool in tools if isinstance(tools, list) else []:
-        kind = tool.get("type", "custom") if isinstance(tool, dict) else None
-        if kind != "custom":
-            raise _refused("tools", f"{str(kind)[:32]!r} tools are not offered on this node")
-    _refuse_compaction(body.get("context_management"))
-    tier = body.get("service_tier")
-    if tier == "auto":
-        body["service_tier"] = "standard_only"
-    elif tier is not None and not (isinstance(tier, str) and tier in MESSAGES_TIERS):
-        raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
-    for field, listed in MESSAGES_AT_LIST_PRICE.items():
-        value = body.get(field)
-        if value is not None and value != listed:
-            raise _refused(field, f"{str(value)[:32]!r} is billed above the listed price")
-    _limit_cache_writes(body, cache_writes_priced)
-    return Shape(unbounded=None if _messages_bounded(body) else "messages")
-
-
-def _refuse_compaction(management: Any) -> None:
-    """Edits that only clear earlier tool uses or thinking go on; any other (compaction: another
-    pass over the whole prompt, billed on top, not in the counts the node charges) is refused."""
-    edits = management.get("edits") if isinstance(management, dict) else management
-    for edit in edits if isinstance(edits, list) else [edits] if edits else []:
-        kind = edit.get("type") if isinstance(edit, dict) else None
-        if not (isinstance(kind, str) and kind.startswith(MESSAGES_CLEARING_EDITS)):
-            raise _refused("context_management", f"{str(kind)[:32]!r} edits bill another pass")
-
-
-# The client's own JSON (schemas, a tool call's input): a cache_control key there is data.
-MESSAGES_OPAQUE = frozenset({"input_schema", "input", "schema", "input_examples", "metadata"})
-
-
-def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
-    if b'"cache_control"' not in orjson.dumps(body):  # most bodies: no walk in Python
-        return
-    stack: list[Any] = [body]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            if "cache_control" in item:
-                control = item["cache_control"]
-                if not priced or not isinstance(control, dict):
-                    del item["cache_control"]
-                else:
-                    control.pop("ttl", None)
-            stack.extend(v for k, v in item.items() if k not in MESSAGES_OPAQUE)
-
-
-def _messages_bounded(body: dict[str, Any]) -> bool:
-    """True when every content block (system's, each message's, a tool result's) is text.
-    Only the messages are told by their role: a block is one by where it is, whatever keys
-    it carries (an image with a `role` key is still an image to the upstream)."""
-    messages = body.get("messages")
-    turns = messages if isinstance(messages, list) else []
-    stack = [body.get("system"), *(m.get("content") for m in turns if isinstance(m, dict))]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            kind = item.get("type")
-            if not isinstance(kind, str) or kind not in MESSAGES_TEXT_TYPES:
-                return False
-            stack.append(item.get("content"))
-    return True
 
 
 def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_known: bool) -> int:
@@ -235,16 +146,6 @@ def for_upstream(path: str, body: dict[str, Any], upstream: UpstreamSection) -> 
     return {**body, "service_tier": tier} if tier else body
 
 
-def for_anthropic(body: dict[str, Any], upstream: UpstreamSection) -> dict[str, Any]:
-    """A Messages body as an Anthropic upstream gets it: Anthropic reads a missing tier as
-    "auto" (priority capacity, if the operator has it), so one that names none names
-    "standard_only", as "auto" is rewritten (messages_shape); none to an upstream whose
-    `service_tier` is "" (an Anthropic-compatible API that refuses the field)."""
-    if body.get("service_tier") is not None or upstream.service_tier == "":
-        return body
-    return {**body, "service_tier": "standard_only"}
-
-
 def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> int:
     value = body.get(field, default)
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
@@ -252,7 +153,8 @@ def positive_int(body: dict[str, Any], field: str, default: int, most: int) -> i
     return value
 
 
-def _refused(field: str, why: str) -> BadRequest:
+def refused(field: str, why: str) -> BadRequest:
+    """A 400 naming `field`: what it asks for bills beyond what the node can bound."""
     return BadRequest(f"{field}: {why}; not offered on this node", param=field)
 
 
@@ -284,22 +186,22 @@ REFUSED_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
 
 def _refuse_billed_extras(body: dict[str, Any]) -> None:
     """Fields that make the upstream bill beyond tokens the node can bound."""
-    for name, refused, why in REFUSED_FIELDS:
-        if name in body and refused(body[name]):
-            raise _refused(name, why)
+    for name, is_refused, why in REFUSED_FIELDS:
+        if name in body and is_refused(body[name]):
+            raise refused(name, why)
     tier = body.get("service_tier")
     if tier == "auto":  # may pick the operator's priority or scale tier: billed above the price
         body["service_tier"] = "default"
     elif tier is not None and not (isinstance(tier, str) and tier in SERVICE_TIERS):
-        raise _refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
+        raise refused("service_tier", f"{str(tier)[:32]!r} is billed above the listed price")
     tools = body.get("tools")
     for tool in tools if isinstance(tools, list) else []:
         if not _client_tool(tool):
             kind = tool.get("type") if isinstance(tool, dict) else None
-            raise _refused("tools", f"{str(kind)[:32]!r} tools run upstream and bill per call")
+            raise refused("tools", f"{str(kind)[:32]!r} tools run upstream and bill per call")
     choice = body.get("tool_choice")
     if isinstance(choice, dict) and not _client_tool_choice(choice):
-        raise _refused("tool_choice", "tools that run upstream bill per call")
+        raise refused("tool_choice", "tools that run upstream bill per call")
 
 
 def _client_tool(tool: Any) -> bool:
@@ -357,6 +259,22 @@ def _plain_text(given: Any) -> bool:
     return text_types == types
 
 
+def read_prompt(given: Any, field: str, path: str) -> tuple[bool, int]:
+    """Whether the prompt's bytes bound its tokens, and how many prompts it holds: read from
+    the prompt alone, the one walk over it (a request's models may share one reading)."""
+    if not field:
+        return True, 1
+    bounded = _scan_prompt(given, field)
+    if path not in ("completions", "embeddings"):
+        return bounded, 1
+    prompts = _count_prompts(given, field)
+    if path == "embeddings" and given == "":
+        raise BadRequest(f"{field} must be a string or a non-empty array", param=field)
+    if path == "embeddings" and isinstance(given, list) and any(isinstance(x, dict) for x in given):
+        bounded = False  # multimodal inputs (an image to embed): not in the bytes
+    return bounded, prompts
+
+
 def _scan_prompt(given: Any, field: str) -> bool:
     """Walk the prompt (iteratively: nesting can be 1000 deep); True if its bytes bound its
     tokens. Audio and prompt-cache writes are refused: both bill above the input price."""
@@ -374,9 +292,9 @@ def _scan_prompt(given: Any, field: str) -> bool:
         kind = item.get("type")
         kind = kind if isinstance(kind, str) else None
         if kind in AUDIO_TYPES or not AUDIO_TYPES.isdisjoint(item):
-            raise _refused(field, "audio input tokens bill far above text tokens")
+            raise refused(field, "audio input tokens bill far above text tokens")
         if "cache_control" in item:
-            raise _refused(field, "cache_control: prompt-cache writes bill above the input price")
+            raise refused(field, "cache_control: prompt-cache writes bill above the input price")
         if (kind is not None and kind not in TEXT_TYPES) or not REFERENCE_KEYS.isdisjoint(item):
             bounded = False
         stack.extend(item.values())

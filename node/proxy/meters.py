@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from node.errors import BadRequest, PaymentRequired
-from node.pricing import billing
+from node.pricing import billing, messages_billing
 from node.pricing.model import Model
 from node.pricing.prices import Price, Pricer, Usage
 from node.proxy.sse import output_chars
@@ -151,6 +151,7 @@ class ChatMeter(Meter):
 
     def __init__(self, path: str = "chat/completions"):
         self.path = path
+        self._read: tuple[Any, tuple[bool, int]] | None = None  # the prompt read last, and what
         if path == "responses":
             self.limit_fields: tuple[str, ...] = ("max_output_tokens",)
             self.usage_names = ("input_tokens", "output_tokens")
@@ -204,7 +205,14 @@ class ChatMeter(Meter):
 
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
         _check_stream_fields(body)
-        return billing.shape(self.path, body)
+        return billing.shape(self.path, body, self._reading)
+
+    def _reading(self, prompt: Any, field: str, path: str) -> tuple[bool, int]:
+        """A request's models share its prompt (node.routes.paid copies bodies shallowly): it
+        is read once for them all, however many the client named."""
+        if self._read is None or self._read[0] is not prompt:
+            self._read = (prompt, billing.read_prompt(prompt, field, path))
+        return self._read[1]
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
         if self.path == "responses":
@@ -225,7 +233,7 @@ class ChatMeter(Meter):
 
 class MessagesMeter(ChatMeter):
     """Anthropic's Messages: `max_tokens` required (as Anthropic requires it), the prompt's
-    cache reads and writes priced apart (node/pricing/billing.py: messages_shape)."""
+    cache reads and writes priced apart (node/pricing/messages_billing.py)."""
 
     cache_writes = True  # cache_control: the bound is reserved at the dearer price, if any
 
@@ -236,7 +244,7 @@ class MessagesMeter(ChatMeter):
 
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
         # the route checked the request's types first (node.dialects.messages_check)
-        return billing.messages_shape(body, model.price.cache_write is not None)
+        return messages_billing.messages_shape(body, model.price.cache_write is not None)
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
         """Anthropic's streams end with their usage (message_delta): nothing to ask."""

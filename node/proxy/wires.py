@@ -26,7 +26,7 @@ from node.dialects.chat_to_messages import chat_answer, messages_request
 from node.dialects.errors import DialectError
 from node.dialects.messages_to_chat import ChatOptions, chat_request, messages_answer
 from node.errors import BadRequest, NodeError, UpstreamError
-from node.pricing import billing
+from node.pricing import billing, messages_billing
 from node.pricing.model import Model, Route
 from node.pricing.prices import Usage
 from node.proxy.messages_sse import ChatAsMessages, MessagesAsChat, MessagesReader
@@ -87,7 +87,7 @@ class MessagesPassthrough(Wire):
         self.headers = {h: v for h, v in passed.items() if v}
 
     def encode(self, body: Json) -> tuple[bytes, str]:
-        return self.meter.encode(billing.for_anthropic(body, self.upstream))
+        return self.meter.encode(messages_billing.for_anthropic(body, self.upstream))
 
     def measure(self, answer: Json) -> Measured:
         return measure_messages(answer)
@@ -130,7 +130,7 @@ class ChatOverMessages(Wire):
     def encode(self, body: Json) -> tuple[bytes, str]:
         limit = self.model.max_output_tokens
         sent = _translated(messages_request, body, default_max_tokens=limit)
-        return orjson.dumps(billing.for_anthropic(sent, self.upstream)), "application/json"
+        return orjson.dumps(messages_billing.for_anthropic(sent, self.upstream)), "application/json"
 
     def measure(self, answer: Json) -> Measured:
         return measure_messages(answer)

@@ -82,10 +82,14 @@ def _candidates(
 def _candidate(
     model: Model, meter: Meter, body: dict[str, Any], raw: bytes, copy: bool
 ) -> fallback.Candidate:
-    """The body one model is asked with: a copy of its own when there are several."""
+    """The body one model is asked with: a copy of its own when there are several. Shallow:
+    what a model changes in a body (its preset, the fields its plan sets, its name) is a
+    top-level field, which each copy has of its own; the content they share (the messages,
+    most of the bytes) is read once, not copied and walked per model. (The one change inside
+    it, Messages' cache marks a model's price does not cover, only ever takes marks out.)"""
     model = _served(model, meter.path)
     if copy:
-        body = orjson.loads(orjson.dumps(body))
+        body = dict(body)
     if model.preset is not None:
         presets.apply(model, body, meter.path)
     if copy or model.preset is not None:
