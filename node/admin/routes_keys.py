@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.admin.http import guarded, int_query, parts_of
+from node.admin.http import guarded, id_number, int_query, parts_of
 from node.errors import BadRequest, NotFound
 from node.http.credentials import idempotency_key
 from node.http.web import json_response, read_json
@@ -25,11 +25,7 @@ MAX_PAGE = 200
 
 
 def _account_id(request: web.Request) -> int:
-    raw = request.match_info["id"].removeprefix("key_")
-    # ASCII digits only ("²".isdigit() is true), and within SQLite's 64-bit integers
-    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
-        raise BadRequest("the account id is a whole number below 2^63", param="id")
-    return int(raw)
+    return id_number(request.match_info["id"].removeprefix("key_"), "id", "the account id")
 
 
 def _key(parts: Parts, account_id: int) -> KeyRules:

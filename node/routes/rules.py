@@ -80,9 +80,10 @@ def parse_rules(body: dict[str, Any]) -> dict[str, Any]:
 
 def creation_rules(body: dict[str, Any]) -> dict[str, Any]:
     """The rules a new key is created with: ours, or routstr-core's `balance_limit`,
-    `balance_limit_reset` and `validity_date` (query parameters are strings: numbers read)."""
+    `balance_limit_reset` and `validity_date` (query parameters are strings: numbers read;
+    one too long for any rule stays a string, which the rule refuses)."""
     given = {
-        k: int(v) if isinstance(v, str) and v.isascii() and v.isdigit() else v
+        k: int(v) if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) < 20 else v
         for k, v in body.items()
     }
     names = {"balance_limit": "spend_limit_msat", "balance_limit_reset": "limit_period"}

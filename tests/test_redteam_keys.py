@@ -1,0 +1,59 @@
+"""Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
+Python to read are 400s (never a 500)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import NodeHandle
+from tests.support.admin_client import PASSWORD, AdminClient
+from tests.support.money import call
+
+HELLO: dict[str, Any] = {
+    "model": "test-model",
+    "messages": [{"role": "user", "content": "hi"}],
+    "max_tokens": 10,
+}
+# more digits than int() reads from a string (Python's limit of 4300): a ValueError, not a number
+LONG_NUMBER = "9" * 5000
+
+
+@pytest.fixture
+def admin_node(make_node: Callable[..., NodeHandle]) -> NodeHandle:
+    return make_node(node={"admin_password": PASSWORD})
+
+
+def assert_envelope(status: int, body: Any, param: str) -> None:
+    assert status == 400, (status, body)
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+    assert body["error"]["param"] == param, body
+
+
+async def test_a_number_too_long_to_read_is_a_400_naming_it(admin_node: NodeHandle) -> None:
+    key = admin_node.new_key(1_000_000)
+    status, _, body = await call(admin_node, "GET", f"/v1/requests?limit={LONG_NUMBER}", key)
+    assert_envelope(status, body, "limit")
+    # before any token is looked at: an unknown field, a rule, a query parameter
+    for sent in ({"junk": LONG_NUMBER}, {"balance_limit": LONG_NUMBER}):
+        body_sent = {"cashu_token": "cashuBnot-a-token", **sent}
+        status, _, body = await call(admin_node, "POST", "/v1/wallet/create", json=body_sent)
+        assert 400 <= status < 500 and "error" in body, (sent, status, body)
+    path = f"/v1/balance/create?initial_balance_token=cashuBx&validity_date={LONG_NUMBER}"
+    status, _, body = await call(admin_node, "GET", path)
+    assert_envelope(status, body, "expires_at")
+    async with AdminClient(admin_node.url) as admin:
+        assert (await admin.login())[0] == 200
+        for method, path, param in [
+            ("GET", f"/admin/api/accounts/{LONG_NUMBER}/entries", "id"),
+            ("GET", f"/admin/api/accounts/{LONG_NUMBER}/keys", "id"),
+            ("PATCH", f"/admin/api/keys/key_{LONG_NUMBER}", "id"),
+            ("POST", f"/admin/api/keys/{LONG_NUMBER}/revoke", "id"),
+            ("POST", f"/admin/api/earnings/payouts/{LONG_NUMBER}/collected", "id"),
+            ("GET", f"/admin/api/requests?account_id={LONG_NUMBER}", "account_id"),
+        ]:
+            status, body, _ = await admin.call(method, path, {})
+            assert_envelope(status, body, param)
+    assert admin_node.db.query_one("SELECT COUNT(*) FROM key_rules")[0] == 0
