@@ -1,8 +1,10 @@
 """Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
-Python to read are 400s (never a 500)."""
+Python to read are 400s (never a 500), and a key revoked while its request falls back to
+another model is refused before that model is asked."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -57,3 +59,25 @@ async def test_a_number_too_long_to_read_is_a_400_naming_it(admin_node: NodeHand
             status, body, _ = await admin.call(method, path, {})
             assert_envelope(status, body, param)
     assert admin_node.db.query_one("SELECT COUNT(*) FROM key_rules")[0] == 0
+
+
+async def test_a_key_revoked_while_its_request_falls_back_is_refused_before_the_next_model(
+    admin_node: NodeHandle,
+) -> None:
+    """test-hang times out after 1 s, then the request would move on to test-model: the
+    revocation that came meanwhile must stop it there, and nothing more is spent."""
+    parent = admin_node.new_key(10_000_000)
+    status, _, child = await call(admin_node, "POST", "/v1/keys", parent, json={})
+    assert status == 201
+    body = {**HELLO, "model": "test-hang", "models": ["test-model"]}
+    asked = asyncio.create_task(
+        call(admin_node, "POST", "/v1/chat/completions", child["api_key"], json=body)
+    )
+    await asyncio.sleep(0.4)  # the first model is being waited for
+    status, _, _ = await call(admin_node, "DELETE", f"/v1/keys/{child['id']}", parent)
+    assert status == 200 and not asked.done()
+    status, _, answer = await asked
+    assert status == 401 and answer["error"]["code"] == "key_revoked", answer
+    models = admin_node.db.query("SELECT model FROM request_records")
+    assert "test-model" not in [row["model"] for row in models]
+    admin_node.assert_clean()
