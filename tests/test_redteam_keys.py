@@ -1,12 +1,14 @@
 """Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
-Python to read are 400s (never a 500), and a key revoked while its request falls back to
-another model is refused before that model is asked."""
+Python to read are 400s (never a 500), a key revoked while its request falls back to another
+model is refused before that model is asked, and the admin's settings never show the database
+password."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -81,3 +83,29 @@ async def test_a_key_revoked_while_its_request_falls_back_is_refused_before_the_
     models = admin_node.db.query("SELECT model FROM request_records")
     assert "test-model" not in [row["model"] for row in models]
     admin_node.assert_clean()
+
+
+@pytest.mark.parametrize("store_backend", ["postgres"], indirect=True)
+async def test_the_settings_never_show_the_database_password(
+    make_node: Callable[..., NodeHandle], pg_databases: Any
+) -> None:
+    """PostgreSQL takes the password in the URL (or its query); trust authentication ignores
+    it, so the test server accepts it as given."""
+    parts = urlsplit(pg_databases.new())
+    assert parts.password is None and parts.username, parts.netloc
+    netloc = f"{parts.username}:hunter2@{parts.hostname}:{parts.port}"
+    url = urlunsplit(parts._replace(netloc=netloc))
+    node = make_node(node={"admin_password": PASSWORD}, store={"url": url + "?password=swordfish"})
+    async with AdminClient(node.url) as admin:
+        assert (await admin.login())[0] == 200
+        status, shown, resp = await admin.call("GET", "/admin/api/settings")
+        assert status == 200
+        text = await resp.text()
+        assert "hunter2" not in text and "swordfish" not in text, shown["store"]
+        assert f"@{parts.hostname}:{parts.port}/" in shown["store"]["url"]  # still says where
+        # what the page sends back unchanged is no change of a setting read at start
+        await admin.send("PATCH", "/admin/api/settings", {"store": shown["store"]})
+        status, body, _ = await admin.call(
+            "PATCH", "/admin/api/settings", {"store": {"url": "postgresql://x@y/z"}}
+        )
+        assert status == 400 and body["error"]["param"] == "store.url"
