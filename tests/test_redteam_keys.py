@@ -1,7 +1,7 @@
 """Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
 Python to read are 400s (never a 500), a key revoked while its request falls back to another
-model is refused before that model is asked, and the admin's settings never show the database
-password."""
+model is refused before that model is asked, the admin's settings never show the database
+password, and a caller without a key is refused before the node reads its body."""
 
 from __future__ import annotations
 
@@ -109,3 +109,32 @@ async def test_the_settings_never_show_the_database_password(
             "PATCH", "/admin/api/settings", {"store": {"url": "postgresql://x@y/z"}}
         )
         assert status == 400 and body["error"]["param"] == "store.url"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("POST", "/v1/keys"),
+        ("PATCH", "/v1/keys/key_1"),
+        ("POST", "/v1/balance/child-key"),
+        ("POST", "/v1/balance/child-key/reset"),
+    ],
+)
+@pytest.mark.parametrize("key", [None, "sk-nobodys"], ids=["no-key", "unknown-key"])
+async def test_a_caller_without_a_key_is_refused_before_its_body_is_read(
+    node: NodeHandle, method: str, path: str, key: str | None
+) -> None:
+    """The node neither waits for nor holds the body of a caller who cannot make keys."""
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.server.port)
+    writer.write(head.encode() + b'{"name": "')  # and no more of it
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    assert answer.split()[1] == b"401", answer

@@ -20,11 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
-from node.errors import BadRequest, Forbidden, NotFound
+from node.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from node.http.credentials import account_by_secret, bearer
 from node.http.web import json_response, read_json
 from node.money.keys import KeyRules, Rules
 from node.money.ledger import hash_key
-from node.money.payments import Payer
+from node.money.payments import Payer, is_token
 from node.parts import PARTS, Parts
 from node.routes.holders import holder
 from node.routes.rules import moment, parse_rules, period, whole
@@ -32,6 +33,18 @@ from node.routes.rules import moment, parse_rules, period, whole
 routes = web.RouteTableDef()
 
 MAX_CHILDREN = 50  # per call, as routstr-core
+
+
+def _caller_first(request: web.Request) -> None:
+    """Before a body is read: refuse a caller with no key, or with an sk- key that opens no
+    account, so that nobody who cannot make keys has the node wait for or hold a body. (A
+    token is redeemed only by `_parent`, once the body has proved good.)"""
+    key = bearer(request)
+    if key is None:
+        raise Unauthorized("send 'Authorization: Bearer sk-…' (or the Cashu token used as key)")
+    ledger = request.app[PARTS].ledger
+    if not is_token(key) and account_by_secret(request, ledger, key)[1] is None:
+        raise Unauthorized("unknown API key")
 
 
 async def _parent(request: web.Request) -> Payer:
@@ -63,6 +76,7 @@ def _described(parts: Parts, key: KeyRules) -> dict[str, Any]:
 
 @routes.post("/v1/keys")
 async def create(request: web.Request) -> web.Response:
+    _caller_first(request)
     body, _ = await read_json(request)
     parts, payer = request.app[PARTS], await _parent(request)
     rules = Rules(**parse_rules(body))
@@ -87,6 +101,7 @@ async def one(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/keys/{key_id}")
 async def change(request: web.Request) -> web.Response:
+    _caller_first(request)
     body, _ = await read_json(request)
     parts, payer = request.app[PARTS], await _parent(request)
     key = _child(parts, payer, request.match_info["key_id"])
@@ -105,6 +120,7 @@ async def revoke(request: web.Request) -> web.Response:
 @routes.post("/v1/balance/child-key")
 async def child_keys(request: web.Request) -> web.Response:
     """routstr-core's form: `count` sub-keys at once, free of charge here."""
+    _caller_first(request)
     body, _ = await read_json(request)
     parts, payer = request.app[PARTS], await _parent(request)
     count = whole(body, "count", least=1)
@@ -132,6 +148,7 @@ async def child_keys(request: web.Request) -> web.Response:
 
 @routes.post("/v1/balance/child-key/reset")
 async def reset_child(request: web.Request) -> web.Response:
+    _caller_first(request)
     body, _ = await read_json(request)
     parts, payer = request.app[PARTS], await _parent(request)
     given = body.get("child_key")
