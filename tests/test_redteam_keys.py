@@ -1,7 +1,8 @@
 """Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
 Python to read are 400s (never a 500), a key revoked while its request falls back to another
 model is refused before that model is asked, the admin's settings never show the database
-password, and a caller without a key is refused before the node reads its body."""
+password, a caller without a key is refused before the node reads its body, and failed admin
+logins stay locked out however many addresses a guesser uses."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from node.admin.auth import FREE_FAILURES, Throttle
+from node.errors import RateLimited
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.money import call
@@ -139,3 +142,36 @@ async def test_a_caller_without_a_key_is_refused_before_its_body_is_read(
     finally:
         writer.close()
     assert answer.split()[1] == b"401", answer
+
+
+def locked(throttle: Throttle, ip: str) -> bool:
+    try:
+        throttle.check(ip)
+    except RateLimited:
+        return True
+    return False
+
+
+def test_failed_logins_count_against_an_ipv6_clients_whole_slash_64() -> None:
+    """A client holds a /64 of addresses: one each would give it FREE_FAILURES guesses each."""
+    throttle = Throttle(clock=lambda: 1000.0)
+    for i in range(FREE_FAILURES + 1):
+        throttle.failed(f"2001:db8:0:1::{i + 1:x}")
+    assert locked(throttle, "2001:db8:0:1::ffff")
+    assert locked(throttle, "2001:db8:0:1:abcd::1")
+    assert not locked(throttle, "2001:db8:0:2::1")  # another client's /64
+    throttle.failed("::ffff:192.0.2.7")  # an IPv4 peer on a dual-stack socket is that peer
+    for _ in range(FREE_FAILURES):
+        throttle.failed("192.0.2.7")
+    assert locked(throttle, "192.0.2.7")
+
+
+def test_a_flood_of_failing_addresses_does_not_lift_a_lockout() -> None:
+    """Memory stays bounded, yet by dropping those who are not locked out, not everyone."""
+    throttle = Throttle(clock=lambda: 1000.0)
+    for _ in range(FREE_FAILURES + 1):
+        throttle.failed("198.51.100.1")
+    assert locked(throttle, "198.51.100.1")
+    for i in range(10_050):  # one failure each: none of them locked out
+        throttle.failed(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
+    assert locked(throttle, "198.51.100.1")
