@@ -1,8 +1,9 @@
 """Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
 Python to read are 400s (never a 500), a key revoked while its request falls back to another
 model is refused before that model is asked, the admin's settings never show the database
-password, a caller without a key is refused before the node reads its body, and failed admin
-logins stay locked out however many addresses a guesser uses."""
+password, a caller without a key is refused before the node reads its body, failed admin
+logins stay locked out however many addresses a guesser uses, and operator credit stays
+within what the node's sums of balances can hold."""
 
 from __future__ import annotations
 
@@ -142,6 +143,30 @@ async def test_a_caller_without_a_key_is_refused_before_its_body_is_read(
     finally:
         writer.close()
     assert answer.split()[1] == b"401", answer
+
+
+async def test_operator_credit_stays_within_what_the_money_pages_can_sum(
+    admin_node: NodeHandle,
+) -> None:
+    """Each grant was bounded (2^62 msat) but not their total: three broke every sum of
+    balances (the money pages, the audit, /metrics) for good, with 500s."""
+    async with AdminClient(admin_node.url) as admin:
+        assert (await admin.login())[0] == 200
+        made = await admin.send("POST", "/admin/api/keys", {"credit_msat": 2**61}, status=201)
+        for path, body in [
+            ("/admin/api/keys", {"credit_msat": 2**61}),
+            ("/admin/api/keys", {"credit_msat": 1}),
+            (f"/admin/api/keys/{made['account_id']}/credit", {"amount_msat": 1}),
+        ]:
+            status, answer, _ = await admin.call("POST", path, body)
+            param = next(iter(body))
+            assert status == 400 and answer["error"]["param"] == param, (path, answer)
+        await admin.send("POST", "/admin/api/keys", {"credit_msat": 0}, status=201)
+        for path in ("/admin/api/money", "/admin/api/accounts", "/admin/api/audit"):
+            await admin.get(path)
+        async with admin.session.get(f"{admin_node.url}/metrics") as metrics:
+            assert metrics.status == 200
+    admin_node.assert_clean()
 
 
 def locked(throttle: Throttle, ip: str) -> bool:

@@ -22,6 +22,10 @@ from node.routes.rules import parse_rules, whole
 routes = web.RouteTableDef()
 
 MAX_PAGE = 200
+# Operator credit of all accounts together: far beyond any real use, and low enough that every
+# sum of balances (money pages, audit, metrics) stays a 64-bit integer with all the ecash there
+# could be beside it (21 million BTC: 2.1e18 msat).
+MAX_CREDIT_TOTAL_MSAT = 2**61
 
 
 def _account_id(request: web.Request) -> int:
@@ -38,6 +42,13 @@ def _key(parts: Parts, account_id: int) -> KeyRules:
         key = parts.keys.get(account_id)
     assert key is not None
     return key
+
+
+def _credit_room(parts: Parts, amount_msat: int, param: str) -> None:
+    if parts.ledger.balances().credit_msat + amount_msat > MAX_CREDIT_TOTAL_MSAT:
+        raise BadRequest(
+            f"{param} would take the operator credit of all accounts past 2^61 msat", param=param
+        )
 
 
 def _described(parts: Parts, key: KeyRules) -> dict[str, Any]:
@@ -82,6 +93,7 @@ async def create(request: web.Request) -> web.Response:
     parts = parts_of(request)
     credit = whole(body, "credit_msat") or 0
     rules = Rules(**parse_rules(body))
+    _credit_room(parts, credit, "credit_msat")
     key = "sk-" + secrets.token_urlsafe(32)
     account_id = parts.ledger.grant(hash_key(key), credit, "operator:admin")
     parts.keys.set_rules(account_id, rules)
@@ -106,6 +118,7 @@ async def fund(request: web.Request) -> web.Response:
         raise BadRequest("amount_msat would take the balance past 2^62 msat", param="amount_msat")
     if row["kind"] == SUBKEY:
         raise BadRequest("a sub-key spends its parent's balance: fund the parent", param="id")
+    _credit_room(parts, amount, "amount_msat")
     key, _ = idempotency_key(request)
     credited = parts.ledger.fund(account_id, amount, f"operator:{GRANT}:{key}")
     account = parts.ledger.get(account_id)
