@@ -2,8 +2,9 @@
 Python to read are 400s (never a 500), a key revoked while its request falls back to another
 model is refused before that model is asked, the admin's settings never show the database
 password, a caller without a key is refused before the node reads its body, failed admin
-logins stay locked out however many addresses a guesser uses, and operator credit stays
-within what the node's sums of balances can hold."""
+logins stay locked out however many addresses a guesser uses, operator credit stays within
+what the node's sums of balances can hold, and a key's requests per minute bound its
+sub-keys too."""
 
 from __future__ import annotations
 
@@ -166,6 +167,26 @@ async def test_operator_credit_stays_within_what_the_money_pages_can_sum(
             await admin.get(path)
         async with admin.session.get(f"{admin_node.url}/metrics") as metrics:
             assert metrics.status == 200
+    admin_node.assert_clean()
+
+
+async def test_a_keys_requests_per_minute_bound_its_sub_keys_too(admin_node: NodeHandle) -> None:
+    """As its spending limit, expiry, revocation and models do: else a key held to a few
+    requests a minute makes a sub-key without that rule and goes on through it."""
+    async with AdminClient(admin_node.url) as admin:
+        assert (await admin.login())[0] == 200
+        made = await admin.send(
+            "POST", "/admin/api/keys", {"credit_msat": 10**7, "per_minute": 2}, status=201
+        )
+    parent = made["key"]
+    status, _, child = await call(admin_node, "POST", "/v1/keys", parent, json={})
+    assert status == 201
+    asked = [
+        await call(admin_node, "POST", "/v1/chat/completions", key, json=HELLO)
+        for key in (parent, child["api_key"], child["api_key"])
+    ]
+    assert [status for status, _, _ in asked] == [200, 200, 429], asked
+    assert "its parent key's limit of 2 requests per minute" in asked[-1][2]["error"]["message"]
     admin_node.assert_clean()
 
 
