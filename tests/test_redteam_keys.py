@@ -3,8 +3,8 @@ Python to read are 400s (never a 500), a key revoked while its request falls bac
 model is refused before that model is asked, the admin's settings never show the database
 password, a caller without a key is refused before the node reads its body, failed admin
 logins stay locked out however many addresses a guesser uses, operator credit stays within
-what the node's sums of balances can hold, and a key's requests per minute bound its
-sub-keys too."""
+what the node's sums of balances can hold, a key's requests per minute bound its sub-keys
+too, and a bad body on the keys routes never redeems the token presented as key."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from node.admin.auth import FREE_FAILURES, Throttle
 from node.errors import RateLimited
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
+from tests.support.mints import MintInfo, RefWallet
 from tests.support.money import call
 
 HELLO: dict[str, Any] = {
@@ -188,6 +189,24 @@ async def test_a_keys_requests_per_minute_bound_its_sub_keys_too(admin_node: Nod
     assert [status for status, _, _ in asked] == [200, 200, 429], asked
     assert "its parent key's limit of 2 requests per minute" in asked[-1][2]["error"]["message"]
     admin_node.assert_clean()
+
+
+async def test_a_bad_body_on_the_keys_routes_never_redeems_the_token_used_as_key(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    node = make_node(cashu={"mints": [mint.url]})
+    token = await ref_wallet.token(mint.url, 5)
+    for method, path, body, param in [
+        ("POST", "/v1/keys", {"spend_limit_msat": -1}, "spend_limit_msat"),
+        ("PATCH", "/v1/keys/key_1", {"limit_period": "yearly"}, "limit_period"),
+        ("POST", "/v1/balance/child-key", {"count": 0}, "count"),
+        ("POST", "/v1/balance/child-key", {"count": 1, "balance_limit": -1}, "balance_limit"),
+        ("POST", "/v1/balance/child-key/reset", {"child_key": 5}, "child_key"),
+    ]:
+        status, _, answer = await call(node, method, path, token, json=body)
+        assert_envelope(status, answer, param)
+    assert await ref_wallet.receive(token) == 5  # still unspent: nothing was redeemed
+    node.assert_clean()
 
 
 def locked(throttle: Throttle, ip: str) -> bool:
