@@ -4,7 +4,8 @@ model is refused before that model is asked, the admin's settings never show the
 password, a caller without a key is refused before the node reads its body, failed admin
 logins stay locked out however many addresses a guesser uses, operator credit stays within
 what the node's sums of balances can hold, a key's requests per minute bound its sub-keys
-too, and a bad body on the keys routes never redeems the token presented as key."""
+too, a bad body on the keys routes never redeems the token presented as key, and a NUL
+character (which PostgreSQL's text refuses) is a 400 wherever it comes."""
 
 from __future__ import annotations
 
@@ -207,6 +208,32 @@ async def test_a_bad_body_on_the_keys_routes_never_redeems_the_token_used_as_key
         assert_envelope(status, answer, param)
     assert await ref_wallet.receive(token) == 5  # still unspent: nothing was redeemed
     node.assert_clean()
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite", "postgres"], indirect=True)
+async def test_a_nul_character_in_a_url_or_a_keys_name_is_a_400(admin_node: NodeHandle) -> None:
+    parent = admin_node.new_key(1_000_000)
+    for method, path, body, param in [
+        ("POST", "/v1/keys", {"name": "a\u0000b"}, "name"),
+        ("POST", "/v1/keys", {"models": ["test-model\u0000"]}, "models"),
+        ("GET", "/v1/requests/ab%00c", None, None),
+        ("GET", "/v1/requests?before=ab%00c", None, None),
+        ("GET", "/v1/usage?group_by=%00", None, None),
+    ]:
+        status, _, answer = await call(admin_node, method, path, parent, json=body)
+        assert status == 400 and set(answer["error"]) == {"message", "type", "param", "code"}
+        assert answer["error"]["param"] == param, (path, answer)
+    async with AdminClient(admin_node.url) as admin:
+        assert (await admin.login())[0] == 200
+        for method, path, body in [
+            ("POST", "/admin/api/keys", {"name": "k\u0000"}),
+            ("GET", "/admin/api/requests?model=a%00b", None),
+            ("GET", "/admin/api/requests?before=a%00b", None),
+        ]:
+            status, answer, _ = await admin.call(method, path, body)
+            assert status == 400 and "error" in answer, (path, answer)
+    rules = admin_node.db.query_one("SELECT COUNT(*) FROM key_rules")
+    assert rules is not None and rules[0] == 0
 
 
 def locked(throttle: Throttle, ip: str) -> bool:

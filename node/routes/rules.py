@@ -51,7 +51,7 @@ def _models(value: Any) -> tuple[str, ...] | None:
     if (
         not isinstance(value, list)
         or len(value) > MAX_MODELS
-        or not all(isinstance(m, str) and 0 < len(m) <= 200 for m in value)
+        or not all(isinstance(m, str) and 0 < len(m) <= 200 and m.isprintable() for m in value)
     ):
         raise BadRequest("models must be a list of model ids", param="models")
     return tuple(value)
@@ -62,8 +62,10 @@ def parse_rules(body: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if "name" in body:
         name = body["name"]
-        if not isinstance(name, str) or len(name) > 200:
-            raise BadRequest("name must be a string of at most 200 characters", param="name")
+        if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
+            raise BadRequest(
+                "name must be a string of at most 200 printable characters", param="name"
+            )
         found["name"] = name
     if "spend_limit_msat" in body:
         found["spend_limit_msat"] = whole(body, "spend_limit_msat")
