@@ -1,11 +1,14 @@
-"""Keys, sub-keys, the admin and the HTTP edge under attack from outside: numbers too long for
-Python to read are 400s (never a 500), a key revoked while its request falls back to another
-model is refused before that model is asked, the admin's settings never show the database
-password, a caller without a key is refused before the node reads its body, failed admin
-logins stay locked out however many addresses a guesser uses, operator credit stays within
-what the node's sums of balances can hold, a key's requests per minute bound its sub-keys
-too, a bad body on the keys routes never redeems the token presented as key, and a NUL
-character (which PostgreSQL's text refuses) is a 400 wherever it comes."""
+"""Keys, sub-keys, the admin and the HTTP edge under attack from outside:
+
+- numbers too long for Python to read, and NUL characters (PostgreSQL's text refuses them),
+  are 400s, never 500s;
+- a key revoked while its request falls back to another model is refused before that model;
+- a key's requests per minute bound its sub-keys too;
+- a bad body on the keys routes never redeems the token presented as key, and a caller
+  without a key (or locked out of the admin login) is refused before its body is read;
+- the admin's settings never show the database password; failed logins stay locked out
+  however many addresses a guesser uses; operator credit stays within what the node's sums
+  of balances can hold."""
 
 from __future__ import annotations
 
@@ -234,6 +237,26 @@ async def test_a_nul_character_in_a_url_or_a_keys_name_is_a_400(admin_node: Node
             assert status == 400 and "error" in answer, (path, answer)
     rules = admin_node.db.query_one("SELECT COUNT(*) FROM key_rules")
     assert rules is not None and rules[0] == 0
+
+
+async def test_a_client_locked_out_of_the_admin_is_refused_before_its_body_is_read(
+    admin_node: NodeHandle,
+) -> None:
+    async with AdminClient(admin_node.url) as admin:
+        for _ in range(FREE_FAILURES + 1):
+            assert (await admin.login("wrong"))[0] == 401
+    head = (
+        "POST /admin/api/login HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", admin_node.server.port)
+    writer.write(head.encode() + b'{"password": "')  # and no more of it
+    await writer.drain()
+    try:
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    finally:
+        writer.close()
+    assert answer.split()[1] == b"429", answer
 
 
 def locked(throttle: Throttle, ip: str) -> bool:
