@@ -6,8 +6,9 @@
 - A session is a random cookie value; the database holds its SHA-256 only. Its CSRF token is an
   HMAC of the session under a key kept in the database, so it can be handed out again after a
   page reload without being stored.
-- Failed logins are counted per client address; past a few, each one locks that address out
-  for twice as long as the last (429 + Retry-After), up to `MAX_LOCKOUT_S`.
+- Failed logins are counted per client (an IPv4 address, an IPv6 /64: one client holds a whole
+  /64); past a few, each one locks that client out for twice as long as the last (429 +
+  Retry-After), up to `MAX_LOCKOUT_S`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 import time
@@ -34,6 +36,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SESSION_TTL_S = 12 * 3600
 FREE_FAILURES = 3
 MAX_LOCKOUT_S = 900
+MAX_COUNTED = 10_000  # clients whose failures are kept in memory
 MIN_PASSWORD_LEN = 8
 
 
@@ -75,6 +78,19 @@ def lockout_s(failures: int) -> float:
     return float(min(2 ** (failures - FREE_FAILURES), MAX_LOCKOUT_S))
 
 
+def client_of(ip: str) -> str:
+    """Whom a failed login counts against: an IPv4 address, or an IPv6 address's /64."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:  # "unknown", a Unix socket: as it is
+        return ip
+    if isinstance(address, ipaddress.IPv4Address):
+        return ip
+    if address.ipv4_mapped:  # an IPv4 peer on a dual-stack socket
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((address, 64), strict=False))
+
+
 class Failures(Protocol):
     """Where failed logins are counted: this process, or the database several instances share
     (node.db.shared_state.SharedFailures)."""
@@ -102,8 +118,11 @@ class MemoryFailures:
         return 0.0 if entry is None else entry.locked_until
 
     def add(self, ip: str, now: float, lockout: Callable[[int], float]) -> None:
-        if len(self._by_ip) > 10_000:  # a flood of addresses must not grow memory forever
-            self._by_ip.clear()
+        if len(self._by_ip) > MAX_COUNTED:  # a flood of addresses must not grow memory forever,
+            # nor lift the lockouts in force: those not locked out now are forgotten first
+            self._by_ip = {k: e for k, e in self._by_ip.items() if e.locked_until > now}
+            if len(self._by_ip) > MAX_COUNTED:
+                self._by_ip.clear()
         entry = self._by_ip.setdefault(ip, _Failures())
         entry.count += 1
         if wait := lockout(entry.count):
@@ -123,7 +142,7 @@ class Throttle:
         self._clock = clock
 
     def check(self, ip: str) -> None:
-        wait = self._failures.locked_until(ip) - self._clock()
+        wait = self._failures.locked_until(client_of(ip)) - self._clock()
         if wait > 0:
             raise RateLimited(
                 "too many failed logins; try again later",
@@ -132,10 +151,10 @@ class Throttle:
             )
 
     def failed(self, ip: str) -> None:
-        self._failures.add(ip, self._clock(), lockout_s)
+        self._failures.add(client_of(ip), self._clock(), lockout_s)
 
     def succeeded(self, ip: str) -> None:
-        self._failures.forget(ip)
+        self._failures.forget(client_of(ip))
 
 
 class AdminAuth:

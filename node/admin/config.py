@@ -7,6 +7,7 @@ Environment variables still win over both, as they win over the file.
 
 Secrets (`node.admin_password`, `nostr.nsec`, each upstream's `api_key`) are write-only: reads
 show `<name>_set: true|false` in their place, and a write that leaves one out keeps it. The
+database URL is shown with its password (user part or query) as `***`; it is read at start. The
 admin password is changed only through /admin/api/password, which asks for the current one.
 An upstream's key is kept only where it was meant to go: a change of its `base_url` must carry
 the key again (`key_follows_url`), or an admin session could send the key to any address.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from pydantic import ValidationError
 
@@ -43,6 +45,7 @@ UPSTREAM_SECRET = "api_key"
 STARTUP_ONLY = {"node": {"data_dir", "host", "port"}, "store": {"url"}}
 NEXT_START = {"limits"}  # stored and shown at once; the rate limiter and server read it at start
 RATE_FIELDS = [f for f in PricingSection.model_fields if f.startswith("btc_usd")]
+HIDDEN = "***"
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -52,7 +55,26 @@ def redacted(settings: Settings) -> dict[str, Any]:
         data[section][f"{key}_set"] = bool(data[section].pop(key))
     for upstream in data["upstreams"]:
         upstream[f"{UPSTREAM_SECRET}_set"] = bool(upstream.pop(UPSTREAM_SECRET))
+    data["store"]["url"] = without_password(data["store"]["url"])
     return data
+
+
+def without_password(url: str) -> str:
+    """A database URL as shown: a password in its user part or its query as `***`."""
+    parts = urlsplit(url)
+    netloc, query = parts.netloc, parts.query
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:{HIDDEN}@{host}"
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k == "password" for k, _ in pairs):
+        shown = [(k, HIDDEN if k == "password" else v) for k, v in pairs]
+        query = urlencode(shown, safe="*")
+    return parts._replace(netloc=netloc, query=query).geturl()
+
+
+def _as_shown(section: str, key: str, value: Any) -> str:
+    return without_password(str(value)) if (section, key) == ("store", "url") else str(value)
 
 
 def with_overrides(settings: Settings) -> Settings:
@@ -122,11 +144,15 @@ def _table_changes(section: str, value: Any, current: dict[str, Any]) -> dict[st
             param="node.admin_password",
         )
     for key in STARTUP_ONLY.get(section, ()):
-        if key in changes and str(changes[key]) != str(current[key]):
-            raise BadRequest(
-                f"{section}.{key} is read at start: change it in the configuration file",
-                param=f"{section}.{key}",
-            )
+        if key not in changes:
+            continue
+        if str(changes[key]) in (str(current[key]), _as_shown(section, key, current[key])):
+            del changes[key]  # sent back as read: no change, nothing to store
+            continue
+        raise BadRequest(
+            f"{section}.{key} is read at start: change it in the configuration file",
+            param=f"{section}.{key}",
+        )
     return changes
 
 

@@ -91,6 +91,14 @@ def int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return max(lo, min(hi, value))
 
 
+def id_number(raw: str, name: str, what: str) -> int:
+    """An id from a path or query: ASCII digits ("²".isdigit() is true) within SQLite's 64-bit
+    integers, its length checked first (int() refuses a string of over 4300 digits)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= 2**63:
+        raise BadRequest(f"{what} is a whole number below 2^63", param=name)
+    return int(raw)
+
+
 def str_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str):

@@ -26,9 +26,10 @@ routes = web.RouteTableDef()
 
 @routes.post("/admin/api/login")
 async def login(request: web.Request) -> web.Response:
+    auth, ip = parts_of(request).admin, request.remote or "unknown"
+    auth.throttle.check(ip)  # a client locked out is not even read
     body, _ = await read_json(request)
-    auth = parts_of(request).admin
-    token = await auth.login(str_field(body, "password"), request.remote or "unknown")
+    token = await auth.login(str_field(body, "password"), ip)
     response = json_response({"csrf_token": auth.csrf_token(token)})
     set_session_cookie(request, response, token)
     return response

@@ -5,8 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from node.admin import money, stats
-from node.admin.http import guarded, int_query, parts_of
-from node.errors import BadRequest
+from node.admin.http import guarded, id_number, int_query, parts_of
 from node.http.credentials import idempotency_key
 from node.http.web import json_response, read_json
 from node.routes.payouts import payout_in_doubt
@@ -25,12 +24,9 @@ async def accounts(request: web.Request) -> web.Response:
 @routes.get("/admin/api/accounts/{id}/entries")
 @guarded
 async def entries(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    # ASCII digits only ("²".isdigit() is true), and within SQLite's 64-bit integers
-    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
-        raise BadRequest("the account id is a whole number below 2^63", param="id")
+    account_id = id_number(request.match_info["id"], "id", "the account id")
     limit = int_query(request, "limit", 200, 1, money.MAX_PAGE)
-    return json_response(money.entries(parts_of(request), int(raw), limit))
+    return json_response(money.entries(parts_of(request), account_id, limit))
 
 
 @routes.get("/admin/api/money")
@@ -68,10 +64,8 @@ async def withdraw(request: web.Request) -> web.Response:
 @routes.post("/admin/api/earnings/payouts/{id}/collected")
 @guarded
 async def collected(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
-        raise BadRequest("the payout id is a whole number below 2^63", param="id")
-    money.mark_collected(parts_of(request), int(raw))
+    payout_id = id_number(request.match_info["id"], "id", "the payout id")
+    money.mark_collected(parts_of(request), payout_id)
     return json_response({"ok": True})
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from node.admin.http import guarded, int_query, parts_of
+from node.admin.http import guarded, id_number, int_query, parts_of
 from node.errors import BadRequest
 from node.http.web import json_response
 from node.money.records import MAX_PAGE, STATUSES, Filter, Record
@@ -42,9 +42,7 @@ def _filter(request: web.Request) -> Filter:
     account_id = None
     raw = query.get("account_id", "").removeprefix("key_")
     if raw:
-        if not (raw.isascii() and raw.isdigit()) or int(raw) >= 2**63:
-            raise BadRequest("account_id is a whole number below 2^63", param="account_id")
-        account_id = int(raw)
+        account_id = id_number(raw, "account_id", "account_id")
     model = query.get("model") or None
     if model is not None and len(model) > 200:
         raise BadRequest("model is at most 200 characters", param="model")

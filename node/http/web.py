@@ -172,6 +172,13 @@ def check_credential_headers(request: web.Request) -> None:
                 raise BadRequest(f"the {name} header must be ASCII", param=name)
 
 
+def _refuse_nul(request: web.Request) -> None:
+    """A NUL character has no place in a URL, and PostgreSQL's text refuses it: a 400 here,
+    not a failed query wherever a route passes the value on."""
+    if "\x00" in request.path or "\x00" in request.query_string:
+        raise BadRequest("the URL holds a NUL character (%00)")
+
+
 _HTTP_ERRORS: dict[int, type[NodeError]] = {404: NotFound, 413: PayloadTooLarge}
 
 
@@ -183,6 +190,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     request[REQUEST_ID] = request_id
     path = request.path
     try:
+        _refuse_nul(request)
         response = await handler(request)
     except NodeError as exc:
         response = error_response(exc, request_id, path)

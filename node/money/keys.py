@@ -290,27 +290,48 @@ class Keys:
     def admit(self, key: KeyRules, model: str | None) -> list[Cap]:
         """Refuse a request the key may not make (revoked, expired, model, per minute), or
         its parent key may not; else the caps its reservation must respect (the key's own,
-        and its parent's, which counts its sub-keys' spending too)."""
+        and its parent's, which counts its sub-keys' spending too). Both are read as they are
+        now, not as the request found them: a key revoked, limited or narrowed since (while its
+        request waited on a model it then falls back from) is held to that at once."""
         now = _now()
-        parent = self.get(key.parent_id) if key.parent_id is not None else None
+        key, parent = self._current(key)
         refusal = key.refusal(now, model) or (parent and parent.refusal(now, model))
         if refusal:
             raise refusal
-        if key.rules.per_minute is not None:
-            self._count(key.account_id, key.rules.per_minute)
+        limited = [k for k in (key, parent) if k is not None and k.rules.per_minute is not None]
+        self._count(limited, key.account_id)
         caps = [key.cap(now), parent.cap(now) if parent is not None else None]
         return [cap for cap in caps if cap is not None]
 
-    def _count(self, account_id: int, per_minute: int) -> None:
+    def _current(self, key: KeyRules) -> tuple[KeyRules, KeyRules | None]:
+        """A key's rules and its parent's as they are now, in one read."""
+        parent_id = key.parent_id if key.parent_id is not None else key.account_id
+        rows = self.db.query(
+            f"SELECT {_COLUMNS} FROM key_rules WHERE account_id IN (?, ?)",
+            (key.account_id, parent_id),
+        )
+        found = {rules.account_id: rules for rules in map(_from_row, rows)}
+        current = found.get(key.account_id, key)  # rules are never deleted: found
+        return current, found.get(parent_id) if key.parent_id is not None else None
+
+    def _count(self, limited: list[KeyRules], asking: int) -> None:
+        """One more request in the last minute of each key (a sub-key's and its parent's), or
+        none if one of them is at its `per_minute`."""
         now = time.monotonic()
-        recent = self._recent.setdefault(account_id, deque())
-        while recent and recent[0] <= now - 60:
-            recent.popleft()
-        if len(recent) >= per_minute:
-            raise RateLimited(
-                f"this key's limit of {per_minute} requests per minute is reached",
-                headers={"Retry-After": str(max(1, int(recent[0] + 60 - now) + 1))},
-            )
-        recent.append(now)
+        counts = []
+        for key in limited:
+            per_minute = key.rules.per_minute or 0
+            recent = self._recent.setdefault(key.account_id, deque())
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= per_minute:
+                whose = "this key's" if key.account_id == asking else "its parent key's"
+                raise RateLimited(
+                    f"{whose} limit of {per_minute} requests per minute is reached",
+                    headers={"Retry-After": str(max(1, int(recent[0] + 60 - now) + 1))},
+                )
+            counts.append(recent)
+        for recent in counts:
+            recent.append(now)
         if len(self._recent) > 100_000:
             self._recent.clear()  # a bound on memory

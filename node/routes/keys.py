@@ -20,11 +20,12 @@ from typing import Any
 
 from aiohttp import web
 
-from node.errors import BadRequest, Forbidden, NotFound
+from node.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from node.http.credentials import account_by_secret, bearer
 from node.http.web import json_response, read_json
 from node.money.keys import KeyRules, Rules
 from node.money.ledger import hash_key
-from node.money.payments import Payer
+from node.money.payments import Payer, is_token
 from node.parts import PARTS, Parts
 from node.routes.holders import holder
 from node.routes.rules import moment, parse_rules, period, whole
@@ -32,6 +33,19 @@ from node.routes.rules import moment, parse_rules, period, whole
 routes = web.RouteTableDef()
 
 MAX_CHILDREN = 50  # per call, as routstr-core
+
+
+def _caller_first(request: web.Request) -> None:
+    """Before a body is read: refuse a caller with no key, or with an sk- key that opens no
+    account, so that nobody who cannot make keys has the node wait for or hold a body. (A
+    token is redeemed only by `_parent`, once the body has proved good: bad input changes
+    nothing.)"""
+    key = bearer(request)
+    if key is None:
+        raise Unauthorized("send 'Authorization: Bearer sk-…' (or the Cashu token used as key)")
+    ledger = request.app[PARTS].ledger
+    if not is_token(key) and account_by_secret(request, ledger, key)[1] is None:
+        raise Unauthorized("unknown API key")
 
 
 async def _parent(request: web.Request) -> Payer:
@@ -63,9 +77,10 @@ def _described(parts: Parts, key: KeyRules) -> dict[str, Any]:
 
 @routes.post("/v1/keys")
 async def create(request: web.Request) -> web.Response:
+    _caller_first(request)
     body, _ = await read_json(request)
+    rules = Rules(**parse_rules(body))  # before `_parent`, which may redeem a token
     parts, payer = request.app[PARTS], await _parent(request)
-    rules = Rules(**parse_rules(body))
     ((key, account_id),) = parts.keys.create_child(payer.account_id, rules)
     made = parts.keys.get(account_id)
     assert made is not None
@@ -87,10 +102,12 @@ async def one(request: web.Request) -> web.Response:
 
 @routes.patch("/v1/keys/{key_id}")
 async def change(request: web.Request) -> web.Response:
+    _caller_first(request)
     body, _ = await read_json(request)
+    changes = parse_rules(body)
     parts, payer = request.app[PARTS], await _parent(request)
     key = _child(parts, payer, request.match_info["key_id"])
-    key = parts.keys.update(key, **parse_rules(body))
+    key = parts.keys.update(key, **changes)
     return json_response(_described(parts, key))
 
 
@@ -105,8 +122,8 @@ async def revoke(request: web.Request) -> web.Response:
 @routes.post("/v1/balance/child-key")
 async def child_keys(request: web.Request) -> web.Response:
     """routstr-core's form: `count` sub-keys at once, free of charge here."""
+    _caller_first(request)
     body, _ = await read_json(request)
-    parts, payer = request.app[PARTS], await _parent(request)
     count = whole(body, "count", least=1)
     if count is None or count > MAX_CHILDREN:
         raise BadRequest(f"count must be from 1 to {MAX_CHILDREN}", param="count")
@@ -115,6 +132,7 @@ async def child_keys(request: web.Request) -> web.Response:
         limit_period=period(body.get("balance_limit_reset"), "balance_limit_reset"),
         expires_at=moment(body, "validity_date"),
     )
+    parts, payer = request.app[PARTS], await _parent(request)
     made = parts.keys.create_child(payer.account_id, rules, count)
     balance = parts.ledger.get(payer.account_id).balance_msat
     return json_response(
@@ -132,11 +150,12 @@ async def child_keys(request: web.Request) -> web.Response:
 
 @routes.post("/v1/balance/child-key/reset")
 async def reset_child(request: web.Request) -> web.Response:
+    _caller_first(request)
     body, _ = await read_json(request)
-    parts, payer = request.app[PARTS], await _parent(request)
     given = body.get("child_key")
     if not isinstance(given, str) or not given.strip():
         raise BadRequest("child_key is required: the sub-key (sk-…)", param="child_key")
+    parts, payer = request.app[PARTS], await _parent(request)
     account_id = parts.ledger.account_id(hash_key(given.strip()))
     key = parts.keys.get(account_id) if account_id is not None else None
     if key is None or key.parent_id != payer.account_id:

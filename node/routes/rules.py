@@ -51,7 +51,7 @@ def _models(value: Any) -> tuple[str, ...] | None:
     if (
         not isinstance(value, list)
         or len(value) > MAX_MODELS
-        or not all(isinstance(m, str) and 0 < len(m) <= 200 for m in value)
+        or not all(isinstance(m, str) and 0 < len(m) <= 200 and m.isprintable() for m in value)
     ):
         raise BadRequest("models must be a list of model ids", param="models")
     return tuple(value)
@@ -62,8 +62,10 @@ def parse_rules(body: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     if "name" in body:
         name = body["name"]
-        if not isinstance(name, str) or len(name) > 200:
-            raise BadRequest("name must be a string of at most 200 characters", param="name")
+        if not isinstance(name, str) or len(name) > 200 or not name.isprintable():
+            raise BadRequest(
+                "name must be a string of at most 200 printable characters", param="name"
+            )
         found["name"] = name
     if "spend_limit_msat" in body:
         found["spend_limit_msat"] = whole(body, "spend_limit_msat")
@@ -80,9 +82,10 @@ def parse_rules(body: dict[str, Any]) -> dict[str, Any]:
 
 def creation_rules(body: dict[str, Any]) -> dict[str, Any]:
     """The rules a new key is created with: ours, or routstr-core's `balance_limit`,
-    `balance_limit_reset` and `validity_date` (query parameters are strings: numbers read)."""
+    `balance_limit_reset` and `validity_date` (query parameters are strings: numbers read;
+    one too long for any rule stays a string, which the rule refuses)."""
     given = {
-        k: int(v) if isinstance(v, str) and v.isascii() and v.isdigit() else v
+        k: int(v) if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) < 20 else v
         for k, v in body.items()
     }
     names = {"balance_limit": "spend_limit_msat", "balance_limit_reset": "limit_period"}

@@ -56,7 +56,8 @@ def _time(value: str | None, name: str, default: int) -> int:
 def _int(value: str | None, name: str, default: int, most: int) -> int:
     if value is None:
         return default
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= most:
+    # the length first: int() refuses a string of over 4300 digits
+    if not (value.isascii() and value.isdigit()) or len(value) > 18 or not 1 <= int(value) <= most:
         raise BadRequest(f"{name} must be a whole number from 1 to {most}", param=name)
     return int(value)
 
