@@ -26,7 +26,7 @@ from node.errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
 from node.money import lnurl
 from node.money.books import EARNINGS, purpose
 from node.money.ledger import Ledger, hash_key
-from node.money.payments import MINT_RETRY_AFTER_S, wallet_errors
+from node.money.payments import MINT_RETRY_AFTER_S, token_spent, wallet_errors
 from node.settings.money import LightningSection
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,12 @@ class Lightning:
                 code="foreign_mint_fees",
                 param="accept_fees_sat",
             ) from fees
+        if key is not None and invoice.status == "paid":
+            # whoever gave the token away still knows it: the key it funded is handed out
+            # again only while nothing has been spent from it (as `Payments.create_key` does)
+            account = self.ledger.find(hash_key(key))
+            if account is None or not account.untouched(invoice.amount_sat * 1000):
+                raise token_spent()
         return invoice, key
 
     async def status(self, ref: str) -> cashu.Invoice:
