@@ -3,11 +3,16 @@ take more than it paid, or make the node answer a 500, each on a real node and r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from aiohttp import web
+
+import wallet as cashu
 from tests.conftest import NodeHandle
 from tests.support.mints import MintInfo, RefWallet
 from tests.support.money import assert_proofs_cover, call
+from tests.support.servers import ThreadedServer
 from tests.test_lightning import HELLO
 
 CREATE = "/v1/wallet/create"
@@ -59,3 +64,94 @@ async def test_a_foreign_token_topped_up_then_sent_to_create_is_refused_not_a_50
     assert status == 400 and topped["error"]["code"] == "token_spent", topped
     assert node.balance(owner) == credited and node.balance(other) == 1_000
     node.assert_clean()  # (the keys' operator credit is backed by no proofs)
+
+
+class _Host:
+    """A web server that counts what reaches it: `hits` per path, `sent` bytes streamed."""
+
+    def __init__(self, routes: Callable[[_Host], list[web.RouteDef]]) -> None:
+        self.hits: dict[str, int] = {}
+        self.sent = 0
+        self.routes = routes
+
+    def app(self) -> web.Application:
+        @web.middleware
+        async def count(request: web.Request, handler: Any) -> web.StreamResponse:
+            self.hits[request.path] = self.hits.get(request.path, 0) + 1
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app = web.Application(middlewares=[count])
+        app.add_routes(self.routes(self))
+        return app
+
+
+def _relabelled(token: str, mint_url: str) -> str:
+    parsed = cashu.parse_token(token)
+    return cashu.serialize_v4(parsed.with_mint(mint_url))
+
+
+async def test_a_foreign_mint_cannot_redirect_the_node_elsewhere(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """The client names a foreign mint: a redirect from it would take the node to a host it
+    never checked (inside its own network: the host check is on the mint's URL only)."""
+    inside = _Host(lambda host: [web.get("/secret", _json({"detail": "inside"}))])
+    target = ThreadedServer(inside.app).start()
+    redirect = web.HTTPFound(f"{target.url}/secret")
+
+    async def moved(request: web.Request) -> web.Response:
+        raise redirect
+
+    liar = _Host(lambda host: [web.route("*", "/{tail:.*}", moved)])
+    server = ThreadedServer(liar.app).start()
+    try:
+        node = foreign_node(make_node, mint)
+        token = _relabelled(await ref_wallet.token(fee_mint.url, 100), server.url)
+        body = {"cashu_token": token, "accept_fees_sat": 10}
+        status, _, refused = await call(node, "POST", CREATE, json=body)
+        assert 400 <= status < 600 and status != 500, refused
+        assert liar.hits, "the foreign mint was not asked"
+        assert not inside.hits, "the node followed the foreign mint's redirect"
+        node.assert_clean()
+    finally:
+        server.stop()
+        target.stop()
+
+
+async def test_a_foreign_mint_streaming_an_endless_answer_is_cut_off(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """An unpaid request costs the node no unbounded memory, whatever the mint it names."""
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        chunk = b" " * 65536
+        try:
+            for _ in range(4096):  # 256 MB of whitespace before any JSON
+                await response.write(chunk)
+                liar.sent += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        return response
+
+    liar = _Host(lambda host: [web.get("/v1/keysets", endless)])
+    server = ThreadedServer(liar.app).start()
+    try:
+        node = foreign_node(make_node, mint)
+        token = _relabelled(await ref_wallet.token(fee_mint.url, 100), server.url)
+        body = {"cashu_token": token, "accept_fees_sat": 10}
+        status, _, refused = await call(node, "POST", CREATE, json=body)
+        assert 400 <= status < 600 and status != 500, refused
+        assert liar.sent < 32 * 2**20, f"the node read {liar.sent} bytes of one answer"
+        node.assert_clean()
+    finally:
+        server.stop()
+
+
+def _json(payload: dict[str, Any]) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.json_response(payload)
+
+    return handler

@@ -75,7 +75,7 @@ class Foreign(Invoices, WalletCore):
         if tok.unit != "sat":
             raise UnsupportedUnit(tok.unit)
         url = self._trusted_url(to_mint)
-        foreign = MintClient(self._session, tok.mint, self._timeout_s)
+        foreign = MintClient(self._session, tok.mint, self._timeout_s, follow_redirects=False)
         tok, ppks = await _full_ids(foreign, tok)
         plan = await self._plan(foreign, tok, url, input_fee(ppks))
         if plan.fee_sat > max_fee_sat:
