@@ -3,14 +3,17 @@ take more than it paid, or make the node answer a 500, each on a real node and r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
+import aiohttp
+import pytest
 from aiohttp import web
 
 import wallet as cashu
 from tests.conftest import NodeHandle
-from tests.support.mints import MintInfo, RefWallet
+from tests.support.mints import MintInfo, RefWallet, own_mint
 from tests.support.money import assert_proofs_cover, call
 from tests.support.servers import ThreadedServer
 from tests.test_lightning import HELLO
@@ -155,3 +158,29 @@ def _json(payload: dict[str, Any]) -> Callable[[web.Request], Awaitable[web.Resp
         return web.json_response(payload)
 
     return handler
+
+
+@pytest.fixture(scope="module")
+def small_keys_mint() -> Iterator[MintInfo]:
+    """A mint whose keys stop at 2**15 sat (CDK's mints stop at 2**31 by default)."""
+    with own_mint("small_keys_mint", MAX_ORDER="16") as info:
+        yield info
+
+
+async def test_a_forged_amount_no_key_signs_is_refused_before_any_work(
+    make_node: Callable[..., NodeHandle], small_keys_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """An unpaid token claiming 2**40 sat in one proof of a mint whose largest key is 2**15
+    would have the node build 2**25 outputs for it before the mint refused it."""
+    node = make_node(cashu={"mints": [small_keys_mint.url]})
+    token = cashu.parse_token(await ref_wallet.token(small_keys_mint.url, 8))
+    forged = cashu.serialize_v4(token.with_proofs([replace(token.proofs[0], amount=2**40)]))
+    quick = aiohttp.ClientTimeout(total=10)
+    for headers in ({"Authorization": f"Bearer {forged}"}, {"X-Cashu": forged}):
+        status, _, body = await call(
+            node, "POST", "/v1/chat/completions", headers=headers, json=HELLO, timeout=quick
+        )
+        assert (status, body["error"]["code"]) == (400, "token_invalid"), body
+    status, _, body = await call(node, "POST", CREATE, json={"cashu_token": forged}, timeout=quick)
+    assert (status, body["error"]["code"]) == (400, "token_invalid"), body
+    node.assert_clean()
