@@ -3,6 +3,7 @@ take more than it paid, or make the node answer a 500, each on a real node and r
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
 from typing import Any
@@ -184,3 +185,75 @@ async def test_a_forged_amount_no_key_signs_is_refused_before_any_work(
     status, _, body = await call(node, "POST", CREATE, json={"cashu_token": forged}, timeout=quick)
     assert (status, body["error"]["code"]) == (400, "token_invalid"), body
     node.assert_clean()
+
+
+class _LyingMint:
+    """A "mint" that says it paid every invoice it is asked to melt into, paying none."""
+
+    KEYSET = "00" + "ab" * 7
+
+    def __init__(self) -> None:
+        self.melts = 0
+
+    def routes(self, host: _Host) -> list[web.RouteDef]:
+        async def keysets(request: web.Request) -> web.Response:
+            ks = {"id": self.KEYSET, "unit": "sat", "active": True, "input_fee_ppk": 0}
+            return web.json_response({"keysets": [ks]})
+
+        async def melt_quote(request: web.Request) -> web.Response:
+            invoice = cashu.decode_bolt11((await request.json())["request"])
+            amount = (invoice.amount_msat or 0) // 1000
+            return web.json_response(
+                {"quote": "q", "amount": amount, "fee_reserve": 1, "state": "UNPAID"}
+            )
+
+        async def melt(request: web.Request) -> web.Response:
+            self.melts += 1
+            return web.json_response({"quote": "q", "amount": 1, "state": "PAID"})
+
+        return [
+            web.get("/v1/keysets", keysets),
+            web.post("/v1/melt/quote/bolt11", melt_quote),
+            web.post("/v1/melt/bolt11", melt),
+        ]
+
+    def token(self, url: str, sats: int) -> str:
+        """A token of this "mint": no signature in it is real."""
+        proof = cashu.Proof(sats, self.KEYSET, secrets.token_hex(32), G)
+        return cashu.serialize_v4(cashu.Token(mint=url, proofs=[proof], unit="sat"))
+
+
+G = "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"  # a valid point
+
+
+async def test_foreign_tokens_whose_mint_lies_leave_no_more_open_invoices_than_allowed(
+    make_node: Callable[..., NodeHandle],
+) -> None:
+    """Each accepted foreign token leaves an invoice of a trusted mint open (and watched: a
+    mint call a round) until it is paid; a mint that only says it paid leaves it open for good.
+    Lightning's cap on open invoices holds for them as for invoices asked for directly."""
+    lying = _LyingMint()
+    liar = _Host(lying.routes)
+    server = ThreadedServer(liar.app).start()
+    # a trusted mint whose invoices stay unpaid (the shared mints' are paid at once)
+    unpaid = own_mint("unpaid_mint", FAKEWALLET_BRR="false")
+    try:
+        mint = unpaid.__enter__()
+        node = make_node(
+            cashu={"mints": [mint.url], "accept_foreign": True},
+            lightning={"lnurl_allow_local": True, "max_open_invoices": 2},
+        )
+        answers = []
+        for _ in range(4):
+            body = {"cashu_token": lying.token(server.url, 1000), "accept_fees_sat": 10}
+            answers.append(await call(node, "POST", CREATE, json=body))
+        codes = [(status, answer["error"]["code"]) for status, _, answer in answers]
+        assert codes[:2] == [(503, "foreign_pending")] * 2, codes
+        assert codes[2:] == [(503, "lightning_unavailable")] * 2, codes
+        row = node.db.query_one("SELECT COUNT(*) FROM wallet_invoices WHERE state = 'unpaid'")
+        assert row is not None and row[0] == 2
+        assert lying.melts == 2
+        node.assert_clean()
+    finally:
+        unpaid.__exit__(None, None, None)
+        server.stop()
