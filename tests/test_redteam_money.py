@@ -3,6 +3,7 @@ take more than it paid, or make the node answer a 500, each on a real node and r
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import replace
@@ -17,10 +18,11 @@ from tests.conftest import NodeHandle
 from tests.support.mints import MintInfo, RefWallet, own_mint
 from tests.support.money import assert_proofs_cover, call
 from tests.support.servers import ThreadedServer
-from tests.test_lightning import HELLO
+from tests.test_lightning import HELLO, payee_invoice
 
 CREATE = "/v1/wallet/create"
 TOPUP = "/v1/wallet/topup"
+WITHDRAW = "/v1/wallet/withdraw"
 
 
 def foreign_node(make_node: Callable[..., NodeHandle], mint: MintInfo) -> NodeHandle:
@@ -257,3 +259,46 @@ async def test_foreign_tokens_whose_mint_lies_leave_no_more_open_invoices_than_a
     finally:
         unpaid.__exit__(None, None, None)
         server.stop()
+
+
+async def test_one_idempotency_key_names_one_payout_whether_token_or_lightning(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
+) -> None:
+    """A key that paid a token out does not also pay an invoice, nor the other way round, at
+    once or one after the other: the second is a 409 and takes nothing."""
+    node = make_node(cashu={"mints": [mint.url]}, lightning={"min_sats": 1})
+    payee = make_node(cashu={"mints": [fee_mint.url]}, lightning={"min_sats": 1})
+    status, _, made = await call(
+        node, "POST", CREATE, json={"cashu_token": await ref_wallet.token(mint.url, 200)}
+    )
+    assert status == 200, made
+    key = made["api_key"]
+    as_token = {"amount": 15}
+    for n, first in enumerate(("token", "invoice", "both")):
+        same = {"Idempotency-Key": f"one-payout-{n}"}
+        as_invoice = {"invoice": await payee_invoice(payee, 14)}
+        before = node.balance(key)
+        answers: list[tuple[int, Any, Any]]
+        if first == "both":
+            answers = list(
+                await asyncio.gather(
+                    call(node, "POST", WITHDRAW, key, headers=same, json=as_token),
+                    call(node, "POST", WITHDRAW, key, headers=same, json=as_invoice),
+                )
+            )
+        else:
+            bodies = [as_token, as_invoice] if first == "token" else [as_invoice, as_token]
+            answers = [
+                await call(node, "POST", WITHDRAW, key, headers=same, json=b) for b in bodies
+            ]
+        paid = [answer for status, _, answer in answers if status == 200]
+        refused = [(status, answer) for status, _, answer in answers if status != 200]
+        assert len(paid) == 1, answers
+        ((status, answer),) = refused
+        assert status == 409, answer
+        if first != "both":
+            assert answer["error"]["code"] == "idempotency_key_reused", answer
+        taken = 15_000 if "cashu_token" in paid[0] else (14 + paid[0]["fee_sat"]) * 1000
+        assert node.balance(key) == before - taken
+    node.assert_clean()
+    assert_proofs_cover(node)

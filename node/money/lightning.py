@@ -26,7 +26,7 @@ from node.errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
 from node.money import lnurl
 from node.money.books import EARNINGS, purpose
 from node.money.ledger import Ledger, hash_key
-from node.money.payments import MINT_RETRY_AFTER_S, token_spent, wallet_errors
+from node.money.payments import MINT_RETRY_AFTER_S, key_reused, token_spent, wallet_errors
 from node.settings.money import LightningSection
 
 log = logging.getLogger(__name__)
@@ -226,7 +226,10 @@ class Lightning:
         return await lnurl.invoice_for(self.http, address, sats * 1000, allow_local)
 
     async def _earlier(self, what: str) -> cashu.Melted | None:
+        """The payment retried under this purpose; a 409 if it paid a token out instead."""
         with wallet_errors():
+            if await self.wallet.settle_payout(what) is not None:
+                raise key_reused("a withdrawal as a token")
             return await self.wallet.settle_melt(what)
 
     def _refuse(self, account_id: int, amount_msat: int) -> None:
