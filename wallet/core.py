@@ -154,6 +154,19 @@ class WalletCore:
         return not self._db.instance_alive(instance)
 
     @staticmethod
+    def _purpose_taken(conn: Connection, purpose: str) -> bool:
+        """A payout or a melt (not failed) holds this purpose already: one purpose (a client's
+        Idempotency-Key) pays out once, as a token or to an invoice, never both."""
+        return (
+            conn.execute(
+                "SELECT 1 FROM wallet_payouts WHERE purpose = ? AND state != 'failed'"
+                " UNION ALL SELECT 1 FROM wallet_melts WHERE purpose = ? AND state != 'failed'",
+                (purpose, purpose),
+            ).fetchone()
+            is not None
+        )
+
+    @staticmethod
     def _insert_proofs(conn: Connection, mint: str, made: Sequence[NewProof], origin: str) -> None:
         now = int(time.time())
         conn.executemany(

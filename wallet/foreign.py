@@ -64,16 +64,18 @@ class Foreign(Invoices, WalletCore):
         self, token: str, to_mint: str, ref: str, purpose: str, max_fee_sat: int
     ) -> Invoice:
         """Melt an untrusted mint's token into an invoice of `to_mint` credited to `purpose`,
-        if the fees are at most `max_fee_sat`; a retry with the same token and `ref` finds the
-        first attempt's invoice."""
+        if the fees are at most `max_fee_sat`; a retry with the same token, `ref` and `purpose`
+        finds the first attempt's invoice (TokenSpent for another purpose)."""
         earlier = self.invoice(ref)
         if earlier is not None:
+            if earlier.purpose != purpose:  # melted for another account: it is spent
+                raise TokenSpent("this token was already taken by Lightning")
             return await self.settle_invoice(ref) or earlier
         tok = parse_token(token)
         if tok.unit != "sat":
             raise UnsupportedUnit(tok.unit)
         url = self._trusted_url(to_mint)
-        foreign = MintClient(self._session, tok.mint, self._timeout_s)
+        foreign = MintClient(self._session, tok.mint, self._timeout_s, follow_redirects=False)
         tok, ppks = await _full_ids(foreign, tok)
         plan = await self._plan(foreign, tok, url, input_fee(ppks))
         if plan.fee_sat > max_fee_sat:

@@ -140,9 +140,7 @@ class Melts(WalletCore):
         self, purpose: str, mint: str, request: str, quote: MeltQuote, ks: Keyset
     ) -> tuple[int, list[Proof], list[Output]]:
         with self._db.transaction() as conn:
-            if conn.execute(
-                "SELECT 1 FROM wallet_melts WHERE purpose = ? AND state != 'failed'", (purpose,)
-            ).fetchone():
+            if self._purpose_taken(conn, purpose):
                 raise PayoutPending(f"a payment for {purpose!r} is already under way")
             reserve_msat = quote.fee_reserve * 1000
             try:

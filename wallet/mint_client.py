@@ -20,6 +20,9 @@ from wallet.errors import MintAnswerGarbled, MintError, MintUnavailable, TokenSp
 from wallet.tokens import Proof
 
 SPENT = 11001
+# No NUT answer comes near this (a swap of 1000 proofs' signatures is ~0.3 MB): more is a mint
+# misbehaving, never read whole into memory
+MAX_ANSWER_BYTES = 4 * 2**20
 # Nutshell (0.20) refuses outputs of an unknown or retired keyset with 11000 and these words:
 # given their NUT-02 codes, so callers see `MintError.keyset_refused`
 KEYSET_REFUSALS = {"keyset id unknown.": 12001, "keyset id inactive.": 12002}
@@ -69,11 +72,16 @@ class MintClient:
         url: str,
         timeout_s: float,
         on_error: Callable[[str, str], None] | None = None,
+        *,
+        follow_redirects: bool = True,
     ) -> None:
+        """`follow_redirects`: False for a mint a client named (wallet.foreign): its host was
+        checked, a redirect would lead the node to one that was not."""
         self.url = normalize_url(url)
         self._session = session
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._on_error = on_error
+        self._redirects = follow_redirects
 
     async def _call(
         self, method: str, path: str, body: Any = None, timeout_s: float | None = None
@@ -101,9 +109,14 @@ class MintClient:
         timeout = self._timeout if timeout_s is None else aiohttp.ClientTimeout(total=timeout_s)
         try:
             async with self._session.request(
-                method, self.url + path, data=data, headers=headers, timeout=timeout
+                method,
+                self.url + path,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=self._redirects,
             ) as resp:
-                raw = await resp.read()
+                raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
                 status = resp.status
         except aiohttp.ClientConnectorError as e:  # no connection: the request never left
             raise MintUnavailable(f"mint {self.url} unreachable: {e}", maybe_sent=False) from e
@@ -111,6 +124,9 @@ class MintClient:
             raise MintUnavailable(f"mint {self.url} unreachable: {type(e).__name__}") from e
         if status >= 500 and status != 501:
             raise MintUnavailable(f"mint {self.url} answered {status}")
+        if len(raw) > MAX_ANSWER_BYTES or 300 <= status < 400:
+            cls = _Unreadable if status < 300 else MintError  # (a 2xx: it may have acted)
+            raise cls(None, f"answer from {path} too large or redirected ({status})")
         try:
             payload = orjson.loads(raw)
         except orjson.JSONDecodeError:

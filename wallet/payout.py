@@ -154,9 +154,7 @@ class Payouts(WalletCore):
     ) -> tuple[int, PayoutPlan, int, str | None]:
         """Plan, debit the amount and the fee, reserve the inputs: one transaction."""
         with self._db.transaction() as conn:
-            if conn.execute(
-                "SELECT 1 FROM wallet_payouts WHERE purpose = ? AND state != 'failed'", (purpose,)
-            ).fetchone():
+            if self._purpose_taken(conn, purpose):
                 raise PayoutPending(f"a payout for {purpose!r} is already under way")
             held = conn.execute(  # fees from the table: another instance may have stored
                 # proofs in a keyset this process has not listed yet

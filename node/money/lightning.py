@@ -26,7 +26,7 @@ from node.errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
 from node.money import lnurl
 from node.money.books import EARNINGS, purpose
 from node.money.ledger import Ledger, hash_key
-from node.money.payments import MINT_RETRY_AFTER_S, wallet_errors
+from node.money.payments import MINT_RETRY_AFTER_S, key_reused, token_spent, wallet_errors
 from node.settings.money import LightningSection
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,7 @@ class Lightning:
     async def create_invoice(self, sats: int, account_id: int | None) -> cashu.Invoice:
         """An invoice funding a new key (`account_id` None) or topping up an account."""
         mint = await self.issuing_mint()
-        if len(self.wallet.open_invoices()) >= self.settings.max_open_invoices:
-            raise _unavailable("too many invoices are waiting to be paid; retry later")
+        self._room_for_an_invoice()
         ref = "lni_" + secrets.token_urlsafe(18)
         if account_id is None:
             what = purpose("create", hash_key(self.api_key_of(ref)))
@@ -99,6 +98,11 @@ class Lightning:
             what = purpose("topup", account_id, "ln", ref)
         with wallet_errors():
             return await self.wallet.create_invoice(mint, sats, ref, what)
+
+    def _room_for_an_invoice(self) -> None:
+        """Every open invoice is watched (a mint call a round): only so many at once."""
+        if len(self.wallet.open_invoices()) >= self.settings.max_open_invoices:
+            raise _unavailable("too many invoices are waiting to be paid; retry later")
 
     def api_key_of(self, ref: str) -> str:
         return "sk-" + self.wallet.derived_secret("invoice:" + ref)
@@ -131,6 +135,8 @@ class Lightning:
         else:
             key, what = None, purpose("topup", account_id, "fx", ref)
         mint = await self.issuing_mint()
+        if self.wallet.invoice(ref) is None:  # (a retry finds its invoice whatever the count)
+            self._room_for_an_invoice()  # a lying mint's "paid" leaves its invoice open
         try:
             with wallet_errors():
                 invoice = await self.wallet.redeem_foreign(token, mint, ref, what, max_fee_sat)
@@ -140,6 +146,12 @@ class Lightning:
                 code="foreign_mint_fees",
                 param="accept_fees_sat",
             ) from fees
+        if key is not None and invoice.status == "paid":
+            # whoever gave the token away still knows it: the key it funded is handed out
+            # again only while nothing has been spent from it (as `Payments.create_key` does)
+            account = self.ledger.find(hash_key(key))
+            if account is None or not account.untouched(invoice.amount_sat * 1000):
+                raise token_spent()
         return invoice, key
 
     async def status(self, ref: str) -> cashu.Invoice:
@@ -214,7 +226,10 @@ class Lightning:
         return await lnurl.invoice_for(self.http, address, sats * 1000, allow_local)
 
     async def _earlier(self, what: str) -> cashu.Melted | None:
+        """The payment retried under this purpose; a 409 if it paid a token out instead."""
         with wallet_errors():
+            if await self.wallet.settle_payout(what) is not None:
+                raise key_reused("a withdrawal as a token")
             return await self.wallet.settle_melt(what)
 
     def _refuse(self, account_id: int, amount_msat: int) -> None:

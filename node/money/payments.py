@@ -275,10 +275,14 @@ class Payments:
         return int(receipt.amount_msat)
 
     async def earlier_withdrawal(self, account_id: int, key: str) -> cashu.PaidOut | None:
-        """A withdrawal retried with the same Idempotency-Key (settled first if pending)."""
+        """A withdrawal retried with the same Idempotency-Key (settled first if pending); a
+        409 if that key paid an invoice instead."""
         what = purpose("withdraw", account_id, key)
         with wallet_errors():
             await self.wallet.settle_payout(what)
+        melted = self.wallet.melted(what)
+        if melted is not None and melted.state != "failed":
+            raise key_reused("a Lightning payment")
         return self.wallet.paid(what)
 
     async def withdraw(
@@ -313,6 +317,15 @@ class Payments:
 
 
 # --- the wallet's errors ---------------------------------------------------------------------
+
+
+def key_reused(paid: str) -> Conflict:
+    """A payout under an Idempotency-Key that already named another kind of payout."""
+    return Conflict(
+        f"this Idempotency-Key already named {paid}, which a retry gets back only in the same "
+        "form: send a new key for a new payout (nothing was taken)",
+        code="idempotency_key_reused",
+    )
 
 
 def token_spent() -> TokenRejected:

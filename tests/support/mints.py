@@ -7,6 +7,8 @@ Needs `.venv-mint` (made by `make dev`). Session-scoped fixtures:
     fee_mint    MintInfo(url, fee_ppk=100)  a mint charging input fees (0.1 sat per input, NUT-02)
     ref_wallet  RefWallet                   Nutshell's own wallet, as a local HTTP service
 
+`own_mint(name, **env)` starts a mint of a test's own with other Nutshell settings.
+
 The first test asking for any of them starts every mint at once (about 5-10 s), each in its own
 temp dir on a free port, and they live until the session ends (SIGTERM, then SIGKILL; they also
 die with pytest thanks to PR_SET_PDEATHSIG). A mint that fails to start fails the test with the
@@ -24,6 +26,7 @@ a refused call raises `RefWalletError` with Nutshell's message.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -124,13 +127,25 @@ def _mint_env(port: int, fee_ppk: int, name: str, data: Path) -> dict[str, str]:
     }
 
 
-def _start_mint(name: str, fee_ppk: int) -> _Process:
+def _start_mint(name: str, fee_ppk: int, **extra: str) -> _Process:
     if not MINT_PYTHON.exists():
         pytest.fail(f"{MINT_PYTHON} missing: run `make dev`")
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix=f"nutgate-{name}-data-"))
-    env = _mint_env(port, fee_ppk, name, data)
+    env = {**_mint_env(port, fee_ppk, name, data), **extra}
     return _Process(name, [str(MINT_PYTHON), "-m", "cashu.mint"], env, port, "/v1/keysets")
+
+
+@contextlib.contextmanager
+def own_mint(name: str, **env: str) -> Iterator[MintInfo]:
+    """A mint of the caller's own, with Nutshell settings of its own (e.g. MAX_ORDER="16":
+    keys for 1 to 2**15 only), stopped on leaving."""
+    proc = _start_mint(name, 0, **env)
+    try:
+        proc.wait()
+        yield MintInfo(proc.url, 0, proc.log)
+    finally:
+        proc.stop()
 
 
 class _Farm:
