@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 
@@ -19,6 +20,7 @@ from tests.support.mints import MintInfo, RefWallet, own_mint
 from tests.support.money import assert_proofs_cover, call
 from tests.support.servers import ThreadedServer
 from tests.test_lightning import HELLO, payee_invoice
+from wallet.mint_client import MintClient
 
 CREATE = "/v1/wallet/create"
 TOPUP = "/v1/wallet/topup"
@@ -302,3 +304,39 @@ async def test_one_idempotency_key_names_one_payout_whether_token_or_lightning(
         assert node.balance(key) == before - taken
     node.assert_clean()
     assert_proofs_cover(node)
+
+
+async def test_a_mint_answer_that_arrives_in_pieces_is_read_whole() -> None:
+    """The bound on a mint's answer must not cut a long, honest one short: an answer that
+    arrives in several pieces (a keyset list of ~1 MB, written 50 kB at a time) is read to its
+    end. (`StreamReader.read(n)` returns what has arrived so far, not n bytes.)"""
+    keysets = [
+        {"id": f"00{i:014x}", "unit": "sat", "active": i == 0, "input_fee_ppk": 0}
+        for i in range(12_000)
+    ]
+    body = orjson.dumps({"keysets": keysets})
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        for start in range(0, len(body), 50_000):
+            await resp.write(body[start : start + 50_000])
+            await asyncio.sleep(0.002)
+        await resp.write_eof()
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/v1/keysets", answer)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = MintClient(session, f"http://127.0.0.1:{port}", 10.0)
+            listed = await client.keysets()
+    finally:
+        await runner.cleanup()
+    assert len(body) > 500_000
+    assert len(listed) == len(keysets)

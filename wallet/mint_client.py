@@ -116,7 +116,7 @@ class MintClient:
                 timeout=timeout,
                 allow_redirects=self._redirects,
             ) as resp:
-                raw = await resp.content.read(MAX_ANSWER_BYTES + 1)
+                raw = await _read_bounded(resp.content)
                 status = resp.status
         except aiohttp.ClientConnectorError as e:  # no connection: the request never left
             raise MintUnavailable(f"mint {self.url} unreachable: {e}", maybe_sent=False) from e
@@ -334,3 +334,16 @@ def _signatures(payload: Any, key: str, count: int) -> list[BlindSignature]:
     if len(sigs) != count:
         raise _Unreadable(None, f"expected {count} signatures, got {len(sigs)}")
     return sigs
+
+
+async def _read_bounded(content: aiohttp.StreamReader) -> bytes:
+    """The whole answer, or its first MAX_ANSWER_BYTES + 1 bytes if it is longer (read(n)
+    would return what has arrived so far: an answer in several packets, cut short)."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_any():
+        parts.append(chunk)
+        size += len(chunk)
+        if size > MAX_ANSWER_BYTES:
+            break
+    return b"".join(parts)
