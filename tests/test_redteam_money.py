@@ -340,3 +340,22 @@ async def test_a_mint_answer_that_arrives_in_pieces_is_read_whole() -> None:
         await runner.cleanup()
     assert len(body) > 500_000
     assert len(listed) == len(keysets)
+
+
+@pytest.mark.parametrize("expiry", ["9" * 5000, "²³", "1e9"])
+async def test_a_key_expiry_time_no_integer_reads_is_a_400_before_any_token_is_looked_at(
+    node: NodeHandle, expiry: str
+) -> None:
+    """Routstr's Key-Expiry-Time on /v1/wallet/create: digits int() refuses (4300 and more),
+    or digits that are not ASCII ("²".isdigit() is true), were a 500 before any credential."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{node.url}/v1/wallet/create",
+            json={"cashu_token": "cashuBnotatoken"},
+            headers={"Key-Expiry-Time": expiry},
+        ) as resp,
+    ):
+        body = await resp.json()
+    assert resp.status == 400, body
+    assert body["error"]["param"] == "Key-Expiry-Time"

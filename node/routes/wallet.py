@@ -112,7 +112,12 @@ def refund_on_expiry(request: web.Request) -> tuple[str, int] | None:
         if address:
             raise BadRequest("Refund-LNURL needs a Key-Expiry-Time header", param="Refund-LNURL")
         return None
-    if not expiry.isdigit() or not 0 < int(expiry) < 2**62:
+    # ASCII digits ("²".isdigit() is true), few enough for int() (it refuses 4300 and more)
+    if (
+        not (expiry.isascii() and expiry.isdigit())
+        or len(expiry) > 19
+        or not 0 < int(expiry) < 2**62
+    ):
         raise BadRequest("Key-Expiry-Time must be unix seconds", param="Key-Expiry-Time")
     if address and not lnurl.looks_valid(address):
         raise BadRequest(
