@@ -21,6 +21,7 @@ import pytest
 
 from node.admin.auth import FREE_FAILURES, Throttle
 from node.errors import RateLimited
+from node.money.ledger import hash_key
 from tests.conftest import NodeHandle
 from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.mints import MintInfo, RefWallet
@@ -290,3 +291,22 @@ def test_a_flood_of_failing_addresses_does_not_lift_a_lockout() -> None:
     for i in range(10_050):  # one failure each: none of them locked out
         throttle.failed(f"10.{i >> 16}.{(i >> 8) & 255}.{i & 255}")
     assert locked(throttle, "198.51.100.1")
+
+
+@pytest.mark.parametrize("store_backend", ["sqlite", "postgres"], indirect=True)
+async def test_a_nul_character_in_a_stored_objects_id_is_a_400(node: NodeHandle) -> None:
+    """A previous_response_id (or an input item's id) holding a NUL names nothing this node
+    kept (PostgreSQL's text refuses the character): the usual 400, not a failed query's 500."""
+    key = node.new_key(1_000_000)
+    for body, param in [
+        ({"model": "test-model", "input": "hi", "previous_response_id": "resp_a\u0000b"},
+         "previous_response_id"),
+        ({"model": "test-model", "input": [{"type": "item_reference", "id": "msg_\u0000"}]},
+         "input"),
+    ]:  # fmt: skip
+        status, _, answer = await call(node, "POST", "/v1/responses", key, json=body)
+        assert status == 400, answer
+        assert answer["error"]["param"].startswith(param), answer
+    account = node.ledger.find(hash_key(key))
+    assert account is not None and account.balance_msat == 1_000_000
+    node.assert_clean()

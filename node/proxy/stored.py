@@ -66,8 +66,8 @@ class StoredObjects:
         self.db, self.commits = db, commits
 
     def owns(self, account_id: int, object_id: str, kind: str) -> bool:
-        if len(object_id) > MAX_ID_CHARS:
-            return False
+        if len(object_id) > MAX_ID_CHARS or "\x00" in object_id:
+            return False  # none was kept: PostgreSQL's text refuses a NUL (see `record`)
         row = self.db.query_one(
             "SELECT 1 FROM stored_objects WHERE account_id = ? AND object_id = ? AND kind = ?",
             (account_id, object_id, kind),
@@ -77,7 +77,7 @@ class StoredObjects:
     async def record(self, account_id: int, objects: list[tuple[str, str]]) -> None:
         """(id, kind) pairs the account was answered with, committed with the next batch."""
         now = int(time.time())
-        rows = [(account_id, object_id, kind, now) for object_id, kind in objects]
+        rows = [(account_id, i, kind, now) for i, kind in objects if "\x00" not in i]
 
         def write(conn: Any) -> None:
             conn.executemany(
