@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeHandle
-from tests.support.messages_node import HI, sdk
+from tests.support.messages_node import HI, claude_cost, sdk
 from tests.support.money import call
 from tests.support.servers import ThreadedServer
 
@@ -107,4 +107,25 @@ async def test_never_a_dearer_geography_or_speed(
     status, _, answer = await call(mnode, "POST", "/v1/messages", key, json=body | {field: dearer})
     assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
     assert field in answer["error"]["message"] and mnode.balance(key) == left
+    mnode.assert_clean()
+
+
+def test_a_request_with_tools_is_reserved_past_the_prompt_anthropic_adds_for_them(
+    mnode: NodeHandle,
+) -> None:
+    """Anthropic bills the system prompt it writes to explain tools as input (346 tokens on
+    Claude 4 models, 530 on Claude 3 Opus: its tool-use pricing table): no byte of a small
+    request stands for it. Billed at Claude 3 Opus's count plus the text's, it is charged
+    in full: the bound (the bytes and a template's overhead) holds it."""
+    key = mnode.new_key(1_000_000)
+    tool = {"name": "t", "input_schema": {"type": "object"}}
+    billed = {"input_tokens": 530 + 30, "output_tokens": 5}
+    raw = sdk(mnode, key).messages.with_raw_response.create(
+        model="claude-mock", max_tokens=5, messages=HI, tools=[tool],  # type: ignore[list-item]
+        extra_body={"mock": billed},
+    )  # fmt: skip
+    cost = claude_cost(raw.parse().usage)
+    assert raw.parse().usage.input_tokens == 560
+    assert int(raw.headers["x-cost-msat"]) == cost
+    assert mnode.balance(key) == 1_000_000 - cost
     mnode.assert_clean()

@@ -29,6 +29,10 @@ from node.settings.catalogue import UpstreamSection
 
 MAX_MODEL_ID_CHARS = 256
 PROMPT_OVERHEAD_TOKENS = 256  # template tokens no byte of the body stands for
+# A request with tools: the system prompt an upstream writes to explain them, billed as input
+# (Anthropic's table: 346 tokens on Claude 4 models, up to 530 on Claude 3 Opus; a chat request
+# may be translated for an Anthropic upstream).
+TOOLS_PROMPT_TOKENS = 600
 MAX_CHOICES = 128  # n and best_of
 MAX_PROMPTS = 2048  # prompts in one /v1/completions request, inputs in one embeddings request
 
@@ -74,6 +78,7 @@ class Shape:
     prompts: int = 1  # prompts answered separately (a /v1/completions list), inputs embedded
     answers: int = 1  # completions written in all: prompts x n (x best_of when larger)
     unbounded: str | None = None  # the field with input whose tokens its bytes do not bound
+    hidden: int = 0  # prompt tokens the upstream adds that no byte stands for (tool use)
 
 
 def check_model_id(model_id: Any) -> None:
@@ -111,7 +116,13 @@ def shape(path: str, body: dict[str, Any], reading: Reading | None = None) -> Sh
     per_prompt = positive_int(body, "n", 1, MAX_CHOICES)
     if body.get("best_of") is not None:
         per_prompt = max(per_prompt, positive_int(body, "best_of", 1, MAX_CHOICES))
-    return Shape(prompts, prompts * per_prompt, unbounded)
+    return Shape(prompts, prompts * per_prompt, unbounded, tools_prompt(body))
+
+
+def tools_prompt(body: dict[str, Any]) -> int:
+    """The prompt tokens an upstream adds to explain the request's tools, at the most."""
+    tools = body.get("tools")
+    return TOOLS_PROMPT_TOKENS if isinstance(tools, list) and tools else 0
 
 
 def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_known: bool) -> int:
@@ -129,7 +140,7 @@ def prompt_bound(shape: Shape, body_bytes: int, context_length: int, context_kno
                 param=shape.unbounded,
             )
         return ceiling
-    by_bytes = body_bytes + PROMPT_OVERHEAD_TOKENS
+    by_bytes = body_bytes + PROMPT_OVERHEAD_TOKENS + shape.hidden
     return min(by_bytes, ceiling) if context_known else by_bytes
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from node.pricing.billing import Shape, refused
+from node.pricing.billing import Shape, refused, tools_prompt
 from node.settings.catalogue import UpstreamSection
 
 # Messages content blocks whose tokens are their text's; images, documents, redacted thinking
@@ -48,7 +48,8 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         if value is not None and value != listed:
             raise refused(field, f"{str(value)[:32]!r} is billed above the listed price")
     _limit_cache_writes(body, cache_writes_priced)
-    return Shape(unbounded=None if _messages_bounded(body) else "messages")
+    unbounded = None if _messages_bounded(body) else "messages"
+    return Shape(unbounded=unbounded, hidden=tools_prompt(body))
 
 
 def _refuse_compaction(management: Any) -> None:
