@@ -34,7 +34,7 @@ EXPOSED = ", ".join(
     )
 )
 ALLOWED_HEADERS = "Authorization, Content-Type, X-Cashu, Idempotency-Key, OpenAI-Beta"
-METHODS = "GET, POST, DELETE, OPTIONS"
+METHODS = "GET, POST, PATCH, DELETE, OPTIONS"  # PATCH: /v1/keys/{id}
 MAX_AGE_S = "600"
 
 

@@ -91,6 +91,13 @@ async def test_preflight_is_answered_and_admin_is_not_shared(wallet_node: NodeHa
     assert "x-cashu" in api.headers["Access-Control-Allow-Headers"].lower()
     admin = await http(wallet_node, "OPTIONS", "/admin/api/login", headers=asked)
     assert "Access-Control-Allow-Origin" not in admin.headers
+    # a wallet page changes its sub-keys' rules with PATCH /v1/keys/{id}
+    keys = await http(wallet_node, "OPTIONS", "/v1/keys/key_1", headers={**asked, **PATCH})
+    assert keys.status == 204
+    assert "PATCH" in keys.headers["Access-Control-Allow-Methods"].split(", ")
+
+
+PATCH = {"Access-Control-Request-Method": "PATCH"}
 
 
 async def test_only_the_listed_origins(make_node: Any, mint: MintInfo) -> None:
