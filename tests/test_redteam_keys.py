@@ -310,3 +310,24 @@ async def test_a_nul_character_in_a_stored_objects_id_is_a_400(node: NodeHandle)
     account = node.ledger.find(hash_key(key))
     assert account is not None and account.balance_msat == 1_000_000
     node.assert_clean()
+
+
+async def test_a_revoked_key_makes_and_changes_no_sub_keys(admin_node: NodeHandle) -> None:
+    """A revoked key spends nothing; it no longer makes, lists or changes sub-keys either
+    (their spending was already refused through it, but they were still made)."""
+    async with AdminClient(admin_node.url) as admin:
+        assert (await admin.login())[0] == 200
+        status, made, _ = await admin.call("POST", "/admin/api/keys", {"credit_msat": 10_000})
+        assert status == 201, made
+        key = made["key"]
+        status, _, child = await call(admin_node, "POST", "/v1/keys", key, json={"name": "c"})
+        assert status == 201, child
+        status, _, _ = await admin.call("POST", f"/admin/api/keys/{made['id']}/revoke")
+        assert status == 200
+    for method, path, body in [
+        ("POST", "/v1/keys", {"name": "d"}),
+        ("GET", "/v1/keys", None),
+        ("PATCH", f"/v1/keys/{child['id']}", {"name": "e"}),
+    ]:
+        status, _, answer = await call(admin_node, method, path, key, json=body)
+        assert status == 401 and answer["error"]["code"] == "key_revoked", (path, answer)

@@ -55,6 +55,10 @@ async def _parent(request: web.Request) -> Payer:
             "only a key that owns its balance can make or manage sub-keys",
             code="subkey_not_allowed",
         )
+    own = request.app[PARTS].keys.get(payer.account_id)
+    refusal = own.refusal(int(time.time()), None) if own is not None else None
+    if refusal is not None:  # revoked or expired: it spends nothing, and makes no keys
+        raise refusal
     return payer
 
 
