@@ -11,8 +11,8 @@ goes away, an exception — the `finally` of `run` settles it:
 - an answer: its real cost from the upstream's usage, else an estimate from what was sent and
   received; an answer past the read limit: the reservation's most (the upstream wrote it all);
 - a stream the client left: the node reads the rest of it (relaying nothing) for its usage;
-  one not read out within DRAIN_S: the reservation's most (the upstream writes on, and bills)
-  (the streamed half of a call is in call_stream.py);
+  one not read out within DRAIN_S, or broken, before its final usage: the reservation's most
+  (the upstream writes on, and bills) (the streamed half of a call is in call_stream.py);
 - every other call the upstream may bill (`upstream.Attempt.sent`: a timeout, a client gone
   while waiting, a malformed answer): the reservation's most, `plan.max_cost_msat`, since the
   upstream goes on writing the whole answer, and bills it, whether or not the node waits;
@@ -92,7 +92,7 @@ class MeteredCall(StreamRelay):
         self.measured = Measured()
         self.produced = False  # the upstream answered: something must be charged
         self.oversized = False  # the answer passed the read limit: it was all written and billed
-        self.unfinished = False  # the client went away and the upstream's stream was not read out
+        self.unfinished = False  # the client went away and its stream was not read to its end
         self.attempts: list[upstream.Attempt] = []  # one per upstream tried, the last current
         self.spare_attempts = 0  # failed attempts the reservation covers beyond the answer
         self.reserved_msat = 0
@@ -291,7 +291,7 @@ class MeteredCall(StreamRelay):
             return None
         *failed, last = self.attempts
         earlier = sum(self._failed_cost(a) for a in failed)
-        if self.produced and not (self.unfinished and self.measured.usage is None):
+        if self.produced and not (self.unfinished and not self.measured.final):
             return earlier + self.meter.cost(self.pricer, self.model, self.plan, self.measured)
         if self.produced or self.oversized:
             return earlier + self.plan.max_cost_msat

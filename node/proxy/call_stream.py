@@ -98,8 +98,9 @@ class StreamRelay:
     async def _drain(self, answer: upstream.Answer, reader: StreamReader) -> None:
         """The client went away: read the rest of the upstream's stream, relaying nothing, for
         the usage it ends with. The upstream goes on writing (and billing) whether or not the
-        node reads, so a stream that does not end within DRAIN_S, or breaks, with no usage
-        yet, is charged the reservation."""
+        node reads, so a stream that does not end within DRAIN_S, or breaks, before its final
+        usage is charged the reservation: counts so far (an Anthropic stream's prompt and
+        output before message_delta) are not what the upstream bills for the whole answer."""
         self.unfinished = True
         chunks = upstream.Chunks(answer.upstream, answer.resp)
         try:
@@ -116,7 +117,9 @@ class StreamRelay:
             chunks.close()
 
     def _note(self, reader: StreamReader) -> None:
-        self.measured = Measured(reader.usage, output_tokens=reader.estimated_output_tokens())
+        self.measured = Measured(
+            reader.usage, output_tokens=reader.estimated_output_tokens(), final=reader.usage_final
+        )
 
     async def _end_stream(self, out: web.StreamResponse, reader: StreamReader) -> None:
         """Settle, then send the stream's end with the cost (and any change)."""

@@ -63,6 +63,10 @@ class MessagesReader:
         return Usage.from_anthropic(self._raw_usage | {"output_tokens": produced})
 
     @property
+    def usage_final(self) -> bool:
+        return self._final
+
+    @property
     def messages_usage(self) -> Json | None:
         """The four counts as Anthropic reports them, once final."""
         return dict(self._raw_usage) if self._final and self.usage is not None else None
@@ -153,6 +157,10 @@ class ChatAsMessages:
     def usage(self) -> Usage | None:
         return self._chat.usage
 
+    @property
+    def usage_final(self) -> bool:
+        return self._chat.usage_final
+
     def estimated_output_tokens(self) -> int:
         return self._chat.estimated_output_tokens()
 
@@ -213,6 +221,10 @@ class MessagesAsChat:
     @property
     def usage(self) -> Usage | None:
         return self._events.usage
+
+    @property
+    def usage_final(self) -> bool:
+        return self._events.usage_final
 
     def estimated_output_tokens(self) -> int:
         return self._events.estimated_output_tokens()

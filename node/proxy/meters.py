@@ -47,6 +47,9 @@ class Measured:
     usage: Usage | None = None  # as the upstream reported it
     units: Fraction | None = None  # images made / seconds transcribed, as reported
     output_tokens: int = 0  # estimated from the text received: read only when usage is None
+    # False: a stream's usage so far (none yet, or Anthropic's counts before message_delta),
+    # not the upstream's final count, which a stream that breaks never gives
+    final: bool = True
 
 
 def bounded(usage: Usage, model: Model, plan: Plan) -> Usage:

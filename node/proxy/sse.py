@@ -67,6 +67,11 @@ class SseReader:
         """Bytes in; whole events out (each with its blank-line terminator), less held ones."""
         return [event for event in self._split.feed(data) if self._inspect(event)]
 
+    @property
+    def usage_final(self) -> bool:
+        """The usage is the upstream's count for the whole answer (it comes once, at the end)."""
+        return self.usage is not None
+
     def close(self) -> list[bytes]:
         """The upstream's stream has ended: its last event, if it lacks only its blank line."""
         event = self._split.rest()

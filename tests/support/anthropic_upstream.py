@@ -30,6 +30,7 @@ Behaviour by model name (`…@<name>` limits it to the mock of that name, as moc
     *cut*      -> stream breaks half way through its events
     *slow*     -> stream pauses pause_s (default 2 s) after its first delta
     *midstream* -> an `error` event (overloaded_error) after the first delta, and nothing more
+Names combine: `claude-slow-cut` pauses after its first delta, then breaks half way through.
 """
 
 from __future__ import annotations
