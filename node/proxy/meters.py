@@ -242,12 +242,14 @@ class MessagesMeter(ChatMeter):
 
     def __init__(self) -> None:
         super().__init__("messages")
+        self._readings = messages_billing.Readings()  # the request's, for every model it names
         self.limit_fields = ("max_tokens",)
         self.usage_names = ("input_tokens", "output_tokens")
 
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
         # the route checked the request's types first (node.dialects.messages_check)
-        return messages_billing.messages_shape(body, model.price.cache_write is not None)
+        priced = model.price.cache_write is not None
+        return messages_billing.messages_shape(body, priced, self._readings)
 
     def prepare_stream(self, body: dict[str, Any]) -> bool:
         """Anthropic's streams end with their usage (message_delta): nothing to ask."""

@@ -94,7 +94,9 @@ def _candidate(
         presets.apply(model, body, meter.path)
     if copy or model.preset is not None:
         body["model"] = model.id
-        raw = orjson.dumps(body)  # the estimate counts what goes upstream
+    if model.preset is not None:  # the estimate counts what goes upstream: the preset's too
+        raw = orjson.dumps(body)
+    # else the client's bytes: they name every model it asked for, so never fewer than sent
     wires.check(model, meter.path, body)  # translatable to its upstreams' dialects, before paying
     return fallback.Candidate(model, body, raw)
 
