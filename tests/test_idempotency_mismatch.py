@@ -15,8 +15,11 @@ from tests.support.admin_client import PASSWORD, AdminClient
 from tests.support.lnurl_server import LnurlHost
 from tests.support.mints import MintInfo
 from tests.support.money import call
+from tests.support.pg import BOTH_BACKENDS
 from tests.support.sdk import async_openai
 from tests.test_lightning import HELLO, key_by_invoice, payee_invoice
+
+pytestmark = BOTH_BACKENDS
 
 WITHDRAW = "/v1/wallet/withdraw"
 MISMATCH = "idempotency_key_mismatch"
