@@ -9,6 +9,7 @@
     ├── NotFound              404   invalid_request_error  (unknown model, route)
     ├── RequestTimeout        408   invalid_request_error  (body not sent in time)
     ├── Conflict              409   invalid_request_error
+    ├── Unprocessable         422   invalid_request_error  (an Idempotency-Key reused)
     ├── TooEarly              425   invalid_request_error  (a refund whose request still runs)
     ├── PayloadTooLarge       413   invalid_request_error
     ├── RateLimited           429   rate_limit_error
@@ -136,6 +137,15 @@ class Conflict(NodeError):
     status = 409
     type = "invalid_request_error"
     default_code = "conflict"
+
+
+class Unprocessable(NodeError):
+    """422: well formed, but it cannot be done as asked (e.g. an Idempotency-Key that named
+    another request)."""
+
+    status = 422
+    type = "invalid_request_error"
+    default_code = "unprocessable_entity"
 
 
 class TooEarly(NodeError):

@@ -228,6 +228,7 @@ async def build_parts(
         keys=keys,
     )
     records.coster = _upstream_coster(parts)
+    keys.names_of = lambda model: parts.catalogue.names_of(model)  # the catalogue in use
     return parts
 
 

@@ -126,6 +126,27 @@ async def test_the_period_resets_and_the_parent_can_reset_it(
     keys_node.assert_clean()
 
 
+async def test_a_model_list_names_a_model_by_its_id_or_any_alias(
+    make_node: Callable[..., NodeHandle], ref_wallet: RefWallet, mint: MintInfo
+) -> None:
+    """A key limited to a model's alias may use the model by its id or any alias, as a key
+    limited to its id may; no other model."""
+    price = {"input_usd_per_mtok": 1.0, "output_usd_per_mtok": 2.0, "max_output_tokens": 1000}
+    models = [
+        {"id": "test-model", "aliases": ["my-alias", "mine"], **price},
+        {"id": "test-slow", **price},
+    ]
+    node = make_node(cashu={"mints": [mint.url]}, limits=NO_LIMITS, models=models)
+    parent = await funded_key(node, ref_wallet, mint, 100)
+    for allowed in (["my-alias"], ["mine"], ["test-model"], ["other", "mine"]):
+        key = (await sub_key(node, parent, models=allowed))["api_key"]
+        for name in ("test-model", "my-alias", "mine"):
+            assert (await chat(node, key, model=name))[0] == 200, (allowed, name)
+        status, body = await chat(node, key, model="test-slow")
+        assert status == 403 and body["error"]["code"] == "model_not_allowed", (allowed, body)
+    node.assert_clean()
+
+
 async def test_expiry_model_list_and_revocation(
     keys_node: NodeHandle, ref_wallet: RefWallet, mint: MintInfo
 ) -> None:

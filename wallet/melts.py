@@ -51,6 +51,7 @@ class Melted:
     fee_reserve_sat: int
     state: str  # pending | paid | failed
     preimage: str | None
+    request: str = ""  # the bolt11 invoice paid (lowercase)
 
 
 @dataclass(frozen=True)
@@ -330,4 +331,5 @@ def _melted(row: Row) -> Melted:
         fee_reserve_sat=row["fee_reserve_sat"],
         state=row["state"],
         preimage=row["preimage"],
+        request=row["request"],
     )

@@ -19,6 +19,7 @@ import wallet as cashu
 from node.admin import tables
 from node.errors import BadRequest, NotFound
 from node.money.books import EARNINGS, earnings_msat, purpose
+from node.money.idempotency import check_payout
 from node.money.payments import wallet_errors
 from node.parts import Parts
 from node.routes.payouts import melt_json, payout_json
@@ -114,7 +115,8 @@ def _proof_json(state: cashu.ProofState) -> dict[str, Any]:
 async def withdraw_earnings(parts: Parts, amount: Any, mint: Any, key: str) -> dict[str, Any]:
     """Pay the operator `amount` sat (default: the most the earnings pay once the payout's fee
     is in) as a token, never beyond earnings. Idempotent per `key`: a retry gets the first
-    payout's token (settled if left in doubt)."""
+    payout's token (settled if left in doubt); the key sent with another amount or mint, a
+    422."""
     what = purpose(EARNINGS, key)
     with wallet_errors():
         await parts.wallet.settle_payout(what)  # before the checks: earnings shrank since
@@ -125,8 +127,8 @@ async def withdraw_earnings(parts: Parts, amount: Any, mint: Any, key: str) -> d
             else:
                 await parts.wallet.send(sats, what, mint)
     paid = parts.wallet.paid(what)
-    assert paid is not None
-    return payout_json(paid)
+    assert paid is not None  # the first payout under this key, or a racing retry's
+    return payout_json(check_payout(paid, *_asked(amount, mint)))
 
 
 async def earnings_to_lightning(parts: Parts, body: dict[str, Any], key: str) -> dict[str, Any]:
@@ -148,9 +150,19 @@ async def earnings_to_lightning(parts: Parts, body: dict[str, Any], key: str) ->
     return melt_json(melted)
 
 
-def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
+def _asked(amount: Any, mint: Any) -> tuple[int | None, str | None]:
+    """The amount (sat) and mint asked for, if any; a 400 for one of the wrong kind."""
     if mint is not None and not isinstance(mint, str):
         raise BadRequest("mint must be a mint URL", param="mint")
+    if amount is not None and (
+        not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0
+    ):
+        raise BadRequest("amount must be a positive whole number of sat", param="amount")
+    return amount, mint
+
+
+def _earnings_amount(parts: Parts, asked: Any, mint: Any) -> int | None:
+    amount, _ = _asked(asked, mint)
     available = solvency(parts)["withdrawable_sat"]
     if amount is None:
         if available <= 0:
@@ -158,8 +170,6 @@ def _earnings_amount(parts: Parts, amount: Any, mint: Any) -> int | None:
                 "there are no earnings to withdraw", param="amount", code="exceeds_earnings"
             )
         return None
-    if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-        raise BadRequest("amount must be a positive whole number of sat", param="amount")
     if amount > available:
         raise BadRequest(
             f"{amount} sat is more than the earnings available ({available} sat)",

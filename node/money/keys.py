@@ -18,6 +18,7 @@ import json
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -103,15 +104,16 @@ class KeyRules:
         limit = self.rules.spend_limit_msat
         return None if limit is None else self.counted(now, limit)
 
-    def refusal(self, now: int, model: str | None) -> NodeError | None:
-        """Why this key may not spend now (on `model`), or None."""
+    def refusal(self, now: int, model: str | None, names: Sequence[str] = ()) -> NodeError | None:
+        """Why this key may not spend now (on `model`, also named `names`: its aliases), or
+        None. A model list may name a model by its id or any alias."""
         if self.revoked_at is not None:
             return Unauthorized("this key has been revoked", code="key_revoked")
         expires = self.rules.expires_at
         if expires is not None and now >= expires:
             return Unauthorized(f"this key expired at {expires} (unix time)", code="key_expired")
         allowed = self.rules.models
-        if model is not None and allowed is not None and model not in allowed:
+        if model is not None and allowed is not None and not {model, *names} & set(allowed):
             return Forbidden(
                 f"this key may not use the model {model!r} (allowed: {', '.join(allowed)})",
                 code="model_not_allowed",
@@ -184,6 +186,9 @@ class Keys:
         self.db, self.ledger = db, ledger
         self._recent: dict[int, deque[float]] = {}  # key -> its requests' times, last minute
         ledger.recheck = self._recheck
+        # a model id -> every name it goes by (id and aliases), set from the catalogue by the
+        # builder, so a model list may name a model either way
+        self.names_of: Callable[[str], Sequence[str]] = lambda model: (model,)
 
     def get(self, account_id: int) -> KeyRules | None:
         row = self.db.query_one(
@@ -295,7 +300,8 @@ class Keys:
         request waited on a model it then falls back from) is held to that at once."""
         now = _now()
         key, parent = self._current(key)
-        refusal = key.refusal(now, model) or (parent and parent.refusal(now, model))
+        names = () if model is None else self.names_of(model)
+        refusal = key.refusal(now, model, names) or (parent and parent.refusal(now, model, names))
         if refusal:
             raise refusal
         limited = [k for k in (key, parent) if k is not None and k.rules.per_minute is not None]

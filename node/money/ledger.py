@@ -26,6 +26,7 @@ from node.db.store import Store
 from node.errors import PaymentRequired
 from node.money import ledger_pg
 from node.money.accounts import Account, Cap, Mismatch, Orphan
+from node.money.idempotency import key_mismatch
 from node.money.ledger_pg import Also
 from node.money.ledger_reports import LedgerReports, spent_sql
 from node.money.ledger_schema import (
@@ -169,10 +170,14 @@ class Ledger(LedgerReports):
         return account_id
 
     def fund(self, account_id: int, amount_msat: int, ref: str) -> bool:
-        """Operator credit (spend-only) for an account, once per `ref`: False if already given."""
+        """Operator credit (spend-only) for an account, once per `ref`: False if already given,
+        a 422 if `ref` gave another amount."""
         with self.db.transaction() as conn:
-            given = "SELECT 1 FROM entries WHERE account_id = ? AND kind = ? AND ref = ?"
-            if conn.execute(given, (account_id, GRANT, ref)).fetchone() is not None:
+            given = "SELECT amount_msat FROM entries WHERE account_id = ? AND kind = ? AND ref = ?"
+            row = conn.execute(given, (account_id, GRANT, ref)).fetchone()
+            if row is not None:
+                if row["amount_msat"] != amount_msat:
+                    raise key_mismatch("amount")
                 return False
             self.credit(conn, account_id, amount_msat, GRANT, ref)
         return True

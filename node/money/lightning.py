@@ -25,6 +25,7 @@ import wallet as cashu
 from node.errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
 from node.money import lnurl
 from node.money.books import EARNINGS, purpose
+from node.money.idempotency import check_melt
 from node.money.ledger import Ledger, hash_key
 from node.money.payments import MINT_RETRY_AFTER_S, key_reused, token_spent, wallet_errors
 from node.settings.money import LightningSection
@@ -191,8 +192,8 @@ class Lightning:
     ) -> cashu.Melted:
         """Pay `sats` to a Lightning address (LNURL-pay), as `pay` does an invoice."""
         earlier = await self._earlier(purpose("withdraw", account_id, key))
-        if earlier is not None:
-            return earlier
+        if earlier is not None:  # (the address is not recorded: its amount and mint are)
+            return check_melt(earlier, None, sats, self._asked(mint))
         self._refuse(account_id, sats * 1000)  # before fetching anything
         return await self.pay(account_id, await self._fetch(address, sats), key, mint)
 
@@ -202,11 +203,12 @@ class Lightning:
         what = purpose("withdraw", account_id, key)
         earlier = await self._earlier(what)
         if earlier is not None:
-            return earlier
+            return check_melt(earlier, bolt11, None, self._asked(mint))
         invoice = _invoice(bolt11)
         self._refuse(account_id, invoice.amount_msat or 0)
         account = self.ledger.get(account_id)
-        return await self._melt(what, invoice, mint or account.mint)
+        melted = await self._melt(what, invoice, mint or account.mint)
+        return check_melt(melted, bolt11, None, self._asked(mint))  # a racing retry's?
 
     async def pay_earnings(
         self, bolt11: str | None, address: str | None, sats: int, key: str, mint: str | None
@@ -216,10 +218,11 @@ class Lightning:
         what = purpose(EARNINGS, key)
         earlier = await self._earlier(what)
         if earlier is not None:
-            return earlier
+            return check_melt(earlier, bolt11, sats or None, self._asked(mint))
         if bolt11 is None:
             bolt11 = await self._fetch(str(address), sats)
-        return await self._melt(what, _invoice(bolt11), mint)
+        melted = await self._melt(what, _invoice(bolt11), mint)
+        return check_melt(melted, bolt11, None, self._asked(mint))
 
     async def _fetch(self, address: str, sats: int) -> str:
         allow_local = self.settings.lnurl_allow_local
@@ -231,6 +234,10 @@ class Lightning:
             if await self.wallet.settle_payout(what) is not None:
                 raise key_reused("a withdrawal as a token")
             return await self.wallet.settle_melt(what)
+
+    def _asked(self, mint: str | None) -> str | None:
+        """The mint a payment request chose, as `_melt` reads it (another is not used)."""
+        return mint if mint in self.mints else None
 
     def _refuse(self, account_id: int, amount_msat: int) -> None:
         refusal = self.ledger.get(account_id).refusal(amount_msat)

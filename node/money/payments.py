@@ -29,6 +29,7 @@ from node.errors import (
 )
 from node.money.books import purpose, sat
 from node.money.change import Change
+from node.money.idempotency import check_payout
 from node.money.keys import KeyRules, Keys
 from node.money.ledger import Account, Ledger, hash_key
 
@@ -274,16 +275,19 @@ class Payments:
                 receipt = done.receipt
         return int(receipt.amount_msat)
 
-    async def earlier_withdrawal(self, account_id: int, key: str) -> cashu.PaidOut | None:
+    async def earlier_withdrawal(
+        self, account_id: int, key: str, sats: int | None, mint: str | None
+    ) -> cashu.PaidOut | None:
         """A withdrawal retried with the same Idempotency-Key (settled first if pending); a
-        409 if that key paid an invoice instead."""
+        409 if that key paid an invoice instead, a 422 if it paid another amount or mint."""
         what = purpose("withdraw", account_id, key)
         with wallet_errors():
             await self.wallet.settle_payout(what)
         melted = self.wallet.melted(what)
         if melted is not None and melted.state != "failed":
             raise key_reused("a Lightning payment")
-        return self.wallet.paid(what)
+        paid = self.wallet.paid(what)
+        return None if paid is None else check_payout(paid, sats, mint)
 
     async def withdraw(
         self, account_id: int, sats: int | None, mint: str | None, key: str
@@ -306,8 +310,8 @@ class Payments:
                     raise
                 await self._send(account, sats, what, None)  # its mint holds too little now
         paid = self.wallet.paid(what)
-        assert paid is not None  # send returned: the payout is done
-        return paid
+        assert paid is not None  # send returned: the payout is done (maybe a racing retry's)
+        return check_payout(paid, sats, mint)
 
     async def _send(self, account: Account, sats: int | None, what: str, mint: str | None) -> None:
         if sats is None:

@@ -271,6 +271,10 @@ class Catalogue:
             )
         return model
 
+    def names_of(self, model_id: str) -> tuple[str, ...]:
+        """A model's id and the aliases that name it (a key's model list may use any)."""
+        return (model_id, *(a for a, target in self._aliases.items() if target == model_id))
+
     def _by_prefix(self, model_id: str) -> Model | None:
         if model_id in self._prefixed:  # misses too: a price lookup logs why it failed
             return self._prefixed[model_id]

@@ -61,16 +61,17 @@ def payout_json(paid: cashu.PaidOut) -> dict[str, Any]:
 
 
 async def _withdraw(request: web.Request, body: dict[str, Any]) -> cashu.PaidOut:
-    """Pay out of the caller's account (an Idempotency-Key retry gets the first payout)."""
+    """Pay out of the caller's account (an Idempotency-Key retry of the same request gets the
+    first payout; the key sent with another amount or mint, a 422)."""
     parts = request.app[PARTS]
     account_id = await own_account(request)
     key, made = idempotency_key(request)
-    done = await parts.payments.earlier_withdrawal(account_id, key)
-    if done is not None:
-        return done
     sats, mint = _amount(body), body.get("mint")
     if mint is not None and not isinstance(mint, str):
         raise BadRequest("mint must be a URL", param="mint")
+    done = await parts.payments.earlier_withdrawal(account_id, key, sats, mint)
+    if done is not None:
+        return done
     # the account stays debited until the node settles a payout left in doubt
     with payout_in_doubt(made):
         return await parts.payments.withdraw(account_id, sats, mint, key)
