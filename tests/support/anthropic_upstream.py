@@ -30,6 +30,9 @@ Behaviour by model name (`…@<name>` limits it to the mock of that name, as moc
     *cut*      -> stream breaks half way through its events
     *slow*     -> stream pauses pause_s (default 2 s) after its first delta
     *midstream* -> an `error` event (overloaded_error) after the first delta, and nothing more
+    *openerror* -> a stream that opens with an `error` event (overloaded_error), before any
+                   message_start, and nothing more (Anthropic's "error events" in a stream;
+                   Anthropic bills nothing for it); a plain request is answered as usual
 Names combine: `claude-slow-cut` pauses after its first delta, then breaks half way through.
 """
 
@@ -54,6 +57,7 @@ FAILURES = {
     "fail429": (429, "rate_limit_error", "Number of request tokens has exceeded your rate limit"),
     "notfound": (404, "not_found_error", "model: not found"),
 }
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 _ids = itertools.count(1)
 
 
@@ -182,14 +186,16 @@ class MockAnthropic:
             headers={"Content-Type": "text/event-stream", "request-id": _request_id()}
         )
         await out.prepare(request)
+        if self._has(plan.model, "openerror"):
+            await out.write(encode(OVERLOADED))
+            await out.write_eof()
+            return out
         events = stream_events(plan)
         first_delta = next(i for i, e in enumerate(events) if e["type"] == "content_block_delta")
         for i, event in enumerate(events):
             await out.write(encode(event))
             if i == first_delta and self._has(plan.model, "midstream"):
-                error = {"type": "error", "error": {"type": "overloaded_error",
-                                                    "message": "Overloaded"}}  # fmt: skip
-                await out.write(encode(error))
+                await out.write(encode(OVERLOADED))
                 break
             if i == first_delta and self._has(plan.model, "slow"):
                 await asyncio.sleep(float(plan.settings.get("pause_s", 2.0)))
