@@ -45,10 +45,11 @@ def onode(
          "list_models": False}
         for name, server in (("claude", claude_upstream), ("backup", backup_upstream))
     ]  # fmt: skip
-    models = [{"id": m, "upstream": "claude", **CLAUDE} for m in ("claude-openerror", "claude-mock")]
-    models.append(
-        {"id": "claude-openerror@anthropic", "upstream": "claude", "upstreams": ["backup"], **CLAUDE}
-    )
+    models: list[dict[str, Any]] = [
+        {"id": m, "upstream": "claude", **CLAUDE} for m in ("claude-openerror", "claude-mock")
+    ]
+    failing_first = {"id": "claude-openerror@anthropic", "upstream": "claude", **CLAUDE}
+    models.append(failing_first | {"upstreams": ["backup"]})
     return make_node(upstreams=upstreams, models=models)
 
 

@@ -3,9 +3,11 @@
 Endpoints: POST /v1/messages (plain and streamed), POST /v1/messages/count_tokens, GET /v1/models
 (Anthropic's list shape). Every call needs the key, as `x-api-key` or as `Authorization: Bearer`
 (the anthropic SDK 2.x sends its api_key so; 401 authentication_error otherwise) and
-`anthropic-version` (400 invalid_request_error); errors use Anthropic's envelope
-`{"type": "error", "error": {"type", "message"}}` and a `request-id` header. Every request is
-recorded (path, query, headers with lower-case names, JSON body) in `received`.
+`anthropic-version` (400 invalid_request_error); extended thinking's `budget_tokens` must be
+below `max_tokens` but with the interleaved-thinking beta and tools, as Anthropic documents
+(400). Errors use Anthropic's envelope `{"type": "error", "error": {"type", "message"}}` and a
+`request-id` header. Every request is recorded (path, query, headers with lower-case names,
+JSON body) in `received`.
 
 Deterministic, so costs can be asserted exactly. Usage: input_tokens = ceil(len(JSON of system,
 messages and tools) / 4), output_tokens = min(10, max_tokens), no cache; each settable, with
@@ -166,7 +168,7 @@ class MockAnthropic:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = request[BODY]
-        problem = _invalid(body, needs_max_tokens=True)
+        problem = _invalid(body, needs_max_tokens=True) or _over_budget(body, request.headers)
         if problem:
             return error_response(400, "invalid_request_error", problem)
         plan = self._plan(body)
@@ -300,6 +302,21 @@ def _invalid(body: dict[str, Any], *, needs_max_tokens: bool) -> str | None:
     if needs_max_tokens and (not isinstance(max_tokens, int) or max_tokens < 1):
         return "max_tokens: Field required"
     return None
+
+
+def _over_budget(body: dict[str, Any], headers: Any) -> str | None:
+    """Extended thinking's rule: budget_tokens below max_tokens, but with interleaved thinking
+    (its beta) and tools, where the budget spans the turn (Anthropic's extended thinking guide)."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int):
+        return "thinking.enabled.budget_tokens: Field required"
+    interleaved = "interleaved-thinking-" in headers.get("anthropic-beta", "")
+    if (interleaved and body.get("tools")) or budget < body["max_tokens"]:
+        return None
+    return "`max_tokens` must be greater than `thinking.budget_tokens`"
 
 
 def _settings(body: dict[str, Any]) -> dict[str, Any]:
