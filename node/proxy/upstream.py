@@ -5,12 +5,14 @@ the configuration. Failures become the node's errors (502/504/429), with nothing
 upstream's internals passed to the client beyond its error message. `RETRYABLE` are the ones
 after which another upstream may be tried (connect error, no first byte in time, 5xx, 429).
 
-Three timeouts per upstream: connect, first byte (headers, and for a stream its first chunk:
-a non-stream answer's headers come only once the whole answer is made), idle (between chunks).
+Three timeouts per upstream: connect, first byte (headers, and for a stream its first chunk,
+an Anthropic stream's first event: a non-stream answer's headers come only once the whole
+answer is made), idle (between chunks).
 
 What an upstream may bill: each call records in its `Attempt` whether the request was sent —
 its head written to the upstream's connection (the session's `_Request` sees it) — and not
-refused with an error status, which providers do not bill. A connect error is not sent; a
+refused with an error status, which providers do not bill (nor an Anthropic stream whose first
+event is an `error`: it is refused as its status would be). A connect error is not sent; a
 timeout, a client gone while waiting, a broken or oversized answer are (the upstream may write,
 and bill, the whole answer); a stream the upstream ended before its first byte bills its prompt
 at most (`ended`).
