@@ -313,6 +313,7 @@ def test_the_mocks_tool_stream_becomes_tool_call_deltas(anthropic_mock: Threaded
         tools=[WEATHER_TOOL],
         mock={"tool_input": tool_input},
         thinking={"type": "enabled", "budget_tokens": 1024},
+        max_tokens=2048,  # above the budget, as Anthropic requires
     )
     assert raw.count(b'"type": "input_json_delta"') > 5
     _, chunks = translate(raw, include_usage=False)

@@ -33,6 +33,17 @@ HELD = ("message_delta", "message_stop", "error")
 EARLY_END = "the upstream ended the stream before its end"
 
 
+def first_event(head: bytes, *, ended: bool = False) -> Json | None:
+    """The first event of a stream's opening bytes (its JSON; `{}` if it carries none), or
+    None while `head` holds no whole one (`ended`: the stream has ended, and a last event
+    lacking only its blank line counts)."""
+    split = EventSplitter()
+    events = split.feed(head)
+    if not events and ended and (last := split.rest()) is not None:
+        events.append(last)
+    return (event_data(events[0]) or {}) if events else None
+
+
 def anthropic_failure(error: NodeError, extras: Json) -> bytes:
     return encode_anthropic_event(error.anthropic_envelope() | extras)
 

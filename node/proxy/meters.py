@@ -179,11 +179,10 @@ class ChatMeter(Meter):
         writes = bound if self.cache_writes and _writes_dearer(model.price.for_prompt(bound)) else 0
         affordable = pricer.completion_tokens_affordable(model.price, bound, available, writes)
         affordable //= choices
-        if affordable < min(MIN_ANSWER_TOKENS, wanted):
-            least = Usage(
-                bound, min(MIN_ANSWER_TOKENS, wanted) * choices, cache_write_tokens=writes
-            )
-            raise short_of(pricer.cost_msat(model.price, least), available)
+        least = self.least_output(model, body, wanted)
+        if affordable < least:
+            shortest = Usage(bound, least * choices, cache_write_tokens=writes)
+            raise short_of(pricer.cost_msat(model.price, shortest), available)
         output = min(wanted, affordable)
         for field in fields:  # an upstream may read any of them: none may pass the reservation
             body[field] = output
@@ -196,6 +195,11 @@ class ChatMeter(Meter):
             choices=choices,
             prompt_bound=bound,
         )
+
+    def least_output(self, model: Model, body: dict[str, Any], wanted: int) -> int:
+        """The fewest output tokens the request may be lowered to (`wanted`: the client's
+        limit, at most the model's): less affordable is a 402."""
+        return min(MIN_ANSWER_TOKENS, wanted)
 
     def _default_limit(self, model: Model) -> str:
         """The field the node sets when the client set none: OpenAI's reasoning models (o1,
@@ -240,11 +244,33 @@ class MessagesMeter(ChatMeter):
 
     cache_writes = True  # cache_control: the bound is reserved at the dearer price, if any
 
-    def __init__(self) -> None:
+    def __init__(self, interleaved: bool = False) -> None:
         super().__init__("messages")
         self._readings = messages_billing.Readings()  # the request's, for every model it names
         self.limit_fields = ("max_tokens",)
         self.usage_names = ("input_tokens", "output_tokens")
+        self.interleaved = interleaved  # the client's anthropic-beta asks for interleaved thinking
+
+    def least_output(self, model: Model, body: dict[str, Any], wanted: int) -> int:
+        """Anthropic refuses a thinking budget not below max_tokens (but with interleaved
+        thinking and tools, where it spans the turn): a limit the client (or the model) sets
+        there is the client's 400; one the balance would lower there, a 402."""
+        least = super().least_output(model, body, wanted)
+        thinking = body.get("thinking")
+        if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+            return least
+        budget = thinking.get("budget_tokens")  # an int: node.dialects.messages_check
+        anthropic = any(route.upstream.kind == "anthropic" for route in model.routes)
+        if not isinstance(budget, int) or not anthropic or (self.interleaved and body.get("tools")):
+            return least
+        if wanted <= budget:
+            capped = wanted != body.get("max_tokens")  # the model's limit, below the client's
+            most = f" (at most {wanted} on this model)" if capped else ""
+            raise BadRequest(
+                f"max_tokens{most} must be greater than thinking.budget_tokens ({budget})",
+                param="max_tokens",
+            )
+        return max(least, budget + 1)
 
     def shape(self, model: Model, body: dict[str, Any]) -> billing.Shape:
         # the route checked the request's types first (node.dialects.messages_check)

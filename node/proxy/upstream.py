@@ -5,12 +5,14 @@ the configuration. Failures become the node's errors (502/504/429), with nothing
 upstream's internals passed to the client beyond its error message. `RETRYABLE` are the ones
 after which another upstream may be tried (connect error, no first byte in time, 5xx, 429).
 
-Three timeouts per upstream: connect, first byte (headers, and for a stream its first chunk:
-a non-stream answer's headers come only once the whole answer is made), idle (between chunks).
+Three timeouts per upstream: connect, first byte (headers, and for a stream its first chunk,
+an Anthropic stream's first event: a non-stream answer's headers come only once the whole
+answer is made), idle (between chunks).
 
 What an upstream may bill: each call records in its `Attempt` whether the request was sent —
 its head written to the upstream's connection (the session's `_Request` sees it) — and not
-refused with an error status, which providers do not bill. A connect error is not sent; a
+refused with an error status, which providers do not bill (nor an Anthropic stream whose first
+event is an `error`: it is refused as its status would be). A connect error is not sent; a
 timeout, a client gone while waiting, a broken or oversized answer are (the upstream may write,
 and bill, the whole answer); a stream the upstream ended before its first byte bills its prompt
 at most (`ended`).
@@ -38,6 +40,7 @@ from node.errors import (
     UpstreamTimeout,
 )
 from node.proxy.deadlines import first_byte
+from node.proxy.messages_sse import first_event
 from node.settings.catalogue import UpstreamSection
 
 MAX_ERROR_BODY = 64 * 1024
@@ -45,6 +48,10 @@ MAX_ANSWER_BYTES = 64 * 1024 * 1024  # a plain answer larger than this is not an
 HEALTH_TIMEOUT_S = 10.0
 
 RETRYABLE = (UpstreamError, UpstreamTimeout, RateLimited)
+# The status of each error type Anthropic names (its "Errors" reference), for an `error` event
+ANTHROPIC_STATUS = {"invalid_request_error": 400, "authentication_error": 401,
+                    "permission_error": 403, "not_found_error": 404, "request_too_large": 413,
+                    "rate_limit_error": 429, "overloaded_error": 529}  # fmt: skip
 
 
 class AnswerTooLarge(UpstreamError):
@@ -154,6 +161,8 @@ async def call(
                     attempt.ended = True
                 resp.close()
                 raise UpstreamError(f"upstream {upstream.name} ended the stream before it began")
+            if stream and upstream.kind == "anthropic":
+                head = await _anthropic_opening(upstream, resp, head, attempt)
         if not stream:
             head = await read_all(upstream, resp)
     except TimeoutError as exc:
@@ -166,6 +175,31 @@ async def call(
         raise UpstreamError(f"upstream {upstream.name} could not be reached") from exc
     ctype = resp.headers.get("Content-Type", "application/json")
     return Answer(upstream, resp, head, ctype)
+
+
+async def _anthropic_opening(
+    upstream: UpstreamSection, resp: aiohttp.ClientResponse, head: bytes, attempt: Attempt | None
+) -> bytes:
+    """An Anthropic stream's bytes to the end of its first event, read before anything is
+    relayed (a wait for an event already begun). An `error` there (overloaded_error, what a
+    plain request gets as a 529) comes instead of the answer, billed nothing: the upstream
+    failed before answering, as with an error status, and the next upstream may answer. One
+    after message_start is the answer's."""
+    first = first_event(head)
+    while first is None and len(head) < MAX_ERROR_BODY:  # an opening this long has begun
+        more = await resp.content.readany()
+        head += more
+        first = first_event(head, ended=not more)
+        if not more:
+            break
+    if first is None or first.get("type") != "error":
+        return head
+    if attempt is not None:
+        attempt.sent = False  # refused: Anthropic bills no stream that opens with an error
+    resp.close()
+    error = first.get("error")
+    kind = error.get("type") if isinstance(error, dict) else None
+    raise _error_for(upstream, ANTHROPIC_STATUS.get(str(kind), 500), orjson.dumps(first), "1")
 
 
 async def _post(
@@ -296,25 +330,29 @@ async def _status_error(upstream: UpstreamSection, resp: aiohttp.ClientResponse)
             raw = await resp.content.read(MAX_ERROR_BODY)
     except (aiohttp.ClientError, TimeoutError):
         raw = b""
-    message = _error_message(raw) or f"HTTP {resp.status}"
+    return _error_for(upstream, resp.status, raw, resp.headers.get("Retry-After", "1"))
+
+
+def _error_for(upstream: UpstreamSection, status: int, raw: bytes, retry: str) -> NodeError:
+    """The node's error for an upstream's error `status` with body `raw`."""
+    message = _error_message(raw) or f"HTTP {status}"
     if upstream.api_key:  # some upstreams quote the key they were sent
         message = message.replace(upstream.api_key, "[redacted]")
-    if resp.status in (404, 405) and _error_field(raw, "param") is None:
+    if status in (404, 405) and _error_field(raw, "param") is None:
         if _error_field(raw, "code") == "model_not_found":  # a model the node sells for it
             return UpstreamError(f"upstream {upstream.name} failed: {message}")
         return NotServed(f"upstream {upstream.name} does not serve this endpoint: {message}")
-    if resp.status in (400, 404, 413, 415, 422):  # a field of the request: the client's
+    if status in (400, 404, 413, 415, 422):  # a field of the request: the client's
         return BadRequest(
             f"upstream {upstream.name} refused the request: {message}", code="upstream_rejected"
         )
-    if resp.status == 429:
-        retry = resp.headers.get("Retry-After", "1")
+    if status == 429:
         return RateLimited(
             f"upstream {upstream.name} is rate limiting: {message}",
             code="upstream_rate_limited",
             headers={"Retry-After": retry},
         )
-    if resp.status in (401, 403):
+    if status in (401, 403):
         message = "upstream refused the node's credentials"
     return UpstreamError(f"upstream {upstream.name} failed: {message}", code="upstream_error")
 

@@ -37,7 +37,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
     body, raw = await read_json(request)
     request.app[PARTS].catalogue.get(body.get("model"))  # an unknown model is named first
     check_request(body)
-    return await metered(request, MessagesMeter(), body, raw)
+    interleaved = "interleaved-thinking-" in request.headers.get("anthropic-beta", "")
+    return await metered(request, MessagesMeter(interleaved), body, raw)
 
 
 @routes.post("/v1/messages/count_tokens")

@@ -3,9 +3,11 @@
 Endpoints: POST /v1/messages (plain and streamed), POST /v1/messages/count_tokens, GET /v1/models
 (Anthropic's list shape). Every call needs the key, as `x-api-key` or as `Authorization: Bearer`
 (the anthropic SDK 2.x sends its api_key so; 401 authentication_error otherwise) and
-`anthropic-version` (400 invalid_request_error); errors use Anthropic's envelope
-`{"type": "error", "error": {"type", "message"}}` and a `request-id` header. Every request is
-recorded (path, query, headers with lower-case names, JSON body) in `received`.
+`anthropic-version` (400 invalid_request_error); extended thinking's `budget_tokens` must be
+below `max_tokens` but with the interleaved-thinking beta and tools, as Anthropic documents
+(400). Errors use Anthropic's envelope `{"type": "error", "error": {"type", "message"}}` and a
+`request-id` header. Every request is recorded (path, query, headers with lower-case names,
+JSON body) in `received`.
 
 Deterministic, so costs can be asserted exactly. Usage: input_tokens = ceil(len(JSON of system,
 messages and tools) / 4), output_tokens = min(10, max_tokens), no cache; each settable, with
@@ -30,6 +32,9 @@ Behaviour by model name (`…@<name>` limits it to the mock of that name, as moc
     *cut*      -> stream breaks half way through its events
     *slow*     -> stream pauses pause_s (default 2 s) after its first delta
     *midstream* -> an `error` event (overloaded_error) after the first delta, and nothing more
+    *openerror* -> a stream that opens with an `error` event (overloaded_error), before any
+                   message_start, and nothing more (Anthropic's "error events" in a stream;
+                   Anthropic bills nothing for it); a plain request is answered as usual
 Names combine: `claude-slow-cut` pauses after its first delta, then breaks half way through.
 """
 
@@ -54,6 +59,7 @@ FAILURES = {
     "fail429": (429, "rate_limit_error", "Number of request tokens has exceeded your rate limit"),
     "notfound": (404, "not_found_error", "model: not found"),
 }
+OVERLOADED = {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
 _ids = itertools.count(1)
 
 
@@ -162,7 +168,7 @@ class MockAnthropic:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         body = request[BODY]
-        problem = _invalid(body, needs_max_tokens=True)
+        problem = _invalid(body, needs_max_tokens=True) or _over_budget(body, request.headers)
         if problem:
             return error_response(400, "invalid_request_error", problem)
         plan = self._plan(body)
@@ -182,14 +188,16 @@ class MockAnthropic:
             headers={"Content-Type": "text/event-stream", "request-id": _request_id()}
         )
         await out.prepare(request)
+        if self._has(plan.model, "openerror"):
+            await out.write(encode(OVERLOADED))
+            await out.write_eof()
+            return out
         events = stream_events(plan)
         first_delta = next(i for i, e in enumerate(events) if e["type"] == "content_block_delta")
         for i, event in enumerate(events):
             await out.write(encode(event))
             if i == first_delta and self._has(plan.model, "midstream"):
-                error = {"type": "error", "error": {"type": "overloaded_error",
-                                                    "message": "Overloaded"}}  # fmt: skip
-                await out.write(encode(error))
+                await out.write(encode(OVERLOADED))
                 break
             if i == first_delta and self._has(plan.model, "slow"):
                 await asyncio.sleep(float(plan.settings.get("pause_s", 2.0)))
@@ -294,6 +302,21 @@ def _invalid(body: dict[str, Any], *, needs_max_tokens: bool) -> str | None:
     if needs_max_tokens and (not isinstance(max_tokens, int) or max_tokens < 1):
         return "max_tokens: Field required"
     return None
+
+
+def _over_budget(body: dict[str, Any], headers: Any) -> str | None:
+    """Extended thinking's rule: budget_tokens below max_tokens, but with interleaved thinking
+    (its beta) and tools, where the budget spans the turn (Anthropic's extended thinking guide)."""
+    thinking = body.get("thinking")
+    if not isinstance(thinking, dict) or thinking.get("type") != "enabled":
+        return None
+    budget = thinking.get("budget_tokens")
+    if not isinstance(budget, int):
+        return "thinking.enabled.budget_tokens: Field required"
+    interleaved = "interleaved-thinking-" in headers.get("anthropic-beta", "")
+    if (interleaved and body.get("tools")) or budget < body["max_tokens"]:
+        return None
+    return "`max_tokens` must be greater than `thinking.budget_tokens`"
 
 
 def _settings(body: dict[str, Any]) -> dict[str, Any]:
