@@ -25,6 +25,7 @@ from node.db.group_commit import GroupCommit
 from node.db.store import Store
 from node.errors import PaymentRequired
 from node.money import ledger_pg
+from node.money import ledger_sql as sql
 from node.money.accounts import Account, Cap, Mismatch, Orphan
 from node.money.idempotency import key_mismatch
 from node.money.ledger_pg import Also
@@ -56,12 +57,6 @@ __all__ = [
     "hash_key",
 ]
 
-# What an account may withdraw: its balance less what is held for requests or is operator
-# credit (a charge takes credit first, so a reservation may be paid from credit).
-_WITHDRAWABLE = (
-    "balance_msat - CASE WHEN reserved_msat > credit_msat THEN reserved_msat ELSE credit_msat END"
-)
-
 
 def hash_key(secret: str) -> str:
     """Keys and token-keys are stored only as their SHA-256."""
@@ -70,35 +65,6 @@ def hash_key(secret: str) -> str:
 
 KNOWN_IDS = 100_000  # key hashes whose account id is kept in memory
 
-_ACCOUNT = "id, kind, balance_msat, reserved_msat, mint, credit_msat"
-# Hold :a on the account when its available balance covers it; a one-shot account (untouched)
-# keeps the id of the request that spends it (its change's name); a key answered from memory
-# as having no rules (ruleless) still has none. By (one-shot, ruleless); built once.
-_HOLD = {
-    (spends, ruleless): "UPDATE accounts SET reserved_msat = reserved_msat + :a,"
-    " last_used_at = :now, requests = requests + 1"
-    + (", request_id = :rid" if spends else "")
-    + " WHERE id = :id AND balance_msat - reserved_msat >= :a"
-    + (ledger_pg.UNTOUCHED if spends else "")
-    + (ledger_pg.RULELESS if ruleless else "")
-    for spends in (False, True)
-    for ruleless in (False, True)
-}
-_USED = "UPDATE accounts SET last_used_at = ?, requests = requests + 1 WHERE id = ?"
-_RESERVATION = (
-    "INSERT INTO reservations (id, account_id, amount_msat, floor_msat, model, created_at,"
-    " instance, key_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-)
-_TAKE = "DELETE FROM reservations WHERE id = ? RETURNING account_id, amount_msat, key_id"
-_AVAILABLE = "SELECT balance_msat - reserved_msat FROM accounts WHERE id = ?"
-_CHARGE = (  # a charge takes operator credit first
-    "UPDATE accounts SET balance_msat = balance_msat - :c, reserved_msat = reserved_msat - :h,"
-    " credit_msat = CASE WHEN credit_msat > :c THEN credit_msat - :c ELSE 0 END WHERE id = :id"
-)
-_ENTRY = (
-    "INSERT INTO entries (account_id, kind, amount_msat, ref, created_at, key_id)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
-)
 # a reservation's account, id, amount, floor, model and untouched balance
 _Reserve = tuple[int, str, int, int, str | None, int | None]
 
@@ -140,7 +106,9 @@ class Ledger(LedgerReports):
         return cur.lastrowid
 
     def find(self, key_hash: str) -> Account | None:
-        row = self.db.query_one(f"SELECT {_ACCOUNT} FROM accounts WHERE key_hash = ?", (key_hash,))
+        row = self.db.query_one(
+            f"SELECT {sql.ACCOUNT} FROM accounts WHERE key_hash = ?", (key_hash,)
+        )
         return Account(**dict(row)) if row else None
 
     def account_id(self, key_hash: str) -> int | None:
@@ -157,7 +125,7 @@ class Ledger(LedgerReports):
         return account_id
 
     def get(self, account_id: int) -> Account:
-        row = self.db.query_one(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
+        row = self.db.query_one(f"SELECT {sql.ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
         if row is None:
             raise KeyError(account_id)
         return Account(*row)
@@ -212,11 +180,11 @@ class Ledger(LedgerReports):
             raise ValueError("debit must not be negative")
         cur = conn.execute(
             "UPDATE accounts SET balance_msat = balance_msat - :a"
-            f" WHERE id = :id AND {_WITHDRAWABLE} >= :a",
+            f" WHERE id = :id AND {sql.WITHDRAWABLE} >= :a",
             {"a": amount_msat + fee_msat, "id": account_id},
         )
         if cur.rowcount != 1:
-            row = conn.execute(f"SELECT {_ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
+            row = conn.execute(f"SELECT {sql.ACCOUNT} FROM accounts WHERE id = ?", (account_id,))
             account = row.fetchone()
             if account is None:
                 raise KeyError(account_id)
@@ -236,7 +204,7 @@ class Ledger(LedgerReports):
         ref: str,
         key_id: int | None = None,
     ) -> None:
-        conn.execute(_ENTRY, (account_id, kind, amount_msat, ref, _now(), key_id))
+        conn.execute(sql.ENTRY, (account_id, kind, amount_msat, ref, _now(), key_id))
 
     # --- reservations ---------------------------------------------------------------------
 
@@ -328,7 +296,7 @@ class Ledger(LedgerReports):
     ) -> bool:
         now = _now()
         cur = conn.execute(
-            _HOLD[untouched_msat is not None, ruleless],
+            sql.HOLD[untouched_msat is not None, ruleless],
             {
                 "a": amount_msat,
                 "id": account_id,
@@ -341,17 +309,17 @@ class Ledger(LedgerReports):
         if cur.rowcount != 1:
             return False
         if key_id is not None and key_id != account_id:  # a sub-key's use, counted on it
-            conn.execute(_USED, (now, key_id))
+            conn.execute(sql.USED, (now, key_id))
         floor = min(floor_msat, amount_msat)
         instance = self.db.instance
         row = (reservation_id, account_id, amount_msat, floor, model, now, instance, key_id)
-        conn.execute(_RESERVATION, row)
+        conn.execute(sql.RESERVATION, row)
         return True
 
     def _settle(
         self, conn: Connection, reservation_id: str, cost_msat: int, also: Also | None = None
     ) -> int:
-        row = conn.execute(_TAKE, (reservation_id,)).fetchone()
+        row = conn.execute(sql.TAKE, (reservation_id,)).fetchone()
         if row is None:
             return 0
         account_id, held, key_id = row
@@ -359,9 +327,9 @@ class Ledger(LedgerReports):
         # (never below 0: reserved <= balance), read only when the cost passes the former
         charged = cost_msat
         if cost_msat > held:
-            available = conn.execute(_AVAILABLE, (account_id,)).fetchone()[0]
+            available = conn.execute(sql.AVAILABLE, (account_id,)).fetchone()[0]
             charged = min(cost_msat, held + available)
-        conn.execute(_CHARGE, {"c": charged, "h": held, "id": account_id})
+        conn.execute(sql.CHARGE, {"c": charged, "h": held, "id": account_id})
         if charged:
             self._entry(conn, account_id, CHARGE, -charged, reservation_id, key_id)
         if also is not None:
