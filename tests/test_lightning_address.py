@@ -208,3 +208,32 @@ async def test_earnings_past_the_threshold_are_paid_to_the_operators_address(
         assert 0 <= after["withdrawable_sat"] < 5 and after["solvent"] is True
     assert node.balance(key) == owed
     node.assert_clean()
+
+
+async def test_the_operators_retried_address_payout_gets_the_first_one_back(
+    make_node: Callable[..., NodeHandle], mint: MintInfo, host: LnurlHost
+) -> None:
+    """An earnings payout to a Lightning address, retried with its Idempotency-Key once it
+    has taken most of the earnings: the first payment again, not a refusal for the earnings
+    the payment itself used up."""
+    node = make_node(
+        node={"admin_password": PASSWORD},
+        cashu={"mints": [mint.url]},
+        pricing={"request_fee_msat": 20_000},
+        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
+    )
+    key = await key_by_invoice(node, 200)
+    api = async_openai(f"{node.url}/v1", key)
+    for _ in range(3):
+        await api.chat.completions.create(**HELLO, max_tokens=5)
+    async with AdminClient(node.url) as admin:
+        await admin.login()
+        earned = (await admin.get("/admin/api/earnings"))["withdrawable_sat"]
+        body = {"lightning_address": host.address("operator"), "amount": earned - 10}
+        path, once = "/admin/api/earnings/withdraw", {"Idempotency-Key": "earnings-1"}
+        status, paid, _ = await admin.call("POST", path, body, more=once)
+        assert status == 200 and paid["status"] == "paid", paid
+        status, again, _ = await admin.call("POST", path, body, more=once)
+        assert status == 200 and again == paid, again
+    assert host.asked == [(earned - 10) * 1000]  # paid once
+    node.assert_clean()

@@ -141,7 +141,11 @@ async def earnings_to_lightning(parts: Parts, body: dict[str, Any], key: str) ->
     if invoice is None:
         if not isinstance(address, str):
             raise BadRequest("lightning_address must be name@host", param="lightning_address")
-        sats = _earnings_amount(parts, body.get("amount"), mint) or 0
+        earlier = parts.wallet.melted(purpose(EARNINGS, key))
+        if earlier is not None and earlier.state != "failed":  # a retry: the first one back,
+            sats = _asked(body.get("amount"), mint)[0] or 0  # whatever it left of the earnings
+        else:
+            sats = _earnings_amount(parts, body.get("amount"), mint) or 0
         if not sats:
             raise BadRequest("amount (sat) is required with lightning_address", param="amount")
     elif mint is not None and not isinstance(mint, str):

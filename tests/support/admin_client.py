@@ -29,9 +29,16 @@ class AdminClient:
         return status, body
 
     async def call(
-        self, method: str, path: str, body: Any = None, *, csrf: bool = True
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        csrf: bool = True,
+        more: dict[str, str] | None = None,
     ) -> tuple[int, Any, aiohttp.ClientResponse]:
         headers = {"X-CSRF-Token": self.csrf} if csrf and self.csrf else {}
+        headers |= more or {}
         async with self.session.request(
             method, self.url + path, json=body, headers=headers
         ) as resp:
