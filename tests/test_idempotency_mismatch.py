@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import NodeHandle
-from tests.support.admin_client import PASSWORD, AdminClient
+from tests.support.admin_client import AdminClient
 from tests.support.lnurl_server import LnurlHost
 from tests.support.mints import MintInfo
 from tests.support.money import call
 from tests.support.pg import BOTH_BACKENDS
-from tests.support.sdk import async_openai
-from tests.test_lightning import HELLO, key_by_invoice, payee_invoice
+from tests.test_lightning import key_by_invoice, payee_invoice
+from tests.test_lightning_address import node_with_earnings
 
 pytestmark = BOTH_BACKENDS
 
@@ -106,24 +106,16 @@ async def test_an_address_payment_retried_with_another_amount_is_refused(
 async def test_the_operators_credit_and_earnings_under_a_reused_key_are_refused(
     make_node: Callable[..., NodeHandle], mint: MintInfo, host: LnurlHost
 ) -> None:
-    node = make_node(
-        node={"admin_password": PASSWORD},
-        cashu={"mints": [mint.url]},
-        pricing={"request_fee_msat": 20_000},
-        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
-    )
-    key = await key_by_invoice(node, 200)
-    api = async_openai(f"{node.url}/v1", key)
-    for _ in range(3):
-        await api.chat.completions.create(**HELLO, max_tokens=5)
+    node, _ = await node_with_earnings(make_node, mint)
     async with AdminClient(node.url) as admin:
         await admin.login()
         made = await admin.send("POST", "/admin/api/keys", {"credit_msat": 1_000}, status=201)
 
         async def post(path: str, idem: str, body: dict[str, Any]) -> tuple[int, Any, Any]:
-            headers = {"X-CSRF-Token": admin.csrf, "Idempotency-Key": idem}
-            async with admin.session.post(node.url + path, json=body, headers=headers) as r:
-                return r.status, r.headers, await r.json()
+            status, answer, resp = await admin.call(
+                "POST", path, body, more={"Idempotency-Key": idem}
+            )
+            return status, resp.headers, answer
 
         credit = f"/admin/api/keys/{made['account_id']}/credit"
         assert (await post(credit, "fund-1", {"amount_msat": 5_000}))[0] == 200

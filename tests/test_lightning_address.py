@@ -38,6 +38,24 @@ def ln_node(make_node: Callable[..., NodeHandle], mint: MintInfo) -> NodeHandle:
     )
 
 
+async def node_with_earnings(
+    make_node: Callable[..., NodeHandle], mint: MintInfo
+) -> tuple[NodeHandle, str]:
+    """A node with an admin password whose operator has earned 60 sat or more (three requests
+    at a 20 sat request fee, paid by a key bought with a Lightning invoice), and that key."""
+    node = make_node(
+        node={"admin_password": PASSWORD},
+        cashu={"mints": [mint.url]},
+        pricing={"request_fee_msat": 20_000},
+        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
+    )
+    key = await key_by_invoice(node, 200)
+    api = async_openai(f"{node.url}/v1", key)
+    for _ in range(3):
+        await api.chat.completions.create(**HELLO, max_tokens=5)
+    return node, key
+
+
 async def test_withdraw_to_a_lightning_address_pays_the_amount_once(
     ln_node: NodeHandle, host: LnurlHost
 ) -> None:
@@ -92,16 +110,7 @@ async def test_a_bad_address_or_a_lying_host_takes_nothing(
 async def test_the_operator_takes_earnings_to_a_lightning_address_never_more(
     make_node: Callable[..., NodeHandle], mint: MintInfo, host: LnurlHost
 ) -> None:
-    node = make_node(
-        node={"admin_password": PASSWORD},
-        cashu={"mints": [mint.url]},
-        pricing={"request_fee_msat": 20_000},
-        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
-    )
-    key = await key_by_invoice(node, 200)
-    api = async_openai(f"{node.url}/v1", key)
-    for _ in range(3):
-        await api.chat.completions.create(**HELLO, max_tokens=5)
+    node, key = await node_with_earnings(make_node, mint)
     owed = node.balance(key)
     async with AdminClient(node.url) as admin:
         await admin.login()
@@ -216,16 +225,7 @@ async def test_the_operators_retried_address_payout_gets_the_first_one_back(
     """An earnings payout to a Lightning address, retried with its Idempotency-Key once it
     has taken most of the earnings: the first payment again, not a refusal for the earnings
     the payment itself used up."""
-    node = make_node(
-        node={"admin_password": PASSWORD},
-        cashu={"mints": [mint.url]},
-        pricing={"request_fee_msat": 20_000},
-        lightning={"watch_interval_s": 0.2, "lnurl_allow_local": True},
-    )
-    key = await key_by_invoice(node, 200)
-    api = async_openai(f"{node.url}/v1", key)
-    for _ in range(3):
-        await api.chat.completions.create(**HELLO, max_tokens=5)
+    node, _ = await node_with_earnings(make_node, mint)
     async with AdminClient(node.url) as admin:
         await admin.login()
         earned = (await admin.get("/admin/api/earnings"))["withdrawable_sat"]

@@ -99,6 +99,16 @@ def _relabelled(token: str, mint_url: str) -> str:
     return cashu.serialize_v4(parsed.with_mint(mint_url))
 
 
+async def _refused_create(
+    node: NodeHandle, ref_wallet: RefWallet, fee_mint: MintInfo, foreign_url: str
+) -> None:
+    """/v1/wallet/create with a token relabelled as a mint at `foreign_url`: a clear refusal."""
+    token = _relabelled(await ref_wallet.token(fee_mint.url, 100), foreign_url)
+    body = {"cashu_token": token, "accept_fees_sat": 10}
+    status, _, refused = await call(node, "POST", CREATE, json=body)
+    assert 400 <= status < 600 and status != 500, refused
+
+
 async def test_a_foreign_mint_cannot_redirect_the_node_elsewhere(
     make_node: Callable[..., NodeHandle], mint: MintInfo, fee_mint: MintInfo, ref_wallet: RefWallet
 ) -> None:
@@ -115,10 +125,7 @@ async def test_a_foreign_mint_cannot_redirect_the_node_elsewhere(
     server = ThreadedServer(liar.app).start()
     try:
         node = foreign_node(make_node, mint)
-        token = _relabelled(await ref_wallet.token(fee_mint.url, 100), server.url)
-        body = {"cashu_token": token, "accept_fees_sat": 10}
-        status, _, refused = await call(node, "POST", CREATE, json=body)
-        assert 400 <= status < 600 and status != 500, refused
+        await _refused_create(node, ref_wallet, fee_mint, server.url)
         assert liar.hits, "the foreign mint was not asked"
         assert not inside.hits, "the node followed the foreign mint's redirect"
         node.assert_clean()
@@ -148,10 +155,7 @@ async def test_a_foreign_mint_streaming_an_endless_answer_is_cut_off(
     server = ThreadedServer(liar.app).start()
     try:
         node = foreign_node(make_node, mint)
-        token = _relabelled(await ref_wallet.token(fee_mint.url, 100), server.url)
-        body = {"cashu_token": token, "accept_fees_sat": 10}
-        status, _, refused = await call(node, "POST", CREATE, json=body)
-        assert 400 <= status < 600 and status != 500, refused
+        await _refused_create(node, ref_wallet, fee_mint, server.url)
         assert liar.sent < 32 * 2**20, f"the node read {liar.sent} bytes of one answer"
         node.assert_clean()
     finally:
