@@ -10,6 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import BadRequest, Forbidden, Unauthorized
+from node.http.web import digits
 from node.parts import PARTS, Parts
 
 COOKIE = "nutgate_admin"
@@ -94,9 +95,10 @@ def int_query(request: web.Request, name: str, default: int, lo: int, hi: int) -
 def id_number(raw: str, name: str, what: str) -> int:
     """An id from a path or query: ASCII digits ("²".isdigit() is true) within SQLite's 64-bit
     integers, its length checked first (int() refuses a string of over 4300 digits)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 19 or int(raw) >= 2**63:
+    number = digits(raw, 19)
+    if number is None or number >= 2**63:
         raise BadRequest(f"{what} is a whole number below 2^63", param=name)
-    return int(raw)
+    return number
 
 
 def str_field(body: dict[str, Any], name: str) -> str:

@@ -52,6 +52,14 @@ T = TypeVar("T")
 _request_ids = random.Random()
 
 
+def digits(raw: str, places: int) -> int | None:
+    """`raw` read as a whole number when it is at most `places` ASCII digits ("²".isdigit() is
+    true, and int() refuses a string of 4300 digits or more); else None."""
+    if len(raw) > places or not (raw.isascii() and raw.isdigit()):
+        return None
+    return int(raw)
+
+
 def new_request_id() -> str:
     return f"{_request_ids.getrandbits(128):032x}"
 

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from node.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from node.http.credentials import account_by_secret, bearer
-from node.http.web import json_response, read_json
+from node.http.web import digits, json_response, read_json
 from node.money.keys import KeyRules, Rules
 from node.money.ledger import hash_key
 from node.money.payments import Payer, is_token
@@ -63,12 +63,8 @@ async def _parent(request: web.Request) -> Payer:
 
 
 def _child(parts: Parts, payer: Payer, public_id: str) -> KeyRules:
-    number = public_id.removeprefix("key_")
-    key = (
-        parts.keys.get(int(number))
-        if number.isascii() and number.isdigit() and len(number) < 18
-        else None
-    )
+    number = digits(public_id.removeprefix("key_"), 17)
+    key = parts.keys.get(number) if number is not None else None
     if key is None or key.parent_id != payer.account_id:
         raise NotFound("no sub-key with this id", code="key_not_found")
     return key

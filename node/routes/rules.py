@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from node.errors import BadRequest
+from node.http.web import digits
 from node.money.keys import PERIODS
 
 MAX_MODELS = 200
@@ -85,7 +86,7 @@ def creation_rules(body: dict[str, Any]) -> dict[str, Any]:
     `balance_limit_reset` and `validity_date` (query parameters are strings: numbers read;
     one too long for any rule stays a string, which the rule refuses)."""
     given = {
-        k: int(v) if isinstance(v, str) and v.isascii() and v.isdigit() and len(v) < 20 else v
+        k: n if isinstance(v, str) and (n := digits(v, 19)) is not None else v
         for k, v in body.items()
     }
     names = {"balance_limit": "spend_limit_msat", "balance_limit_reset": "limit_period"}

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from node.errors import BadRequest, Forbidden, NotFound
-from node.http.web import json_response
+from node.http.web import digits, json_response
 from node.money.ledger import DEPOSIT, GRANT, PAYOUT_FEE, REFUND, WITHDRAW
 from node.money.payments import Payer
 from node.parts import PARTS, Parts
@@ -40,8 +40,8 @@ def _time(value: str | None, name: str, default: int) -> int:
     if value is None or not value.strip():
         return default
     value = value.strip()
-    if value.isascii() and value.isdigit() and len(value) < 18:
-        return int(value)
+    if (seconds := digits(value, 17)) is not None:
+        return seconds
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
@@ -56,10 +56,10 @@ def _time(value: str | None, name: str, default: int) -> int:
 def _int(value: str | None, name: str, default: int, most: int) -> int:
     if value is None:
         return default
-    # the length first: int() refuses a string of over 4300 digits
-    if not (value.isascii() and value.isdigit()) or len(value) > 18 or not 1 <= int(value) <= most:
+    number = digits(value, 18)
+    if number is None or not 1 <= number <= most:
         raise BadRequest(f"{name} must be a whole number from 1 to {most}", param=name)
-    return int(value)
+    return number
 
 
 def seen_by(payer: Payer) -> list[int]:

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from node.errors import BadRequest, ServiceUnavailable
 from node.http.credentials import bearer, without_uri, x_cashu
-from node.http.web import json_response, read_json
+from node.http.web import digits, json_response, read_json
 from node.money import lnurl
 from node.money.keys import Rules
 from node.money.ledger import hash_key
@@ -112,19 +112,15 @@ def refund_on_expiry(request: web.Request) -> tuple[str, int] | None:
         if address:
             raise BadRequest("Refund-LNURL needs a Key-Expiry-Time header", param="Refund-LNURL")
         return None
-    # ASCII digits ("²".isdigit() is true), few enough for int() (it refuses 4300 and more)
-    if (
-        not (expiry.isascii() and expiry.isdigit())
-        or len(expiry) > 19
-        or not 0 < int(expiry) < 2**62
-    ):
+    seconds = digits(expiry, 19)
+    if seconds is None or not 0 < seconds < 2**62:
         raise BadRequest("Key-Expiry-Time must be unix seconds", param="Key-Expiry-Time")
     if address and not lnurl.looks_valid(address):
         raise BadRequest(
             "Refund-LNURL must be a Lightning address (name@host) or an lnurl1… string",
             param="Refund-LNURL",
         )
-    return address, int(expiry)
+    return address, seconds
 
 
 async def _take_foreign(
