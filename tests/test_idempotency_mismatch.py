@@ -5,6 +5,7 @@ one. Real nodes, real Nutshell mints, a local Lightning-address host."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -137,3 +138,24 @@ async def test_the_operators_credit_and_earnings_under_a_reused_key_are_refused(
         left = (await admin.get("/admin/api/earnings"))["withdrawable_sat"]
         assert left == earned - 5 - paid["fee_sat"] - 10 - sent["fee_sat"]
     node.assert_clean()
+
+
+async def test_one_key_sent_at_once_with_two_amounts_pays_one_of_them_once(
+    ln_node: NodeHandle,
+) -> None:
+    """Two withdrawals under one Idempotency-Key, sent together with different amounts: one is
+    paid, the other refused (422, or 409 while the first is under way), and the account is
+    debited for the one paid alone."""
+    key = await key_by_invoice(ln_node, 300)
+    before = ln_node.balance(key)
+    answers = await asyncio.gather(
+        withdraw(ln_node, key, "race-1", {"amount": 10}),
+        withdraw(ln_node, key, "race-1", {"amount": 40}),
+    )
+    paid = [body for status, _, body in answers if status == 200]
+    others = [(status, body) for status, _, body in answers if status != 200]
+    assert len(paid) == 1 and len(others) == 1, answers
+    assert others[0][0] in (409, 422), others
+    fee = paid[0].get("fee_sat", 0)
+    assert ln_node.balance(key) == before - (paid[0]["amount"] + fee) * 1000
+    ln_node.assert_clean()
